@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian + Node 20 machine to a runnable tree, and is quick when all is present.
+#   bootstrap.sh          what `npm start` needs: pnpm, nats-server, ffmpeg, node_modules, a build
+#   bootstrap.sh --test   also what `npm test` needs: podman + runc and the local NATS image
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PNPM_VERSION=10.34.9
+want_test=false
+[[ "${1:-}" == "--test" ]] && want_test=true
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# --- system packages (apt-get) ---------------------------------------------------------------
+packages=(nats-server ffmpeg)
+$want_test && packages+=(podman runc)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]} with apt-get"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- pnpm (npm, since corepack cannot verify signatures here) ----------------------------------
+if [[ "$(pnpm --version 2>/dev/null || true)" != "$PNPM_VERSION" ]]; then
+  log "installing pnpm@$PNPM_VERSION with npm"
+  npm install -g --silent "pnpm@$PNPM_VERSION" >/dev/null
+fi
+
+# --- node_modules, only when the lockfile or a manifest changed --------------------------------
+stamp=node_modules/.bootstrap-stamp
+if [[ ! -f $stamp ]] || [[ -n "$(find pnpm-lock.yaml pnpm-workspace.yaml package.json packages/*/package.json apps/*/package.json -newer "$stamp" 2>/dev/null)" ]]; then
+  log "pnpm install"
+  pnpm install --frozen-lockfile --reporter=append-only >/dev/null
+  touch "$stamp"
+fi
+
+# --- build (turbo caches; tsc -b is incremental) ----------------------------------------------
+pnpm exec turbo run build --output-logs=errors-only >/dev/null
+
+if $want_test; then
+  bash infra/podman/setup.sh || log "container engine not available; integration suites will use nats-server child processes"
+fi

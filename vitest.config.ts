@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config"
+
+// One vitest run for the whole tree; integration suites start their own NATS servers, so they run
+// in separate forks and get generous hook timeouts (a container or a 3-node cluster takes seconds).
+export default defineConfig({
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts"],
+    pool: "forks",
+    testTimeout: 30_000,
+    hookTimeout: 120_000,
+    reporters: ["default", "./scripts/vitest-summary-reporter.ts"],
+  },
+})
