@@ -1,0 +1,47 @@
+/**
+ * The capture session object clients read (`GET /collection/{cid}/capture/session/{id}`), with
+ * every field of the wire format: snake_case, `id` and `session_id` both present.
+ */
+import { Schema } from "effect"
+import { Channel, ChannelId, Rtstream } from "./Channel.js"
+import { CollectionId, SessionId, VideoId } from "./Ids.js"
+import { FailureReason, Metadata } from "./SessionCommand.js"
+import { ExportStatus, SessionStatus } from "./SessionStatus.js"
+
+/** One video channel's export. `video_channel_id` is null for an audio-only export. */
+export const ChannelExport = Schema.Struct({
+  video_channel_id: Schema.NullOr(ChannelId),
+  export_status: ExportStatus,
+  video_id: Schema.NullOr(VideoId),
+  stream_url: Schema.NullOr(Schema.String),
+  player_url: Schema.NullOr(Schema.String),
+  error: Schema.NullOr(FailureReason),
+})
+export type ChannelExport = typeof ChannelExport.Type
+
+/** The session as clients see it. */
+export const CaptureSession = Schema.Struct({
+  id: SessionId,
+  session_id: SessionId,
+  collection_id: CollectionId,
+  end_user_id: Schema.String,
+  client_id: Schema.NullOr(Schema.String),
+  status: SessionStatus,
+  callback_url: Schema.NullOr(Schema.String),
+  ws_connection_id: Schema.NullOr(Schema.String),
+  metadata: Metadata,
+  channels: Schema.Array(Channel),
+  primary_video_channel_id: Schema.NullOr(ChannelId),
+  rtstreams: Schema.Array(Rtstream),
+  /** Status of the primary video channel's export, null until one is requested. */
+  export_status: Schema.NullOr(ExportStatus),
+  exported_video_id: Schema.NullOr(VideoId),
+  /** channel_id → video_id for every completed export. */
+  exported_videos: Schema.Record(Schema.String, VideoId),
+  exports: Schema.Array(ChannelExport),
+  error: Schema.NullOr(FailureReason),
+  stop_reason: Schema.NullOr(Schema.String),
+  created_at: Schema.String,
+  updated_at: Schema.String,
+})
+export type CaptureSession = typeof CaptureSession.Type

@@ -1,0 +1,69 @@
+/**
+ * Error codes: stable strings a client can branch on, each with the HTTP status it maps to.
+ * A rejected command or a refused request always names one of these and, where one is at fault,
+ * the field.
+ */
+import { Schema } from "effect"
+import { SessionStatus } from "./SessionStatus.js"
+
+const codes = {
+  // 400: the request itself is wrong
+  invalid_request: 400,
+  invalid_json: 400,
+  missing_field: 400,
+  invalid_field: 400,
+  no_channels: 400,
+  duplicate_channel_id: 400,
+  multiple_primary_channels: 400,
+  primary_channel_not_found: 400,
+  primary_channel_not_video: 400,
+  channel_type_mismatch: 400,
+  invalid_callback_url: 400,
+  // 401 / 403: who is asking
+  unauthorized: 401,
+  token_expired: 401,
+  forbidden: 403,
+  // 404
+  not_found: 404,
+  session_not_found: 404,
+  collection_not_found: 404,
+  // 409: the session's state does not allow it
+  invalid_transition: 409,
+  session_already_exists: 409,
+  no_stored_channel: 409,
+  export_channel_not_found: 409,
+  export_channel_not_stored: 409,
+  // 413 / 422 / 429
+  payload_too_large: 413,
+  unsupported_media: 422,
+  rate_limited: 429,
+  // 5xx: ours, never a client's mistake
+  concurrency_conflict: 503,
+  unavailable: 503,
+  internal_error: 500,
+} as const satisfies Record<string, number>
+
+/** Every error code. */
+export const ErrorCode = Schema.Literals(Object.keys(codes) as Array<keyof typeof codes>)
+export type ErrorCode = keyof typeof codes
+
+/** The HTTP status an error code is answered with. */
+export const httpStatusOf = (code: ErrorCode): number => codes[code]
+
+/**
+ * A command the session refused, or a request that could not be decoded. Carries what a client
+ * needs: the code, a readable message, the field at fault and, for 409s, the current status.
+ */
+export class CaptureError extends Schema.TaggedError<CaptureError>()("CaptureError", {
+  error_code: ErrorCode,
+  message: Schema.String,
+  field: Schema.optionalKey(Schema.String),
+  current_status: Schema.optionalKey(SessionStatus),
+}) {}
+
+/** Shorthand constructor. */
+export const captureError = (
+  error_code: ErrorCode,
+  message: string,
+  extra: { readonly field?: string; readonly current_status?: SessionStatus } = {},
+): CaptureError => new CaptureError({ error_code, message, ...extra })

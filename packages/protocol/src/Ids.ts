@@ -1,0 +1,75 @@
+/**
+ * Identifiers. Every id is a prefixed, time-sortable string (`cap-01JC…`): the prefix says what
+ * it names, the body is a ULID-like value so that sorting ids sorts by creation time.
+ */
+import { randomBytes } from "node:crypto"
+import { Schema } from "effect"
+
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+/** A 26-character Crockford base32 body: 48 bits of milliseconds, then 80 random bits. */
+export const makeIdBody = (now: number = Date.now()): string => {
+  let time = ""
+  let ms = now
+  for (let i = 0; i < 10; i++) {
+    time = CROCKFORD[ms % 32] + time
+    ms = Math.floor(ms / 32)
+  }
+  const random = randomBytes(16)
+  let tail = ""
+  for (let i = 0; i < 16; i++) tail += CROCKFORD[(random[i] ?? 0) % 32]
+  return time + tail
+}
+
+const prefixedString = (prefix: string) =>
+  Schema.String.check(
+    Schema.isPattern(new RegExp(`^${prefix}[A-Za-z0-9_-]{1,64}$`), {
+      message: `expected an id starting with "${prefix}"`,
+    }),
+  )
+
+/** A capture session: `cap-…`. */
+export const SessionId = prefixedString("cap-").pipe(Schema.brand("SessionId"))
+export type SessionId = typeof SessionId.Type
+/** A real-time stream, one per started channel: `rts-…`. */
+export const RtstreamId = prefixedString("rts-").pipe(Schema.brand("RtstreamId"))
+export type RtstreamId = typeof RtstreamId.Type
+/** An exported video: `m-…`. */
+export const VideoId = prefixedString("m-").pipe(Schema.brand("VideoId"))
+export type VideoId = typeof VideoId.Type
+/** A persisted session event: `evt-…`; stable, so webhook receivers can deduplicate by it. */
+export const EventId = prefixedString("evt-").pipe(Schema.brand("EventId"))
+export type EventId = typeof EventId.Type
+/** An account API key: `sk-…`. */
+export const ApiKey = prefixedString("sk-").pipe(Schema.brand("ApiKey"))
+export type ApiKey = typeof ApiKey.Type
+/** A client (desktop recorder) token: `st-…`. */
+export const ClientToken = prefixedString("st-").pipe(Schema.brand("ClientToken"))
+export type ClientToken = typeof ClientToken.Type
+
+/** A collection: `c-…`, or `default`, which every account has. */
+export const CollectionId = Schema.String.check(
+  Schema.isPattern(/^(default|c-[A-Za-z0-9_-]{1,64})$/, {
+    message: 'expected "default" or an id starting with "c-"',
+  }),
+).pipe(Schema.brand("CollectionId"))
+export type CollectionId = typeof CollectionId.Type
+
+/**
+ * The id of a command, used as JetStream's `Nats-Msg-Id`: a client retrying a command with the
+ * same id gets it applied once.
+ */
+export const CommandId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128)).pipe(
+  Schema.brand("CommandId"),
+)
+export type CommandId = typeof CommandId.Type
+
+/** The default collection every account owns. */
+export const DEFAULT_COLLECTION = "default" as CollectionId
+
+/** Fresh ids. */
+export const newSessionId = (now?: number): SessionId => `cap-${makeIdBody(now)}` as SessionId
+export const newRtstreamId = (): RtstreamId => `rts-${makeIdBody()}` as RtstreamId
+export const newVideoId = (): VideoId => `m-${makeIdBody()}` as VideoId
+export const newEventId = (): EventId => `evt-${makeIdBody()}` as EventId
+export const newCommandId = (): CommandId => `cmd-${makeIdBody()}` as CommandId

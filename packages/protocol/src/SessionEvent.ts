@@ -1,0 +1,113 @@
+/**
+ * Domain events: what happened to a session, persisted to JetStream, one subject per session.
+ * A session's state is the fold of its events. Every event carries its id (stable, for
+ * deduplication downstream), session id, per-session sequence, type, time and schema version.
+ */
+import { Schema } from "effect"
+import { Channel, ChannelId, Rtstream } from "./Channel.js"
+import { CollectionId, CommandId, EventId, SessionId, VideoId } from "./Ids.js"
+import { FailureReason, Metadata } from "./SessionCommand.js"
+
+/** The version of the event encoding written by this code. */
+export const EVENT_SCHEMA_VERSION = 1
+
+const envelope = {
+  id: EventId,
+  session_id: SessionId,
+  sequence: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  time: Schema.String,
+  schema_version: Schema.Int,
+  command_id: CommandId,
+}
+
+const event = <const T extends string, const F extends Schema.Struct.Fields>(type: T, data: F) =>
+  Schema.Struct({ type: Schema.Literal(type), ...envelope, data: Schema.Struct(data) })
+
+export const SessionCreated = event("SessionCreated", {
+  collection_id: CollectionId,
+  end_user_id: Schema.String,
+  account_id: Schema.String,
+  client_id: Schema.optionalKey(Schema.String),
+  callback_url: Schema.optionalKey(Schema.String),
+  ws_connection_id: Schema.optionalKey(Schema.String),
+  metadata: Metadata,
+})
+
+export const SessionStarting = event("SessionStarting", {
+  channels: Schema.Array(Channel),
+  primary_video_channel_id: Schema.NullOr(ChannelId),
+  callback_url: Schema.optionalKey(Schema.String),
+  ws_connection_id: Schema.optionalKey(Schema.String),
+  /** When the durable start timer fails the session if no media has arrived. */
+  start_deadline: Schema.String,
+})
+
+export const SessionActivated = event("SessionActivated", {
+  rtstreams: Schema.Array(Rtstream),
+})
+
+export const SessionStopping = event("SessionStopping", {
+  reason: Schema.String,
+  /** When the durable stop timer forces the session to `stopped`. */
+  stop_deadline: Schema.String,
+})
+
+export const SessionStopped = event("SessionStopped", {
+  /** `requested`, `stop_timeout`, or `aborted` (stopped before any media: nothing to export). */
+  reason: Schema.String,
+})
+
+export const ExportRequested = event("ExportRequested", {
+  video_channel_id: Schema.NullOr(ChannelId),
+  ws_connection_id: Schema.optionalKey(Schema.String),
+})
+
+export const ExportCompleted = event("ExportCompleted", {
+  video_channel_id: Schema.NullOr(ChannelId),
+  video_id: VideoId,
+  stream_url: Schema.String,
+  player_url: Schema.String,
+})
+
+export const ExportFailed = event("ExportFailed", {
+  video_channel_id: Schema.NullOr(ChannelId),
+  error: FailureReason,
+})
+
+export const SessionFailed = event("SessionFailed", {
+  error: FailureReason,
+})
+
+/** Every event a session persists. */
+export const SessionEvent = Schema.Union([
+  SessionCreated,
+  SessionStarting,
+  SessionActivated,
+  SessionStopping,
+  SessionStopped,
+  ExportRequested,
+  ExportCompleted,
+  ExportFailed,
+  SessionFailed,
+])
+export type SessionEvent = typeof SessionEvent.Type
+export type SessionEventType = SessionEvent["type"]
+/** The event of a given type. */
+export type EventOf<T extends SessionEventType> = Extract<SessionEvent, { readonly type: T }>
+/** An event's data, before the store gives it an envelope. */
+export type EventDraft = {
+  [T in SessionEventType]: { readonly type: T; readonly data: EventOf<T>["data"] }
+}[SessionEventType]
+
+/** The names of every event type this code understands. */
+export const SESSION_EVENT_TYPES: ReadonlyArray<SessionEventType> = [
+  "SessionCreated",
+  "SessionStarting",
+  "SessionActivated",
+  "SessionStopping",
+  "SessionStopped",
+  "ExportRequested",
+  "ExportCompleted",
+  "ExportFailed",
+  "SessionFailed",
+]

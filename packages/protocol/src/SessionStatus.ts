@@ -1,0 +1,18 @@
+/** The seven statuses a capture session moves through. */
+import { Schema } from "effect"
+
+/** created → starting → active → stopping → stopped → exported; failed from any non-final state. */
+export const SessionStatus = Schema.Literals([
+  "created",
+  "starting",
+  "active",
+  "stopping",
+  "stopped",
+  "exported",
+  "failed",
+])
+export type SessionStatus = typeof SessionStatus.Type
+
+/** Per-video-channel export status. */
+export const ExportStatus = Schema.Literals(["exporting", "exported", "failed"])
+export type ExportStatus = typeof ExportStatus.Type

@@ -1,0 +1,11 @@
+/**
+ * @capture/protocol — every wire and domain shape of Capture, defined once with effect/Schema.
+ */
+export * from "./CaptureSession.js"
+export * from "./Channel.js"
+export * from "./Decode.js"
+export * from "./ErrorCode.js"
+export * from "./Ids.js"
+export * from "./SessionCommand.js"
+export * from "./SessionEvent.js"
+export * from "./SessionStatus.js"
