@@ -19,6 +19,7 @@ const codes = {
   primary_channel_not_video: 400,
   channel_type_mismatch: 400,
   invalid_callback_url: 400,
+  channel_not_found: 400,
   // 401 / 403: who is asking
   unauthorized: 401,
   token_expired: 401,
@@ -33,6 +34,7 @@ const codes = {
   no_stored_channel: 409,
   export_channel_not_found: 409,
   export_channel_not_stored: 409,
+  no_media: 409,
   // 413 / 422 / 429
   payload_too_large: 413,
   unsupported_media: 422,

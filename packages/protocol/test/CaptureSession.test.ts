@@ -1,0 +1,10 @@
+import { describe, expect, it } from "vitest"
+import { CaptureSession } from "../src/CaptureSession.js"
+import { checkRoundTrip } from "./roundTrip.js"
+
+describe("CaptureSession", () => {
+  it("round-trips", async () => {
+    const seen = await checkRoundTrip(CaptureSession, 100)
+    expect(new Set(seen.map((session) => session.status)).size).toBe(7)
+  })
+})

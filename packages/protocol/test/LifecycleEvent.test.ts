@@ -1,0 +1,43 @@
+import { Result } from "effect"
+import { describe, expect, it } from "vitest"
+import { decodeUnknown } from "../src/Decode.js"
+import { LIFECYCLE_EVENT_NAMES, LifecycleEvent, lifecycleEventName } from "../src/LifecycleEvent.js"
+import { checkRoundTrip } from "./roundTrip.js"
+
+const active = {
+  id: "evt-01JC0000000000000000000000",
+  event: "capture_session.active",
+  capture_session_id: "cap-xxx",
+  end_user_id: "user_abc",
+  status: "active",
+  timestamp: "2026-01-20T12:34:56Z",
+  data: {
+    rtstreams: [
+      { rtstream_id: "rts-1", name: "mic:default", media_types: ["audio"] },
+      { rtstream_id: "rts-3", name: "display:1", media_types: ["video"] },
+    ],
+  },
+}
+
+describe("LifecycleEvent", () => {
+  it("round-trips every lifecycle event", async () => {
+    const seen = await checkRoundTrip(LifecycleEvent)
+    expect(new Set(seen.map((event) => event.event))).toEqual(new Set(LIFECYCLE_EVENT_NAMES))
+  })
+
+  it("decodes the reference's active event", () => {
+    expect(Result.isSuccess(decodeUnknown(LifecycleEvent)(active))).toBe(true)
+  })
+
+  it("refuses an event whose status or data does not match its name", () => {
+    expect(Result.isFailure(decodeUnknown(LifecycleEvent)({ ...active, status: "stopped" }))).toBe(true)
+    expect(
+      Result.isFailure(decodeUnknown(LifecycleEvent)({ ...active, event: "capture_session.failed" })),
+    ).toBe(true)
+    expect(Result.isFailure(decodeUnknown(LifecycleEvent)({ ...active, timestamp: "yesterday" }))).toBe(true)
+  })
+
+  it("names the event for a status", () => {
+    expect(lifecycleEventName("exported")).toBe("capture_session.exported")
+  })
+})
