@@ -1,0 +1,221 @@
+/**
+ * The actor host: runs commands against session actors. For each command it loads the state
+ * (cache, or snapshot + tail, or full replay), decides with the pure machine, appends the event
+ * with optimistic concurrency, then runs the effects. Actors are not pinned to a process: any
+ * number of hosts may handle the same session; a sequence conflict means another host appended
+ * first, so this one catches up from the stream and decides again (bounded).
+ */
+import {
+  type CaptureError,
+  captureError,
+  EVENT_SCHEMA_VERSION,
+  type EventDraft,
+  newEventId,
+  type SessionCommand,
+  type SessionEvent,
+  type SessionId,
+} from "@capture/protocol"
+import { Result } from "effect"
+import { type DecideOptions, decide } from "./Decide.js"
+import type { TimerStore } from "./DurableTimers.js"
+import { type EventStore, SequenceConflict } from "./EventStore.js"
+import {
+  applyEvent,
+  foldEvent,
+  initialState,
+  type SessionEffect,
+  type SessionState,
+} from "./SessionMachine.js"
+import type { SnapshotStore } from "./SnapshotStore.js"
+
+/** Host settings. */
+export interface ActorHostOptions extends DecideOptions {
+  /** Write a snapshot every this many events. */
+  readonly snapshotEvery: number
+  /** How many times a command is re-decided after losing a race before it gives up. */
+  readonly maxAttempts: number
+  /** How many sessions' states to keep in memory. */
+  readonly cacheSize: number
+  /** The clock (a test can pass its own). */
+  readonly now: () => Date
+}
+
+export const defaultActorHostOptions: ActorHostOptions = {
+  startTimeoutMs: 60_000,
+  stopTimeoutMs: 30_000,
+  snapshotEvery: 100,
+  maxAttempts: 8,
+  cacheSize: 10_000,
+  now: () => new Date(),
+}
+
+/** A session's state with where it sits in the stream. */
+export interface LoadedSession {
+  readonly state: SessionState
+  /** Stream sequence of the last event folded into `state` (0: none). */
+  readonly streamSequence: number
+}
+
+/** What a command did. */
+export interface CommandOutcome {
+  readonly state: SessionState
+  /** The event this command stored, or null when it changed nothing (idempotent repeat). */
+  readonly event: SessionEvent | null
+  /** True when the command id had already been stored (a retried command). */
+  readonly duplicate: boolean
+}
+
+export class ActorHost {
+  private readonly cache = new Map<string, LoadedSession>()
+  private readonly inFlight = new Map<string, Promise<unknown>>()
+  readonly options: ActorHostOptions
+
+  constructor(
+    private readonly events: EventStore,
+    private readonly snapshots: SnapshotStore,
+    private readonly timers: TimerStore | undefined,
+    options: Partial<ActorHostOptions> = {},
+  ) {
+    this.options = { ...defaultActorHostOptions, ...options }
+  }
+
+  /**
+   * Runs a command. Commands for one session are serialized within this host; across hosts the
+   * event store's expected-sequence check keeps history linear.
+   */
+  execute(command: SessionCommand): Promise<Result.Result<CommandOutcome, CaptureError>> {
+    return this.serialized(command.session_id, () => this.run(command))
+  }
+
+  /** The current state of a session, caught up with the stream. */
+  async load(sessionId: SessionId | string): Promise<LoadedSession> {
+    return this.serialized(sessionId, () => this.catchUp(sessionId))
+  }
+
+  /** Folds an event this host learned about elsewhere (e.g. from a consumer) if it is the next one. */
+  observe(event: SessionEvent, streamSequence: number): void {
+    const cached = this.cache.get(event.session_id)
+    if (cached === undefined || cached.state.context.sequence + 1 !== event.sequence) return
+    this.remember(event.session_id, { state: foldEvent(cached.state, event), streamSequence })
+  }
+
+  /** Forgets cached states (e.g. after the stream was rebuilt). */
+  clear(): void {
+    this.cache.clear()
+  }
+
+  private async run(command: SessionCommand): Promise<Result.Result<CommandOutcome, CaptureError>> {
+    // A new session id has no history: skip the read, and let a conflict tell us otherwise.
+    let loaded =
+      this.cache.get(command.session_id) ??
+      (command.type === "CreateSession"
+        ? { state: initialState, streamSequence: 0 }
+        : await this.catchUp(command.session_id))
+    for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
+      const now = this.options.now()
+      const decision = decide(loaded.state, command, now, this.options)
+      if (Result.isFailure(decision)) {
+        // A refusal judged on a stale cache may be wrong: judge it again on fresh state.
+        const fresh = await this.catchUp(command.session_id)
+        if (fresh.streamSequence === loaded.streamSequence) return Result.fail(decision.failure)
+        loaded = fresh
+        continue
+      }
+      const draft = decision.success
+      if (draft === null) return Result.succeed({ state: loaded.state, event: null, duplicate: false })
+      const event = this.envelope(command, draft, loaded.state, now)
+      const [next, effects] = applyEvent(loaded.state, event)
+      try {
+        const ack = await this.events.append(event, loaded.streamSequence, command.command_id)
+        if (ack.duplicate) {
+          const fresh = await this.catchUp(command.session_id)
+          return Result.succeed({ state: fresh.state, event: null, duplicate: true })
+        }
+        this.remember(command.session_id, { state: next, streamSequence: ack.streamSequence })
+        await this.runEffects(next, effects)
+        this.maybeSnapshot(command.session_id, next, ack.streamSequence)
+        return Result.succeed({ state: next, event, duplicate: false })
+      } catch (error) {
+        if (!(error instanceof SequenceConflict)) throw error
+        loaded = await this.catchUp(command.session_id)
+      }
+    }
+    return Result.fail(
+      captureError(
+        "concurrency_conflict",
+        `session ${command.session_id} is changing too fast; retry the command`,
+      ),
+    )
+  }
+
+  private envelope(command: SessionCommand, draft: EventDraft, state: SessionState, now: Date): SessionEvent {
+    return {
+      ...draft,
+      id: newEventId(),
+      session_id: command.session_id,
+      sequence: state.context.sequence + 1,
+      time: now.toISOString(),
+      schema_version: EVENT_SCHEMA_VERSION,
+      command_id: command.command_id,
+    } as SessionEvent
+  }
+
+  /** Brings a session's state up to the end of its subject: cache → snapshot → replay. */
+  private async catchUp(sessionId: string): Promise<LoadedSession> {
+    let loaded = this.cache.get(sessionId)
+    if (loaded === undefined) {
+      const snapshot = await this.snapshots.load(sessionId)
+      loaded =
+        snapshot === undefined
+          ? { state: initialState, streamSequence: 0 }
+          : { state: snapshot.state, streamSequence: snapshot.stream_sequence }
+    }
+    let { state, streamSequence } = loaded
+    for await (const stored of this.events.read(sessionId, streamSequence)) {
+      state = foldEvent(state, stored.event)
+      streamSequence = stored.streamSequence
+    }
+    const caughtUp = { state, streamSequence }
+    if (state.value !== "none") this.remember(sessionId, caughtUp)
+    return caughtUp
+  }
+
+  private async runEffects(state: SessionState, effects: ReadonlyArray<SessionEffect>): Promise<void> {
+    const timers = this.timers
+    const sessionId = state.context.session_id
+    if (timers === undefined || sessionId === null) return
+    for (const effect of effects) {
+      if (effect.type === "scheduleTimer") {
+        await timers.schedule({ session_id: sessionId, timer: effect.timer, deadline: effect.deadline })
+      } else {
+        await timers.cancel(sessionId, effect.timer)
+      }
+    }
+  }
+
+  private maybeSnapshot(sessionId: string, state: SessionState, streamSequence: number): void {
+    if (state.context.sequence % this.options.snapshotEvery !== 0) return
+    // A snapshot is a cache: losing one costs a longer replay, never correctness.
+    this.snapshots.save(sessionId, state, streamSequence).catch(() => undefined)
+  }
+
+  private remember(sessionId: string, loaded: LoadedSession): void {
+    this.cache.delete(sessionId)
+    this.cache.set(sessionId, loaded)
+    if (this.cache.size > this.options.cacheSize) {
+      const oldest = this.cache.keys().next().value
+      if (oldest !== undefined) this.cache.delete(oldest)
+    }
+  }
+
+  private serialized<A>(sessionId: string, task: () => Promise<A>): Promise<A> {
+    const previous = this.inFlight.get(sessionId) ?? Promise.resolve()
+    const current = previous.then(task, task)
+    const settled = current.catch(() => undefined)
+    this.inFlight.set(sessionId, settled)
+    void settled.then(() => {
+      if (this.inFlight.get(sessionId) === settled) this.inFlight.delete(sessionId)
+    })
+    return current
+  }
+}

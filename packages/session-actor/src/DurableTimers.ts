@@ -1,0 +1,131 @@
+/**
+ * Durable timers: a session stuck in `starting` fails, one stuck in `stopping` is forced to
+ * `stopped`. Deadlines live in a KV bucket (written by the host right after the append, and
+ * reconciled from the log by the projector, so a crash between the two loses nothing). Every
+ * process watches the bucket and fires what is due; firing twice is harmless because the command
+ * id is derived from the deadline and a stale timer is ignored by the session.
+ */
+import type { CommandId, SessionCommand, SessionId, TimerName } from "@capture/protocol"
+import type { KvWatchEntry } from "@nats-io/kv"
+import type { SessionState } from "./SessionMachine.js"
+import type { Topology } from "./Topology.js"
+
+/** A timer as stored. */
+export interface TimerEntry {
+  readonly session_id: SessionId
+  readonly timer: TimerName
+  readonly deadline: string
+}
+
+const keyOf = (sessionId: string, timer: TimerName) => `${sessionId}.${timer}`
+
+/** The timers a state should have armed. */
+export const timersFor = (state: SessionState): ReadonlyArray<TimerEntry> => {
+  const sessionId = state.context.session_id
+  if (sessionId === null) return []
+  if (state.value === "starting" && state.context.start_deadline !== null) {
+    return [{ session_id: sessionId, timer: "start", deadline: state.context.start_deadline }]
+  }
+  if (state.value === "stopping" && state.context.stop_deadline !== null) {
+    return [{ session_id: sessionId, timer: "stop", deadline: state.context.stop_deadline }]
+  }
+  return []
+}
+
+/** The command a due timer sends. */
+export const fireCommand = (entry: TimerEntry): SessionCommand => ({
+  type: "FireTimer",
+  command_id: `timer:${entry.session_id}:${entry.timer}:${entry.deadline}` as CommandId,
+  session_id: entry.session_id,
+  timer: entry.timer,
+  deadline: entry.deadline,
+})
+
+/** Reads and writes the timer bucket. */
+export class TimerStore {
+  constructor(private readonly topology: Topology) {}
+
+  async schedule(entry: TimerEntry): Promise<void> {
+    await this.topology.timers.put(keyOf(entry.session_id, entry.timer), JSON.stringify(entry))
+  }
+
+  async cancel(sessionId: string, timer: TimerName): Promise<void> {
+    await this.topology.timers.delete(keyOf(sessionId, timer))
+  }
+
+  /** Makes the bucket agree with a session's state: arm what it needs, cancel the rest. */
+  async reconcile(state: SessionState): Promise<void> {
+    const sessionId = state.context.session_id
+    if (sessionId === null) return
+    const wanted = timersFor(state)
+    for (const timer of ["start", "stop"] as const) {
+      const entry = wanted.find((w) => w.timer === timer)
+      const current = await this.topology.timers.get(keyOf(sessionId, timer))
+      const armed = current !== null && current.operation === "PUT" ? current.json<TimerEntry>() : undefined
+      if (entry !== undefined && armed?.deadline !== entry.deadline) await this.schedule(entry)
+      if (entry === undefined && armed !== undefined) await this.cancel(sessionId, timer)
+    }
+  }
+}
+
+/**
+ * Watches the timer bucket and sends `FireTimer` for each due entry. `fire` must be idempotent;
+ * on failure the timer is retried after `retryMs`.
+ */
+export class TimerWheel {
+  private readonly pending = new Map<string, NodeJS.Timeout>()
+  private watcher: Awaited<ReturnType<Topology["timers"]["watch"]>> | undefined
+
+  constructor(
+    private readonly topology: Topology,
+    private readonly fire: (command: SessionCommand) => Promise<void>,
+    private readonly retryMs = 1_000,
+  ) {}
+
+  async start(): Promise<void> {
+    this.watcher = await this.topology.timers.watch()
+    void this.loop(this.watcher)
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.stop()
+    for (const handle of this.pending.values()) clearTimeout(handle)
+    this.pending.clear()
+  }
+
+  /** How many timers this process is waiting on. */
+  get size(): number {
+    return this.pending.size
+  }
+
+  private async loop(watcher: AsyncIterable<KvWatchEntry>): Promise<void> {
+    for await (const entry of watcher) {
+      const existing = this.pending.get(entry.key)
+      if (existing !== undefined) clearTimeout(existing)
+      this.pending.delete(entry.key)
+      if (entry.operation !== "PUT") continue
+      let timer: TimerEntry
+      try {
+        timer = entry.json<TimerEntry>()
+      } catch {
+        continue
+      }
+      this.arm(entry.key, timer, Date.parse(timer.deadline) - Date.now())
+    }
+  }
+
+  private arm(key: string, timer: TimerEntry, delayMs: number): void {
+    // setTimeout caps at ~24.8 days; longer timers re-arm on the way.
+    const wait = Math.min(Math.max(0, delayMs), 2 ** 31 - 1)
+    const handle = setTimeout(() => {
+      const remaining = Date.parse(timer.deadline) - Date.now()
+      if (remaining > 0) return this.arm(key, timer, remaining)
+      this.fire(fireCommand(timer)).then(
+        () => this.pending.delete(key),
+        () => this.arm(key, timer, this.retryMs),
+      )
+    }, wait)
+    handle.unref?.()
+    this.pending.set(key, handle)
+  }
+}

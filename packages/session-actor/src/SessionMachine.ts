@@ -1,0 +1,416 @@
+/**
+ * The capture session lifecycle as an XState 5 machine over domain events.
+ *
+ * The machine is pure data: its events are the persisted `SessionEvent`s, so a session's state is
+ * `events.reduce(transition)`. Effects (durable timers) are named actions the host runs after an
+ * append; replaying history never runs them.
+ *
+ *   none → created → starting → active → stopping → stopped → exported
+ *   created|starting ──stop──▶ stopped (aborted: no media, nothing to export)
+ *   any non-final ──fail──▶ failed (final)
+ */
+import type {
+  Channel,
+  ChannelExport,
+  ChannelId,
+  CollectionId,
+  EventOf,
+  FailureReason,
+  Metadata,
+  Rtstream,
+  SessionEvent,
+  SessionId,
+  TimerName,
+} from "@capture/protocol"
+import { assign, initialTransition, type SnapshotFrom, setup, transition } from "xstate"
+
+/** Everything a session knows, built only from its events. */
+export interface SessionContext {
+  readonly session_id: SessionId | null
+  readonly collection_id: CollectionId | null
+  readonly account_id: string
+  readonly end_user_id: string
+  readonly client_id: string | null
+  readonly callback_url: string | null
+  readonly ws_connection_id: string | null
+  readonly metadata: Metadata
+  readonly channels: ReadonlyArray<Channel>
+  readonly primary_video_channel_id: ChannelId | null
+  readonly rtstreams: ReadonlyArray<Rtstream>
+  readonly exports: ReadonlyArray<ChannelExport>
+  readonly error: FailureReason | null
+  readonly stop_reason: string | null
+  readonly start_deadline: string | null
+  readonly stop_deadline: string | null
+  /** The command that created the session, so a late retry of it is recognised. */
+  readonly created_by: string | null
+  readonly created_at: string | null
+  readonly updated_at: string | null
+  /** The per-session sequence of the last event applied (0 before any). */
+  readonly sequence: number
+}
+
+const emptyContext: SessionContext = {
+  session_id: null,
+  collection_id: null,
+  account_id: "",
+  end_user_id: "",
+  client_id: null,
+  callback_url: null,
+  ws_connection_id: null,
+  metadata: {},
+  channels: [],
+  primary_video_channel_id: null,
+  rtstreams: [],
+  exports: [],
+  error: null,
+  stop_reason: null,
+  start_deadline: null,
+  stop_deadline: null,
+  created_by: null,
+  created_at: null,
+  updated_at: null,
+  sequence: 0,
+}
+
+type Args = { readonly context: SessionContext; readonly event: SessionEvent }
+type Update = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>
+
+/** A reducer for one event type (other types leave the context unchanged). */
+const on =
+  <T extends SessionEvent["type"]>(
+    type: T,
+    update: (context: SessionContext, event: EventOf<T>) => Partial<SessionContext>,
+  ): Update =>
+  (context, event) =>
+    event.type === type ? update(context, event as EventOf<T>) : {}
+
+const withExport = (
+  exports: ReadonlyArray<ChannelExport>,
+  next: ChannelExport,
+): ReadonlyArray<ChannelExport> => [
+  ...exports.filter((e) => e.video_channel_id !== next.video_channel_id),
+  next,
+]
+
+const pendingExport = (video_channel_id: ChannelId | null): ChannelExport => ({
+  video_channel_id,
+  export_status: "exporting",
+  video_id: null,
+  stream_url: null,
+  player_url: null,
+  error: null,
+})
+
+/**
+ * How each event folds into the context. The machine's assign actions and the compiled replay
+ * fold both call these, so there is one definition of the fold.
+ */
+const reducers = {
+  /** Every accepted event advances the sequence and the update time. */
+  stamp: (context, event) => ({
+    sequence: event.sequence,
+    updated_at: event.time,
+    created_at: context.created_at ?? event.time,
+  }),
+  created: on("SessionCreated", (_, event) => ({
+    session_id: event.session_id,
+    collection_id: event.data.collection_id,
+    account_id: event.data.account_id,
+    end_user_id: event.data.end_user_id,
+    client_id: event.data.client_id ?? null,
+    callback_url: event.data.callback_url ?? null,
+    ws_connection_id: event.data.ws_connection_id ?? null,
+    metadata: event.data.metadata,
+    created_by: event.command_id,
+  })),
+  starting: on("SessionStarting", (context, event) => ({
+    channels: event.data.channels,
+    primary_video_channel_id: event.data.primary_video_channel_id,
+    callback_url: event.data.callback_url ?? context.callback_url,
+    ws_connection_id: event.data.ws_connection_id ?? context.ws_connection_id,
+    start_deadline: event.data.start_deadline,
+  })),
+  activated: on("SessionActivated", (_, event) => ({
+    rtstreams: event.data.rtstreams,
+    start_deadline: null,
+  })),
+  stopping: on("SessionStopping", (_, event) => ({
+    stop_reason: event.data.reason,
+    stop_deadline: event.data.stop_deadline,
+  })),
+  stopped: on("SessionStopped", (_, event) => ({
+    stop_reason: event.data.reason,
+    start_deadline: null,
+    stop_deadline: null,
+  })),
+  exportRequested: on("ExportRequested", (context, event) => ({
+    exports: withExport(context.exports, pendingExport(event.data.video_channel_id)),
+    ws_connection_id: event.data.ws_connection_id ?? context.ws_connection_id,
+  })),
+  exportCompleted: on("ExportCompleted", (context, event) => ({
+    exports: withExport(context.exports, {
+      video_channel_id: event.data.video_channel_id,
+      export_status: "exported",
+      video_id: event.data.video_id,
+      stream_url: event.data.stream_url,
+      player_url: event.data.player_url,
+      error: null,
+    }),
+  })),
+  exportFailed: on("ExportFailed", (context, event) => ({
+    exports: withExport(context.exports, {
+      ...pendingExport(event.data.video_channel_id),
+      export_status: "failed",
+      error: event.data.error,
+    }),
+  })),
+  failed: on("SessionFailed", (_, event) => ({
+    error: event.data.error,
+    start_deadline: null,
+    stop_deadline: null,
+  })),
+  failedByExport: on("ExportFailed", (_, event) => ({ error: event.data.error })),
+} satisfies Record<string, Update>
+
+type ReducerName = keyof typeof reducers
+
+const guards = {
+  /** An export failure ends the session only when no other export can still produce a video. */
+  lastHopeFailed: ({ context, event }: Args) =>
+    event.type === "ExportFailed" &&
+    !context.exports.some(
+      (e) => e.video_channel_id !== event.data.video_channel_id && e.export_status !== "failed",
+    ),
+}
+
+const assignFrom = (reducer: Update) =>
+  assign<SessionContext, SessionEvent, undefined, SessionEvent, never>(({ context, event }: Args) =>
+    reducer(context, event),
+  )
+
+/** The session machine. Version it when a change alters how existing histories fold. */
+export const sessionMachine = setup({
+  types: {
+    context: {} as SessionContext,
+    events: {} as SessionEvent,
+  },
+  actions: {
+    stamp: assignFrom(reducers.stamp),
+    created: assignFrom(reducers.created),
+    starting: assignFrom(reducers.starting),
+    activated: assignFrom(reducers.activated),
+    stopping: assignFrom(reducers.stopping),
+    stopped: assignFrom(reducers.stopped),
+    exportRequested: assignFrom(reducers.exportRequested),
+    exportCompleted: assignFrom(reducers.exportCompleted),
+    exportFailed: assignFrom(reducers.exportFailed),
+    failed: assignFrom(reducers.failed),
+    failedByExport: assignFrom(reducers.failedByExport),
+    /** Effects: durable timers, run by the host after the append. */
+    scheduleTimer: (_: unknown, _params: { readonly timer: TimerName; readonly deadline: string }) => {},
+    cancelTimer: (_: unknown, _params: { readonly timer: TimerName }) => {},
+  },
+  guards,
+}).createMachine({
+  id: "captureSession",
+  context: emptyContext,
+  initial: "none",
+  states: {
+    none: {
+      on: { SessionCreated: { target: "created", actions: ["stamp", "created"] } },
+    },
+    created: {
+      on: {
+        SessionStarting: { target: "starting", actions: ["stamp", "starting"] },
+        SessionStopped: { target: "stopped", actions: ["stamp", "stopped"] },
+        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+      },
+    },
+    starting: {
+      entry: {
+        type: "scheduleTimer",
+        params: ({ context }) => ({ timer: "start", deadline: context.start_deadline ?? "" }),
+      },
+      exit: { type: "cancelTimer", params: { timer: "start" } },
+      on: {
+        SessionActivated: { target: "active", actions: ["stamp", "activated"] },
+        SessionStopped: { target: "stopped", actions: ["stamp", "stopped"] },
+        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+      },
+    },
+    active: {
+      on: {
+        SessionStopping: { target: "stopping", actions: ["stamp", "stopping"] },
+        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+      },
+    },
+    stopping: {
+      entry: {
+        type: "scheduleTimer",
+        params: ({ context }) => ({ timer: "stop", deadline: context.stop_deadline ?? "" }),
+      },
+      exit: { type: "cancelTimer", params: { timer: "stop" } },
+      on: {
+        SessionStopped: { target: "stopped", actions: ["stamp", "stopped"] },
+        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+      },
+    },
+    stopped: {
+      on: {
+        ExportRequested: { actions: ["stamp", "exportRequested"] },
+        ExportCompleted: { target: "exported", actions: ["stamp", "exportCompleted"] },
+        ExportFailed: [
+          { guard: "lastHopeFailed", target: "failed", actions: ["stamp", "exportFailed", "failedByExport"] },
+          { actions: ["stamp", "exportFailed"] },
+        ],
+        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+      },
+    },
+    exported: {
+      on: {
+        ExportRequested: { actions: ["stamp", "exportRequested"] },
+        ExportCompleted: { actions: ["stamp", "exportCompleted"] },
+        ExportFailed: { actions: ["stamp", "exportFailed"] },
+      },
+    },
+    failed: { type: "final" },
+  },
+})
+
+/** An XState snapshot of the session machine. */
+export type SessionSnapshot = SnapshotFrom<typeof sessionMachine>
+/** A session status, plus `none` before the session exists. */
+export type SessionStateValue =
+  | "none"
+  | "created"
+  | "starting"
+  | "active"
+  | "stopping"
+  | "stopped"
+  | "exported"
+  | "failed"
+
+/** A session's state as plain JSON: what snapshots persist and what the fold produces. */
+export interface SessionState {
+  readonly value: SessionStateValue
+  readonly context: SessionContext
+}
+
+/** The state before any event. */
+export const initialState: SessionState = { value: "none", context: emptyContext }
+
+/** An effect the host runs after appending an event. */
+export type SessionEffect =
+  | { readonly type: "scheduleTimer"; readonly timer: TimerName; readonly deadline: string }
+  | { readonly type: "cancelTimer"; readonly timer: TimerName }
+
+/** An event that does not fold onto a state: a corrupt or foreign history, never skipped. */
+export class UnappliableEvent extends Error {
+  constructor(
+    readonly event: SessionEvent,
+    readonly state: SessionStateValue,
+  ) {
+    super(`event #${event.sequence} ${event.type} cannot be applied in state ${state}`)
+  }
+}
+
+const toSnapshot = (state: SessionState): SessionSnapshot =>
+  state.value === "none" && state.context === emptyContext
+    ? initialTransition(sessionMachine)[0]
+    : sessionMachine.resolveState({ value: state.value, context: state.context })
+
+/**
+ * Applies one event with XState's pure `transition` and returns the next state with the effects
+ * to run (timers). The host uses this for each new event; replay uses the faster `foldEvents`.
+ */
+export const applyEvent = (
+  state: SessionState,
+  event: SessionEvent,
+): readonly [SessionState, ReadonlyArray<SessionEffect>] => {
+  if (event.sequence !== state.context.sequence + 1) throw new UnappliableEvent(event, state.value)
+  const [next, actions] = transition(sessionMachine, toSnapshot(state), event)
+  // Every accepted event runs `stamp`, so an unchanged sequence means no transition took it.
+  if (next.context.sequence !== event.sequence) throw new UnappliableEvent(event, state.value)
+  const effects: Array<SessionEffect> = []
+  for (const action of actions) {
+    if (action.type === "scheduleTimer" || action.type === "cancelTimer") {
+      effects.push({ type: action.type, ...(action.params as object) } as SessionEffect)
+    }
+  }
+  return [{ value: next.value as SessionStateValue, context: next.context }, effects]
+}
+
+// --- the compiled fold --------------------------------------------------------------------------
+// XState's interpreter costs ~20 µs per event; replay folds millions. The machine is flat (no
+// nested or parallel states, no eventless or delayed transitions), so its transitions compile to
+// a table of (state, event type) → candidates, each a guard, a target and reducer names. A test
+// checks the table against `transition` on generated histories.
+
+interface CompiledTransition {
+  readonly guard: keyof typeof guards | undefined
+  readonly target: SessionStateValue | undefined
+  readonly reducers: ReadonlyArray<Update>
+}
+
+const compile = (): ReadonlyMap<string, ReadonlyArray<CompiledTransition>> => {
+  const table = new Map<string, ReadonlyArray<CompiledTransition>>()
+  for (const [key, node] of Object.entries(sessionMachine.root.states)) {
+    if (Object.keys(node.states).length > 0 || node.always || node.after.length > 0) {
+      throw new Error(`session machine state ${key} is not flat; the compiled fold cannot represent it`)
+    }
+    for (const [eventType, candidates] of node.transitions) {
+      table.set(
+        `${key}/${eventType}`,
+        candidates.map((candidate) => {
+          const guard = candidate.guard
+          if (guard !== undefined && (typeof guard !== "string" || !(guard in guards))) {
+            throw new Error(`unsupported guard on ${key}/${eventType}`)
+          }
+          return {
+            guard: guard as keyof typeof guards | undefined,
+            target: candidate.target?.[0]?.key as SessionStateValue | undefined,
+            reducers: candidate.actions.map((action) => {
+              const name = typeof action === "string" ? action : (action as { type?: unknown }).type
+              if (typeof name !== "string" || !(name in reducers)) {
+                throw new Error(
+                  `transition ${key}/${eventType} runs ${String(name)}, which the fold cannot run`,
+                )
+              }
+              return reducers[name as ReducerName] as Update
+            }),
+          }
+        }),
+      )
+    }
+  }
+  return table
+}
+
+const compiled = compile()
+
+/** One fold step without effects: the same result as `applyEvent`, several times faster. */
+export const foldEvent = (state: SessionState, event: SessionEvent): SessionState => {
+  if (event.sequence !== state.context.sequence + 1) throw new UnappliableEvent(event, state.value)
+  const candidates = compiled.get(`${state.value}/${event.type}`)
+  if (candidates !== undefined) {
+    for (const candidate of candidates) {
+      if (candidate.guard !== undefined && !guards[candidate.guard]({ context: state.context, event }))
+        continue
+      let context = state.context
+      for (const reduce of candidate.reducers) context = { ...context, ...reduce(context, event) }
+      return { value: candidate.target ?? state.value, context }
+    }
+  }
+  throw new UnappliableEvent(event, state.value)
+}
+
+/** Folds a history (or a tail onto a snapshot's state). */
+export const foldEvents = (
+  events: Iterable<SessionEvent>,
+  from: SessionState = initialState,
+): SessionState => {
+  let state = from
+  for (const event of events) state = foldEvent(state, event)
+  return state
+}

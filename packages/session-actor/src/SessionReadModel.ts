@@ -1,0 +1,151 @@
+/**
+ * The read model: each session's client-facing view in a KV bucket, for get and list. It is a
+ * projection of the event stream — written by the projector, never by command handling — and
+ * can be dropped and rebuilt from the stream at any time.
+ */
+import type { CaptureSession, SessionId, SessionStatus } from "@capture/protocol"
+import { isRevisionConflict } from "./internal/jetstream.js"
+import type { SessionState } from "./SessionMachine.js"
+import type { Topology } from "./Topology.js"
+
+/** A stored view, with the position it reflects and the account that owns it. */
+export interface SessionRecord {
+  readonly account_id: string
+  readonly sequence: number
+  readonly stream_sequence: number
+  readonly session: CaptureSession
+}
+
+/** The client-facing view of a session state (null before the session exists). */
+export const toCaptureSession = (state: SessionState): CaptureSession | null => {
+  const c = state.context
+  if (state.value === "none" || c.session_id === null || c.collection_id === null) return null
+  const primary = c.exports.find((e) => e.video_channel_id === c.primary_video_channel_id)
+  const exported_videos: Record<string, CaptureSession["exported_video_id"] & string> = {}
+  for (const e of c.exports) {
+    if (e.export_status === "exported" && e.video_id !== null)
+      exported_videos[e.video_channel_id ?? "audio"] = e.video_id
+  }
+  return {
+    id: c.session_id,
+    session_id: c.session_id,
+    collection_id: c.collection_id,
+    end_user_id: c.end_user_id,
+    client_id: c.client_id,
+    status: state.value,
+    callback_url: c.callback_url,
+    ws_connection_id: c.ws_connection_id,
+    metadata: c.metadata,
+    channels: c.channels,
+    primary_video_channel_id: c.primary_video_channel_id,
+    rtstreams: c.rtstreams,
+    export_status: primary?.export_status ?? null,
+    exported_video_id: primary?.video_id ?? null,
+    exported_videos,
+    exports: c.exports,
+    error: c.error,
+    stop_reason: c.stop_reason,
+    created_at: c.created_at ?? "",
+    updated_at: c.updated_at ?? "",
+  }
+}
+
+/** List filters; `cursor` is the last id of the previous page (lists run newest first). */
+export interface ListQuery {
+  readonly account_id?: string
+  readonly collection_id?: string
+  readonly status?: SessionStatus
+  readonly end_user_id?: string
+  readonly limit?: number
+  readonly cursor?: string
+}
+
+/** A page of sessions. `next_page` is the cursor for the next page, null on the last. */
+export interface SessionPage {
+  readonly sessions: ReadonlyArray<CaptureSession>
+  readonly next_page: string | null
+}
+
+export class SessionReadModel {
+  constructor(private readonly topology: Topology) {}
+
+  /** A session's record, or undefined. */
+  async get(sessionId: SessionId | string): Promise<SessionRecord | undefined> {
+    const entry = await this.topology.sessions.get(sessionId)
+    return entry === null || entry.operation !== "PUT" ? undefined : entry.json<SessionRecord>()
+  }
+
+  /**
+   * Writes a state's view unless the stored one is as new or newer. Compare-and-set on the KV
+   * revision, so concurrent projectors (any number of processes) never move a view backwards.
+   */
+  async upsert(state: SessionState, streamSequence: number): Promise<boolean> {
+    const session = toCaptureSession(state)
+    if (session === null) return false
+    const record: SessionRecord = {
+      account_id: state.context.account_id,
+      sequence: state.context.sequence,
+      stream_sequence: streamSequence,
+      session,
+    }
+    const bucket = this.topology.sessions
+    for (;;) {
+      const entry = await bucket.get(session.id)
+      const current = entry !== null && entry.operation === "PUT" ? entry.json<SessionRecord>() : undefined
+      if (current !== undefined && current.sequence >= record.sequence) return false
+      try {
+        if (entry === null) await bucket.create(session.id, JSON.stringify(record))
+        else await bucket.update(session.id, JSON.stringify(record), entry.revision)
+        return true
+      } catch (error) {
+        if (!isRevisionConflict(error)) throw error
+      }
+    }
+  }
+
+  /**
+   * A page of sessions, newest first. Ids sort by creation time, so the cursor is an id. This
+   * scans keys, then reads views in batches: fine for hundreds of thousands of sessions; a larger
+   * deployment would project into a database instead.
+   */
+  async list(query: ListQuery = {}): Promise<SessionPage> {
+    const limit = Math.min(Math.max(query.limit ?? 20, 1), 100)
+    const keys: Array<string> = []
+    for await (const key of await this.topology.sessions.keys()) {
+      if (query.cursor === undefined || key < query.cursor) keys.push(key)
+    }
+    keys.sort().reverse()
+    const sessions: Array<CaptureSession> = []
+    let scanned = 0
+    const batch = 32
+    while (scanned < keys.length && sessions.length < limit) {
+      const slice = keys.slice(scanned, scanned + batch)
+      const records = await Promise.all(slice.map((key) => this.get(key)))
+      for (const [i, record] of records.entries()) {
+        scanned++
+        if (record === undefined || !matches(record, query)) continue
+        sessions.push(record.session)
+        if (sessions.length === limit) {
+          scanned = scanned - (slice.length - i - 1)
+          break
+        }
+      }
+    }
+    const last = sessions.at(-1)
+    return {
+      sessions,
+      next_page: sessions.length === limit && scanned < keys.length && last ? last.id : null,
+    }
+  }
+
+  /** Removes every view (before a rebuild). */
+  async clear(): Promise<void> {
+    for await (const key of await this.topology.sessions.keys()) await this.topology.sessions.purge(key)
+  }
+}
+
+const matches = (record: SessionRecord, query: ListQuery): boolean =>
+  (query.account_id === undefined || record.account_id === query.account_id) &&
+  (query.collection_id === undefined || record.session.collection_id === query.collection_id) &&
+  (query.status === undefined || record.session.status === query.status) &&
+  (query.end_user_id === undefined || record.session.end_user_id === query.end_user_id)

@@ -1,0 +1,73 @@
+/**
+ * Everything a process needs to run capture sessions on one NATS connection, wired together:
+ * the stores, the actor host and, when asked, the background workers (projector, timer wheel).
+ */
+import type { NatsConnection } from "@nats-io/transport-node"
+import { ActorHost, type ActorHostOptions } from "./ActorHost.js"
+import { TimerStore, TimerWheel } from "./DurableTimers.js"
+import { EventStore } from "./EventStore.js"
+import { Projector } from "./Projector.js"
+import { SessionReadModel } from "./SessionReadModel.js"
+import { SnapshotStore } from "./SnapshotStore.js"
+import { openTopology, type Topology, type TopologyOptions } from "./Topology.js"
+
+export interface SessionRuntimeOptions {
+  readonly topology?: Partial<TopologyOptions>
+  readonly host?: Partial<ActorHostOptions>
+  /** Run the projector and the timer wheel in this process (the server does; tools need not). */
+  readonly workers?: boolean
+  readonly log?: (message: string) => void
+}
+
+export interface SessionRuntime {
+  readonly topology: Topology
+  readonly events: EventStore
+  readonly snapshots: SnapshotStore
+  readonly timers: TimerStore
+  readonly host: ActorHost
+  readonly readModel: SessionReadModel
+  readonly projector: Projector | undefined
+  readonly timerWheel: TimerWheel | undefined
+  /** Stops the workers (the connection stays open: its owner closes it). */
+  readonly stop: () => Promise<void>
+}
+
+export const startSessionRuntime = async (
+  nc: NatsConnection,
+  options: SessionRuntimeOptions = {},
+): Promise<SessionRuntime> => {
+  const log = options.log ?? (() => {})
+  const topology = await openTopology(nc, options.topology)
+  const events = await EventStore.make(topology)
+  const snapshots = new SnapshotStore(topology)
+  const timers = new TimerStore(topology)
+  const host = new ActorHost(events, snapshots, timers, options.host)
+  const readModel = new SessionReadModel(topology)
+  let projector: Projector | undefined
+  let timerWheel: TimerWheel | undefined
+  if (options.workers === true) {
+    projector = new Projector(topology, host, readModel, timers, log)
+    timerWheel = new TimerWheel(topology, async (command) => {
+      const outcome = await host.execute(command)
+      if (outcome._tag === "Failure" && outcome.failure.error_code !== "session_not_found") {
+        log(`timer ${command.command_id}: ${outcome.failure.message}`)
+      }
+    })
+    await projector.start()
+    await timerWheel.start()
+  }
+  return {
+    topology,
+    events,
+    snapshots,
+    timers,
+    host,
+    readModel,
+    projector,
+    timerWheel,
+    stop: async () => {
+      await timerWheel?.stop()
+      await projector?.stop()
+    },
+  }
+}

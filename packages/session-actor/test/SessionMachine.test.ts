@@ -1,0 +1,334 @@
+import {
+  type CaptureError,
+  type ChannelInput,
+  EVENT_SCHEMA_VERSION,
+  type EventDraft,
+  newEventId,
+  newSessionId,
+  type SessionCommand,
+  type SessionEvent,
+  type VideoId,
+} from "@capture/protocol"
+import { Result } from "effect"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import {
+  applyEvent,
+  type DecideOptions,
+  decide,
+  foldEvent,
+  foldEvents,
+  initialState,
+  type SessionState,
+  UnappliableEvent,
+} from "../src/index.js"
+import { cmd, create, exportOf, finish, media, start, stop } from "./commands.js"
+
+const options: DecideOptions = { startTimeoutMs: 5_000, stopTimeoutMs: 3_000 }
+const now = new Date("2026-01-01T00:00:00.000Z")
+
+/** Runs commands like the host does (decide → envelope → transition) and keeps the history. */
+class Session {
+  state: SessionState = initialState
+  readonly history: Array<SessionEvent> = []
+  readonly effects: Array<unknown> = []
+
+  run(command: SessionCommand): Result.Result<SessionEvent | null, CaptureError> {
+    const decision = decide(this.state, command, now, options)
+    if (Result.isFailure(decision)) return Result.fail(decision.failure)
+    if (decision.success === null) return Result.succeed(null)
+    const event = envelope(this.state, command, decision.success)
+    const [next, effects] = applyEvent(this.state, event)
+    this.state = next
+    this.history.push(event)
+    this.effects.push(...effects)
+    return Result.succeed(event)
+  }
+
+  ok(command: SessionCommand): SessionEvent | null {
+    const result = this.run(command)
+    if (Result.isFailure(result)) throw new Error(`${command.type} refused: ${result.failure.message}`)
+    return result.success
+  }
+
+  refused(command: SessionCommand): CaptureError {
+    const result = this.run(command)
+    if (Result.isSuccess(result)) throw new Error(`${command.type} was accepted`)
+    return result.failure
+  }
+}
+
+const envelope = (state: SessionState, command: SessionCommand, draft: EventDraft): SessionEvent =>
+  ({
+    ...draft,
+    id: newEventId(),
+    session_id: command.session_id,
+    sequence: state.context.sequence + 1,
+    time: now.toISOString(),
+    schema_version: EVENT_SCHEMA_VERSION,
+    command_id: command.command_id,
+  }) as SessionEvent
+
+const id = newSessionId()
+const completed = (video_channel_id: string | null, video_id = "m-1" as VideoId) =>
+  cmd("CompleteExport", id, { video_channel_id, video_id, stream_url: "s", player_url: "p" })
+const failedExport = (video_channel_id: string | null) =>
+  cmd("FailExport", id, { video_channel_id, error: { code: "no_segments", message: "nothing recorded" } })
+
+const recorded = (
+  channels: ReadonlyArray<ChannelInput> = [
+    { channel_id: "mic:default" },
+    { channel_id: "display:1" },
+    { channel_id: "display:2" },
+  ],
+) => {
+  const s = new Session()
+  s.ok(create(id))
+  s.ok(start(id, channels))
+  s.ok(media(id))
+  s.ok(stop(id))
+  s.ok(finish(id))
+  return s
+}
+
+describe("SessionMachine lifecycle", () => {
+  it("goes created → starting → active → stopping → stopped → exported", () => {
+    const s = recorded()
+    expect(s.history.map((e) => e.type)).toEqual([
+      "SessionCreated",
+      "SessionStarting",
+      "SessionActivated",
+      "SessionStopping",
+      "SessionStopped",
+    ])
+    expect(s.state.value).toBe("stopped")
+    s.ok(exportOf(id))
+    expect(s.state.context.exports).toMatchObject([
+      { video_channel_id: "display:1", export_status: "exporting" },
+    ])
+    s.ok(completed("display:1"))
+    expect(s.state.value).toBe("exported")
+    expect(s.history.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5, 6, 7])
+  })
+
+  it("arms the start timer on starting and the stop timer on stopping, cancelling each on exit", () => {
+    const s = recorded()
+    expect(s.effects).toEqual([
+      { type: "scheduleTimer", timer: "start", deadline: "2026-01-01T00:00:05.000Z" },
+      { type: "cancelTimer", timer: "start" },
+      { type: "scheduleTimer", timer: "stop", deadline: "2026-01-01T00:00:03.000Z" },
+      { type: "cancelTimer", timer: "stop" },
+    ])
+  })
+
+  it("resolves channel defaults: name, type from the kind, store true, first display primary", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id, [{ channel_id: "mic:default", channel_name: "Mic" }, { channel_id: "display:2" }]))
+    expect(s.state.context.channels).toEqual([
+      { channel_id: "mic:default", name: "Mic", type: "audio", store: true, is_primary: false },
+      { channel_id: "display:2", name: "display:2", type: "video", store: true, is_primary: true },
+    ])
+    expect(s.state.context.primary_video_channel_id).toBe("display:2")
+  })
+})
+
+describe("SessionMachine edge cases", () => {
+  it("stop while starting ends the session without export (aborted)", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id))
+    expect(s.ok(stop(id))?.type).toBe("SessionStopped")
+    expect(s.state.context.stop_reason).toBe("aborted")
+    expect(s.refused(exportOf(id)).error_code).toBe("no_media")
+  })
+
+  it("stop on a stopped, stopping or exported session is an idempotent success with no event", () => {
+    const s = recorded()
+    const before = s.history.length
+    expect(s.ok(stop(id))).toBeNull()
+    s.ok(exportOf(id))
+    s.ok(completed("display:1"))
+    expect(s.ok(stop(id))).toBeNull()
+    expect(s.history.length).toBe(before + 2)
+  })
+
+  it("refuses a start with no channels, duplicate ids, two primaries, or a bad primary", () => {
+    const fresh = () => {
+      const s = new Session()
+      s.ok(create(id))
+      return s
+    }
+    expect(fresh().refused(start(id, []))).toMatchObject({ error_code: "no_channels", field: "channels" })
+    expect(
+      fresh().refused(start(id, [{ channel_id: "mic:default" }, { channel_id: "mic:default" }])),
+    ).toMatchObject({ error_code: "duplicate_channel_id", field: "channels[1].channel_id" })
+    expect(
+      fresh().refused(
+        start(id, [
+          { channel_id: "display:1", is_primary: true },
+          { channel_id: "display:2", is_primary: true },
+        ]),
+      ),
+    ).toMatchObject({ error_code: "multiple_primary_channels", field: "channels[1].is_primary" })
+    expect(
+      fresh().refused(
+        cmd("StartSession", id, {
+          channels: [{ channel_id: "mic:default" }],
+          primary_video_channel_id: "display:1",
+        }),
+      ),
+    ).toMatchObject({ error_code: "primary_channel_not_found", field: "primary_video_channel_id" })
+    expect(fresh().refused(start(id, [{ channel_id: "mic:default", type: "video" }]))).toMatchObject({
+      error_code: "channel_type_mismatch",
+      field: "channels[0].type",
+    })
+  })
+
+  it("refuses a second start with 409 naming the current status", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id))
+    expect(s.refused(start(id))).toMatchObject({
+      error_code: "invalid_transition",
+      current_status: "starting",
+    })
+  })
+
+  it("refuses export when no channel is stored, and of a store: false display", () => {
+    const s = recorded([
+      { channel_id: "mic:default", store: false },
+      { channel_id: "display:1", store: false },
+    ])
+    expect(s.refused(exportOf(id)).error_code).toBe("no_stored_channel")
+    const t = recorded([
+      { channel_id: "mic:default" },
+      { channel_id: "display:1" },
+      { channel_id: "display:2", store: false },
+    ])
+    expect(t.refused(exportOf(id, "display:2"))).toMatchObject({ error_code: "export_channel_not_stored" })
+  })
+
+  it("refuses export before the session has stopped", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id))
+    s.ok(media(id))
+    expect(s.refused(exportOf(id))).toMatchObject({
+      error_code: "invalid_transition",
+      current_status: "active",
+    })
+  })
+
+  it("allows exporting a second display after the first, tracking status per channel", () => {
+    const s = recorded()
+    s.ok(exportOf(id))
+    s.ok(completed("display:1", "m-1" as VideoId))
+    expect(s.ok(exportOf(id, "display:1"))).toBeNull()
+    s.ok(exportOf(id, "display:2"))
+    s.ok(failedExport("display:2"))
+    expect(s.state.value).toBe("exported")
+    expect(s.state.context.exports.map((e) => [e.video_channel_id, e.export_status])).toEqual([
+      ["display:1", "exported"],
+      ["display:2", "failed"],
+    ])
+    // A failed export may be requested again.
+    expect(s.ok(exportOf(id, "display:2"))?.type).toBe("ExportRequested")
+  })
+
+  it("fails the session when its only export fails, and records exported exactly once", () => {
+    const s = recorded()
+    s.ok(exportOf(id))
+    s.ok(failedExport("display:1"))
+    expect(s.state.value).toBe("failed")
+    const t = recorded()
+    t.ok(completed("display:1"))
+    expect(t.ok(completed("display:1"))).toBeNull()
+    expect(t.history.filter((e) => e.type === "ExportCompleted")).toHaveLength(1)
+  })
+
+  it("fails from any non-final state, and failed is final", () => {
+    for (const steps of [[create(id)], [create(id), start(id)], [create(id), start(id), media(id)]]) {
+      const s = new Session()
+      for (const step of steps) s.ok(step)
+      s.ok(cmd("FailSession", id, { error: { code: "capture_error", message: "device lost" } }))
+      expect(s.state.value).toBe("failed")
+      expect(s.refused(start(id)).current_status).toBe("failed")
+      expect(s.ok(stop(id))).toBeNull()
+    }
+  })
+
+  it("a due start timer fails a starting session; a stale one changes nothing", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id))
+    const deadline = s.state.context.start_deadline ?? ""
+    expect(s.ok(cmd("FireTimer", id, { timer: "start", deadline: "1999-01-01T00:00:00.000Z" }))).toBeNull()
+    s.ok(cmd("FireTimer", id, { timer: "start", deadline }))
+    expect(s.state.value).toBe("failed")
+    expect(s.state.context.error?.code).toBe("start_timeout")
+    const t = recorded()
+    expect(t.ok(cmd("FireTimer", id, { timer: "start", deadline }))).toBeNull()
+  })
+
+  it("a due stop timer forces a stopping session to stopped", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id))
+    s.ok(media(id))
+    s.ok(stop(id))
+    s.ok(cmd("FireTimer", id, { timer: "stop", deadline: s.state.context.stop_deadline ?? "" }))
+    expect(s.state.value).toBe("stopped")
+    expect(s.state.context.stop_reason).toBe("stop_timeout")
+  })
+
+  it("unknown sessions and a repeated create are told apart from a retried create", () => {
+    const s = new Session()
+    expect(s.refused(start(id)).error_code).toBe("session_not_found")
+    const first = create(id)
+    s.ok(first)
+    expect(s.ok(first)).toBeNull()
+    expect(s.refused(create(id)).error_code).toBe("session_already_exists")
+  })
+})
+
+describe("folding", () => {
+  it("rejects an event out of sequence or not allowed in the state", () => {
+    const s = recorded()
+    const [first] = s.history
+    if (first === undefined) throw new Error("no history")
+    expect(() => foldEvent(s.state, first)).toThrow(UnappliableEvent)
+    expect(() =>
+      foldEvent(initialState, { ...first, type: "SessionStopped", data: { reason: "x" } } as SessionEvent),
+    ).toThrow(UnappliableEvent)
+  })
+
+  it("the compiled fold equals XState's transition on generated histories", () => {
+    const sessionCommands = fc.constantFrom<(s: Session) => SessionCommand>(
+      () => start(id),
+      () =>
+        start(id, [{ channel_id: "display:1" }, { channel_id: "display:2" }, { channel_id: "mic:default" }]),
+      () => media(id),
+      () => stop(id),
+      () => finish(id),
+      () => exportOf(id),
+      () => exportOf(id, "display:2"),
+      () => completed("display:1"),
+      () => completed("display:2"),
+      () => failedExport("display:1"),
+      () => failedExport("display:2"),
+      () => cmd("FailSession", id, { error: { code: "x", message: "y" } }),
+      (s) => cmd("FireTimer", id, { timer: "start", deadline: s.state.context.start_deadline ?? "" }),
+      (s) => cmd("FireTimer", id, { timer: "stop", deadline: s.state.context.stop_deadline ?? "" }),
+    )
+    fc.assert(
+      fc.property(fc.array(sessionCommands, { maxLength: 30 }), (steps) => {
+        const s = new Session()
+        s.ok(create(id))
+        for (const step of steps) s.run(step(s))
+        expect(foldEvents(s.history)).toEqual(s.state)
+      }),
+      { numRuns: 300 },
+    )
+  })
+})
