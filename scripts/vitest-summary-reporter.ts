@@ -7,6 +7,8 @@ export default class SummaryReporter implements Reporter {
     let failed = 0
     let skipped = 0
     for (const module of testModules) {
+      // A module that failed to load or whose hooks threw counts as a failure even with no test run.
+      failed += module.errors().length
       for (const test of module.children.allTests()) {
         const state = test.result().state
         if (state === "passed") passed++

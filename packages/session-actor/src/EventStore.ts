@@ -131,7 +131,8 @@ export class EventStore {
     last: number,
   ): AsyncGenerator<StoredEvent> {
     const consumer = await this.js.consumers.get(this.topology.eventStream, {
-      filter_subjects: [filter],
+      // One subject as a string: nats-server 2.9 has filter_subject only (filter_subjects came in 2.10).
+      filter_subjects: filter,
       ...(afterStreamSequence > 0
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterStreamSequence + 1 }
         : { deliver_policy: DeliverPolicy.All }),

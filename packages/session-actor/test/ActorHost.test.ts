@@ -1,0 +1,142 @@
+import { type CommandId, newCommandId, newSessionId, type SessionId } from "@capture/protocol"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Result } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { foldEvents, type SessionRuntime, startSessionRuntime } from "../src/index.js"
+import { cmd, create, exportOf, finish, media, start, stop } from "./commands.js"
+
+let server: NatsServerHandle
+const connections: Array<NatsConnection> = []
+const runtimes: Array<SessionRuntime> = []
+
+beforeAll(async () => {
+  server = await startNatsServer()
+})
+afterAll(async () => {
+  for (const runtime of runtimes) await runtime.stop()
+  for (const nc of connections) await nc.close()
+  await server?.stop()
+})
+
+/** A separate process-like host: its own connection, cache and (optionally) workers. */
+const newRuntime = async (options: Parameters<typeof startSessionRuntime>[1] = {}) => {
+  const nc = await connect({ servers: server.url })
+  connections.push(nc)
+  const runtime = await startSessionRuntime(nc, options)
+  runtimes.push(runtime)
+  return runtime
+}
+
+const ok = async (runtime: SessionRuntime, command: ReturnType<typeof cmd>) => {
+  const outcome = await runtime.host.execute(command)
+  if (Result.isFailure(outcome)) throw new Error(`${command.type}: ${outcome.failure.message}`)
+  return outcome.success
+}
+
+const history = async (runtime: SessionRuntime, id: SessionId) => {
+  const events = []
+  for await (const stored of runtime.events.read(id)) events.push(stored.event)
+  return events
+}
+
+const displays = Array.from({ length: 8 }, (_, i) => ({ channel_id: `display:${i + 1}` }))
+
+describe("ActorHost on JetStream", () => {
+  it("persists each accepted command as one event on the session's subject", async () => {
+    const runtime = await newRuntime()
+    const id = newSessionId()
+    for (const command of [create(id), start(id), media(id), stop(id), finish(id)]) await ok(runtime, command)
+    const events = await history(runtime, id)
+    expect(events.map((e) => [e.sequence, e.type])).toEqual([
+      [1, "SessionCreated"],
+      [2, "SessionStarting"],
+      [3, "SessionActivated"],
+      [4, "SessionStopping"],
+      [5, "SessionStopped"],
+    ])
+    expect(events.every((e) => e.id.startsWith("evt-") && e.schema_version === 1)).toBe(true)
+  })
+
+  it("applies a retried command once, even through another host (Nats-Msg-Id)", async () => {
+    const a = await newRuntime()
+    const b = await newRuntime()
+    const id = newSessionId()
+    await ok(a, create(id))
+    await ok(a, start(id))
+    const commandId = newCommandId()
+    const first = await ok(a, cmd("ReportMediaReceived", id, { channel_id: "mic:default" }, commandId))
+    await ok(b, stop(id)) // b moves the session on; a retry of the media report must not re-apply
+    const retry = await ok(
+      a,
+      cmd("ReportMediaReceived", id, { channel_id: "mic:default" }, commandId as CommandId),
+    )
+    expect(first.event?.type).toBe("SessionActivated")
+    expect(retry.event).toBeNull()
+    const events = await history(a, id)
+    expect(events.filter((e) => e.type === "SessionActivated")).toHaveLength(1)
+  })
+
+  it("two hosts racing on one session never fork or lose history", async () => {
+    const a = await newRuntime()
+    const b = await newRuntime()
+    const id = newSessionId()
+    await ok(a, create(id))
+    await ok(a, start(id, displays))
+    await ok(a, media(id, "display:1"))
+    await ok(a, stop(id))
+    await ok(a, finish(id))
+    await b.host.load(id) // both caches now hold sequence 5
+    const requests = displays.map((d, i) => ok(i % 2 === 0 ? a : b, exportOf(id, d.channel_id)))
+    const outcomes = await Promise.all(requests)
+    expect(outcomes.every((o) => o.event?.type === "ExportRequested")).toBe(true)
+    const events = await history(a, id)
+    expect(events.map((e) => e.sequence)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1))
+    const state = foldEvents(events)
+    expect(state.context.exports.map((e) => e.video_channel_id).sort()).toEqual(
+      displays.map((d) => d.channel_id).sort(),
+    )
+  })
+
+  it("refuses with the same error code whichever host has the stale cache", async () => {
+    const a = await newRuntime()
+    const b = await newRuntime()
+    const id = newSessionId()
+    await ok(a, create(id))
+    await b.host.load(id)
+    await ok(a, start(id))
+    const outcome = await b.host.execute(start(id))
+    expect(Result.isFailure(outcome) && outcome.failure).toMatchObject({
+      error_code: "invalid_transition",
+      current_status: "starting",
+    })
+  })
+
+  it("snapshot + tail equals a full replay", async () => {
+    const writer = await newRuntime({ host: { snapshotEvery: 4 } })
+    const id = newSessionId()
+    for (const command of [create(id), start(id, displays), media(id, "display:1"), stop(id), finish(id)]) {
+      await ok(writer, command)
+    }
+    for (const d of displays) await ok(writer, exportOf(id, d.channel_id))
+    await new Promise((resolve) => setTimeout(resolve, 200)) // snapshots are written off the hot path
+    const snapshot = await writer.snapshots.load(id)
+    expect(snapshot?.state.context.sequence).toBe(12)
+    const reader = await newRuntime()
+    const loaded = await reader.host.load(id)
+    expect(loaded.state).toEqual(foldEvents(await history(reader, id)))
+    expect(loaded.state.context.sequence).toBe(13)
+  })
+
+  it("a session's start timer fails it when no media arrives", async () => {
+    const runtime = await newRuntime({ workers: true, host: { startTimeoutMs: 300 } })
+    const id = newSessionId()
+    await ok(runtime, create(id))
+    await ok(runtime, start(id))
+    await expect
+      .poll(async () => (await runtime.host.load(id)).state.value, { timeout: 10_000 })
+      .toBe("failed")
+    const state = (await runtime.host.load(id)).state
+    expect(state.context.error?.code).toBe("start_timeout")
+  })
+})

@@ -1,0 +1,110 @@
+import { DEFAULT_COLLECTION, newSessionId, type SessionId } from "@capture/protocol"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Result } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { rebuildProjections, type SessionRuntime, startSessionRuntime } from "../src/index.js"
+import { cmd, media, start, stop } from "./commands.js"
+import { waitFor } from "./poll.js"
+
+let server: NatsServerHandle
+let nc: NatsConnection
+let runtime: SessionRuntime
+
+beforeAll(async () => {
+  server = await startNatsServer()
+  nc = await connect({ servers: server.url })
+  runtime = await startSessionRuntime(nc, { workers: true })
+})
+afterAll(async () => {
+  await runtime?.stop()
+  await nc?.close()
+  await server?.stop()
+})
+
+const ok = async (command: ReturnType<typeof cmd>) => {
+  const outcome = await runtime.host.execute(command)
+  if (Result.isFailure(outcome)) throw new Error(outcome.failure.message)
+}
+
+describe("SessionReadModel", () => {
+  const ids: Array<SessionId> = []
+
+  beforeAll(async () => {
+    // 12 sessions: users u0..u2, collections default / c-other, some started, some stopped.
+    for (let i = 0; i < 12; i++) {
+      const id = newSessionId(Date.now() + i)
+      ids.push(id)
+      await ok(
+        cmd("CreateSession", id, {
+          collection_id: i % 4 === 3 ? ("c-other" as typeof DEFAULT_COLLECTION) : DEFAULT_COLLECTION,
+          end_user_id: `u${i % 3}`,
+        }),
+      )
+      if (i % 2 === 0) await ok(start(id))
+      if (i % 4 === 0) {
+        await ok(media(id))
+        await ok(stop(id))
+      }
+    }
+    // The projector is asynchronous: wait for it to reach the last writes.
+    await waitFor(
+      () => runtime.readModel.get(ids.at(-1) ?? ""),
+      (record) => record !== undefined,
+    )
+    await waitFor(
+      async () => (await runtime.readModel.get(ids[8] ?? ""))?.session.status,
+      (status) => status === "stopping",
+    )
+  })
+
+  it("serves a session's view with every wire field", async () => {
+    const record = await runtime.readModel.get(ids[0] ?? "")
+    expect(record?.session).toMatchObject({
+      id: ids[0],
+      session_id: ids[0],
+      collection_id: "default",
+      end_user_id: "u0",
+      status: "stopping",
+      primary_video_channel_id: "display:1",
+      export_status: null,
+    })
+    expect(record?.session.rtstreams.map((r) => r.name)).toEqual([
+      "mic:default",
+      "system_audio:default",
+      "display:1",
+    ])
+  })
+
+  it("lists newest first with filters and cursor pagination", async () => {
+    const all = await runtime.readModel.list({ limit: 100 })
+    expect(all.sessions.map((s) => s.id)).toEqual([...ids].reverse())
+    const starting = await runtime.readModel.list({ status: "starting" })
+    expect(starting.sessions.map((s) => s.id).sort()).toEqual(ids.filter((_, i) => i % 4 === 2).sort())
+    const user = await runtime.readModel.list({ end_user_id: "u1", collection_id: "default" })
+    expect(user.sessions.map((s) => s.id).sort()).toEqual(
+      ids.filter((_, i) => i % 3 === 1 && i % 4 !== 3).sort(),
+    )
+    const pages: Array<string> = []
+    let cursor: string | undefined
+    for (let page = 0; page < 10; page++) {
+      const result = await runtime.readModel.list({ limit: 5, ...(cursor === undefined ? {} : { cursor }) })
+      pages.push(...result.sessions.map((s) => s.id))
+      if (result.next_page === null) break
+      cursor = result.next_page
+    }
+    expect(pages).toEqual([...ids].reverse())
+  })
+
+  it("rebuilds from the stream to the same views", async () => {
+    const before = await runtime.readModel.list({ limit: 100 })
+    await rebuildProjections(
+      runtime.host,
+      runtime.readModel,
+      runtime.timers,
+      await runtime.events.sessionIds(),
+    )
+    const after = await runtime.readModel.list({ limit: 100 })
+    expect(after).toEqual(before)
+  })
+})
