@@ -54,7 +54,14 @@ export interface LoadedSession {
   readonly state: SessionState
   /** Stream sequence of the last event folded into `state` (0: none). */
   readonly streamSequence: number
+  /** Command ids of the latest events seen, to recognise a retry whose first try did land. */
+  readonly recentCommands: ReadonlyArray<string>
 }
+
+const RECENT_COMMANDS = 64
+
+const withCommand = (recent: ReadonlyArray<string>, commandId: string): ReadonlyArray<string> =>
+  recent.length < RECENT_COMMANDS ? [...recent, commandId] : [...recent.slice(1), commandId]
 
 /** What a command did. */
 export interface CommandOutcome {
@@ -96,7 +103,11 @@ export class ActorHost {
   observe(event: SessionEvent, streamSequence: number): void {
     const cached = this.cache.get(event.session_id)
     if (cached === undefined || cached.state.context.sequence + 1 !== event.sequence) return
-    this.remember(event.session_id, { state: foldEvent(cached.state, event), streamSequence })
+    this.remember(event.session_id, {
+      state: foldEvent(cached.state, event),
+      streamSequence,
+      recentCommands: withCommand(cached.recentCommands, event.command_id),
+    })
   }
 
   /** Forgets cached states (e.g. after the stream was rebuilt). */
@@ -106,12 +117,16 @@ export class ActorHost {
 
   private async run(command: SessionCommand): Promise<Result.Result<CommandOutcome, CaptureError>> {
     // A new session id has no history: skip the read, and let a conflict tell us otherwise.
-    let loaded =
+    let loaded: LoadedSession =
       this.cache.get(command.session_id) ??
       (command.type === "CreateSession"
-        ? { state: initialState, streamSequence: 0 }
+        ? { state: initialState, streamSequence: 0, recentCommands: [] }
         : await this.catchUp(command.session_id))
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
+      // A retry whose first try was stored (its reply lost): the same answer JetStream's dedupe gives.
+      if (loaded.recentCommands.includes(command.command_id)) {
+        return Result.succeed({ state: loaded.state, event: null, duplicate: true })
+      }
       const now = this.options.now()
       const decision = decide(loaded.state, command, now, this.options)
       if (Result.isFailure(decision)) {
@@ -131,7 +146,11 @@ export class ActorHost {
           const fresh = await this.catchUp(command.session_id)
           return Result.succeed({ state: fresh.state, event: null, duplicate: true })
         }
-        this.remember(command.session_id, { state: next, streamSequence: ack.streamSequence })
+        this.remember(command.session_id, {
+          state: next,
+          streamSequence: ack.streamSequence,
+          recentCommands: withCommand(loaded.recentCommands, command.command_id),
+        })
         await this.runEffects(next, effects)
         this.maybeSnapshot(command.session_id, next, ack.streamSequence)
         return Result.succeed({ state: next, event, duplicate: false })
@@ -167,15 +186,16 @@ export class ActorHost {
       const snapshot = await this.snapshots.load(sessionId)
       loaded =
         snapshot === undefined
-          ? { state: initialState, streamSequence: 0 }
-          : { state: snapshot.state, streamSequence: snapshot.stream_sequence }
+          ? { state: initialState, streamSequence: 0, recentCommands: [] }
+          : { state: snapshot.state, streamSequence: snapshot.stream_sequence, recentCommands: [] }
     }
-    let { state, streamSequence } = loaded
+    let { state, streamSequence, recentCommands } = loaded
     for await (const stored of this.events.read(sessionId, streamSequence)) {
       state = foldEvent(state, stored.event)
       streamSequence = stored.streamSequence
+      recentCommands = withCommand(recentCommands, stored.event.command_id)
     }
-    const caughtUp = { state, streamSequence }
+    const caughtUp = { state, streamSequence, recentCommands }
     if (state.value !== "none") this.remember(sessionId, caughtUp)
     return caughtUp
   }

@@ -77,6 +77,19 @@ describe("ActorHost on JetStream", () => {
     expect(events.filter((e) => e.type === "SessionActivated")).toHaveLength(1)
   })
 
+  it("answers a retry whose first try landed (reply lost) as a duplicate, not a refusal", async () => {
+    const a = await newRuntime()
+    const b = await newRuntime()
+    const id = newSessionId()
+    await ok(a, create(id))
+    const started = start(id)
+    await ok(a, started)
+    // b has never seen the session: deciding afresh would refuse a second start with 409.
+    const retry = await ok(b, started)
+    expect(retry).toMatchObject({ duplicate: true, event: null })
+    expect(retry.state.value).toBe("starting")
+  })
+
   it("two hosts racing on one session never fork or lose history", async () => {
     const a = await newRuntime()
     const b = await newRuntime()
