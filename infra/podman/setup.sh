@@ -94,8 +94,11 @@ service_pids() { pgrep -f "podman system service .*$SOCKET_URL" || true; }
 if [[ -n $conf_changed ]]; then
   # A running service read the old configuration; restart it so containers get runc and no ulimits.
   for pid in $(service_pids); do kill "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    [[ -z $(service_pids) ]] && break
+    sleep 0.1
+  done
   rm -f "$SMOKE_STAMP"
-  sleep 0.2
 fi
 
 if ! ping; then
@@ -103,10 +106,16 @@ if ! ping; then
     # No service owns the socket file: it is stale, and would make the new service fail to bind.
     rm -f "$SOCKET_PATH"
     log "starting podman system service at $SOCKET_URL (log: $SERVICE_LOG)"
-    setsid nohup podman system service --time=0 "$SOCKET_URL" >"$SERVICE_LOG" 2>&1 </dev/null &
+    # fd 9 (the lock) is closed for it: the long-lived service must not hold the lock forever.
+    setsid nohup podman system service --time=0 "$SOCKET_URL" >"$SERVICE_LOG" 2>&1 </dev/null 9>&- &
+    service_pid=$!
   fi
   for _ in $(seq 1 100); do
     ping && break
+    # A service that exited (e.g. rejecting the configuration) will never answer: report why now.
+    if [[ -n ${service_pid:-} ]] && ! kill -0 "$service_pid" 2>/dev/null; then
+      fail "podman system service exited: $(tail -n 1 "$SERVICE_LOG" 2>/dev/null)"
+    fi
     sleep 0.1
   done
   ping || fail "podman API service did not answer at $SOCKET_URL (see $SERVICE_LOG)"
@@ -130,7 +139,7 @@ if ! image_exists "$IMAGE"; then
   printf 'root:x:0:0:root:/:/usr/sbin/nats-server\n' >"$rootfs/etc/passwd"
   printf 'root:x:0:\n' >"$rootfs/etc/group"
   tar -C "$rootfs" -c . |
-    podman import \
+    podman import --quiet \
       --change 'ENTRYPOINT ["/usr/sbin/nats-server"]' \
       --change 'CMD ["-js", "-sd", "/data"]' \
       --change 'EXPOSE 4222' \
