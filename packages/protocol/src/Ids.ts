@@ -7,6 +7,18 @@ import { Schema } from "effect"
 
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
+// Ids are minted on every command: draw randomness in blocks rather than one syscall per id.
+let pool = Buffer.alloc(0)
+let offset = 0
+const takeRandom = (size: number): Buffer => {
+  if (offset + size > pool.length) {
+    pool = randomBytes(4096)
+    offset = 0
+  }
+  offset += size
+  return pool.subarray(offset - size, offset)
+}
+
 /** A 26-character Crockford base32 body: 48 bits of milliseconds, then 80 random bits. */
 export const makeIdBody = (now: number = Date.now()): string => {
   let time = ""
@@ -15,7 +27,7 @@ export const makeIdBody = (now: number = Date.now()): string => {
     time = CROCKFORD[ms % 32] + time
     ms = Math.floor(ms / 32)
   }
-  const random = randomBytes(16)
+  const random = takeRandom(16)
   let tail = ""
   for (let i = 0; i < 16; i++) tail += CROCKFORD[(random[i] ?? 0) % 32]
   return time + tail

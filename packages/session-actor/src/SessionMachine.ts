@@ -76,14 +76,24 @@ const emptyContext: SessionContext = {
 type Args = { readonly context: SessionContext; readonly event: SessionEvent }
 type Update = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>
 
-/** A reducer for one event type (other types leave the context unchanged). */
+/** Every accepted event advances the sequence and the update time. */
+const stamp = (context: SessionContext, event: SessionEvent): Partial<SessionContext> => ({
+  sequence: event.sequence,
+  updated_at: event.time,
+  created_at: context.created_at ?? event.time,
+})
+
+/**
+ * A reducer for one event type, stamping the sequence too (other types leave the context
+ * unchanged). One assign per transition: XState's cost grows with the actions it resolves.
+ */
 const on =
   <T extends SessionEvent["type"]>(
     type: T,
     update: (context: SessionContext, event: EventOf<T>) => Partial<SessionContext>,
   ): Update =>
   (context, event) =>
-    event.type === type ? update(context, event as EventOf<T>) : {}
+    event.type === type ? Object.assign(update(context, event as EventOf<T>), stamp(context, event)) : {}
 
 const withExport = (
   exports: ReadonlyArray<ChannelExport>,
@@ -107,12 +117,6 @@ const pendingExport = (video_channel_id: ChannelId | null): ChannelExport => ({
  * fold both call these, so there is one definition of the fold.
  */
 const reducers = {
-  /** Every accepted event advances the sequence and the update time. */
-  stamp: (context, event) => ({
-    sequence: event.sequence,
-    updated_at: event.time,
-    created_at: context.created_at ?? event.time,
-  }),
   created: on("SessionCreated", (_, event) => ({
     session_id: event.session_id,
     collection_id: event.data.collection_id,
@@ -170,7 +174,15 @@ const reducers = {
     start_deadline: null,
     stop_deadline: null,
   })),
-  failedByExport: on("ExportFailed", (_, event) => ({ error: event.data.error })),
+  /** The last export that could have produced a video failed: so does the session. */
+  exportFailedFinal: on("ExportFailed", (context, event) => ({
+    exports: withExport(context.exports, {
+      ...pendingExport(event.data.video_channel_id),
+      export_status: "failed",
+      error: event.data.error,
+    }),
+    error: event.data.error,
+  })),
 } satisfies Record<string, Update>
 
 type ReducerName = keyof typeof reducers
@@ -196,7 +208,6 @@ export const sessionMachine = setup({
     events: {} as SessionEvent,
   },
   actions: {
-    stamp: assignFrom(reducers.stamp),
     created: assignFrom(reducers.created),
     starting: assignFrom(reducers.starting),
     activated: assignFrom(reducers.activated),
@@ -206,7 +217,7 @@ export const sessionMachine = setup({
     exportCompleted: assignFrom(reducers.exportCompleted),
     exportFailed: assignFrom(reducers.exportFailed),
     failed: assignFrom(reducers.failed),
-    failedByExport: assignFrom(reducers.failedByExport),
+    exportFailedFinal: assignFrom(reducers.exportFailedFinal),
     /** Effects: durable timers, run by the host after the append. */
     scheduleTimer: (_: unknown, _params: { readonly timer: TimerName; readonly deadline: string }) => {},
     cancelTimer: (_: unknown, _params: { readonly timer: TimerName }) => {},
@@ -218,13 +229,13 @@ export const sessionMachine = setup({
   initial: "none",
   states: {
     none: {
-      on: { SessionCreated: { target: "created", actions: ["stamp", "created"] } },
+      on: { SessionCreated: { target: "created", actions: "created" } },
     },
     created: {
       on: {
-        SessionStarting: { target: "starting", actions: ["stamp", "starting"] },
-        SessionStopped: { target: "stopped", actions: ["stamp", "stopped"] },
-        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+        SessionStarting: { target: "starting", actions: "starting" },
+        SessionStopped: { target: "stopped", actions: "stopped" },
+        SessionFailed: { target: "failed", actions: "failed" },
       },
     },
     starting: {
@@ -234,15 +245,15 @@ export const sessionMachine = setup({
       },
       exit: { type: "cancelTimer", params: { timer: "start" } },
       on: {
-        SessionActivated: { target: "active", actions: ["stamp", "activated"] },
-        SessionStopped: { target: "stopped", actions: ["stamp", "stopped"] },
-        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+        SessionActivated: { target: "active", actions: "activated" },
+        SessionStopped: { target: "stopped", actions: "stopped" },
+        SessionFailed: { target: "failed", actions: "failed" },
       },
     },
     active: {
       on: {
-        SessionStopping: { target: "stopping", actions: ["stamp", "stopping"] },
-        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+        SessionStopping: { target: "stopping", actions: "stopping" },
+        SessionFailed: { target: "failed", actions: "failed" },
       },
     },
     stopping: {
@@ -252,26 +263,26 @@ export const sessionMachine = setup({
       },
       exit: { type: "cancelTimer", params: { timer: "stop" } },
       on: {
-        SessionStopped: { target: "stopped", actions: ["stamp", "stopped"] },
-        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+        SessionStopped: { target: "stopped", actions: "stopped" },
+        SessionFailed: { target: "failed", actions: "failed" },
       },
     },
     stopped: {
       on: {
-        ExportRequested: { actions: ["stamp", "exportRequested"] },
-        ExportCompleted: { target: "exported", actions: ["stamp", "exportCompleted"] },
+        ExportRequested: { actions: "exportRequested" },
+        ExportCompleted: { target: "exported", actions: "exportCompleted" },
         ExportFailed: [
-          { guard: "lastHopeFailed", target: "failed", actions: ["stamp", "exportFailed", "failedByExport"] },
-          { actions: ["stamp", "exportFailed"] },
+          { guard: "lastHopeFailed", target: "failed", actions: "exportFailedFinal" },
+          { actions: "exportFailed" },
         ],
-        SessionFailed: { target: "failed", actions: ["stamp", "failed"] },
+        SessionFailed: { target: "failed", actions: "failed" },
       },
     },
     exported: {
       on: {
-        ExportRequested: { actions: ["stamp", "exportRequested"] },
-        ExportCompleted: { actions: ["stamp", "exportCompleted"] },
-        ExportFailed: { actions: ["stamp", "exportFailed"] },
+        ExportRequested: { actions: "exportRequested" },
+        ExportCompleted: { actions: "exportCompleted" },
+        ExportFailed: { actions: "exportFailed" },
       },
     },
     failed: { type: "final" },
@@ -315,22 +326,28 @@ export class UnappliableEvent extends Error {
   }
 }
 
+// The XState snapshot behind each state `applyEvent` returned, so the next command on a cached
+// session does not pay for `resolveState` again.
+const snapshots = new WeakMap<SessionState, SessionSnapshot>()
+
 const toSnapshot = (state: SessionState): SessionSnapshot =>
-  state.value === "none" && state.context === emptyContext
+  snapshots.get(state) ??
+  (state.value === "none" && state.context === emptyContext
     ? initialTransition(sessionMachine)[0]
-    : sessionMachine.resolveState({ value: state.value, context: state.context })
+    : sessionMachine.resolveState({ value: state.value, context: state.context }))
 
 /**
- * Applies one event with XState's pure `transition` and returns the next state with the effects
- * to run (timers). The host uses this for each new event; replay uses the faster `foldEvents`.
+ * Applies one event with XState's interpreter (`transition`): the reference semantics of the
+ * machine. `applyEvent` must agree with it on every history (property-tested, and checked by
+ * `capture replay --verify` on every stored session).
  */
-export const applyEvent = (
+export const transitionWithXState = (
   state: SessionState,
   event: SessionEvent,
 ): readonly [SessionState, ReadonlyArray<SessionEffect>] => {
   if (event.sequence !== state.context.sequence + 1) throw new UnappliableEvent(event, state.value)
   const [next, actions] = transition(sessionMachine, toSnapshot(state), event)
-  // Every accepted event runs `stamp`, so an unchanged sequence means no transition took it.
+  // Every reducer stamps the sequence, so an unchanged sequence means no transition took it.
   if (next.context.sequence !== event.sequence) throw new UnappliableEvent(event, state.value)
   const effects: Array<SessionEffect> = []
   for (const action of actions) {
@@ -338,20 +355,36 @@ export const applyEvent = (
       effects.push({ type: action.type, ...(action.params as object) } as SessionEffect)
     }
   }
-  return [{ value: next.value as SessionStateValue, context: next.context }, effects]
+  const nextState: SessionState = { value: next.value as SessionStateValue, context: next.context }
+  snapshots.set(nextState, next)
+  return [nextState, effects]
 }
 
-// --- the compiled fold --------------------------------------------------------------------------
-// XState's interpreter costs ~20 µs per event; replay folds millions. The machine is flat (no
-// nested or parallel states, no eventless or delayed transitions), so its transitions compile to
-// a table of (state, event type) → candidates, each a guard, a target and reducer names. A test
-// checks the table against `transition` on generated histories.
+// --- the compiled machine ------------------------------------------------------------------------
+// XState's interpreter costs ~20 µs per event (more under GC pressure): too much for replaying
+// millions of events, and half the host's budget per command. The machine is flat (no nested or
+// parallel states, no eventless or delayed transitions), so at load its definition compiles to a
+// table of (state, event type) → candidates, each a guard, a target, reducers, and the exit/entry
+// effects a state change runs. The machine stays the single definition; the table is derived.
+
+type EffectSpec = { readonly type: SessionEffect["type"]; readonly params: unknown }
 
 interface CompiledTransition {
   readonly guard: keyof typeof guards | undefined
   readonly target: SessionStateValue | undefined
   readonly reducers: ReadonlyArray<Update>
+  /** Exit actions of the source, then entry actions of the target (only when the state changes). */
+  readonly effects: ReadonlyArray<EffectSpec>
 }
+
+const effectSpecs = (actions: ReadonlyArray<unknown>, where: string): ReadonlyArray<EffectSpec> =>
+  actions.map((action) => {
+    const spec = action as { type?: unknown; params?: unknown }
+    if (spec.type !== "scheduleTimer" && spec.type !== "cancelTimer") {
+      throw new Error(`${where} runs ${String(spec.type)}, which the compiled machine cannot run`)
+    }
+    return { type: spec.type, params: spec.params }
+  })
 
 const compile = (): ReadonlyMap<string, ReadonlyArray<CompiledTransition>> => {
   const table = new Map<string, ReadonlyArray<CompiledTransition>>()
@@ -359,6 +392,7 @@ const compile = (): ReadonlyMap<string, ReadonlyArray<CompiledTransition>> => {
     if (Object.keys(node.states).length > 0 || node.always || node.after.length > 0) {
       throw new Error(`session machine state ${key} is not flat; the compiled fold cannot represent it`)
     }
+    const exit = effectSpecs(node.exit, `exit of ${key}`)
     for (const [eventType, candidates] of node.transitions) {
       table.set(
         `${key}/${eventType}`,
@@ -367,9 +401,12 @@ const compile = (): ReadonlyMap<string, ReadonlyArray<CompiledTransition>> => {
           if (guard !== undefined && (typeof guard !== "string" || !(guard in guards))) {
             throw new Error(`unsupported guard on ${key}/${eventType}`)
           }
+          const targetNode = candidate.target?.[0]
+          const changes = targetNode !== undefined && targetNode.key !== key
           return {
             guard: guard as keyof typeof guards | undefined,
-            target: candidate.target?.[0]?.key as SessionStateValue | undefined,
+            target: targetNode?.key as SessionStateValue | undefined,
+            effects: changes ? [...exit, ...effectSpecs(targetNode.entry, `entry of ${targetNode.key}`)] : [],
             reducers: candidate.actions.map((action) => {
               const name = typeof action === "string" ? action : (action as { type?: unknown }).type
               if (typeof name !== "string" || !(name in reducers)) {
@@ -389,21 +426,49 @@ const compile = (): ReadonlyMap<string, ReadonlyArray<CompiledTransition>> => {
 
 const compiled = compile()
 
-/** One fold step without effects: the same result as `applyEvent`, several times faster. */
-export const foldEvent = (state: SessionState, event: SessionEvent): SessionState => {
+const match = (state: SessionState, event: SessionEvent): CompiledTransition => {
   if (event.sequence !== state.context.sequence + 1) throw new UnappliableEvent(event, state.value)
   const candidates = compiled.get(`${state.value}/${event.type}`)
   if (candidates !== undefined) {
     for (const candidate of candidates) {
-      if (candidate.guard !== undefined && !guards[candidate.guard]({ context: state.context, event }))
-        continue
-      let context = state.context
-      for (const reduce of candidate.reducers) context = { ...context, ...reduce(context, event) }
-      return { value: candidate.target ?? state.value, context }
+      if (candidate.guard === undefined || guards[candidate.guard]({ context: state.context, event }))
+        return candidate
     }
   }
   throw new UnappliableEvent(event, state.value)
 }
+
+const reduce = (state: SessionState, event: SessionEvent, candidate: CompiledTransition): SessionState => {
+  let context = state.context
+  for (const update of candidate.reducers) context = Object.assign({}, context, update(context, event))
+  return { value: candidate.target ?? state.value, context }
+}
+
+/**
+ * Applies one event and returns the next state with the effects to run (timers): the machine's
+ * pure transition, as the host runs it for each new event. Throws `UnappliableEvent` when the
+ * machine does not accept the event, or when it is not the next in sequence: a history that does
+ * not fold is corrupt, never silently skipped.
+ */
+export const applyEvent = (
+  state: SessionState,
+  event: SessionEvent,
+): readonly [SessionState, ReadonlyArray<SessionEffect>] => {
+  const candidate = match(state, event)
+  const next = reduce(state, event, candidate)
+  const effects = candidate.effects.map(
+    ({ type, params }) =>
+      ({
+        type,
+        ...(typeof params === "function" ? params({ context: next.context, event }) : params),
+      }) as SessionEffect,
+  )
+  return [next, effects]
+}
+
+/** One fold step without effects (replay). */
+export const foldEvent = (state: SessionState, event: SessionEvent): SessionState =>
+  reduce(state, event, match(state, event))
 
 /** Folds a history (or a tail onto a snapshot's state). */
 export const foldEvents = (

@@ -20,6 +20,7 @@ import {
   foldEvents,
   initialState,
   type SessionState,
+  transitionWithXState,
   UnappliableEvent,
 } from "../src/index.js"
 import { cmd, create, exportOf, finish, media, start, stop } from "./commands.js"
@@ -303,7 +304,7 @@ describe("folding", () => {
     ).toThrow(UnappliableEvent)
   })
 
-  it("the compiled fold equals XState's transition on generated histories", () => {
+  it("the compiled machine equals XState's transition (state and effects) on generated histories", () => {
     const sessionCommands = fc.constantFrom<(s: Session) => SessionCommand>(
       () => start(id),
       () =>
@@ -327,6 +328,15 @@ describe("folding", () => {
         s.ok(create(id))
         for (const step of steps) s.run(step(s))
         expect(foldEvents(s.history)).toEqual(s.state)
+        let reference = initialState
+        const referenceEffects: Array<unknown> = []
+        for (const event of s.history) {
+          const [next, effects] = transitionWithXState(reference, event)
+          reference = next
+          referenceEffects.push(...effects)
+        }
+        expect(reference).toEqual(s.state)
+        expect(referenceEffects).toEqual(s.effects)
       }),
       { numRuns: 300 },
     )
