@@ -1,0 +1,109 @@
+/**
+ * `capture replay <session-id> [--until <seq>] [--json]` and `capture replay --verify [--json]`.
+ */
+import type { SessionContext } from "@capture/session-actor"
+import { Console, Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { describe, failed, unavailable, usage } from "../Exit.js"
+import { natsFlag, toolServers } from "../Flags.js"
+import { openToolSession } from "../NatsSession.js"
+import { formatFailure, formatStep, type ReplayResult, type ReplayStep, replaySession } from "./Replay.js"
+import { verifyAll } from "./Verify.js"
+
+const json = (value: unknown): string => JSON.stringify(value, null, 2)
+
+const replayOne = (
+  servers: ReadonlyArray<string>,
+  sessionId: string,
+  until: number | undefined,
+  asJson: boolean,
+) =>
+  Effect.gen(function* () {
+    const { runtime } = yield* openToolSession(servers)
+    let previous: SessionContext | undefined
+    const print = (step: ReplayStep): void => {
+      process.stdout.write(`${formatStep(step, previous)}\n`)
+      previous = step.state.context
+    }
+    const result: ReplayResult = yield* Effect.tryPromise({
+      try: () =>
+        replaySession(runtime.events, sessionId, {
+          ...(until === undefined ? {} : { until }),
+          ...(asJson ? {} : { onStep: print }),
+        }),
+      catch: (error) => unavailable(`cannot read ${sessionId}: ${describe(error)}`),
+    })
+    if (result.events.length === 0 && result.error === null) {
+      return yield* usage(
+        `session ${sessionId} not found (no events on ${runtime.topology.eventSubject(sessionId)})`,
+      )
+    }
+    if (asJson) {
+      yield* Console.log(json(result))
+    } else {
+      const final = result.final
+      yield* Console.log(
+        `${sessionId}: ${result.events.length} event(s) replayed; status ${final.status} at #${final.sequence}` +
+          (until !== undefined && final.sequence >= until ? ` (--until ${until})` : ""),
+      )
+    }
+    if (result.error !== null) {
+      return yield* failed(`${sessionId}: cannot replay ${formatFailure(result.error)}`)
+    }
+  })
+
+const verify = (servers: ReadonlyArray<string>, asJson: boolean) =>
+  Effect.gen(function* () {
+    const { runtime } = yield* openToolSession(servers)
+    const report = yield* Effect.tryPromise({
+      try: () =>
+        verifyAll(runtime.events, (failure) => {
+          if (!asJson) process.stdout.write(`FAIL ${failure.session_id} ${formatFailure(failure)}\n`)
+        }),
+      catch: (error) => unavailable(`cannot read the event stream: ${describe(error)}`),
+    })
+    const summary = `verified ${report.verified} sessions, ${report.failed} failed (${report.events} events)`
+    yield* Console.log(asJson ? json(report) : summary)
+    if (report.failed > 0) return yield* failed(summary)
+  })
+
+/** The `replay` command. */
+export const replayCommand = Command.make(
+  "replay",
+  {
+    sessionId: Argument.String("session-id").pipe(
+      Argument.withDescription("The session to replay (omit with --verify)"),
+      Argument.optional,
+    ),
+    until: Flag.Int("until").pipe(
+      Flag.withDescription("Stop after this event sequence and show the state as of it"),
+      Flag.optional,
+    ),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDescription("Print one JSON document instead of text"),
+      Flag.withDefault(false),
+    ),
+    verify: Flag.Boolean("verify").pipe(
+      Flag.withDescription("Replay every stored session and report each history the code cannot reproduce"),
+      Flag.withDefault(false),
+    ),
+    nats: natsFlag,
+  },
+  (input) => {
+    const servers = toolServers(input.nats)
+    if (input.verify) {
+      if (Option.isSome(input.sessionId) || Option.isSome(input.until)) {
+        return Effect.fail(usage("--verify checks every session: it takes no session id and no --until"))
+      }
+      return Effect.scoped(verify(servers, input.json))
+    }
+    if (Option.isNone(input.sessionId)) return Effect.fail(usage("replay needs a session id (or --verify)"))
+    return Effect.scoped(
+      replayOne(servers, input.sessionId.value, Option.getOrUndefined(input.until), input.json),
+    )
+  },
+).pipe(
+  Command.withDescription(
+    "Replay a session's stored events through the current machine, printing the state after each; or verify every session",
+  ),
+)

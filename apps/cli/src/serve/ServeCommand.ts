@@ -1,0 +1,58 @@
+/**
+ * `capture serve`: flags and environment to `ServeOptions`, then the server.
+ */
+import { Config, Effect, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import { stopsOnSignal } from "../Exit.js"
+import { durationFlag, parseServers } from "../Flags.js"
+import { serve } from "./Server.js"
+
+/** The `serve` command. */
+export const serveCommand = Command.make(
+  "serve",
+  {
+    port: Flag.Int("port").pipe(
+      Flag.withDescription("HTTP port (default: $PORT, else 8080)"),
+      Flag.withFallbackConfig(Config.Port("PORT")),
+      Flag.withDefault(8080),
+    ),
+    host: Flag.String("host").pipe(
+      Flag.withDescription("HTTP listen address (default 127.0.0.1)"),
+      Flag.withDefault("127.0.0.1"),
+    ),
+    dataDir: Flag.String("data-dir").pipe(
+      Flag.withDescription(
+        "Where the embedded NATS server stores its data: <data-dir>/nats (default .capture)",
+      ),
+      Flag.withDefault(".capture"),
+    ),
+    natsPort: Flag.Int("nats-port").pipe(
+      Flag.withDescription("Client port of the embedded NATS server (default 4222, or a free port if taken)"),
+      Flag.optional,
+    ),
+    startTimeout: durationFlag("start-timeout", "60s", "How long a starting session may wait for media"),
+    stopTimeout: durationFlag("stop-timeout", "30s", "How long a stopping session may take to finish"),
+    replicas: Flag.Int("replicas").pipe(
+      Flag.withDescription("JetStream replicas for the stream and buckets: 1, or 3 on a cluster (default 1)"),
+      Flag.withDefault(1),
+    ),
+  },
+  (flags) =>
+    Effect.suspend(() => {
+      stopsOnSignal()
+      return serve({
+        port: flags.port,
+        host: flags.host,
+        dataDir: flags.dataDir,
+        startTimeoutMs: flags.startTimeout,
+        stopTimeoutMs: flags.stopTimeout,
+        replicas: flags.replicas,
+        natsServers: parseServers(process.env.NATS_URL ?? ""),
+        natsPort: Option.getOrUndefined(flags.natsPort),
+      })
+    }),
+).pipe(
+  Command.withDescription(
+    "Run the all-in-one server: embedded NATS (unless NATS_URL is set), session workers and the HTTP API",
+  ),
+)

@@ -1,0 +1,55 @@
+/**
+ * The server's NATS connection: to the embedded server, or to `NATS_URL`. It reconnects forever
+ * (the server outlives NATS restarts) and is drained on shutdown, so in-flight publishes and acks
+ * reach the server before the process exits.
+ */
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Data, Effect, type Scope } from "effect"
+import { describe } from "../Exit.js"
+import { log } from "../Log.js"
+
+/** The first connection could not be made. */
+export class NatsConnectError extends Data.TaggedError("NatsConnectError")<{ readonly message: string }> {}
+
+/** The live connection and whether it is currently connected (for readiness). */
+export interface ServeNats {
+  readonly nc: NatsConnection
+  readonly servers: ReadonlyArray<string>
+  /** False between a disconnect and the reconnect. */
+  readonly connected: () => boolean
+}
+
+/** Connects for the enclosing scope; drains when it closes. */
+export const serveNats = (
+  servers: ReadonlyArray<string>,
+): Effect.Effect<ServeNats, NatsConnectError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const nc = await connect({ servers: [...servers], name: "capture-serve", maxReconnectAttempts: -1 })
+        let connected = true
+        void (async () => {
+          for await (const status of nc.status()) {
+            if (status.type === "disconnect") {
+              connected = false
+              log(`nats disconnected from ${status.server}; reconnecting`)
+            } else if (status.type === "reconnect") {
+              connected = true
+              log(`nats reconnected to ${status.server}`)
+            }
+          }
+        })()
+        return { nc, servers, connected: () => connected }
+      },
+      catch: (error) =>
+        new NatsConnectError({
+          message: `cannot connect to NATS at ${servers.join(",")}: ${describe(error)}`,
+        }),
+    }),
+    ({ nc }) =>
+      Effect.gen(function* () {
+        log("draining nats connection")
+        yield* Effect.promise(() => nc.drain().catch(() => nc.close()))
+        log("nats connection closed")
+      }),
+  )

@@ -1,0 +1,114 @@
+/**
+ * The all-in-one server: NATS (embedded or external), the session runtime with its workers
+ * (projector, timer wheel) and the HTTP server, acquired in that order in one scope and released in
+ * reverse, so shutdown stops accepting HTTP first, then the workers, then drains NATS, then stops
+ * the embedded server. Later parts (HTTP API, webhooks, ingest, muxer) add their routes to
+ * `httpRoutes` and their workers to `serve`.
+ */
+import { createServer } from "node:http"
+import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Context, Effect, Layer } from "effect"
+import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
+import { describe, unavailable } from "../Exit.js"
+import { log, logEffect } from "../Log.js"
+import { embeddedNats } from "./EmbeddedNats.js"
+import { healthRoutes } from "./Health.js"
+import { type ServeNats, serveNats } from "./ServeNats.js"
+
+/** What `capture serve` was asked for. */
+export interface ServeOptions {
+  readonly port: number
+  readonly host: string
+  readonly dataDir: string
+  readonly startTimeoutMs: number
+  readonly stopTimeoutMs: number
+  readonly replicas: number
+  /** External NATS servers (`NATS_URL`); empty: run the embedded server. */
+  readonly natsServers: ReadonlyArray<string>
+  /** Client port of the embedded server; undefined: 4222, or a free one if that is taken. */
+  readonly natsPort: number | undefined
+}
+
+/** Everything route modules may need. */
+export interface ServerContext {
+  readonly nats: ServeNats
+  readonly runtime: SessionRuntime
+}
+
+/** Unknown paths answer in the API's failure envelope. */
+const notFound = HttpRouter.add("*", "/*", (request) =>
+  Effect.succeed(
+    HttpServerResponse.jsonUnsafe(
+      { success: false, message: `no route for ${request.method} ${request.url}`, error_code: "not_found" },
+      { status: 404 },
+    ),
+  ),
+)
+
+/** Every HTTP route of the server. */
+const httpRoutes = (context: ServerContext) =>
+  Layer.mergeAll(healthRoutes(context.nats, context.runtime.topology.eventStream), notFound)
+
+/** Runs the server until interrupted (SIGTERM/SIGINT), then shuts it down step by step. */
+export const serve = (options: ServeOptions) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      let servers = options.natsServers
+      if (servers.length === 0) {
+        const embedded = yield* embeddedNats({ dataDir: options.dataDir, port: options.natsPort }).pipe(
+          Effect.mapError((error) => unavailable(error.message)),
+        )
+        log(`embedded nats-server pid ${embedded.pid} at ${embedded.url} (store ${embedded.storeDir})`)
+        servers = [embedded.url]
+      }
+      const nats = yield* serveNats(servers).pipe(Effect.mapError((error) => unavailable(error.message)))
+      log(`nats connected: ${servers.join(",")}`)
+
+      const runtime = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () =>
+            startSessionRuntime(nats.nc, {
+              workers: true,
+              host: { startTimeoutMs: options.startTimeoutMs, stopTimeoutMs: options.stopTimeoutMs },
+              topology: { replicas: options.replicas },
+              log: (message) => log(message),
+            }),
+          catch: (error) => unavailable(`cannot start the session runtime: ${describe(error)}`),
+        }),
+        (runtime) =>
+          Effect.gen(function* () {
+            yield* logEffect("stopping workers")
+            yield* Effect.promise(() => runtime.stop())
+            yield* logEffect("workers stopped")
+          }),
+      )
+      log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
+
+      let listening = false
+      // Registered before the server so that it runs after the server has closed.
+      yield* Effect.addFinalizer(() => (listening ? logEffect("http server closed") : Effect.void))
+      const http = yield* Layer.build(
+        HttpRouter.serve(httpRoutes({ nats, runtime }), { disableLogger: true, disableListenLog: true }).pipe(
+          Layer.provideMerge(
+            NodeHttpServer.layer(createServer, {
+              port: options.port,
+              host: options.host,
+              gracefulShutdownTimeout: "5 seconds",
+            }),
+          ),
+        ),
+      ).pipe(
+        Effect.mapError((error) =>
+          unavailable(`cannot listen on ${options.host}:${options.port}: ${describe(error.cause)}`),
+        ),
+      )
+      listening = true
+      const address = HttpServer.formatAddress(Context.get(http, HttpServer.HttpServer).address)
+      log(`http listening on ${address}`)
+      log(`ready (nats ${servers.join(",")})`)
+      // Runs first on shutdown: the finalizers above run after it, in reverse order.
+      yield* Effect.addFinalizer(() => logEffect("shutting down: closing http server"))
+      return yield* Effect.never
+    }),
+  )

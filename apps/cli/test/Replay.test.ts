@@ -1,0 +1,123 @@
+import { newSessionId } from "@capture/protocol"
+import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { jetstream } from "@nats-io/jetstream"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { runCli } from "./cli.js"
+import { create, finish, media, run, start, stop } from "./commands.js"
+
+let nats: NatsServerHandle
+let nc: NatsConnection
+let runtime: SessionRuntime
+const healthy = newSessionId()
+
+beforeAll(async () => {
+  nats = await startNatsServer()
+  nc = await connect({ servers: nats.url })
+  runtime = await startSessionRuntime(nc, { workers: false })
+  await run(runtime, create(healthy), start(healthy), media(healthy), stop(healthy), finish(healthy))
+})
+afterAll(async () => {
+  await runtime?.stop()
+  await nc?.close()
+  await nats?.stop()
+})
+
+const capture = (...args: ReadonlyArray<string>) => runCli([...args, "--nats", nats.url])
+
+/** No stack trace ever reaches the operator. */
+const noStack = (result: { readonly stdout: string; readonly stderr: string }): void => {
+  expect(result.stdout).not.toContain("    at ")
+  expect(result.stderr).not.toContain("    at ")
+}
+
+describe("capture replay", () => {
+  it("prints every event with the state after it", async () => {
+    const result = await capture("replay", healthy)
+    expect(result.code).toBe(0)
+    const lines = result.stdout.split("\n")
+    expect(lines.filter((line) => /^#\d+ /.test(line)).map((line) => line.split(/\s+/)[2])).toEqual([
+      "SessionCreated",
+      "SessionStarting",
+      "SessionActivated",
+      "SessionStopping",
+      "SessionStopped",
+    ])
+    expect(lines.filter((line) => line.startsWith("    state")).map((line) => line.split(/\s+/)[2])).toEqual([
+      "created",
+      "starting",
+      "active",
+      "stopping",
+      "stopped",
+    ])
+    expect(result.stdout).toContain(`"session_id":"${healthy}"`)
+    expect(result.stdout).toContain("status stopped at #5")
+  })
+
+  it("stops at --until and prints one JSON document with --json", async () => {
+    const result = await capture("replay", healthy, "--until", "3", "--json")
+    expect(result.code).toBe(0)
+    const replay = JSON.parse(result.stdout)
+    expect(replay.session_id).toBe(healthy)
+    expect(
+      replay.events.map((e: { sequence: number; type: string; state: { status: string } }) => [
+        e.sequence,
+        e.type,
+        e.state.status,
+      ]),
+    ).toEqual([
+      [1, "SessionCreated", "created"],
+      [2, "SessionStarting", "starting"],
+      [3, "SessionActivated", "active"],
+    ])
+    expect(replay.events[0].data).toMatchObject({ collection_id: "default", end_user_id: "user-1" })
+    expect(replay.final).toMatchObject({ status: "active", sequence: 3 })
+    expect(replay.final.context.rtstreams).toHaveLength(2)
+    expect(replay.error).toBeNull()
+  })
+
+  it("says so, with exit code 2, for an unknown session", async () => {
+    const result = await capture("replay", newSessionId())
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/not found/)
+    noStack(result)
+  })
+})
+
+describe("capture replay --verify", () => {
+  it("passes when every history replays", async () => {
+    const result = await capture("replay", "--verify")
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("verified 1 sessions, 0 failed")
+  })
+
+  it("reports each history the code cannot reproduce, with session and sequence, and fails", async () => {
+    const js = jetstream(nc)
+    // A newer writer's event type on a healthy history, and a message that is not JSON at all.
+    const teleported = await js.publish(
+      `capture.events.${healthy}`,
+      JSON.stringify({ type: "SessionTeleported", session_id: healthy, sequence: 6, data: {} }),
+    )
+    const garbled = newSessionId()
+    const notJson = await js.publish(`capture.events.${garbled}`, "{not json")
+
+    const result = await capture("replay", "--verify")
+    expect(result.code).not.toBe(0)
+    expect(result.stdout).toMatch(new RegExp(`FAIL ${healthy} stream message ${teleported.seq}\\b`))
+    expect(result.stdout).toMatch(new RegExp(`FAIL ${garbled} stream message ${notJson.seq}\\b`))
+    expect(result.stdout).toContain("verified 2 sessions, 2 failed")
+    noStack(result)
+
+    const json = await capture("replay", "--verify", "--json")
+    expect(json.code).not.toBe(0)
+    expect(JSON.parse(json.stdout)).toMatchObject({ verified: 2, failed: 2 })
+
+    // Replaying the damaged session shows its good prefix, then where and why it stops.
+    const one = await capture("replay", healthy)
+    expect(one.code).toBe(1)
+    expect(one.stdout).toContain("status stopped at #5")
+    expect(one.stderr).toContain(`stream message ${teleported.seq}`)
+    noStack(one)
+  })
+})

@@ -1,0 +1,110 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { newSessionId } from "@capture/protocol"
+import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { getFreePort, getFreePorts, type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { isAlive, killIfRunning, type ServeProcess, startServe, waitUntilGone } from "./cli.js"
+import { create, run, start } from "./commands.js"
+
+const serves: Array<ServeProcess> = []
+const dirs: Array<string> = []
+afterEach(async () => {
+  for (const serve of serves.splice(0)) await killIfRunning(serve)
+})
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+const tempDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), "capture-cli-"))
+  dirs.push(dir)
+  return dir
+}
+
+const serve = (args: ReadonlyArray<string>, env: Record<string, string> = {}): ServeProcess => {
+  const process = startServe(args, env)
+  serves.push(process)
+  return process
+}
+
+/** Starts serve with an embedded NATS on free ports; resolves once ready, with the nats-server pid. */
+const serveEmbedded = async () => {
+  const [httpPort, natsPort] = await getFreePorts(2)
+  const server = serve(["--port", String(httpPort), "--nats-port", String(natsPort), "--data-dir", tempDir()])
+  const [, pid] = await server.waitFor(/embedded nats-server pid (\d+)/)
+  await server.waitFor(/\[capture\] ready/)
+  return { server, base: `http://127.0.0.1:${httpPort}`, natsPid: Number(pid) }
+}
+
+describe("capture serve with an embedded NATS", () => {
+  it("answers /healthz and /readyz, 404s unknown paths, and stops cleanly on SIGTERM", async () => {
+    const { server, base, natsPid } = await serveEmbedded()
+    expect(isAlive(natsPid)).toBe(true)
+
+    const health = await fetch(`${base}/healthz`)
+    expect(health.status).toBe(200)
+    expect(await health.json()).toEqual({ status: "ok" })
+    const ready = await fetch(`${base}/readyz`)
+    expect(ready.status).toBe(200)
+    expect(await ready.json()).toMatchObject({ status: "ready", stream: "CAPTURE_EVENTS" })
+    const missing = await fetch(`${base}/nope`)
+    expect(missing.status).toBe(404)
+    expect(await missing.json()).toMatchObject({ success: false, error_code: "not_found" })
+
+    const stoppedAt = Date.now()
+    server.child.kill("SIGTERM")
+    const exit = await server.exited
+    expect(exit).toEqual({ code: 0, signal: null })
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000)
+    expect(await waitUntilGone(natsPid, 2_000)).toBe(true)
+    expect(server.output()).toMatch(/stopping workers[\s\S]*draining nats[\s\S]*embedded nats-server stopped/)
+  })
+
+  it("never leaves the embedded nats-server orphaned when serve is SIGKILLed", async () => {
+    const { server, natsPid } = await serveEmbedded()
+    server.child.kill("SIGKILL")
+    await server.exited
+    expect(await waitUntilGone(natsPid, 5_000)).toBe(true)
+  })
+})
+
+describe("capture serve with an external NATS", () => {
+  let nats: NatsServerHandle | undefined
+  let nc: NatsConnection | undefined
+  let runtime: SessionRuntime | undefined
+  afterAll(async () => {
+    await runtime?.stop()
+    await nc?.close()
+    await nats?.stop()
+  })
+
+  it("keeps durable timers across a hard kill: a restarted serve fails the stuck session", async () => {
+    nats = await startNatsServer()
+    const env = { NATS_URL: nats.url }
+    const args = ["--start-timeout", "2s"]
+    const first = serve(["--port", String(await getFreePort()), ...args], env)
+    await first.waitFor(/\[capture\] ready/)
+
+    // This process writes the session and its timer, but has no workers: it cannot fire it.
+    nc = await connect({ servers: nats.url })
+    runtime = await startSessionRuntime(nc, { workers: false, host: { startTimeoutMs: 2_000 } })
+    const id = newSessionId()
+    await run(runtime, create(id), start(id))
+    first.child.kill("SIGKILL")
+    await first.exited
+    expect((await runtime.host.load(id)).state.value).toBe("starting")
+
+    const second = serve(["--port", String(await getFreePort()), ...args], env)
+    await second.waitFor(/\[capture\] ready/)
+    await expect
+      .poll(async () => (await runtime?.host.load(id))?.state.value, { timeout: 20_000, interval: 200 })
+      .toBe("failed")
+    expect((await runtime.host.load(id)).state.context.error?.code).toBe("start_timeout")
+
+    second.child.kill("SIGTERM")
+    expect((await second.exited).code).toBe(0)
+  }, 60_000)
+})

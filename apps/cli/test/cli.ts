@@ -1,0 +1,137 @@
+/** Runs the built `capture` command as a real process, as an operator or a supervisor would. */
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+
+export const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url))
+
+const requireBuild = (): void => {
+  if (!existsSync(MAIN)) {
+    throw new Error(`${MAIN} is missing: build the CLI first (pnpm exec tsc -b apps/cli, or pnpm run build)`)
+  }
+}
+
+/** The environment for a child: ours without NATS_URL, plus `env`. */
+const childEnv = (env: Record<string, string>): NodeJS.ProcessEnv => {
+  const { NATS_URL: _ignored, ...rest } = process.env
+  return { ...rest, ...env }
+}
+
+export interface CliResult {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs `capture <args>` to completion. */
+export const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<CliResult> => {
+  requireBuild()
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: childEnv(env),
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8")
+    })
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString("utf8")
+    })
+    child.once("error", reject)
+    child.once("close", (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+/** A running `capture serve`. */
+export interface ServeProcess {
+  readonly child: ChildProcess
+  /** Everything it printed so far (stdout and stderr). */
+  readonly output: () => string
+  /** Resolves with the first output line matching `pattern`. */
+  readonly waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>
+  /** Resolves with the exit code (or signal) once it has exited. */
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+}
+
+/** Starts `capture serve <args>`. */
+export const startServe = (args: ReadonlyArray<string>, env: Record<string, string> = {}): ServeProcess => {
+  requireBuild()
+  const child = spawn(process.execPath, [MAIN, "serve", ...args], {
+    env: childEnv(env),
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  let output = ""
+  const waiters = new Set<() => void>()
+  const onData = (chunk: Buffer): void => {
+    output += chunk.toString("utf8")
+    for (const waiter of waiters) waiter()
+  }
+  child.stdout?.on("data", onData)
+  child.stderr?.on("data", onData)
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => {
+      for (const waiter of waiters) waiter()
+      resolve({ code, signal })
+    }),
+  )
+  const waitFor = (pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const match = output.match(pattern)
+        if (match !== null) {
+          cleanup()
+          resolve(match)
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          cleanup()
+          reject(new Error(`serve exited before printing ${pattern}:\n${output}`))
+        }
+      }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(new Error(`serve did not print ${pattern} within ${timeoutMs} ms:\n${output}`))
+      }, timeoutMs)
+      const cleanup = (): void => {
+        clearTimeout(timer)
+        waiters.delete(check)
+      }
+      waiters.add(check)
+      check()
+    })
+  return { child, output: () => output, waitFor, exited }
+}
+
+/** True while `pid` is a live process (a zombie, dead but not yet reaped, counts as gone). */
+export const isAlive = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the parenthesised command name: state first.
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
+  } catch {
+    if (process.platform === "linux") return false
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+}
+
+/** Polls until `pid` is gone; false if it is still alive after `timeoutMs`. */
+export const waitUntilGone = async (pid: number, timeoutMs = 10_000): Promise<boolean> => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return true
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return !isAlive(pid)
+}
+
+/** Kills a serve process still running at the end of a test (afterEach/afterAll). */
+export const killIfRunning = async (serve: ServeProcess | undefined): Promise<void> => {
+  if (serve === undefined || serve.child.exitCode !== null || serve.child.signalCode !== null) return
+  serve.child.kill("SIGKILL")
+  await serve.exited
+}
