@@ -8,15 +8,12 @@
 import {
   type CaptureError,
   captureError,
-  EVENT_SCHEMA_VERSION,
-  type EventDraft,
-  newEventId,
   type SessionCommand,
   type SessionEvent,
   type SessionId,
 } from "@capture/protocol"
 import { Result } from "effect"
-import { type DecideOptions, decide } from "./Decide.js"
+import { type DecideOptions, decide, toEvent } from "./Decide.js"
 import type { TimerStore } from "./DurableTimers.js"
 import { type EventStore, SequenceConflict } from "./EventStore.js"
 import {
@@ -138,7 +135,7 @@ export class ActorHost {
       }
       const draft = decision.success
       if (draft === null) return Result.succeed({ state: loaded.state, event: null, duplicate: false })
-      const event = this.envelope(command, draft, loaded.state, now)
+      const event = toEvent(loaded.state, command, draft, now)
       const [next, effects] = applyEvent(loaded.state, event)
       try {
         const ack = await this.events.append(event, loaded.streamSequence, command.command_id)
@@ -165,18 +162,6 @@ export class ActorHost {
         `session ${command.session_id} is changing too fast; retry the command`,
       ),
     )
-  }
-
-  private envelope(command: SessionCommand, draft: EventDraft, state: SessionState, now: Date): SessionEvent {
-    return {
-      ...draft,
-      id: newEventId(),
-      session_id: command.session_id,
-      sequence: state.context.sequence + 1,
-      time: now.toISOString(),
-      schema_version: EVENT_SCHEMA_VERSION,
-      command_id: command.command_id,
-    } as SessionEvent
   }
 
   /** Brings a session's state up to the end of its subject: cache → snapshot → replay. */

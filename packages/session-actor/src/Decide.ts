@@ -11,9 +11,12 @@ import {
   type CommandOf,
   captureError,
   channelKind,
+  EVENT_SCHEMA_VERSION,
   type EventDraft,
+  newEventId,
   newRtstreamId,
   type SessionCommand,
+  type SessionEvent,
   typeOfKind,
 } from "@capture/protocol"
 import { Result } from "effect"
@@ -187,6 +190,23 @@ const decideExport = (state: SessionState, command: CommandOf<"RequestExport">):
     },
   })
 }
+
+/** The stored form of a decided event: the envelope around a draft, next in the session's sequence. */
+export const toEvent = (
+  state: SessionState,
+  command: SessionCommand,
+  draft: EventDraft,
+  now: Date,
+): SessionEvent =>
+  ({
+    ...draft,
+    id: newEventId(),
+    session_id: command.session_id,
+    sequence: state.context.sequence + 1,
+    time: now.toISOString(),
+    schema_version: EVENT_SCHEMA_VERSION,
+    command_id: command.command_id,
+  }) as SessionEvent
 
 /** Decides what a command does to a session. */
 export const decide = (

@@ -1,9 +1,6 @@
 import {
   type CaptureError,
   type ChannelInput,
-  EVENT_SCHEMA_VERSION,
-  type EventDraft,
-  newEventId,
   newSessionId,
   type SessionCommand,
   type SessionEvent,
@@ -20,6 +17,7 @@ import {
   foldEvents,
   initialState,
   type SessionState,
+  toEvent,
   transitionWithXState,
   UnappliableEvent,
 } from "../src/index.js"
@@ -38,7 +36,7 @@ class Session {
     const decision = decide(this.state, command, now, options)
     if (Result.isFailure(decision)) return Result.fail(decision.failure)
     if (decision.success === null) return Result.succeed(null)
-    const event = envelope(this.state, command, decision.success)
+    const event = toEvent(this.state, command, decision.success, now)
     const [next, effects] = applyEvent(this.state, event)
     this.state = next
     this.history.push(event)
@@ -58,17 +56,6 @@ class Session {
     return result.failure
   }
 }
-
-const envelope = (state: SessionState, command: SessionCommand, draft: EventDraft): SessionEvent =>
-  ({
-    ...draft,
-    id: newEventId(),
-    session_id: command.session_id,
-    sequence: state.context.sequence + 1,
-    time: now.toISOString(),
-    schema_version: EVENT_SCHEMA_VERSION,
-    command_id: command.command_id,
-  }) as SessionEvent
 
 const id = newSessionId()
 const completed = (video_channel_id: string | null, video_id = "m-1" as VideoId) =>
