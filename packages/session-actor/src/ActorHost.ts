@@ -107,6 +107,11 @@ export class ActorHost {
     })
   }
 
+  /** Forgets one session's cached state: the next load reads its history again. */
+  forget(sessionId: string): void {
+    this.cache.delete(sessionId)
+  }
+
   /** Forgets cached states (e.g. after the stream was rebuilt). */
   clear(): void {
     this.cache.clear()

@@ -16,6 +16,8 @@ import {
 import { Result } from "effect"
 import type { ActorHost } from "./ActorHost.js"
 import type { TimerStore } from "./DurableTimers.js"
+import { UnreadableEvent } from "./EventStore.js"
+import { UnappliableEvent } from "./SessionMachine.js"
 import type { SessionReadModel } from "./SessionReadModel.js"
 import type { Topology } from "./Topology.js"
 
@@ -85,6 +87,8 @@ export class Projector {
           this.log(
             `projector: stream message ${message.seq} on ${message.subject} is not a known event; skipped`,
           )
+          // The cached state skipped this message: drop it, so loads see the history as stored.
+          this.host.forget(message.subject.slice(this.topology.eventSubject("").length))
           message.term()
           continue
         }
@@ -94,6 +98,12 @@ export class Projector {
           message.ack()
           this.processed++
         } catch (error) {
+          if (error instanceof UnreadableEvent || error instanceof UnappliableEvent) {
+            // The session's history does not fold: retrying cannot help. `replay --verify` reports it.
+            this.log(`projector: ${message.subject} cannot be projected: ${error.message}`)
+            message.term()
+            continue
+          }
           this.log(`projector: ${message.subject} #${message.seq} failed (${String(error)}); will retry`)
           message.nak(1_000)
         }

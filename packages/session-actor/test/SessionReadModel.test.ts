@@ -1,5 +1,6 @@
-import { DEFAULT_COLLECTION, newSessionId, type SessionId } from "@capture/protocol"
+import { DEFAULT_COLLECTION, newEventId, newSessionId, type SessionId } from "@capture/protocol"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -106,5 +107,41 @@ describe("SessionReadModel", () => {
     )
     const after = await runtime.readModel.list({ limit: 100 })
     expect(after).toEqual(before)
+  })
+
+  it("skips a session whose history does not fold and keeps projecting the others", async () => {
+    const broken = newSessionId()
+    await ok(cmd("CreateSession", broken, { collection_id: DEFAULT_COLLECTION, end_user_id: "u9" }))
+    const js = jetstream(nc)
+    const subject = runtime.topology.eventSubject(broken)
+    await js.publish(subject, JSON.stringify({ type: "SessionTeleported", session_id: broken }))
+    // A valid event after the corrupt one: projecting it needs the whole history, which cannot fold.
+    const stopped = {
+      type: "SessionStopped",
+      id: newEventId(),
+      session_id: broken,
+      sequence: 2,
+      time: new Date().toISOString(),
+      schema_version: 1,
+      command_id: "cmd-test",
+      data: { reason: "requested" },
+    }
+    await js.publish(subject, JSON.stringify(stopped))
+    const healthy = newSessionId()
+    await ok(cmd("CreateSession", healthy, { collection_id: DEFAULT_COLLECTION, end_user_id: "u9" }))
+    const record = await waitFor(
+      () => runtime.readModel.get(healthy),
+      (r) => r !== undefined,
+    )
+    expect(record?.session.status).toBe("created")
+    // The broken session's view stays as of its last foldable event (the projector works in stream order).
+    expect((await runtime.readModel.get(broken))?.session.status).toBe("created")
+    // Nothing is left to retry forever: the unprojectable messages were terminated, not nak'd.
+    const jsm = await jetstreamManager(nc)
+    const settled = await waitFor(
+      () => jsm.consumers.info(runtime.topology.eventStream, runtime.projector?.durableName ?? ""),
+      (info) => info.num_ack_pending === 0 && info.num_pending === 0,
+    )
+    expect(settled.num_ack_pending).toBe(0)
   })
 })
