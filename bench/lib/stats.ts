@@ -55,12 +55,12 @@ export const printTable = (
 ): void => {
   console.log(`\n${title}`)
   console.log(
-    `${"".padEnd(44)}${"ops".padStart(8)}${"ops/s".padStart(11)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}${"vs baseline".padStart(13)}`,
+    `${"".padEnd(54)}${"ops".padStart(8)}${"ops/s".padStart(11)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}${"vs baseline".padStart(13)}`,
   )
   for (const { figure, baseline } of rows) {
     const ratio = baseline === undefined ? "" : `${(figure.perSecond / baseline.perSecond).toFixed(2)}x`
     console.log(
-      `${figure.name.padEnd(44)}${String(figure.operations).padStart(8)}${figure.perSecond.toFixed(0).padStart(11)}${figure.p50Ms.toFixed(2).padStart(9)}${figure.p99Ms.toFixed(2).padStart(9)}${ratio.padStart(13)}`,
+      `${figure.name.padEnd(54)}${String(figure.operations).padStart(8)}${figure.perSecond.toFixed(0).padStart(11)}${figure.p50Ms.toFixed(2).padStart(9)}${figure.p99Ms.toFixed(2).padStart(9)}${ratio.padStart(13)}`,
     )
   }
 }

@@ -19,18 +19,25 @@ const takeRandom = (size: number): Buffer => {
   return pool.subarray(offset - size, offset)
 }
 
+let lastMs = -1
+let lastTime = ""
+
 /** A 26-character Crockford base32 body: 48 bits of milliseconds, then 80 random bits. */
 export const makeIdBody = (now: number = Date.now()): string => {
-  let time = ""
-  let ms = now
-  for (let i = 0; i < 10; i++) {
-    time = CROCKFORD[ms % 32] + time
-    ms = Math.floor(ms / 32)
+  if (now !== lastMs) {
+    let time = ""
+    let ms = now
+    for (let i = 0; i < 10; i++) {
+      time = CROCKFORD[ms % 32] + time
+      ms = Math.floor(ms / 32)
+    }
+    lastMs = now
+    lastTime = time
   }
   const random = takeRandom(16)
   let tail = ""
-  for (let i = 0; i < 16; i++) tail += CROCKFORD[(random[i] ?? 0) % 32]
-  return time + tail
+  for (let i = 0; i < 16; i++) tail += CROCKFORD[(random[i] ?? 0) & 31]
+  return lastTime + tail
 }
 
 const prefixedString = (prefix: string) =>

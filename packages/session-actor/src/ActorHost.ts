@@ -52,13 +52,32 @@ export interface LoadedSession {
   /** Stream sequence of the last event folded into `state` (0: none). */
   readonly streamSequence: number
   /** Command ids of the latest events seen, to recognise a retry whose first try did land. */
-  readonly recentCommands: ReadonlyArray<string>
+  readonly recentCommands: RecentCommands
 }
 
-const RECENT_COMMANDS = 64
+/** The last few command ids a session stored: a fixed ring for eviction, a set for lookup. */
+export class RecentCommands {
+  private readonly ring: Array<string | undefined>
+  private readonly members = new Set<string>()
+  private next = 0
 
-const withCommand = (recent: ReadonlyArray<string>, commandId: string): ReadonlyArray<string> =>
-  recent.length < RECENT_COMMANDS ? [...recent, commandId] : [...recent.slice(1), commandId]
+  constructor(readonly capacity = 64) {
+    this.ring = new Array(capacity)
+  }
+
+  add(commandId: string): this {
+    const evicted = this.ring[this.next]
+    if (evicted !== undefined) this.members.delete(evicted)
+    this.ring[this.next] = commandId
+    this.members.add(commandId)
+    this.next = (this.next + 1) % this.capacity
+    return this
+  }
+
+  has(commandId: string): boolean {
+    return this.members.has(commandId)
+  }
+}
 
 /** What a command did. */
 export interface CommandOutcome {
@@ -103,7 +122,7 @@ export class ActorHost {
     this.remember(event.session_id, {
       state: foldEvent(cached.state, event),
       streamSequence,
-      recentCommands: withCommand(cached.recentCommands, event.command_id),
+      recentCommands: cached.recentCommands.add(event.command_id),
     })
   }
 
@@ -122,11 +141,11 @@ export class ActorHost {
     let loaded: LoadedSession =
       this.cache.get(command.session_id) ??
       (command.type === "CreateSession"
-        ? { state: initialState, streamSequence: 0, recentCommands: [] }
+        ? { state: initialState, streamSequence: 0, recentCommands: new RecentCommands() }
         : await this.catchUp(command.session_id))
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
       // A retry whose first try was stored (its reply lost): the same answer JetStream's dedupe gives.
-      if (loaded.recentCommands.includes(command.command_id)) {
+      if (loaded.recentCommands.has(command.command_id)) {
         return Result.succeed({ state: loaded.state, event: null, duplicate: true })
       }
       const now = this.options.now()
@@ -151,7 +170,7 @@ export class ActorHost {
         this.remember(command.session_id, {
           state: next,
           streamSequence: ack.streamSequence,
-          recentCommands: withCommand(loaded.recentCommands, command.command_id),
+          recentCommands: loaded.recentCommands.add(command.command_id),
         })
         await this.runEffects(next, effects)
         this.maybeSnapshot(command.session_id, next, ack.streamSequence)
@@ -176,14 +195,19 @@ export class ActorHost {
       const snapshot = await this.snapshots.load(sessionId)
       loaded =
         snapshot === undefined
-          ? { state: initialState, streamSequence: 0, recentCommands: [] }
-          : { state: snapshot.state, streamSequence: snapshot.stream_sequence, recentCommands: [] }
+          ? { state: initialState, streamSequence: 0, recentCommands: new RecentCommands() }
+          : {
+              state: snapshot.state,
+              streamSequence: snapshot.stream_sequence,
+              recentCommands: new RecentCommands(),
+            }
     }
-    let { state, streamSequence, recentCommands } = loaded
+    let { state, streamSequence } = loaded
+    const { recentCommands } = loaded
     for await (const stored of this.events.read(sessionId, streamSequence)) {
       state = foldEvent(state, stored.event)
       streamSequence = stored.streamSequence
-      recentCommands = withCommand(recentCommands, stored.event.command_id)
+      recentCommands.add(stored.event.command_id)
     }
     const caughtUp = { state, streamSequence, recentCommands }
     if (state.value !== "none") this.remember(sessionId, caughtUp)
@@ -219,8 +243,8 @@ export class ActorHost {
   }
 
   private serialized<A>(sessionId: string, task: () => Promise<A>): Promise<A> {
-    const previous = this.inFlight.get(sessionId) ?? Promise.resolve()
-    const current = previous.then(task, task)
+    const previous = this.inFlight.get(sessionId)
+    const current = previous === undefined ? task() : previous.then(task, task)
     const settled = current.catch(() => undefined)
     this.inFlight.set(sessionId, settled)
     void settled.then(() => {

@@ -440,7 +440,8 @@ const match = (state: SessionState, event: SessionEvent): CompiledTransition => 
 
 const reduce = (state: SessionState, event: SessionEvent, candidate: CompiledTransition): SessionState => {
   let context = state.context
-  for (const update of candidate.reducers) context = Object.assign({}, context, update(context, event))
+  // Spread, not Object.assign: V8 clones object literals by shape, several times faster here.
+  for (const update of candidate.reducers) context = { ...context, ...update(context, event) }
   return { value: candidate.target ?? state.value, context }
 }
 

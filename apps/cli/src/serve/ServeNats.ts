@@ -26,7 +26,13 @@ export const serveNats = (
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        const nc = await connect({ servers: [...servers], name: "capture-serve", maxReconnectAttempts: -1 })
+        // noAsyncTraces: no stack captured per request; it costs more than the rest of a command.
+        const nc = await connect({
+          servers: [...servers],
+          name: "capture-serve",
+          maxReconnectAttempts: -1,
+          noAsyncTraces: true,
+        })
         let connected = true
         void (async () => {
           for await (const status of nc.status()) {
