@@ -7,16 +7,21 @@ import { Schema } from "effect"
 
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-// Ids are minted on every command: draw randomness in blocks rather than one syscall per id.
-let pool = Buffer.alloc(0)
-let offset = 0
-const takeRandom = (size: number): Buffer => {
-  if (offset + size > pool.length) {
-    pool = randomBytes(4096)
+// Ids are minted on every command: draw randomness in blocks, already spelled in base32, rather
+// than one syscall and sixteen lookups per id.
+const RANDOM_BLOCK = 4096
+let randomChars = ""
+let offset = RANDOM_BLOCK
+const randomBase32 = (length: number): string => {
+  if (offset + length > RANDOM_BLOCK) {
+    const bytes = randomBytes(RANDOM_BLOCK)
+    let chars = ""
+    for (const byte of bytes) chars += CROCKFORD[byte & 31]
+    randomChars = chars
     offset = 0
   }
-  offset += size
-  return pool.subarray(offset - size, offset)
+  offset += length
+  return randomChars.slice(offset - length, offset)
 }
 
 let lastMs = -1
@@ -34,10 +39,7 @@ export const makeIdBody = (now: number = Date.now()): string => {
     lastMs = now
     lastTime = time
   }
-  const random = takeRandom(16)
-  let tail = ""
-  for (let i = 0; i < 16; i++) tail += CROCKFORD[(random[i] ?? 0) & 31]
-  return lastTime + tail
+  return lastTime + randomBase32(16)
 }
 
 const prefixedString = (prefix: string) =>

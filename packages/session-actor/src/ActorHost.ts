@@ -245,11 +245,11 @@ export class ActorHost {
   private serialized<A>(sessionId: string, task: () => Promise<A>): Promise<A> {
     const previous = this.inFlight.get(sessionId)
     const current = previous === undefined ? task() : previous.then(task, task)
-    const settled = current.catch(() => undefined)
-    this.inFlight.set(sessionId, settled)
-    void settled.then(() => {
-      if (this.inFlight.get(sessionId) === settled) this.inFlight.delete(sessionId)
-    })
+    this.inFlight.set(sessionId, current)
+    const forget = () => {
+      if (this.inFlight.get(sessionId) === current) this.inFlight.delete(sessionId)
+    }
+    current.then(forget, forget)
     return current
   }
 }

@@ -191,6 +191,19 @@ const decideExport = (state: SessionState, command: CommandOf<"RequestExport">):
   })
 }
 
+let isoMs = Number.NaN
+let isoText = ""
+
+/** `toISOString`, reused within a millisecond (commands arrive many per millisecond under load). */
+const isoTime = (now: Date): string => {
+  const ms = now.getTime()
+  if (ms !== isoMs) {
+    isoMs = ms
+    isoText = now.toISOString()
+  }
+  return isoText
+}
+
 /** The stored form of a decided event: the envelope around a draft, next in the session's sequence. */
 export const toEvent = (
   state: SessionState,
@@ -198,14 +211,16 @@ export const toEvent = (
   draft: EventDraft,
   now: Date,
 ): SessionEvent =>
+  // One literal of fixed shape (not a spread): the hot path builds one of these per command.
   ({
-    ...draft,
+    type: draft.type,
     id: newEventId(),
     session_id: command.session_id,
     sequence: state.context.sequence + 1,
-    time: now.toISOString(),
+    time: isoTime(now),
     schema_version: EVENT_SCHEMA_VERSION,
     command_id: command.command_id,
+    data: draft.data,
   }) as SessionEvent
 
 /** Decides what a command does to a session. */

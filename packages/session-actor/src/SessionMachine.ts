@@ -76,32 +76,36 @@ const emptyContext: SessionContext = {
 type Args = { readonly context: SessionContext; readonly event: SessionEvent }
 type Update = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>
 
-/** Every accepted event advances the sequence and the update time. */
-const stamp = (context: SessionContext, event: SessionEvent): Partial<SessionContext> => ({
-  sequence: event.sequence,
-  updated_at: event.time,
-  created_at: context.created_at ?? event.time,
-})
-
 /**
- * A reducer for one event type, stamping the sequence too (other types leave the context
- * unchanged). One assign per transition: XState's cost grows with the actions it resolves.
+ * A reducer for one event type that also stamps what every accepted event advances: sequence,
+ * update time (other types leave the context unchanged). One assign per transition: XState's
+ * cost grows with the actions it resolves.
  */
 const on =
   <T extends SessionEvent["type"]>(
     type: T,
     update: (context: SessionContext, event: EventOf<T>) => Partial<SessionContext>,
   ): Update =>
-  (context, event) =>
-    event.type === type ? Object.assign(update(context, event as EventOf<T>), stamp(context, event)) : {}
+  (context, event) => {
+    if (event.type !== type) return {}
+    const partial: { -readonly [K in keyof SessionContext]?: SessionContext[K] } = update(
+      context,
+      event as EventOf<T>,
+    )
+    partial.sequence = event.sequence
+    partial.updated_at = event.time
+    partial.created_at = context.created_at ?? event.time
+    return partial
+  }
 
+/** Replaces a channel's export in place (keeping request order), or appends the first one. */
 const withExport = (
   exports: ReadonlyArray<ChannelExport>,
   next: ChannelExport,
-): ReadonlyArray<ChannelExport> => [
-  ...exports.filter((e) => e.video_channel_id !== next.video_channel_id),
-  next,
-]
+): ReadonlyArray<ChannelExport> =>
+  exports.some((e) => e.video_channel_id === next.video_channel_id)
+    ? exports.map((e) => (e.video_channel_id === next.video_channel_id ? next : e))
+    : [...exports, next]
 
 const pendingExport = (video_channel_id: ChannelId | null): ChannelExport => ({
   video_channel_id,
@@ -426,6 +430,8 @@ const compile = (): ReadonlyMap<string, ReadonlyArray<CompiledTransition>> => {
 
 const compiled = compile()
 
+const noEffects: ReadonlyArray<SessionEffect> = []
+
 const match = (state: SessionState, event: SessionEvent): CompiledTransition => {
   if (event.sequence !== state.context.sequence + 1) throw new UnappliableEvent(event, state.value)
   const candidates = compiled.get(`${state.value}/${event.type}`)
@@ -457,6 +463,7 @@ export const applyEvent = (
 ): readonly [SessionState, ReadonlyArray<SessionEffect>] => {
   const candidate = match(state, event)
   const next = reduce(state, event, candidate)
+  if (candidate.effects.length === 0) return [next, noEffects]
   const effects = candidate.effects.map(
     ({ type, params }) =>
       ({
