@@ -79,6 +79,13 @@ export class RecentCommands {
   }
 }
 
+/** A session loaded from `state` at `streamSequence`, with no command ids seen yet. */
+const loadedFrom = (state: SessionState, streamSequence: number): LoadedSession => ({
+  state,
+  streamSequence,
+  recentCommands: new RecentCommands(),
+})
+
 /** What a command did. */
 export interface CommandOutcome {
   readonly state: SessionState
@@ -141,7 +148,7 @@ export class ActorHost {
     let loaded: LoadedSession =
       this.cache.get(command.session_id) ??
       (command.type === "CreateSession"
-        ? { state: initialState, streamSequence: 0, recentCommands: new RecentCommands() }
+        ? loadedFrom(initialState, 0)
         : await this.catchUp(command.session_id))
     for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
       // A retry whose first try was stored (its reply lost): the same answer JetStream's dedupe gives.
@@ -195,12 +202,8 @@ export class ActorHost {
       const snapshot = await this.snapshots.load(sessionId)
       loaded =
         snapshot === undefined
-          ? { state: initialState, streamSequence: 0, recentCommands: new RecentCommands() }
-          : {
-              state: snapshot.state,
-              streamSequence: snapshot.stream_sequence,
-              recentCommands: new RecentCommands(),
-            }
+          ? loadedFrom(initialState, 0)
+          : loadedFrom(snapshot.state, snapshot.stream_sequence)
     }
     let { state, streamSequence } = loaded
     const { recentCommands } = loaded
