@@ -12,10 +12,11 @@
  */
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
+import type { NatsServerProcess } from "@capture/nats-server"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { getFreePorts, LOOPBACK } from "./FreePorts.js"
-import { NatsProcess, resolveNatsServerBinary } from "./internal/NatsProcess.js"
+import { natsProcess, resolveNatsServerBinary } from "./internal/NatsProcess.js"
 import { makeTempDir } from "./internal/TempDir.js"
 
 const CLUSTER_NAME = "capture-test"
@@ -60,9 +61,9 @@ export const startNatsCluster = async (options: NatsClusterOptions = {}): Promis
       configFile,
       nodeConfig({ name, clientPort, routePort: routePorts[i] ?? 0, routes, storeDir: join(dir.path, name) }),
     )
-    return new NatsProcess(`cluster node ${name} (:${clientPort})`, bin, ["-c", configFile])
+    return natsProcess(`cluster node ${name} (:${clientPort})`, bin, ["-c", configFile])
   })
-  const node = (index: number): NatsProcess => {
+  const node = (index: number): NatsServerProcess => {
     const found = nodes[index]
     if (found === undefined) throw new Error(`no cluster node ${index} (size ${size})`)
     return found

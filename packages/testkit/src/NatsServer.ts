@@ -10,13 +10,14 @@
  * `CAPTURE_TEST_NATS=process|container` forces a kind for the whole run (`container` fails rather than
  * falling back); `CAPTURE_TEST_NATS_IMAGE` overrides the container image.
  */
+
 import { getFreePort, LOOPBACK } from "./FreePorts.js"
 import {
   type ContainerEngine,
   detectContainerEngine,
   startNatsContainer,
 } from "./internal/ContainerEngine.js"
-import { NatsProcess, resolveNatsServerBinary } from "./internal/NatsProcess.js"
+import { natsProcess, resolveNatsServerBinary } from "./internal/NatsProcess.js"
 import { makeTempDir } from "./internal/TempDir.js"
 
 /** How the server runs: a testcontainers container, or a nats-server child process. */
@@ -80,7 +81,7 @@ const startProcess = async (fallbackReason?: string): Promise<NatsServerHandle> 
   const storeDir = makeTempDir("server")
   try {
     const { port, value: server } = await onFreePort(async (port) => {
-      const server = new NatsProcess(`nats-server :${port}`, bin, [
+      const server = natsProcess(`nats-server :${port}`, bin, [
         "-js",
         "-a",
         LOOPBACK,

@@ -2,7 +2,7 @@
  * Last-resort cleanup when the test process goes away with servers still running (a suite that forgot
  * `stop()`, a hook timeout, Ctrl-C): kills nats-server children and removes containers so nothing survives
  * the run. Only synchronous work can run here, so each cleanup must be synchronous. (SIGKILL runs nothing;
- * child processes are covered for that case by their parent-death signal, see NatsProcess.)
+ * child processes are covered for that case by their parent-death signal, see @capture/nats-server.)
  */
 
 const cleanups = new Set<() => void>()
