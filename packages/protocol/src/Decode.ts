@@ -39,7 +39,3 @@ export const decodeUnknown =
     const result = Schema.decodeUnknownResult(schema)(input, { onExcessProperty: "ignore" })
     return Result.mapError(result, toCaptureError)
   }
-
-/** Encodes a value to its JSON-safe form with `schema`. */
-export const encodeSync = <S extends Schema.Codec<unknown, unknown, never, never>>(schema: S) =>
-  Schema.encodeSync(schema)

@@ -39,10 +39,4 @@ export class SnapshotStore {
     const snapshot: Snapshot = { machine_version: MACHINE_VERSION, stream_sequence: streamSequence, state }
     await this.topology.snapshots.put(sessionId, JSON.stringify(snapshot))
   }
-
-  /** Removes every snapshot (they are rebuilt on demand). */
-  async clear(): Promise<void> {
-    const keys = await this.topology.snapshots.keys()
-    for await (const key of keys) await this.topology.snapshots.purge(key)
-  }
 }
