@@ -12,7 +12,7 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream"
 import { Result } from "effect"
-import { isWrongLastSequence } from "./internal/jetstream.js"
+import { isWrongLastSequence, retryTransient } from "./internal/jetstream.js"
 import type { Topology } from "./Topology.js"
 
 /** An event with its position in the stream. */
@@ -90,9 +90,11 @@ export class EventStore {
 
   /** The stream sequence of a session's last event, or 0 when it has none. */
   async lastStreamSequence(sessionId: SessionId | string): Promise<number> {
-    const last = await this.jsm.streams.getMessage(this.topology.eventStream, {
-      last_by_subj: this.topology.eventSubject(sessionId),
-    })
+    const last = await retryTransient(() =>
+      this.jsm.streams.getMessage(this.topology.eventStream, {
+        last_by_subj: this.topology.eventSubject(sessionId),
+      }),
+    )
     return last?.seq ?? 0
   }
 
@@ -108,7 +110,7 @@ export class EventStore {
 
   /** Every event of every session, in stream order, up to the stream's end at the time of the call. */
   async *readAll(afterStreamSequence = 0): AsyncGenerator<StoredEvent> {
-    const info = await this.jsm.streams.info(this.topology.eventStream)
+    const info = await retryTransient(() => this.jsm.streams.info(this.topology.eventStream))
     const last = info.state.last_seq
     if (last <= afterStreamSequence) return
     yield* this.consume(this.topology.eventSubjects, afterStreamSequence, last)
@@ -130,13 +132,16 @@ export class EventStore {
     afterStreamSequence: number,
     last: number,
   ): AsyncGenerator<StoredEvent> {
-    const consumer = await this.js.consumers.get(this.topology.eventStream, {
-      // One subject as a string: nats-server 2.9 has filter_subject only (filter_subjects came in 2.10).
-      filter_subjects: filter,
-      ...(afterStreamSequence > 0
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterStreamSequence + 1 }
-        : { deliver_policy: DeliverPolicy.All }),
-    })
+    // Creating the ephemeral consumer goes through the meta leader, which a cluster may be electing.
+    const consumer = await retryTransient(() =>
+      this.js.consumers.get(this.topology.eventStream, {
+        // One subject as a string: nats-server 2.9 has filter_subject only (filter_subjects came in 2.10).
+        filter_subjects: filter,
+        ...(afterStreamSequence > 0
+          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterStreamSequence + 1 }
+          : { deliver_policy: DeliverPolicy.All }),
+      }),
+    )
     const messages = await consumer.consume({ max_messages: 1024 })
     try {
       for await (const message of messages) {

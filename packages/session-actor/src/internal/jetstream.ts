@@ -7,6 +7,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream"
+import { NoRespondersError, TimeoutError } from "@nats-io/transport-node"
 
 /** True when a publish was refused because the subject moved past the expected sequence. */
 export const isWrongLastSequence = (error: unknown): boolean =>
@@ -17,6 +18,32 @@ export const isWrongLastSequence = (error: unknown): boolean =>
 /** True when a KV compare-and-set lost a race (the key's revision moved on). */
 export const isRevisionConflict = (error: unknown): boolean =>
   error instanceof Error && /wrong last sequence|key exists/i.test(error.message)
+
+/**
+ * True for errors a JetStream cluster gives while it elects a leader or a node rejoins:
+ * the request found no responder, timed out, or JetStream said it is temporarily unavailable.
+ */
+export const isTransient = (error: unknown): boolean =>
+  error instanceof TimeoutError ||
+  error instanceof NoRespondersError ||
+  (error instanceof JetStreamApiError &&
+    (error.status === 503 || /temporarily unavailable/i.test(error.message)))
+
+/**
+ * Runs a JetStream API request, retrying transient failures with growing pauses for up to
+ * `budgetMs`. Only for requests that are safe to repeat (reads, ephemeral consumer creation).
+ */
+export const retryTransient = async <A>(request: () => Promise<A>, budgetMs = 20_000): Promise<A> => {
+  const deadline = Date.now() + budgetMs
+  for (let pause = 100; ; pause = Math.min(pause * 2, 2_000)) {
+    try {
+      return await request()
+    } catch (error) {
+      if (!isTransient(error) || Date.now() + pause > deadline) throw error
+      await new Promise((resolve) => setTimeout(resolve, pause))
+    }
+  }
+}
 
 /** Creates the stream if it is missing; leaves an existing one as it is. */
 export const ensureStream = async (
