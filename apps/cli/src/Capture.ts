@@ -2,12 +2,14 @@
  * The `capture` command tree.
  */
 import { Command } from "effect/cli"
+import { keysCommand } from "./keys/KeysCommand.js"
 import { projectionsCommand } from "./projections/ProjectionsCommand.js"
 import { replayCommand } from "./replay/ReplayCommand.js"
 import { serveCommand } from "./serve/ServeCommand.js"
+import { webhooksCommand } from "./webhooks/WebhooksCommand.js"
 
-/** `capture serve | replay | projections`. */
+/** `capture serve | replay | projections | keys | webhooks`. */
 export const capture = Command.make("capture").pipe(
   Command.withDescription("Capture sessions backend: server and operator tools"),
-  Command.withSubcommands([serveCommand, replayCommand, projectionsCommand]),
+  Command.withSubcommands([serveCommand, replayCommand, projectionsCommand, keysCommand, webhooksCommand]),
 )

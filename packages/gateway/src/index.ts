@@ -1,7 +1,13 @@
 /**
- * @capture/gateway — Will hold the REST + WebSocket gateway that turns HTTP traffic into session commands and delivers signed webhooks (issue: Gateway).
- *
- * Nothing is exported yet: this package is the home of that work, wired into the build so it
- * starts under the same compiler settings and lint rules as the rest of the tree.
+ * @capture/gateway — the capture REST API (effect HttpApi), accounts and credentials, live events
+ * over WebSocket, and signed, retried webhooks.
  */
-export {}
+export * from "./accounts/AccountStore.js"
+export * from "./api/CaptureApi.js"
+export * from "./Gateway.js"
+export * from "./GatewayContext.js"
+export * from "./webhooks/CallbackUrlPolicy.js"
+export * from "./webhooks/DeliveryLog.js"
+export * from "./webhooks/RetrySchedule.js"
+export * from "./webhooks/WebhookDispatcher.js"
+export * from "./websocket/WebSocketHub.js"

@@ -37,6 +37,7 @@ const codes = {
   no_media: 409,
   // 413 / 422 / 429
   payload_too_large: 413,
+  unsupported_media_type: 415,
   unsupported_media: 422,
   rate_limited: 429,
   // 5xx: ours, never a client's mistake

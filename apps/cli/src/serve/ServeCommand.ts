@@ -5,6 +5,7 @@ import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { stopsOnSignal } from "../Exit.js"
 import { durationFlag, parseServers } from "../Flags.js"
+import { gatewayOptionsFromEnv } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
 
 /** The `serve` command. */
@@ -32,6 +33,13 @@ export const serveCommand = Command.make(
     ),
     startTimeout: durationFlag("start-timeout", "60s", "How long a starting session may wait for media"),
     stopTimeout: durationFlag("stop-timeout", "30s", "How long a stopping session may take to finish"),
+    publicUrl: Flag.String("public-url").pipe(
+      Flag.withDescription(
+        "Where URLs handed to clients start, e.g. https://capture.example.com (default: $CAPTURE_PUBLIC_URL, else the listen address)",
+      ),
+      Flag.withFallbackConfig(Config.String("CAPTURE_PUBLIC_URL")),
+      Flag.optional,
+    ),
     replicas: Flag.Int("replicas").pipe(
       Flag.withDescription("JetStream replicas for the stream and buckets: 1, or 3 on a cluster (default 1)"),
       Flag.withDefault(1),
@@ -49,6 +57,7 @@ export const serveCommand = Command.make(
         replicas: flags.replicas,
         natsServers: parseServers(process.env.NATS_URL ?? ""),
         natsPort: Option.getOrUndefined(flags.natsPort),
+        gateway: gatewayOptionsFromEnv(Option.getOrUndefined(flags.publicUrl)),
       })
     }),
 ).pipe(

@@ -6,6 +6,7 @@
  * `httpRoutes` and their workers to `serve`.
  */
 import { createServer } from "node:http"
+import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "@capture/gateway"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer } from "effect"
@@ -28,12 +29,15 @@ export interface ServeOptions {
   readonly natsServers: ReadonlyArray<string>
   /** Client port of the embedded server; undefined: 4222, or a free one if that is taken. */
   readonly natsPort: number | undefined
+  /** Gateway settings; `publicUrl` undefined: the address serve listens on. */
+  readonly gateway: Omit<GatewayOptions, "publicUrl" | "log"> & { readonly publicUrl: string | undefined }
 }
 
 /** Everything route modules may need. */
 export interface ServerContext {
   readonly nats: ServeNats
   readonly runtime: SessionRuntime
+  readonly gateway: Gateway
 }
 
 /** Unknown paths answer in the API's failure envelope. */
@@ -48,7 +52,11 @@ const notFound = HttpRouter.add("*", "/*", (request) =>
 
 /** Every HTTP route of the server. */
 const httpRoutes = (context: ServerContext) =>
-  Layer.mergeAll(healthRoutes(context.nats, context.runtime.topology.eventStream), notFound)
+  Layer.mergeAll(
+    healthRoutes(context.nats, context.runtime.topology.eventStream),
+    gatewayRoutes(context.gateway),
+    notFound,
+  )
 
 /** Runs the server until interrupted (SIGTERM/SIGINT), then shuts it down step by step. */
 export const serve = (options: ServeOptions) =>
@@ -85,16 +93,40 @@ export const serve = (options: ServeOptions) =>
       )
       log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
 
+      const listenHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host
+      const gateway = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () =>
+            startGateway(runtime, {
+              ...options.gateway,
+              publicUrl: options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`,
+              log: (message) => log(message),
+            }),
+          catch: (error) => unavailable(`cannot start the gateway: ${describe(error)}`),
+        }),
+        (gateway) => Effect.promise(() => gateway.stop()),
+      )
+      if (gateway.firstApiKey !== undefined) {
+        // Shown once: only its hash is stored.
+        log(
+          `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
+        )
+      }
+
       let listening = false
       // Registered before the server so that it runs after the server has closed.
       yield* Effect.addFinalizer(() => (listening ? logEffect("http server closed") : Effect.void))
       const http = yield* Layer.build(
-        HttpRouter.serve(httpRoutes({ nats, runtime }), { disableLogger: true, disableListenLog: true }).pipe(
+        HttpRouter.serve(httpRoutes({ nats, runtime, gateway }), {
+          disableLogger: true,
+          disableListenLog: true,
+        }).pipe(
           Layer.provideMerge(
             NodeHttpServer.layer(createServer, {
               port: options.port,
               host: options.host,
               gracefulShutdownTimeout: "5 seconds",
+              websocket: gateway.webSocketServerOptions as never,
             }),
           ),
         ),

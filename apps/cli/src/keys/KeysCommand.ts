@@ -1,0 +1,110 @@
+/**
+ * `capture keys create | list | revoke`: an account's API keys. A key is shown once, when it is
+ * created; the store keeps only its SHA-256 hash and a hint (its first characters).
+ */
+import type { ApiKeyRecord } from "@capture/gateway"
+import { Console, Effect } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { usage } from "../Exit.js"
+import { natsFlag, toolServers } from "../Flags.js"
+import { accountFlag, formatTable, openAccount, storeCall } from "./OperatorAccount.js"
+
+const json = (value: unknown): string => JSON.stringify(value, null, 2)
+
+const jsonFlag = Flag.Boolean("json").pipe(
+  Flag.withDescription("Print one JSON document instead of text"),
+  Flag.withDefault(false),
+)
+
+const create = Command.make(
+  "create",
+  {
+    name: Flag.String("name").pipe(
+      Flag.withDescription("A label for the key, shown by `keys list` (default: default)"),
+      Flag.withDefault("default"),
+    ),
+    json: jsonFlag,
+    account: accountFlag,
+    nats: natsFlag,
+  },
+  (input) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const { accounts, account } = yield* openAccount(toolServers(input.nats), input.account)
+        const { key, record } = yield* storeCall("store the key", () =>
+          accounts.createApiKey(account.id, input.name),
+        )
+        if (input.json) {
+          yield* Console.log(json({ ...record, key }))
+          return
+        }
+        yield* Console.log(`API key ${record.key_id} ("${record.name}") created for account ${account.id}:`)
+        yield* Console.log(key)
+        yield* Console.log("Keep it now: only its hash is stored, it cannot be shown again.")
+      }),
+    ),
+).pipe(Command.withDescription("Create an API key and print it, once"))
+
+const revokedText = (record: ApiKeyRecord): string => record.revoked_at ?? "-"
+
+const list = Command.make("list", { json: jsonFlag, account: accountFlag, nats: natsFlag }, (input) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const { accounts, account } = yield* openAccount(toolServers(input.nats), input.account)
+      const keys = yield* storeCall("list the keys", () => accounts.listApiKeys(account.id))
+      if (input.json) {
+        yield* Console.log(json({ account_id: account.id, keys }))
+        return
+      }
+      if (keys.length === 0) {
+        yield* Console.log(`account ${account.id} has no API keys`)
+        return
+      }
+      yield* Console.log(
+        formatTable([
+          ["ID", "NAME", "HINT", "CREATED", "REVOKED"],
+          ...keys.map((k) => [k.key_id, k.name, k.hint, k.created_at, revokedText(k)]),
+        ]),
+      )
+    }),
+  ),
+).pipe(Command.withDescription("List the account's API keys: id, name, hint, created, revoked"))
+
+const revoke = Command.make(
+  "revoke",
+  {
+    keyId: Argument.String("key-id").pipe(
+      Argument.withDescription("The key to revoke (key-…, see keys list)"),
+    ),
+    account: accountFlag,
+    nats: natsFlag,
+  },
+  (input) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const { accounts, account } = yield* openAccount(toolServers(input.nats), input.account)
+        // Looked up in the account first: `revokeApiKey` alone would reach any account's key.
+        const keys = yield* storeCall("list the keys", () => accounts.listApiKeys(account.id))
+        const record = keys.find((k) => k.key_id === input.keyId)
+        if (record === undefined)
+          return yield* usage(`API key ${input.keyId} not found in account ${account.id}`)
+        if (record.revoked_at !== null) {
+          yield* Console.log(`${record.key_id} was already revoked at ${record.revoked_at}`)
+          return
+        }
+        const revoked = yield* storeCall("revoke the key", () => accounts.revokeApiKey(record.key_id))
+        if (!revoked) return yield* usage(`API key ${input.keyId} not found in account ${account.id}`)
+        yield* Console.log(`revoked ${record.key_id} ("${record.name}", ${record.hint})`)
+      }),
+    ),
+).pipe(
+  Command.withDescription(
+    "Revoke an API key; running servers refuse it within seconds (exit 2: unknown key)",
+  ),
+)
+
+/** The `keys` command group. */
+export const keysCommand = Command.make("keys").pipe(
+  Command.withDescription("Manage an account's API keys (x-access-token sk-…)"),
+  Command.withSubcommands([create, list, revoke]),
+)

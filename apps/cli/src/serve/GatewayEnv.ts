@@ -1,0 +1,45 @@
+/**
+ * The gateway's settings from the environment. A malformed value stops `serve` with a usage
+ * error naming the variable, instead of running with a guess.
+ */
+import { parseRetrySchedule, SCHEDULE_ENV } from "@capture/gateway"
+import type { WebhookSecret } from "@capture/protocol"
+import { Result } from "effect"
+import { usage } from "../Exit.js"
+import type { ServeOptions } from "./Server.js"
+
+const intFromEnv = (name: string, fallback: number): number => {
+  const raw = process.env[name]
+  if (raw === undefined || raw === "") return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value <= 0) throw usage(`${name} must be a positive integer, got "${raw}"`)
+  return value
+}
+
+export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptions["gateway"] => {
+  const scheduleText = process.env[SCHEDULE_ENV]
+  let webhookScheduleMs: ReadonlyArray<number> | undefined
+  if (scheduleText !== undefined && scheduleText !== "") {
+    const parsed = parseRetrySchedule(scheduleText)
+    if (Result.isFailure(parsed)) throw usage(`${SCHEDULE_ENV}: ${parsed.failure.message}`)
+    webhookScheduleMs = parsed.success
+  }
+  const secret = process.env.CAPTURE_WEBHOOK_SECRET
+  if (secret !== undefined && secret !== "" && !secret.startsWith("whsec_")) {
+    throw usage("CAPTURE_WEBHOOK_SECRET must look like whsec_<base64>")
+  }
+  return {
+    publicUrl,
+    maxJsonBytes: intFromEnv("CAPTURE_MAX_JSON_BYTES", 1024 * 1024),
+    defaultTokenSeconds: 24 * 60 * 60,
+    webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
+    webhookScheduleMs,
+    webhookAckWaitMs: intFromEnv("CAPTURE_WEBHOOK_ACK_WAIT_MS", 30_000),
+    webSocket: {
+      maxBufferedBytes: intFromEnv("CAPTURE_WS_MAX_BUFFERED_BYTES", 1024 * 1024),
+      pingIntervalMs: intFromEnv("CAPTURE_WS_PING_INTERVAL_MS", 30_000),
+    },
+    seedApiKey: process.env.CAPTURE_API_KEY,
+    seedWebhookSecret: secret === undefined || secret === "" ? undefined : (secret as WebhookSecret),
+  }
+}

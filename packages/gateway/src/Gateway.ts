@@ -1,0 +1,137 @@
+/**
+ * One gateway instance: the account store, the WebSocket hub, the webhook dispatcher, and the
+ * HTTP routes (the capture API, its OpenAPI document and docs page, the WebSocket endpoint).
+ * Any number of instances may run against one NATS: each shares the stores and the webhook
+ * consumer, and follows the event stream for its own sockets.
+ */
+import type { SessionId, WebhookSecret } from "@capture/protocol"
+import type { SessionRuntime } from "@capture/session-actor"
+import { ByteSize, Effect, Layer, Result } from "effect"
+import { HttpRouter, HttpServerRequest } from "effect/http"
+import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
+import { AccountStore } from "./accounts/AccountStore.js"
+import { CaptureApi } from "./api/CaptureApi.js"
+import { HandlersLive } from "./api/Handlers.js"
+import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
+import { responseEnvelope } from "./api/ResponseEnvelope.js"
+import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
+import { type CallbackUrlPolicy, checkCallbackUrl, parseAllowList } from "./webhooks/CallbackUrlPolicy.js"
+import { DeliveryLog } from "./webhooks/DeliveryLog.js"
+import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
+import { boundedWebSocketClass, type WebSocketLimits } from "./websocket/BoundedWebSocket.js"
+import { WebSocketHub } from "./websocket/WebSocketHub.js"
+import { webSocketRoute } from "./websocket/WebSocketRoute.js"
+
+export interface GatewayOptions extends GatewayConfig {
+  /** Hosts or CIDRs a callback URL may point at even though they are private (`CAPTURE_WEBHOOK_ALLOW_HOSTS`). */
+  readonly webhookAllowHosts: string
+  /** Delays between webhook attempts, in ms; undefined: the default schedule. */
+  readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
+  readonly webhookRequestTimeoutMs?: number | undefined
+  readonly webhookAckWaitMs?: number | undefined
+  readonly webSocket: WebSocketLimits
+  /** `CAPTURE_API_KEY`: a key the first account gets, for scripts and tests. */
+  readonly seedApiKey?: string | undefined
+  /** `CAPTURE_WEBHOOK_SECRET`: the first account's signing secret. */
+  readonly seedWebhookSecret?: WebhookSecret | undefined
+  readonly log: (message: string) => void
+}
+
+export interface Gateway {
+  readonly accounts: AccountStore
+  readonly hub: WebSocketHub
+  readonly services: GatewayServicesShape
+  /** The HTTP server's `ws` options: every upgraded socket is bounded and heartbeated. */
+  readonly webSocketServerOptions: { readonly WebSocket: unknown }
+  readonly webSocketStats: { readonly dropped: number; readonly reaped: number }
+  /** A plain API key created on this start (first start of a deployment), to print once. */
+  readonly firstApiKey: string | undefined
+  readonly log: (message: string) => void
+  readonly stop: () => Promise<void>
+}
+
+/** Opens the stores, seeds the first account, and starts the hub and the webhook dispatcher. */
+export const startGateway = async (runtime: SessionRuntime, options: GatewayOptions): Promise<Gateway> => {
+  const { nc, options: topology } = runtime.topology
+  const accounts = await AccountStore.open(nc, topology)
+  const first = await accounts.firstAccount()
+  let firstApiKey: string | undefined
+  if (options.seedApiKey !== undefined && options.seedApiKey !== "") {
+    await accounts.ensureApiKey(first.account.id, options.seedApiKey)
+  } else if (first.created) {
+    firstApiKey = (await accounts.createApiKey(first.account.id, "first key")).key
+  }
+  if (options.seedWebhookSecret !== undefined) {
+    await accounts.ensureWebhookSecret(first.account.id, options.seedWebhookSecret)
+  }
+
+  const allowList = parseAllowList(options.webhookAllowHosts)
+  if (Result.isFailure(allowList)) throw new Error(allowList.failure.message)
+  const policy: CallbackUrlPolicy = allowList.success
+  const deliveryLog = await DeliveryLog.open(runtime.topology)
+  const dispatcher = await WebhookDispatcher.start(nc, runtime, {
+    secretsFor: (accountId) => accounts.webhookSecrets(accountId),
+    policy,
+    log: options.log,
+    ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
+    ...(options.webhookRequestTimeoutMs === undefined
+      ? {}
+      : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
+    ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
+  })
+  const hub = new WebSocketHub(runtime, options.log)
+  await hub.start()
+  const bounded = boundedWebSocketClass(options.webSocket)
+
+  const services: GatewayServicesShape = {
+    runtime,
+    accounts,
+    config: {
+      publicUrl: options.publicUrl.replace(/\/+$/, ""),
+      maxJsonBytes: options.maxJsonBytes,
+      defaultTokenSeconds: options.defaultTokenSeconds,
+    },
+    checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
+    webhookDeliveries: (sessionId: SessionId) => deliveryLog.list(sessionId),
+  }
+  return {
+    accounts,
+    hub,
+    services,
+    webSocketServerOptions: { WebSocket: bounded.WebSocket },
+    webSocketStats: bounded.stats,
+    firstApiKey,
+    log: options.log,
+    stop: async () => {
+      await hub.stop()
+      await dispatcher.stop()
+      accounts.close()
+    },
+  }
+}
+
+/** Every HTTP route of the gateway, with the envelope and body-size middleware around them. */
+export const gatewayRoutes = (gateway: Gateway) => {
+  const services = Layer.succeed(GatewayServices, gateway.services)
+  const api = HttpApiBuilder.layer(CaptureApi, { openapiPath: "/openapi.json" }).pipe(
+    Layer.provide(HandlersLive),
+    Layer.provide(Layer.mergeAll(AuthenticationLive, RequestDecodingLive)),
+    Layer.provide(services),
+  )
+  const bodyLimit = HttpRouter.middleware(
+    (httpEffect) =>
+      Effect.provideService(
+        httpEffect,
+        HttpServerRequest.MaxBodySize,
+        ByteSize.bytes(gateway.services.config.maxJsonBytes),
+      ),
+    { global: true },
+  )
+  return Layer.mergeAll(
+    api,
+    HttpApiScalar.layer(CaptureApi, { path: "/docs" }),
+    webSocketRoute(gateway.accounts, gateway.hub),
+    responseEnvelope(gateway.log),
+    bodyLimit,
+  )
+}

@@ -1,0 +1,34 @@
+/**
+ * What the gateway's routes need, provided once per process: the session runtime (commands and
+ * reads), the account store, where URLs the server hands out start, and the policies.
+ */
+import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
+import type { SessionRuntime } from "@capture/session-actor"
+import { Context, type Result } from "effect"
+import type { AccountStore } from "./accounts/AccountStore.js"
+
+export interface GatewayConfig {
+  /** Where URLs handed to clients start (`CAPTURE_PUBLIC_URL`), without a trailing slash. */
+  readonly publicUrl: string
+  /** Largest JSON body accepted, in bytes. */
+  readonly maxJsonBytes: number
+  /** Lifetime of a client token when the request names none (seconds). */
+  readonly defaultTokenSeconds: number
+}
+
+export interface GatewayServicesShape {
+  readonly runtime: SessionRuntime
+  readonly accounts: AccountStore
+  readonly config: GatewayConfig
+  /** Refuses a callback URL that is not http(s) or points at a private address (unless allowed). */
+  readonly checkCallbackUrl: (url: string, field: string) => Promise<Result.Result<URL, CaptureError>>
+  /** A session's webhook deliveries, oldest first. */
+  readonly webhookDeliveries: (sessionId: SessionId) => Promise<ReadonlyArray<WebhookDelivery>>
+}
+
+export class GatewayServices extends Context.Service<GatewayServices, GatewayServicesShape>()(
+  "capture/GatewayServices",
+) {}
+
+/** `ws://` or `wss://` for a public http(s) URL. */
+export const toWebSocketUrl = (publicUrl: string): string => publicUrl.replace(/^http/, "ws")

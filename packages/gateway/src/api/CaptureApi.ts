@@ -1,0 +1,161 @@
+/**
+ * The capture REST API as an effect HttpApi: one declaration that drives routing, decoding and
+ * the OpenAPI document (`/openapi.json`, browsable at `/docs`). Paths and field names follow
+ * VideoDB's capture API, so its SDKs work against this server.
+ */
+import {
+  CaptureSession,
+  CollectionView,
+  CreateSessionRequest,
+  CreateTokenRequest,
+  ExportRequest,
+  ExportView,
+  ListSessionsQuery,
+  SessionList,
+  StartSessionRequest,
+  StartSessionView,
+  StreamingView,
+  Success,
+  TokenView,
+  WebhookDelivery,
+  WebSocketUrlView,
+} from "@capture/protocol"
+import { Context, Schema } from "effect"
+import {
+  HttpApi,
+  HttpApiEndpoint,
+  HttpApiGroup,
+  HttpApiMiddleware,
+  HttpApiSecurity,
+  OpenApi,
+} from "effect/http-api"
+import type { Principal } from "../accounts/AccountStore.js"
+import {
+  BadRequest,
+  CommonFailures,
+  Conflict,
+  PayloadTooLarge,
+  Unauthorized,
+  UnsupportedMediaType,
+} from "./Failures.js"
+
+/** The credential behind the current request. */
+export class CurrentPrincipal extends Context.Service<CurrentPrincipal, Principal>()(
+  "capture/CurrentPrincipal",
+) {}
+
+/** `x-access-token`: an account API key (`sk-…`) or a client token (`st-…`). */
+export class Authentication extends HttpApiMiddleware.Service<
+  Authentication,
+  { provides: CurrentPrincipal }
+>()("capture/Authentication", {
+  error: Unauthorized,
+  security: { accessToken: HttpApiSecurity.apiKey({ key: "x-access-token", in: "header" }) },
+}) {}
+
+/** Turns decoding failures (body, query, path) into the failure envelope naming the field. */
+export class RequestDecoding extends HttpApiMiddleware.Service<RequestDecoding>()("capture/RequestDecoding", {
+  error: [BadRequest, PayloadTooLarge, UnsupportedMediaType],
+}) {}
+
+const CollectionParams = { collection_id: Schema.String }
+const SessionParams = { session_id: Schema.String }
+const CollectionSessionParams = { collection_id: Schema.String, session_id: Schema.String }
+
+export class CollectionsGroup extends HttpApiGroup.make("collections")
+  .add(
+    HttpApiEndpoint.get("getCollection", "/collection/:collection_id", {
+      params: CollectionParams,
+      success: Success(CollectionView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("websocketUrl", "/collection/:collection_id/websocket", {
+      params: CollectionParams,
+      success: Success(WebSocketUrlView),
+      error: CommonFailures,
+    }),
+  ) {}
+
+export class SessionsGroup extends HttpApiGroup.make("sessions")
+  .add(
+    HttpApiEndpoint.post("createSession", "/collection/:collection_id/capture/session", {
+      params: CollectionParams,
+      payload: CreateSessionRequest,
+      success: Success(CaptureSession),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("listSessions", "/collection/:collection_id/capture/session", {
+      params: CollectionParams,
+      query: ListSessionsQuery,
+      success: Success(SessionList),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("getSession", "/collection/:collection_id/capture/session/:session_id", {
+      params: CollectionSessionParams,
+      success: Success(CaptureSession),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("exportSession", "/collection/:collection_id/capture/session/:session_id/export", {
+      params: CollectionSessionParams,
+      payload: ExportRequest,
+      success: Success(ExportView),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("createToken", "/capture/session/token", {
+      payload: CreateTokenRequest,
+      success: Success(TokenView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("startSession", "/capture/session/start", {
+      payload: StartSessionRequest,
+      success: Success(StartSessionView),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("streamingView", "/capture/session/:session_id", {
+      params: SessionParams,
+      success: Success(StreamingView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("stopSession", "/capture/session/:session_id/stop", {
+      params: SessionParams,
+      success: Success(CaptureSession),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("webhookDeliveries", "/capture/session/:session_id/webhooks", {
+      params: SessionParams,
+      success: Success(Schema.Struct({ deliveries: Schema.Array(WebhookDelivery) })),
+      error: CommonFailures,
+    }),
+  ) {}
+
+/** The whole API. */
+export class CaptureApi extends HttpApi.make("capture")
+  .add(CollectionsGroup)
+  .add(SessionsGroup)
+  .middleware(RequestDecoding)
+  .middleware(Authentication)
+  .annotate(OpenApi.Title, "Capture API")
+  .annotate(OpenApi.Version, "1")
+  .annotate(
+    OpenApi.Description,
+    "Capture sessions: create, start, stop, export; live events over WebSocket and signed webhooks. " +
+      "Every response is `{success: true, data}` or `{success: false, message, error_code, field?}`.",
+  ) {}

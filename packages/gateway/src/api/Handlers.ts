@@ -1,0 +1,339 @@
+/**
+ * The capture API's handlers: commands go to the session actor host, reads come from the read
+ * model (falling back to the actor for a session the projector has not written yet).
+ */
+import {
+  type CaptureError,
+  type CaptureSession,
+  type CollectionId,
+  captureError,
+  type ExportView,
+  newCommandId,
+  newSessionId,
+  type SessionCommand,
+  type SessionId,
+  SessionId as SessionIdSchema,
+  streamingChannel,
+  successOf,
+} from "@capture/protocol"
+import { type LoadedSession, toCaptureSession } from "@capture/session-actor"
+import { Effect, Layer, Result, Schema } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import type { Principal } from "../accounts/AccountStore.js"
+import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
+import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
+import { type Failure, toFailure } from "./Failures.js"
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/** A storage call; its failure is ours (503), never the client's. */
+const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> =>
+  Effect.tryPromise({
+    try: f,
+    catch: (error) => toFailure(captureError("unavailable", `${label}: ${describe(error)}`)),
+  })
+
+const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
+
+const fromResult = <A>(result: Result.Result<A, CaptureError>): Effect.Effect<A, Failure> =>
+  Result.isSuccess(result) ? Effect.succeed(result.success) : refuse(result.failure)
+
+const isSessionId = Schema.is(SessionIdSchema)
+
+const sessionNotFound = (id: string) =>
+  captureError("session_not_found", `no capture session ${id}`, { field: "session_id" })
+
+/** Client tokens may start, stop, upload and listen; everything else needs an API key. */
+const requireApiKey = (principal: Principal) =>
+  principal.kind === "api_key"
+    ? Effect.void
+    : refuse(
+        captureError(
+          "forbidden",
+          "client tokens may only start, stop and upload to sessions and open a WebSocket",
+          {
+            field: "x-access-token",
+          },
+        ),
+      )
+
+const requireCollection = (services: GatewayServicesShape, principal: Principal, collectionId: string) =>
+  Effect.flatMap(
+    call("reading the collection", () => services.accounts.collection(principal.account_id, collectionId)),
+    (collection) =>
+      collection === undefined
+        ? refuse(
+            captureError("collection_not_found", `no collection ${collectionId}`, { field: "collection_id" }),
+          )
+        : Effect.succeed(collection),
+  )
+
+/**
+ * The session as the actor holds it, if this principal may act on it. Another account's
+ * session is "not found" (its existence is not revealed); another end user's, forbidden.
+ */
+const loadOwned = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  sessionId: string,
+): Effect.Effect<LoadedSession, Failure> =>
+  Effect.gen(function* () {
+    if (!isSessionId(sessionId)) return yield* refuse(sessionNotFound(sessionId))
+    const loaded = yield* call("loading the session", () => services.runtime.host.load(sessionId))
+    const context = loaded.state.context
+    if (loaded.state.value === "none" || context.account_id !== principal.account_id) {
+      return yield* refuse(sessionNotFound(sessionId))
+    }
+    if (
+      principal.kind === "client_token" &&
+      principal.end_user_id !== null &&
+      principal.end_user_id !== context.end_user_id
+    ) {
+      return yield* refuse(
+        captureError("forbidden", "this client token belongs to another end user", {
+          field: "x-access-token",
+        }),
+      )
+    }
+    return loaded
+  })
+
+/** The client view of a session read from the read model, or from the actor when not projected yet. */
+const readSession = (services: GatewayServicesShape, principal: Principal, sessionId: string) =>
+  Effect.gen(function* () {
+    if (!isSessionId(sessionId)) return yield* refuse(sessionNotFound(sessionId))
+    const record = yield* call("reading the session", () => services.runtime.readModel.get(sessionId))
+    if (record !== undefined) {
+      if (record.account_id !== principal.account_id) return yield* refuse(sessionNotFound(sessionId))
+      return record.session
+    }
+    const loaded = yield* loadOwned(services, principal, sessionId)
+    const view = toCaptureSession(loaded.state)
+    return view ?? (yield* refuse(sessionNotFound(sessionId)))
+  })
+
+/** Runs a command on its session's actor; refusals keep their code, storage trouble is a 503. */
+const execute = (services: GatewayServicesShape, command: SessionCommand) =>
+  Effect.flatMap(
+    call("storing the command", () => services.runtime.host.execute(command)),
+    fromResult,
+  )
+
+const viewOf = (
+  state: LoadedSession["state"],
+  sessionId: SessionId,
+): Effect.Effect<CaptureSession, Failure> => {
+  const view = toCaptureSession(state)
+  return view === null ? refuse(sessionNotFound(sessionId)) : Effect.succeed(view)
+}
+
+/** Optional strings arrive as absent, null or a value; commands want absent or a value. */
+const present = <K extends string>(key: K, value: string | null | undefined): { [P in K]?: string } =>
+  (value === null || value === undefined ? {} : { [key]: value }) as { [P in K]?: string }
+
+const checkCallback = (services: GatewayServicesShape, url: string | null | undefined, field: string) =>
+  url === null || url === undefined
+    ? Effect.void
+    : Effect.flatMap(
+        call("checking the callback URL", () => services.checkCallbackUrl(url, field)),
+        (result) => Effect.asVoid(fromResult(result)),
+      )
+
+export const CollectionsLive = HttpApiBuilder.group(CaptureApi, "collections", (handlers) =>
+  Effect.gen(function* () {
+    const services = yield* GatewayServices
+    return handlers
+      .handle("getCollection", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          const collection = yield* requireCollection(services, principal, params.collection_id)
+          return successOf({ id: collection.id, name: collection.name, description: collection.description })
+        }),
+      )
+      .handle("websocketUrl", ({ params, request }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireCollection(services, principal, params.collection_id)
+          // Browsers cannot set headers on a WebSocket: the URL carries a credential. An API key is
+          // never put in a URL; it gets a client token of its own account instead.
+          const token =
+            principal.kind === "client_token"
+              ? (request.headers["x-access-token"] ?? "")
+              : (yield* call("issuing a WebSocket token", () =>
+                  services.accounts.createClientToken(principal.account_id, {
+                    expiresInSeconds: services.config.defaultTokenSeconds,
+                  }),
+                )).token
+          const url = `${toWebSocketUrl(services.config.publicUrl)}/ws?token=${encodeURIComponent(token)}`
+          return successOf({ websocket_url: url })
+        }),
+      )
+  }),
+)
+
+export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handlers) =>
+  Effect.gen(function* () {
+    const services = yield* GatewayServices
+    return handlers
+      .handle("createSession", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          const collection = yield* requireCollection(services, principal, params.collection_id)
+          yield* checkCallback(services, payload.callback_url, "callback_url")
+          const sessionId = newSessionId()
+          const outcome = yield* execute(services, {
+            type: "CreateSession",
+            command_id: newCommandId(),
+            session_id: sessionId,
+            collection_id: collection.id as CollectionId,
+            end_user_id: payload.end_user_id,
+            account_id: principal.account_id,
+            ...present("client_id", payload.client_id),
+            ...present("callback_url", payload.callback_url),
+            ...present("ws_connection_id", payload.ws_connection_id),
+            ...(payload.metadata === null || payload.metadata === undefined
+              ? {}
+              : { metadata: payload.metadata }),
+          })
+          return successOf(yield* viewOf(outcome.state, sessionId))
+        }),
+      )
+      .handle("listSessions", ({ params, query }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          yield* requireCollection(services, principal, params.collection_id)
+          const page = yield* call("listing sessions", () =>
+            services.runtime.readModel.list({
+              account_id: principal.account_id,
+              collection_id: params.collection_id,
+              ...(query.status === undefined ? {} : { status: query.status }),
+              ...(query.end_user_id === undefined ? {} : { end_user_id: query.end_user_id }),
+              limit: query.limit ?? 20,
+              ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+            }),
+          )
+          return successOf({ sessions: page.sessions, next_page: page.next_page })
+        }),
+      )
+      .handle("getSession", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          const session = yield* readSession(services, principal, params.session_id)
+          if (session.collection_id !== params.collection_id) {
+            return yield* refuse(sessionNotFound(params.session_id))
+          }
+          return successOf(session)
+        }),
+      )
+      .handle("exportSession", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          const loaded = yield* loadOwned(services, principal, params.session_id)
+          if (loaded.state.context.collection_id !== params.collection_id) {
+            return yield* refuse(sessionNotFound(params.session_id))
+          }
+          const sessionId = params.session_id as SessionId
+          const outcome = yield* execute(services, {
+            type: "RequestExport",
+            command_id: newCommandId(),
+            session_id: sessionId,
+            ...present("video_channel_id", payload.video_channel_id),
+            ...present("ws_connection_id", payload.ws_connection_id),
+          })
+          const context = outcome.state.context
+          const channel = payload.video_channel_id ?? context.primary_video_channel_id
+          const found = context.exports.find((e) => e.video_channel_id === channel)
+          const view: ExportView = {
+            session_id: sessionId,
+            video_channel_id: found?.video_channel_id ?? channel ?? null,
+            export_status: found?.export_status ?? "exporting",
+            video_id: found?.video_id ?? null,
+            stream_url: found?.stream_url ?? null,
+            player_url: found?.player_url ?? null,
+          }
+          return successOf(view)
+        }),
+      )
+      .handle("createToken", ({ payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          const expiresIn = payload.expires_in ?? services.config.defaultTokenSeconds
+          const endUserId = payload.end_user_id ?? payload.user_id ?? undefined
+          const { token, record } = yield* call("issuing the token", () =>
+            services.accounts.createClientToken(principal.account_id, {
+              expiresInSeconds: expiresIn,
+              endUserId,
+            }),
+          )
+          return successOf({
+            token,
+            expires_at: record.expires_at,
+            expires_in: expiresIn,
+            end_user_id: record.end_user_id,
+          })
+        }),
+      )
+      .handle("startSession", ({ payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* loadOwned(services, principal, payload.session_id)
+          yield* checkCallback(services, payload.callback_url, "callback_url")
+          const outcome = yield* execute(services, {
+            type: "StartSession",
+            command_id: newCommandId(),
+            session_id: payload.session_id,
+            channels: payload.channels,
+            ...present("primary_video_channel_id", payload.primary_video_channel_id),
+            ...present("ws_connection_id", payload.ws_connection_id),
+            ...present("callback_url", payload.callback_url),
+          } as SessionCommand)
+          return successOf({ session_id: payload.session_id, status: outcome.state.value as "starting" })
+        }),
+      )
+      .handle("streamingView", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const loaded = yield* loadOwned(services, principal, params.session_id)
+          const context = loaded.state.context
+          return successOf({
+            session_id: params.session_id as SessionId,
+            status: loaded.state.value as CaptureSession["status"],
+            channels: context.channels.map((channel) => streamingChannel(channel, null)),
+          })
+        }),
+      )
+      .handle("stopSession", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* loadOwned(services, principal, params.session_id)
+          const sessionId = params.session_id as SessionId
+          const outcome = yield* execute(services, {
+            type: "StopSession",
+            command_id: newCommandId(),
+            session_id: sessionId,
+          })
+          return successOf(yield* viewOf(outcome.state, sessionId))
+        }),
+      )
+      .handle("webhookDeliveries", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          yield* loadOwned(services, principal, params.session_id)
+          const deliveries = yield* call("reading webhook deliveries", () =>
+            services.webhookDeliveries(params.session_id as SessionId),
+          )
+          return successOf({ deliveries })
+        }),
+      )
+  }),
+)
+
+/** Every handler group of the API. */
+export const HandlersLive = Layer.mergeAll(CollectionsLive, SessionsLive)

@@ -1,0 +1,147 @@
+/**
+ * Live events over WebSocket. Each gateway follows the event stream with its own ordered
+ * consumer (only stored events: a publish JetStream refused is never announced) and sends each
+ * lifecycle event to the sockets connected here that the session named, whichever gateway ran
+ * the command. Best-effort by design: webhooks are the durable path.
+ */
+import type { CaptureSessionMessage, SessionEvent } from "@capture/protocol"
+import {
+  type EventRouting,
+  emptyRouting,
+  foldEvent,
+  initialState,
+  nextRouting,
+  type SessionRuntime,
+  type SessionState,
+  toLifecycleEvent,
+} from "@capture/session-actor"
+import { type ConsumerMessages, DeliverPolicy, jetstream } from "@nats-io/jetstream"
+import type { WebSocket } from "ws"
+
+/** What the hub knows of a session: enough to route and describe its next event. */
+interface Followed {
+  readonly sequence: number
+  readonly state: SessionState
+  readonly routing: EventRouting
+}
+
+interface Connection {
+  readonly accountId: string
+  readonly socket: WebSocket
+}
+
+/** Sessions remembered at once; the oldest is forgotten first (reloaded on its next event). */
+const FOLLOWED_LIMIT = 10_000
+
+export class WebSocketHub {
+  private readonly connections = new Map<string, Connection>()
+  private readonly followed = new Map<string, Followed>()
+  private messages: ConsumerMessages | undefined
+  private running: Promise<void> | undefined
+  /** Messages written to sockets. */
+  sent = 0
+
+  constructor(
+    private readonly runtime: SessionRuntime,
+    private readonly log: (message: string) => void = () => {},
+  ) {}
+
+  /** Starts following new events. */
+  async start(): Promise<void> {
+    const topology = this.runtime.topology
+    const consumer = await jetstream(topology.nc).consumers.get(topology.eventStream, {
+      filter_subjects: topology.eventSubjects,
+      deliver_policy: DeliverPolicy.New,
+    })
+    const messages = await consumer.consume()
+    this.messages = messages
+    this.running = (async () => {
+      for await (const message of messages) {
+        try {
+          await this.onEvent(message.json<SessionEvent>())
+        } catch (error) {
+          this.log(`websocket: skipped an event: ${error instanceof Error ? error.message : String(error)}`)
+        }
+      }
+    })()
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close()
+    await this.running
+    for (const { socket } of this.connections.values()) socket.close(1001, "server shutting down")
+    this.connections.clear()
+  }
+
+  /** Registers a socket under `connectionId`; returns the function that unregisters it. */
+  attach(connectionId: string, accountId: string, socket: WebSocket): () => void {
+    this.connections.set(connectionId, { accountId, socket })
+    return () => {
+      if (this.connections.get(connectionId)?.socket === socket) this.connections.delete(connectionId)
+    }
+  }
+
+  get connectionCount(): number {
+    return this.connections.size
+  }
+
+  private async onEvent(event: SessionEvent): Promise<void> {
+    // Nobody listens here: stop following, the next event after a connect reloads what it needs.
+    if (this.connections.size === 0) {
+      this.followed.clear()
+      return
+    }
+    const followed = await this.follow(event)
+    if (followed === undefined) return
+    const lifecycle = toLifecycleEvent(event, followed.state)
+    if (lifecycle === undefined) return
+    const message: CaptureSessionMessage = {
+      channel: "capture_session",
+      event: lifecycle.event,
+      capture_session_id: lifecycle.capture_session_id,
+      status: lifecycle.status,
+      data: lifecycle.data,
+    } as CaptureSessionMessage
+    const text = JSON.stringify(message)
+    for (const id of followed.routing.ws_connection_ids) {
+      const connection = this.connections.get(id)
+      // A connection id of another account is not a channel into this one's events.
+      if (connection === undefined || connection.accountId !== followed.routing.account_id) continue
+      if (connection.socket.readyState !== connection.socket.OPEN) continue
+      connection.socket.send(text)
+      this.sent++
+    }
+  }
+
+  /** The session folded through `event`; undefined for an event already seen. */
+  private async follow(event: SessionEvent): Promise<Followed | undefined> {
+    const known = this.followed.get(event.session_id)
+    let next: Followed
+    if (known !== undefined && event.sequence <= known.sequence) return undefined
+    if (known !== undefined && event.sequence === known.sequence + 1) {
+      next = {
+        sequence: event.sequence,
+        state: foldEvent(known.state, event),
+        routing: nextRouting(known.routing, event),
+      }
+    } else {
+      // First sight, or events were missed: fold the stored history up to this event.
+      let state = initialState
+      let routing = emptyRouting
+      for await (const stored of this.runtime.events.read(event.session_id)) {
+        if (stored.event.sequence > event.sequence) break
+        state = foldEvent(state, stored.event)
+        routing = nextRouting(routing, stored.event)
+      }
+      if (state.context.sequence !== event.sequence) return undefined
+      next = { sequence: event.sequence, state, routing }
+    }
+    this.followed.delete(event.session_id)
+    this.followed.set(event.session_id, next)
+    if (this.followed.size > FOLLOWED_LIMIT) {
+      const oldest = this.followed.keys().next().value
+      if (oldest !== undefined) this.followed.delete(oldest)
+    }
+    return next
+  }
+}

@@ -1,0 +1,139 @@
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import fc from "fast-check"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
+
+let nats: NatsServerHandle
+let api: TestGateway
+let sessionId: string
+
+beforeAll(async () => {
+  nats = await startNatsServer()
+  api = await startTestGateway(nats.url)
+  const created = await api.request("POST", "/collection/default/capture/session", {
+    body: { end_user_id: "fuzz" },
+  })
+  sessionId = (created.body.data as { id: string }).id
+}, 60_000)
+afterAll(async () => {
+  await api?.stop()
+  await nats?.stop()
+})
+
+/** Values of every JSON kind, including the shapes the API expects with wrong contents. */
+const jsonValue = fc.oneof(
+  fc.jsonValue({ maxDepth: 3 }),
+  fc.record(
+    {
+      end_user_id: fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.constant("")),
+      callback_url: fc.oneof(fc.webUrl(), fc.string(), fc.constant("http://169.254.169.254/"), fc.integer()),
+      metadata: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constant(null)),
+      session_id: fc.oneof(fc.constant("SESSION"), fc.string(), fc.constant("cap-0")),
+      channels: fc.oneof(
+        fc.array(
+          fc.record(
+            {
+              channel_id: fc.oneof(
+                fc.constantFrom(
+                  "mic:default",
+                  "display:1",
+                  "display:2",
+                  "system_audio:default",
+                  "screen:1",
+                  "x:1",
+                  "",
+                ),
+                fc.string(),
+              ),
+              type: fc.oneof(fc.constantFrom("audio", "video", "text"), fc.integer()),
+              store: fc.oneof(fc.boolean(), fc.string()),
+              is_primary: fc.oneof(fc.boolean(), fc.constant(null)),
+            },
+            { requiredKeys: [] },
+          ),
+          { maxLength: 5 },
+        ),
+        fc.jsonValue({ maxDepth: 1 }),
+      ),
+      primary_video_channel_id: fc.oneof(fc.string(), fc.constant("display:9")),
+      expires_in: fc.oneof(fc.integer(), fc.double(), fc.string()),
+      video_channel_id: fc.oneof(fc.string(), fc.constant("display:1")),
+    },
+    { requiredKeys: [] },
+  ),
+)
+
+const body = fc.oneof(
+  jsonValue.map((value) => JSON.stringify(value)),
+  fc.string({ maxLength: 200 }),
+  fc.constantFrom("{", "[1,", "null", "", "\u0000", '{"end_user_id": "\\ud800"}'),
+)
+
+const path = fc.oneof(
+  fc.constantFrom(
+    "/collection/default/capture/session",
+    "/collection/default/capture/session/SESSION",
+    "/collection/default/capture/session/SESSION/export",
+    "/collection/c-unknown/capture/session",
+    "/collection/default",
+    "/collection/default/websocket",
+    "/capture/session/token",
+    "/capture/session/start",
+    "/capture/session/SESSION",
+    "/capture/session/SESSION/stop",
+    "/capture/session/SESSION/webhooks",
+    "/collection/default/capture/session?limit=abc&status=nope&cursor=",
+    "/collection/%ZZ/capture/session",
+    "/openapi.json/..%2f",
+  ),
+  fc.webPath(),
+)
+
+const request = fc.record({
+  method: fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH"),
+  path,
+  body,
+  contentType: fc.constantFrom(
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "",
+    "application/json; charset=utf-8",
+  ),
+  token: fc.constantFrom(TEST_API_KEY, "", "sk-nope", "st-nope", "garbage"),
+})
+
+describe("generated malformed requests", () => {
+  it("never get a 5xx, always get the envelope, and leave the server up", async () => {
+    const samples = fc.sample(request, { numRuns: 2_500, seed: 20261121 })
+    const statuses = new Map<number, number>()
+    const queue = [...samples]
+    const worker = async () => {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        const url = `${api.url}${next.path.replaceAll("SESSION", sessionId)}`
+        const headers: Record<string, string> = {}
+        if (next.token !== "") headers["x-access-token"] = next.token
+        if (next.contentType !== "") headers["content-type"] = next.contentType
+        const response = await fetch(url, {
+          method: next.method,
+          headers,
+          ...(next.method === "GET" ? {} : { body: next.body }),
+        })
+        const text = await response.text()
+        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1)
+        const context = `${next.method} ${next.path} ${JSON.stringify(next.body).slice(0, 120)} → ${response.status} ${text.slice(0, 200)}`
+        expect(response.status, context).toBeLessThan(500)
+        if (response.status >= 400 && !next.path.startsWith("/docs")) {
+          const parsed = JSON.parse(text) as { success: boolean; error_code: string; message: string }
+          expect(parsed.success, context).toBe(false)
+          expect(typeof parsed.error_code, context).toBe("string")
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: 8 }, worker))
+    // Refusals of every kind were exercised, and the server still serves.
+    expect([...statuses.keys()].filter((status) => status >= 400).length).toBeGreaterThanOrEqual(4)
+    const health = await api.request("GET", "/collection/default")
+    expect(health.status).toBe(200)
+  }, 120_000)
+})

@@ -1,0 +1,368 @@
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startTestGateway, type TestGateway } from "./TestGateway.js"
+
+let nats: NatsServerHandle
+let api: TestGateway
+
+beforeAll(async () => {
+  nats = await startNatsServer()
+  api = await startTestGateway(nats.url)
+}, 60_000)
+afterAll(async () => {
+  await api?.stop()
+  await nats?.stop()
+})
+
+const data = (body: Record<string, unknown>) => body.data as Record<string, unknown>
+
+const createSession = async (body: Record<string, unknown> = { end_user_id: "user-a" }, token?: string) => {
+  const created = await api.request("POST", "/collection/default/capture/session", {
+    body,
+    ...(token === undefined ? {} : { token }),
+  })
+  expect(created.status).toBe(200)
+  return data(created.body).id as string
+}
+
+const eventually = async <A>(f: () => Promise<A | undefined>, timeoutMs = 5_000): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await f()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error("condition not met in time")
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe("capture REST API", () => {
+  it("creates, reads, lists, starts, stops and exports a session in the VideoDB wire format", async () => {
+    const id = await createSession({ end_user_id: "user-a", metadata: { app: "test" } })
+    const got = await api.request("GET", `/collection/default/capture/session/${id}`)
+    expect(got.status).toBe(200)
+    expect(got.body.success).toBe(true)
+    for (const field of [
+      "id",
+      "session_id",
+      "collection_id",
+      "end_user_id",
+      "client_id",
+      "status",
+      "callback_url",
+      "metadata",
+      "channels",
+      "primary_video_channel_id",
+      "rtstreams",
+      "export_status",
+      "exported_video_id",
+      "exported_videos",
+      "ws_connection_id",
+      "created_at",
+    ]) {
+      expect(data(got.body)).toHaveProperty(field)
+    }
+    expect(data(got.body)).toMatchObject({ id, session_id: id, status: "created", metadata: { app: "test" } })
+
+    const listed = await eventually(async () => {
+      const page = await api.request(
+        "GET",
+        "/collection/default/capture/session?end_user_id=user-a&limit=100",
+      )
+      const sessions = data(page.body).sessions as Array<{ id: string }>
+      return sessions.some((s) => s.id === id) ? page : undefined
+    })
+    expect(data(listed.body)).toHaveProperty("next_page")
+
+    const started = await api.request("POST", "/capture/session/start", {
+      body: {
+        session_id: id,
+        channels: [{ channel_id: "mic:default" }, { channel_id: "display:1", store: true }],
+      },
+    })
+    expect(started).toMatchObject({
+      status: 200,
+      body: { success: true, data: { session_id: id, status: "starting" } },
+    })
+
+    const streaming = await api.request("GET", `/capture/session/${id}`)
+    expect(data(streaming.body).channels).toEqual([
+      expect.objectContaining({ channel_id: "mic:default", type: "audio" }),
+      expect.objectContaining({ channel_id: "display:1", type: "video", is_primary: true }),
+    ])
+
+    const exportTooEarly = await api.request("POST", `/collection/default/capture/session/${id}/export`, {
+      body: {},
+    })
+    expect(exportTooEarly).toMatchObject({
+      status: 409,
+      body: { success: false, error_code: "invalid_transition", current_status: "starting" },
+    })
+
+    const stopped = await api.request("POST", `/capture/session/${id}/stop`)
+    expect(stopped.status).toBe(200)
+    // Stopped while still starting: ends without an export (aborted).
+    expect(data(stopped.body).status).toBe("stopped")
+    const again = await api.request("POST", `/capture/session/${id}/stop`)
+    expect(again.status).toBe(200)
+  })
+
+  it("answers GET /collection/default for every account and 404s an unknown collection", async () => {
+    expect(await api.request("GET", "/collection/default")).toMatchObject({
+      status: 200,
+      body: { success: true, data: { id: "default" } },
+    })
+    expect(await api.request("GET", "/collection/c-nope")).toMatchObject({
+      status: 404,
+      body: { success: false, error_code: "collection_not_found", field: "collection_id" },
+    })
+  })
+
+  it("refuses bad input with a stable error_code and the field at fault, writing nothing", async () => {
+    const cases: Array<
+      [string, string, { body?: unknown; raw?: string; token?: string | null }, number, string, string?]
+    > = [
+      ["POST", "/collection/default/capture/session", { body: {} }, 400, "missing_field", "end_user_id"],
+      [
+        "POST",
+        "/collection/default/capture/session",
+        { body: { end_user_id: 7 } },
+        400,
+        "invalid_field",
+        "end_user_id",
+      ],
+      ["POST", "/collection/default/capture/session", { raw: "{nope" }, 400, "invalid_json", "body"],
+      [
+        "POST",
+        "/collection/default/capture/session",
+        { body: { end_user_id: "u" }, token: null },
+        401,
+        "unauthorized",
+        "x-access-token",
+      ],
+      [
+        "POST",
+        "/collection/default/capture/session",
+        { body: { end_user_id: "u" }, token: "sk-wrong" },
+        401,
+        "unauthorized",
+        "x-access-token",
+      ],
+      [
+        "POST",
+        "/collection/default/capture/session",
+        { body: { end_user_id: "u", callback_url: "ftp://x.example/" } },
+        400,
+        "invalid_callback_url",
+        "callback_url",
+      ],
+      [
+        "POST",
+        "/collection/default/capture/session",
+        { body: { end_user_id: "u", callback_url: "http://10.0.0.1/hook" } },
+        400,
+        "invalid_callback_url",
+        "callback_url",
+      ],
+      [
+        "POST",
+        "/collection/default/capture/session",
+        { raw: JSON.stringify({ end_user_id: "x".repeat(70_000) }) },
+        413,
+        "payload_too_large",
+        "body",
+      ],
+      [
+        "GET",
+        "/collection/default/capture/session/cap-00000000000000000000000000",
+        {},
+        404,
+        "session_not_found",
+        "session_id",
+      ],
+      ["GET", "/collection/default/capture/session?limit=0", {}, 400, "invalid_field", "limit"],
+      ["GET", "/collection/default/capture/session?status=sleeping", {}, 400, "invalid_field", "status"],
+      [
+        "POST",
+        "/capture/session/start",
+        { body: { session_id: "cap-00000000000000000000000000", channels: [{ channel_id: "mic:default" }] } },
+        404,
+        "session_not_found",
+        "session_id",
+      ],
+      ["POST", "/capture/session/token", { body: { expires_in: 5 } }, 400, "invalid_field", "expires_in"],
+    ]
+    for (const [method, path, options, status, code, field] of cases) {
+      const response = await api.request(method, path, options)
+      expect({
+        path,
+        status: response.status,
+        code: response.body.error_code,
+        field: response.body.field,
+      }).toEqual({
+        path,
+        status,
+        code,
+        field,
+      })
+      expect(response.body.success).toBe(false)
+      expect(typeof response.body.message).toBe("string")
+    }
+
+    const id = await createSession()
+    const start = (channels: unknown, extra: Record<string, unknown> = {}) =>
+      api.request("POST", "/capture/session/start", { body: { session_id: id, channels, ...extra } })
+    expect((await start([])).body).toMatchObject({ error_code: "no_channels" })
+    expect((await start([{ channel_id: "mic:default" }, { channel_id: "mic:default" }])).body).toMatchObject({
+      error_code: "duplicate_channel_id",
+      field: "channels[1].channel_id",
+    })
+    expect(
+      (
+        await start([
+          { channel_id: "display:1", is_primary: true },
+          { channel_id: "display:2", is_primary: true },
+        ])
+      ).body,
+    ).toMatchObject({ error_code: "multiple_primary_channels" })
+    expect((await start([{ channel_id: "speaker:1" }])).body).toMatchObject({
+      error_code: "invalid_field",
+      field: "channels[0].channel_id",
+    })
+    // None of the refused starts changed the session.
+    const after = await api.request("GET", `/collection/default/capture/session/${id}`)
+    expect(data(after.body).status).toBe("created")
+    expect((await api.runtime.host.load(id)).state.context.sequence).toBe(1)
+  })
+
+  it("keeps accounts apart: another account's key neither sees nor changes a session", async () => {
+    const other = await api.gateway.accounts.createAccount("other")
+    const { key } = await api.gateway.accounts.createApiKey(other.id)
+    const id = await createSession()
+    expect(
+      await api.request("GET", `/collection/default/capture/session/${id}`, { token: key }),
+    ).toMatchObject({
+      status: 404,
+      body: { error_code: "session_not_found" },
+    })
+    expect(await api.request("POST", `/capture/session/${id}/stop`, { token: key })).toMatchObject({
+      status: 404,
+    })
+    expect(
+      await api.request("POST", "/capture/session/start", {
+        token: key,
+        body: { session_id: id, channels: [{ channel_id: "mic:default" }] },
+      }),
+    ).toMatchObject({ status: 404 })
+    const theirs = await api.request("GET", "/collection/default/capture/session?limit=100", { token: key })
+    expect((data(theirs.body).sessions as Array<{ id: string }>).map((s) => s.id)).not.toContain(id)
+    expect((await api.runtime.host.load(id)).state.value).toBe("created")
+  })
+
+  it("lets client tokens start and stop their end user's sessions, and nothing else", async () => {
+    const mine = await createSession({ end_user_id: "user-a" })
+    const theirs = await createSession({ end_user_id: "user-b" })
+    const issued = await api.request("POST", "/capture/session/token", {
+      body: { expires_in: 600, user_id: "user-a" },
+    })
+    expect(issued.status).toBe(200)
+    const token = data(issued.body).token as string
+    expect(token).toMatch(/^st-/)
+    expect(data(issued.body).expires_in).toBe(600)
+
+    const start = (session_id: string) =>
+      api.request("POST", "/capture/session/start", {
+        token,
+        body: { session_id, channels: [{ channel_id: "display:1" }] },
+      })
+    expect((await start(theirs)).body).toMatchObject({ error_code: "forbidden" })
+    expect((await start(mine)).status).toBe(200)
+    expect((await api.request("POST", `/capture/session/${mine}/stop`, { token })).status).toBe(200)
+    for (const [method, path] of [
+      ["POST", "/collection/default/capture/session"],
+      ["GET", `/collection/default/capture/session/${mine}`],
+      ["GET", "/collection/default/capture/session"],
+      ["POST", "/capture/session/token"],
+    ] as const) {
+      const response = await api.request(method, path, {
+        token,
+        ...(method === "POST" ? { body: { end_user_id: "x" } } : {}),
+      })
+      expect({ path, status: response.status, code: response.body.error_code }).toEqual({
+        path,
+        status: 403,
+        code: "forbidden",
+      })
+    }
+
+    const short = await api.gateway.accounts.createClientToken(
+      (await api.gateway.accounts.firstAccount()).account.id,
+      {
+        expiresInSeconds: 1,
+      },
+    )
+    await new Promise((resolve) => setTimeout(resolve, 1_100))
+    expect(
+      (await api.request("POST", `/capture/session/${mine}/stop`, { token: short.token })).body,
+    ).toMatchObject({
+      error_code: "token_expired",
+    })
+    await api.gateway.accounts.revokeClientToken(token)
+    expect(await api.request("POST", `/capture/session/${mine}/stop`, { token })).toMatchObject({
+      status: 401,
+      body: { error_code: "unauthorized" },
+    })
+  })
+
+  it("records an export request on a stopped session and reports its status on repeat", async () => {
+    const id = await createSession()
+    const host = api.runtime.host
+    await api.request("POST", "/capture/session/start", {
+      body: { session_id: id, channels: [{ channel_id: "mic:default" }, { channel_id: "display:1" }] },
+    })
+    // Media arrival and finalization are the ingest's and muxer's business; drive them directly here.
+    const { newCommandId } = await import("@capture/protocol")
+    for (const command of [
+      { type: "ReportMediaReceived", channel_id: "display:1" },
+      { type: "StopSession" },
+      { type: "FinishStopping" },
+    ] as const) {
+      await host.execute({ ...command, command_id: newCommandId(), session_id: id } as never)
+    }
+    const first = await api.request("POST", `/collection/default/capture/session/${id}/export`, { body: {} })
+    expect(first).toMatchObject({
+      status: 200,
+      body: {
+        data: { session_id: id, video_channel_id: "display:1", export_status: "exporting", video_id: null },
+      },
+    })
+    const second = await api.request("POST", `/collection/default/capture/session/${id}/export`, { body: {} })
+    expect(data(second.body).export_status).toBe("exporting")
+    const history = []
+    for await (const stored of api.runtime.events.read(id)) history.push(stored.event.type)
+    expect(history.filter((type) => type === "ExportRequested")).toHaveLength(1)
+  })
+
+  it("serves the OpenAPI document built from the protocol schemas, and a docs page", async () => {
+    const openapi = (await (await fetch(`${api.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>
+      components: { securitySchemes: Record<string, unknown> }
+    }
+    expect(Object.keys(openapi.paths)).toEqual(
+      expect.arrayContaining([
+        "/collection/{collection_id}",
+        "/collection/{collection_id}/capture/session",
+        "/collection/{collection_id}/capture/session/{session_id}",
+        "/collection/{collection_id}/capture/session/{session_id}/export",
+        "/capture/session/token",
+        "/capture/session/start",
+        "/capture/session/{session_id}",
+        "/capture/session/{session_id}/stop",
+        "/collection/{collection_id}/websocket",
+      ]),
+    )
+    expect(JSON.stringify(openapi.components.securitySchemes)).toContain("x-access-token")
+    const docs = await fetch(`${api.url}/docs`)
+    expect(docs.status).toBe(200)
+    expect(await docs.text()).toContain("<html")
+  })
+})

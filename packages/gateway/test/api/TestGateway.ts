@@ -1,0 +1,109 @@
+/** A real gateway on a real HTTP server (127.0.0.1, free port) against a given NATS, for API tests. */
+import { createServer } from "node:http"
+import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { getFreePort } from "@capture/testkit"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Effect, Fiber, Layer } from "effect"
+import { HttpRouter } from "effect/http"
+import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "../../src/index.js"
+
+export interface TestGateway {
+  readonly url: string
+  readonly gateway: Gateway
+  readonly runtime: SessionRuntime
+  readonly nc: NatsConnection
+  /** Sends a request with the API key (or `token`) and parses the JSON envelope. */
+  readonly request: (
+    method: string,
+    path: string,
+    options?: { readonly body?: unknown; readonly token?: string | null; readonly raw?: string },
+  ) => Promise<{ readonly status: number; readonly body: Record<string, unknown> }>
+  readonly stop: () => Promise<void>
+}
+
+export const TEST_API_KEY = "sk-test-gateway-key"
+
+export const startTestGateway = async (
+  servers: string | ReadonlyArray<string>,
+  options: Partial<GatewayOptions> & { readonly replicas?: number } = {},
+): Promise<TestGateway> => {
+  const nc = await connect({
+    servers: servers as string | string[],
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 100,
+  })
+  const runtime = await startSessionRuntime(nc, {
+    workers: true,
+    ...(options.replicas === undefined ? {} : { topology: { replicas: options.replicas } }),
+  })
+  const port = await getFreePort()
+  const url = `http://127.0.0.1:${port}`
+  const gateway = await startGateway(runtime, {
+    publicUrl: url,
+    maxJsonBytes: 64 * 1024,
+    defaultTokenSeconds: 3600,
+    webhookAllowHosts: "127.0.0.1",
+    webSocket: { maxBufferedBytes: 256 * 1024, pingIntervalMs: 30_000 },
+    seedApiKey: TEST_API_KEY,
+    log: (message) => {
+      if (message.startsWith("internal error")) console.error(message)
+    },
+    ...options,
+  })
+  const server = HttpRouter.serve(gatewayRoutes(gateway), {
+    disableLogger: true,
+    disableListenLog: true,
+  }).pipe(
+    Layer.provide(
+      NodeHttpServer.layer(createServer, {
+        port,
+        host: "127.0.0.1",
+        websocket: gateway.webSocketServerOptions as never,
+      }),
+    ),
+  )
+  const fiber = Effect.runFork(Layer.launch(server))
+  // Wait until it answers. The port listens before the routes are installed, and a request in
+  // that window is never answered: each try gives up after a moment.
+  for (let i = 0; ; i++) {
+    try {
+      const response = await fetch(`${url}/openapi.json`, { signal: AbortSignal.timeout(500) })
+      if (response.ok) break
+      throw new Error(`openapi.json answered ${response.status}`)
+    } catch (error) {
+      if (i > 100) throw error
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  return {
+    url,
+    gateway,
+    runtime,
+    nc,
+    request: async (method, path, { body, token = TEST_API_KEY, raw } = {}) => {
+      const headers: Record<string, string> = {}
+      if (token !== null) headers["x-access-token"] = token
+      if (body !== undefined || raw !== undefined) headers["content-type"] = "application/json"
+      const response = await fetch(`${url}${path}`, {
+        method,
+        headers,
+        ...(raw !== undefined ? { body: raw } : body !== undefined ? { body: JSON.stringify(body) } : {}),
+      })
+      const text = await response.text()
+      let parsed: Record<string, unknown>
+      try {
+        parsed = JSON.parse(text) as Record<string, unknown>
+      } catch {
+        parsed = { unparsed: text }
+      }
+      return { status: response.status, body: parsed }
+    },
+    stop: async () => {
+      await Effect.runPromise(Fiber.interrupt(fiber))
+      await gateway.stop()
+      await runtime.stop()
+      await nc.close()
+    },
+  }
+}

@@ -1,0 +1,358 @@
+import {
+  newSessionId,
+  newWebhookSecret,
+  type SessionCommand,
+  type SessionId,
+  verifyWebhook,
+  type WebhookDelivery,
+  WebhookEnvelope,
+  type WebhookSecret,
+} from "@capture/protocol"
+import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { getFreePort, type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Result, Schema } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { defaultCallbackUrlPolicy, parseAllowList } from "../../src/webhooks/CallbackUrlPolicy.js"
+import { DeliveryLog } from "../../src/webhooks/DeliveryLog.js"
+import { WebhookDispatcher, type WebhookDispatcherOptions } from "../../src/webhooks/WebhookDispatcher.js"
+import { create, start, wholeLife, wholeLifeEvents } from "./commands.js"
+import { waitFor } from "./poll.js"
+import { type Received, Receiver } from "./receiver.js"
+
+let server: NatsServerHandle
+const connections: Array<NatsConnection> = []
+const runtimes: Array<SessionRuntime> = []
+const dispatchers: Array<WebhookDispatcher> = []
+const receivers: Array<Receiver> = []
+let deployments = 0
+
+const secret = newWebhookSecret()
+const isEnvelope = Schema.is(WebhookEnvelope)
+
+beforeAll(async () => {
+  server = await startNatsServer()
+})
+afterAll(async () => {
+  const bounded = (task: Promise<unknown>) =>
+    Promise.race([task.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2_000))])
+  for (const dispatcher of dispatchers) await bounded(dispatcher.stop())
+  for (const runtime of runtimes) await bounded(runtime.stop())
+  for (const nc of connections) await bounded(nc.close())
+  for (const receiver of receivers) await receiver.close()
+  await server?.stop()
+})
+
+const newConnection = async () => {
+  const nc = await connect({ servers: server.url })
+  connections.push(nc)
+  return nc
+}
+
+/** A deployment of its own (stream, buckets, consumer under a fresh prefix), so tests do not share work. */
+const newDeployment = async () => {
+  const prefix = `wh${++deployments}`
+  const runtime = await startSessionRuntime(await newConnection(), { topology: { prefix } })
+  runtimes.push(runtime)
+  return { runtime, log: await DeliveryLog.open(runtime.topology) }
+}
+
+const testOptions: WebhookDispatcherOptions = {
+  secretsFor: async () => [secret],
+  schedule: [100, 200, 400, 800, 1_600],
+  jitter: 0,
+  requestTimeoutMs: 3_000,
+  ackWaitMs: 1_000,
+  blockedDelayMs: { min: 20, max: 500 },
+  policy: Result.getOrThrow(parseAllowList("127.0.0.1")),
+  ...(process.env.DEBUG_WEBHOOKS === undefined ? {} : { log: (line: string) => console.log(line) }),
+}
+
+/** A dispatcher on a connection of its own: a gateway process. */
+const newDispatcher = async (
+  runtime: SessionRuntime,
+  options: Partial<WebhookDispatcherOptions> = {},
+  nc?: NatsConnection,
+) => {
+  const dispatcher = await WebhookDispatcher.start(nc ?? (await newConnection()), runtime, {
+    ...testOptions,
+    ...options,
+  })
+  dispatchers.push(dispatcher)
+  return dispatcher
+}
+
+const newReceiver = async (...args: Parameters<typeof Receiver.start>) => {
+  const receiver = await Receiver.start(...args)
+  receivers.push(receiver)
+  return receiver
+}
+
+const run = async (runtime: SessionRuntime, commands: ReadonlyArray<SessionCommand>) => {
+  for (const command of commands) {
+    const outcome = await runtime.host.execute(command)
+    if (Result.isFailure(outcome)) throw new Error(`${command.type}: ${outcome.failure.message}`)
+  }
+}
+
+/** Waits until every delivery of a session is done and there are `count` of them. */
+const settled = (log: DeliveryLog, id: SessionId, count: number, timeoutMs = 10_000) =>
+  waitFor(
+    () => log.list(id),
+    (deliveries) => deliveries.length === count && deliveries.every((d) => d.status !== "pending"),
+    { timeoutMs },
+  )
+
+/** Events in arrival order with immediate repeats (retries of the same delivery) collapsed. */
+const collapsed = (received: ReadonlyArray<Received>): ReadonlyArray<string> =>
+  received
+    .filter((r, i) => i === 0 || received[i - 1]?.envelope.id !== r.envelope.id)
+    .map((r) => r.envelope.event)
+
+const signatureOf = (r: Received) => ({
+  id: String(r.headers["webhook-id"]),
+  timestamp: String(r.headers["webhook-timestamp"]),
+  signature: String(r.headers["webhook-signature"]),
+})
+
+const attemptsOf = (delivery: WebhookDelivery | undefined) =>
+  delivery?.attempts.map((a) => [a.attempt, a.status_code, a.error])
+
+describe("WebhookDispatcher", () => {
+  it("delivers every lifecycle event once, in order, signed, with the domain event's id", async () => {
+    const { runtime, log } = await newDeployment()
+    const receiver = await newReceiver()
+    await newDispatcher(runtime)
+    const id = newSessionId()
+    await run(runtime, wholeLife(id, receiver.url))
+
+    const deliveries = await settled(log, id, 6)
+    expect(receiver.eventsOf(id)).toEqual(wholeLifeEvents)
+    const stored = []
+    for await (const { event } of runtime.events.read(id)) stored.push(event)
+    const announced = stored.filter((e) => e.type !== "ExportRequested")
+    expect(receiver.received.map((r) => r.envelope.id)).toEqual(announced.map((e) => e.id))
+    for (const r of receiver.received) {
+      expect(r.headers["content-type"]).toBe("application/json")
+      expect(r.headers["webhook-id"]).toBe(r.envelope.id)
+      expect(verifyWebhook(secret, signatureOf(r), r.body)).toBe(true)
+      expect(isEnvelope(r.envelope)).toBe(true)
+      expect(r.envelope).toMatchObject({ version: "2", end_user_id: "user-1", capture_session_id: id })
+    }
+    expect(verifyWebhook(newWebhookSecret(), signatureOf(receiver.received[0] as Received), "{}")).toBe(false)
+    expect(deliveries.map((d) => [d.sequence, d.event, d.status, d.attempts.length])).toEqual([
+      [1, "capture_session.created", "delivered", 1],
+      [2, "capture_session.starting", "delivered", 1],
+      [3, "capture_session.active", "delivered", 1],
+      [4, "capture_session.stopping", "delivered", 1],
+      [5, "capture_session.stopped", "delivered", 1],
+      [7, "capture_session.exported", "delivered", 1],
+    ])
+    expect(deliveries[0]).toMatchObject({
+      event_id: announced[0]?.id,
+      session_id: id,
+      url: receiver.url,
+      next_attempt_at: null,
+      attempts: [{ attempt: 1, status_code: 204, error: null, latency_ms: expect.any(Number) }],
+    })
+  })
+
+  it("retries a receiver answering 500 until it succeeds, recording every attempt", async () => {
+    const { runtime, log } = await newDeployment()
+    let failures = 2
+    const receiver = await newReceiver(() => (failures-- > 0 ? 500 : 200))
+    await newDispatcher(runtime)
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url)])
+
+    const [delivery] = await settled(log, id, 1)
+    expect(delivery?.status).toBe("delivered")
+    expect(attemptsOf(delivery)).toEqual([
+      [1, 500, "unexpected_status"],
+      [2, 500, "unexpected_status"],
+      [3, 200, null],
+    ])
+    expect(delivery?.next_attempt_at).toBeNull()
+    const times = delivery?.attempts.map((a) => Date.parse(a.at)) ?? []
+    // The schedule's first two delays (100 ms, 200 ms) separate the attempts.
+    expect((times[1] ?? 0) - (times[0] ?? 0)).toBeGreaterThanOrEqual(90)
+    expect((times[2] ?? 0) - (times[1] ?? 0)).toBeGreaterThanOrEqual(190)
+    expect(new Set(receiver.received.map((r) => r.headers["webhook-id"])).size).toBe(1)
+  })
+
+  it("retries a receiver that is down until it comes up", async () => {
+    const { runtime, log } = await newDeployment()
+    const port = await getFreePort()
+    await newDispatcher(runtime)
+    const id = newSessionId()
+    await run(runtime, [create(id, `http://127.0.0.1:${port}/hooks`)])
+
+    const [pending] = await waitFor(
+      () => log.list(id),
+      (deliveries) => (deliveries[0]?.attempts.length ?? 0) >= 1,
+    )
+    expect(pending?.status).toBe("pending")
+    expect(pending?.attempts[0]).toMatchObject({ status_code: null, error: "connection_error: ECONNREFUSED" })
+    expect(pending?.next_attempt_at).not.toBeNull()
+    const receiver = await newReceiver(() => 200, port)
+
+    const [delivery] = await settled(log, id, 1)
+    expect(delivery?.status).toBe("delivered")
+    expect(delivery?.attempts.at(-1)).toMatchObject({ status_code: 200, error: null })
+    expect(delivery?.attempts.slice(0, -1).every((a) => a.status_code === null)).toBe(true)
+    expect(receiver.eventsOf(id)).toEqual(["capture_session.created"])
+  })
+
+  it("counts a receiver that does not answer in time as a failed attempt", async () => {
+    const { runtime, log } = await newDeployment()
+    let slow = true
+    const receiver = await newReceiver(async () => {
+      if (slow) {
+        slow = false
+        await new Promise((resolve) => setTimeout(resolve, 1_000))
+      }
+      return 200
+    })
+    await newDispatcher(runtime, { requestTimeoutMs: 200 })
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url)])
+
+    const [delivery] = await settled(log, id, 1)
+    expect(attemptsOf(delivery)).toEqual([
+      [1, null, "timeout"],
+      [2, 200, null],
+    ])
+    expect(delivery?.attempts[0]?.latency_ms).toBeGreaterThanOrEqual(190)
+  })
+
+  it("marks a delivery failed after the last attempt and goes on with the session's next events", async () => {
+    const { runtime, log } = await newDeployment()
+    const receiver = await newReceiver((r) => (r.envelope.event === "capture_session.created" ? 500 : 204))
+    await newDispatcher(runtime, { schedule: [50, 50] })
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url), start(id)])
+
+    const [created, starting] = await settled(log, id, 2)
+    expect(created?.status).toBe("failed")
+    expect(created?.next_attempt_at).toBeNull()
+    expect(attemptsOf(created)).toEqual([
+      [1, 500, "unexpected_status"],
+      [2, 500, "unexpected_status"],
+      [3, 500, "unexpected_status"],
+    ])
+    expect(starting?.status).toBe("delivered")
+    expect(receiver.eventsOf(id)).toEqual([
+      "capture_session.created",
+      "capture_session.created",
+      "capture_session.created",
+      "capture_session.starting",
+    ])
+  })
+
+  it("records a blocked address at delivery time as a failed attempt", async () => {
+    const { runtime, log } = await newDeployment()
+    const receiver = await newReceiver()
+    await newDispatcher(runtime, { schedule: [], policy: defaultCallbackUrlPolicy })
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url)])
+
+    const [delivery] = await settled(log, id, 1)
+    expect(delivery?.status).toBe("failed")
+    expect(attemptsOf(delivery)).toEqual([[1, null, "blocked_address"]])
+    expect(receiver.received).toEqual([])
+  })
+
+  it("signs with every active secret during a rotation", async () => {
+    const { runtime, log } = await newDeployment()
+    const receiver = await newReceiver()
+    const [old, current] = [newWebhookSecret(), newWebhookSecret()]
+    const asked: Array<string> = []
+    await newDispatcher(runtime, {
+      secretsFor: async (account) => {
+        asked.push(account)
+        return [old, current]
+      },
+    })
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url)])
+    await settled(log, id, 1)
+
+    expect(asked).toEqual(["acct-1"])
+    const [received] = receiver.received
+    if (received === undefined) throw new Error("nothing received")
+    const signatures = signatureOf(received).signature.split(" ")
+    expect(signatures).toHaveLength(2)
+    expect(signatures.every((s) => s.startsWith("v1,"))).toBe(true)
+    const verifies = (key: WebhookSecret, signature: string) =>
+      verifyWebhook(key, { ...signatureOf(received), signature }, received.body)
+    expect(verifies(old, signatures[0] ?? "")).toBe(true)
+    expect(verifies(current, signatures[1] ?? "")).toBe(true)
+    expect(verifies(current, signatures[0] ?? "")).toBe(false)
+  })
+
+  it("keeps each session's order with two dispatchers sharing the consumer", async () => {
+    const { runtime, log } = await newDeployment()
+    const firstTry = new Set<string>()
+    const receiver = await newReceiver(async (r) => {
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 20))
+      // The first try of every `active` fails, so retries interleave with the other sessions' work.
+      if (r.envelope.event === "capture_session.active" && !firstTry.has(r.envelope.id)) {
+        firstTry.add(r.envelope.id)
+        return 503
+      }
+      return 200
+    })
+    const [a, b] = [await newDispatcher(runtime), await newDispatcher(runtime)]
+    const ids = Array.from({ length: 8 }, () => newSessionId())
+    await Promise.all(ids.map((id) => run(runtime, wholeLife(id, receiver.url))))
+
+    for (const id of ids) await settled(log, id, 6, 15_000)
+    for (const id of ids) {
+      const received = receiver.received.filter((r) => r.envelope.capture_session_id === id)
+      expect(collapsed(received)).toEqual(wholeLifeEvents)
+    }
+    // Both processes did part of the work (an even split in practice).
+    expect(a.completed).toBeGreaterThan(0)
+    expect(b.completed).toBeGreaterThan(0)
+    expect(a.completed + b.completed).toBeGreaterThanOrEqual(ids.length * 6)
+  })
+
+  it("delivers everything through another instance when one crashes mid-delivery", async () => {
+    const { runtime, log } = await newDeployment()
+    let release: (() => void) | undefined
+    const hung = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const receiver = await newReceiver(async (r) => {
+      if (r.envelope.event === "capture_session.starting" && release !== undefined) {
+        await hung
+        return 200
+      }
+      return 200
+    })
+    const crashing = await newConnection()
+    await newDispatcher(runtime, {}, crashing)
+    const id = newSessionId()
+    await run(runtime, wholeLife(id, receiver.url))
+    await waitFor(
+      async () => receiver.eventsOf(id),
+      (events) => events.includes("capture_session.starting"),
+    )
+    // The process dies with the POST in flight: nothing acked, no attempt recorded.
+    await crashing.close()
+    await newDispatcher(runtime)
+    const beforeRelease = receiver.received.length
+    release?.()
+    release = undefined
+
+    const deliveries = await settled(log, id, 6, 15_000)
+    expect(deliveries.every((d) => d.status === "delivered")).toBe(true)
+    const received = receiver.received.filter((r) => r.envelope.capture_session_id === id)
+    const firstSeen = received.map((r) => r.envelope.event).filter((e, i, all) => all.indexOf(e) === i)
+    expect(firstSeen).toEqual(wholeLifeEvents)
+    expect(collapsed(received)).toEqual(wholeLifeEvents)
+    // The hung POST counts once at the receiver; the survivor sent `starting` again (at-least-once).
+    expect(receiver.eventsOf(id).filter((e) => e === "capture_session.starting").length).toBe(2)
+    expect(beforeRelease).toBeGreaterThanOrEqual(2)
+  })
+})

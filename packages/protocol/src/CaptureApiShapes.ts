@@ -1,0 +1,146 @@
+/**
+ * Request bodies, queries and response `data` of the capture REST API (see API-REFERENCE.md).
+ * Field names are snake_case, as on the wire. The envelopes around them are in `HttpEnvelope`.
+ */
+import { Schema } from "effect"
+import { CaptureSession } from "./CaptureSession.js"
+import { type Channel, ChannelId, ChannelInput, ChannelType } from "./Channel.js"
+import { CollectionId, SessionId, VideoId } from "./Ids.js"
+import { Metadata } from "./SessionCommand.js"
+import { ExportStatus, SessionStatus } from "./SessionStatus.js"
+
+const NonEmpty = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(256))
+const Url = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2048))
+const ConnectionId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128))
+
+/** `GET /collection/{collection_id}`. */
+export const CollectionView = Schema.Struct({
+  id: CollectionId,
+  name: Schema.String,
+  description: Schema.String,
+})
+export type CollectionView = typeof CollectionView.Type
+
+/** `POST /collection/{cid}/capture/session`. */
+export const CreateSessionRequest = Schema.Struct({
+  end_user_id: NonEmpty,
+  callback_url: Schema.optionalKey(Schema.NullOr(Url)),
+  ws_connection_id: Schema.optionalKey(Schema.NullOr(ConnectionId)),
+  metadata: Schema.optionalKey(Schema.NullOr(Metadata)),
+  client_id: Schema.optionalKey(Schema.NullOr(NonEmpty)),
+})
+export type CreateSessionRequest = typeof CreateSessionRequest.Type
+
+/** A page size as a query-string value: an integer from 1 to 100. */
+const Limit = Schema.NumberFromString.check(
+  Schema.isInt(),
+  Schema.isBetween({ minimum: 1, maximum: 100 }, { message: "expected an integer from 1 to 100" }),
+)
+
+/** `GET /collection/{cid}/capture/session` query. */
+export const ListSessionsQuery = Schema.Struct({
+  status: Schema.optionalKey(SessionStatus),
+  end_user_id: Schema.optionalKey(NonEmpty),
+  limit: Schema.optionalKey(Limit),
+  cursor: Schema.optionalKey(NonEmpty),
+})
+export type ListSessionsQuery = typeof ListSessionsQuery.Type
+
+/** A page of sessions, newest first; pass `next_page` as `cursor` for the next one. */
+export const SessionList = Schema.Struct({
+  sessions: Schema.Array(CaptureSession),
+  next_page: Schema.NullOr(Schema.String),
+})
+export type SessionList = typeof SessionList.Type
+
+/** Token lifetimes: one minute to thirty days. */
+export const MAX_TOKEN_SECONDS = 30 * 24 * 60 * 60
+/** `POST /capture/session/token`: `user_id` and `end_user_id` are synonyms (SDKs differ). */
+export const CreateTokenRequest = Schema.Struct({
+  expires_in: Schema.optionalKey(
+    Schema.Int.check(
+      Schema.isBetween(
+        { minimum: 60, maximum: MAX_TOKEN_SECONDS },
+        { message: `expected whole seconds from 60 to ${MAX_TOKEN_SECONDS}` },
+      ),
+    ),
+  ),
+  user_id: Schema.optionalKey(Schema.NullOr(NonEmpty)),
+  end_user_id: Schema.optionalKey(Schema.NullOr(NonEmpty)),
+})
+export type CreateTokenRequest = typeof CreateTokenRequest.Type
+
+export const TokenView = Schema.Struct({
+  token: Schema.String,
+  expires_at: Schema.String,
+  expires_in: Schema.Int,
+  end_user_id: Schema.NullOr(Schema.String),
+})
+export type TokenView = typeof TokenView.Type
+
+/** `POST /capture/session/start`. */
+export const StartSessionRequest = Schema.Struct({
+  session_id: SessionId,
+  channels: Schema.Array(ChannelInput).check(Schema.isMaxLength(32)),
+  primary_video_channel_id: Schema.optionalKey(Schema.NullOr(ChannelId)),
+  ws_connection_id: Schema.optionalKey(Schema.NullOr(ConnectionId)),
+  callback_url: Schema.optionalKey(Schema.NullOr(Url)),
+})
+export type StartSessionRequest = typeof StartSessionRequest.Type
+
+export const StartSessionView = Schema.Struct({
+  session_id: SessionId,
+  status: SessionStatus,
+})
+export type StartSessionView = typeof StartSessionView.Type
+
+/** A channel in the streaming view, with its live URL while it is being recorded. */
+export const StreamingChannel = Schema.Struct({
+  channel_id: ChannelId,
+  name: Schema.String,
+  type: ChannelType,
+  store: Schema.Boolean,
+  is_primary: Schema.Boolean,
+  /** Live HLS playlist of the channel; null until its first segment arrives. */
+  stream_url: Schema.NullOr(Schema.String),
+})
+export type StreamingChannel = typeof StreamingChannel.Type
+
+/** `GET /capture/session/{session_id}`: what a client streams and where to watch it. */
+export const StreamingView = Schema.Struct({
+  session_id: SessionId,
+  status: SessionStatus,
+  channels: Schema.Array(StreamingChannel),
+})
+export type StreamingView = typeof StreamingView.Type
+
+/** The streaming view of a channel, before its URL is known. */
+export const streamingChannel = (channel: Channel, stream_url: string | null): StreamingChannel => ({
+  channel_id: channel.channel_id,
+  name: channel.name,
+  type: channel.type,
+  store: channel.store,
+  is_primary: channel.is_primary,
+  stream_url,
+})
+
+/** `POST /collection/{cid}/capture/session/{sid}/export`. */
+export const ExportRequest = Schema.Struct({
+  video_channel_id: Schema.optionalKey(Schema.NullOr(ChannelId)),
+  ws_connection_id: Schema.optionalKey(Schema.NullOr(ConnectionId)),
+})
+export type ExportRequest = typeof ExportRequest.Type
+
+export const ExportView = Schema.Struct({
+  session_id: SessionId,
+  video_channel_id: Schema.NullOr(ChannelId),
+  export_status: ExportStatus,
+  video_id: Schema.NullOr(VideoId),
+  stream_url: Schema.NullOr(Schema.String),
+  player_url: Schema.NullOr(Schema.String),
+})
+export type ExportView = typeof ExportView.Type
+
+/** `GET /collection/{cid}/websocket`. */
+export const WebSocketUrlView = Schema.Struct({ websocket_url: Schema.String })
+export type WebSocketUrlView = typeof WebSocketUrlView.Type

@@ -1,0 +1,37 @@
+/**
+ * Webhook deliveries as the API reports them: one record per lifecycle event sent to a session's
+ * `callback_url`, with every attempt (time, HTTP status, latency, error) and, while the delivery
+ * is still being retried, when the next attempt is due.
+ */
+import { Schema } from "effect"
+import { EventId, SessionId } from "./Ids.js"
+import { IsoTimestamp, LifecycleEventName } from "./LifecycleEvent.js"
+
+/** `pending` while attempts remain, then `delivered` (a 2xx answer) or `failed` (schedule exhausted). */
+export const WebhookDeliveryStatus = Schema.Literals(["pending", "delivered", "failed"])
+export type WebhookDeliveryStatus = typeof WebhookDeliveryStatus.Type
+
+/** One POST of a delivery. `status_code` is null when no answer came; `error` is null on success. */
+export const WebhookAttempt = Schema.Struct({
+  attempt: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  at: IsoTimestamp,
+  status_code: Schema.NullOr(Schema.Int),
+  latency_ms: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)),
+  error: Schema.NullOr(Schema.String),
+})
+export type WebhookAttempt = typeof WebhookAttempt.Type
+
+/** The delivery of one lifecycle event (`event_id` is the webhook's `id`, stable across attempts). */
+export const WebhookDelivery = Schema.Struct({
+  event_id: EventId,
+  session_id: SessionId,
+  /** The session's event sequence: deliveries of a session go out in this order. */
+  sequence: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  event: LifecycleEventName,
+  url: Schema.String,
+  status: WebhookDeliveryStatus,
+  attempts: Schema.Array(WebhookAttempt),
+  /** When the next attempt is due; null once delivered or failed. */
+  next_attempt_at: Schema.NullOr(IsoTimestamp),
+})
+export type WebhookDelivery = typeof WebhookDelivery.Type
