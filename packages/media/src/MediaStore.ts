@@ -1,0 +1,345 @@
+/**
+ * The media store: recorded segments' bytes in a JetStream Object Store, and one record per
+ * segment on a stream (one subject per session) that the muxer consumes as segments arrive.
+ *
+ * A segment is written in three steps: the bytes (with the record in the object's metadata),
+ * then the record on the stream (`Nats-Msg-Id` = key), then a `published` mark on the object.
+ * The object decides who won a key (compare-and-set on its creation); a retry after a crash at
+ * any step finds the object and only finishes what is left, so nothing is lost or stored twice.
+ */
+import { createHash } from "node:crypto"
+import { decodeUnknown, MediaSegment } from "@capture/protocol"
+import {
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream"
+import { type ObjectInfo, type ObjectStore, Objm } from "@nats-io/obj"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { Result } from "effect"
+
+/** Options of `MediaStore.open`. */
+export interface MediaStoreOptions {
+  /** Replicas of the bucket and the stream: 1 on a single server, 3 on a cluster. */
+  readonly replicas?: number
+  /** Prefix of the bucket (`<prefix>_media`), stream (`<PREFIX>_MEDIA`) and subjects. */
+  readonly prefix?: string
+}
+
+/** Where segments live in NATS. */
+export interface MediaTopology {
+  /** The Object Store bucket of segment bytes: `capture_media`. */
+  readonly bucket: string
+  /** The stream of segment records: `CAPTURE_MEDIA`. */
+  readonly stream: string
+  /** Every record subject: `capture.media.>`. */
+  readonly subjects: string
+  /** One session's record subject: `capture.media.<session_id>`. */
+  subject(sessionId: string): string
+}
+
+/** A segment record without what the store fills in. */
+export type SegmentInput = Omit<MediaSegment, "stored_at" | "bytes">
+
+/** What `put` returns. */
+export interface PutResult {
+  /** True when the bytes were already stored by an earlier call: nothing was stored again. */
+  readonly duplicate: boolean
+  /** The stored record (the first writer's, for a duplicate). */
+  readonly record: MediaSegment
+}
+
+/** The key already holds a segment with other bytes. */
+export class SegmentConflict extends Error {
+  readonly _tag = "SegmentConflict"
+  constructor(
+    readonly key: string,
+    readonly storedSha256: string,
+    readonly sha256: string,
+  ) {
+    super(`segment ${key} is already stored with sha256 ${storedSha256}, not ${sha256}`)
+  }
+}
+
+/** The bytes do not hash to the record's sha256. */
+export class SegmentChecksumMismatch extends Error {
+  readonly _tag = "SegmentChecksumMismatch"
+  constructor(
+    readonly key: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`segment ${key}: sha256 of the bytes is ${actual}, the record says ${expected}`)
+  }
+}
+
+/** A record on the stream that this version cannot decode. */
+export class UnreadableSegmentRecord extends Error {
+  readonly _tag = "UnreadableSegmentRecord"
+  constructor(
+    readonly streamSequence: number,
+    readonly reason: string,
+  ) {
+    super(`media record at stream sequence ${streamSequence} is unreadable: ${reason}`)
+  }
+}
+
+/** The key of a segment: `<session_id>/<channel_id>/<index>` (also its `Nats-Msg-Id`). */
+export const segmentKey = (sessionId: string, channelId: string, index: number): string =>
+  `${sessionId}/${channelId}/${index}`
+
+/** The object name of a segment: `<session_id>/<channel_id>/<index, 8 digits>.ts`. */
+export const segmentObjectName = (sessionId: string, channelId: string, index: number): string =>
+  `${sessionId}/${channelId}/${String(index).padStart(8, "0")}.ts`
+
+/** Hex SHA-256 of bytes. */
+export const sha256Hex = (data: Uint8Array): string => createHash("sha256").update(data).digest("hex")
+
+const decodeSegment = decodeUnknown(MediaSegment)
+
+/** Decodes a record from a stream message's JSON; throws `UnreadableSegmentRecord`. */
+export const decodeSegmentRecord = (json: unknown, streamSequence = 0): MediaSegment => {
+  const decoded = decodeSegment(json)
+  if (Result.isFailure(decoded)) throw new UnreadableSegmentRecord(streamSequence, decoded.failure.message)
+  return decoded.success
+}
+
+const encoder = new TextEncoder()
+const MAX_ATTEMPTS = 8
+// Metadata keys on a segment object.
+const META_SHA = "sha256"
+const META_RECORD = "record"
+const META_PUBLISHED = "published"
+
+const isWrongLastSequence = (error: unknown): boolean =>
+  error instanceof JetStreamApiError &&
+  (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
+    error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+
+const isAlreadyInUse = (error: unknown): boolean =>
+  error instanceof JetStreamApiError && /already in use/i.test(error.message)
+
+/** Recorded segments: bytes in the Object Store, records on the stream. */
+export class MediaStore {
+  private constructor(
+    readonly topology: MediaTopology,
+    private readonly objects: ObjectStore,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  /** Creates (if missing) and opens the bucket and the stream. Safe from many processes at once. */
+  static async open(nc: NatsConnection, options: MediaStoreOptions = {}): Promise<MediaStore> {
+    const prefix = options.prefix ?? "capture"
+    const replicas = options.replicas ?? 1
+    const topology: MediaTopology = {
+      bucket: `${prefix}_media`,
+      stream: `${prefix.toUpperCase()}_MEDIA`,
+      subjects: `${prefix}.media.>`,
+      subject: (sessionId) => `${prefix}.media.${sessionId}`,
+    }
+    const js = jetstream(nc)
+    const jsm = await jetstreamManager(nc)
+    await ensureRecordStream(jsm, topology, replicas)
+    const objects = await new Objm(js).create(topology.bucket, { replicas, storage: StorageType.File })
+    return new MediaStore(topology, objects, js, jsm)
+  }
+
+  /**
+   * Stores the bytes, then publishes the record (`Nats-Msg-Id` = `<session>/<channel>/<index>`).
+   * Idempotent: the same key with the same sha256 gives `{ duplicate: true }` without storing
+   * again (and completes the record if an earlier call crashed before publishing it); the same
+   * key with other bytes throws `SegmentConflict`; bytes that do not match `sha256` throw
+   * `SegmentChecksumMismatch`; a record that does not decode throws the protocol's `CaptureError`
+   * (`invalid_field`, naming the field).
+   */
+  async put(input: SegmentInput, data: Uint8Array): Promise<PutResult> {
+    const key = segmentKey(input.session_id, input.channel_id, input.index)
+    const name = segmentObjectName(input.session_id, input.channel_id, input.index)
+    const sha256 = input.sha256.toLowerCase()
+    const actual = sha256Hex(data)
+    if (actual !== sha256) throw new SegmentChecksumMismatch(key, sha256, actual)
+
+    for (let attempt = 1; ; attempt++) {
+      const existing = await this.objects.info(name)
+      if (existing !== null) {
+        const stored = existing.metadata?.[META_SHA]
+        if (stored !== sha256) throw new SegmentConflict(key, stored ?? "(none)", sha256)
+        const record = recordOf(existing, input, data.length)
+        if (existing.metadata?.[META_PUBLISHED] !== "true") await this.completeRecord(name, key, record)
+        return { duplicate: true, record }
+      }
+      // Decode at the edge: a record that would not read back (NaN, a bad id) is refused here.
+      const decoded = decodeSegment({ ...input, sha256, bytes: data.length, stored_at: new Date().toISOString() })
+      if (Result.isFailure(decoded)) throw decoded.failure
+      const record = decoded.success
+      try {
+        await this.objects.putBlob(
+          { name, metadata: { [META_SHA]: sha256, [META_RECORD]: JSON.stringify(record) } },
+          data,
+          // Revision 0: the object must not exist yet, so of two racing writers one wins.
+          { previousRevision: 0 },
+        )
+      } catch (error) {
+        if (isWrongLastSequence(error) && attempt < MAX_ATTEMPTS) continue
+        throw error
+      }
+      await this.publishRecord(key, record)
+      await this.markPublished(name)
+      return { duplicate: false, record }
+    }
+  }
+
+  /** Every record of a session, by channel then index (one per key). */
+  async list(sessionId: string): Promise<ReadonlyArray<MediaSegment>> {
+    const byKey = new Map<string, MediaSegment>()
+    for await (const { record } of this.readRecords(sessionId)) {
+      const key = segmentKey(record.session_id, record.channel_id, record.index)
+      if (!byKey.has(key)) byKey.set(key, record)
+    }
+    return [...byKey.values()].sort((a, b) =>
+      a.channel_id === b.channel_id ? a.index - b.index : a.channel_id < b.channel_id ? -1 : 1,
+    )
+  }
+
+  /** A segment's bytes, or `undefined` when it is not stored (never was, or deleted). */
+  async read(sessionId: string, channelId: string, index: number): Promise<Uint8Array | undefined> {
+    const data = await this.objects.getBlob(segmentObjectName(sessionId, channelId, index))
+    // A plain Uint8Array view whatever the lib hands back (a Buffer for one-chunk objects).
+    return data === null ? undefined : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  }
+
+  /**
+   * Drops the bytes of one channel's segments (a `store: false` channel once the session ended);
+   * the records stay. Returns how many objects were deleted.
+   */
+  async deleteChannel(sessionId: string, channelId: string): Promise<number> {
+    const indexes = (await this.list(sessionId))
+      .filter((record) => record.channel_id === channelId)
+      .map((record) => record.index)
+    let deleted = 0
+    const drop = async (index: number): Promise<boolean> => {
+      const name = segmentObjectName(sessionId, channelId, index)
+      const info = await this.objects.info(name)
+      if (info === null) return false
+      if (!info.deleted) {
+        await this.objects.delete(name)
+        deleted++
+      }
+      return true
+    }
+    for (const index of indexes) await drop(index)
+    // A writer that crashed before publishing leaves bytes without a record, after the last one.
+    for (let index = indexes.length === 0 ? 0 : Math.max(...indexes) + 1; await drop(index); index++) {}
+    return deleted
+  }
+
+  /** A session's records in stream order, with their stream sequences. */
+  async *readRecords(
+    sessionId: string,
+  ): AsyncGenerator<{ readonly record: MediaSegment; readonly streamSequence: number }> {
+    const subject = this.topology.subject(sessionId)
+    let last: number
+    try {
+      last = (await this.jsm.streams.getMessage(this.topology.stream, { last_by_subj: subject }))?.seq ?? 0
+    } catch (error) {
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.NoMessageFound) return
+      throw error
+    }
+    if (last === 0) return
+    const consumer = await this.js.consumers.get(this.topology.stream, {
+      // One subject as a string: nats-server 2.9 has filter_subject only.
+      filter_subjects: subject,
+      deliver_policy: DeliverPolicy.All,
+    })
+    const messages = await consumer.consume({ max_messages: 1024 })
+    try {
+      for await (const message of messages) {
+        yield { record: decodeSegmentRecord(message.json(), message.seq), streamSequence: message.seq }
+        if (message.seq >= last) break
+      }
+    } finally {
+      await messages.close()
+      await consumer.delete().catch(() => undefined)
+    }
+  }
+
+  /** Publishes a record whose bytes an earlier call stored, unless the stream already has it. */
+  private async completeRecord(name: string, key: string, record: MediaSegment): Promise<void> {
+    // Rare path (a crash or a race between storing and marking): beyond the two-minute dedupe
+    // window only the stream itself can say whether the record went out, so look.
+    let found = false
+    for await (const stored of this.readRecords(record.session_id)) {
+      const r = stored.record
+      if (segmentKey(r.session_id, r.channel_id, r.index) === key) {
+        found = true
+        break
+      }
+    }
+    if (!found) await this.publishRecord(key, record)
+    await this.markPublished(name)
+  }
+
+  private async publishRecord(key: string, record: MediaSegment): Promise<void> {
+    await this.js.publish(this.topology.subject(record.session_id), encoder.encode(JSON.stringify(record)), {
+      msgID: key,
+    })
+  }
+
+  private async markPublished(name: string): Promise<void> {
+    const info = await this.objects.info(name)
+    if (info === null || info.deleted || info.metadata?.[META_PUBLISHED] === "true") return
+    try {
+      await this.objects.update(name, { metadata: { ...info.metadata, [META_PUBLISHED]: "true" } })
+    } catch {
+      // Only an optimisation: without the mark, a retry looks at the stream instead.
+    }
+  }
+}
+
+/** The record stored with an object (falls back to the caller's input for a foreign object). */
+const recordOf = (info: ObjectInfo, input: SegmentInput, bytes: number): MediaSegment => {
+  const json = info.metadata?.[META_RECORD]
+  if (json !== undefined) {
+    try {
+      return decodeSegmentRecord(JSON.parse(json))
+    } catch {
+      // fall through
+    }
+  }
+  return { ...input, bytes: info.size > 0 ? info.size : bytes, stored_at: info.mtime }
+}
+
+const ensureRecordStream = async (
+  jsm: JetStreamManager,
+  topology: MediaTopology,
+  replicas: number,
+): Promise<void> => {
+  try {
+    await jsm.streams.info(topology.stream)
+    return
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error
+  }
+  try {
+    await jsm.streams.add({
+      name: topology.stream,
+      subjects: [topology.subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: replicas,
+      deny_delete: true,
+      duplicate_window: 2 * 60 * 1_000_000_000,
+    })
+  } catch (error) {
+    if (!isAlreadyInUse(error)) throw error
+  }
+}
