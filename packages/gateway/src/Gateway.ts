@@ -4,17 +4,22 @@
  * Any number of instances may run against one NATS: each shares the stores and the webhook
  * consumer, and follows the event stream for its own sockets.
  */
+
+import { MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { ByteSize, Effect, Layer, Result } from "effect"
 import { HttpRouter, HttpServerRequest } from "effect/http"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
+import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
 import { CaptureApi } from "./api/CaptureApi.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
 import { responseEnvelope } from "./api/ResponseEnvelope.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
+import { ingestRoute } from "./ingest/IngestRoute.js"
+import { liveRoutes } from "./ingest/LiveRoutes.js"
 import { type CallbackUrlPolicy, checkCallbackUrl, parseAllowList } from "./webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
 import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
@@ -79,6 +84,8 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
     ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
   })
+  const media = await MediaStore.open(nc, topology)
+  const signer = new UrlSigner(await accounts.urlSigningKey())
   const hub = new WebSocketHub(runtime, options.log)
   await hub.start()
   const bounded = boundedWebSocketClass(options.webSocket)
@@ -86,10 +93,13 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const services: GatewayServicesShape = {
     runtime,
     accounts,
+    media,
+    signer,
     config: {
       publicUrl: options.publicUrl.replace(/\/+$/, ""),
       maxJsonBytes: options.maxJsonBytes,
       defaultTokenSeconds: options.defaultTokenSeconds,
+      maxSegmentBytes: options.maxSegmentBytes,
     },
     checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
     webhookDeliveries: (sessionId: SessionId) => deliveryLog.list(sessionId),
@@ -131,6 +141,8 @@ export const gatewayRoutes = (gateway: Gateway) => {
     api,
     HttpApiScalar.layer(CaptureApi, { path: "/docs" }),
     webSocketRoute(gateway.accounts, gateway.hub),
+    ingestRoute(gateway.services, gateway.services.media, gateway.services.config.maxSegmentBytes),
+    liveRoutes(gateway.services, gateway.services.media, gateway.services.signer),
     responseEnvelope(gateway.log),
     bodyLimit,
   )

@@ -2,9 +2,12 @@
  * What the gateway's routes need, provided once per process: the session runtime (commands and
  * reads), the account store, where URLs the server hands out start, and the policies.
  */
+
+import type { MediaStore } from "@capture/media"
 import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { Context, type Result } from "effect"
+import type { UrlSigner } from "./access/SignedUrls.js"
 import type { AccountStore } from "./accounts/AccountStore.js"
 
 export interface GatewayConfig {
@@ -14,11 +17,15 @@ export interface GatewayConfig {
   readonly maxJsonBytes: number
   /** Lifetime of a client token when the request names none (seconds). */
   readonly defaultTokenSeconds: number
+  /** Largest media segment accepted, in bytes. */
+  readonly maxSegmentBytes: number
 }
 
 export interface GatewayServicesShape {
   readonly runtime: SessionRuntime
   readonly accounts: AccountStore
+  readonly media: MediaStore
+  readonly signer: UrlSigner
   readonly config: GatewayConfig
   /** Refuses a callback URL that is not http(s) or points at a private address (unless allowed). */
   readonly checkCallbackUrl: (url: string, field: string) => Promise<Result.Result<URL, CaptureError>>

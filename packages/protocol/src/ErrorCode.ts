@@ -20,6 +20,7 @@ const codes = {
   channel_type_mismatch: 400,
   invalid_callback_url: 400,
   channel_not_found: 400,
+  checksum_mismatch: 400,
   // 401 / 403: who is asking
   unauthorized: 401,
   token_expired: 401,
@@ -35,6 +36,7 @@ const codes = {
   export_channel_not_found: 409,
   export_channel_not_stored: 409,
   no_media: 409,
+  segment_conflict: 409,
   // 413 / 422 / 429
   payload_too_large: 413,
   unsupported_media_type: 415,

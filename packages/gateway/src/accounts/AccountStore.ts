@@ -381,6 +381,23 @@ export class AccountStore {
     return collection
   }
 
+  // --- URL signing ---------------------------------------------------------------------------
+
+  /**
+   * The deployment's key for signed URLs (live playback links). Created once; every gateway
+   * reads the same one, so a link one instance hands out works on all of them.
+   */
+  async urlSigningKey(): Promise<Buffer> {
+    const existing = await this.getJson<{ key: string }>("meta.url_key")
+    if (existing !== undefined) return Buffer.from(existing.key, "base64")
+    try {
+      await this.kv.create("meta.url_key", codec.encode({ key: randomBytes(32).toString("base64") }))
+    } catch {
+      // Another gateway created it first.
+    }
+    return this.urlSigningKey()
+  }
+
   // --- KV helpers ---------------------------------------------------------------------------
 
   private async updateAccount(accountId: string, change: (account: Account) => Account): Promise<Account> {

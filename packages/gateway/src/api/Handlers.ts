@@ -19,8 +19,11 @@ import {
 import { type LoadedSession, toCaptureSession } from "@capture/session-actor"
 import { Effect, Layer, Result, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
+import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
 import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
+import { finishStopIfComplete } from "../ingest/IngestRoute.js"
+import { liveStreamUrl } from "../ingest/LiveRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
 
@@ -39,9 +42,6 @@ const fromResult = <A>(result: Result.Result<A, CaptureError>): Effect.Effect<A,
   Result.isSuccess(result) ? Effect.succeed(result.success) : refuse(result.failure)
 
 const isSessionId = Schema.is(SessionIdSchema)
-
-const sessionNotFound = (id: string) =>
-  captureError("session_not_found", `no capture session ${id}`, { field: "session_id" })
 
 /** Client tokens may start, stop, upload and listen; everything else needs an API key. */
 const requireApiKey = (principal: Principal) =>
@@ -68,35 +68,16 @@ const requireCollection = (services: GatewayServicesShape, principal: Principal,
         : Effect.succeed(collection),
   )
 
-/**
- * The session as the actor holds it, if this principal may act on it. Another account's
- * session is "not found" (its existence is not revealed); another end user's, forbidden.
- */
+/** The session as the actor holds it, if this principal may act on it (see `authorizeSession`). */
 const loadOwned = (
   services: GatewayServicesShape,
   principal: Principal,
   sessionId: string,
 ): Effect.Effect<LoadedSession, Failure> =>
-  Effect.gen(function* () {
-    if (!isSessionId(sessionId)) return yield* refuse(sessionNotFound(sessionId))
-    const loaded = yield* call("loading the session", () => services.runtime.host.load(sessionId))
-    const context = loaded.state.context
-    if (loaded.state.value === "none" || context.account_id !== principal.account_id) {
-      return yield* refuse(sessionNotFound(sessionId))
-    }
-    if (
-      principal.kind === "client_token" &&
-      principal.end_user_id !== null &&
-      principal.end_user_id !== context.end_user_id
-    ) {
-      return yield* refuse(
-        captureError("forbidden", "this client token belongs to another end user", {
-          field: "x-access-token",
-        }),
-      )
-    }
-    return loaded
-  })
+  Effect.flatMap(
+    call("loading the session", () => authorizeSession(services.runtime.host, principal, sessionId)),
+    fromResult,
+  )
 
 /** The client view of a session read from the read model, or from the actor when not projected yet. */
 const readSession = (services: GatewayServicesShape, principal: Principal, sessionId: string) =>
@@ -301,24 +282,43 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
           const principal = yield* CurrentPrincipal
           const loaded = yield* loadOwned(services, principal, params.session_id)
           const context = loaded.state.context
+          const records = yield* call("listing media", () => services.media.list(params.session_id))
+          const recordedChannels = new Set(records.map((r) => r.channel_id))
           return successOf({
             session_id: params.session_id as SessionId,
             status: loaded.state.value as CaptureSession["status"],
-            channels: context.channels.map((channel) => streamingChannel(channel, null)),
+            channels: context.channels.map((channel) =>
+              streamingChannel(
+                channel,
+                recordedChannels.has(channel.channel_id)
+                  ? liveStreamUrl(
+                      services.config.publicUrl,
+                      services.signer,
+                      params.session_id,
+                      channel.channel_id,
+                    )
+                  : null,
+              ),
+            ),
           })
         }),
       )
       .handle("stopSession", ({ params }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
-          yield* loadOwned(services, principal, params.session_id)
+          const loaded = yield* loadOwned(services, principal, params.session_id)
           const sessionId = params.session_id as SessionId
           const outcome = yield* execute(services, {
             type: "StopSession",
             command_id: newCommandId(),
             session_id: sessionId,
           })
-          return successOf(yield* viewOf(outcome.state, sessionId))
+          // A recorder that uploaded its last segments before calling stop is done now.
+          yield* call("finishing the stop", () =>
+            finishStopIfComplete(services, services.media, { ...loaded, state: outcome.state }),
+          )
+          const after = yield* call("loading the session", () => services.runtime.host.load(sessionId))
+          return successOf(yield* viewOf(after.state, sessionId))
         }),
       )
       .handle("webhookDeliveries", ({ params }) =>
