@@ -20,6 +20,7 @@ import { responseEnvelope } from "./api/ResponseEnvelope.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
+import { SilenceWatch } from "./ingest/SilenceWatch.js"
 import { type CallbackUrlPolicy, checkCallbackUrl, parseAllowList } from "./webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
 import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
@@ -35,6 +36,8 @@ export interface GatewayOptions extends GatewayConfig {
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
   readonly webSocket: WebSocketLimits
+  /** An active session with no segment for this long is stopped (`recorder_silent`). */
+  readonly silenceTimeoutMs: number
   /** `CAPTURE_API_KEY`: a key the first account gets, for scripts and tests. */
   readonly seedApiKey?: string | undefined
   /** `CAPTURE_WEBHOOK_SECRET`: the first account's signing secret. */
@@ -88,6 +91,11 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const signer = new UrlSigner(await accounts.urlSigningKey())
   const hub = new WebSocketHub(runtime, options.log)
   await hub.start()
+  const silenceWatch = new SilenceWatch(runtime, media, {
+    timeoutMs: options.silenceTimeoutMs,
+    log: options.log,
+  })
+  silenceWatch.start()
   const bounded = boundedWebSocketClass(options.webSocket)
 
   const services: GatewayServicesShape = {
@@ -113,6 +121,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     firstApiKey,
     log: options.log,
     stop: async () => {
+      await silenceWatch.stop()
       await hub.stop()
       await dispatcher.stop()
       accounts.close()

@@ -32,6 +32,7 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     publicUrl,
     maxJsonBytes: intFromEnv("CAPTURE_MAX_JSON_BYTES", 1024 * 1024),
     maxSegmentBytes: intFromEnv("CAPTURE_MAX_SEGMENT_BYTES", 32 * 1024 * 1024),
+    silenceTimeoutMs: intFromEnv("CAPTURE_SILENCE_TIMEOUT_MS", 60_000),
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,

@@ -43,6 +43,7 @@ export const startTestGateway = async (
     publicUrl: url,
     maxJsonBytes: 64 * 1024,
     maxSegmentBytes: 4 * 1024 * 1024,
+    silenceTimeoutMs: 60_000,
     defaultTokenSeconds: 3600,
     webhookAllowHosts: "127.0.0.1",
     webSocket: { maxBufferedBytes: 256 * 1024, pingIntervalMs: 30_000 },
