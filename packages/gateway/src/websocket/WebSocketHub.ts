@@ -118,11 +118,18 @@ export class WebSocketHub {
     const known = this.followed.get(event.session_id)
     let next: Followed
     if (known !== undefined && event.sequence <= known.sequence) return undefined
-    if (known !== undefined && event.sequence === known.sequence + 1) {
+    // The next event of a followed session, or a session's first event: fold it, no reading.
+    const previous =
+      known !== undefined && event.sequence === known.sequence + 1
+        ? known
+        : known === undefined && event.sequence === 1
+          ? { state: initialState, routing: emptyRouting }
+          : undefined
+    if (previous !== undefined) {
       next = {
         sequence: event.sequence,
-        state: foldEvent(known.state, event),
-        routing: nextRouting(known.routing, event),
+        state: foldEvent(previous.state, event),
+        routing: nextRouting(previous.routing, event),
       }
     } else {
       // First sight, or events were missed: fold the stored history up to this event.
