@@ -1,0 +1,13 @@
+/**
+ * The recorder's CLI commands, as plain async functions with typed options: `apps/cli` parses its
+ * flags and calls them (`capture record`, `capture channels`).
+ */
+export { parseDuration } from "../Duration.js"
+export { type ListChannelsOptions, listChannelsCommand } from "./ListChannelsCommand.js"
+export {
+  formatBytes,
+  parseChannelList,
+  type RecordOptions,
+  type RecordSummary,
+  recordCommand,
+} from "./RecordCommand.js"

@@ -1,0 +1,223 @@
+/**
+ * An in-memory ingest server on 127.0.0.1 implementing the recorder's side of the API:
+ * `POST /capture/session/start`, `PUT …/channels/{channel_id}/segments/{index}`,
+ * `POST /capture/session/{id}/stop`. Tests can make it refuse segment uploads for a while, end a
+ * session, and count requests per segment key.
+ */
+import { createHash } from "node:crypto"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+
+export interface StoredSegment {
+  readonly sessionId: string
+  readonly channelId: string
+  readonly index: number
+  readonly bytes: Buffer
+  readonly sha256: string
+  readonly startMs: number
+  readonly durationMs: number
+  readonly final: boolean
+  readonly receivedAt: number
+}
+
+export interface ServerSession {
+  status: "active" | "stopped" | "exported" | "failed"
+  readonly startBody: unknown
+  starts: number
+  stops: number
+}
+
+export interface IngestServer {
+  readonly url: string
+  readonly sessions: Map<string, ServerSession>
+  /** PUTs received per `session/channel/index`, whatever the answer. */
+  readonly putCounts: Map<string, number>
+  /** 200 answers given per `session/channel/index`. */
+  readonly okCounts: Map<string, number>
+  /** PUTs of a session answered with an error status because of `refuseFor`. */
+  refused(sessionId: string): number
+  /** The stored segments of a session (of one channel), by channel then index. */
+  segments(sessionId: string, channelId?: string): ReadonlyArray<StoredSegment>
+  /** The channel ids a session has segments for. */
+  channels(sessionId: string): ReadonlyArray<string>
+  /** Answers every segment PUT of `sessionId` with `status` for the next `ms`. */
+  refuseFor(sessionId: string, status: number, ms: number): void
+  /** Ends a session as an operator would: later requests get 409 with `current_status`. */
+  endSession(sessionId: string, status: "stopped" | "exported" | "failed"): void
+  close(): Promise<void>
+}
+
+const send = (response: ServerResponse, status: number, body: unknown) => {
+  response.writeHead(status, { "content-type": "application/json" })
+  response.end(JSON.stringify(body))
+}
+
+const fail = (
+  response: ServerResponse,
+  status: number,
+  error_code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+) => send(response, status, { success: false, message, error_code, ...extra })
+
+const readBody = async (request: IncomingMessage): Promise<Buffer> => {
+  const chunks: Buffer[] = []
+  for await (const chunk of request) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}
+
+const SEGMENT_PATH = /^\/capture\/session\/([^/]+)\/channels\/([^/]+)\/segments\/([^/]+)$/
+const STOP_PATH = /^\/capture\/session\/([^/]+)\/stop$/
+
+export const startIngestServer = async (): Promise<IngestServer> => {
+  const sessions = new Map<string, ServerSession>()
+  const stored = new Map<string, StoredSegment>()
+  const putCounts = new Map<string, number>()
+  const okCounts = new Map<string, number>()
+  const refusals = new Map<string, { status: number; until: number; count: number }>()
+
+  const handle = async (request: IncomingMessage, response: ServerResponse) => {
+    const body = await readBody(request)
+    const url = new URL(request.url ?? "/", "http://127.0.0.1")
+    const token = request.headers["x-access-token"]
+    if (typeof token !== "string" || !token.startsWith("st-")) {
+      return fail(response, 401, "unauthorized", "a client token (st-…) is required")
+    }
+
+    if (request.method === "POST" && url.pathname === "/capture/session/start") {
+      let json: { session_id?: unknown }
+      try {
+        json = JSON.parse(body.toString("utf8")) as { session_id?: unknown }
+      } catch {
+        return fail(response, 400, "invalid_json", "body is not JSON")
+      }
+      if (typeof json.session_id !== "string")
+        return fail(response, 400, "missing_field", "session_id", { field: "session_id" })
+      const existing = sessions.get(json.session_id)
+      if (existing !== undefined) {
+        existing.starts += 1
+        return fail(response, 409, "invalid_transition", `session is ${existing.status}`, {
+          current_status: existing.status,
+        })
+      }
+      sessions.set(json.session_id, { status: "active", startBody: json, starts: 1, stops: 0 })
+      return send(response, 200, { success: true, data: { session_id: json.session_id, status: "starting" } })
+    }
+
+    const stop = STOP_PATH.exec(url.pathname)
+    if (request.method === "POST" && stop !== null) {
+      const session = sessions.get(decodeURIComponent(stop[1] ?? ""))
+      if (session === undefined) return fail(response, 404, "session_not_found", "no such session")
+      session.stops += 1
+      if (session.status !== "active") {
+        return fail(response, 409, "invalid_transition", `session is ${session.status}`, {
+          current_status: session.status,
+        })
+      }
+      session.status = "stopped"
+      return send(response, 200, { success: true, data: { session_id: stop[1], status: "stopped" } })
+    }
+
+    const segment = SEGMENT_PATH.exec(url.pathname)
+    if (request.method === "PUT" && segment !== null) {
+      const sessionId = decodeURIComponent(segment[1] ?? "")
+      const channelId = decodeURIComponent(segment[2] ?? "")
+      const indexText = segment[3] ?? ""
+      const key = `${sessionId}/${channelId}/${indexText}`
+      putCounts.set(key, (putCounts.get(key) ?? 0) + 1)
+      const refusal = refusals.get(sessionId)
+      if (refusal !== undefined && Date.now() < refusal.until) {
+        refusal.count += 1
+        return fail(response, refusal.status, "unavailable", "refused by the test")
+      }
+      const session = sessions.get(sessionId)
+      if (session === undefined) return fail(response, 404, "session_not_found", "no such session")
+      if (session.status !== "active") {
+        return fail(response, 409, "invalid_transition", `session is ${session.status}`, {
+          current_status: session.status,
+        })
+      }
+      if (!/^\d+$/.test(indexText)) return fail(response, 400, "invalid_field", "index", { field: "index" })
+      if (request.headers["content-type"] !== "video/mp2t") {
+        return fail(response, 422, "unsupported_media", "expected video/mp2t")
+      }
+      const startMs = Number(request.headers["x-segment-start-ms"])
+      const durationMs = Number(request.headers["x-segment-duration-ms"])
+      if (!Number.isInteger(startMs)) return fail(response, 400, "invalid_field", "x-segment-start-ms")
+      if (!Number.isInteger(durationMs) || durationMs < 0) {
+        return fail(response, 400, "invalid_field", "x-segment-duration-ms")
+      }
+      const sha256 = createHash("sha256").update(body).digest("hex")
+      if (request.headers["x-segment-sha256"] !== sha256) {
+        return fail(response, 400, "invalid_field", "checksum mismatch", { field: "x-segment-sha256" })
+      }
+      const index = Number(indexText)
+      const existing = stored.get(key)
+      if (existing !== undefined && existing.sha256 !== sha256) {
+        return fail(response, 409, "segment_conflict", "a different segment is stored at this index")
+      }
+      if (existing === undefined) {
+        stored.set(key, {
+          sessionId,
+          channelId,
+          index,
+          bytes: body,
+          sha256,
+          startMs,
+          durationMs,
+          final: request.headers["x-segment-final"] === "1",
+          receivedAt: Date.now(),
+        })
+      }
+      okCounts.set(key, (okCounts.get(key) ?? 0) + 1)
+      return send(response, 200, {
+        success: true,
+        data: { session_id: sessionId, channel_id: channelId, index, duplicate: existing !== undefined },
+      })
+    }
+    return fail(response, 404, "not_found", `${request.method} ${url.pathname}`)
+  }
+
+  const httpServer = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => fail(response, 500, "internal_error", String(error)))
+  })
+  await new Promise<void>((resolve) => httpServer.listen(0, "127.0.0.1", resolve))
+  const { port } = httpServer.address() as AddressInfo
+
+  const server: IngestServer = {
+    url: `http://127.0.0.1:${port}`,
+    sessions,
+    putCounts,
+    okCounts,
+    refused: (sessionId) => refusals.get(sessionId)?.count ?? 0,
+    segments: (sessionId, channelId) =>
+      [...stored.values()]
+        .filter(
+          (entry) =>
+            entry.sessionId === sessionId && (channelId === undefined || entry.channelId === channelId),
+        )
+        .sort((a, b) => a.channelId.localeCompare(b.channelId) || a.index - b.index),
+    channels: (sessionId) =>
+      [
+        ...new Set(
+          [...stored.values()]
+            .filter((entry) => entry.sessionId === sessionId)
+            .map((entry) => entry.channelId),
+        ),
+      ].sort(),
+    refuseFor: (sessionId, status, ms) => {
+      const count = refusals.get(sessionId)?.count ?? 0
+      refusals.set(sessionId, { status, until: Date.now() + ms, count })
+    },
+    endSession: (sessionId, status) => {
+      const session = sessions.get(sessionId)
+      if (session !== undefined) session.status = status
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        httpServer.closeAllConnections()
+        httpServer.close(() => resolve())
+      }),
+  }
+  return server
+}
