@@ -5,3 +5,5 @@
 export * from "./FreePorts.js"
 export * from "./NatsCluster.js"
 export * from "./NatsServer.js"
+export * from "./Poll.js"
+export * from "./SessionCommands.js"

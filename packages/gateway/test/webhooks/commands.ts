@@ -1,23 +1,8 @@
-/** Command builders for tests (from packages/session-actor/test/commands.ts): each call gets a fresh command id. */
-import {
-  type ChannelInput,
-  type CommandId,
-  DEFAULT_COLLECTION,
-  newCommandId,
-  type SessionCommand,
-  type SessionId,
-  type VideoId,
-} from "@capture/protocol"
+/** Webhook test commands: the shared builders (from @capture/testkit) plus a whole session's life. */
+import { DEFAULT_COLLECTION, type SessionCommand, type SessionId, type VideoId } from "@capture/protocol"
+import { cmd, finish, media, start, stop } from "@capture/testkit"
 
-type Without<C> = C extends unknown ? Omit<C, "type" | "command_id" | "session_id"> : never
-type Payload<T extends SessionCommand["type"]> = Without<Extract<SessionCommand, { type: T }>>
-
-export const cmd = <T extends SessionCommand["type"]>(
-  type: T,
-  session_id: SessionId,
-  payload: Payload<T>,
-  command_id: CommandId = newCommandId(),
-): SessionCommand => ({ type, command_id, session_id, ...payload }) as unknown as SessionCommand
+export { cmd, finish, media, start, stop }
 
 /** Creates a session of account `acct-1` whose webhooks go to `callback_url`. */
 export const create = (id: SessionId, callback_url?: string, account_id = "acct-1") =>
@@ -28,18 +13,6 @@ export const create = (id: SessionId, callback_url?: string, account_id = "acct-
     ...(callback_url === undefined ? {} : { callback_url }),
   })
 
-export const defaultChannels: ReadonlyArray<ChannelInput> = [
-  { channel_id: "mic:default" },
-  { channel_id: "system_audio:default", store: false },
-  { channel_id: "display:1" },
-]
-
-export const start = (id: SessionId, channels: ReadonlyArray<ChannelInput> = defaultChannels) =>
-  cmd("StartSession", id, { channels })
-export const media = (id: SessionId, channel_id = "mic:default") =>
-  cmd("ReportMediaReceived", id, { channel_id })
-export const stop = (id: SessionId) => cmd("StopSession", id, {})
-export const finish = (id: SessionId) => cmd("FinishStopping", id, {})
 export const exportOf = (id: SessionId) => cmd("RequestExport", id, {})
 export const completeExport = (id: SessionId) =>
   cmd("CompleteExport", id, {
