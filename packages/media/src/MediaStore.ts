@@ -177,7 +177,12 @@ export class MediaStore {
         return { duplicate: true, record }
       }
       // Decode at the edge: a record that would not read back (NaN, a bad id) is refused here.
-      const decoded = decodeSegment({ ...input, sha256, bytes: data.length, stored_at: new Date().toISOString() })
+      const decoded = decodeSegment({
+        ...input,
+        sha256,
+        bytes: data.length,
+        stored_at: new Date().toISOString(),
+      })
       if (Result.isFailure(decoded)) throw decoded.failure
       const record = decoded.success
       try {

@@ -1,7 +1,8 @@
 /**
- * @capture/muxer — Will hold the muxer service: consumes stopped/export events and builds the muxed video and raw channel assets (issue: Muxer).
- *
- * Nothing is exported yet: this package is the home of that work, wired into the build so it
- * starts under the same compiler settings and lint rules as the rest of the tree.
+ * @capture/muxer — the export pipeline: raw channel assets, the muxed video (HLS + MP4) and export
+ * metadata, built incrementally from the media segments while a session runs.
  */
-export {}
+export * from "./ExportMetadata.js"
+export * from "./ExportStore.js"
+export * from "./Ffmpeg.js"
+export * from "./Muxer.js"

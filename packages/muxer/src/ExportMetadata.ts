@@ -1,0 +1,61 @@
+/**
+ * Export metadata: what an export produced, served as `GET /collection/{cid}/video/{video_id}`
+ * and `/media/{video_id}/export.json`. Times are wall-clock epoch ms (and ISO); gaps are holes
+ * in a channel (missing or unreadable segments) that the export filled with silence or black.
+ */
+import { ChannelId, ChannelType, SessionId, VideoId } from "@capture/protocol"
+import { Schema } from "effect"
+
+const Int = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/** A hole in a channel, filled with silence (audio) or black (video). */
+export const ExportGap = Schema.Struct({
+  channel_id: ChannelId,
+  start_ms: Schema.Int,
+  duration_ms: Int,
+  /** `missing`: no segment arrived; `corrupt`: a segment arrived but could not be read. */
+  reason: Schema.Literals(["missing", "corrupt"]),
+  segment_indexes: Schema.Array(Int),
+})
+export type ExportGap = typeof ExportGap.Type
+
+/** The raw asset of one stored channel: its media stream-copied, with its own start time. */
+export const ExportAsset = Schema.Struct({
+  channel_id: ChannelId,
+  type: ChannelType,
+  /** Path under `/media/{video_id}/`, e.g. `raw/display_1.mp4`, `raw/mic_default.m4a`. */
+  file: Schema.String,
+  content_type: Schema.String,
+  bytes: Int,
+  start_ms: Schema.Int,
+  start_time: Schema.String,
+  duration_ms: Int,
+  /** Usable segments. */
+  segments: Int,
+  gaps: Schema.Array(ExportGap),
+})
+export type ExportAsset = typeof ExportAsset.Type
+
+/** One export of a session: the muxed video (HLS + MP4) and the raw assets. */
+export const ExportMetadata = Schema.Struct({
+  video_id: VideoId,
+  session_id: SessionId,
+  /** The display whose video is muxed; null for an audio-only export. */
+  video_channel_id: Schema.NullOr(ChannelId),
+  created_at: Schema.String,
+  /** Wall-clock start of the muxed timeline. */
+  start_ms: Schema.Int,
+  start_time: Schema.String,
+  duration_ms: Int,
+  /** HLS playlist, relative to `/media/{video_id}/`. */
+  stream: Schema.String,
+  /** Single-file MP4, relative to `/media/{video_id}/`. */
+  download: Schema.String,
+  bytes: Int,
+  /** The stored audio channels mixed into the video. */
+  audio_channel_ids: Schema.Array(ChannelId),
+  channels: Schema.Array(ExportAsset),
+  /** Every gap of every channel. */
+  gaps: Schema.Array(ExportGap),
+})
+export type ExportMetadata = typeof ExportMetadata.Type

@@ -1,0 +1,252 @@
+/**
+ * Reading exports, for any gateway instance: an export's metadata and its files, assembled on
+ * the fly from the pieces in the `capture_exports` Object Store (nothing is copied at export
+ * time, which is why exporting takes about as long whatever the recording's length).
+ *
+ * Files of an export, relative to `/media/{video_id}/`:
+ * - `index.m3u8`, `init.mp4`, `seg/<n>.m4s`: HLS (fMP4 segments)
+ * - `video.mp4`: the muxed video as one fragmented MP4 (byte ranges supported)
+ * - `raw/<channel>.mp4` / `raw/<channel>.m4a`: each stored channel, stream-copied
+ * - `export.json`: the metadata
+ *
+ * ```ts
+ * const exports = await ExportStore.open(nc)
+ * const file = await exports.open(videoId, "video.mp4", { start: 0, end: 1023 })
+ * if (file) for await (const chunk of file.body) res.write(chunk)
+ * ```
+ */
+import type { NatsConnection } from "@nats-io/transport-node"
+import type { ExportMetadata } from "./ExportMetadata.js"
+import {
+  type Manifest,
+  type ManifestFile,
+  type ManifestObject,
+  type ManifestPart,
+  manifestName,
+  playlist,
+} from "./internal/manifest.js"
+import { stampFragments } from "./internal/mp4.js"
+import { MuxerStore, type StoreOptions } from "./internal/store.js"
+
+/** A byte range, both ends inclusive (as in HTTP `Range: bytes=start-end`). */
+export interface ByteRange {
+  readonly start: number
+  readonly end?: number
+}
+
+/** An export file ready to send. */
+export interface ExportFile {
+  readonly contentType: string
+  /** The whole file's size in bytes. */
+  readonly size: number
+  /** The range `body` yields, inclusive (the whole file when no range was asked). */
+  readonly start: number
+  readonly end: number
+  readonly body: AsyncIterable<Uint8Array>
+  /** The body collected into one buffer. */
+  bytes(): Promise<Uint8Array>
+}
+
+/** The asked range lies outside the file (HTTP 416). */
+export class RangeNotSatisfiable extends Error {
+  readonly _tag = "RangeNotSatisfiable"
+  constructor(readonly size: number) {
+    super(`range outside a file of ${size} bytes`)
+  }
+}
+
+const encoder = new TextEncoder()
+const MANIFEST_CACHE = 64
+
+/** The read side of exports. */
+export class ExportStore {
+  private readonly manifests = new Map<string, Manifest>()
+
+  private constructor(private readonly store: MuxerStore) {}
+
+  /** Opens (creating if missing) the exports bucket. */
+  static async open(nc: NatsConnection, options: StoreOptions = {}): Promise<ExportStore> {
+    return new ExportStore(await MuxerStore.open(nc, options))
+  }
+
+  /** @internal Wraps a store the muxer already opened. */
+  static fromStore(store: MuxerStore): ExportStore {
+    return new ExportStore(store)
+  }
+
+  /** The Object Store bucket holding exports: `capture_exports`. */
+  get bucket(): string {
+    return this.store.bucket
+  }
+
+  /** An export's metadata, or `undefined` when there is no such export (yet). */
+  async get(videoId: string): Promise<ExportMetadata | undefined> {
+    return (await this.manifest(videoId))?.metadata
+  }
+
+  /** The files an export serves. */
+  async files(videoId: string): Promise<ReadonlyArray<string> | undefined> {
+    const manifest = await this.manifest(videoId)
+    if (manifest === undefined) return undefined
+    return [
+      "export.json",
+      "index.m3u8",
+      "init.mp4",
+      "video.mp4",
+      ...manifest.segments.map((_, i) => `seg/${i}.m4s`),
+      ...manifest.raw.map((r) => r.file),
+    ]
+  }
+
+  /**
+   * One file of an export, optionally a byte range of it; `undefined` when the export or the file
+   * does not exist. Throws `RangeNotSatisfiable` for a range past the end.
+   */
+  async open(videoId: string, file: string, range?: ByteRange): Promise<ExportFile | undefined> {
+    const manifest = await this.manifest(videoId)
+    if (manifest === undefined) return undefined
+    if (file === "export.json")
+      return this.inline("application/json", encoder.encode(JSON.stringify(manifest.metadata)), range)
+    if (file === "index.m3u8")
+      return this.inline("application/vnd.apple.mpegurl", encoder.encode(playlist(manifest)), range)
+    if (file === "init.mp4") return this.assembled("video/mp4", manifest.video.init, [], range)
+    if (file === manifest.video.file)
+      return this.assembled("video/mp4", manifest.video.init, manifest.video.parts, range)
+    const segment = /^seg\/(\d+)\.m4s$/.exec(file)
+    if (segment !== null) {
+      const s = manifest.segments[Number(segment[1])]
+      if (s === undefined) return undefined
+      return this.assembled(
+        "video/iso.segment",
+        undefined,
+        manifest.video.parts.slice(s.first, s.first + s.count),
+        range,
+      )
+    }
+    const raw = manifest.raw.find((r: ManifestFile) => r.file === file)
+    if (raw !== undefined) return this.assembled(raw.contentType, raw.init, raw.parts, range)
+    return undefined
+  }
+
+  private async manifest(videoId: string): Promise<Manifest | undefined> {
+    const cached = this.manifests.get(videoId)
+    if (cached !== undefined) return cached
+    if (!/^m-[A-Za-z0-9_-]{1,64}$/.test(videoId)) return undefined
+    const manifest = await this.store.getJson<Manifest>(manifestName(videoId))
+    if (manifest === undefined) return undefined
+    // Manifests never change once written: keep the latest few.
+    if (this.manifests.size >= MANIFEST_CACHE) {
+      const oldest = this.manifests.keys().next().value
+      if (oldest !== undefined) this.manifests.delete(oldest)
+    }
+    this.manifests.set(videoId, manifest)
+    return manifest
+  }
+
+  private inline(contentType: string, data: Uint8Array, range: ByteRange | undefined): ExportFile {
+    const { start, end } = resolveRange(data.length, range)
+    const slice = data.subarray(start, end + 1)
+    return {
+      contentType,
+      size: data.length,
+      start,
+      end,
+      body: (async function* () {
+        if (slice.length > 0) yield slice
+      })(),
+      bytes: async () => slice,
+    }
+  }
+
+  private assembled(
+    contentType: string,
+    init: ManifestObject | undefined,
+    parts: ReadonlyArray<ManifestPart>,
+    range: ByteRange | undefined,
+  ): ExportFile {
+    const pieces: Array<{ object: ManifestObject; part: ManifestPart | undefined }> = [
+      ...(init === undefined ? [] : [{ object: init, part: undefined }]),
+      ...parts.map((part) => ({ object: part, part })),
+    ]
+    const size = pieces.reduce((n, p) => n + p.object.bytes, 0)
+    const { start, end } = resolveRange(size, range)
+    const store = this.store
+    const body = async function* (): AsyncGenerator<Uint8Array> {
+      let offset = 0
+      const wanted: Array<{ piece: (typeof pieces)[number]; from: number; to: number }> = []
+      for (const piece of pieces) {
+        const from = Math.max(start, offset) - offset
+        const to = Math.min(end + 1, offset + piece.object.bytes) - offset
+        if (to > from) wanted.push({ piece, from, to })
+        offset += piece.object.bytes
+      }
+      const fetch = async ({ piece }: (typeof wanted)[number]) => {
+        const data = await store.getObject(piece.object.name)
+        if (data === undefined) throw new Error(`export piece ${piece.object.name} is missing`)
+        const { part } = piece
+        return part === undefined
+          ? data
+          : stampFragments(data, { sequence: part.seq, trackId: part.track, baseDecodeTime: part.base })
+      }
+      // Fetch one piece ahead of the one being sent.
+      let next = wanted[0] === undefined ? undefined : fetch(wanted[0])
+      for (let i = 0; i < wanted.length; i++) {
+        const current = next as Promise<Uint8Array>
+        const following = wanted[i + 1]
+        next = following === undefined ? undefined : fetch(following)
+        next?.catch(() => undefined)
+        const w = wanted[i] as (typeof wanted)[number]
+        yield (await current).subarray(w.from, w.to)
+      }
+    }
+    const file: ExportFile = {
+      contentType,
+      size,
+      start,
+      end,
+      body: body(),
+      bytes: async () => {
+        const chunks: Uint8Array[] = []
+        for await (const chunk of body()) chunks.push(chunk)
+        return Buffer.concat(chunks)
+      },
+    }
+    return file
+  }
+}
+
+const resolveRange = (size: number, range: ByteRange | undefined): { start: number; end: number } => {
+  if (range === undefined) return { start: 0, end: size - 1 }
+  const end = Math.min(range.end ?? size - 1, size - 1)
+  if (range.start < 0 || range.start >= size || end < range.start) throw new RangeNotSatisfiable(size)
+  return { start: range.start, end }
+}
+
+/** A minimal player page for an export's HLS stream (hls.js where the browser lacks native HLS). */
+export const playerPage = (videoId: string, streamUrl: string): string => {
+  const html = (s: string) =>
+    s.replace(
+      /[&<>"']/g,
+      (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
+    )
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${html(videoId)}</title>
+<style>body{margin:0;background:#000;display:flex;align-items:center;justify-content:center;height:100vh}video{max-width:100%;max-height:100%}</style>
+</head>
+<body>
+<video id="v" controls playsinline data-src="${html(streamUrl)}"></video>
+<script src="https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"></script>
+<script>
+const v = document.getElementById("v"), src = v.dataset.src
+if (v.canPlayType("application/vnd.apple.mpegurl")) v.src = src
+else if (window.Hls && Hls.isSupported()) { const h = new Hls(); h.loadSource(src); h.attachMedia(v) }
+else v.src = src.replace(/index\\.m3u8$/, "video.mp4")
+</script>
+</body>
+</html>
+`
+}

@@ -1,0 +1,203 @@
+/**
+ * Where the muxer keeps its work in NATS, shared by every instance:
+ * - the Object Store bucket `<prefix>_exports`: pieces (`pieces/<session>/…`), per-video inits and
+ *   manifests (`videos/<video id>/…`);
+ * - the stream `<PREFIX>_MUXER`: the piece index (`<prefix>.muxer.pieces.<session>`, one record per
+ *   piece, so the final assembly reads a session's pieces in one pass instead of probing objects)
+ *   and export jobs (`<prefix>.muxer.jobs.<session>.<job>`, first writer wins: the video id).
+ */
+import { createHash } from "node:crypto"
+import {
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream"
+import { type ObjectStore, Objm } from "@nats-io/obj"
+import type { NatsConnection } from "@nats-io/transport-node"
+import type { PieceInfo } from "./plan.js"
+
+export interface StoreOptions {
+  readonly prefix?: string
+  readonly replicas?: number
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export const isWrongLastSequence = (error: unknown): boolean =>
+  error instanceof JetStreamApiError &&
+  (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
+    error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+
+const isNotFound = (error: unknown): boolean =>
+  error instanceof JetStreamApiError &&
+  (error.code === JetStreamApiCodes.NoMessageFound || error.code === JetStreamApiCodes.StreamNotFound)
+
+/** A claimed export: the first muxer to claim a job fixes its video id for every retry. */
+export interface ExportJob {
+  readonly video_id: string
+  readonly session_id: string
+  readonly video_channel_id: string | null
+  readonly attempt: number
+  readonly created_at: string
+}
+
+/** A piece record on the index stream. */
+export type PieceRecord = PieceInfo & { readonly session_id: string }
+
+export const shortHash = (value: string, length = 16): string =>
+  createHash("sha256").update(value).digest("hex").slice(0, length)
+
+/** The bucket, the stream, and the few operations the muxer and `ExportStore` need on them. */
+export class MuxerStore {
+  private constructor(
+    readonly bucket: string,
+    readonly stream: string,
+    private readonly prefix: string,
+    readonly objects: ObjectStore,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  static async open(nc: NatsConnection, options: StoreOptions = {}): Promise<MuxerStore> {
+    const prefix = options.prefix ?? "capture"
+    const replicas = options.replicas ?? 1
+    const js = jetstream(nc)
+    const jsm = await jetstreamManager(nc)
+    const stream = `${prefix.toUpperCase()}_MUXER`
+    await ensureStream(jsm, stream, [`${prefix}.muxer.>`], replicas)
+    const bucket = `${prefix}_exports`
+    const objects = await new Objm(js).create(bucket, { replicas, storage: StorageType.File })
+    return new MuxerStore(bucket, stream, prefix, objects, js, jsm)
+  }
+
+  private piecesSubject(sessionId: string): string {
+    return `${this.prefix}.muxer.pieces.${sessionId}`
+  }
+
+  /** Stores an object unless one with that name exists (names are content-determined). */
+  async putObject(name: string, data: Uint8Array): Promise<void> {
+    if ((await this.objects.info(name)) !== null) return
+    try {
+      await this.objects.putBlob({ name }, data, { previousRevision: 0 })
+    } catch (error) {
+      if (!isWrongLastSequence(error)) throw error
+    }
+  }
+
+  async getObject(name: string): Promise<Uint8Array | undefined> {
+    const data = await this.objects.getBlob(name)
+    return data === null ? undefined : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  }
+
+  /** Stores a piece's bytes (if any), then its record on the index. */
+  async putPiece(sessionId: string, info: PieceInfo, data: Uint8Array | undefined): Promise<PieceRecord> {
+    if (data !== undefined) await this.putObject(info.name, data)
+    const record: PieceRecord = { ...info, session_id: sessionId }
+    await this.js.publish(this.piecesSubject(sessionId), encoder.encode(JSON.stringify(record)), {
+      msgID: `${sessionId}/${info.key}`.slice(0, 250),
+    })
+    return record
+  }
+
+  /** Every piece recorded for a session, by key (the latest record wins). */
+  async pieces(sessionId: string): Promise<Map<string, PieceInfo>> {
+    const out = new Map<string, PieceInfo>()
+    for await (const json of this.readSubject(this.piecesSubject(sessionId))) {
+      const record = json as PieceRecord
+      out.set(record.key, record)
+    }
+    return out
+  }
+
+  /** Claims a job: the first claim is stored and returned to every caller. */
+  async claimJob(sessionId: string, jobKey: string, proposal: ExportJob): Promise<ExportJob> {
+    const subject = `${this.prefix}.muxer.jobs.${sessionId}.${shortHash(jobKey)}`
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await this.js.publish(subject, encoder.encode(JSON.stringify(proposal)), {
+          expect: { lastSubjectSequence: 0 },
+        })
+        return proposal
+      } catch (error) {
+        if (!isWrongLastSequence(error)) throw error
+      }
+      try {
+        const existing = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject })
+        if (existing !== null) return existing.json<ExportJob>()
+      } catch (error) {
+        if (!isNotFound(error)) throw error
+      }
+    }
+    throw new Error(`could not claim export job ${jobKey}`)
+  }
+
+  /** JSON documents stored as objects (manifests). */
+  async putJson(name: string, value: unknown): Promise<void> {
+    await this.putObject(name, encoder.encode(JSON.stringify(value)))
+  }
+
+  async getJson<A>(name: string): Promise<A | undefined> {
+    const data = await this.getObject(name)
+    return data === undefined ? undefined : (JSON.parse(decoder.decode(data)) as A)
+  }
+
+  private async *readSubject(subject: string): AsyncGenerator<unknown> {
+    let last: number
+    try {
+      last = (await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }))?.seq ?? 0
+    } catch (error) {
+      if (isNotFound(error)) return
+      throw error
+    }
+    if (last === 0) return
+    const consumer = await this.js.consumers.get(this.stream, {
+      filter_subjects: subject,
+      deliver_policy: DeliverPolicy.All,
+    })
+    const messages = await consumer.consume({ max_messages: 1024 })
+    try {
+      for await (const message of messages) {
+        yield message.json()
+        if (message.seq >= last) break
+      }
+    } finally {
+      await messages.close()
+      await consumer.delete().catch(() => undefined)
+    }
+  }
+}
+
+const ensureStream = async (
+  jsm: JetStreamManager,
+  name: string,
+  subjects: ReadonlyArray<string>,
+  replicas: number,
+): Promise<void> => {
+  try {
+    await jsm.streams.info(name)
+    return
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error
+  }
+  try {
+    await jsm.streams.add({
+      name,
+      subjects: [...subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: replicas,
+      duplicate_window: 2 * 60 * 1_000_000_000,
+    })
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError) || !/already in use/i.test(error.message)) throw error
+  }
+}

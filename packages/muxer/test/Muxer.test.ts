@@ -1,0 +1,288 @@
+import { randomBytes } from "node:crypto"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { MediaStore, sha256Hex } from "@capture/media"
+import type { SessionEvent, SessionId } from "@capture/protocol"
+import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type ExportMetadata, Muxer, RangeNotSatisfiable } from "../src/index.js"
+import {
+  beeper,
+  beeps,
+  type ChannelMedia,
+  display,
+  flashes,
+  probe,
+  record,
+  segmentInput,
+  streamSpan,
+  toneLevel,
+  upload,
+} from "./fixtures.js"
+import { cmd, drained, run, startSession, stopSession, waitForHistory } from "./session.js"
+
+const PUBLIC = "http://127.0.0.1:8080"
+
+type Completed = Extract<SessionEvent, { type: "ExportCompleted" }>
+const completedFor = (events: SessionEvent[], channel: string | null): Completed[] =>
+  events.filter((e): e is Completed => e.type === "ExportCompleted" && e.data.video_channel_id === channel)
+
+/** Pairs each beep with the nearest flash; returns the offsets (s) of the first and last pair. */
+const syncOffsets = (flashTimes: number[], beepTimes: number[]): number[] => {
+  const offsets = beepTimes.map((b) => {
+    const nearest = flashTimes.reduce((best, f) => (Math.abs(f - b) < Math.abs(best - b) ? f : best))
+    return b - nearest
+  })
+  return [offsets[0] as number, offsets.at(-1) as number]
+}
+
+describe("Muxer", () => {
+  let nats: NatsServerHandle
+  let nc: NatsConnection
+  let jsm: JetStreamManager
+  let runtime: SessionRuntime
+  let media: MediaStore
+  let muxer: Muxer
+  let dir: string
+  let screen1: ChannelMedia
+  let screen2: ChannelMedia
+  let mic: ChannelMedia
+  let system: ChannelMedia
+  const logs: string[] = []
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "muxer-test-"))
+    // One wall clock for every channel, on a whole second so flashes and beeps fall on seconds.
+    const wall = Math.floor(Date.now() / 1000) * 1000 - 60_000
+    ;[screen1, screen2, mic, system] = await Promise.all([
+      record(dir, display("display:1", { offsetMs: 0, seconds: 8 }), wall),
+      record(dir, display("display:2", { offsetMs: 200, seconds: 8, pattern: "testsrc" }), wall),
+      record(dir, beeper("mic:default", { offsetMs: 500, seconds: 7.5, hz: 440 }), wall),
+      record(dir, beeper("system_audio:default", { offsetMs: -300, seconds: 8.3, hz: 1000 }), wall),
+    ])
+    nats = await startNatsServer()
+    nc = await connect({ servers: nats.url })
+    jsm = await jetstreamManager(nc)
+    runtime = await startSessionRuntime(nc, { workers: true })
+    media = await MediaStore.open(nc)
+    muxer = await Muxer.start(nc, runtime, { mediaStore: media, publicUrl: PUBLIC, log: (m) => logs.push(m) })
+  })
+  afterAll(async () => {
+    await muxer?.stop()
+    await runtime?.stop()
+    await nc?.close()
+    await nats?.stop()
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  const file = async (videoId: string, name: string): Promise<string> => {
+    const opened = await muxer.exportStore.open(videoId, name)
+    if (opened === undefined) throw new Error(`${videoId}/${name} is not served`)
+    const path = join(dir, `${videoId}-${name.replace(/\//g, "_")}`)
+    await writeFile(path, await opened.bytes())
+    return path
+  }
+
+  const metadataOf = async (videoId: string): Promise<ExportMetadata> => {
+    const metadata = await muxer.exportStore.get(videoId)
+    if (metadata === undefined) throw new Error(`no metadata for ${videoId}`)
+    return metadata
+  }
+
+  let sessionId: SessionId
+  let videoId: string
+
+  it("exports once, about a second after stopped, with both tones mixed in sync with the video", async () => {
+    sessionId = await startSession(
+      runtime,
+      [
+        { channel_id: "display:1" },
+        { channel_id: "display:2" },
+        { channel_id: "mic:default" },
+        { channel_id: "system_audio:default" },
+      ],
+      "display:1",
+    )
+    const channels = [screen1, screen2, mic, system]
+    // While the session runs: everything but each channel's last segment, worked on as it comes.
+    await upload(media, sessionId, channels, (s, c) => s.index < c.segments.length - 1)
+    await drained(jsm, media.topology.stream, "capture-muxer-media")
+    await upload(media, sessionId, channels, (s, c) => s.index === c.segments.length - 1)
+    await stopSession(runtime, sessionId)
+    const events = await waitForHistory(runtime, sessionId, (es) => completedFor(es, "display:1").length > 0)
+    const stopped = events.find((e) => e.type === "SessionStopped") as SessionEvent
+    const completed = completedFor(events, "display:1")[0] as Completed
+    const latency = Date.parse(completed.time) - Date.parse(stopped.time)
+    console.log(`[muxer] stopped → exported: ${latency} ms`)
+    expect(latency).toBeLessThan(5_000)
+    videoId = completed.data.video_id
+    expect(completed.data.stream_url).toBe(`${PUBLIC}/media/${videoId}/index.m3u8`)
+    expect(completed.data.player_url).toBe(`${PUBLIC}/player/${videoId}`)
+
+    const mp4 = await file(videoId, "video.mp4")
+    const probed = await probe(mp4)
+    expect(probed.streams.map((s) => s.codec_name).sort()).toEqual(["aac", "h264"])
+    expect(Number(probed.format.duration)).toBeGreaterThan(7.9)
+    expect(Number(probed.format.duration)).toBeLessThan(8.3)
+    const video = await streamSpan(mp4, "v")
+    const audio = await streamSpan(mp4, "a")
+    expect(Math.abs(video.start - audio.start)).toBeLessThan(0.03)
+    expect(Math.abs(video.end - audio.end)).toBeLessThan(0.05)
+
+    expect(await toneLevel(mp4, 440)).toBeGreaterThan(-20)
+    expect(await toneLevel(mp4, 1000)).toBeGreaterThan(-20)
+    const flashTimes = await flashes(mp4)
+    expect(flashTimes).toHaveLength(8)
+    const micBeeps = await beeps(mp4, 440)
+    const systemBeeps = await beeps(mp4, 1000)
+    // The mic starts at 0.5 s (beeps from 1 s), system audio 0.3 s before the display.
+    expect(micBeeps).toHaveLength(7)
+    expect(systemBeeps).toHaveLength(8)
+    const offsets = [...syncOffsets(flashTimes, micBeeps), ...syncOffsets(flashTimes, systemBeeps)]
+    console.log(
+      `[muxer] beep − flash at start/end (s): mic ${offsets.slice(0, 2)}, system ${offsets.slice(2)}`,
+    )
+    for (const offset of offsets) expect(Math.abs(offset)).toBeLessThanOrEqual(0.04)
+
+    // `exported` once, and a second request only reports the status.
+    await run(runtime, cmd("RequestExport", sessionId, {}))
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const after = await waitForHistory(runtime, sessionId, () => true)
+    expect(completedFor(after, "display:1")).toHaveLength(1)
+    expect(after.filter((e) => e.type === "ExportCompleted")).toHaveLength(1)
+  })
+
+  it("serves HLS whose segments are the MP4, raw assets per channel, and metadata", async () => {
+    const metadata = await metadataOf(videoId)
+    expect(metadata).toMatchObject({
+      video_id: videoId,
+      session_id: sessionId,
+      video_channel_id: "display:1",
+    })
+    expect(metadata.start_ms).toBe(screen1.segments[0]?.startMs)
+    expect(metadata.audio_channel_ids).toEqual(["mic:default", "system_audio:default"])
+    expect(metadata.gaps).toEqual([])
+    const playlist = await (await muxer.exportStore.open(videoId, "index.m3u8"))?.bytes()
+    const text = Buffer.from(playlist ?? new Uint8Array()).toString()
+    const segments = text.split("\n").filter((l) => l.startsWith("seg/"))
+    expect(segments).toHaveLength(4)
+    expect(text).toContain('#EXT-X-MAP:URI="init.mp4"')
+    const parts = await Promise.all(
+      ["init.mp4", ...segments].map(async (f) => (await muxer.exportStore.open(videoId, f))?.bytes()),
+    )
+    const whole = await (await muxer.exportStore.open(videoId, "video.mp4"))?.bytes()
+    expect(Buffer.concat(parts as Uint8Array[]).equals(Buffer.from(whole as Uint8Array))).toBe(true)
+    const ranged = await muxer.exportStore.open(videoId, "video.mp4", { start: 1000, end: 300_000 })
+    expect(
+      Buffer.from((await ranged?.bytes()) as Uint8Array).equals(
+        Buffer.from(whole as Uint8Array).subarray(1000, 300_001),
+      ),
+    ).toBe(true)
+
+    await expect(
+      muxer.exportStore.open(videoId, "video.mp4", { start: whole?.length ?? 0 }),
+    ).rejects.toBeInstanceOf(RangeNotSatisfiable)
+    expect(await muxer.exportStore.open(videoId, "seg/99.m4s")).toBeUndefined()
+    expect(await muxer.exportStore.open(videoId, "../manifest.json")).toBeUndefined()
+    expect(await muxer.exportStore.get("m-unknown")).toBeUndefined()
+    expect(await muxer.exportStore.files(videoId)).toContain("raw/mic_default.m4a")
+
+    expect(metadata.channels.map((c) => [c.channel_id, c.file])).toEqual([
+      ["display:1", "raw/display_1.mp4"],
+      ["display:2", "raw/display_2.mp4"],
+      ["mic:default", "raw/mic_default.m4a"],
+      ["system_audio:default", "raw/system_audio_default.m4a"],
+    ])
+    const expected: Record<string, { codec: string; seconds: number; start: number | undefined }> = {
+      "display:1": { codec: "h264", seconds: 8, start: screen1.segments[0]?.startMs },
+      "display:2": { codec: "h264", seconds: 8, start: screen2.segments[0]?.startMs },
+      "mic:default": { codec: "aac", seconds: 7.5, start: mic.segments[0]?.startMs },
+      "system_audio:default": { codec: "aac", seconds: 8.3, start: system.segments[0]?.startMs },
+    }
+    for (const asset of metadata.channels) {
+      const want = expected[asset.channel_id] as (typeof expected)[string]
+      const probed = await probe(await file(videoId, asset.file))
+      expect(probed.streams.map((s) => s.codec_name)).toEqual([want.codec])
+      expect(Math.abs(Number(probed.format.duration) - want.seconds)).toBeLessThan(0.15)
+      expect(asset.start_ms).toBe(want.start)
+      expect(asset.segments).toBe(channelOf(asset.channel_id).segments.length)
+    }
+  })
+
+  const channelOf = (id: string) =>
+    [screen1, screen2, mic, system].find((c) => c.channelId === id) as ChannelMedia
+
+  it("exports another display on request, with the same audio mix in sync", async () => {
+    await run(runtime, cmd("RequestExport", sessionId, { video_channel_id: "display:2" as never }))
+    const events = await waitForHistory(runtime, sessionId, (es) => completedFor(es, "display:2").length > 0)
+    const second = completedFor(events, "display:2")[0] as Completed
+    expect(second.data.video_id).not.toBe(videoId)
+    const metadata = await metadataOf(second.data.video_id)
+    expect(metadata.video_channel_id).toBe("display:2")
+    expect(metadata.start_ms).toBe(screen2.segments[0]?.startMs)
+    const mp4 = await file(second.data.video_id, "video.mp4")
+    const flashTimes = await flashes(mp4)
+    expect(flashTimes.length).toBeGreaterThanOrEqual(7)
+    for (const hz of [440, 1000]) {
+      const offsets = syncOffsets(flashTimes, await beeps(mp4, hz))
+      for (const offset of offsets) expect(Math.abs(offset)).toBeLessThanOrEqual(0.04)
+    }
+    expect(completedFor(events, "display:1")).toHaveLength(1)
+  })
+
+  it("fills a missing and a corrupt segment with silence and black, and lists them", async () => {
+    const id = await startSession(runtime, [{ channel_id: "display:1" }, { channel_id: "mic:default" }])
+    await upload(
+      media,
+      id,
+      [screen1, mic],
+      (s, c) => !(c === mic && s.index === 1) && !(c === screen1 && s.index === 2),
+    )
+    const garbage = new Uint8Array(randomBytes(50_000))
+    const corrupt = screen1.segments[2] as ChannelMedia["segments"][number]
+    await media.put(segmentInput(id, screen1, corrupt, sha256Hex(garbage)), garbage)
+    await stopSession(runtime, id)
+    const events = await waitForHistory(runtime, id, (es) => completedFor(es, "display:1").length > 0)
+    const done = completedFor(events, "display:1")[0] as Completed
+    const metadata = await metadataOf(done.data.video_id)
+    expect(metadata.gaps.map((g) => [g.channel_id, g.reason, g.segment_indexes])).toEqual([
+      ["display:1", "corrupt", [2]],
+      ["mic:default", "missing", [1]],
+    ])
+    const [videoGap, micGap] = metadata.gaps
+    expect(videoGap?.start_ms).toBe((screen1.segments[1]?.startMs ?? 0) + 2000)
+    expect(Math.abs((videoGap?.duration_ms ?? 0) - 2000)).toBeLessThan(50)
+    expect(Math.abs((micGap?.duration_ms ?? 0) - (mic.segments[1]?.durationMs ?? 0))).toBeLessThan(50)
+    const mp4 = await file(done.data.video_id, "video.mp4")
+    const video = await streamSpan(mp4, "v")
+    const audio = await streamSpan(mp4, "a")
+    expect(video.end - video.start).toBeGreaterThan(7.9)
+    expect(Math.abs(video.end - audio.end)).toBeLessThan(0.05)
+    // Flashes stop during the black gap; the beeps that remain are still in sync.
+    const flashTimes = await flashes(mp4)
+    expect(flashTimes).toHaveLength(6)
+    for (const offset of syncOffsets(flashTimes, await beeps(mp4, 440)))
+      expect(Math.abs(offset)).toBeLessThanOrEqual(0.04)
+  })
+
+  it("fails an export when no stored channel has a segment, with the reason", async () => {
+    const id = await startSession(runtime, [
+      { channel_id: "display:1", store: false },
+      { channel_id: "mic:default" },
+    ])
+    await upload(media, id, [screen1])
+    await stopSession(runtime, id)
+    const events = await waitForHistory(runtime, id, (es) => es.some((e) => e.type === "ExportFailed"))
+    const failed = events.find((e) => e.type === "ExportFailed")
+    expect(failed?.data).toMatchObject({ video_channel_id: null, error: { code: "no_media" } })
+    const { state } = await runtime.host.load(id)
+    expect(state.value).toBe("failed")
+    expect(state.context.error?.message).toMatch(/no stored channel/)
+    // The store: false display's segments were dropped once the session stopped.
+    expect(await media.read(id, "display:1", 0)).toBeUndefined()
+  })
+})
