@@ -48,7 +48,7 @@ const post = async (base: string, path: string, body: object) => {
 }
 
 describe("capture record against capture serve (real processes)", () => {
-  it("keeps every segment, once, across a server outage mid-recording, and ends the session stopped", async () => {
+  it("keeps every segment, once, across a server outage mid-recording, and exports when the session stops", async () => {
     const port = await getFreePort()
     const base = `http://127.0.0.1:${port}`
     const first = await serveOn(port)
@@ -69,10 +69,29 @@ describe("capture record against capture serve (real processes)", () => {
     const result = await recording
     expect(result.code, result.stdout + result.stderr).toBe(0)
 
+    // The muxer inside serve exports the moment the session stops.
     const runtime = await startSessionRuntime(nc)
-    const state = (await runtime.host.load(session)).state
-    expect(state.value).toBe("stopped")
+    let state = (await runtime.host.load(session)).state
+    for (let i = 0; state.value !== "exported" && i < 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      state = (await runtime.host.load(session)).state
+    }
+    expect(state.value).toBe("exported")
     expect(state.context.rtstreams.map((r) => r.name).sort()).toEqual(["display:1", "mic:default"])
+    const videoId = state.context.exports[0]?.video_id ?? ""
+    const video = await fetch(`${base}/collection/default/video/${videoId}`, {
+      headers: { "x-access-token": API_KEY },
+    })
+    const object = (await video.json()) as {
+      data: { length: number; stream_url: string; download_url: string }
+    }
+    expect(video.status).toBe(200)
+    expect(object.data.length).toBeGreaterThan(9 - 2.5)
+    const mp4 = await fetch(object.data.download_url)
+    expect(mp4.status).toBe(200)
+    expect(mp4.headers.get("content-type")).toBe("video/mp4")
+    expect((await mp4.arrayBuffer()).byteLength).toBeGreaterThan(10_000)
+    expect((await fetch(object.data.stream_url)).status).toBe(200)
 
     const media = await MediaStore.open(nc)
     const records = await media.list(session)

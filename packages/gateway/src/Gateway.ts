@@ -6,6 +6,7 @@
  */
 
 import { MediaStore } from "@capture/media"
+import { ExportStore } from "@capture/muxer"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { ByteSize, Effect, Layer, Result } from "effect"
@@ -17,6 +18,7 @@ import { CaptureApi } from "./api/CaptureApi.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
 import { responseEnvelope } from "./api/ResponseEnvelope.js"
+import { exportRoutes } from "./exports/ExportRoutes.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
@@ -48,6 +50,7 @@ export interface GatewayOptions extends GatewayConfig {
 export interface Gateway {
   readonly accounts: AccountStore
   readonly hub: WebSocketHub
+  readonly exports: ExportStore
   readonly services: GatewayServicesShape
   /** The HTTP server's `ws` options: every upgraded socket is bounded and heartbeated. */
   readonly webSocketServerOptions: { readonly WebSocket: unknown }
@@ -89,6 +92,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   })
   const media = await MediaStore.open(nc, topology)
   const signer = new UrlSigner(await accounts.urlSigningKey())
+  const exports = await ExportStore.open(nc, topology)
   const hub = new WebSocketHub(runtime, options.log)
   await hub.start()
   const silenceWatch = new SilenceWatch(runtime, media, {
@@ -115,6 +119,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   return {
     accounts,
     hub,
+    exports,
     services,
     webSocketServerOptions: { WebSocket: bounded.WebSocket },
     webSocketStats: bounded.stats,
@@ -152,6 +157,7 @@ export const gatewayRoutes = (gateway: Gateway) => {
     webSocketRoute(gateway.accounts, gateway.hub),
     ingestRoute(gateway.services, gateway.services.media, gateway.services.config.maxSegmentBytes),
     liveRoutes(gateway.services, gateway.services.media, gateway.services.signer),
+    ...exportRoutes(gateway.services, gateway.exports),
     responseEnvelope(gateway.log),
     bodyLimit,
   )

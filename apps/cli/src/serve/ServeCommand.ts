@@ -40,6 +40,16 @@ export const serveCommand = Command.make(
       Flag.withFallbackConfig(Config.String("CAPTURE_PUBLIC_URL")),
       Flag.optional,
     ),
+    role: Flag.ChoiceWithValue("role", [
+      ["all", "all"],
+      ["gateway", "gateway"],
+      ["muxer", "muxer"],
+    ] as const).pipe(
+      Flag.withDescription(
+        "What this process runs: all (default), gateway (HTTP API, WebSocket, webhooks) or muxer",
+      ),
+      Flag.withDefault("all" as const),
+    ),
     replicas: Flag.Int("replicas").pipe(
       Flag.withDescription("JetStream replicas for the stream and buckets: 1, or 3 on a cluster (default 1)"),
       Flag.withDefault(1),
@@ -49,6 +59,7 @@ export const serveCommand = Command.make(
     Effect.suspend(() => {
       stopsOnSignal()
       return serve({
+        role: flags.role,
         port: flags.port,
         host: flags.host,
         dataDir: flags.dataDir,

@@ -7,6 +7,8 @@
  */
 import { createServer } from "node:http"
 import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "@capture/gateway"
+import { MediaStore } from "@capture/media"
+import { Muxer, resolveFfmpeg } from "@capture/muxer"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer } from "effect"
@@ -17,8 +19,12 @@ import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
 import { type ServeNats, serveNats } from "./ServeNats.js"
 
+/** Which parts this process runs: everything (the default), only the HTTP gateway, or only the muxer. */
+export type ServeRole = "all" | "gateway" | "muxer"
+
 /** What `capture serve` was asked for. */
 export interface ServeOptions {
+  readonly role: ServeRole
   readonly port: number
   readonly host: string
   readonly dataDir: string
@@ -37,7 +43,7 @@ export interface ServeOptions {
 export interface ServerContext {
   readonly nats: ServeNats
   readonly runtime: SessionRuntime
-  readonly gateway: Gateway
+  readonly gateway: Gateway | undefined
 }
 
 /** Unknown paths answer in the API's failure envelope. */
@@ -54,7 +60,7 @@ const notFound = HttpRouter.add("*", "/*", (request) =>
 const httpRoutes = (context: ServerContext) =>
   Layer.mergeAll(
     healthRoutes(context.nats, context.runtime.topology.eventStream),
-    gatewayRoutes(context.gateway),
+    ...(context.gateway === undefined ? [] : [gatewayRoutes(context.gateway)]),
     notFound,
   )
 
@@ -94,23 +100,45 @@ export const serve = (options: ServeOptions) =>
       log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
 
       const listenHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host
-      const gateway = yield* Effect.acquireRelease(
-        Effect.tryPromise({
-          try: () =>
-            startGateway(runtime, {
-              ...options.gateway,
-              publicUrl: options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`,
-              log: (message) => log(message),
-            }),
-          catch: (error) => unavailable(`cannot start the gateway: ${describe(error)}`),
-        }),
-        (gateway) => Effect.promise(() => gateway.stop()),
-      )
-      if (gateway.firstApiKey !== undefined) {
-        // Shown once: only its hash is stored.
-        log(
-          `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
+      const publicUrl = options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`
+      let gateway: Gateway | undefined
+      if (options.role !== "muxer") {
+        gateway = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () =>
+              startGateway(runtime, { ...options.gateway, publicUrl, log: (message) => log(message) }),
+            catch: (error) => unavailable(`cannot start the gateway: ${describe(error)}`),
+          }),
+          (started) => Effect.promise(() => started.stop()),
         )
+        if (gateway.firstApiKey !== undefined) {
+          // Shown once: only its hash is stored.
+          log(
+            `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
+          )
+        }
+      }
+      if (options.role !== "gateway") {
+        const tools = yield* Effect.try({
+          try: () => resolveFfmpeg(),
+          catch: (error) => unavailable(`the muxer needs ffmpeg: ${describe(error)}`),
+        })
+        const muxer = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: async () =>
+              Muxer.start(nats.nc, runtime, {
+                mediaStore: await MediaStore.open(nats.nc, runtime.topology.options),
+                publicUrl,
+                tools,
+                replicas: options.replicas,
+                log: (message) => log(message),
+              }),
+            catch: (error) => unavailable(`cannot start the muxer: ${describe(error)}`),
+          }),
+          (started) => Effect.promise(() => started.stop()),
+        )
+        log(`muxer started (ffmpeg ${tools.ffmpeg})`)
+        void muxer
       }
 
       let listening = false
@@ -126,7 +154,7 @@ export const serve = (options: ServeOptions) =>
               port: options.port,
               host: options.host,
               gracefulShutdownTimeout: "5 seconds",
-              websocket: gateway.webSocketServerOptions as never,
+              ...(gateway === undefined ? {} : { websocket: gateway.webSocketServerOptions as never }),
             }),
           ),
         ),
