@@ -9,16 +9,15 @@
  */
 import { createHash } from "node:crypto"
 import { decodeUnknown, MediaSegment } from "@capture/protocol"
+import { ensureStream, isWrongLastSequence } from "@capture/session-actor"
 import {
   DeliverPolicy,
-  DiscardPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
   jetstreamManager,
-  RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream"
 import { type ObjectInfo, type ObjectStore, Objm } from "@nats-io/obj"
@@ -118,14 +117,6 @@ const META_SHA = "sha256"
 const META_RECORD = "record"
 const META_PUBLISHED = "published"
 
-const isWrongLastSequence = (error: unknown): boolean =>
-  error instanceof JetStreamApiError &&
-  (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
-    error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-
-const isAlreadyInUse = (error: unknown): boolean =>
-  error instanceof JetStreamApiError && /already in use/i.test(error.message)
-
 /** Recorded segments: bytes in the Object Store, records on the stream. */
 export class MediaStore {
   private constructor(
@@ -147,7 +138,7 @@ export class MediaStore {
     }
     const js = jetstream(nc)
     const jsm = await jetstreamManager(nc)
-    await ensureRecordStream(jsm, topology, replicas)
+    await ensureStream(jsm, { name: topology.stream, subjects: [topology.subjects], replicas })
     const objects = await new Objm(js).create(topology.bucket, { replicas, storage: StorageType.File })
     return new MediaStore(topology, objects, js, jsm)
   }
@@ -320,31 +311,4 @@ const recordOf = (info: ObjectInfo, input: SegmentInput, bytes: number): MediaSe
     }
   }
   return { ...input, bytes: info.size > 0 ? info.size : bytes, stored_at: info.mtime }
-}
-
-const ensureRecordStream = async (
-  jsm: JetStreamManager,
-  topology: MediaTopology,
-  replicas: number,
-): Promise<void> => {
-  try {
-    await jsm.streams.info(topology.stream)
-    return
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error
-  }
-  try {
-    await jsm.streams.add({
-      name: topology.stream,
-      subjects: [topology.subjects],
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
-      num_replicas: replicas,
-      deny_delete: true,
-      duplicate_window: 2 * 60 * 1_000_000_000,
-    })
-  } catch (error) {
-    if (!isAlreadyInUse(error)) throw error
-  }
 }

@@ -24,12 +24,11 @@ import {
   type SessionId,
   type VideoId,
 } from "@capture/protocol"
-import type { SessionRuntime } from "@capture/session-actor"
+import { ensureDurableConsumer, type SessionRuntime } from "@capture/session-actor"
 import {
   AckPolicy,
   type ConsumerMessages,
   DeliverPolicy,
-  JetStreamApiError,
   type JsMsg,
   jetstream,
   jetstreamManager,
@@ -70,9 +69,6 @@ export interface MuxerOptions {
 const decodeEvent = decodeUnknown(SessionEvent)
 /** Deliveries of one export trigger before a persistent error fails the export. */
 const MAX_EXPORT_DELIVERIES = 5
-
-const isAlreadyInUse = (error: unknown): boolean =>
-  error instanceof JetStreamApiError && /already in use|exists/i.test(error.message)
 
 /** A running muxer. */
 export class Muxer {
@@ -150,19 +146,15 @@ export class Muxer {
     handle: (message: JsMsg) => Promise<void>,
   ): Promise<void> {
     const jsm = await jetstreamManager(this.nc)
-    try {
-      await jsm.consumers.add(stream, {
-        durable_name: durable,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: subjects,
-        ack_wait: this.ackWaitMs * 1_000_000,
-        max_ack_pending: 1_000,
-        max_deliver: -1,
-      })
-    } catch (error) {
-      if (!isAlreadyInUse(error)) throw error
-    }
+    await ensureDurableConsumer(jsm, stream, {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: subjects,
+      ack_wait: this.ackWaitMs * 1_000_000,
+      max_ack_pending: 1_000,
+      max_deliver: -1,
+    })
     const consumer = await jetstream(this.nc).consumers.get(stream, durable)
     const messages = await consumer.consume({ max_messages: Math.max(4, parallel * 2) })
     const slots = new Semaphore(parallel)

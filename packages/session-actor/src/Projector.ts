@@ -9,7 +9,6 @@ import {
   AckPolicy,
   type ConsumerMessages,
   DeliverPolicy,
-  JetStreamApiError,
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream"
@@ -17,6 +16,7 @@ import { Result } from "effect"
 import type { ActorHost } from "./ActorHost.js"
 import type { TimerStore } from "./DurableTimers.js"
 import { UnreadableEvent } from "./EventStore.js"
+import { ensureDurableConsumer } from "./internal/jetstream.js"
 import { UnappliableEvent } from "./SessionMachine.js"
 import type { SessionReadModel } from "./SessionReadModel.js"
 import type { Topology } from "./Topology.js"
@@ -55,18 +55,14 @@ export class Projector {
 
   async start(): Promise<void> {
     const jsm = await jetstreamManager(this.topology.nc)
-    try {
-      await jsm.consumers.add(this.topology.eventStream, {
-        durable_name: this.durableName,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: 30_000_000_000,
-        max_ack_pending: 1_000,
-        max_deliver: -1,
-      })
-    } catch (error) {
-      if (!(error instanceof JetStreamApiError) || !/already in use|exists/i.test(error.message)) throw error
-    }
+    await ensureDurableConsumer(jsm, this.topology.eventStream, {
+      durable_name: this.durableName,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: 30_000_000_000,
+      max_ack_pending: 1_000,
+      max_deliver: -1,
+    })
     const consumer = await jetstream(this.topology.nc).consumers.get(
       this.topology.eventStream,
       this.durableName,

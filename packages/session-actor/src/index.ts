@@ -5,6 +5,14 @@ export * from "./ActorHost.js"
 export * from "./Decide.js"
 export * from "./DurableTimers.js"
 export * from "./EventStore.js"
+/** JetStream helpers shared with the other stores (media, muxer). */
+export {
+  ensureDurableConsumer,
+  ensureStream,
+  isTransient,
+  isWrongLastSequence,
+  retryTransient,
+} from "./internal/jetstream.js"
 export * from "./Lifecycle.js"
 export * from "./Projector.js"
 export * from "./SessionMachine.js"

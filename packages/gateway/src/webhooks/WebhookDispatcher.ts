@@ -38,6 +38,7 @@ import {
   type EventRouting,
   EventStore,
   emptyRouting,
+  ensureDurableConsumer,
   foldEvent,
   initialState,
   nextRouting,
@@ -53,7 +54,6 @@ import {
   AckPolicy,
   type ConsumerMessages,
   DeliverPolicy,
-  JetStreamApiError,
   type JsMsg,
   jetstream,
   jetstreamManager,
@@ -289,19 +289,15 @@ export class WebhookDispatcher {
 
   private async begin(): Promise<void> {
     const jsm = await jetstreamManager(this.nc)
-    try {
-      await jsm.consumers.add(this.topology.eventStream, {
-        durable_name: this.durableName,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: (this.options.ackWaitMs ?? 30_000) * 1_000_000,
-        max_ack_pending: this.options.maxAckPending ?? 10_000,
-        max_deliver: -1,
-      })
-    } catch (error) {
-      // Another process created it first (maybe with other settings: the first one's are kept).
-      if (!(error instanceof JetStreamApiError) || !/already in use|exists/i.test(error.message)) throw error
-    }
+    // Another process may have created it first, maybe with other settings: the first one's are kept.
+    await ensureDurableConsumer(jsm, this.topology.eventStream, {
+      durable_name: this.durableName,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: (this.options.ackWaitMs ?? 30_000) * 1_000_000,
+      max_ack_pending: this.options.maxAckPending ?? 10_000,
+      max_deliver: -1,
+    })
     const info = await jsm.consumers.info(this.topology.eventStream, this.durableName)
     // Messages in hand tell the server they are still being worked on, well within ack_wait.
     this.heartbeatMs = Math.max(50, Math.floor((info.config.ack_wait ?? 30_000_000_000) / 1_000_000 / 3))

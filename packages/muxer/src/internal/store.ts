@@ -7,16 +7,15 @@
  *   and export jobs (`<prefix>.muxer.jobs.<session>.<job>`, first writer wins: the video id).
  */
 import { createHash } from "node:crypto"
+import { ensureStream, isWrongLastSequence } from "@capture/session-actor"
 import {
   DeliverPolicy,
-  DiscardPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
   jetstreamManager,
-  RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream"
 import { type ObjectStore, Objm } from "@nats-io/obj"
@@ -30,11 +29,6 @@ export interface StoreOptions {
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-
-export const isWrongLastSequence = (error: unknown): boolean =>
-  error instanceof JetStreamApiError &&
-  (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
-    error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
 
 const isNotFound = (error: unknown): boolean =>
   error instanceof JetStreamApiError &&
@@ -72,7 +66,7 @@ export class MuxerStore {
     const js = jetstream(nc)
     const jsm = await jetstreamManager(nc)
     const stream = `${prefix.toUpperCase()}_MUXER`
-    await ensureStream(jsm, stream, [`${prefix}.muxer.>`], replicas)
+    await ensureStream(jsm, { name: stream, subjects: [`${prefix}.muxer.>`], replicas, denyDelete: false })
     const bucket = `${prefix}_exports`
     const objects = await new Objm(js).create(bucket, { replicas, storage: StorageType.File })
     return new MuxerStore(bucket, stream, prefix, objects, js, jsm)
@@ -172,32 +166,5 @@ export class MuxerStore {
       await messages.close()
       await consumer.delete().catch(() => undefined)
     }
-  }
-}
-
-const ensureStream = async (
-  jsm: JetStreamManager,
-  name: string,
-  subjects: ReadonlyArray<string>,
-  replicas: number,
-): Promise<void> => {
-  try {
-    await jsm.streams.info(name)
-    return
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error
-  }
-  try {
-    await jsm.streams.add({
-      name,
-      subjects: [...subjects],
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
-      num_replicas: replicas,
-      duplicate_window: 2 * 60 * 1_000_000_000,
-    })
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError) || !/already in use/i.test(error.message)) throw error
   }
 }

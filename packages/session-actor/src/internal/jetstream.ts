@@ -1,5 +1,6 @@
 /** JetStream wiring shared by the stores: names, stream creation, error predicates. */
 import {
+  type ConsumerConfig,
   DiscardPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
@@ -45,10 +46,18 @@ export const retryTransient = async <A>(request: () => Promise<A>, budgetMs = 20
   }
 }
 
-/** Creates the stream if it is missing; leaves an existing one as it is. */
+/**
+ * Creates the stream if it is missing; leaves an existing one as it is. Safe from many processes
+ * at once. `denyDelete` (default true) refuses deleting single messages: for streams that are history.
+ */
 export const ensureStream = async (
   jsm: JetStreamManager,
-  config: { readonly name: string; readonly subjects: ReadonlyArray<string>; readonly replicas: number },
+  config: {
+    readonly name: string
+    readonly subjects: ReadonlyArray<string>
+    readonly replicas: number
+    readonly denyDelete?: boolean
+  },
 ): Promise<void> => {
   try {
     await jsm.streams.info(config.name)
@@ -64,12 +73,28 @@ export const ensureStream = async (
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
       num_replicas: config.replicas,
-      // Events are history: never deleted one by one. (An operator may still purge a subject.)
-      deny_delete: true,
+      // History is never deleted one by one. (An operator may still purge a subject.)
+      deny_delete: config.denyDelete ?? true,
       duplicate_window: 2 * 60 * 1_000_000_000,
     })
   } catch (error) {
     // Another process created it first.
     if (!(error instanceof JetStreamApiError) || !/already in use/i.test(error.message)) throw error
+  }
+}
+
+/**
+ * Creates a durable consumer unless it exists. Many processes may race: the first one's settings
+ * are kept, and the others attach to it.
+ */
+export const ensureDurableConsumer = async (
+  jsm: JetStreamManager,
+  stream: string,
+  config: Partial<ConsumerConfig> & { readonly durable_name: string },
+): Promise<void> => {
+  try {
+    await jsm.consumers.add(stream, config)
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError) || !/already in use|exists/i.test(error.message)) throw error
   }
 }
