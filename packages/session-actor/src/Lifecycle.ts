@@ -3,7 +3,7 @@
  * WebSocket both announce exactly these, so the mapping lives once, next to the fold.
  */
 import type { LifecycleEvent, SessionEvent } from "@capture/protocol"
-import type { SessionContext, SessionState } from "./SessionMachine.js"
+import type { SessionState } from "./SessionMachine.js"
 
 /**
  * The lifecycle event `event` announces, given the session's state after it; undefined for events
@@ -111,11 +111,3 @@ export const nextRouting = (routing: EventRouting, event: SessionEvent): EventRo
       return routing
   }
 }
-
-/** Routing of a folded session (its latest connection only: the fold keeps one). */
-export const routingOf = (context: SessionContext): EventRouting => ({
-  account_id: context.account_id,
-  end_user_id: context.end_user_id,
-  callback_url: context.callback_url,
-  ws_connection_ids: context.ws_connection_id === null ? [] : [context.ws_connection_id],
-})

@@ -306,7 +306,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
       .handle("stopSession", ({ params }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
-          const loaded = yield* loadOwned(services, principal, params.session_id)
+          yield* loadOwned(services, principal, params.session_id)
           const sessionId = params.session_id as SessionId
           const outcome = yield* execute(services, {
             type: "StopSession",
@@ -314,11 +314,8 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
             session_id: sessionId,
           })
           // A recorder that uploaded its last segments before calling stop is done now.
-          yield* call("finishing the stop", () =>
-            finishStopIfComplete(services, services.media, { ...loaded, state: outcome.state }),
-          )
-          const after = yield* call("loading the session", () => services.runtime.host.load(sessionId))
-          return successOf(yield* viewOf(after.state, sessionId))
+          const after = yield* call("finishing the stop", () => finishStopIfComplete(services, outcome.state))
+          return successOf(yield* viewOf(after, sessionId))
         }),
       )
       .handle("webhookDeliveries", ({ params }) =>

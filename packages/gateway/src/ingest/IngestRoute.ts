@@ -17,7 +17,7 @@ import {
   newCommandId,
   type SessionId,
 } from "@capture/protocol"
-import type { LoadedSession } from "@capture/session-actor"
+import type { SessionState } from "@capture/session-actor"
 import { ByteSize, Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { authorizeSession } from "../access/SessionAccess.js"
@@ -97,19 +97,20 @@ const RECORDING = new Set(["starting", "active", "stopping"])
  */
 export const finishStopIfComplete = async (
   services: GatewayServicesShape,
-  media: MediaStore,
-  loaded: LoadedSession,
-): Promise<void> => {
-  const { state } = loaded
-  if (state.value !== "stopping") return
+  state: SessionState,
+): Promise<SessionState> => {
+  if (state.value !== "stopping") return state
   const sessionId = state.context.session_id as SessionId
-  const finals = new Set((await media.list(sessionId)).filter((r) => r.final).map((r) => r.channel_id))
-  if (!state.context.channels.every((c) => finals.has(c.channel_id))) return
-  await services.runtime.host.execute({
+  const finals = new Set(
+    (await services.media.list(sessionId)).filter((r) => r.final).map((r) => r.channel_id),
+  )
+  if (!state.context.channels.every((c) => finals.has(c.channel_id))) return state
+  const finished = await services.runtime.host.execute({
     type: "FinishStopping",
     command_id: newCommandId(),
     session_id: sessionId,
   })
+  return Result.isSuccess(finished) ? finished.success.state : state
 }
 
 export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, maxSegmentBytes: number) =>
@@ -239,7 +240,7 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
         }
       }
       if (final && state.value === "stopping") {
-        yield* storage("finishing the stop", () => finishStopIfComplete(services, media, authorized.success))
+        yield* storage("finishing the stop", () => finishStopIfComplete(services, authorized.success.state))
       }
       return HttpServerResponse.jsonUnsafe({
         success: true,

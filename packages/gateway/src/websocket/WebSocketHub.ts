@@ -38,8 +38,6 @@ export class WebSocketHub {
   private readonly followed = new Map<string, Followed>()
   private messages: ConsumerMessages | undefined
   private running: Promise<void> | undefined
-  /** Messages written to sockets. */
-  sent = 0
 
   constructor(
     private readonly runtime: SessionRuntime,
@@ -81,10 +79,6 @@ export class WebSocketHub {
     }
   }
 
-  get connectionCount(): number {
-    return this.connections.size
-  }
-
   private async onEvent(event: SessionEvent): Promise<void> {
     // Nobody listens here: stop following, the next event after a connect reloads what it needs.
     if (this.connections.size === 0) {
@@ -109,7 +103,6 @@ export class WebSocketHub {
       if (connection === undefined || connection.accountId !== followed.routing.account_id) continue
       if (connection.socket.readyState !== connection.socket.OPEN) continue
       connection.socket.send(text)
-      this.sent++
     }
   }
 
