@@ -161,11 +161,16 @@ const videoRate = (source: CaptureSource, settings: CaptureSettings): number =>
 
 /**
  * Encoder options: H.264 (`veryfast`, `zerolatency`, a keyframe forced on every multiple of the
- * segment length so segments split exactly there) for video, AAC for audio.
+ * segment length so segments split exactly there) for video, AAC for audio. Audio timestamps are
+ * counted in samples from the first one: a device's clock (PulseAudio's) jitters and can step
+ * back, which would leave non-monotonic timestamps in the segments; its sample count cannot.
  */
 export const encodeArgs = (source: CaptureSource, settings: CaptureSettings): ReadonlyArray<string> => {
   if (mediaOf(source) === "audio") {
-    return ["-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
+    return [
+      ...["-map", "0:a:0", "-vn", "-af", "asetpts=STARTPTS+N/SR/TB"],
+      ...["-c:a", "aac", "-b:a", "128k", "-ar", "48000"],
+    ]
   }
   const gop = String(Math.max(1, Math.round(videoRate(source, settings) * settings.segmentSeconds)))
   return [
