@@ -69,7 +69,9 @@ describe("capture from real Linux devices (Xvfb, PulseAudio, espeak-ng)", () => 
       expect(segments.length, channelId).toBeGreaterThanOrEqual(2)
       expect(indexesOf(segments)).toEqual(range(segments.length))
       expect(segments.at(-1)?.final).toBe(true)
-      for (const segment of segments) expect(await decodeErrors(segment.bytes)).toBe("")
+      for (const segment of segments) {
+        expect(await decodeErrors(segment.bytes), `${channelId} #${segment.index}`).toBe("")
+      }
       const total = segments.reduce((sum, segment) => sum + segment.durationMs, 0)
       expect(Math.abs(total - recordedMs)).toBeLessThanOrEqual(2_000)
       // The device's own clock: the first sample was taken while the session was starting.

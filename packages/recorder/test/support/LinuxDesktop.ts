@@ -132,15 +132,29 @@ export const startLinuxDesktop = async (): Promise<LinuxDesktop> => {
       if (result.code !== 0) throw new Error(`pactl ${args.join(" ")}: ${result.stderr}`)
     }
     // Paint the screen red with a borderless full-screen window (no window manager places it).
-    const painter = spawn("xmessage", ["-geometry", "1280x720+0+0", "-bg", "red", "-fg", "red", " "], {
-      env,
-      stdio: "ignore",
-    })
-    children.push(painter)
+    // Right after Xvfb reports its display a client is now and then refused ("Can't open
+    // display"): a painter that exits before its window is mapped is started again.
+    const paint = () => {
+      const painter = spawn("xmessage", ["-geometry", "1280x720+0+0", "-bg", "red", "-fg", "red", " "], {
+        env,
+        stdio: ["ignore", "ignore", "pipe"],
+      })
+      children.push(painter)
+      let log = ""
+      painter.stderr?.on("data", (chunk: Buffer) => {
+        log += chunk.toString()
+      })
+      return { painter, log: () => log }
+    }
+    let painting = paint()
     const painted = Date.now() + 10_000
     while (!(await run("xwininfo", ["-root", "-children"], env)).stdout.includes("xmessage")) {
-      if (painter.exitCode !== null || Date.now() > painted)
-        throw new Error("xmessage did not map its window")
+      if (Date.now() > painted) {
+        throw new Error(
+          `xmessage did not map its window (exit ${painting.painter.exitCode}): ${painting.log()}`,
+        )
+      }
+      if (painting.painter.exitCode !== null) painting = paint()
       await sleep(50)
     }
 
