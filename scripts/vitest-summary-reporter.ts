@@ -7,8 +7,10 @@ export default class SummaryReporter implements Reporter {
     let failed = 0
     let skipped = 0
     for (const module of testModules) {
-      // A module that failed to load or whose hooks threw counts as a failure even with no test run.
+      // A module that failed to load, or a module's or suite's hook that threw, counts as a failure
+      // even when no test ran (the tests under a failed beforeAll are only marked skipped).
       failed += module.errors().length
+      for (const suite of module.children.allSuites()) failed += suite.errors().length
       for (const test of module.children.allTests()) {
         const state = test.result().state
         if (state === "passed") passed++
