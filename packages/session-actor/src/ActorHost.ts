@@ -15,7 +15,7 @@ import {
 import { Result } from "effect"
 import { type DecideOptions, decide, toEvent } from "./Decide.js"
 import type { TimerStore } from "./DurableTimers.js"
-import { type EventStore, SequenceConflict } from "./EventStore.js"
+import { type AppendAck, type EventStore, SequenceConflict } from "./EventStore.js"
 import {
   applyEvent,
   foldEvent,
@@ -55,27 +55,27 @@ export interface LoadedSession {
   readonly recentCommands: RecentCommands
 }
 
-/** The last few command ids a session stored: a fixed ring for eviction, a set for lookup. */
+/**
+ * The last few command ids a session stored, in a fixed ring searched linearly: a retry comes
+ * within a few commands of its first try, and a small array per cached session keeps the
+ * host's live heap (and so its garbage collection) small.
+ */
 export class RecentCommands {
   private readonly ring: Array<string | undefined>
-  private readonly members = new Set<string>()
   private next = 0
 
-  constructor(readonly capacity = 64) {
+  constructor(readonly capacity = 16) {
     this.ring = new Array(capacity)
   }
 
   add(commandId: string): this {
-    const evicted = this.ring[this.next]
-    if (evicted !== undefined) this.members.delete(evicted)
     this.ring[this.next] = commandId
-    this.members.add(commandId)
     this.next = (this.next + 1) % this.capacity
     return this
   }
 
   has(commandId: string): boolean {
-    return this.members.has(commandId)
+    return this.ring.includes(commandId)
   }
 }
 
@@ -167,25 +167,29 @@ export class ActorHost {
       const draft = decision.success
       if (draft === null) return Result.succeed({ state: loaded.state, event: null, duplicate: false })
       const event = toEvent(loaded.state, command, draft, now)
-      const [next, effects] = applyEvent(loaded.state, event)
+      let ack: AppendAck
       try {
-        const ack = await this.events.append(event, loaded.streamSequence, command.command_id)
-        if (ack.duplicate) {
-          const fresh = await this.catchUp(command.session_id)
-          return Result.succeed({ state: fresh.state, event: null, duplicate: true })
-        }
-        this.remember(command.session_id, {
-          state: next,
-          streamSequence: ack.streamSequence,
-          recentCommands: loaded.recentCommands.add(command.command_id),
-        })
-        await this.runEffects(next, effects)
-        this.maybeSnapshot(command.session_id, next, ack.streamSequence)
-        return Result.succeed({ state: next, event, duplicate: false })
+        ack = await this.events.append(event, loaded.streamSequence, command.command_id)
       } catch (error) {
         if (!(error instanceof SequenceConflict)) throw error
         loaded = await this.catchUp(command.session_id)
+        continue
       }
+      if (ack.duplicate) {
+        const fresh = await this.catchUp(command.session_id)
+        return Result.succeed({ state: fresh.state, event: null, duplicate: true })
+      }
+      // Folded after the append, not before: nothing but the event waits on the ack, so a
+      // thousand commands in flight hold a thousand events, not a thousand states.
+      const [next, effects] = applyEvent(loaded.state, event)
+      this.remember(command.session_id, {
+        state: next,
+        streamSequence: ack.streamSequence,
+        recentCommands: loaded.recentCommands.add(command.command_id),
+      })
+      if (effects.length > 0) await this.runEffects(next, effects)
+      this.maybeSnapshot(command.session_id, next, ack.streamSequence)
+      return Result.succeed({ state: next, event, duplicate: false })
     }
     return Result.fail(
       captureError(
