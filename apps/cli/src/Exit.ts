@@ -60,6 +60,14 @@ export const stopsOnSignal = (): void => {
 
 /** The process exit code for the main fiber's exit (see `NodeRuntime.runMain`'s `teardown`). */
 export const teardown: Runtime.Teardown = (exit, onExit) => {
-  if (EffectExit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) return onExit(interruptExitCode)
+  if (EffectExit.isFailure(exit)) {
+    if (Cause.hasInterruptsOnly(exit.cause)) return onExit(interruptExitCode)
+    // effect/cli ends a parse failure (missing argument, unknown flag) with help and exit 1.
+    if (isWrongUsage(Cause.squash(exit.cause))) return onExit(ExitCode.usage)
+  }
   Runtime.defaultTeardown(exit, onExit)
 }
+
+/** Help shown because the command line did not parse (not because `--help` asked for it). */
+const isWrongUsage = (error: unknown): boolean =>
+  CliError.isCliError(error) && (error._tag !== "ShowHelp" || error.errors.length > 0)
