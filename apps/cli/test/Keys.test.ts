@@ -78,6 +78,37 @@ describe("capture keys", () => {
     expect(again.stdout).toContain("already revoked")
   })
 
+  it("keeps a revoked CAPTURE_API_KEY revoked when serve starts again with it", async () => {
+    const seed = "sk-seeded-key-for-the-revocation-test"
+    const port = await getFreePort()
+    const seededBase = `http://127.0.0.1:${port}`
+    const seededCollection = (key: string) =>
+      fetch(`${seededBase}/collection/default`, { headers: { "x-access-token": key } })
+    const first = startServe(["--port", String(port)], { NATS_URL: nats.url, CAPTURE_API_KEY: seed })
+    try {
+      await first.waitFor(/\[capture\] ready/)
+      expect((await seededCollection(seed)).status).toBe(200)
+      const keyId = (await listed()).find(
+        (k) => k.hint === `${seed.slice(0, 7)}…` && k.name === "seeded",
+      )?.key_id
+      expect(keyId).toBeDefined()
+      expect((await capture("keys", "revoke", keyId ?? "")).code).toBe(0)
+    } finally {
+      await killIfRunning(first)
+    }
+
+    const second = startServe(["--port", String(port)], { NATS_URL: nats.url, CAPTURE_API_KEY: seed })
+    try {
+      await second.waitFor(/\[capture\] ready/)
+      expect(second.output()).toMatch(
+        /CAPTURE_API_KEY names key key-[0-9A-Z]+, revoked at .*: it stays revoked/,
+      )
+      expect((await seededCollection(seed)).status).toBe(401)
+    } finally {
+      await killIfRunning(second)
+    }
+  })
+
   it("exits 2 for a key id or an account it does not know", async () => {
     const unknownKey = await capture("keys", "revoke", "key-NOSUCHKEY")
     expect(unknownKey.code).toBe(2)

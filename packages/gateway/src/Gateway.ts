@@ -68,7 +68,16 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const first = await accounts.firstAccount()
   let firstApiKey: string | undefined
   if (options.seedApiKey !== undefined && options.seedApiKey !== "") {
-    await accounts.ensureApiKey(first.account.id, options.seedApiKey)
+    const seeded = await accounts.ensureApiKey(first.account.id, options.seedApiKey)
+    if (seeded.revoked_at !== null) {
+      options.log(
+        `CAPTURE_API_KEY names key ${seeded.key_id}, revoked at ${seeded.revoked_at}: it stays revoked`,
+      )
+    } else if (seeded.account_id !== first.account.id) {
+      options.log(
+        `CAPTURE_API_KEY names key ${seeded.key_id} of account ${seeded.account_id}, not the first account`,
+      )
+    }
   } else if (first.created) {
     firstApiKey = (await accounts.createApiKey(first.account.id, "first key")).key
   }

@@ -173,21 +173,22 @@ export class AccountStore {
     return { key: plain, record }
   }
 
-  /** Makes sure `plain` is a live key of the account (a seeded key, e.g. `CAPTURE_API_KEY`). */
+  /**
+   * Makes sure `plain` is a key of the account (a seeded key, e.g. `CAPTURE_API_KEY`), creating
+   * it the first time. A revoked key stays revoked: a revocation outlives the restart that would
+   * otherwise bring the seed back. The record says which it is.
+   */
   async ensureApiKey(accountId: string, plain: string, name = "seeded"): Promise<ApiKeyRecord> {
     const existing = await this.getJson<ApiKeyRecord>(`apikey.${hashOf(plain)}`)
-    if (existing !== undefined && existing.account_id === accountId && existing.revoked_at === null)
-      return existing
-    const record: ApiKeyRecord = {
-      key_id: existing?.key_id ?? `key-${makeIdBody()}`,
-      account_id: accountId,
-      name,
-      hint: `${plain.slice(0, 7)}…`,
-      created_at: existing?.created_at ?? new Date().toISOString(),
-      revoked_at: null,
+    if (existing !== undefined) return existing
+    try {
+      return (await this.createApiKey(accountId, name, plain)).record
+    } catch {
+      // Another gateway seeded it at the same moment.
+      const seeded = await this.getJson<ApiKeyRecord>(`apikey.${hashOf(plain)}`)
+      if (seeded === undefined) throw new Error("the seeded API key could not be stored")
+      return seeded
     }
-    await this.kv.put(`apikey.${hashOf(plain)}`, codec.encode(record))
-    return record
   }
 
   async listApiKeys(accountId?: string): Promise<ReadonlyArray<ApiKeyRecord>> {
