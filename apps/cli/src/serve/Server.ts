@@ -5,7 +5,6 @@
  * the embedded server. Later parts (HTTP API, webhooks, ingest, muxer) add their routes to
  * `httpRoutes` and their workers to `serve`.
  */
-import { createServer } from "node:http"
 import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "@capture/gateway"
 import { MediaStore } from "@capture/media"
 import { Muxer, resolveFfmpeg } from "@capture/muxer"
@@ -17,6 +16,7 @@ import { describe, unavailable } from "../Exit.js"
 import { log, logEffect } from "../Log.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
+import { createHoldingServer } from "./HoldingServer.js"
 import { type ServeNats, serveNats } from "./ServeNats.js"
 
 /** Which parts this process runs: everything (the default), only the HTTP gateway, or only the muxer. */
@@ -150,7 +150,7 @@ export const serve = (options: ServeOptions) =>
           disableListenLog: true,
         }).pipe(
           Layer.provideMerge(
-            NodeHttpServer.layer(createServer, {
+            NodeHttpServer.layer(createHoldingServer, {
               port: options.port,
               host: options.host,
               gracefulShutdownTimeout: "5 seconds",
