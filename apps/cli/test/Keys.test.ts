@@ -109,6 +109,27 @@ describe("capture keys", () => {
     }
   })
 
+  it("prints a first key when `keys list` ran before any server (and made the account)", async () => {
+    const fresh = await startNatsServer()
+    const listing = await runCli(["keys", "list", "--json", "--nats", fresh.url])
+    expect(listing.code).toBe(0)
+    expect(JSON.parse(listing.stdout).keys).toEqual([])
+    const port = await getFreePort()
+    const serve = startServe(["--port", String(port)], { NATS_URL: fresh.url })
+    try {
+      await serve.waitFor(/\[capture\] ready/)
+      const key = serve.output().match(/first start: created an API key .*: (sk-[A-Za-z0-9_-]+)/)?.[1]
+      expect(key, serve.output()).toBeDefined()
+      const response = await fetch(`http://127.0.0.1:${port}/collection/default`, {
+        headers: { "x-access-token": key ?? "" },
+      })
+      expect(response.status).toBe(200)
+    } finally {
+      await killIfRunning(serve)
+      await fresh.stop()
+    }
+  })
+
   it("exits 2 for a key id or an account it does not know", async () => {
     const unknownKey = await capture("keys", "revoke", "key-NOSUCHKEY")
     expect(unknownKey.code).toBe(2)

@@ -78,8 +78,8 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
         `CAPTURE_API_KEY names key ${seeded.key_id} of account ${seeded.account_id}, not the first account`,
       )
     }
-  } else if (first.created) {
-    firstApiKey = (await accounts.createApiKey(first.account.id, "first key")).key
+  } else {
+    firstApiKey = await accounts.createFirstApiKey(first.account.id)
   }
   if (options.seedWebhookSecret !== undefined) {
     await accounts.ensureWebhookSecret(first.account.id, options.seedWebhookSecret)

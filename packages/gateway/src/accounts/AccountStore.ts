@@ -174,6 +174,21 @@ export class AccountStore {
   }
 
   /**
+   * The first account's first key, for the one gateway that wins the claim, when the account has
+   * never had a key (it may have been made by `capture keys list` before any server started).
+   * Undefined for every other caller, and once any key exists, revoked or not.
+   */
+  async createFirstApiKey(accountId: string): Promise<string | undefined> {
+    if ((await this.listApiKeys(accountId)).length > 0) return undefined
+    try {
+      await this.kv.create("meta.first_key", codec.encode({ account_id: accountId }))
+    } catch {
+      return undefined
+    }
+    return (await this.createApiKey(accountId, "first key")).key
+  }
+
+  /**
    * Makes sure `plain` is a key of the account (a seeded key, e.g. `CAPTURE_API_KEY`), creating
    * it the first time. A revoked key stays revoked: a revocation outlives the restart that would
    * otherwise bring the seed back. The record says which it is.
