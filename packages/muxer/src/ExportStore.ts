@@ -9,21 +9,28 @@
  * - `raw/<channel>.mp4` / `raw/<channel>.m4a`: each stored channel, stream-copied
  * - `export.json`: the metadata
  *
+ * A raw asset also has an id of its own (`asset_id`: `m-…` for video, `a-…` for audio), which
+ * `asset(id)` resolves to its export and file.
+ *
  * ```ts
  * const exports = await ExportStore.open(nc)
  * const file = await exports.open(videoId, "video.mp4", { start: 0, end: 1023 })
  * if (file) for await (const chunk of file.body) res.write(chunk)
  * ```
  */
+import type { AssetId, ExportAsset, ExportMetadata } from "@capture/protocol"
 import type { NatsConnection } from "@nats-io/transport-node"
-import type { ExportMetadata } from "./ExportMetadata.js"
 import {
+  type AssetIndexEntry,
+  assetIndexName,
   type Manifest,
   type ManifestFile,
   type ManifestObject,
   type ManifestPart,
   manifestName,
   playlist,
+  type StoredManifest,
+  upgradeManifest,
 } from "./internal/manifest.js"
 import { stampFragments } from "./internal/mp4.js"
 import { MuxerStore, type StoreOptions } from "./internal/store.js"
@@ -55,8 +62,15 @@ export class RangeNotSatisfiable extends Error {
   }
 }
 
+/** A raw asset with the export it belongs to. */
+export interface RawAsset {
+  readonly asset: ExportAsset
+  readonly metadata: ExportMetadata
+}
+
 const encoder = new TextEncoder()
 const MANIFEST_CACHE = 64
+const ASSET_ID = /^(m|a)-[A-Za-z0-9_-]{1,64}$/
 
 /** The read side of exports. */
 export class ExportStore {
@@ -82,6 +96,19 @@ export class ExportStore {
   /** An export's metadata, or `undefined` when there is no such export (yet). */
   async get(videoId: string): Promise<ExportMetadata | undefined> {
     return (await this.manifest(videoId))?.metadata
+  }
+
+  /**
+   * The raw asset `assetId` names (`m-…` video, `a-…` audio) and its export's metadata, or
+   * `undefined` when no export made such an asset.
+   */
+  async asset(assetId: string): Promise<RawAsset | undefined> {
+    if (!ASSET_ID.test(assetId)) return undefined
+    const entry = await this.store.getJson<AssetIndexEntry>(assetIndexName(assetId))
+    if (entry === undefined) return undefined
+    const metadata = await this.get(entry.video_id)
+    const asset = metadata?.channels.find((a) => a.asset_id === (assetId as AssetId))
+    return metadata === undefined || asset === undefined ? undefined : { asset, metadata }
   }
 
   /** The files an export serves. */
@@ -132,8 +159,9 @@ export class ExportStore {
     const cached = this.manifests.get(videoId)
     if (cached !== undefined) return cached
     if (!/^m-[A-Za-z0-9_-]{1,64}$/.test(videoId)) return undefined
-    const manifest = await this.store.getJson<Manifest>(manifestName(videoId))
-    if (manifest === undefined) return undefined
+    const stored = await this.store.getJson<StoredManifest>(manifestName(videoId))
+    if (stored === undefined) return undefined
+    const manifest = upgradeManifest(stored)
     // Manifests never change once written: keep the latest few.
     if (this.manifests.size >= MANIFEST_CACHE) {
       const oldest = this.manifests.keys().next().value

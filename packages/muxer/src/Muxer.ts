@@ -4,18 +4,20 @@
  * - `<prefix>-muxer-media` on the media records stream: as segments arrive, each stored
  *   channel's segment is remuxed to a piece and audio windows whose inputs are settled are
  *   mixed, so when the session stops only the tail is left.
- * - `<prefix>-muxer` on the session event stream: on `SessionStopped` (something stored, not
- *   aborted) it exports the default video channel; on `ExportRequested` the requested one. The
- *   result goes back through the session actor as `CompleteExport` / `FailExport`.
+ * - `<prefix>-muxer` on the session event stream: on `SessionStopped` it runs the session's
+ *   automatic export (`automaticExport`: nothing when aborted or nothing is stored); on
+ *   `ExportRequested` the requested one. The result goes back through the session actor as
+ *   `CompleteExport` (with the raw assets' ids) / `FailExport`.
  *
  * Crash safety: an export's video id is claimed once per (session, channel, attempt) and reused
- * by whoever retries; pieces are named by their inputs; commands carry ids derived from the video
- * id, and the actor ignores a second completion. So a redelivered or re-run export produces the
- * same outputs and `exported` appears once.
+ * by whoever retries; pieces are named by their inputs; raw asset ids and command ids are derived
+ * from the video id, and the actor ignores a second completion. So a redelivered or re-run export
+ * produces the same outputs (asset ids included) and `exported` appears once.
  */
 import type { MediaStore } from "@capture/media"
 import { decodeSegmentRecord } from "@capture/media"
 import {
+  assetIdsOf,
   type ChannelId,
   type CommandId,
   decodeUnknown,
@@ -24,7 +26,7 @@ import {
   type SessionId,
   type VideoId,
 } from "@capture/protocol"
-import { ensureDurableConsumer, type SessionRuntime } from "@capture/session-actor"
+import { automaticExport, ensureDurableConsumer, type SessionRuntime } from "@capture/session-actor"
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -37,12 +39,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { ExportStore } from "./ExportStore.js"
 import { type FfmpegTools, resolveFfmpeg } from "./Ffmpeg.js"
-import {
-  type AssembleResult,
-  defaultVideoChannel,
-  Pipeline,
-  type SessionChannels,
-} from "./internal/pipeline.js"
+import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
 import { Semaphore } from "./internal/semaphore.js"
 import { MuxerStore } from "./internal/store.js"
 
@@ -228,8 +225,10 @@ export class Muxer {
       const session = await this.sessionChannels(event.session_id)
       if (session === undefined) return
       await this.dropUnstored(event.session_id, session.channels)
-      if (!session.channels.channels.some((c) => c.store)) return
-      await this.export(event.session_id, defaultVideoChannel(session.channels), event.sequence, message)
+      const { channels, primary } = session.channels
+      const target = automaticExport(channels, primary as ChannelId | null, event.data.reason)
+      if (target === undefined) return
+      await this.export(event.session_id, target, event.sequence, message)
     } else if (event.type === "ExportRequested") {
       await this.export(event.session_id, event.data.video_channel_id, event.sequence, message)
     }
@@ -305,6 +304,7 @@ export class Muxer {
           video_id: videoId,
           stream_url: `${this.options.publicUrl}/media/${videoId}/index.m3u8`,
           player_url: `${this.options.publicUrl}/player/${videoId}`,
+          asset_ids: assetIdsOf(result.manifest.metadata),
         })
       : await this.runtime.host.execute({
           type: "FailExport",

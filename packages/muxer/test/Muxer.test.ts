@@ -3,13 +3,20 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MediaStore, sha256Hex } from "@capture/media"
-import type { SessionEvent, SessionId } from "@capture/protocol"
-import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import {
+  assetIdsOf,
+  type ExportMetadata,
+  rawAssetId,
+  type SessionEvent,
+  type SessionId,
+  type VideoId,
+} from "@capture/protocol"
+import { type SessionRuntime, startSessionRuntime, toCaptureSession } from "@capture/session-actor"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type ExportMetadata, Muxer, RangeNotSatisfiable } from "../src/index.js"
+import { Muxer, RangeNotSatisfiable } from "../src/index.js"
 import {
   beeper,
   beeps,
@@ -23,7 +30,7 @@ import {
   toneLevel,
   upload,
 } from "./fixtures.js"
-import { cmd, drained, run, startSession, stopSession, waitForHistory } from "./session.js"
+import { cmd, drained, history, run, startSession, stopSession, waitForHistory } from "./session.js"
 
 const PUBLIC = "http://127.0.0.1:8080"
 
@@ -122,6 +129,17 @@ describe("Muxer", () => {
     videoId = completed.data.video_id
     expect(completed.data.stream_url).toBe(`${PUBLIC}/media/${videoId}/index.m3u8`)
     expect(completed.data.player_url).toBe(`${PUBLIC}/player/${videoId}`)
+    // Every stored channel's raw asset is named, by an id derived from the video id and the channel.
+    expect(completed.data.asset_ids).toEqual({
+      "display:1": rawAssetId(videoId as VideoId, "display:1", "video"),
+      "display:2": rawAssetId(videoId as VideoId, "display:2", "video"),
+      "mic:default": rawAssetId(videoId as VideoId, "mic:default", "audio"),
+      "system_audio:default": rawAssetId(videoId as VideoId, "system_audio:default", "audio"),
+    })
+    const view = toCaptureSession((await runtime.host.load(sessionId)).state)
+    expect(view?.rtstreams.map((r) => [r.channel_id, r.exported_asset_id])).toEqual(
+      Object.entries(completed.data.asset_ids ?? {}),
+    )
 
     const mp4 = await file(videoId, "video.mp4")
     const probed = await probe(mp4)
@@ -197,6 +215,18 @@ describe("Muxer", () => {
       ["mic:default", "raw/mic_default.m4a"],
       ["system_audio:default", "raw/system_audio_default.m4a"],
     ])
+    // The metadata names the same asset ids as the completion, and each id leads back to its file.
+    const completion = completedFor(await history(runtime, sessionId), "display:1")[0] as Completed
+    expect(assetIdsOf(metadata)).toEqual(completion.data.asset_ids)
+    for (const asset of metadata.channels) {
+      expect(asset.asset_id.startsWith(asset.type === "video" ? "m-" : "a-")).toBe(true)
+      const found = await muxer.exportStore.asset(asset.asset_id)
+      expect(found?.asset).toEqual(asset)
+      expect(found?.metadata.video_id).toBe(videoId)
+    }
+    expect(await muxer.exportStore.asset(rawAssetId(videoId as VideoId, "camera:x", "video"))).toBeUndefined()
+    expect(await muxer.exportStore.asset(videoId)).toBeUndefined()
+    expect(await muxer.exportStore.asset("rts-1")).toBeUndefined()
     const expected: Record<string, { codec: string; seconds: number; start: number | undefined }> = {
       "display:1": { codec: "h264", seconds: 8, start: screen1.segments[0]?.startMs },
       "display:2": { codec: "h264", seconds: 8, start: screen2.segments[0]?.startMs },
@@ -232,6 +262,19 @@ describe("Muxer", () => {
       for (const offset of offsets) expect(Math.abs(offset)).toBeLessThanOrEqual(0.04)
     }
     expect(completedFor(events, "display:1")).toHaveLength(1)
+    // Its raw assets are its own; the rtstreams keep the first export's.
+    const first = completedFor(events, "display:1")[0] as Completed
+    expect(Object.keys(second.data.asset_ids ?? {}).sort()).toEqual(
+      Object.keys(first.data.asset_ids ?? {}).sort(),
+    )
+    for (const [channel, assetId] of Object.entries(second.data.asset_ids ?? {})) {
+      expect(assetId).not.toBe(first.data.asset_ids?.[channel])
+      expect((await muxer.exportStore.asset(assetId))?.metadata.video_id).toBe(second.data.video_id)
+    }
+    const view = toCaptureSession((await runtime.host.load(sessionId)).state)
+    expect(view?.rtstreams.map((r) => [r.channel_id, r.exported_asset_id])).toEqual(
+      Object.entries(first.data.asset_ids ?? {}),
+    )
   })
 
   it("fills a missing and a corrupt segment with silence and black, and lists them", async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { MediaStore } from "@capture/media"
-import type { SessionEvent } from "@capture/protocol"
+import { rawAssetId, type SessionEvent, type VideoId } from "@capture/protocol"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
@@ -103,6 +103,14 @@ describe("Muxer crash", () => {
     )
     expect(completed).toHaveLength(1)
     expect(completed[0]?.data.video_id).toBe(claimed)
+    // The re-run names the raw assets as the killed run would have: ids follow the claimed video id.
+    const expectedAssets = {
+      "display:1": rawAssetId(claimed as VideoId, "display:1", "video"),
+      "mic:default": rawAssetId(claimed as VideoId, "mic:default", "audio"),
+    }
+    expect(completed[0]?.data.asset_ids).toEqual(expectedAssets)
+    const metadata = await replacement.exportStore.get(claimed as string)
+    expect(metadata?.channels.map((c) => [c.channel_id, c.asset_id])).toEqual(Object.entries(expectedAssets))
     const mp4 = await replacement.exportStore.open(claimed as string, "video.mp4")
     expect(mp4?.size).toBeGreaterThan(100_000)
     const path = join(dir, "out.mp4")

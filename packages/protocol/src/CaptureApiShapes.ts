@@ -5,7 +5,8 @@
 import { Schema } from "effect"
 import { CaptureSession } from "./CaptureSession.js"
 import { type Channel, ChannelId, ChannelInput, ChannelType } from "./Channel.js"
-import { CollectionId, SessionId, VideoId } from "./Ids.js"
+import { ExportAsset, ExportMetadata } from "./ExportMetadata.js"
+import { AssetId, CollectionId, SessionId, VideoId } from "./Ids.js"
 import { Metadata } from "./SessionCommand.js"
 import { ExportStatus, SessionStatus } from "./SessionStatus.js"
 
@@ -140,6 +141,42 @@ export const ExportView = Schema.Struct({
   player_url: Schema.NullOr(Schema.String),
 })
 export type ExportView = typeof ExportView.Type
+
+/** `GET /collection/{cid}/video/{video_id}`: an exported (muxed) video, VideoDB's video object. */
+export const VideoView = Schema.Struct({
+  id: VideoId,
+  collection_id: CollectionId,
+  name: Schema.String,
+  /** Seconds. */
+  length: Schema.Finite,
+  stream_url: Schema.String,
+  player_url: Schema.String,
+  /** The single-file MP4. */
+  download_url: Schema.String,
+  metadata: ExportMetadata,
+})
+export type VideoView = typeof VideoView.Type
+
+/**
+ * A channel's raw asset (an rtstream's `exported_asset_id`): `GET /collection/{cid}/video/{m-…}`
+ * for a display or camera, `GET /collection/{cid}/audio/{a-…}` for a mic or system audio.
+ */
+export const RawAssetView = Schema.Struct({
+  id: AssetId,
+  collection_id: CollectionId,
+  session_id: SessionId,
+  /** The export that made it. */
+  video_id: VideoId,
+  channel_id: ChannelId,
+  type: ChannelType,
+  name: Schema.String,
+  /** Seconds. */
+  length: Schema.Finite,
+  /** The asset's file (MP4 for video, M4A for audio), byte ranges supported. */
+  download_url: Schema.String,
+  metadata: ExportAsset,
+})
+export type RawAssetView = typeof RawAssetView.Type
 
 /** `GET /collection/{cid}/websocket`. */
 export const WebSocketUrlView = Schema.Struct({ websocket_url: Schema.String })

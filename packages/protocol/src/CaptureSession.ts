@@ -4,7 +4,7 @@
  */
 import { Schema } from "effect"
 import { Channel, ChannelId, Rtstream } from "./Channel.js"
-import { CollectionId, SessionId, VideoId } from "./Ids.js"
+import { AssetId, CollectionId, SessionId, VideoId } from "./Ids.js"
 import { FailureReason, Metadata } from "./SessionCommand.js"
 import { ExportStatus, SessionStatus } from "./SessionStatus.js"
 
@@ -19,6 +19,18 @@ export const ChannelExport = Schema.Struct({
 })
 export type ChannelExport = typeof ChannelExport.Type
 
+/**
+ * A channel's real-time stream as the session shows it: the stream (as `SessionActivated`
+ * recorded it) and the raw asset its channel was exported to. `exported_asset_id` is null until
+ * an export that made the channel's raw asset completes; then it stays that first export's asset
+ * (a later export of another display has raw assets of its own, listed in its metadata).
+ */
+export const RtstreamView = Schema.Struct({
+  ...Rtstream.fields,
+  exported_asset_id: Schema.NullOr(AssetId),
+})
+export type RtstreamView = typeof RtstreamView.Type
+
 /** The session as clients see it. */
 export const CaptureSession = Schema.Struct({
   id: SessionId,
@@ -32,8 +44,12 @@ export const CaptureSession = Schema.Struct({
   metadata: Metadata,
   channels: Schema.Array(Channel),
   primary_video_channel_id: Schema.NullOr(ChannelId),
-  rtstreams: Schema.Array(Rtstream),
-  /** Status of the primary video channel's export, null until one is requested. */
+  rtstreams: Schema.Array(RtstreamView),
+  /**
+   * Status of the session's main export: the primary display's (when it has `store: false`, the
+   * export the session makes on stop: the first stored display, else audio only). `exporting`
+   * from the stop that starts it, null while no export is running or requested.
+   */
   export_status: Schema.NullOr(ExportStatus),
   exported_video_id: Schema.NullOr(VideoId),
   /** channel_id → video_id for every completed export. */

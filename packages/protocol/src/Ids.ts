@@ -2,7 +2,7 @@
  * Identifiers. Every id is a prefixed, time-sortable string (`cap-01JC…`): the prefix says what
  * it names, the body is a ULID-like value so that sorting ids sorts by creation time.
  */
-import { randomBytes } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import { Schema } from "effect"
 
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -55,9 +55,15 @@ export type SessionId = typeof SessionId.Type
 /** A real-time stream, one per started channel: `rts-…`. */
 export const RtstreamId = prefixedString("rts-").pipe(Schema.brand("RtstreamId"))
 export type RtstreamId = typeof RtstreamId.Type
-/** An exported video: `m-…`. */
+/** An exported video: `m-…` (the muxed video, or the raw asset of a display or camera). */
 export const VideoId = prefixedString("m-").pipe(Schema.brand("VideoId"))
 export type VideoId = typeof VideoId.Type
+/** An exported audio asset (the raw asset of a mic or system audio channel): `a-…`. */
+export const AudioId = prefixedString("a-").pipe(Schema.brand("AudioId"))
+export type AudioId = typeof AudioId.Type
+/** The raw asset of one exported channel: `m-…` for video, `a-…` for audio. */
+export const AssetId = Schema.Union([VideoId, AudioId])
+export type AssetId = typeof AssetId.Type
 /** A persisted session event: `evt-…`; stable, so webhook receivers can deduplicate by it. */
 export const EventId = prefixedString("evt-").pipe(Schema.brand("EventId"))
 export type EventId = typeof EventId.Type
@@ -94,3 +100,16 @@ export const newRtstreamId = (): RtstreamId => `rts-${makeIdBody()}` as Rtstream
 export const newVideoId = (): VideoId => `m-${makeIdBody()}` as VideoId
 export const newEventId = (): EventId => `evt-${makeIdBody()}` as EventId
 export const newCommandId = (): CommandId => `cmd-${makeIdBody()}` as CommandId
+
+/**
+ * The asset id of a channel's raw asset in the export `videoId`: `m-…` for a video channel, `a-…`
+ * for audio. Derived, not drawn: the export's time part (so assets sort with their export), then
+ * 80 bits of SHA-256 over (video id, channel id). An export re-run after a crash keeps its video
+ * id, so it names its raw assets the same.
+ */
+export const rawAssetId = (videoId: VideoId, channelId: string, type: "audio" | "video"): AssetId => {
+  const digest = createHash("sha256").update(`${videoId}\n${channelId}`).digest()
+  let body = videoId.slice(2, 12)
+  for (let i = 0; i < 16; i++) body += CROCKFORD[(digest[i] as number) & 31]
+  return (type === "video" ? `m-${body}` : `a-${body}`) as AssetId
+}

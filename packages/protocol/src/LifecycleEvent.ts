@@ -5,6 +5,7 @@
  */
 import { Schema } from "effect"
 import { ChannelId, ChannelType } from "./Channel.js"
+import { ExportedAssetIds } from "./ExportMetadata.js"
 import { EventId, RtstreamId, SessionId, VideoId } from "./Ids.js"
 import { FailureReason } from "./SessionCommand.js"
 import type { SessionStatus } from "./SessionStatus.js"
@@ -53,12 +54,18 @@ export type LifecycleRtstream = typeof LifecycleRtstream.Type
 export const ActiveEventData = Schema.Struct({ rtstreams: Schema.Array(LifecycleRtstream) })
 export type ActiveEventData = typeof ActiveEventData.Type
 
-/** `data` of `capture_session.exported`; `video_channel_id` is null for an audio-only export. */
+/**
+ * `data` of `capture_session.exported`: the reference's `exported_video_id`, `stream_url` and
+ * `player_url`, plus `video_channel_id` (null for an audio-only export) and, when the export named
+ * them, `exported_asset_ids`: channel → asset id of its raw assets (each rtstream's
+ * `exported_asset_id`). Receivers that know only the reference's fields ignore the others.
+ */
 export const ExportedEventData = Schema.Struct({
   exported_video_id: VideoId,
   stream_url: Schema.String,
   player_url: Schema.String,
   video_channel_id: Schema.NullOr(ChannelId),
+  exported_asset_ids: Schema.optionalKey(ExportedAssetIds),
 })
 export type ExportedEventData = typeof ExportedEventData.Type
 

@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import { ChannelId, ChannelInput } from "./Channel.js"
+import { ExportedAssetIds } from "./ExportMetadata.js"
 import { CollectionId, CommandId, SessionId, VideoId } from "./Ids.js"
 
 /** Why a session failed or an export did not complete. */
@@ -64,6 +65,8 @@ export const CompleteExport = command("CompleteExport", {
   video_id: VideoId,
   stream_url: Schema.String,
   player_url: Schema.String,
+  /** The export's raw assets, channel → asset id (absent from a muxer older than asset ids). */
+  asset_ids: Schema.optionalKey(ExportedAssetIds),
 })
 
 /** The muxer could not export. */

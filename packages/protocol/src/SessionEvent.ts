@@ -5,6 +5,7 @@
  */
 import { Schema } from "effect"
 import { Channel, ChannelId, Rtstream } from "./Channel.js"
+import { ExportedAssetIds } from "./ExportMetadata.js"
 import { CollectionId, CommandId, EventId, SessionId, VideoId } from "./Ids.js"
 import { FailureReason, Metadata } from "./SessionCommand.js"
 
@@ -67,6 +68,11 @@ export const ExportCompleted = event("ExportCompleted", {
   video_id: VideoId,
   stream_url: Schema.String,
   player_url: Schema.String,
+  /**
+   * The export's raw assets, channel → asset id. Optional: events stored before raw assets had
+   * ids lack it, and still decode and fold (their rtstreams keep `exported_asset_id` null).
+   */
+  asset_ids: Schema.optionalKey(ExportedAssetIds),
 })
 
 export const ExportFailed = event("ExportFailed", {

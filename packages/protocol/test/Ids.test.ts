@@ -2,13 +2,17 @@ import { Result, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { decodeUnknown } from "../src/Decode.js"
 import {
+  AssetId,
+  AudioId,
   CollectionId,
   EventId,
   newEventId,
   newRtstreamId,
   newSessionId,
   newVideoId,
+  rawAssetId,
   SessionId,
+  VideoId,
 } from "../src/Ids.js"
 
 describe("Ids", () => {
@@ -33,5 +37,23 @@ describe("Ids", () => {
     expect(Result.isFailure(decodeUnknown(SessionId)("cap-"))).toBe(true)
     expect(Schema.is(CollectionId)("default")).toBe(true)
     expect(Schema.is(CollectionId)("m-1")).toBe(false)
+  })
+
+  it("derives raw asset ids from the export and the channel: m- for video, a- for audio", () => {
+    const video = newVideoId()
+    const display = rawAssetId(video, "display:1", "video")
+    const mic = rawAssetId(video, "mic:default", "audio")
+    expect(display).toMatch(/^m-[0-9A-Z]{26}$/)
+    expect(mic).toMatch(/^a-[0-9A-Z]{26}$/)
+    expect(Schema.is(VideoId)(display)).toBe(true)
+    expect(Schema.is(AudioId)(mic)).toBe(true)
+    expect(Schema.is(AssetId)(mic) && Schema.is(AssetId)(display)).toBe(true)
+    // The same inputs (a re-run of the export) give the same ids; anything else, other ids.
+    expect(rawAssetId(video, "display:1", "video")).toBe(display)
+    expect(rawAssetId(video, "display:2", "video")).not.toBe(display)
+    expect(rawAssetId(newVideoId(), "display:1", "video")).not.toBe(display)
+    // They carry the export's time, so they sort with it.
+    expect(display.slice(2, 12)).toBe(video.slice(2, 12))
+    expect(display).not.toBe(video)
   })
 })

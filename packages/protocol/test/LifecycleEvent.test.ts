@@ -37,6 +37,31 @@ describe("LifecycleEvent", () => {
     expect(Result.isFailure(decodeUnknown(LifecycleEvent)({ ...active, timestamp: "yesterday" }))).toBe(true)
   })
 
+  it("decodes an exported event with or without the raw assets' ids", () => {
+    const exported = {
+      ...active,
+      event: "capture_session.exported",
+      status: "exported",
+      data: {
+        exported_video_id: "m-xxx",
+        stream_url: "https://capture.example.com/media/m-xxx/index.m3u8",
+        player_url: "https://capture.example.com/player/m-xxx",
+        video_channel_id: "display:1",
+      },
+    }
+    expect(Result.isSuccess(decodeUnknown(LifecycleEvent)(exported))).toBe(true)
+    const withAssets = {
+      ...exported,
+      data: { ...exported.data, exported_asset_ids: { "display:1": "m-yyy", "mic:default": "a-zzz" } },
+    }
+    expect(Result.isSuccess(decodeUnknown(LifecycleEvent)(withAssets))).toBe(true)
+    const audioAsVideo = {
+      ...exported,
+      data: { ...exported.data, exported_asset_ids: { "mic:default": "rts-1" } },
+    }
+    expect(Result.isFailure(decodeUnknown(LifecycleEvent)(audioAsVideo))).toBe(true)
+  })
+
   it("names the event for a status", () => {
     expect(lifecycleEventName("exported")).toBe("capture_session.exported")
   })

@@ -6,35 +6,24 @@
  * `PUT {baseUrl}/capture/session/{session_id}/channels/{channel_id}/segments/{index}`, body the
  * raw MPEG-TS bytes, headers `content-type: video/mp2t`, `x-segment-start-ms`,
  * `x-segment-duration-ms`, `x-segment-sha256` and, on a channel's last segment, `x-segment-final: 1`.
- * Success: 200 `{success: true, data: {session_id, channel_id, index, duplicate}}`.
+ * Success: 200 `{success: true, data: {session_id, channel_id, index, duplicate}}`. The names and
+ * the acknowledgement are the protocol's (`SegmentHeaders`, `SegmentAck`).
  */
-import { type ChannelInput, decodeUnknown, Failure, type SessionStatus } from "@capture/protocol"
-import { Data, Result, Schema } from "effect"
+import {
+  type ChannelInput,
+  decodeUnknown,
+  Failure,
+  SEGMENT_CONTENT_TYPE,
+  SEGMENT_FINAL,
+  SegmentAck,
+  SegmentHeaders,
+  type SessionStatus,
+  Success,
+} from "@capture/protocol"
+import { Data, Result } from "effect"
 import type { SegmentRecord } from "./Spool.js"
 
-/** The headers of a segment upload. */
-export const SegmentHeaders = {
-  token: "x-access-token",
-  startMs: "x-segment-start-ms",
-  durationMs: "x-segment-duration-ms",
-  sha256: "x-segment-sha256",
-  final: "x-segment-final",
-} as const
-
-/** The content type of a segment: an MPEG transport stream. */
-export const SEGMENT_CONTENT_TYPE = "video/mp2t"
-
-/** The server's acknowledgement of a segment. */
-export const SegmentAck = Schema.Struct({
-  session_id: Schema.String,
-  channel_id: Schema.String,
-  index: Schema.Int,
-  /** True when the server already had this segment with the same checksum. */
-  duplicate: Schema.Boolean,
-})
-export type SegmentAck = typeof SegmentAck.Type
-
-const decodeAck = decodeUnknown(Schema.Struct({ success: Schema.Literal(true), data: SegmentAck }))
+const decodeAck = decodeUnknown(Success(SegmentAck))
 const decodeFailure = decodeUnknown(Failure)
 
 /** The request never got an HTTP answer (refused, reset, timed out). */
@@ -144,7 +133,7 @@ export class IngestClient {
         [SegmentHeaders.startMs]: String(record.start_ms),
         [SegmentHeaders.durationMs]: String(record.duration_ms),
         [SegmentHeaders.sha256]: record.sha256,
-        ...(final ? { [SegmentHeaders.final]: "1" } : {}),
+        ...(final ? { [SegmentHeaders.final]: SEGMENT_FINAL } : {}),
       },
       body,
       signal,

@@ -333,6 +333,7 @@ export const decide = (
           video_id: command.video_id,
           stream_url: command.stream_url,
           player_url: command.player_url,
+          ...(command.asset_ids === undefined ? {} : { asset_ids: command.asset_ids }),
         },
       })
     }

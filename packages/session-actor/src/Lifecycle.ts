@@ -49,6 +49,7 @@ export const toLifecycleEvent = (event: SessionEvent, after: SessionState): Life
           stream_url: event.data.stream_url,
           player_url: event.data.player_url,
           video_channel_id: event.data.video_channel_id,
+          ...(event.data.asset_ids === undefined ? {} : { exported_asset_ids: event.data.asset_ids }),
         },
       }
     case "SessionFailed":

@@ -15,6 +15,7 @@ import type {
   ChannelId,
   CollectionId,
   EventOf,
+  ExportedAssetIds,
   FailureReason,
   Metadata,
   Rtstream,
@@ -38,6 +39,8 @@ export interface SessionContext {
   readonly primary_video_channel_id: ChannelId | null
   readonly rtstreams: ReadonlyArray<Rtstream>
   readonly exports: ReadonlyArray<ChannelExport>
+  /** channel → the raw asset its rtstream shows: the first completed export's that made one. */
+  readonly exported_asset_ids: ExportedAssetIds
   readonly error: FailureReason | null
   readonly stop_reason: string | null
   readonly start_deadline: string | null
@@ -63,6 +66,7 @@ const emptyContext: SessionContext = {
   primary_video_channel_id: null,
   rtstreams: [],
   exports: [],
+  exported_asset_ids: {},
   error: null,
   stop_reason: null,
   start_deadline: null,
@@ -117,6 +121,39 @@ const pendingExport = (video_channel_id: ChannelId | null): ChannelExport => ({
 })
 
 /**
+ * The video channel of a session's main export: the primary display if stored, else the first
+ * stored display, else null (audio only).
+ */
+export const mainExportChannel = (
+  channels: ReadonlyArray<Channel>,
+  primary: ChannelId | null,
+): ChannelId | null => {
+  const stored = channels.filter((c) => c.store && c.type === "video")
+  return stored.find((c) => c.channel_id === primary)?.channel_id ?? stored[0]?.channel_id ?? null
+}
+
+/**
+ * The video channel of the export a session makes by itself when it stops (its main export), or
+ * undefined when it makes none: an aborted stop (nothing was captured) or no channel with
+ * `store: true`. The muxer runs exactly this export; the fold shows it `exporting` from the stop.
+ */
+export const automaticExport = (
+  channels: ReadonlyArray<Channel>,
+  primary: ChannelId | null,
+  stopReason: string,
+): ChannelId | null | undefined =>
+  stopReason === "aborted" || !channels.some((c) => c.store)
+    ? undefined
+    : mainExportChannel(channels, primary)
+
+/** Asset ids of a completed export, for channels that do not have one yet (the first export wins). */
+const withAssetIds = (current: ExportedAssetIds, added: ExportedAssetIds | undefined): ExportedAssetIds => {
+  if (added === undefined) return current
+  const fresh = Object.entries(added).filter(([channel]) => current[channel] === undefined)
+  return fresh.length === 0 ? current : { ...current, ...Object.fromEntries(fresh) }
+}
+
+/**
  * How each event folds into the context. The machine's assign actions and the compiled replay
  * fold both call these, so there is one definition of the fold.
  */
@@ -147,11 +184,16 @@ const reducers = {
     stop_reason: event.data.reason,
     stop_deadline: event.data.stop_deadline,
   })),
-  stopped: on("SessionStopped", (_, event) => ({
-    stop_reason: event.data.reason,
-    start_deadline: null,
-    stop_deadline: null,
-  })),
+  stopped: on("SessionStopped", (context, event) => {
+    const automatic = automaticExport(context.channels, context.primary_video_channel_id, event.data.reason)
+    return {
+      stop_reason: event.data.reason,
+      start_deadline: null,
+      stop_deadline: null,
+      exports:
+        automatic === undefined ? context.exports : withExport(context.exports, pendingExport(automatic)),
+    }
+  }),
   exportRequested: on("ExportRequested", (context, event) => ({
     exports: withExport(context.exports, pendingExport(event.data.video_channel_id)),
     ws_connection_id: event.data.ws_connection_id ?? context.ws_connection_id,
@@ -165,6 +207,7 @@ const reducers = {
       player_url: event.data.player_url,
       error: null,
     }),
+    exported_asset_ids: withAssetIds(context.exported_asset_ids, event.data.asset_ids),
   })),
   exportFailed: on("ExportFailed", (context, event) => ({
     exports: withExport(context.exports, {

@@ -5,7 +5,7 @@
  */
 import type { CaptureSession, SessionId, SessionStatus } from "@capture/protocol"
 import { isRevisionConflict } from "./internal/jetstream.js"
-import type { SessionState } from "./SessionMachine.js"
+import { mainExportChannel, type SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 
 /** A stored view, with the position it reflects and the account that owns it. */
@@ -20,7 +20,9 @@ export interface SessionRecord {
 export const toCaptureSession = (state: SessionState): CaptureSession | null => {
   const c = state.context
   if (state.value === "none" || c.session_id === null || c.collection_id === null) return null
-  const primary = c.exports.find((e) => e.video_channel_id === c.primary_video_channel_id)
+  // The primary display's export, or the one the stop started when the primary is not stored.
+  const mainChannel = mainExportChannel(c.channels, c.primary_video_channel_id)
+  const main = c.exports.find((e) => e.video_channel_id === mainChannel)
   const exported_videos: Record<string, CaptureSession["exported_video_id"] & string> = {}
   for (const e of c.exports) {
     if (e.export_status === "exported" && e.video_id !== null)
@@ -38,9 +40,12 @@ export const toCaptureSession = (state: SessionState): CaptureSession | null => 
     metadata: c.metadata,
     channels: c.channels,
     primary_video_channel_id: c.primary_video_channel_id,
-    rtstreams: c.rtstreams,
-    export_status: primary?.export_status ?? null,
-    exported_video_id: primary?.video_id ?? null,
+    rtstreams: c.rtstreams.map((r) => ({
+      ...r,
+      exported_asset_id: c.exported_asset_ids[r.channel_id] ?? null,
+    })),
+    export_status: main?.export_status ?? null,
+    exported_video_id: main?.video_id ?? null,
     exported_videos,
     exports: c.exports,
     error: c.error,
@@ -72,7 +77,7 @@ export class SessionReadModel {
   /** A session's record, or undefined. */
   async get(sessionId: SessionId | string): Promise<SessionRecord | undefined> {
     const entry = await this.topology.sessions.get(sessionId)
-    return entry === null || entry.operation !== "PUT" ? undefined : entry.json<SessionRecord>()
+    return entry === null || entry.operation !== "PUT" ? undefined : upgraded(entry.json<SessionRecord>())
   }
 
   /**
@@ -143,6 +148,21 @@ export class SessionReadModel {
     for await (const key of await this.topology.sessions.keys()) await this.topology.sessions.purge(key)
   }
 }
+
+/**
+ * A view written before rtstreams had `exported_asset_id` gets it as null (those sessions'
+ * exports named no assets), so it satisfies `CaptureSession` until it is next projected.
+ */
+const upgraded = (record: SessionRecord): SessionRecord =>
+  record.session.rtstreams.every((r) => "exported_asset_id" in r)
+    ? record
+    : {
+        ...record,
+        session: {
+          ...record.session,
+          rtstreams: record.session.rtstreams.map((r) => ({ ...r, exported_asset_id: null })),
+        },
+      }
 
 const matches = (record: SessionRecord, query: ListQuery): boolean =>
   (query.account_id === undefined || record.account_id === query.account_id) &&

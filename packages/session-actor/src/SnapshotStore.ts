@@ -7,8 +7,11 @@ import type { SessionId } from "@capture/protocol"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 
-/** Bump when the fold changes, so old snapshots are not trusted. */
-export const MACHINE_VERSION = 1
+/**
+ * Bump when the fold changes, so old snapshots are not trusted. 2: a stop that starts the
+ * automatic export shows it as `exporting`; completed exports carry raw asset ids.
+ */
+export const MACHINE_VERSION = 2
 
 /** A stored snapshot. */
 export interface Snapshot {

@@ -1,4 +1,4 @@
-import { DEFAULT_COLLECTION, LifecycleEvent, newSessionId, type VideoId } from "@capture/protocol"
+import { DEFAULT_COLLECTION, LifecycleEvent, newSessionId, rawAssetId, type VideoId } from "@capture/protocol"
 import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { emptyRouting, foldEvents, nextRouting, toLifecycleEvent } from "../src/index.js"
@@ -7,6 +7,10 @@ import { Session } from "./Session.js"
 
 const id = newSessionId()
 const isLifecycleEvent = Schema.is(LifecycleEvent)
+const assetIds = {
+  "mic:default": rawAssetId("m-1" as VideoId, "mic:default", "audio"),
+  "display:1": rawAssetId("m-1" as VideoId, "display:1", "video"),
+}
 
 /** The lifecycle events of a history, each mapped with the state right after its event. */
 const lifecycleOf = (s: Session) =>
@@ -30,6 +34,7 @@ describe("toLifecycleEvent", () => {
         video_id: "m-1" as VideoId,
         stream_url: "s",
         player_url: "p",
+        asset_ids: assetIds,
       }),
     )
     const lifecycle = lifecycleOf(s)
@@ -55,7 +60,25 @@ describe("toLifecycleEvent", () => {
       stream_url: "s",
       player_url: "p",
       video_channel_id: "display:1",
+      exported_asset_ids: assetIds,
     })
+  })
+
+  it("announces an export completed without asset ids (an older history) without them", () => {
+    const s = new Session()
+    for (const c of [create(id), start(id), media(id), stop(id), finish(id)]) s.ok(c)
+    s.ok(
+      cmd("CompleteExport", id, {
+        video_channel_id: "display:1",
+        video_id: "m-1" as VideoId,
+        stream_url: "s",
+        player_url: "p",
+      }),
+    )
+    const exported = lifecycleOf(s).at(-1)
+    expect(exported?.event).toBe("capture_session.exported")
+    expect(exported?.data).not.toHaveProperty("exported_asset_ids")
+    expect(isLifecycleEvent(exported)).toBe(true)
   })
 
   it("announces a failed export only when it fails the session", () => {

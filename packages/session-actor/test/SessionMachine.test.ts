@@ -1,19 +1,52 @@
 import {
   type ChannelInput,
+  type ExportedAssetIds,
   newSessionId,
+  rawAssetId,
   type SessionCommand,
   type SessionEvent,
   type VideoId,
 } from "@capture/protocol"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { foldEvent, foldEvents, initialState, transitionWithXState, UnappliableEvent } from "../src/index.js"
+import {
+  foldEvent,
+  foldEvents,
+  initialState,
+  type SessionState,
+  toCaptureSession,
+  toEvent,
+  transitionWithXState,
+  UnappliableEvent,
+} from "../src/index.js"
 import { cmd, create, exportOf, finish, media, start, stop } from "./commands.js"
-import { Session } from "./Session.js"
+import { now, Session } from "./Session.js"
 
 const id = newSessionId()
-const completed = (video_channel_id: string | null, video_id = "m-1" as VideoId) =>
-  cmd("CompleteExport", id, { video_channel_id, video_id, stream_url: "s", player_url: "p" })
+const completed = (
+  video_channel_id: string | null,
+  video_id = "m-1" as VideoId,
+  asset_ids?: ExportedAssetIds,
+) =>
+  cmd("CompleteExport", id, {
+    video_channel_id,
+    video_id,
+    stream_url: "s",
+    player_url: "p",
+    ...(asset_ids === undefined ? {} : { asset_ids }),
+  })
+/** The asset ids the muxer names for an export of `channels` under `video_id`. */
+const assetsOf = (video_id: VideoId, channels: ReadonlyArray<string>): ExportedAssetIds =>
+  Object.fromEntries(
+    channels.map((c) => [c, rawAssetId(video_id, c, c.startsWith("display") ? "video" : "audio")]),
+  )
+const exportsOf = (state: SessionState) =>
+  state.context.exports.map((e) => [e.video_channel_id, e.export_status])
+const viewOf = (state: SessionState) => {
+  const view = toCaptureSession(state)
+  if (view === null) throw new Error("no session")
+  return view
+}
 const failedExport = (video_channel_id: string | null) =>
   cmd("FailExport", id, { video_channel_id, error: { code: "no_segments", message: "nothing recorded" } })
 
@@ -44,13 +77,14 @@ describe("SessionMachine lifecycle", () => {
       "SessionStopped",
     ])
     expect(s.state.value).toBe("stopped")
-    s.ok(exportOf(id))
+    // The stop starts the automatic export: asking for it again only reports its status.
     expect(s.state.context.exports).toMatchObject([
       { video_channel_id: "display:1", export_status: "exporting" },
     ])
+    expect(s.ok(exportOf(id))).toBeNull()
     s.ok(completed("display:1"))
     expect(s.state.value).toBe("exported")
-    expect(s.history.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5, 6, 7])
+    expect(s.history.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5, 6])
   })
 
   it("arms the start timer on starting and the stop timer on stopping, cancelling each on exit", () => {
@@ -89,10 +123,9 @@ describe("SessionMachine edge cases", () => {
     const s = recorded()
     const before = s.history.length
     expect(s.ok(stop(id))).toBeNull()
-    s.ok(exportOf(id))
     s.ok(completed("display:1"))
     expect(s.ok(stop(id))).toBeNull()
-    expect(s.history.length).toBe(before + 2)
+    expect(s.history.length).toBe(before + 1)
   })
 
   it("refuses a start with no channels, duplicate ids, two primaries, or a bad primary", () => {
@@ -234,6 +267,152 @@ describe("SessionMachine edge cases", () => {
   })
 })
 
+describe("the automatic export", () => {
+  it("shows the primary display exporting from the stop until it completes", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id, [{ channel_id: "mic:default" }, { channel_id: "display:1" }]))
+    s.ok(media(id))
+    s.ok(stop(id))
+    expect(viewOf(s.state)).toMatchObject({ status: "stopping", export_status: null, exports: [] })
+    s.ok(finish(id))
+    expect(viewOf(s.state)).toMatchObject({
+      status: "stopped",
+      export_status: "exporting",
+      exported_video_id: null,
+      exports: [{ video_channel_id: "display:1", export_status: "exporting", video_id: null }],
+    })
+    s.ok(completed("display:1", "m-7" as VideoId))
+    expect(viewOf(s.state)).toMatchObject({
+      status: "exported",
+      export_status: "exported",
+      exported_video_id: "m-7",
+    })
+  })
+
+  it("also when the stop timer ends the stop", () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(start(id))
+    s.ok(media(id))
+    s.ok(stop(id))
+    s.ok(cmd("FireTimer", id, { timer: "stop", deadline: s.state.context.stop_deadline ?? "" }))
+    expect(s.state.context.stop_reason).toBe("stop_timeout")
+    expect(exportsOf(s.state)).toEqual([["display:1", "exporting"]])
+  })
+
+  it("is audio only without a stored display, and the first stored display when the primary is not stored", () => {
+    const audio = recorded([{ channel_id: "mic:default" }, { channel_id: "display:1", store: false }])
+    expect(exportsOf(audio.state)).toEqual([[null, "exporting"]])
+    expect(viewOf(audio.state).export_status).toBe("exporting")
+    const second = recorded([
+      { channel_id: "display:1", store: false },
+      { channel_id: "display:2" },
+      { channel_id: "mic:default" },
+    ])
+    expect(second.state.context.primary_video_channel_id).toBe("display:1")
+    expect(exportsOf(second.state)).toEqual([["display:2", "exporting"]])
+    expect(viewOf(second.state).export_status).toBe("exporting")
+    second.ok(completed("display:2", "m-2" as VideoId))
+    expect(viewOf(second.state)).toMatchObject({ export_status: "exported", exported_video_id: "m-2" })
+  })
+
+  it("does not run for an aborted stop, nor when no channel is stored", () => {
+    const aborted = new Session()
+    aborted.ok(create(id))
+    aborted.ok(start(id))
+    aborted.ok(stop(id))
+    expect(aborted.state.context.stop_reason).toBe("aborted")
+    expect(viewOf(aborted.state)).toMatchObject({ export_status: null, exports: [] })
+    const unstored = recorded([
+      { channel_id: "mic:default", store: false },
+      { channel_id: "display:1", store: false },
+    ])
+    expect(viewOf(unstored.state)).toMatchObject({ status: "stopped", export_status: null, exports: [] })
+  })
+
+  it("keeps export requests idempotent: the running channel reports, another display is requested", () => {
+    const s = recorded()
+    expect(s.ok(exportOf(id))).toBeNull()
+    expect(s.ok(exportOf(id, "display:1"))).toBeNull()
+    expect(s.ok(exportOf(id, "display:2"))?.type).toBe("ExportRequested")
+    expect(s.ok(exportOf(id, "display:2"))).toBeNull()
+    expect(exportsOf(s.state)).toEqual([
+      ["display:1", "exporting"],
+      ["display:2", "exporting"],
+    ])
+    // A failed automatic export leaves the session to the other one, and may be asked for again.
+    s.ok(failedExport("display:1"))
+    expect(s.state.value).toBe("stopped")
+    expect(s.ok(exportOf(id))?.type).toBe("ExportRequested")
+  })
+})
+
+describe("exported asset ids", () => {
+  const channels = ["mic:default", "display:1", "display:2"]
+
+  it("are null on every rtstream until an export names them, then that export's", () => {
+    const s = recorded()
+    expect(viewOf(s.state).rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+    const assets = assetsOf("m-1" as VideoId, ["mic:default", "display:1"])
+    s.ok(completed("display:1", "m-1" as VideoId, assets))
+    expect(viewOf(s.state).rtstreams.map((r) => [r.channel_id, r.exported_asset_id])).toEqual([
+      ["mic:default", assets["mic:default"]],
+      ["display:1", assets["display:1"]],
+      ["display:2", null],
+    ])
+  })
+
+  it("keep the first completed export's ids; a later export only fills channels that had none", () => {
+    const s = recorded()
+    const first = assetsOf("m-1" as VideoId, ["mic:default", "display:1"])
+    s.ok(completed("display:1", "m-1" as VideoId, first))
+    s.ok(exportOf(id, "display:2"))
+    const second = assetsOf("m-2" as VideoId, channels)
+    s.ok(completed("display:2", "m-2" as VideoId, second))
+    expect(s.state.context.exported_asset_ids).toEqual({ ...first, "display:2": second["display:2"] })
+  })
+
+  it("come from a later export when the first one failed", () => {
+    const s = recorded()
+    s.ok(exportOf(id, "display:2"))
+    s.ok(failedExport("display:1"))
+    const second = assetsOf("m-2" as VideoId, channels)
+    s.ok(completed("display:2", "m-2" as VideoId, second))
+    expect(viewOf(s.state).rtstreams.map((r) => r.exported_asset_id)).toEqual(channels.map((c) => second[c]))
+  })
+
+  it("stay null for a completion stored without them (an older history), which still folds", () => {
+    const s = recorded()
+    // Stored before the stop started the export and before completions named assets: the client
+    // asked for the export, and the completion carried no asset ids.
+    const requested = toEvent(
+      s.state,
+      exportOf(id),
+      { type: "ExportRequested", data: { video_channel_id: "display:1" } },
+      now,
+    )
+    const afterRequest = foldEvent(s.state, requested)
+    const done = toEvent(
+      afterRequest,
+      completed("display:1"),
+      {
+        type: "ExportCompleted",
+        data: { video_channel_id: "display:1", video_id: "m-1" as VideoId, stream_url: "s", player_url: "p" },
+      },
+      now,
+    )
+    const history = [...s.history, requested, done]
+    const folded = foldEvents(history)
+    let reference = initialState
+    for (const event of history) reference = transitionWithXState(reference, event)[0]
+    expect(folded).toEqual(reference)
+    expect(folded.value).toBe("exported")
+    expect(viewOf(folded)).toMatchObject({ export_status: "exported", exported_video_id: "m-1" })
+    expect(viewOf(folded).rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+  })
+})
+
 describe("folding", () => {
   it("rejects an event out of sequence or not allowed in the state", () => {
     const s = recorded()
@@ -246,6 +425,7 @@ describe("folding", () => {
   })
 
   it("the compiled machine equals XState's transition (state and effects) on generated histories", () => {
+    const channels3 = ["display:1", "display:2", "mic:default"]
     const sessionCommands = fc.constantFrom<(s: Session) => SessionCommand>(
       () => start(id),
       () =>
@@ -257,6 +437,10 @@ describe("folding", () => {
       () => exportOf(id, "display:2"),
       () => completed("display:1"),
       () => completed("display:2"),
+      () => completed("display:1", "m-1" as VideoId, assetsOf("m-1" as VideoId, channels3)),
+      () => completed("display:2", "m-2" as VideoId, assetsOf("m-2" as VideoId, channels3)),
+      () => completed(null, "m-3" as VideoId, assetsOf("m-3" as VideoId, ["mic:default"])),
+      () => exportOf(id, "display:1"),
       () => failedExport("display:1"),
       () => failedExport("display:2"),
       () => cmd("FailSession", id, { error: { code: "x", message: "y" } }),

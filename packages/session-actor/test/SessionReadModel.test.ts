@@ -1,11 +1,19 @@
-import { DEFAULT_COLLECTION, newEventId, newSessionId, type SessionId } from "@capture/protocol"
+import {
+  CaptureSession,
+  DEFAULT_COLLECTION,
+  newEventId,
+  newSessionId,
+  rawAssetId,
+  type SessionId,
+  type VideoId,
+} from "@capture/protocol"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { Result } from "effect"
+import { Result, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { rebuildProjections, type SessionRuntime, startSessionRuntime } from "../src/index.js"
-import { cmd, media, start, stop } from "./commands.js"
+import { cmd, finish, media, start, stop } from "./commands.js"
 import { waitFor } from "./poll.js"
 
 let server: NatsServerHandle
@@ -70,10 +78,10 @@ describe("SessionReadModel", () => {
       primary_video_channel_id: "display:1",
       export_status: null,
     })
-    expect(record?.session.rtstreams.map((r) => r.name)).toEqual([
-      "mic:default",
-      "system_audio:default",
-      "display:1",
+    expect(record?.session.rtstreams.map((r) => [r.name, r.exported_asset_id])).toEqual([
+      ["mic:default", null],
+      ["system_audio:default", null],
+      ["display:1", null],
     ])
   })
 
@@ -143,5 +151,62 @@ describe("SessionReadModel", () => {
       (info) => info.num_ack_pending === 0 && info.num_pending === 0,
     )
     expect(settled.num_ack_pending).toBe(0)
+  })
+
+  it("shows the automatic export from the stop, then each rtstream's asset once exported", async () => {
+    const id = newSessionId()
+    await ok(cmd("CreateSession", id, { collection_id: DEFAULT_COLLECTION, end_user_id: "u7" }))
+    await ok(start(id))
+    await ok(media(id))
+    await ok(stop(id))
+    await ok(finish(id))
+    const stopped = await waitFor(
+      async () => (await runtime.readModel.get(id))?.session,
+      (session) => session?.status === "stopped",
+    )
+    expect(stopped).toMatchObject({ export_status: "exporting", exported_video_id: null })
+    const videoId = "m-01JC0000000000000000000001" as VideoId
+    const asset_ids = {
+      "mic:default": rawAssetId(videoId, "mic:default", "audio"),
+      "display:1": rawAssetId(videoId, "display:1", "video"),
+    }
+    await ok(
+      cmd("CompleteExport", id, {
+        video_channel_id: "display:1",
+        video_id: videoId,
+        stream_url: "s",
+        player_url: "p",
+        asset_ids,
+      }),
+    )
+    const exported = await waitFor(
+      async () => (await runtime.readModel.get(id))?.session,
+      (session) => session?.status === "exported",
+    )
+    expect(exported).toMatchObject({ export_status: "exported", exported_video_id: videoId })
+    expect(exported?.rtstreams.map((r) => [r.name, r.exported_asset_id])).toEqual([
+      ["mic:default", asset_ids["mic:default"]],
+      ["system_audio:default", null],
+      ["display:1", asset_ids["display:1"]],
+    ])
+  })
+
+  it("reads a view stored before rtstreams had exported_asset_id as null", async () => {
+    const record = await runtime.readModel.get(ids[0] ?? "")
+    if (record === undefined) throw new Error("no view")
+    const old = {
+      ...record,
+      sequence: record.sequence,
+      session: {
+        ...record.session,
+        rtstreams: record.session.rtstreams.map(({ exported_asset_id: _, ...r }) => r),
+      },
+    }
+    const id = newSessionId()
+    await runtime.topology.sessions.put(id, JSON.stringify({ ...old, session: { ...old.session, id } }))
+    const read = await runtime.readModel.get(id)
+    expect(read?.session.rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+    expect(Schema.is(CaptureSession)(read?.session)).toBe(true)
+    await runtime.topology.sessions.purge(id)
   })
 })

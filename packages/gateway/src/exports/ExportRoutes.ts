@@ -1,14 +1,26 @@
 /**
  * Exported videos, served from the export store any gateway can read:
- * - `GET /collection/{cid}/video/{video_id}` (API key): a VideoDB-style video object;
+ * - `GET /collection/{cid}/video/{video_id}` (API key): a VideoDB-style video object (`VideoView`);
+ *   the id may also be a display's raw asset (`m-…`, an rtstream's `exported_asset_id`), answered
+ *   as a `RawAssetView`;
+ * - `GET /collection/{cid}/audio/{audio_id}` (API key): an audio channel's raw asset (`a-…`);
  * - `GET /media/{video_id}/{file…}`: the HLS playlist and pieces, the single-file MP4 (with byte
  *   ranges) and the raw channel assets — public by their unguessable video id, as a `stream_url`
  *   must be playable anywhere;
  * - `GET /player/{video_id}`: an embeddable player page.
  */
 
-import { type ExportStore, playerPage, RangeNotSatisfiable } from "@capture/muxer"
-import { captureError, failureOf, httpStatusOf } from "@capture/protocol"
+import { type ExportStore, playerPage, RangeNotSatisfiable, type RawAsset } from "@capture/muxer"
+import {
+  type CollectionId,
+  captureError,
+  type ExportMetadata,
+  failureOf,
+  httpStatusOf,
+  type RawAssetView,
+  successOf,
+  type VideoView,
+} from "@capture/protocol"
 import { Effect, Result, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { GatewayServicesShape } from "../GatewayContext.js"
@@ -34,10 +46,41 @@ const parseRange = (header: string | undefined): { start: number; end?: number }
   return { start: Number(match[1]), ...(match[2] === "" ? {} : { end: Number(match[2]) }) }
 }
 
+/** Muxed videos and display assets are `m-…`, audio assets `a-…`. */
+const ID_PATTERN = { video: /^m-[A-Za-z0-9]{1,64}$/, audio: /^a-[A-Za-z0-9]{1,64}$/ } as const
+
+const rawAssetView = (
+  publicUrl: string,
+  collectionId: CollectionId,
+  { asset, metadata }: RawAsset,
+): RawAssetView => ({
+  id: asset.asset_id,
+  collection_id: collectionId,
+  session_id: metadata.session_id,
+  video_id: metadata.video_id,
+  channel_id: asset.channel_id,
+  type: asset.type,
+  name: `${metadata.session_id} ${asset.channel_id}`,
+  length: asset.duration_ms / 1000,
+  download_url: `${publicUrl}/media/${metadata.video_id}/${asset.file}`,
+  metadata: asset,
+})
+
+const videoView = (publicUrl: string, collectionId: CollectionId, metadata: ExportMetadata): VideoView => ({
+  id: metadata.video_id,
+  collection_id: collectionId,
+  name: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
+  length: metadata.duration_ms / 1000,
+  ...urls(publicUrl, metadata.video_id),
+  metadata,
+})
+
 export const exportRoutes = (services: GatewayServicesShape, exports: ExportStore) => {
-  const video = HttpRouter.add(
-    "GET",
-    "/collection/:collection_id/video/:video_id",
+  /**
+   * An export object by id (`video_id` or `audio_id` in the path), shown only to the account of
+   * the session that made it, in that session's collection; anything else is "not found".
+   */
+  const exported = (kind: "video" | "audio") =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const params = yield* HttpRouter.params
@@ -49,33 +92,38 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
           status: httpStatusOf(principal.failure.error_code),
         })
       }
-      const videoId = params.video_id ?? ""
-      const metadata = /^m-[A-Za-z0-9]{1,64}$/.test(videoId)
-        ? yield* Effect.promise(() => exports.get(videoId))
-        : undefined
-      if (metadata === undefined) return refusal("not_found", `no video ${videoId}`, "video_id")
-      // The video belongs to a session: only that session's account, in its collection, sees it.
-      const session = yield* Effect.promise(() => services.runtime.host.load(metadata.session_id))
+      const field = `${kind}_id`
+      const id = params[field] ?? ""
+      const notFound = refusal("not_found", `no ${kind} ${id}`, field)
+      if (!ID_PATTERN[kind].test(id)) return notFound
+      // A video id names a muxed video or a display's raw asset; an audio id an audio raw asset.
+      const publicUrl = services.config.publicUrl
+      const video = kind === "video" ? yield* Effect.promise(() => exports.get(id)) : undefined
+      const raw = video === undefined ? yield* Effect.promise(() => exports.asset(id)) : undefined
+      const found =
+        video !== undefined
+          ? { session_id: video.session_id, view: (c: CollectionId) => videoView(publicUrl, c, video) }
+          : raw !== undefined && raw.asset.type === kind
+            ? {
+                session_id: raw.metadata.session_id,
+                view: (c: CollectionId) => rawAssetView(publicUrl, c, raw),
+              }
+            : undefined
+      if (found === undefined) return notFound
+      const session = yield* Effect.promise(() => services.runtime.host.load(found.session_id))
       const context = session.state.context
       if (
         context.account_id !== principal.success.account_id ||
+        context.collection_id === null ||
         context.collection_id !== params.collection_id
       ) {
-        return refusal("not_found", `no video ${videoId}`, "video_id")
+        return notFound
       }
-      return HttpServerResponse.jsonUnsafe({
-        success: true,
-        data: {
-          id: videoId,
-          collection_id: context.collection_id,
-          name: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
-          length: metadata.duration_ms / 1000,
-          ...urls(services.config.publicUrl, videoId),
-          metadata,
-        },
-      })
-    }),
-  )
+      return HttpServerResponse.jsonUnsafe(successOf(found.view(context.collection_id)))
+    })
+
+  const video = HttpRouter.add("GET", "/collection/:collection_id/video/:video_id", exported("video"))
+  const audio = HttpRouter.add("GET", "/collection/:collection_id/audio/:audio_id", exported("audio"))
 
   const media = HttpRouter.add(
     "GET",
@@ -123,7 +171,7 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
     Effect.gen(function* () {
       const params = yield* HttpRouter.params
       const videoId = params.video_id ?? ""
-      const metadata = /^m-[A-Za-z0-9]{1,64}$/.test(videoId)
+      const metadata = ID_PATTERN.video.test(videoId)
         ? yield* Effect.promise(() => exports.get(videoId))
         : undefined
       if (metadata === undefined) return refusal("not_found", `no video ${videoId}`, "video_id")
@@ -131,5 +179,5 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
     }),
   )
 
-  return [video, media, player] as const
+  return [video, audio, media, player] as const
 }

@@ -1,7 +1,8 @@
 /**
  * Media ingest: `PUT /capture/session/{id}/channels/{channel_id}/segments/{index}` with the raw
  * MPEG-TS bytes and `x-segment-start-ms`, `x-segment-duration-ms`, `x-segment-sha256`
- * (`x-segment-final: 1` on a channel's last segment). Everything is checked before anything is
+ * (`x-segment-final: 1` on a channel's last segment), named once in the protocol
+ * (`SegmentHeaders`, answered with a `SegmentAck`). Everything is checked before anything is
  * stored; storing is idempotent by (session, channel, index), so a recorder retries freely.
  * The first segment of a starting session makes it active; the last final segment of a
  * stopping session finishes the stop.
@@ -14,8 +15,13 @@ import {
   captureError,
   failureOf,
   httpStatusOf,
+  isFinalSegment,
   newCommandId,
+  SEGMENT_CONTENT_TYPE,
+  type SegmentAck,
+  SegmentHeaders,
   type SessionId,
+  successOf,
 } from "@capture/protocol"
 import type { SessionState } from "@capture/session-actor"
 import { ByteSize, Effect, Result } from "effect"
@@ -23,7 +29,6 @@ import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { authorizeSession } from "../access/SessionAccess.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
 
-export const SEGMENT_CONTENT_TYPE = "video/mp2t"
 const TS_PACKET = 188
 const MAX_INDEX = 10_000_000
 const MAX_DURATION_MS = 60_000
@@ -48,8 +53,8 @@ const storage = <A>(label: string, f: () => Promise<A>) =>
           )
         : error instanceof SegmentChecksumMismatch
           ? new Refused(
-              captureError("checksum_mismatch", "the body does not match x-segment-sha256", {
-                field: "x-segment-sha256",
+              captureError("checksum_mismatch", `the body does not match ${SegmentHeaders.sha256}`, {
+                field: SegmentHeaders.sha256,
               }),
             )
           : new Refused(
@@ -122,7 +127,7 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
       const params = yield* HttpRouter.params
       const headers = request.headers
       const principal = yield* storage("checking the token", () =>
-        services.accounts.authenticate(headers["x-access-token"]),
+        services.accounts.authenticate(headers[SegmentHeaders.token]),
       )
       if (Result.isFailure(principal)) return yield* refuse(principal.failure)
 
@@ -152,24 +157,25 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
           }),
         )
       }
-      const startMs = yield* integerHeader(headers, "x-segment-start-ms", { min: 0, max: 8_640_000_000_000 })
-      const durationMs = yield* integerHeader(headers, "x-segment-duration-ms", {
+      const startMs = yield* integerHeader(headers, SegmentHeaders.startMs, {
+        min: 0,
+        max: 8_640_000_000_000,
+      })
+      const durationMs = yield* integerHeader(headers, SegmentHeaders.durationMs, {
         min: 0,
         max: MAX_DURATION_MS,
       })
-      const sha256 = headers["x-segment-sha256"] ?? ""
+      const sha256 = headers[SegmentHeaders.sha256] ?? ""
       if (!/^[0-9a-fA-F]{64}$/.test(sha256)) {
         return yield* refuse(
           captureError(
             sha256 === "" ? "missing_field" : "invalid_field",
-            "x-segment-sha256: expected 64 hex digits",
-            {
-              field: "x-segment-sha256",
-            },
+            `${SegmentHeaders.sha256}: expected 64 hex digits`,
+            { field: SegmentHeaders.sha256 },
           ),
         )
       }
-      const final = headers["x-segment-final"] === "1" || headers["x-segment-final"] === "true"
+      const final = isFinalSegment(headers[SegmentHeaders.final])
 
       const authorized = yield* storage("loading the session", () =>
         authorizeSession(services.runtime.host, principal.success, sessionId),
@@ -242,9 +248,12 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
       if (final && state.value === "stopping") {
         yield* storage("finishing the stop", () => finishStopIfComplete(services, authorized.success.state))
       }
-      return HttpServerResponse.jsonUnsafe({
-        success: true,
-        data: { session_id: sessionId, channel_id: channelId, index, duplicate: stored.duplicate },
-      })
+      const ack: SegmentAck = {
+        session_id: sessionId as SessionId,
+        channel_id: channelId as ChannelId,
+        index,
+        duplicate: stored.duplicate,
+      }
+      return HttpServerResponse.jsonUnsafe(successOf(ack))
     }).pipe(Effect.catch((error) => Effect.succeed(refused(error.error)))),
   )

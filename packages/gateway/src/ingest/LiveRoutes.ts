@@ -6,7 +6,13 @@
  */
 
 import type { MediaStore } from "@capture/media"
-import { captureError, failureOf, httpStatusOf, type MediaSegment } from "@capture/protocol"
+import {
+  captureError,
+  failureOf,
+  httpStatusOf,
+  type MediaSegment,
+  SEGMENT_CONTENT_TYPE,
+} from "@capture/protocol"
 import { Effect } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { UrlSigner } from "../access/SignedUrls.js"
@@ -82,7 +88,7 @@ export const liveRoutes = (services: GatewayServicesShape, media: MediaStore, si
       if (match === null) return notFound("such file")
       const data = yield* Effect.promise(() => media.read(sessionId, channelId, Number(match[1])))
       if (data === undefined) return notFound("such segment")
-      return HttpServerResponse.uint8Array(data, { contentType: "video/mp2t" }).pipe(
+      return HttpServerResponse.uint8Array(data, { contentType: SEGMENT_CONTENT_TYPE }).pipe(
         HttpServerResponse.setHeader("cache-control", "max-age=86400, immutable"),
       )
     }),

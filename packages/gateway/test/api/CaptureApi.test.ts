@@ -313,11 +313,14 @@ describe("capture REST API", () => {
     })
   })
 
-  it("records an export request on a stopped session and reports its status on repeat", async () => {
+  it("shows the automatic export from the stop, and records a request for another display once", async () => {
     const id = await createSession()
     const host = api.runtime.host
     await api.request("POST", "/capture/session/start", {
-      body: { session_id: id, channels: [{ channel_id: "mic:default" }, { channel_id: "display:1" }] },
+      body: {
+        session_id: id,
+        channels: [{ channel_id: "mic:default" }, { channel_id: "display:1" }, { channel_id: "display:2" }],
+      },
     })
     // Media arrival and finalization are the ingest's and muxer's business; drive them directly here.
     const { newCommandId } = await import("@capture/protocol")
@@ -328,18 +331,42 @@ describe("capture REST API", () => {
     ] as const) {
       await host.execute({ ...command, command_id: newCommandId(), session_id: id } as never)
     }
-    const first = await api.request("POST", `/collection/default/capture/session/${id}/export`, { body: {} })
-    expect(first).toMatchObject({
+    // The stop started the primary display's export: the session shows it running from then on.
+    const session = await eventually(async () => {
+      const got = await api.request("GET", `/collection/default/capture/session/${id}`)
+      return data(got.body).status === "stopped" ? got : undefined
+    })
+    expect(data(session.body)).toMatchObject({
+      status: "stopped",
+      export_status: "exporting",
+      exported_video_id: null,
+      exports: [{ video_channel_id: "display:1", export_status: "exporting" }],
+    })
+    const rtstreams = data(session.body).rtstreams as Array<Record<string, unknown>>
+    expect(rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+    const primary = await api.request("POST", `/collection/default/capture/session/${id}/export`, {
+      body: {},
+    })
+    expect(primary).toMatchObject({
       status: 200,
       body: {
         data: { session_id: id, video_channel_id: "display:1", export_status: "exporting", video_id: null },
       },
     })
-    const second = await api.request("POST", `/collection/default/capture/session/${id}/export`, { body: {} })
+    const other = { video_channel_id: "display:2" }
+    const first = await api.request("POST", `/collection/default/capture/session/${id}/export`, {
+      body: other,
+    })
+    expect(data(first.body)).toMatchObject({ video_channel_id: "display:2", export_status: "exporting" })
+    const second = await api.request("POST", `/collection/default/capture/session/${id}/export`, {
+      body: other,
+    })
     expect(data(second.body).export_status).toBe("exporting")
     const history = []
-    for await (const stored of api.runtime.events.read(id)) history.push(stored.event.type)
-    expect(history.filter((type) => type === "ExportRequested")).toHaveLength(1)
+    for await (const stored of api.runtime.events.read(id)) history.push(stored.event)
+    expect(history.filter((e) => e.type === "ExportRequested").map((e) => e.data.video_channel_id)).toEqual([
+      "display:2",
+    ])
   })
 
   it("serves the OpenAPI document built from the protocol schemas, and a docs page", async () => {

@@ -146,7 +146,7 @@ describe("WebhookDispatcher", () => {
       [3, "capture_session.active", "delivered", 1],
       [4, "capture_session.stopping", "delivered", 1],
       [5, "capture_session.stopped", "delivered", 1],
-      [7, "capture_session.exported", "delivered", 1],
+      [6, "capture_session.exported", "delivered", 1],
     ])
     expect(deliveries[0]).toMatchObject({
       event_id: announced[0]?.id,

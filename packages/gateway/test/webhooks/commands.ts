@@ -22,7 +22,10 @@ export const completeExport = (id: SessionId) =>
     player_url: "https://example.com/p",
   })
 
-/** Every command of a session's whole life: create → … → exported (seven events, six announced). */
+/**
+ * Every command of a session's whole life: create → … → exported (six events, each announced).
+ * The stop starts the export, so the export request only reports it: it stores nothing.
+ */
 export const wholeLife = (id: SessionId, callback_url: string): ReadonlyArray<SessionCommand> => [
   create(id, callback_url),
   start(id),

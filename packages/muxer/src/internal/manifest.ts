@@ -3,7 +3,7 @@
  * assemble every file from stored pieces. Files are never copied: `video.mp4` is the init followed
  * by every part, an HLS segment is a run of parts, each part re-stamped as it is read.
  */
-import type { ExportMetadata } from "../ExportMetadata.js"
+import { type AssetId, type ExportAsset, type ExportMetadata, rawAssetId } from "@capture/protocol"
 
 /** One stored piece in a file, with what to stamp on it. */
 export interface ManifestPart {
@@ -45,6 +45,33 @@ export interface Manifest {
 }
 
 export const manifestName = (videoId: string): string => `videos/${videoId}/manifest.json`
+
+/** A manifest as stored: those written before raw assets had ids lack `asset_id`. */
+export type StoredManifest = Omit<Manifest, "metadata"> & {
+  readonly metadata: Omit<ExportMetadata, "channels"> & {
+    readonly channels: ReadonlyArray<Omit<ExportAsset, "asset_id"> & { readonly asset_id?: AssetId }>
+  }
+}
+
+/** A stored manifest with every raw asset's id (derived from the video id, so always the same). */
+export const upgradeManifest = (stored: StoredManifest): Manifest => ({
+  ...stored,
+  metadata: {
+    ...stored.metadata,
+    channels: stored.metadata.channels.map((asset) => ({
+      ...asset,
+      asset_id: asset.asset_id ?? rawAssetId(stored.metadata.video_id, asset.channel_id, asset.type),
+    })),
+  },
+})
+
+/** Where a raw asset id leads: the export holding it (`assets/<asset id>.json`). */
+export interface AssetIndexEntry {
+  readonly asset_id: AssetId
+  readonly video_id: string
+}
+
+export const assetIndexName = (assetId: string): string => `assets/${assetId}.json`
 
 /** The HLS playlist of a manifest (fMP4 segments, VOD). */
 export const playlist = (manifest: Manifest): string => {

@@ -7,11 +7,20 @@
  * same piece make the same bytes, and whatever is already stored is reused.
  */
 import type { MediaStore } from "@capture/media"
-import type { Channel, MediaSegment } from "@capture/protocol"
-import type { ExportAsset, ExportGap, ExportMetadata } from "../ExportMetadata.js"
+import {
+  type Channel,
+  type ChannelId,
+  type ExportAsset,
+  type ExportGap,
+  type ExportMetadata,
+  type MediaSegment,
+  rawAssetId,
+  type VideoId,
+} from "@capture/protocol"
+import { mainExportChannel } from "@capture/session-actor"
 import type { FfmpegTools } from "../Ffmpeg.js"
-import type { Manifest, ManifestFile, ManifestPart } from "./manifest.js"
-import { manifestName } from "./manifest.js"
+import type { AssetIndexEntry, Manifest, ManifestFile, ManifestPart, StoredManifest } from "./manifest.js"
+import { assetIndexName, manifestName, upgradeManifest } from "./manifest.js"
 import {
   type FillSpec,
   MIX_RATE,
@@ -47,10 +56,8 @@ export interface SessionChannels {
 }
 
 /** The video channel an export of `session` shows when none is named: the primary if stored. */
-export const defaultVideoChannel = (session: SessionChannels): string | null => {
-  const stored = session.channels.filter((c) => c.store && c.type === "video")
-  return stored.find((c) => c.channel_id === session.primary)?.channel_id ?? stored[0]?.channel_id ?? null
-}
+export const defaultVideoChannel = (session: SessionChannels): string | null =>
+  mainExportChannel(session.channels, session.primary as ChannelId | null)
 
 export type AssembleResult =
   | { readonly ok: true; readonly manifest: Manifest; readonly piecesMade: number }
@@ -124,8 +131,8 @@ export class Pipeline {
     videoChannelId: string | null,
     job: ExportJob,
   ): Promise<AssembleResult> {
-    const existing = await this.store.getJson<Manifest>(manifestName(job.video_id))
-    if (existing !== undefined) return { ok: true, manifest: existing, piecesMade: 0 }
+    const existing = await this.store.getJson<StoredManifest>(manifestName(job.video_id))
+    if (existing !== undefined) return { ok: true, manifest: upgradeManifest(existing), piecesMade: 0 }
     const madeBefore = this.piecesMade
     const work = await this.work(sessionId, true)
     const records = [...work.records.values()]
@@ -281,7 +288,12 @@ export class Pipeline {
       await this.store.putObject(initName, init)
       const contentType = channel.type === "video" ? "video/mp4" : "audio/mp4"
       raw.push({ file, contentType, init: { name: initName, bytes: init.length }, parts: rawParts })
+      const assetId = rawAssetId(job.video_id as VideoId, channel.channel_id, channel.type)
+      // The asset's way back to its export, for `GET /collection/{cid}/video|audio/{asset id}`.
+      const entry: AssetIndexEntry = { asset_id: assetId, video_id: job.video_id }
+      await this.store.putJson(assetIndexName(assetId), entry)
       assets.push({
+        asset_id: assetId,
         channel_id: channel.channel_id,
         type: channel.type,
         file,

@@ -9,15 +9,9 @@
  * the resume or the stop.
  */
 import { readFile } from "node:fs/promises"
+import type { SegmentAck } from "@capture/protocol"
 import { Duration, Effect, Exit, Schedule } from "effect"
-import {
-  HttpError,
-  type IngestClient,
-  type IngestError,
-  isRetryable,
-  NetworkError,
-  type SegmentAck,
-} from "../IngestClient.js"
+import { HttpError, type IngestClient, type IngestError, isRetryable, NetworkError } from "../IngestClient.js"
 import type { ChannelSpool, SegmentRecord } from "../Spool.js"
 
 /** Backoff bounds: the first retry waits about `baseDelayMs`, no retry waits more than `maxDelayMs`. */

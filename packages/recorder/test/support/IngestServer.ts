@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import { isFinalSegment, SEGMENT_CONTENT_TYPE, type SegmentAck, SegmentHeaders } from "@capture/protocol"
 
 export interface StoredSegment {
   readonly sessionId: string
@@ -79,7 +80,7 @@ export const startIngestServer = async (): Promise<IngestServer> => {
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const body = await readBody(request)
     const url = new URL(request.url ?? "/", "http://127.0.0.1")
-    const token = request.headers["x-access-token"]
+    const token = request.headers[SegmentHeaders.token]
     if (typeof token !== "string" || !token.startsWith("st-")) {
       return fail(response, 401, "unauthorized", "a client token (st-…) is required")
     }
@@ -138,18 +139,18 @@ export const startIngestServer = async (): Promise<IngestServer> => {
         })
       }
       if (!/^\d+$/.test(indexText)) return fail(response, 400, "invalid_field", "index", { field: "index" })
-      if (request.headers["content-type"] !== "video/mp2t") {
-        return fail(response, 422, "unsupported_media", "expected video/mp2t")
+      if (request.headers["content-type"] !== SEGMENT_CONTENT_TYPE) {
+        return fail(response, 422, "unsupported_media", `expected ${SEGMENT_CONTENT_TYPE}`)
       }
-      const startMs = Number(request.headers["x-segment-start-ms"])
-      const durationMs = Number(request.headers["x-segment-duration-ms"])
-      if (!Number.isInteger(startMs)) return fail(response, 400, "invalid_field", "x-segment-start-ms")
+      const startMs = Number(request.headers[SegmentHeaders.startMs])
+      const durationMs = Number(request.headers[SegmentHeaders.durationMs])
+      if (!Number.isInteger(startMs)) return fail(response, 400, "invalid_field", SegmentHeaders.startMs)
       if (!Number.isInteger(durationMs) || durationMs < 0) {
-        return fail(response, 400, "invalid_field", "x-segment-duration-ms")
+        return fail(response, 400, "invalid_field", SegmentHeaders.durationMs)
       }
       const sha256 = createHash("sha256").update(body).digest("hex")
-      if (request.headers["x-segment-sha256"] !== sha256) {
-        return fail(response, 400, "invalid_field", "checksum mismatch", { field: "x-segment-sha256" })
+      if (request.headers[SegmentHeaders.sha256] !== sha256) {
+        return fail(response, 400, "invalid_field", "checksum mismatch", { field: SegmentHeaders.sha256 })
       }
       const index = Number(indexText)
       const existing = stored.get(key)
@@ -165,15 +166,18 @@ export const startIngestServer = async (): Promise<IngestServer> => {
           sha256,
           startMs,
           durationMs,
-          final: request.headers["x-segment-final"] === "1",
+          final: isFinalSegment(request.headers[SegmentHeaders.final] as string | undefined),
           receivedAt: Date.now(),
         })
       }
       okCounts.set(key, (okCounts.get(key) ?? 0) + 1)
-      return send(response, 200, {
-        success: true,
-        data: { session_id: sessionId, channel_id: channelId, index, duplicate: existing !== undefined },
-      })
+      const ack = {
+        session_id: sessionId,
+        channel_id: channelId,
+        index,
+        duplicate: existing !== undefined,
+      } as SegmentAck
+      return send(response, 200, { success: true, data: ack })
     }
     return fail(response, 404, "not_found", `${request.method} ${url.pathname}`)
   }

@@ -1,10 +1,11 @@
 /**
- * Export metadata: what an export produced, served as `GET /collection/{cid}/video/{video_id}`
- * and `/media/{video_id}/export.json`. Times are wall-clock epoch ms (and ISO); gaps are holes
+ * Export metadata: what an export produced, served as `/media/{video_id}/export.json` and inside
+ * `GET /collection/{cid}/video/{video_id}`. Times are wall-clock epoch ms (and ISO); gaps are holes
  * in a channel (missing or unreadable segments) that the export filled with silence or black.
  */
-import { ChannelId, ChannelType, SessionId, VideoId } from "@capture/protocol"
 import { Schema } from "effect"
+import { ChannelId, ChannelType } from "./Channel.js"
+import { AssetId, SessionId, VideoId } from "./Ids.js"
 
 const Int = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
@@ -21,6 +22,8 @@ export type ExportGap = typeof ExportGap.Type
 
 /** The raw asset of one stored channel: its media stream-copied, with its own start time. */
 export const ExportAsset = Schema.Struct({
+  /** `m-…` (video) or `a-…` (audio), derived from the export's video id and the channel (`rawAssetId`). */
+  asset_id: AssetId,
   channel_id: ChannelId,
   type: ChannelType,
   /** Path under `/media/{video_id}/`, e.g. `raw/display_1.mp4`, `raw/mic_default.m4a`. */
@@ -59,3 +62,11 @@ export const ExportMetadata = Schema.Struct({
   gaps: Schema.Array(ExportGap),
 })
 export type ExportMetadata = typeof ExportMetadata.Type
+
+/** channel_id → asset id of the raw assets an export made (channels without usable media have none). */
+export const ExportedAssetIds = Schema.Record(ChannelId, AssetId)
+export type ExportedAssetIds = typeof ExportedAssetIds.Type
+
+/** The asset ids of an export's raw assets, by channel. */
+export const assetIdsOf = (metadata: Pick<ExportMetadata, "channels">): ExportedAssetIds =>
+  Object.fromEntries(metadata.channels.map((asset) => [asset.channel_id, asset.asset_id]))

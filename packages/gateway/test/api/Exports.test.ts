@@ -1,0 +1,183 @@
+import { execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Muxer } from "@capture/muxer"
+import {
+  type CaptureSession,
+  type RawAssetView,
+  SEGMENT_CONTENT_TYPE,
+  SEGMENT_FINAL,
+  SegmentHeaders,
+  type VideoView,
+} from "@capture/protocol"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
+
+let nats: NatsServerHandle
+let api: TestGateway
+let muxer: Muxer
+let dir: string
+/** One-second MPEG-TS segments: a display's video and a mic's audio, three seconds each. */
+let media: Record<"display:1" | "mic:default", Array<Uint8Array>>
+
+const ffmpeg = process.env.FFMPEG_PATH ?? "ffmpeg"
+const segmentsOf = (name: string, input: ReadonlyArray<string>, codec: ReadonlyArray<string>) => {
+  const out = join(dir, name)
+  mkdirSync(out, { recursive: true })
+  execFileSync(ffmpeg, [
+    ...["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", ...input, ...codec],
+    ...["-f", "segment", "-segment_time", "1", "-segment_format", "mpegts", join(out, "%03d.ts")],
+  ])
+  return readdirSync(out)
+    .sort()
+    .map((file) => new Uint8Array(readFileSync(join(out, file))))
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "capture-exports-"))
+  media = {
+    "display:1": segmentsOf(
+      "display",
+      ["testsrc2=size=160x120:rate=10:duration=3"],
+      ["-c:v", "libx264", "-g", "10", "-pix_fmt", "yuv420p"],
+    ),
+    "mic:default": segmentsOf("mic", ["sine=frequency=440:sample_rate=48000:duration=3"], ["-c:a", "aac"]),
+  }
+  nats = await startNatsServer()
+  api = await startTestGateway(nats.url)
+  muxer = await Muxer.start(api.nc, api.runtime, {
+    mediaStore: api.gateway.services.media,
+    publicUrl: api.url,
+  })
+}, 60_000)
+afterAll(async () => {
+  await muxer?.stop()
+  await api?.stop()
+  await nats?.stop()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const data = <A>(body: Record<string, unknown>) => body.data as A
+const wall = 1_763_000_000_000
+
+/** Records a session through the API as the recorder would: start, every segment, stop. */
+const recordSession = async (): Promise<{ id: string; stopped: CaptureSession }> => {
+  const created = await api.request("POST", "/collection/default/capture/session", {
+    body: { end_user_id: "user-a" },
+  })
+  const id = data<CaptureSession>(created.body).id
+  await api.request("POST", "/capture/session/start", {
+    body: { session_id: id, channels: [{ channel_id: "display:1" }, { channel_id: "mic:default" }] },
+  })
+  for (const [channel, segments] of Object.entries(media)) {
+    for (const [index, bytes] of segments.entries()) {
+      const response = await fetch(
+        `${api.url}/capture/session/${id}/channels/${encodeURIComponent(channel)}/segments/${index}`,
+        {
+          method: "PUT",
+          headers: {
+            [SegmentHeaders.token]: TEST_API_KEY,
+            "content-type": SEGMENT_CONTENT_TYPE,
+            [SegmentHeaders.startMs]: String(wall + index * 1000),
+            [SegmentHeaders.durationMs]: "1000",
+            [SegmentHeaders.sha256]: createHash("sha256").update(bytes).digest("hex"),
+            ...(index === segments.length - 1 ? { [SegmentHeaders.final]: SEGMENT_FINAL } : {}),
+          },
+          body: bytes,
+        },
+      )
+      expect(response.status, `${channel} #${index}`).toBe(200)
+    }
+  }
+  const stopped = await api.request("POST", `/capture/session/${id}/stop`)
+  return { id, stopped: data<CaptureSession>(stopped.body) }
+}
+
+const exportedSession = async (id: string): Promise<CaptureSession> => {
+  for (let i = 0; i < 300; i++) {
+    const got = await api.request("GET", `/collection/default/capture/session/${id}`)
+    const session = data<CaptureSession>(got.body)
+    if (session.status === "exported" && session.rtstreams.every((r) => r.exported_asset_id !== null))
+      return session
+    if (session.status === "failed") throw new Error(`export failed: ${JSON.stringify(session.error)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`session ${id} was not exported`)
+}
+
+describe("exports over HTTP", () => {
+  let session: CaptureSession
+
+  it("shows the export running from the stop, then each rtstream's raw asset id", async () => {
+    const { id, stopped } = await recordSession()
+    expect(stopped).toMatchObject({ status: "stopped", export_status: "exporting", exported_video_id: null })
+    session = await exportedSession(id)
+    expect(session).toMatchObject({ export_status: "exported" })
+    const byChannel = Object.fromEntries(session.rtstreams.map((r) => [r.channel_id, r.exported_asset_id]))
+    expect(byChannel["display:1"]).toMatch(/^m-/)
+    expect(byChannel["mic:default"]).toMatch(/^a-/)
+    expect(byChannel["display:1"]).not.toBe(session.exported_video_id)
+  }, 60_000)
+
+  it("serves a display's raw asset at /video/{m-…} and a mic's at /audio/{a-…}, with download URLs", async () => {
+    const videoId = session.exported_video_id as string
+    const assetOf = (channel: string) =>
+      session.rtstreams.find((r) => r.channel_id === channel)?.exported_asset_id as string
+    const cases = [
+      { kind: "video", channel: "display:1", file: "raw/display_1.mp4", contentType: "video/mp4" },
+      { kind: "audio", channel: "mic:default", file: "raw/mic_default.m4a", contentType: "audio/mp4" },
+    ] as const
+    for (const { kind, channel, file, contentType } of cases) {
+      const assetId = assetOf(channel)
+      const got = await api.request("GET", `/collection/default/${kind}/${assetId}`)
+      expect(got.status).toBe(200)
+      const view = data<RawAssetView>(got.body)
+      expect(view).toMatchObject({
+        id: assetId,
+        collection_id: "default",
+        session_id: session.id,
+        video_id: videoId,
+        channel_id: channel,
+        type: kind,
+        download_url: `${api.url}/media/${videoId}/${file}`,
+        metadata: { asset_id: assetId, channel_id: channel, file, content_type: contentType },
+      })
+      expect(view.length).toBeGreaterThan(2.5)
+      const download = await fetch(view.download_url)
+      expect(download.status).toBe(200)
+      expect(download.headers.get("content-type")).toBe(contentType)
+      expect((await download.arrayBuffer()).byteLength).toBe(view.metadata.bytes)
+    }
+
+    // The muxed video is still the video object, listing the same asset ids in its metadata.
+    const video = await api.request("GET", `/collection/default/video/${videoId}`)
+    const videoView = data<VideoView>(video.body)
+    expect(videoView).toMatchObject({ id: videoId, download_url: `${api.url}/media/${videoId}/video.mp4` })
+    expect(Object.fromEntries(videoView.metadata.channels.map((c) => [c.channel_id, c.asset_id]))).toEqual(
+      Object.fromEntries(session.rtstreams.map((r) => [r.channel_id, r.exported_asset_id])),
+    )
+  })
+
+  it("answers 404 not_found for unknown ids, the wrong kind or another collection, and 401 without a key", async () => {
+    const display = session.rtstreams.find((r) => r.channel_id === "display:1")?.exported_asset_id as string
+    const mic = session.rtstreams.find((r) => r.channel_id === "mic:default")?.exported_asset_id as string
+    const notFound = async (path: string, field: string) =>
+      expect(await api.request("GET", path)).toMatchObject({
+        status: 404,
+        body: { success: false, error_code: "not_found", field },
+      })
+    await notFound(`/collection/default/audio/a-0000000000UNKNOWN00000000`, "audio_id")
+    await notFound(`/collection/default/video/m-0000000000UNKNOWN00000000`, "video_id")
+    await notFound(`/collection/default/video/${mic}`, "video_id")
+    await notFound(`/collection/default/audio/${display}`, "audio_id")
+    await notFound(`/collection/default/audio/${session.exported_video_id}`, "audio_id")
+    await notFound(`/collection/c-other/audio/${mic}`, "audio_id")
+    expect(await api.request("GET", `/collection/default/audio/${mic}`, { token: null })).toMatchObject({
+      status: 401,
+      body: { error_code: "unauthorized" },
+    })
+  })
+})

@@ -1,0 +1,57 @@
+import { Result } from "effect"
+import { describe, expect, it } from "vitest"
+import { decodeUnknown } from "../src/Decode.js"
+import { assetIdsOf, ExportAsset, ExportedAssetIds, ExportMetadata } from "../src/ExportMetadata.js"
+import { checkRoundTrip } from "./roundTrip.js"
+
+const asset = {
+  asset_id: "a-01JC000000ABCDEFGHJKMNPQRS",
+  channel_id: "mic:default",
+  type: "audio",
+  file: "raw/mic_default.m4a",
+  content_type: "audio/mp4",
+  bytes: 1234,
+  start_ms: 1_763_000_000_000,
+  start_time: "2025-11-13T02:13:20.000Z",
+  duration_ms: 8000,
+  segments: 4,
+  gaps: [],
+}
+
+describe("ExportMetadata", () => {
+  it("round-trips, with raw assets of both types", async () => {
+    const seen = await checkRoundTrip(ExportMetadata, 100)
+    const types = new Set(seen.flatMap((m) => m.channels.map((c) => c.type)))
+    expect(types).toEqual(new Set(["audio", "video"]))
+  })
+
+  it("round-trips channel → asset id maps", async () => {
+    const seen = await checkRoundTrip(ExportedAssetIds, 200)
+    const ids = seen.flatMap((m) => Object.values(m))
+    expect(ids.some((id) => id.startsWith("m-"))).toBe(true)
+    expect(ids.some((id) => id.startsWith("a-"))).toBe(true)
+  })
+
+  it("requires a raw asset's id, and refuses one of another kind", () => {
+    expect(Result.isSuccess(decodeUnknown(ExportAsset)(asset))).toBe(true)
+    const { asset_id: _, ...withoutId } = asset
+    expect(decodeUnknown(ExportAsset)(withoutId)).toMatchObject({
+      failure: { error_code: "missing_field", field: "asset_id" },
+    })
+    expect(Result.isFailure(decodeUnknown(ExportAsset)({ ...asset, asset_id: "rts-1" }))).toBe(true)
+  })
+
+  it("keeps channel ids as keys (others are dropped at the edge) and refuses other ids as values", () => {
+    const ids = { "display:1": "m-1", "mic:default": "a-2" }
+    expect(decodeUnknown(ExportedAssetIds)(ids)).toMatchObject({ success: ids })
+    expect(decodeUnknown(ExportedAssetIds)({ ...ids, speaker: "a-3" })).toMatchObject({ success: ids })
+    expect(Result.isFailure(decodeUnknown(ExportedAssetIds)({ "mic:default": "x-2" }))).toBe(true)
+    expect(Result.isFailure(decodeUnknown(ExportedAssetIds)({ "mic:default": "rts-2" }))).toBe(true)
+  })
+
+  it("lists an export's asset ids by channel", () => {
+    const decoded = decodeUnknown(ExportAsset)(asset)
+    if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
+    expect(assetIdsOf({ channels: [decoded.success] })).toEqual({ "mic:default": asset.asset_id })
+  })
+})
