@@ -32,12 +32,23 @@ export const startCaptureServer = async (options: {
   readonly natsUrl: string
   readonly apiKey: string
   readonly readyTimeoutMs?: number
+  /** More `capture serve` flags (`--role gateway`, …). */
+  readonly args?: ReadonlyArray<string>
+  /** Flags for node itself (`--cpu-prof`, which NODE_OPTIONS may not carry). */
+  readonly nodeArgs?: ReadonlyArray<string>
+  /** More environment (`CAPTURE_SILENCE_TIMEOUT_MS`, …) on top of this process's. */
+  readonly env?: Readonly<Record<string, string>>
 }): Promise<CaptureServer> => {
   const dataDir = mkdtempSync(join(tmpdir(), "capture-bench-"))
   const port = await getFreePort()
   const url = `http://127.0.0.1:${port}`
-  const child = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--data-dir", dataDir], {
-    env: { ...process.env, NATS_URL: options.natsUrl, CAPTURE_API_KEY: options.apiKey },
+  const args = [
+    ...(options.nodeArgs ?? []),
+    ...[CLI, "serve", "--port", String(port), "--data-dir", dataDir],
+    ...(options.args ?? []),
+  ]
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...options.env, NATS_URL: options.natsUrl, CAPTURE_API_KEY: options.apiKey },
     stdio: ["ignore", "pipe", "pipe"],
   })
   const output: Array<string> = []
