@@ -18,11 +18,11 @@ import {
   type JetStreamManager,
   jetstream,
   jetstreamManager,
-  StorageType,
 } from "@nats-io/jetstream"
-import { type ObjectInfo, type ObjectStore, Objm } from "@nats-io/obj"
+import type { ObjectInfo, ObjectStore } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
+import { objectMeta, openObjectBucket } from "./ObjectBucket.js"
 
 /** Options of `MediaStore.open`. */
 export interface MediaStoreOptions {
@@ -139,7 +139,7 @@ export class MediaStore {
     const js = jetstream(nc)
     const jsm = await jetstreamManager(nc)
     await ensureStream(jsm, { name: topology.stream, subjects: [topology.subjects], replicas })
-    const objects = await new Objm(js).create(topology.bucket, { replicas, storage: StorageType.File })
+    const objects = await openObjectBucket(js, topology.bucket, { replicas })
     return new MediaStore(topology, objects, js, jsm)
   }
 
@@ -178,7 +178,7 @@ export class MediaStore {
       const record = decoded.success
       try {
         await this.objects.putBlob(
-          { name, metadata: { [META_SHA]: sha256, [META_RECORD]: JSON.stringify(record) } },
+          objectMeta(name, { [META_SHA]: sha256, [META_RECORD]: JSON.stringify(record) }),
           data,
           // Revision 0: the object must not exist yet, so of two racing writers one wins.
           { previousRevision: 0 },

@@ -3,3 +3,4 @@
  * of their records, shared by ingest (gateway) and the muxer.
  */
 export * from "./MediaStore.js"
+export * from "./ObjectBucket.js"

@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto"
 import { newSessionId, type SessionId } from "@capture/protocol"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
-import { jetstreamManager } from "@nats-io/jetstream"
-import { Objm } from "@nats-io/obj"
+import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+import { getSha256Backend, Objm } from "@nats-io/obj"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   MediaStore,
+  OBJECT_CHUNK_BYTES,
   SegmentChecksumMismatch,
   SegmentConflict,
   type SegmentInput,
@@ -72,6 +73,17 @@ describe("MediaStore", () => {
     expect((await store.read(id, "mic:default", 0))?.length).toBe(0)
     expect(await store.read(id, "mic:default", 7)).toBeUndefined()
     expect(await store.list(newSessionId())).toEqual([])
+  })
+
+  it("writes a megabyte segment in 512 KiB chunks and reads it back verified", async () => {
+    const id = newSessionId()
+    const video = new Uint8Array(randomBytes(1_200_000))
+    await store.put(segment(id, "display:1", 0, video), video)
+    const objects = await new Objm(jetstream(nc)).open(store.topology.bucket)
+    const info = await objects.info(segmentObjectName(id, "display:1", 0))
+    expect(info?.chunks).toBe(Math.ceil(video.length / OBJECT_CHUNK_BYTES))
+    expect(getSha256Backend()).toBe("native")
+    expect(await store.read(id, "display:1", 0)).toEqual(video)
   })
 
   it("answers a repeated put as a duplicate, refuses other bytes under the same key", async () => {

@@ -7,6 +7,7 @@
  *   and export jobs (`<prefix>.muxer.jobs.<session>.<job>`, first writer wins: the video id).
  */
 import { createHash } from "node:crypto"
+import { objectMeta, openObjectBucket } from "@capture/media"
 import { ensureStream, isWrongLastSequence } from "@capture/session-actor"
 import {
   DeliverPolicy,
@@ -16,9 +17,8 @@ import {
   type JetStreamManager,
   jetstream,
   jetstreamManager,
-  StorageType,
 } from "@nats-io/jetstream"
-import { type ObjectStore, Objm } from "@nats-io/obj"
+import type { ObjectStore } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
 import type { PieceInfo } from "./plan.js"
 
@@ -68,7 +68,7 @@ export class MuxerStore {
     const stream = `${prefix.toUpperCase()}_MUXER`
     await ensureStream(jsm, { name: stream, subjects: [`${prefix}.muxer.>`], replicas, denyDelete: false })
     const bucket = `${prefix}_exports`
-    const objects = await new Objm(js).create(bucket, { replicas, storage: StorageType.File })
+    const objects = await openObjectBucket(js, bucket, { replicas })
     return new MuxerStore(bucket, stream, prefix, objects, js, jsm)
   }
 
@@ -80,7 +80,7 @@ export class MuxerStore {
   async putObject(name: string, data: Uint8Array): Promise<void> {
     if ((await this.objects.info(name)) !== null) return
     try {
-      await this.objects.putBlob({ name }, data, { previousRevision: 0 })
+      await this.objects.putBlob(objectMeta(name), data, { previousRevision: 0 })
     } catch (error) {
       if (!isWrongLastSequence(error)) throw error
     }
