@@ -56,6 +56,18 @@ const notFound = HttpRouter.add("*", "/*", (request) =>
   ),
 )
 
+/**
+ * The HTTP server: early requests held (see HoldingServer), idle keep-alive sockets kept for 65 s
+ * rather than Node's 5 s, longer than the 60 s idle timeout of common load balancers and than
+ * clients' own pools, so a client never writes its next upload into a socket being closed.
+ */
+const keptAliveServer = () => {
+  const server = createHoldingServer()
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 66_000
+  return server
+}
+
 /** Every HTTP route of the server. */
 const httpRoutes = (context: ServerContext) =>
   Layer.mergeAll(
@@ -150,7 +162,7 @@ export const serve = (options: ServeOptions) =>
           disableListenLog: true,
         }).pipe(
           Layer.provideMerge(
-            NodeHttpServer.layer(createHoldingServer, {
+            NodeHttpServer.layer(keptAliveServer, {
               port: options.port,
               host: options.host,
               gracefulShutdownTimeout: "5 seconds",
