@@ -44,24 +44,28 @@ export const runCli = (args: ReadonlyArray<string>, env: Record<string, string> 
   })
 }
 
-/** A running `capture serve`. */
-export interface ServeProcess {
+/** A running `capture <command>`. */
+export interface CliProcess {
   readonly child: ChildProcess
   /** Everything it printed so far (stdout and stderr). */
   readonly output: () => string
-  /** Resolves with the first output line matching `pattern`. */
+  /** Resolves with the first output match of `pattern`; rejects if it exits or `timeoutMs` passes first. */
   readonly waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>
   /** Resolves with the exit code (or signal) once it has exited. */
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
 }
 
-/** Starts `capture serve <args>`. */
-export const startServe = (args: ReadonlyArray<string>, env: Record<string, string> = {}): ServeProcess => {
+/** A running `capture serve`. */
+export type ServeProcess = CliProcess
+
+/** Starts `capture <args>` and keeps its output. */
+export const startCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): CliProcess => {
   requireBuild()
-  const child = spawn(process.execPath, [MAIN, "serve", ...args], {
+  const child = spawn(process.execPath, [MAIN, ...args], {
     env: childEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   })
+  const name = args[0] ?? "capture"
   let output = ""
   const waiters = new Set<() => void>()
   const onData = (chunk: Buffer): void => {
@@ -85,12 +89,12 @@ export const startServe = (args: ReadonlyArray<string>, env: Record<string, stri
           resolve(match)
         } else if (child.exitCode !== null || child.signalCode !== null) {
           cleanup()
-          reject(new Error(`serve exited before printing ${pattern}:\n${output}`))
+          reject(new Error(`${name} exited before printing ${pattern}:\n${output}`))
         }
       }
       const timer = setTimeout(() => {
         cleanup()
-        reject(new Error(`serve did not print ${pattern} within ${timeoutMs} ms:\n${output}`))
+        reject(new Error(`${name} did not print ${pattern} within ${timeoutMs} ms:\n${output}`))
       }, timeoutMs)
       const cleanup = (): void => {
         clearTimeout(timer)
@@ -101,6 +105,10 @@ export const startServe = (args: ReadonlyArray<string>, env: Record<string, stri
     })
   return { child, output: () => output, waitFor, exited }
 }
+
+/** Starts `capture serve <args>`. */
+export const startServe = (args: ReadonlyArray<string>, env: Record<string, string> = {}): ServeProcess =>
+  startCli(["serve", ...args], env)
 
 /** True while `pid` is a live process (a zombie, dead but not yet reaped, counts as gone). */
 export const isAlive = (pid: number): boolean => {
@@ -129,9 +137,9 @@ export const waitUntilGone = async (pid: number, timeoutMs = 10_000): Promise<bo
   return !isAlive(pid)
 }
 
-/** Kills a serve process still running at the end of a test (afterEach/afterAll). */
-export const killIfRunning = async (serve: ServeProcess | undefined): Promise<void> => {
-  if (serve === undefined || serve.child.exitCode !== null || serve.child.signalCode !== null) return
-  serve.child.kill("SIGKILL")
-  await serve.exited
+/** Kills a process still running at the end of a test (afterEach/afterAll). */
+export const killIfRunning = async (running: CliProcess | undefined): Promise<void> => {
+  if (running === undefined || running.child.exitCode !== null || running.child.signalCode !== null) return
+  running.child.kill("SIGKILL")
+  await running.exited
 }

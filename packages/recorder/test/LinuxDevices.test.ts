@@ -1,8 +1,8 @@
+import { type LinuxDesktop, startLinuxDesktop } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CaptureClient } from "../src/CaptureClient.js"
 import { PermissionDenied } from "../src/ChannelDiscovery.js"
 import { type IngestServer, startIngestServer } from "./support/IngestServer.js"
-import { type LinuxDesktop, startLinuxDesktop } from "./support/LinuxDesktop.js"
 import { averageColour, decodeErrors, indexesOf, meanVolume, range, sleep, tempDir } from "./support/media.js"
 
 // Real devices: an Xvfb screen painted red, PulseAudio with a virtual microphone and a null sink

@@ -1,8 +1,10 @@
 /**
  * @capture/testkit — real NATS servers for integration suites: one JetStream server per suite (container or
- * child process), a JetStream cluster for failover tests, and free loopback ports.
+ * child process), a JetStream cluster for failover tests, free loopback ports, and a private Linux desktop
+ * (Xvfb, PulseAudio, espeak-ng) for real-device capture tests.
  */
 export * from "./FreePorts.js"
+export * from "./LinuxDesktop.js"
 export * from "./NatsCluster.js"
 export * from "./NatsServer.js"
 export * from "./Poll.js"

@@ -12,6 +12,7 @@ const syntheticFlag = Flag.Boolean("synthetic").pipe(
   Flag.withDescription(
     "Record test sources (a clock pattern flashing each second, tones beeping each second)",
   ),
+  Flag.withDefault(false),
 )
 
 export const recordCommandLine = Command.make(

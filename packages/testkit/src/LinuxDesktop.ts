@@ -1,14 +1,18 @@
 /**
- * A private Linux desktop for the real-device test: an Xvfb display (a free display number picked
- * by Xvfb itself, `-displayfd`), a PulseAudio server on its own runtime folder with a null sink as
- * the speakers and a virtual microphone (a remapped monitor of a second null sink), and espeak-ng
- * speech played into both. The screen shows a red full-screen window. Every tool it needs must be installed (`scripts/bootstrap.sh --test`):
- * a missing one is an error, never a silent skip.
+ * A private Linux desktop for real-device tests: an Xvfb display (a free display number picked by
+ * Xvfb itself, `-displayfd`), a PulseAudio server on its own runtime folder with a null sink as the
+ * speakers and a virtual microphone (a remapped monitor of a second null sink), and espeak-ng
+ * speech played into either. The screen shows a red full-screen window. Every tool it needs must be
+ * installed (`scripts/bootstrap.sh --test`): a missing one is an error, never a silent skip.
+ *
+ * Processes that should capture this desktop get `desktop.env` (DISPLAY, PULSE_SERVER, …).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { join } from "node:path"
-import { findOnPath } from "../../src/Ffmpeg.js"
-import { sleep, tempDir } from "./media.js"
+import { accessSync, constants, rmSync } from "node:fs"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { delimiter, join } from "node:path"
+import { onProcessExit } from "./internal/Cleanup.js"
 
 const TOOLS = [
   "Xvfb",
@@ -22,6 +26,23 @@ const TOOLS = [
   "espeak-ng",
 ] as const
 
+const isExecutable = (path: string): boolean => {
+  try {
+    accessSync(path, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The first executable `name` on `PATH`, if any. */
+const findOnPath = (name: string): string | undefined =>
+  (process.env.PATH ?? "")
+    .split(delimiter)
+    .filter((dir) => dir !== "")
+    .map((dir) => join(dir, name))
+    .find(isExecutable)
+
 /** Throws, naming what is missing and how to install it, unless every tool is on PATH. */
 export const requireDesktopTools = (): void => {
   const missing = TOOLS.filter((tool) => findOnPath(tool) === undefined)
@@ -33,6 +54,8 @@ export const requireDesktopTools = (): void => {
   }
 }
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
 const run = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
     execFile(command, [...args], { env, timeout: 10_000 }, (error, stdout, stderr) =>
@@ -40,14 +63,17 @@ const run = (command: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEn
     ),
   )
 
+const isRunning = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null
+
 const stopProcess = async (child: ChildProcess | undefined) => {
-  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+  if (child === undefined || !isRunning(child)) return
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()))
   child.kill("SIGTERM")
   await Promise.race([exited, sleep(3_000)])
-  if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  if (isRunning(child)) child.kill("SIGKILL")
 }
 
+/** A running private desktop. */
 export interface LinuxDesktop {
   /** `:N` */
   readonly display: string
@@ -55,18 +81,26 @@ export interface LinuxDesktop {
   readonly env: NodeJS.ProcessEnv
   /** Speaks `text` into a sink (`speaker`: system audio, `micsink`: the microphone), in a loop. */
   readonly speak: (sink: "speaker" | "micsink", text: string) => Promise<void>
+  /** Stops every process of the desktop and deletes its folder. */
   readonly stop: () => Promise<void>
 }
 
+/** Starts Xvfb, PulseAudio (speaker sink, virtual mic) and a red full-screen window. */
 export const startLinuxDesktop = async (): Promise<LinuxDesktop> => {
   requireDesktopTools()
-  const folder = await tempDir("desktop")
+  const folder = await mkdtemp(join(tmpdir(), "capture-desktop-"))
   const children: ChildProcess[] = []
   const loops: Array<{ stopped: boolean }> = []
+  // A test process that exits without stop() (a hook timeout, a signal) takes the desktop with it.
+  const unregister = onProcessExit(() => {
+    for (const child of children) if (isRunning(child)) child.kill("SIGKILL")
+    rmSync(folder, { recursive: true, force: true })
+  })
   const stop = async () => {
     for (const loop of loops) loop.stopped = true
     for (const child of [...children].reverse()) await stopProcess(child)
-    await folder.remove()
+    await rm(folder, { recursive: true, force: true })
+    unregister()
   }
   try {
     const xvfb = spawn("Xvfb", ["-displayfd", "3", "-screen", "0", "1280x720x24", "-nolisten", "tcp"], {
@@ -88,14 +122,14 @@ export const startLinuxDesktop = async (): Promise<LinuxDesktop> => {
       setTimeout(() => reject(new Error(`Xvfb did not report a display: ${xvfbLog}`)), 10_000)
     })
     const display = `:${displayNumber}`
-    const runtime = join(folder.path, "pulse")
+    const runtime = join(folder, "pulse")
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       DISPLAY: display,
-      HOME: folder.path,
-      XDG_RUNTIME_DIR: folder.path,
+      HOME: folder,
+      XDG_RUNTIME_DIR: folder,
       PULSE_RUNTIME_PATH: runtime,
-      PULSE_STATE_PATH: join(folder.path, "pulse-state"),
+      PULSE_STATE_PATH: join(folder, "pulse-state"),
       PULSE_SERVER: `unix:${join(runtime, "native")}`,
     }
     const pulseEnv = { ...env }
@@ -159,7 +193,7 @@ export const startLinuxDesktop = async (): Promise<LinuxDesktop> => {
     }
 
     const speak = async (sink: "speaker" | "micsink", text: string) => {
-      const wav = join(folder.path, `${sink}.wav`)
+      const wav = join(folder, `${sink}.wav`)
       const made = await run("espeak-ng", ["-w", wav, text], env)
       if (made.code !== 0) throw new Error(`espeak-ng: ${made.stderr}`)
       const loop = { stopped: false }
