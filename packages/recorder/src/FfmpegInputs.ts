@@ -159,6 +159,21 @@ export const inputArgs = (source: CaptureSource, settings: CaptureSettings): Rea
 const videoRate = (source: CaptureSource, settings: CaptureSettings): number =>
   source.kind === "synthetic" ? settings.syntheticVideo.frameRate : settings.frameRate
 
+/** Audio is encoded at this rate (AAC). */
+export const AUDIO_SAMPLE_RATE = 48_000
+
+/**
+ * How far a run's timeline zero lies before its first captured sample. AAC streams open with the
+ * encoder's priming frame (1,024 samples, 21.3 ms at 48 kHz): the segments' timeline starts there,
+ * so a channel's start time must too, or every audio channel lands that much late against video.
+ * H.264 (no B-frames with `zerolatency`) starts at the first frame.
+ */
+export const timelineLeadMs = (source: CaptureSource): number =>
+  mediaOf(source) === "audio" ? AAC_PRIMING_MS : 0
+
+/** The AAC encoder's priming frame: 1,024 samples. */
+export const AAC_PRIMING_MS = (1024 / AUDIO_SAMPLE_RATE) * 1_000
+
 /**
  * Encoder options: H.264 (`veryfast`, `zerolatency`, a keyframe forced on every multiple of the
  * segment length so segments split exactly there) for video, AAC for audio. Audio timestamps are
@@ -169,7 +184,7 @@ export const encodeArgs = (source: CaptureSource, settings: CaptureSettings): Re
   if (mediaOf(source) === "audio") {
     return [
       ...["-map", "0:a:0", "-vn", "-af", "asetpts=STARTPTS+N/SR/TB"],
-      ...["-c:a", "aac", "-b:a", "128k", "-ar", "48000"],
+      ...["-c:a", "aac", "-b:a", "128k", "-ar", String(AUDIO_SAMPLE_RATE)],
     ]
   }
   const gop = String(Math.max(1, Math.round(videoRate(source, settings) * settings.segmentSeconds)))

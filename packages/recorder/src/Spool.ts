@@ -46,7 +46,8 @@ export const ChannelState = Schema.Struct({ channel_id: Schema.String, acked_thr
 export type ChannelState = typeof ChannelState.Type
 
 /**
- * One ffmpeg run: its first segment index and the wall-clock time (epoch ms) of its first sample.
+ * One ffmpeg run: its first segment index and the wall-clock time (epoch ms) of its timeline's
+ * zero: the first sample, less the encoder's priming for AAC (`timelineLeadMs`).
  * `clock` says where that time came from: the device's own timestamp, or when ffmpeg started
  * producing (synthetic sources).
  */

@@ -9,7 +9,7 @@
 import { readdir } from "node:fs/promises"
 import { Data } from "effect"
 import type { Channel } from "../Channels.js"
-import { type CaptureSettings, captureArgs } from "../FfmpegInputs.js"
+import { type CaptureSettings, captureArgs, timelineLeadMs } from "../FfmpegInputs.js"
 import type { ChannelSpool, RunMeta, SegmentRecord } from "../Spool.js"
 import { FfmpegRun, type RunExit, removePidFile, writePidFile } from "./ffmpegRun.js"
 
@@ -121,7 +121,11 @@ export class ChannelCapture {
       await this.#runEnded
       throw this.#failure(exit, "could not start")
     }
-    this.#meta = { start_index: startIndex, first_sample_ms: start.firstSampleMs, clock: start.clock }
+    this.#meta = {
+      start_index: startIndex,
+      first_sample_ms: Math.round(start.firstSampleMs - timelineLeadMs(this.channel.source)),
+      clock: start.clock,
+    }
     await this.spool.writeRun(this.#meta)
   }
 
