@@ -154,16 +154,19 @@ export interface ProbeResult {
   readonly streams: ReadonlyArray<{ readonly codecType: string; readonly codecName: string }>
 }
 
-/** Probes `file` with ffprobe; undefined when it cannot be read as media. */
-export const probeFile = async (ffprobePath: string, file: string): Promise<ProbeResult | undefined> => {
+/**
+ * Probes `file` with ffprobe; undefined when it cannot be read as media. `format` names the
+ * container instead of letting ffprobe guess (a tiny MPEG-TS segment of a few silent AAC frames
+ * is guessed as raw ADTS or MP2, with a wrong duration).
+ */
+export const probeFile = async (
+  ffprobePath: string,
+  file: string,
+  format?: string,
+): Promise<ProbeResult | undefined> => {
   const result = await runTool(ffprobePath, [
-    "-v",
-    "error",
-    "-show_entries",
-    "format=duration,start_time:stream=codec_type,codec_name",
-    "-of",
-    "json",
-    file,
+    ...["-v", "error", "-show_entries", "format=duration,start_time:stream=codec_type,codec_name"],
+    ...["-of", "json", ...(format === undefined ? [] : ["-f", format]), file],
   ])
   if (result.code !== 0) return undefined
   try {

@@ -317,7 +317,7 @@ export class ChannelSpool {
     list: ReadonlyArray<ListEntry>,
     ffprobePath: string,
   ): Promise<SegmentRecord | undefined> {
-    const probe = await probeFile(ffprobePath, this.segmentPath(index))
+    const probe = await probeFile(ffprobePath, this.segmentPath(index), "mpegts")
     if (probe === undefined || probe.durationSeconds <= 0 || probe.streams.length === 0) {
       await unlinkQuietly(this.segmentPath(index))
       return undefined

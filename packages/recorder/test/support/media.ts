@@ -32,13 +32,27 @@ const run = (
     child.stdin.end(input)
   })
 
-/** ffprobe's view of a segment: codecs and duration. */
+/**
+ * ffprobe's view of a segment: codecs and duration. Segments are read as MPEG-TS, as the muxer
+ * reads them: probing misreads a tiny last segment of a few silent AAC frames as raw ADTS or MP2.
+ */
 export const probeSegment = async (
   bytes: Buffer,
 ): Promise<{ readonly codecs: ReadonlyArray<string>; readonly durationSeconds: number }> => {
   const result = await run(
     ffprobe,
-    ["-v", "error", "-show_entries", "format=duration:stream=codec_name", "-of", "json", "-i", "pipe:0"],
+    [
+      "-v",
+      "error",
+      "-show_entries",
+      "format=duration:stream=codec_name",
+      "-of",
+      "json",
+      "-f",
+      "mpegts",
+      "-i",
+      "pipe:0",
+    ],
     bytes,
   )
   if (result.code !== 0) throw new Error(`ffprobe failed: ${result.stderr}`)
@@ -54,7 +68,7 @@ export const probeSegment = async (
 
 /** Decodes a whole segment; resolves with ffmpeg's error output (empty when it decoded cleanly). */
 export const decodeErrors = async (bytes: Buffer): Promise<string> => {
-  const result = await run(ffmpeg, ["-v", "error", "-i", "pipe:0", "-f", "null", "-"], bytes)
+  const result = await run(ffmpeg, ["-v", "error", "-f", "mpegts", "-i", "pipe:0", "-f", "null", "-"], bytes)
   return result.code === 0 ? result.stderr.trim() : `exit ${result.code}: ${result.stderr}`
 }
 
@@ -62,7 +76,7 @@ export const decodeErrors = async (bytes: Buffer): Promise<string> => {
 export const meanVolume = async (bytes: Buffer): Promise<number> => {
   const result = await run(
     ffmpeg,
-    ["-hide_banner", "-i", "pipe:0", "-af", "volumedetect", "-f", "null", "-"],
+    ["-hide_banner", "-f", "mpegts", "-i", "pipe:0", "-af", "volumedetect", "-f", "null", "-"],
     bytes,
   )
   const match = /mean_volume:\s*(-?[\d.]+|-inf) dB/.exec(result.stderr)
