@@ -25,8 +25,6 @@ const tail = (lines: ReadonlyArray<string>) => lines.slice(-20).join("\n")
 
 /**
  * Starts `capture serve` against `natsUrl` with `apiKey` seeded, resolving once the API answers.
- * The port listens before the routes are installed and a request in that window is never
- * answered, so each probe gives up after a moment.
  */
 export const startCaptureServer = async (options: {
   readonly natsUrl: string
@@ -43,6 +41,8 @@ export const startCaptureServer = async (options: {
   const port = await getFreePort()
   const url = `http://127.0.0.1:${port}`
   const args = [
+    // As `npm start` runs it (see docs/architecture.md, Performance).
+    "--max-semi-space-size=32",
     ...(options.nodeArgs ?? []),
     ...[CLI, "serve", "--port", String(port), "--data-dir", dataDir],
     ...(options.args ?? []),
@@ -85,7 +85,7 @@ export const startCaptureServer = async (options: {
       await response.body?.cancel()
       if (response.ok) break
     } catch {
-      // Not listening yet, or listening without routes.
+      // Not listening yet.
     }
     if (Date.now() > deadline) {
       await stop()
