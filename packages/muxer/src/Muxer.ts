@@ -14,6 +14,8 @@
  * from the video id, and the actor ignores a second completion. So a redelivered or re-run export
  * produces the same outputs (asset ids included) and `exported` appears once.
  */
+
+import { type FfmpegTools, resolveFfmpegTools } from "@capture/binaries"
 import type { MediaStore } from "@capture/media"
 import { decodeSegmentRecord } from "@capture/media"
 import {
@@ -38,7 +40,6 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { ExportStore } from "./ExportStore.js"
-import { type FfmpegTools, resolveFfmpeg } from "./Ffmpeg.js"
 import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
 import { Semaphore } from "./internal/semaphore.js"
 import { MuxerStore } from "./internal/store.js"
@@ -59,7 +60,7 @@ export interface MuxerOptions {
   readonly concurrency?: number
   /** Work on segments as they arrive (default true); false leaves everything to the export. */
   readonly incremental?: boolean
-  /** Resolved binaries (default: `resolveFfmpeg()`, which throws if one is missing). */
+  /** Resolved binaries (default: `resolveFfmpegTools()`, which throws if one is missing). */
   readonly tools?: FfmpegTools
 }
 
@@ -86,7 +87,7 @@ export class Muxer {
 
   /** Resolves ffmpeg, opens the exports bucket and starts both consumers. */
   static async start(nc: NatsConnection, runtime: SessionRuntime, options: MuxerOptions): Promise<Muxer> {
-    const tools = options.tools ?? resolveFfmpeg()
+    const tools = options.tools ?? resolveFfmpegTools()
     const log = options.log ?? (() => {})
     const prefix = options.prefix ?? runtime.topology.options.prefix
     const store = await MuxerStore.open(nc, {

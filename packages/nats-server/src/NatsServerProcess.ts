@@ -11,30 +11,13 @@
  * kills the server once the parent is gone.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { accessSync, constants } from "node:fs"
-import { delimiter, join } from "node:path"
+import { findOnPath, isExecutable } from "@capture/binaries"
 
 const READY_LINE = "Server is ready"
 const LOG_TAIL_LINES = 30
 
 /** No nats-server binary could be found. */
 export class NatsServerNotFound extends Error {}
-
-const isExecutable = (path: string): boolean => {
-  try {
-    accessSync(path, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-}
-
-const findOnPath = (name: string): string | undefined =>
-  (process.env.PATH ?? "")
-    .split(delimiter)
-    .filter((dir) => dir !== "")
-    .map((dir) => join(dir, name))
-    .find(isExecutable)
 
 /** The nats-server binary: `NATS_SERVER_BIN`, else the first on PATH, else Debian's /usr/sbin/nats-server. */
 export const resolveNatsServerBinary = (): string => {

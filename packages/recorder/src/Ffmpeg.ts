@@ -1,100 +1,15 @@
 /**
- * Finding ffmpeg and ffprobe, and the few questions the recorder asks them. Resolution order, for
- * each binary: an explicit path, the environment (`FFMPEG_PATH` / `FFPROBE_PATH`), the binary of
- * `ffmpeg-static` / `ffprobe-static` when that package is installed and its file exists, then the
- * name on `PATH`. ffprobe also looks beside a resolved ffmpeg.
+ * The few questions the recorder asks ffmpeg and ffprobe. Finding them is `@capture/binaries`'
+ * (re-exported here for the recorder's users).
  */
 import { execFile } from "node:child_process"
-import { accessSync, constants } from "node:fs"
-import { createRequire } from "node:module"
-import { delimiter, dirname, join } from "node:path"
-import { Data } from "effect"
 
-/** No usable ffmpeg (or ffprobe) binary was found. */
-export class FfmpegNotFound extends Data.TaggedError("FfmpegNotFound")<{
-  readonly binary: "ffmpeg" | "ffprobe"
-  readonly message: string
-}> {}
-
-const exe = (name: string): string => (process.platform === "win32" ? `${name}.exe` : name)
-
-const isExecutable = (path: string): boolean => {
-  try {
-    accessSync(path, process.platform === "win32" ? constants.F_OK : constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** The first executable `name` on `PATH`, if any. */
-export const findOnPath = (name: string): string | undefined =>
-  (process.env.PATH ?? "")
-    .split(delimiter)
-    .filter((dir) => dir !== "")
-    .map((dir) => join(dir, exe(name)))
-    .find(isExecutable)
-
-const require = createRequire(import.meta.url)
-
-/** The binary an optional `*-static` package points at, when it is installed and the file exists. */
-const fromStaticPackage = (pkg: "ffmpeg-static" | "ffprobe-static"): string | undefined => {
-  try {
-    const exported: unknown = require(pkg)
-    const path =
-      typeof exported === "string"
-        ? exported
-        : typeof exported === "object" && exported !== null && "path" in exported
-          ? String((exported as { path: unknown }).path)
-          : undefined
-    return path !== undefined && isExecutable(path) ? path : undefined
-  } catch {
-    return undefined
-  }
-}
-
-const checked = (binary: "ffmpeg" | "ffprobe", path: string, source: string): string => {
-  if (!isExecutable(path)) {
-    throw new FfmpegNotFound({ binary, message: `${source}=${path} is not an executable file` })
-  }
-  return path
-}
-
-/** The ffmpeg binary: `explicit`, `FFMPEG_PATH`, ffmpeg-static's binary, or `ffmpeg` on PATH. */
-export const resolveFfmpeg = (explicit?: string): string => {
-  if (explicit) return checked("ffmpeg", explicit, "ffmpegPath")
-  const fromEnv = process.env.FFMPEG_PATH
-  if (fromEnv) return checked("ffmpeg", fromEnv, "FFMPEG_PATH")
-  const found = fromStaticPackage("ffmpeg-static") ?? findOnPath("ffmpeg")
-  if (found === undefined) {
-    throw new FfmpegNotFound({
-      binary: "ffmpeg",
-      message:
-        "ffmpeg not found: install it (Debian: apt-get install ffmpeg; macOS: brew install ffmpeg; " +
-        "Windows: winget install ffmpeg), or set FFMPEG_PATH",
-    })
-  }
-  return found
-}
-
-/** The ffprobe binary: `explicit`, `FFPROBE_PATH`, ffprobe-static, beside `ffmpegPath`, or on PATH. */
-export const resolveFfprobe = (explicit?: string, ffmpegPath?: string): string => {
-  if (explicit) return checked("ffprobe", explicit, "ffprobePath")
-  const fromEnv = process.env.FFPROBE_PATH
-  if (fromEnv) return checked("ffprobe", fromEnv, "FFPROBE_PATH")
-  const beside = ffmpegPath === undefined ? undefined : join(dirname(ffmpegPath), exe("ffprobe"))
-  const found =
-    fromStaticPackage("ffprobe-static") ??
-    (beside !== undefined && isExecutable(beside) ? beside : undefined) ??
-    findOnPath("ffprobe")
-  if (found === undefined) {
-    throw new FfmpegNotFound({
-      binary: "ffprobe",
-      message: "ffprobe not found: install ffmpeg (it ships ffprobe), or set FFPROBE_PATH",
-    })
-  }
-  return found
-}
+export {
+  FfmpegNotFound,
+  findOnPath,
+  resolveFfmpeg,
+  resolveFfprobe,
+} from "@capture/binaries"
 
 /** Runs a binary to completion, collecting its output (stdout and stderr), with a timeout. */
 export const runTool = (

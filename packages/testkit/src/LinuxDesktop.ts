@@ -8,10 +8,11 @@
  * Processes that should capture this desktop get `desktop.env` (DISPLAY, PULSE_SERVER, …).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { accessSync, constants, rmSync } from "node:fs"
+import { rmSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { delimiter, join } from "node:path"
+import { join } from "node:path"
+import { findOnPath } from "@capture/binaries"
 import { onProcessExit } from "./internal/Cleanup.js"
 
 const TOOLS = [
@@ -25,23 +26,6 @@ const TOOLS = [
   "paplay",
   "espeak-ng",
 ] as const
-
-const isExecutable = (path: string): boolean => {
-  try {
-    accessSync(path, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** The first executable `name` on `PATH`, if any. */
-const findOnPath = (name: string): string | undefined =>
-  (process.env.PATH ?? "")
-    .split(delimiter)
-    .filter((dir) => dir !== "")
-    .map((dir) => join(dir, name))
-    .find(isExecutable)
 
 /** Throws, naming what is missing and how to install it, unless every tool is on PATH. */
 export const requireDesktopTools = (): void => {

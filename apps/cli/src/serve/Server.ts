@@ -5,9 +5,10 @@
  * the embedded server. Later parts (HTTP API, webhooks, ingest, muxer) add their routes to
  * `httpRoutes` and their workers to `serve`.
  */
+import { resolveFfmpegTools } from "@capture/binaries"
 import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "@capture/gateway"
 import { MediaStore } from "@capture/media"
-import { Muxer, resolveFfmpeg } from "@capture/muxer"
+import { Muxer } from "@capture/muxer"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer } from "effect"
@@ -132,7 +133,7 @@ export const serve = (options: ServeOptions) =>
       }
       if (options.role !== "gateway") {
         const tools = yield* Effect.try({
-          try: () => resolveFfmpeg(),
+          try: () => resolveFfmpegTools(),
           catch: (error) => unavailable(`the muxer needs ffmpeg: ${describe(error)}`),
         })
         const muxer = yield* Effect.acquireRelease(

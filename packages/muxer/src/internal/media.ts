@@ -6,7 +6,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type { FfmpegTools } from "../Ffmpeg.js"
+import type { FfmpegTools } from "@capture/binaries"
 import { aacFragment, adtsFrames, type FragmentTiming, fragmentTiming, splitFragmented } from "./mp4.js"
 import { run } from "./process.js"
 

@@ -6,6 +6,8 @@
  * Every piece is named by what went into it, so two instances (or a restarted one) making the
  * same piece make the same bytes, and whatever is already stored is reused.
  */
+
+import type { FfmpegTools } from "@capture/binaries"
 import type { MediaStore } from "@capture/media"
 import {
   type Channel,
@@ -18,7 +20,6 @@ import {
   type VideoId,
 } from "@capture/protocol"
 import { mainExportChannel } from "@capture/session-actor"
-import type { FfmpegTools } from "../Ffmpeg.js"
 import type { AssetIndexEntry, Manifest, ManifestFile, ManifestPart, StoredManifest } from "./manifest.js"
 import { assetIndexName, manifestName, upgradeManifest } from "./manifest.js"
 import {

@@ -1,0 +1,5 @@
+/**
+ * @capture/binaries — finding executables: ffmpeg / ffprobe, and any tool on PATH.
+ */
+export * from "./Executables.js"
+export * from "./Ffmpeg.js"
