@@ -42,3 +42,25 @@ export const cpuMs = (pid: number): number => {
 /** CPU ms of `pids` together. */
 export const totalCpuMs = (pids: ReadonlyArray<number>): number =>
   pids.reduce((sum, pid) => sum + cpuMs(pid), 0)
+
+/**
+ * CPU ms of `pid`'s children that have exited and been waited for (cutime + cstime): what a
+ * process's short-lived children (ffmpeg runs) used, which `descendants` no longer lists.
+ */
+export const reapedChildrenCpuMs = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[13]) + Number(fields[14])) * TICK_MS
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * CPU ms of `pid` and everything it started, the children that already exited included: each
+ * live process's own time plus that of the children it has reaped (a child's reaped children
+ * count towards it, and it towards its parent once reaped, so nothing is counted twice).
+ */
+export const treeCpuMs = (pid: number): number =>
+  [pid, ...descendants(pid)].reduce((sum, p) => sum + cpuMs(p) + reapedChildrenCpuMs(p), 0)

@@ -1,0 +1,663 @@
+/**
+ * bench:export — time from `stopped` to `exported` for three-channel recordings of 1, 10 and 60
+ * minutes, beside a one-shot ffmpeg mux of the same media measured in the same run, and the CPU
+ * spent per recorded minute by each.
+ *
+ * The recording is made faster than real time with the recorder's own ffmpeg options (a
+ * 1280x720 15 fps test pattern, the 440 Hz and 660 Hz tones of the synthetic mic and system audio,
+ * 2 s MPEG-TS segments) and cached. Each length gets a fresh nats-server child and `capture serve`
+ * child (all-in-one: gateway + muxer), and goes through the real API and ingest route as a
+ * recorder would: create, start (three stored channels), every segment but each channel's last
+ * PUT in order (channels concurrently, as fast as the server answers), then — once the muxer's
+ * media consumer has nothing pending, which is where it stands during a real-time recording — the
+ * final segments and `stop`. Timed: the stored events' `SessionStopped` → `ExportCompleted`, and
+ * the client's stop request → `capture_session.exported` on its WebSocket. The export's MP4 is
+ * then read back with ffprobe (duration, streams, packets) so a broken export cannot pass for a
+ * fast one. The baseline concatenates the same segments per channel, mixes the two tones (amix)
+ * and writes one MP4 with the video stream-copied, as the export's muxed video does.
+ *
+ *   pnpm bench:export [--minutes 1,10,60] [--quick]   (--quick: 1 and 3 minutes)
+ */
+import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { loadavg, tmpdir } from "node:os"
+import { join } from "node:path"
+import { parseArgs } from "node:util"
+import { DEFAULT_COLLECTION, type SessionEvent } from "@capture/protocol"
+import { resolveFfmpeg, resolveFfprobe } from "@capture/recorder/Ffmpeg"
+import { EventStore, openTopology } from "@capture/session-actor"
+import { startNatsServer } from "@capture/testkit"
+import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { WebSocket } from "ws"
+import { type CaptureServer, startCaptureServer } from "./lib/captureServer.js"
+import { type JsonClient, type JsonResponse, makeJsonClient } from "./lib/jsonClient.js"
+import { cpuMs, descendants, reapedChildrenCpuMs, treeCpuMs } from "./lib/processCpu.js"
+import { waitForQuietChildren } from "./lib/quiet.js"
+import { makeSegmentClient, type SegmentClient } from "./lib/segmentClient.js"
+import { writeResults } from "./lib/stats.js"
+import {
+  killGenerators,
+  type RecordedChannel,
+  type RecordedSegment,
+  recordingCacheDir,
+  type SyntheticRecording,
+  syntheticRecording,
+} from "./lib/syntheticRecording.js"
+import { Teardown } from "./lib/teardown.js"
+
+const API_KEY = "sk-bench-export-key"
+/** The issue's reference recording: 5 min of this took 5.7 s to mux in one shot. */
+const VIDEO = { width: 1280, height: 720, frameRate: 15 } as const
+/** What the muxer's incremental consumer is called (muxer.md: `<prefix>-muxer-media` on `CAPTURE_MEDIA`). */
+const MEDIA_STREAM = "CAPTURE_MEDIA"
+const MEDIA_CONSUMER = "capture-muxer-media"
+const PIECES_STREAM = "CAPTURE_MUXER"
+/** Longest wait for the muxer to catch up with an upload faster than real time. */
+const CATCH_UP_TIMEOUT_MS = 60 * 60_000
+/** Longest wait for `exported` after stop (the target is about 1 s). */
+const EXPORT_TIMEOUT_MS = 10 * 60_000
+
+const { values: flags } = parseArgs({
+  options: {
+    minutes: { type: "string" },
+    quick: { type: "boolean", default: false },
+  },
+})
+const quick = flags.quick
+const LENGTHS: ReadonlyArray<number> = (() => {
+  if (flags.minutes === undefined) return quick ? [1, 3] : [1, 10, 60]
+  const values = flags.minutes.split(",").map((part) => Number(part.trim()))
+  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v <= 0))
+    throw new Error(`--minutes must be positive integers separated by commas, got "${flags.minutes}"`)
+  return values
+})()
+
+const ffmpeg = resolveFfmpeg()
+const ffprobe = resolveFfprobe(undefined, ffmpeg)
+
+// --- the export through capture serve ---------------------------------------------------------
+
+/** One length's figures. */
+interface ExportRun {
+  readonly minutes: number
+  readonly segments: number
+  readonly megabytes: number
+  /** Every segment but the finals, as fast as the server answered. */
+  readonly uploadSeconds: number
+  /** From the last of those answers until the muxer's media consumer had nothing pending. */
+  readonly catchUpSeconds: number
+  /** Recorded seconds the muxer worked through per wall-clock second, first upload → caught up. */
+  readonly incrementalSpeed: number
+  /** The final segments, then the stop request until its answer (`stopped`). */
+  readonly finalsMs: number
+  readonly stopAnswerMs: number
+  readonly stopAnswerStatus: string
+  /** The stored events' times: `SessionStopping` → `SessionStopped` (the stop request finishing the stop). */
+  readonly stoppingToStoppedMs: number
+  /** The stored events' times: `SessionStopped` → `ExportCompleted`. */
+  readonly stoppedToExportedMs: number
+  /** The client's stop request sent → `capture_session.exported` on its WebSocket. */
+  readonly clientStopToExportedMs: number
+  /** Pieces indexed after `SessionStopped`, of all the session's pieces. */
+  readonly piecesAfterStop: number
+  readonly pieces: number
+  /** CPU seconds from create to `exported`. */
+  readonly cpu: CpuSeconds
+  /** Of which after the final segments were sent. */
+  readonly finalizeCpu: CpuSeconds
+  readonly validation: Validation
+}
+
+/** CPU seconds of the processes under test. */
+interface CpuSeconds {
+  /** The `capture serve` process itself (gateway, ingest, muxer's own work). */
+  readonly serve: number
+  /** The ffmpeg runs it started (remux, mix, fill, probe). */
+  readonly ffmpeg: number
+  readonly nats: number
+  readonly total: number
+}
+
+/** What ffprobe read back from an MP4. */
+interface Validation {
+  readonly ok: boolean
+  readonly problems: ReadonlyArray<string>
+  readonly durationSeconds: number
+  readonly streams: ReadonlyArray<{ readonly type: string; readonly codec: string; readonly packets: number }>
+  readonly metadataDurationMs?: number
+  readonly gaps?: number
+}
+
+/** The one-shot mux of the same media. */
+interface OneShot {
+  readonly seconds: number
+  readonly cpuSeconds: number
+  readonly megabytes: number
+  readonly validation: Validation
+}
+
+const accepted = (label: string, response: JsonResponse): Record<string, unknown> => {
+  const data = response.body.data
+  if (response.status !== 200 || response.body.success !== true || typeof data !== "object" || data === null)
+    throw new Error(`${label} answered ${response.status}: ${JSON.stringify(response.body)}`)
+  return data as Record<string, unknown>
+}
+
+const stringField = (data: Record<string, unknown>, field: string): string => {
+  const value = data[field]
+  if (typeof value !== "string") throw new Error(`answer without ${field}: ${JSON.stringify(data)}`)
+  return value
+}
+
+/** A WebSocket named on the session, resolving each `capture_session.*` event someone waits for. */
+const openEventSocket = async (client: JsonClient) => {
+  const url = stringField(
+    accepted("websocket url", await client.send("GET", `/collection/${DEFAULT_COLLECTION}/websocket`)),
+    "websocket_url",
+  )
+  const socket = new WebSocket(url)
+  const seen = new Map<string, { at: number; message: Record<string, unknown> }>()
+  const waiting = new Map<string, (seen: { at: number; message: Record<string, unknown> }) => void>()
+  const connectionId = await new Promise<string>((resolve, reject) => {
+    socket.once("error", reject)
+    socket.once("message", (data) => {
+      const first = JSON.parse(String(data)) as { connection_id?: unknown }
+      if (typeof first.connection_id !== "string") reject(new Error(`unexpected first message: ${data}`))
+      else resolve(first.connection_id)
+    })
+  })
+  socket.on("error", (error) => console.error(`websocket: ${error.message}`))
+  socket.on("message", (data) => {
+    const at = performance.now()
+    const message = JSON.parse(String(data)) as Record<string, unknown>
+    if (message.channel !== "capture_session") return
+    const key = `${message.capture_session_id} ${message.event}`
+    const entry = { at, message }
+    seen.set(key, entry)
+    waiting.get(key)?.(entry)
+  })
+  return {
+    connectionId,
+    /** Resolves when `event` of `sessionId` arrives (or has), or `capture_session.failed` does. */
+    next: (sessionId: string, event: string, timeoutMs: number) =>
+      new Promise<{ at: number; message: Record<string, unknown> }>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no ${event} for ${sessionId} within ${timeoutMs} ms`)),
+          timeoutMs,
+        )
+        const done = (entry: { at: number; message: Record<string, unknown> }) => {
+          clearTimeout(timer)
+          waiting.delete(`${sessionId} ${event}`)
+          waiting.delete(`${sessionId} capture_session.failed`)
+          if (entry.message.event === "capture_session.failed")
+            reject(new Error(`session failed: ${JSON.stringify(entry.message.data)}`))
+          else resolve(entry)
+        }
+        const already = seen.get(`${sessionId} ${event}`) ?? seen.get(`${sessionId} capture_session.failed`)
+        if (already !== undefined) return done(already)
+        waiting.set(`${sessionId} ${event}`, done)
+        waiting.set(`${sessionId} capture_session.failed`, done)
+      }),
+    close: () => socket.close(),
+  }
+}
+
+/** PUTs segments through the ingest route as the recorder's IngestClient does, retrying what it retries. */
+const makeUploader =
+  (client: SegmentClient) =>
+  async (
+    sessionId: string,
+    channelId: string,
+    segment: RecordedSegment,
+    firstSampleMs: number,
+    final: boolean,
+  ): Promise<number> => {
+    const body = readFileSync(segment.file)
+    const path = `/capture/session/${sessionId}/channels/${encodeURIComponent(channelId)}/segments/${segment.index}`
+    const headers = {
+      "x-segment-start-ms": String(firstSampleMs + segment.offsetMs),
+      "x-segment-duration-ms": String(segment.durationMs),
+      "x-segment-sha256": createHash("sha256").update(body).digest("hex"),
+      ...(final ? { "x-segment-final": "1" } : {}),
+    }
+    for (let attempt = 1; ; attempt++) {
+      const answer = await client
+        .put(path, body, headers)
+        .catch((error: unknown) => ({ status: 0, body: { error: String(error) } }))
+      if (answer.status === 200) return body.length
+      // No answer, 429 and 5xx are worth another try (the recorder backs off and retries them).
+      const retryable = answer.status === 0 || answer.status === 429 || answer.status >= 500
+      if (!retryable || attempt >= 5)
+        throw new Error(
+          `PUT ${channelId}/${segment.index} answered ${answer.status}: ${JSON.stringify(answer.body)}`,
+        )
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt))
+    }
+  }
+
+/** Waits until the muxer's media consumer has nothing pending or unacknowledged. */
+const muxerCaughtUp = async (nc: NatsConnection, timeoutMs: number): Promise<void> => {
+  const jsm = await jetstreamManager(nc)
+  const deadline = Date.now() + timeoutMs
+  let reported = Date.now()
+  for (;;) {
+    const info = await jsm.consumers.info(MEDIA_STREAM, MEDIA_CONSUMER)
+    const left = info.num_pending + info.num_ack_pending
+    if (left === 0) return
+    if (Date.now() > deadline)
+      throw new Error(`the muxer still had ${left} segment records after ${timeoutMs} ms`)
+    if (Date.now() - reported > 30_000) {
+      reported = Date.now()
+      console.log(`  … muxer: ${left} segment records to go`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+/** How many pieces the session's index holds, in all and stored from `since` on. */
+const countPieces = async (nc: NatsConnection, sessionId: string, since: string) => {
+  const jsm = await jetstreamManager(nc)
+  const count = async (from: { deliver_policy: DeliverPolicy; opt_start_time?: string }) => {
+    const info = await jsm.consumers.add(PIECES_STREAM, {
+      ...from,
+      filter_subject: `capture.muxer.pieces.${sessionId}`,
+      ack_policy: AckPolicy.None,
+      inactive_threshold: 10_000_000_000,
+    })
+    await jsm.consumers.delete(PIECES_STREAM, info.name).catch(() => undefined)
+    return info.num_pending
+  }
+  return {
+    pieces: await count({ deliver_policy: DeliverPolicy.All }),
+    afterStop: await count({ deliver_policy: DeliverPolicy.StartTime, opt_start_time: since }),
+  }
+}
+
+/** Runs a tool to completion, returning its stdout. */
+const runTool = (bin: string, args: ReadonlyArray<string>, cwd?: string) =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawn(bin, args, { cwd, stdio: ["ignore", "pipe", "pipe"] })
+    const out: Array<Buffer> = []
+    let err = ""
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
+    child.stderr.on("data", (chunk: Buffer) => {
+      err = (err + chunk.toString("utf8")).slice(-2_000)
+    })
+    child.once("error", reject)
+    child.once("exit", (code, signal) =>
+      code === 0
+        ? resolve(Buffer.concat(out).toString("utf8"))
+        : reject(new Error(`${bin} exited with ${code ?? signal}: ${err.trim()}`)),
+    )
+  })
+
+/**
+ * Reads `input` (a file or URL) through with ffprobe: its duration, and every stream's packets
+ * counted, checked against a recording of `minutes` (video and audio, ±2% and a second).
+ */
+const validate = async (input: string, minutes: number): Promise<Validation> => {
+  const json = JSON.parse(
+    await runTool(ffprobe, [
+      ...["-v", "error", "-count_packets", "-of", "json"],
+      ...["-show_entries", "format=duration:stream=codec_type,codec_name,nb_read_packets", input],
+    ]),
+  ) as {
+    format?: { duration?: string }
+    streams?: Array<{ codec_type?: string; codec_name?: string; nb_read_packets?: string }>
+  }
+  const durationSeconds = Number(json.format?.duration ?? Number.NaN)
+  const streams = (json.streams ?? []).map((s) => ({
+    type: s.codec_type ?? "?",
+    codec: s.codec_name ?? "?",
+    packets: Number(s.nb_read_packets ?? 0),
+  }))
+  const expected = minutes * 60
+  const near = (value: number, target: number) => Math.abs(value - target) <= target * 0.02 + 1
+  const problems: Array<string> = []
+  if (!near(durationSeconds, expected))
+    problems.push(`duration ${durationSeconds} s, expected ~${expected} s`)
+  const video = streams.find((s) => s.type === "video")
+  const audio = streams.find((s) => s.type === "audio")
+  if (video === undefined || !near(video.packets / VIDEO.frameRate, expected))
+    problems.push(`video: ${video?.packets ?? 0} frames, expected ~${expected * VIDEO.frameRate}`)
+  // AAC: 1024 samples a packet at 48 kHz.
+  if (audio === undefined || !near((audio.packets * 1024) / 48_000, expected))
+    problems.push(
+      `audio: ${audio?.packets ?? 0} packets, expected ~${Math.round((expected * 48_000) / 1024)}`,
+    )
+  if (streams.length !== 2) problems.push(`${streams.length} streams, expected video + mixed audio`)
+  return { ok: problems.length === 0, problems, durationSeconds, streams }
+}
+
+/** The CPU ms of `capture serve`, of the ffmpeg runs it started (done or not), and of nats-server, now. */
+const cpuNow = (server: CaptureServer) => {
+  const serverTree = new Set([server.pid, ...descendants(server.pid)])
+  const nats = descendants(process.pid).filter((pid) => !serverTree.has(pid))
+  const serve = cpuMs(server.pid)
+  return {
+    serve,
+    ffmpeg: treeCpuMs(server.pid) - serve,
+    nats: nats.reduce((sum, pid) => sum + treeCpuMs(pid), 0),
+  }
+}
+
+const cpuSince = (before: ReturnType<typeof cpuNow>, after: ReturnType<typeof cpuNow>): CpuSeconds => {
+  const serve = (after.serve - before.serve) / 1000
+  const ffmpeg = (after.ffmpeg - before.ffmpeg) / 1000
+  const nats = (after.nats - before.nats) / 1000
+  return { serve, ffmpeg, nats, total: serve + ffmpeg + nats }
+}
+
+const exportThroughServer = async (recording: SyntheticRecording): Promise<ExportRun> => {
+  const teardown = new Teardown()
+  try {
+    const nats = teardown.add("nats-server", await startNatsServer({ kind: "process" }))
+    const server = teardown.add(
+      "capture serve",
+      await startCaptureServer({
+        natsUrl: nats.url,
+        apiKey: API_KEY,
+        // The silence watch stops a session whose recorder sent nothing for a minute; waiting for
+        // the muxer before the last segments is a pause no real recorder makes.
+        env: { CAPTURE_SILENCE_TIMEOUT_MS: String(2 * CATCH_UP_TIMEOUT_MS) },
+      }),
+    )
+    const nc = await connect({ servers: nats.url, noAsyncTraces: true })
+    teardown.add("nats connection", { stop: () => nc.close() })
+    const client = makeJsonClient(server.url, { "x-access-token": API_KEY }, { maxSockets: 2 })
+    // One socket per channel: each channel uploads in order, the channels at once.
+    const segmentClient = makeSegmentClient(server.url, { "x-access-token": API_KEY }, { maxSockets: 3 })
+    teardown.add("clients", {
+      stop: async () => {
+        client.close()
+        segmentClient.close()
+      },
+    })
+    const upload = makeUploader(segmentClient)
+    const socket = await openEventSocket(client)
+    teardown.add("websocket", { stop: async () => socket.close() })
+    const { channels } = recording
+    const cpuBefore = cpuNow(server)
+
+    const sessionId = stringField(
+      accepted(
+        "create",
+        await client.send("POST", `/collection/${DEFAULT_COLLECTION}/capture/session`, {
+          end_user_id: "bench",
+          ws_connection_id: socket.connectionId,
+        }),
+      ),
+      "id",
+    )
+    accepted(
+      "start",
+      await client.send("POST", "/capture/session/start", {
+        session_id: sessionId,
+        channels: channels.map((c) => ({
+          channel_id: c.channelId,
+          type: c.type,
+          store: true,
+          is_primary: c.channelId === "display:1",
+        })),
+        primary_video_channel_id: "display:1",
+      }),
+    )
+    // The recording started its length ago: its wall-clock timeline ends about now.
+    const firstSampleMs = Date.now() - recording.minutes * 60_000
+
+    // Every segment but each channel's last, in order per channel, the channels at once.
+    let bytes = 0
+    const uploadStarted = performance.now()
+    const uploadChannel = async (
+      channel: RecordedChannel,
+      which: ReadonlyArray<RecordedSegment>,
+      final: boolean,
+    ) => {
+      for (const segment of which) {
+        bytes += await upload(sessionId, channel.channelId, segment, firstSampleMs, final)
+      }
+    }
+    await Promise.all(channels.map((c) => uploadChannel(c, c.segments.slice(0, -1), false)))
+    const uploadSeconds = (performance.now() - uploadStarted) / 1000
+
+    // A real recorder sends in real time and the muxer keeps up; here it is behind. Its
+    // incremental work is done when its media consumer has acknowledged every record.
+    const caughtUpStarted = performance.now()
+    await muxerCaughtUp(nc, CATCH_UP_TIMEOUT_MS)
+    const catchUpSeconds = (performance.now() - caughtUpStarted) / 1000
+    const incrementalSpeed = (recording.minutes * 60) / ((performance.now() - uploadStarted) / 1000)
+    const quiet = await waitForQuietChildren({ timeoutMs: 10_000 })
+    if (!quiet.quiet)
+      console.log(`  (servers still busy after ${quiet.waitedMs.toFixed(0)} ms; stopping anyway)`)
+
+    // As the recorder stops: the last segment of each channel (final), then the stop request.
+    const cpuAtStop = cpuNow(server)
+    const finalsStarted = performance.now()
+    await Promise.all(channels.map((c) => uploadChannel(c, c.segments.slice(-1), true)))
+    const stopSent = performance.now()
+    const exported = socket.next(sessionId, "capture_session.exported", EXPORT_TIMEOUT_MS)
+    const stopAnswer = accepted("stop", await client.send("POST", `/capture/session/${sessionId}/stop`))
+    const stopAnswered = performance.now()
+    const seen = await exported
+    const cpuAfter = cpuNow(server)
+
+    const store = await EventStore.make(await openTopology(nc))
+    const events: Array<SessionEvent> = []
+    for await (const { event } of store.read(sessionId)) events.push(event)
+    const stopping = events.find((e) => e.type === "SessionStopping")
+    const stopped = events.find((e) => e.type === "SessionStopped")
+    const completed = events.find((e) => e.type === "ExportCompleted")
+    if (stopped === undefined || completed === undefined || completed.type !== "ExportCompleted")
+      throw new Error(`unexpected history: ${events.map((e) => e.type).join(", ")}`)
+    const { pieces, afterStop } = await countPieces(nc, sessionId, stopped.time)
+
+    const videoId = completed.data.video_id
+    const video = accepted(
+      "video",
+      await client.send("GET", `/collection/${DEFAULT_COLLECTION}/video/${videoId}`),
+    )
+    const metadata = video.metadata as { duration_ms?: number; gaps?: ReadonlyArray<unknown> } | undefined
+    const checked = await validate(stringField(video, "download_url"), recording.minutes)
+    const gaps = metadata?.gaps?.length ?? 0
+    const validation: Validation = {
+      ...checked,
+      ...(gaps > 0 ? { ok: false, problems: [...checked.problems, `${gaps} gaps in the metadata`] } : {}),
+      ...(metadata?.duration_ms === undefined ? {} : { metadataDurationMs: metadata.duration_ms }),
+      gaps,
+    }
+    return {
+      minutes: recording.minutes,
+      segments: channels.reduce((n, c) => n + c.segments.length, 0),
+      megabytes: bytes / 1e6,
+      uploadSeconds,
+      catchUpSeconds,
+      incrementalSpeed,
+      finalsMs: stopSent - finalsStarted,
+      stopAnswerMs: stopAnswered - stopSent,
+      stopAnswerStatus: String(stopAnswer.status),
+      stoppingToStoppedMs: stopping === undefined ? 0 : Date.parse(stopped.time) - Date.parse(stopping.time),
+      stoppedToExportedMs: Date.parse(completed.time) - Date.parse(stopped.time),
+      clientStopToExportedMs: seen.at - stopSent,
+      piecesAfterStop: afterStop,
+      pieces,
+      cpu: cpuSince(cpuBefore, cpuAfter),
+      finalizeCpu: cpuSince(cpuAtStop, cpuAfter),
+      validation,
+    }
+  } finally {
+    await teardown.run()
+  }
+}
+
+// --- the baseline: one ffmpeg run over the same segments -------------------------------------
+
+const oneShotMux = async (recording: SyntheticRecording): Promise<OneShot> => {
+  const work = mkdtempSync(join(tmpdir(), "capture-bench-oneshot-"))
+  try {
+    const lists = recording.channels.map((channel) => {
+      const list = join(work, `${channel.channelId.replace(/[^a-z0-9]/gi, "_")}.txt`)
+      writeFileSync(list, channel.segments.map((s) => `file '${s.file.replaceAll("'", "'\\''")}'\n`).join(""))
+      return list
+    })
+    const output = join(work, "video.mp4")
+    const args = [
+      ...["-hide_banner", "-nostats", "-loglevel", "error", "-y"],
+      ...lists.flatMap((list) => ["-f", "concat", "-safe", "0", "-i", list]),
+      // The export's mix: every audio channel summed without normalisation, AAC 48 kHz stereo.
+      ...["-filter_complex", "[1:a][2:a]amix=inputs=2:normalize=0:duration=longest[a]"],
+      ...["-map", "0:v:0", "-map", "[a]", "-c:v", "copy"],
+      ...["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2", output],
+    ]
+    // ffmpeg is this process's child: its CPU shows in our reaped-children time once it exits.
+    const cpuBefore = reapedChildrenCpuMs(process.pid)
+    const started = performance.now()
+    await runTool(ffmpeg, args)
+    const seconds = (performance.now() - started) / 1000
+    const cpuSeconds = (reapedChildrenCpuMs(process.pid) - cpuBefore) / 1000
+    return {
+      seconds,
+      cpuSeconds,
+      megabytes: statSync(output).size / 1e6,
+      validation: await validate(output, recording.minutes),
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true })
+  }
+}
+
+// --- the run ------------------------------------------------------------------------------------
+
+interface Row {
+  readonly recording: Omit<SyntheticRecording, "channels">
+  readonly export: ExportRun
+  readonly oneShot: OneShot
+  /** stopped → exported (events) / one-shot wall time. */
+  readonly ratio: number
+}
+
+const fixed = (value: number, digits: number) => value.toFixed(digits)
+
+type Column = readonly [title: string, width: number, cell: (row: Row) => string]
+
+const printTable = (title: string, rows: ReadonlyArray<Row>, columns: ReadonlyArray<Column>) => {
+  console.log(`\n${title}`)
+  console.log(columns.map(([heading, width]) => heading.padStart(width)).join(""))
+  for (const row of rows) console.log(columns.map(([, width, cell]) => cell(row).padStart(width)).join(""))
+}
+
+const printRows = (rows: ReadonlyArray<Row>) => {
+  printTable(
+    "Export after stop, beside a one-shot ffmpeg mux of the same media (ratio: export / one-shot)",
+    rows,
+    [
+      ["minutes", 8, (r) => String(r.recording.minutes)],
+      ["segments", 9, (r) => String(r.export.segments)],
+      ["MB", 6, (r) => fixed(r.export.megabytes, 0)],
+      ["upload s", 9, (r) => fixed(r.export.uploadSeconds, 1)],
+      ["catch-up s", 11, (r) => fixed(r.export.catchUpSeconds, 1)],
+      ["stop answer ms", 15, (r) => fixed(r.export.stopAnswerMs, 0)],
+      ["stopped→exported ms", 20, (r) => fixed(r.export.stoppedToExportedMs, 0)],
+      ["client ms", 10, (r) => fixed(r.export.clientStopToExportedMs, 0)],
+      ["one-shot s", 11, (r) => fixed(r.oneShot.seconds, 2)],
+      ["ratio", 8, (r) => `${fixed(r.ratio, 3)}x`],
+      ["valid", 6, (r) => (r.export.validation.ok && r.oneShot.validation.ok ? "yes" : "NO")],
+    ],
+  )
+  const per = (r: Row, seconds: number) => fixed(seconds / r.recording.minutes, 2)
+  printTable("CPU seconds per recorded minute, create → exported (60 = one core busy in real time)", rows, [
+    ["minutes", 8, (r) => String(r.recording.minutes)],
+    ["serve", 8, (r) => per(r, r.export.cpu.serve)],
+    ["its ffmpeg", 11, (r) => per(r, r.export.cpu.ffmpeg)],
+    ["nats-server", 12, (r) => per(r, r.export.cpu.nats)],
+    ["total", 8, (r) => per(r, r.export.cpu.total)],
+    ["after stop", 11, (r) => per(r, r.export.finalizeCpu.total)],
+    ["one-shot", 10, (r) => per(r, r.oneShot.cpuSeconds)],
+    ["total vs one-shot", 18, (r) => `${fixed(r.export.cpu.total / r.oneShot.cpuSeconds, 1)}x`],
+  ])
+  for (const { recording, export: e, oneShot } of rows) {
+    const problems = [
+      ...e.validation.problems.map((p) => `export: ${p}`),
+      ...oneShot.validation.problems.map((p) => `one-shot: ${p}`),
+    ]
+    if (problems.length > 0) console.log(`${recording.minutes} min INVALID: ${problems.join("; ")}`)
+  }
+}
+
+const main = async () => {
+  const runStarted = performance.now()
+  const teardown = new Teardown()
+  teardown.add("ffmpeg generating media", { stop: async () => killGenerators() })
+  try {
+    await run(runStarted)
+  } finally {
+    await teardown.run()
+  }
+}
+
+const run = async (runStarted: number) => {
+  const loadBefore = loadavg()
+  console.log(
+    `recordings: display:1 ${VIDEO.width}x${VIDEO.height} ${VIDEO.frameRate} fps H.264 (the recorder's veryfast/zerolatency), ` +
+      "mic:default 440 Hz + system_audio:default 660 Hz AAC, 2 s MPEG-TS segments",
+  )
+  console.log(`cache: ${recordingCacheDir()} (set CAPTURE_BENCH_CACHE to move it)`)
+  const recordings: Array<SyntheticRecording> = []
+  for (const minutes of LENGTHS) {
+    console.log(`${minutes} min: generating or loading…`)
+    const recording = await syntheticRecording({
+      minutes,
+      ...VIDEO,
+      ffmpeg,
+      progress: (line) => console.log(line),
+    })
+    console.log(
+      `${minutes} min: ${recording.generated ? `generated in ${recording.seconds.toFixed(0)} s` : "cached"} at ${recording.directory}`,
+    )
+    recordings.push(recording)
+  }
+
+  const rows: Array<Row> = []
+  for (const recording of recordings) {
+    console.log(`\n${recording.minutes} min: uploading through capture serve…`)
+    const exported = await exportThroughServer(recording)
+    console.log(
+      `${recording.minutes} min: upload ${exported.uploadSeconds.toFixed(1)} s, muxer caught up ${exported.catchUpSeconds.toFixed(1)} s later, ` +
+        `stopped → exported ${exported.stoppedToExportedMs} ms (client ${exported.clientStopToExportedMs.toFixed(0)} ms), ` +
+        `${exported.piecesAfterStop} of ${exported.pieces} pieces made after stop`,
+    )
+    await waitForQuietChildren({ timeoutMs: 10_000 })
+    const oneShot = await oneShotMux(recording)
+    console.log(`${recording.minutes} min: one-shot mux ${oneShot.seconds.toFixed(2)} s`)
+    const { channels: _, ...described } = recording
+    rows.push({
+      recording: described,
+      export: exported,
+      oneShot,
+      ratio: exported.stoppedToExportedMs / 1000 / oneShot.seconds,
+    })
+  }
+
+  printRows(rows)
+  const loadAfter = loadavg()
+  console.log(
+    `\nload average before/after: ${loadBefore.map((l) => l.toFixed(1)).join(" ")} / ${loadAfter.map((l) => l.toFixed(1)).join(" ")} (2 cores, shared with other work)`,
+  )
+  const file = writeResults("export", {
+    at: new Date().toISOString(),
+    node: process.version,
+    ffmpeg,
+    server: "capture serve child process (all-in-one: gateway + muxer), nats-server child process",
+    video: VIDEO,
+    quick,
+    lengths: LENGTHS,
+    rows,
+    loadavg: { before: loadBefore, after: loadAfter },
+    seconds: (performance.now() - runStarted) / 1000,
+  })
+  console.log(`results: ${file}`)
+  if (rows.some((r) => !r.export.validation.ok || !r.oneShot.validation.ok)) process.exitCode = 1
+}
+
+await main()
