@@ -26,11 +26,13 @@ import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { DEFAULT_COLLECTION, type SessionEvent } from "@capture/protocol"
 import { resolveFfmpeg, resolveFfprobe } from "@capture/recorder/Ffmpeg"
+import { AAC_PRIMING_MS } from "@capture/recorder/FfmpegInputs"
 import { EventStore, openTopology } from "@capture/session-actor"
 import { startNatsServer } from "@capture/testkit"
 import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { WebSocket } from "ws"
+import { foldSecond, measureAvSync, type SyncResult } from "./lib/avSync.js"
 import { type CaptureServer, startCaptureServer } from "./lib/captureServer.js"
 import { type JsonClient, type JsonResponse, makeJsonClient } from "./lib/jsonClient.js"
 import { cpuMs, descendants, reapedChildrenCpuMs, treeCpuMs } from "./lib/processCpu.js"
@@ -108,6 +110,8 @@ interface ExportRun {
   /** Of which after the final segments were sent. */
   readonly finalizeCpu: CpuSeconds
   readonly validation: Validation
+  /** A/V sync of the export in its first and last 20 s (flashes against each tone's beeps). */
+  readonly sync: SyncResult
 }
 
 /** CPU seconds of the processes under test. */
@@ -331,6 +335,39 @@ const validate = async (input: string, minutes: number): Promise<Validation> => 
   return { ok: problems.length === 0, problems, durationSeconds, streams }
 }
 
+/**
+ * A/V sync of the export at its start and end. Each channel's first sample is the start sent for
+ * its segment 0 (first sample + the segment list's start) plus, for AAC, the encoder's priming
+ * frame; a tone's beeps should follow the display's flashes by the difference, modulo a second.
+ */
+const measureExportSync = (
+  input: string,
+  durationSeconds: number,
+  recording: SyntheticRecording,
+): Promise<SyncResult> => {
+  const firstSample = (channel: RecordedChannel) =>
+    (channel.segments[0]?.offsetMs ?? Number.NaN) + (channel.type === "audio" ? AAC_PRIMING_MS : 0)
+  const display = recording.channels.find((c) => c.channelId === "display:1")
+  if (display === undefined) throw new Error("the recording has no display:1")
+  return measureAvSync({
+    ffmpeg,
+    input,
+    durationSeconds,
+    frameRate: VIDEO.frameRate,
+    tones: recording.channels.flatMap((c) =>
+      c.beepHz === undefined
+        ? []
+        : [
+            {
+              channelId: c.channelId,
+              beepHz: c.beepHz,
+              expected: foldSecond((firstSample(c) - firstSample(display)) / 1000),
+            },
+          ],
+    ),
+  })
+}
+
 /** The CPU ms of `capture serve`, of the ffmpeg runs it started (done or not), and of nats-server, now. */
 const cpuNow = (server: CaptureServer) => {
   const serverTree = new Set([server.pid, ...descendants(server.pid)])
@@ -467,6 +504,11 @@ const exportThroughServer = async (recording: SyntheticRecording): Promise<Expor
       ...(metadata?.duration_ms === undefined ? {} : { metadataDurationMs: metadata.duration_ms }),
       gaps,
     }
+    const sync = await measureExportSync(
+      stringField(video, "download_url"),
+      checked.durationSeconds,
+      recording,
+    )
     return {
       minutes: recording.minutes,
       segments: channels.reduce((n, c) => n + c.segments.length, 0),
@@ -485,6 +527,7 @@ const exportThroughServer = async (recording: SyntheticRecording): Promise<Expor
       cpu: cpuSince(cpuBefore, cpuAfter),
       finalizeCpu: cpuSince(cpuAtStop, cpuAfter),
       validation,
+      sync,
     }
   } finally {
     await teardown.run()
@@ -547,9 +590,21 @@ const printTable = (title: string, rows: ReadonlyArray<Row>, columns: ReadonlyAr
   for (const row of rows) console.log(columns.map(([, width, cell]) => cell(row).padStart(width)).join(""))
 }
 
+const rowValid = (r: Row) => r.export.validation.ok && r.export.sync.ok && r.oneShot.validation.ok
+
+/** Per tone (mic, then system audio): max |error| in the first window / in the last. */
+const syncCell = (sync: SyncResult) =>
+  sync.start.tones
+    .map(
+      (tone, i) =>
+        `${fixed(tone.maxAbsErrorMs, 0)}/${fixed(sync.end.tones[i]?.maxAbsErrorMs ?? Number.NaN, 0)}`,
+    )
+    .join(" ")
+
 const printRows = (rows: ReadonlyArray<Row>) => {
   printTable(
-    "Export after stop, beside a one-shot ffmpeg mux of the same media (ratio: export / one-shot)",
+    "Export after stop, beside a one-shot ffmpeg mux of the same media (ratio: export / one-shot; " +
+      "sync: max |A/V error| in the export's first / last 20 s, mic then system audio)",
     rows,
     [
       ["minutes", 8, (r) => String(r.recording.minutes)],
@@ -562,7 +617,8 @@ const printRows = (rows: ReadonlyArray<Row>) => {
       ["client ms", 10, (r) => fixed(r.export.clientStopToExportedMs, 0)],
       ["one-shot s", 11, (r) => fixed(r.oneShot.seconds, 2)],
       ["ratio", 8, (r) => `${fixed(r.ratio, 3)}x`],
-      ["valid", 6, (r) => (r.export.validation.ok && r.oneShot.validation.ok ? "yes" : "NO")],
+      ["sync start / end ms", 20, (r) => syncCell(r.export.sync)],
+      ["valid", 6, (r) => (rowValid(r) ? "yes" : "NO")],
     ],
   )
   const per = (r: Row, seconds: number) => fixed(seconds / r.recording.minutes, 2)
@@ -579,6 +635,7 @@ const printRows = (rows: ReadonlyArray<Row>) => {
   for (const { recording, export: e, oneShot } of rows) {
     const problems = [
       ...e.validation.problems.map((p) => `export: ${p}`),
+      ...e.sync.problems.map((p) => `export sync: ${p}`),
       ...oneShot.validation.problems.map((p) => `one-shot: ${p}`),
     ]
     if (problems.length > 0) console.log(`${recording.minutes} min INVALID: ${problems.join("; ")}`)
@@ -627,6 +684,20 @@ const run = async (runStarted: number) => {
         `stopped → exported ${exported.stoppedToExportedMs} ms (client ${exported.clientStopToExportedMs.toFixed(0)} ms), ` +
         `${exported.piecesAfterStop} of ${exported.pieces} pieces made after stop`,
     )
+    const describe = (w: SyncResult["start"]) =>
+      `${w.flashes} flashes (phase ${w.flashPhaseMs.toFixed(0)} ms), ` +
+      w.tones
+        .map(
+          (t) =>
+            `${t.channelId} max ${t.maxAbsErrorMs.toFixed(1)} ms mean ${t.meanErrorMs.toFixed(1)} ms over ${t.matched}`,
+        )
+        .join(", ")
+    console.log(
+      `${recording.minutes} min: sync first ${exported.sync.start.seconds} s: ${describe(exported.sync.start)}`,
+    )
+    console.log(
+      `${recording.minutes} min: sync from ${exported.sync.end.from.toFixed(1)} s: ${describe(exported.sync.end)}`,
+    )
     await waitForQuietChildren({ timeoutMs: 10_000 })
     const oneShot = await oneShotMux(recording)
     console.log(`${recording.minutes} min: one-shot mux ${oneShot.seconds.toFixed(2)} s`)
@@ -657,7 +728,7 @@ const run = async (runStarted: number) => {
     seconds: (performance.now() - runStarted) / 1000,
   })
   console.log(`results: ${file}`)
-  if (rows.some((r) => !r.export.validation.ok || !r.oneShot.validation.ok)) process.exitCode = 1
+  if (rows.some((r) => !rowValid(r))) process.exitCode = 1
 }
 
 await main()

@@ -41,6 +41,8 @@ export interface RecordedChannel {
   readonly channelId: string
   readonly type: "audio" | "video"
   readonly segments: ReadonlyArray<RecordedSegment>
+  /** A tone's beep frequency (Hz, `beep_factor` × its frequency): beeps on each whole second of its timeline. */
+  readonly beepHz?: number
 }
 
 export interface SyntheticRecording {
@@ -208,11 +210,17 @@ export const syntheticRecording = async (options: RecordingOptions): Promise<Syn
     directory,
     generated,
     seconds,
-    channels: channelPlans.map((plan) => ({
-      channelId: plan.channelId,
-      type: plan.type,
-      segments: readList(join(directory, plan.dir)),
-    })),
+    channels: channelPlans.map((plan) => {
+      const source = sources.find((s) => s.channelId === plan.channelId)?.source
+      return {
+        channelId: plan.channelId,
+        type: plan.type,
+        segments: readList(join(directory, plan.dir)),
+        ...(source?.kind === "synthetic" && source.media === "audio"
+          ? { beepHz: source.frequency * source.beepFactor }
+          : {}),
+      }
+    }),
   })
   if (existsSync(join(directory, "complete"))) return load(false, 0)
 
