@@ -142,8 +142,6 @@ describe("SessionReadModel", () => {
       (r) => r !== undefined,
     )
     expect(record?.session.status).toBe("created")
-    // The broken session's view stays as of its last foldable event (the projector works in stream order).
-    expect((await runtime.readModel.get(broken))?.session.status).toBe("created")
     // Nothing is left to retry forever: the unprojectable messages were terminated, not nak'd.
     const jsm = await jetstreamManager(nc)
     const settled = await waitFor(
@@ -151,6 +149,10 @@ describe("SessionReadModel", () => {
       (info) => info.num_ack_pending === 0 && info.num_pending === 0,
     )
     expect(settled.num_ack_pending).toBe(0)
+    // The broken session never shows a state its history cannot reach: its view is as of its
+    // creation, or absent when the projector first read it with the corrupt event already stored
+    // (projecting loads the whole subject).
+    expect([undefined, "created"]).toContain((await runtime.readModel.get(broken))?.session.status)
   })
 
   it("shows the automatic export from the stop, then each rtstream's asset once exported", async () => {
