@@ -6,6 +6,7 @@
  * in browsers), which was half of the gateway's CPU while storing segments; and it writes 128 KiB
  * chunks, each a publish waiting for its ack (nine round trips for a 1 MB video segment).
  */
+import { createRacing } from "@capture/session-actor"
 import type { JetStreamClient } from "@nats-io/jetstream"
 import { type ObjectStore, type ObjectStoreMeta, Objm, StorageType, setSha256Backend } from "@nats-io/obj"
 
@@ -20,7 +21,9 @@ export const openObjectBucket = async (
 ): Promise<ObjectStore> => {
   // Process-wide in @nats-io/obj: every bucket this process opens hashes natively.
   setSha256Backend("native")
-  return new Objm(js).create(bucket, { replicas: options.replicas, storage: StorageType.File })
+  return createRacing(() =>
+    new Objm(js).create(bucket, { replicas: options.replicas, storage: StorageType.File }),
+  )
 }
 
 /** An object's meta with large chunks (the server's max_payload still caps them). */

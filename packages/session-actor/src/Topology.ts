@@ -5,7 +5,7 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { ensureStream } from "./internal/jetstream.js"
+import { createRacing, ensureStream } from "./internal/jetstream.js"
 
 /** Names and replication of the stream and buckets. */
 export interface TopologyOptions {
@@ -41,9 +41,9 @@ export const openTopology = async (
   await ensureStream(await jetstreamManager(nc), { name: eventStream, subjects: [eventSubjects], replicas })
   const kvm = new Kvm(jetstream(nc))
   const [sessions, snapshots, timers] = await Promise.all([
-    kvm.create(`${prefix}_sessions`, { replicas, history: 1 }),
-    kvm.create(`${prefix}_snapshots`, { replicas, history: 1 }),
-    kvm.create(`${prefix}_timers`, { replicas, history: 1 }),
+    createRacing(() => kvm.create(`${prefix}_sessions`, { replicas, history: 1 })),
+    createRacing(() => kvm.create(`${prefix}_snapshots`, { replicas, history: 1 })),
+    createRacing(() => kvm.create(`${prefix}_timers`, { replicas, history: 1 })),
   ])
   return {
     nc,

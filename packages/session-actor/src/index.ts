@@ -7,8 +7,10 @@ export * from "./DurableTimers.js"
 export * from "./EventStore.js"
 /** JetStream helpers shared with the other stores (media, muxer). */
 export {
+  createRacing,
   ensureDurableConsumer,
   ensureStream,
+  isCreationRace,
   isTransient,
   isWrongLastSequence,
   retryTransient,

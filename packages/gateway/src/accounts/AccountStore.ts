@@ -13,6 +13,7 @@ import {
   newWebhookSecret,
   type WebhookSecret,
 } from "@capture/protocol"
+import { createRacing } from "@capture/session-actor"
 import { jetstream } from "@nats-io/jetstream"
 import { type KV, Kvm, KvWatchInclude } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
@@ -92,10 +93,12 @@ export class AccountStore {
   private constructor(readonly kv: KV) {}
 
   static async open(nc: NatsConnection, options: AccountStoreOptions = {}): Promise<AccountStore> {
-    const kv = await new Kvm(jetstream(nc)).create(`${options.prefix ?? "capture"}_accounts`, {
-      replicas: options.replicas ?? 1,
-      history: 1,
-    })
+    const kv = await createRacing(() =>
+      new Kvm(jetstream(nc)).create(`${options.prefix ?? "capture"}_accounts`, {
+        replicas: options.replicas ?? 1,
+        history: 1,
+      }),
+    )
     const store = new AccountStore(kv)
     await store.watchRevocations()
     return store

@@ -4,7 +4,7 @@
  * dispatcher writes it; this is the read side the API serves per session.
  */
 import { decodeUnknown, WebhookDelivery } from "@capture/protocol"
-import type { Topology, TopologyOptions } from "@capture/session-actor"
+import { createRacing, type Topology, type TopologyOptions } from "@capture/session-actor"
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
@@ -31,10 +31,12 @@ export const openWebhookBucket = async (
   options: TopologyOptions,
   bucket: keyof ReturnType<typeof webhookBucketNames>,
 ): Promise<KV> =>
-  new Kvm(jetstream(nc)).create(webhookBucketNames(options.prefix)[bucket], {
-    replicas: options.replicas,
-    history: 1,
-  })
+  createRacing(() =>
+    new Kvm(jetstream(nc)).create(webhookBucketNames(options.prefix)[bucket], {
+      replicas: options.replicas,
+      history: 1,
+    }),
+  )
 
 export class DeliveryLog {
   private constructor(

@@ -47,6 +47,29 @@ export const retryTransient = async <A>(request: () => Promise<A>, budgetMs = 20
 }
 
 /**
+ * The loser of two processes creating the same stream (a KV or Object Store bucket) at the same
+ * moment: nats-server answers "subjects overlap with an existing stream" rather than finding it.
+ */
+export const isCreationRace = (error: unknown): boolean =>
+  error instanceof JetStreamApiError && /subjects overlap/i.test(error.message)
+
+/**
+ * Runs an idempotent create (a bucket's, a stream's), again when it lost a creation race: the
+ * next try finds what the winner made. Every instance starts this way, so none may assume it is
+ * the only one starting.
+ */
+export const createRacing = async <A>(create: () => Promise<A>, attempts = 5): Promise<A> => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await create()
+    } catch (error) {
+      if (!isCreationRace(error) || attempt >= attempts) throw error
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt))
+    }
+  }
+}
+
+/**
  * Creates the stream if it is missing; leaves an existing one as it is. Safe from many processes
  * at once. `denyDelete` (default true) refuses deleting single messages: for streams that are history.
  */
@@ -78,7 +101,8 @@ export const ensureStream = async (
       duplicate_window: 2 * 60 * 1_000_000_000,
     })
   } catch (error) {
-    // Another process created it first.
+    // Another process created it first (or is creating it right now: look again).
+    if (isCreationRace(error)) return ensureStream(jsm, config)
     if (!(error instanceof JetStreamApiError) || !/already in use/i.test(error.message)) throw error
   }
 }
