@@ -156,11 +156,14 @@ const checkExport = async (
     const errors = syncErrors(flashTimes, beepTimes[position] ?? [], expected, Number(probed.format.duration))
     const where = `${channelId} beeps vs ${videoChannelId} flashes (expected offset ${expected.toFixed(3)} s): ${JSON.stringify(errors)}`
     expect(errors.length, where).toBeGreaterThanOrEqual(seconds - 3)
-    // At the start and at the end of the recording: within 15 ms, well inside the 40 ms asked
-    // for (measured: under 6 ms), and tight enough to catch the AAC priming frame's 21 ms.
+    // At the start and at the end of the recording, within the 40 ms asked for.
     for (const { error } of [...errors.slice(0, 2), ...errors.slice(-2)]) {
-      expect(Math.abs(error), where).toBeLessThanOrEqual(0.015)
+      expect(Math.abs(error), where).toBeLessThanOrEqual(0.04)
     }
+    // No constant lag between channels placed by their start times: the mean error stays within
+    // 10 ms (measured: about 1 ms), while a single late beep at the very end does not fail it.
+    const meanError = errors.reduce((sum, { error }) => sum + error, 0) / errors.length
+    expect(Math.abs(meanError), where).toBeLessThanOrEqual(0.01)
   }
 }
 
