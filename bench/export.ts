@@ -28,13 +28,13 @@ import { DEFAULT_COLLECTION, type SessionEvent } from "@capture/protocol"
 import { resolveFfmpeg, resolveFfprobe } from "@capture/recorder/Ffmpeg"
 import { AAC_PRIMING_MS } from "@capture/recorder/FfmpegInputs"
 import { EventStore, openTopology } from "@capture/session-actor"
-import { startNatsServer } from "@capture/testkit"
+import { foldSecond, startNatsServer } from "@capture/testkit"
 import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { WebSocket } from "ws"
-import { foldSecond, measureAvSync, type SyncResult } from "./lib/avSync.js"
+import { measureAvSync, type SyncResult } from "./lib/avSync.js"
 import { type CaptureServer, startCaptureServer } from "./lib/captureServer.js"
-import { type JsonClient, type JsonResponse, makeJsonClient } from "./lib/jsonClient.js"
+import { accepted, type JsonClient, makeJsonClient, stringField } from "./lib/jsonClient.js"
 import { cpuMs, descendants, reapedChildrenCpuMs, treeCpuMs } from "./lib/processCpu.js"
 import { waitForQuietChildren } from "./lib/quiet.js"
 import { makeSegmentClient, type SegmentClient } from "./lib/segmentClient.js"
@@ -140,19 +140,6 @@ interface OneShot {
   readonly cpuSeconds: number
   readonly megabytes: number
   readonly validation: Validation
-}
-
-const accepted = (label: string, response: JsonResponse): Record<string, unknown> => {
-  const data = response.body.data
-  if (response.status !== 200 || response.body.success !== true || typeof data !== "object" || data === null)
-    throw new Error(`${label} answered ${response.status}: ${JSON.stringify(response.body)}`)
-  return data as Record<string, unknown>
-}
-
-const stringField = (data: Record<string, unknown>, field: string): string => {
-  const value = data[field]
-  if (typeof value !== "string") throw new Error(`answer without ${field}: ${JSON.stringify(data)}`)
-  return value
 }
 
 /** A WebSocket named on the session, resolving each `capture_session.*` event someone waits for. */

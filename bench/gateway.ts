@@ -28,21 +28,14 @@ import { Result } from "effect"
 import { WebSocket } from "ws"
 import { startCaptureServer } from "./lib/captureServer.js"
 import { type EventDelaySamples, EventDelays } from "./lib/eventDelays.js"
-import { type JsonClient, type JsonResponse, makeJsonClient } from "./lib/jsonClient.js"
+import { positiveInteger } from "./lib/flags.js"
+import { accepted, type JsonClient, makeJsonClient, stringField } from "./lib/jsonClient.js"
 import { type LatencyFigure, latencyFigure, printLatencyTable } from "./lib/latency.js"
 import { descendants, totalCpuMs } from "./lib/processCpu.js"
 import { waitForQuietChildren } from "./lib/quiet.js"
 import { type Figure, measure, printTable, writeResults } from "./lib/stats.js"
 
 const API_KEY = "sk-bench-gateway-key"
-
-const positive = (name: string, raw: string | undefined, fallback: number): number => {
-  if (raw === undefined) return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value <= 0)
-    throw new Error(`--${name} must be a positive integer, got "${raw}"`)
-  return value
-}
 
 const { values: flags } = parseArgs({
   options: {
@@ -53,9 +46,9 @@ const { values: flags } = parseArgs({
   },
 })
 const quick = flags.quick
-const SESSIONS = positive("sessions", flags.sessions, quick ? 300 : 2_000)
-const CONCURRENCY = positive("concurrency", flags.concurrency, 32)
-const ROUNDS = positive("rounds", flags.rounds, quick ? 1 : 3)
+const SESSIONS = positiveInteger("sessions", flags.sessions, quick ? 300 : 2_000)
+const CONCURRENCY = positiveInteger("concurrency", flags.concurrency, 32)
+const ROUNDS = positiveInteger("rounds", flags.rounds, quick ? 1 : 3)
 const WARM_UP = Math.min(SESSIONS, 300)
 /** How long events may trail the last answer before they count as missing. */
 const EVENT_GRACE_MS = 15_000
@@ -221,26 +214,6 @@ const hostEventsRound = async (runtime: SessionRuntime, count: number): Promise<
 }
 
 // --- the gateway over HTTP + WebSocket --------------------------------------------------------
-
-/** The `data` of a successful answer; anything else stops the benchmark. */
-const accepted = (label: string, response: JsonResponse): Record<string, unknown> => {
-  const data = response.body.data
-  if (
-    response.status !== 200 ||
-    response.body.success !== true ||
-    typeof data !== "object" ||
-    data === null
-  ) {
-    throw new Error(`${label} answered ${response.status}: ${JSON.stringify(response.body)}`)
-  }
-  return data as Record<string, unknown>
-}
-
-const stringField = (data: Record<string, unknown>, field: string): string => {
-  const value = data[field]
-  if (typeof value !== "string") throw new Error(`answer without ${field}: ${JSON.stringify(data)}`)
-  return value
-}
 
 /** A socket opened the way a browser would; every lifecycle event it receives goes to `onEvent`. */
 const openEventSocket = async (client: JsonClient) => {

@@ -34,7 +34,8 @@ import { startNatsServer } from "@capture/testkit"
 import { startBenchDesktop } from "./lib/benchDesktop.js"
 import { type CaptureCpu, measureCaptureCpu } from "./lib/captureCpu.js"
 import { startCaptureServer } from "./lib/captureServer.js"
-import { type JsonClient, type JsonResponse, makeJsonClient } from "./lib/jsonClient.js"
+import { positiveInteger } from "./lib/flags.js"
+import { accepted, type JsonClient, makeJsonClient, stringField } from "./lib/jsonClient.js"
 import { latencyFigure } from "./lib/latency.js"
 import { type ChannelMedia, makeSessionMedia } from "./lib/mediaSegments.js"
 import { descendants, totalCpuMs } from "./lib/processCpu.js"
@@ -45,14 +46,6 @@ import { type Figure, measure, printTable, writeResults } from "./lib/stats.js"
 import { Teardown } from "./lib/teardown.js"
 
 const API_KEY = "sk-bench-ingest-key"
-
-const positive = (name: string, raw: string | undefined, fallback: number): number => {
-  if (raw === undefined) return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value <= 0)
-    throw new Error(`--${name} must be a positive integer, got "${raw}"`)
-  return value
-}
 
 const { values: flags } = parseArgs({
   options: {
@@ -71,14 +64,14 @@ const { values: flags } = parseArgs({
 })
 const quick = flags.quick
 /** Sessions uploading at once, one shape each. */
-const SHAPES = (flags.sessions ?? "1,50,200").split(",").map((s) => positive("sessions", s.trim(), 1))
+const SHAPES = (flags.sessions ?? "1,50,200").split(",").map((s) => positiveInteger("sessions", s.trim(), 1))
 /** Megabytes each shape uploads per round (whole segments of every channel, at least two each). */
-const MEGABYTES = positive("megabytes", flags.megabytes, quick ? 40 : 150)
-const SEGMENTS = flags.segments === undefined ? undefined : positive("segments", flags.segments, 1)
-const ROUNDS = positive("rounds", flags.rounds, quick ? 1 : 3)
+const MEGABYTES = positiveInteger("megabytes", flags.megabytes, quick ? 40 : 150)
+const SEGMENTS = flags.segments === undefined ? undefined : positiveInteger("segments", flags.segments, 1)
+const ROUNDS = positiveInteger("rounds", flags.rounds, quick ? 1 : 3)
 const VIDEO_KBPS =
-  flags["video-kbps"] === undefined ? undefined : positive("video-kbps", flags["video-kbps"], 1)
-const CAPTURE_SECONDS = positive("capture-seconds", flags["capture-seconds"], quick ? 4 : 10)
+  flags["video-kbps"] === undefined ? undefined : positiveInteger("video-kbps", flags["video-kbps"], 1)
+const CAPTURE_SECONDS = positiveInteger("capture-seconds", flags["capture-seconds"], quick ? 4 : 10)
 /** Distinct segments per channel; uploads cycle through them under new indexes. */
 const VARIANTS = 4
 const SEGMENT_SECONDS = defaultCaptureSettings.segmentSeconds
@@ -136,26 +129,6 @@ const median = (rounds: ReadonlyArray<UploadRound>): UploadRound => {
   const middle = sorted[Math.floor(sorted.length / 2)]
   if (middle === undefined) throw new Error("no rounds")
   return middle
-}
-
-/** The `data` of a successful answer; anything else stops the benchmark. */
-const accepted = (label: string, response: JsonResponse): Record<string, unknown> => {
-  const data = response.body.data
-  if (
-    response.status !== 200 ||
-    response.body.success !== true ||
-    typeof data !== "object" ||
-    data === null
-  ) {
-    throw new Error(`${label} answered ${response.status}: ${JSON.stringify(response.body)}`)
-  }
-  return data as Record<string, unknown>
-}
-
-const stringField = (data: Record<string, unknown>, field: string): string => {
-  const value = data[field]
-  if (typeof value !== "string") throw new Error(`answer without ${field}: ${JSON.stringify(data)}`)
-  return value
 }
 
 // --- uploads ------------------------------------------------------------------------------------

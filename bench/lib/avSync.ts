@@ -4,10 +4,9 @@
  * in a window at the start and one at the end of the MP4 (ffmpeg `-ss`/`-t` with `-copyts`, so an
  * hour-long export is not decoded whole and times stay on the file's timeline).
  *
- * The detectors are the end-to-end test's (`apps/cli/test/media.ts`: `flashes`, `beeps`,
- * `syncErrors`, `foldSecond`), copied here because the benchmarks do not import from test folders.
+ * The detectors are testkit's (`AvSync.ts`), the ones the end-to-end export test uses.
  */
-import { spawn } from "node:child_process"
+import { beepTimes, flashTimes, foldSecond, syncErrors } from "@capture/testkit"
 
 /** One tone of the mix: its carrier and its beep (`beep_factor` × carrier). */
 export interface Tone {
@@ -45,137 +44,10 @@ export interface SyncResult {
   readonly end: SyncWindow
 }
 
-const runOk = (binary: string, args: ReadonlyArray<string>): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(binary, [...args], { stdio: ["ignore", "pipe", "pipe"] })
-    const stdout: Array<Buffer> = []
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk))
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString("utf8")).slice(-2_000)
-    })
-    child.once("error", reject)
-    child.once("close", (code) =>
-      code === 0
-        ? resolve(Buffer.concat(stdout).toString("utf8"))
-        : reject(new Error(`${binary} ${args.join(" ")}: exit ${code}: ${stderr.trim()}`)),
-    )
-  })
-
-/** `key=value` metadata lines of ffmpeg's `metadata`/`ametadata` filters, each with its frame time. */
-const metadataLines = (text: string, key: string): Array<{ t: number; v: number }> => {
-  const out: Array<{ t: number; v: number }> = []
-  let t = Number.NaN
-  const pattern = new RegExp(`${key.replace(/\./g, "\\.")}=(\\S+)`)
-  for (const line of text.split("\n")) {
-    const time = /pts_time:([-\d.]+)/.exec(line)
-    if (time !== null) t = Number(time[1])
-    const value = pattern.exec(line)
-    if (value !== null) out.push({ t, v: value[1] === "-inf" ? -200 : Number(value[1]) })
-  }
-  return out
-}
-
 /** ffmpeg input options reading [from, from + seconds) of `input`, timestamps as in the file. */
 const windowInput = (input: string, from: number, seconds: number): ReadonlyArray<string> => [
   ...["-ss", from.toFixed(3), "-t", seconds.toFixed(3), "-copyts", "-i", input],
 ]
-
-/** Times (s, file timeline) of frames much brighter than the test pattern: the flashes. */
-const flashes = async (ffmpeg: string, input: ReadonlyArray<string>): Promise<number[]> => {
-  const text = await runOk(ffmpeg, [
-    ...["-hide_banner", "-v", "error", ...input, "-an"],
-    ...["-vf", "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-", "-f", "null", "-"],
-  ])
-  return metadataLines(text, "lavfi.signalstats.YAVG")
-    .filter((line) => line.v > 200)
-    .map((line) => line.t)
-}
-
-/**
- * Times of tone bursts at `hz` in the first audio stream of `input` (ffmpeg input arguments): the
- * audio band-passed around `hz`, its power in 2 ms windows; a burst where it rises past 12 dB below
- * the loudest window (it must fall 20 dB below that before the next), timed by the centre of its
- * energy over the 70 ms from just before that rise.
- */
-const burstTimes = async (ffmpeg: string, input: ReadonlyArray<string>, hz: number): Promise<number[]> => {
-  const band = `bandpass=f=${hz}:width_type=h:w=100`
-  const text = await runOk(ffmpeg, [
-    ...["-hide_banner", "-v", "error", ...input, "-vn", "-af"],
-    `${band},${band},asetnsamples=n=96,astats=metadata=1:reset=1,ametadata=print:key=lavfi.astats.Overall.RMS_level:file=-`,
-    ...["-f", "null", "-"],
-  ])
-  const levels = metadataLines(text, "lavfi.astats.Overall.RMS_level")
-  const loudest = Math.max(...levels.map((line) => line.v))
-  const times: number[] = []
-  let on = false
-  for (const [position, { v }] of levels.entries()) {
-    if (v > loudest - 12 && !on) {
-      on = true
-      let weights = 0
-      let moment = 0
-      for (const window of levels.slice(Math.max(0, position - 5), position + 30)) {
-        const weight = 10 ** (window.v / 10)
-        weights += weight
-        moment += weight * window.t
-      }
-      times.push(moment / weights)
-    } else if (v < loudest - 20) on = false
-  }
-  return times
-}
-
-const latencies = new Map<number, Promise<number>>()
-
-/** How far after its start `burstTimes` puts a 40 ms burst at `hz` (the burst's centre, the filters' delay). */
-const detectionLatency = (ffmpeg: string, hz: number): Promise<number> => {
-  let latency = latencies.get(hz)
-  if (latency === undefined) {
-    const burst = `aevalsrc='if(between(t\\,0.5\\,0.54)\\,0.25*sin(2*PI*${hz}*t)\\,0)':s=48000:d=1.5`
-    latency = burstTimes(ffmpeg, ["-f", "lavfi", "-i", burst], hz).then((onsets) => {
-      if (onsets.length !== 1) throw new Error(`calibrating the ${hz} Hz beep detector: onsets ${onsets}`)
-      return (onsets[0] ?? 0) - 0.5
-    })
-    latencies.set(hz, latency)
-  }
-  return latency
-}
-
-/** Onset times (s, file timeline) of the 40 ms beeps at `hz` (ffmpeg's `sine` beeps). */
-const beeps = async (ffmpeg: string, input: ReadonlyArray<string>, hz: number): Promise<number[]> => {
-  const [onsets, latency] = await Promise.all([burstTimes(ffmpeg, input, hz), detectionLatency(ffmpeg, hz)])
-  return onsets.map((onset) => onset - latency)
-}
-
-/** `x` folded into [-0.5, 0.5): an offset modulo one second. */
-export const foldSecond = (x: number): number => x - Math.floor(x + 0.5)
-
-/**
- * How far each beep is from where it should be, relative to the flash nearest it (`expected` s
- * after it, modulo one second). A beep expected within `margin` of the window's edges is not
- * measured (cut, or the band-pass not settled). One error (s) per flash with a beep within 0.5 s.
- */
-export const syncErrors = (
-  flashTimes: ReadonlyArray<number>,
-  beepTimes: ReadonlyArray<number>,
-  expected: number,
-  from: number,
-  to: number,
-  margin = 0.25,
-): Array<{ readonly flash: number; readonly error: number }> => {
-  const errors: Array<{ flash: number; error: number }> = []
-  for (const flash of flashTimes) {
-    const target = flash + expected
-    if (target < from + margin || target > to - margin) continue
-    const nearest = beepTimes.reduce<number | undefined>(
-      (best, beep) => (best === undefined || Math.abs(beep - target) < Math.abs(best - target) ? beep : best),
-      undefined,
-    )
-    if (nearest !== undefined && Math.abs(nearest - target) < 0.5)
-      errors.push({ flash, error: nearest - target })
-  }
-  return errors
-}
 
 const median = (values: ReadonlyArray<number>): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -190,17 +62,21 @@ const measureWindow = async (
   tones: ReadonlyArray<Tone>,
 ): Promise<SyncWindow> => {
   const args = windowInput(input, from, seconds)
-  const [flashTimes, ...beepTimes] = await Promise.all([
-    flashes(ffmpeg, args),
-    ...tones.map((tone) => beeps(ffmpeg, args, tone.beepHz)),
+  const [flashes, ...beeps] = await Promise.all([
+    flashTimes(ffmpeg, args),
+    ...tones.map((tone) => beepTimes(ffmpeg, args, tone.beepHz)),
   ])
   return {
     from,
     seconds,
-    flashes: flashTimes.length,
-    flashPhaseMs: median(flashTimes.map(foldSecond)) * 1000,
+    flashes: flashes.length,
+    flashPhaseMs: median(flashes.map(foldSecond)) * 1000,
     tones: tones.map((tone, position) => {
-      const errors = syncErrors(flashTimes, beepTimes[position] ?? [], tone.expected, from, from + seconds)
+      const errors = syncErrors(flashes, beeps[position] ?? [], tone.expected, {
+        from,
+        to: from + seconds,
+        margin: 0.25,
+      })
       const abs = errors.map((e) => Math.abs(e.error) * 1000)
       return {
         channelId: tone.channelId,

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { findOnPath, runTool } from "@capture/recorder"
+import { desktopEnv, startXvfb } from "@capture/testkit"
 
 export interface BenchDesktop {
   /** `:N` */
@@ -58,33 +59,8 @@ export const startBenchDesktop = async (ffmpeg: string): Promise<BenchDesktop> =
     rmSync(folder, { recursive: true, force: true })
   }
   try {
-    const xvfb = spawn("Xvfb", ["-displayfd", "3", "-screen", "0", "1280x720x24", "-nolisten", "tcp"], {
-      stdio: ["ignore", "ignore", "pipe", "pipe"],
-    })
-    children.push(xvfb)
-    const xvfbLog = stderrOf(xvfb)
-    let timer: NodeJS.Timeout | undefined
-    const displayNumber = await new Promise<string>((resolve, reject) => {
-      let text = ""
-      const pipe = xvfb.stdio[3] as NodeJS.ReadableStream
-      pipe.on("data", (chunk: Buffer) => {
-        text += chunk.toString()
-        if (text.includes("\n")) resolve(text.trim())
-      })
-      xvfb.once("exit", () => reject(new Error(`Xvfb exited: ${xvfbLog()}`)))
-      timer = setTimeout(() => reject(new Error(`Xvfb did not report a display: ${xvfbLog()}`)), 10_000)
-    }).finally(() => clearTimeout(timer))
-    const display = `:${displayNumber}`
-    const runtime = join(folder, "pulse")
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      DISPLAY: display,
-      HOME: folder,
-      XDG_RUNTIME_DIR: folder,
-      PULSE_RUNTIME_PATH: runtime,
-      PULSE_STATE_PATH: join(folder, "pulse-state"),
-      PULSE_SERVER: `unix:${join(runtime, "native")}`,
-    }
+    const { xvfb, display } = await startXvfb(children)
+    const env = desktopEnv(folder, display)
     const pulse = await startPulse(ffmpeg, env, children)
 
     const animate = async () => {

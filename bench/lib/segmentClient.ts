@@ -4,7 +4,7 @@
  * raw baseline.
  */
 import { Agent, request } from "node:http"
-import type { JsonResponse } from "./jsonClient.js"
+import { type JsonResponse, readJsonResponse } from "./jsonClient.js"
 
 export interface SegmentClient {
   /** PUTs `body` to `path` and resolves once the whole answer is read. */
@@ -48,21 +48,7 @@ export const makeSegmentClient = (
             "content-length": body.length,
           },
         },
-        (res) => {
-          const chunks: Array<Buffer> = []
-          res.on("data", (chunk: Buffer) => chunks.push(chunk))
-          res.on("error", reject)
-          res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8")
-            let parsed: Record<string, unknown>
-            try {
-              parsed = JSON.parse(text) as Record<string, unknown>
-            } catch {
-              parsed = { unparsed: text }
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed })
-          })
-        },
+        (res) => readJsonResponse(res).then(resolve, reject),
       )
       req.setTimeout(timeoutMs, () => req.destroy(new Error(`PUT ${path}: no answer in ${timeoutMs} ms`)))
       req.on("error", (error: NodeJS.ErrnoException) => {

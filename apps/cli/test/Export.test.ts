@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { MediaStore } from "@capture/media"
 import { AAC_PRIMING_MS } from "@capture/recorder"
-import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { foldSecond, type NatsServerHandle, startNatsServer, syncErrors } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killIfRunning } from "./cli.js"
@@ -18,7 +18,7 @@ import {
   startWebhookReceiver,
   type WebhookReceiver,
 } from "./endToEnd.js"
-import { beeps, flashes, foldSecond, probe, syncErrors, toneLevels } from "./media.js"
+import { beeps, flashes, probe, toneLevels } from "./media.js"
 
 // Recorder (synthetic sources, its own process) → `capture serve` (gateway + muxer) → the
 // `capture_session.exported` webhook and WebSocket event → the exported MP4, measured.
@@ -153,7 +153,11 @@ const checkExport = async (
   const videoStart = starts.get(videoChannelId) ?? Number.NaN
   for (const [position, [channelId]] of Object.entries(STORED_TONES).entries()) {
     const expected = foldSecond(((starts.get(channelId) ?? Number.NaN) - videoStart) / 1000)
-    const errors = syncErrors(flashTimes, beepTimes[position] ?? [], expected, Number(probed.format.duration))
+    const errors = syncErrors(flashTimes, beepTimes[position] ?? [], expected, {
+      from: 0,
+      to: Number(probed.format.duration),
+      margin: 0.05,
+    })
     const where = `${channelId} beeps vs ${videoChannelId} flashes (expected offset ${expected.toFixed(3)} s): ${JSON.stringify(errors)}`
     expect(errors.length, where).toBeGreaterThanOrEqual(seconds - 3)
     // At the start and at the end of the recording, within the 40 ms asked for.

@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process"
 import { resolveFfmpeg, resolveFfprobe } from "@capture/recorder"
+import { beepTimes, flashTimes, metadataLines } from "@capture/testkit"
 
 export const ffmpeg = resolveFfmpeg()
 export const ffprobe = resolveFfprobe(undefined, ffmpeg)
@@ -88,30 +89,8 @@ export const probe = async (file: string): Promise<Probe> => {
   return JSON.parse(stdout.toString()) as Probe
 }
 
-/** `key=value` metadata lines of ffmpeg's `metadata`/`ametadata` filters, each with its frame time. */
-const metadataLines = (text: string, key: string): Array<{ t: number; v: number }> => {
-  const out: Array<{ t: number; v: number }> = []
-  let t = Number.NaN
-  const pattern = new RegExp(`${key.replace(/\./g, "\\.")}=(\\S+)`)
-  for (const line of text.split("\n")) {
-    const time = /pts_time:([-\d.]+)/.exec(line)
-    if (time !== null) t = Number(time[1])
-    const value = pattern.exec(line)
-    if (value !== null) out.push({ t, v: value[1] === "-inf" ? -200 : Number(value[1]) })
-  }
-  return out
-}
-
-/** Times (s, on the file's timeline) of frames much brighter than the test pattern: the flashes. */
-export const flashes = async (file: string): Promise<number[]> => {
-  const { stdout } = await runOk(ffmpeg, [
-    ...["-hide_banner", "-v", "error", "-i", file, "-an"],
-    ...["-vf", "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-", "-f", "null", "-"],
-  ])
-  return metadataLines(stdout.toString(), "lavfi.signalstats.YAVG")
-    .filter((line) => line.v > 200)
-    .map((line) => line.t)
-}
+/** Times (s, on the file's timeline) of the test pattern's flashes. */
+export const flashes = (file: string): Promise<number[]> => flashTimes(ffmpeg, ["-i", file])
 
 /** Average Y, U and V of the frames of a video (a red screen: V high, U low). */
 export const averageColour = async (file: string): Promise<{ y: number; u: number; v: number }> => {
@@ -127,63 +106,8 @@ export const averageColour = async (file: string): Promise<{ y: number; u: numbe
   return { y: mean("YAVG"), u: mean("UAVG"), v: mean("VAVG") }
 }
 
-/**
- * Times of tone bursts at `hz` in the first audio stream of `input` (ffmpeg input arguments): the
- * audio band-passed around `hz`, its power in 2 ms windows; a burst where it rises past 12 dB below
- * the loudest window (it must fall 20 dB below that before the next), timed by the centre of its
- * energy over the 70 ms from just before that rise (steadier than the crossing itself).
- */
-const burstTimes = async (input: ReadonlyArray<string>, hz: number): Promise<number[]> => {
-  const band = `bandpass=f=${hz}:width_type=h:w=100`
-  const { stdout } = await runOk(ffmpeg, [
-    ...["-hide_banner", "-v", "error", ...input, "-vn", "-af"],
-    `${band},${band},asetnsamples=n=96,astats=metadata=1:reset=1,ametadata=print:key=lavfi.astats.Overall.RMS_level:file=-`,
-    ...["-f", "null", "-"],
-  ])
-  const levels = metadataLines(stdout.toString(), "lavfi.astats.Overall.RMS_level")
-  const loudest = Math.max(...levels.map((line) => line.v))
-  const times: number[] = []
-  let on = false
-  for (const [position, { v }] of levels.entries()) {
-    if (v > loudest - 12 && !on) {
-      on = true
-      let weights = 0
-      let moment = 0
-      for (const window of levels.slice(Math.max(0, position - 5), position + 30)) {
-        const weight = 10 ** (window.v / 10)
-        weights += weight
-        moment += weight * window.t
-      }
-      times.push(moment / weights)
-    } else if (v < loudest - 20) on = false
-  }
-  return times
-}
-
-const latencies = new Map<number, Promise<number>>()
-
-/** How far after its start `burstTimes` puts a 40 ms burst at `hz` (the burst's centre, the filters' delay). */
-const detectionLatency = (hz: number): Promise<number> => {
-  let latency = latencies.get(hz)
-  if (latency === undefined) {
-    const burst = `aevalsrc='if(between(t\\,0.5\\,0.54)\\,0.25*sin(2*PI*${hz}*t)\\,0)':s=48000:d=1.5`
-    latency = burstTimes(["-f", "lavfi", "-i", burst], hz).then((onsets) => {
-      if (onsets.length !== 1) throw new Error(`calibrating the ${hz} Hz beep detector: onsets ${onsets}`)
-      return (onsets[0] ?? 0) - 0.5
-    })
-    latencies.set(hz, latency)
-  }
-  return latency
-}
-
-/**
- * Onset times (s, on the file's timeline) of the 40 ms beeps at `hz` (ffmpeg's `sine` beeps): where
- * `burstTimes` puts them, less where it puts a generated burst after that burst's start.
- */
-export const beeps = async (file: string, hz: number): Promise<number[]> => {
-  const [onsets, latency] = await Promise.all([burstTimes(["-i", file], hz), detectionLatency(hz)])
-  return onsets.map((onset) => onset - latency)
-}
+/** Onset times (s, on the file's timeline) of the 40 ms beeps at `hz` (ffmpeg's `sine` beeps). */
+export const beeps = (file: string, hz: number): Promise<number[]> => beepTimes(ffmpeg, ["-i", file], hz)
 
 const RATE = 48_000
 
@@ -253,33 +177,3 @@ export const meanVolume = async (file: string): Promise<number> => {
   const match = /mean_volume:\s*(-?[\d.]+|-inf) dB/.exec(stderr)
   return match === null || match[1] === "-inf" ? Number.NEGATIVE_INFINITY : Number(match[1])
 }
-
-/**
- * How far each beep is from where it should be, relative to the flash nearest it: `expected` is
- * the beep's offset after a flash (s), compared modulo one second (flashes and beeps come every
- * second). A beep expected within 50 ms of the file's start or end (`duration`) is not measured
- * (cut, or not settled). Returns one error (s) per flash that has a beep within half a second.
- */
-export const syncErrors = (
-  flashTimes: ReadonlyArray<number>,
-  beepTimes: ReadonlyArray<number>,
-  expected: number,
-  duration: number,
-): Array<{ readonly flash: number; readonly error: number }> => {
-  const errors: Array<{ flash: number; error: number }> = []
-  for (const flash of flashTimes) {
-    const target = flash + expected
-    if (target < 0.05 || target > duration - 0.05) continue
-    const nearest = beepTimes.reduce<number | undefined>(
-      (best, beep) => (best === undefined || Math.abs(beep - target) < Math.abs(best - target) ? beep : best),
-      undefined,
-    )
-    if (nearest !== undefined && Math.abs(nearest - target) < 0.5) {
-      errors.push({ flash, error: nearest - target })
-    }
-  }
-  return errors
-}
-
-/** `x` folded into [-0.5, 0.5): an offset modulo one second. */
-export const foldSecond = (x: number): number => x - Math.floor(x + 0.5)

@@ -9,6 +9,7 @@ import { join } from "node:path"
 import { promisify } from "node:util"
 import { type MediaStore, type SegmentInput, sha256Hex } from "@capture/media"
 import type { SessionId } from "@capture/protocol"
+import { flashTimes, metadataLines } from "@capture/testkit"
 
 const exec = promisify(execFile)
 const ffmpeg = process.env.FFMPEG_PATH ?? "ffmpeg"
@@ -155,41 +156,8 @@ export const upload = async (
       if (which(segment, channel)) await media.put(segmentInput(sessionId, channel, segment), segment.data)
 }
 
-const metadataLines = (stdout: string, key: string): Array<{ t: number; v: number }> => {
-  const out: Array<{ t: number; v: number }> = []
-  let t = Number.NaN
-  for (const line of stdout.split("\n")) {
-    const time = /pts_time:([-\d.]+)/.exec(line)
-    if (time !== null) t = Number(time[1])
-    const value = new RegExp(`${key.replace(/\./g, "\\.")}=(\\S+)`).exec(line)
-    if (value !== null) out.push({ t, v: value[1] === "-inf" ? -200 : Number(value[1]) })
-  }
-  return out
-}
-
 /** Times (s, from the file's start) of frames much brighter than the pattern: the flashes. */
-export const flashes = async (file: string): Promise<number[]> => {
-  const { stdout } = await exec(
-    ffmpeg,
-    [
-      "-hide_banner",
-      "-v",
-      "error",
-      "-i",
-      file,
-      "-an",
-      "-vf",
-      "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-",
-      "-f",
-      "null",
-      "-",
-    ],
-    { maxBuffer: 64 * 1024 * 1024 },
-  )
-  return metadataLines(stdout, "lavfi.signalstats.YAVG")
-    .filter((l) => l.v > 200)
-    .map((l) => l.t)
-}
+export const flashes = (file: string): Promise<number[]> => flashTimes(ffmpeg, ["-i", file])
 
 /** Onset times (s) of beeps at `hz`: 2 ms windows of band-passed audio crossing -30 dB. */
 export const beeps = async (file: string, hz: number): Promise<number[]> => {

@@ -57,6 +57,49 @@ const stopProcess = async (child: ChildProcess | undefined) => {
   if (isRunning(child)) child.kill("SIGKILL")
 }
 
+/**
+ * Starts Xvfb (1280x720, 24 bit) on a display number it picks itself (`-displayfd`), pushed onto
+ * `children` so the caller's cleanup stops it; resolves with it and its `:N`.
+ */
+export const startXvfb = async (
+  children: Array<ChildProcess>,
+): Promise<{ readonly xvfb: ChildProcess; readonly display: string }> => {
+  const xvfb = spawn("Xvfb", ["-displayfd", "3", "-screen", "0", "1280x720x24", "-nolisten", "tcp"], {
+    stdio: ["ignore", "ignore", "pipe", "pipe"],
+  })
+  children.push(xvfb)
+  let log = ""
+  xvfb.stderr?.on("data", (chunk: Buffer) => {
+    log = (log + chunk.toString("utf8")).slice(-2_000)
+  })
+  let timer: NodeJS.Timeout | undefined
+  const displayNumber = await new Promise<string>((resolve, reject) => {
+    let text = ""
+    const pipe = xvfb.stdio[3] as NodeJS.ReadableStream
+    pipe.on("data", (chunk: Buffer) => {
+      text += chunk.toString()
+      if (text.includes("\n")) resolve(text.trim())
+    })
+    xvfb.once("exit", () => reject(new Error(`Xvfb exited: ${log.trim()}`)))
+    timer = setTimeout(() => reject(new Error(`Xvfb did not report a display: ${log.trim()}`)), 10_000)
+  }).finally(() => clearTimeout(timer))
+  return { xvfb, display: `:${displayNumber}` }
+}
+
+/** The environment of a private desktop kept in `folder`: its display and its PulseAudio socket. */
+export const desktopEnv = (folder: string, display: string): NodeJS.ProcessEnv => {
+  const runtime = join(folder, "pulse")
+  return {
+    ...process.env,
+    DISPLAY: display,
+    HOME: folder,
+    XDG_RUNTIME_DIR: folder,
+    PULSE_RUNTIME_PATH: runtime,
+    PULSE_STATE_PATH: join(folder, "pulse-state"),
+    PULSE_SERVER: `unix:${join(runtime, "native")}`,
+  }
+}
+
 /** A running private desktop. */
 export interface LinuxDesktop {
   /** `:N` */
@@ -87,35 +130,8 @@ export const startLinuxDesktop = async (): Promise<LinuxDesktop> => {
     unregister()
   }
   try {
-    const xvfb = spawn("Xvfb", ["-displayfd", "3", "-screen", "0", "1280x720x24", "-nolisten", "tcp"], {
-      stdio: ["ignore", "ignore", "pipe", "pipe"],
-    })
-    children.push(xvfb)
-    let xvfbLog = ""
-    xvfb.stderr?.on("data", (chunk: Buffer) => {
-      xvfbLog += chunk.toString()
-    })
-    const displayNumber = await new Promise<string>((resolve, reject) => {
-      let text = ""
-      const pipe = xvfb.stdio[3] as NodeJS.ReadableStream
-      pipe.on("data", (chunk: Buffer) => {
-        text += chunk.toString()
-        if (text.includes("\n")) resolve(text.trim())
-      })
-      xvfb.once("close", () => reject(new Error(`Xvfb exited: ${xvfbLog}`)))
-      setTimeout(() => reject(new Error(`Xvfb did not report a display: ${xvfbLog}`)), 10_000)
-    })
-    const display = `:${displayNumber}`
-    const runtime = join(folder, "pulse")
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      DISPLAY: display,
-      HOME: folder,
-      XDG_RUNTIME_DIR: folder,
-      PULSE_RUNTIME_PATH: runtime,
-      PULSE_STATE_PATH: join(folder, "pulse-state"),
-      PULSE_SERVER: `unix:${join(runtime, "native")}`,
-    }
+    const { display } = await startXvfb(children)
+    const env = desktopEnv(folder, display)
     const pulseEnv = { ...env }
     delete pulseEnv.DISPLAY
     delete pulseEnv.PULSE_SERVER
@@ -124,7 +140,7 @@ export const startLinuxDesktop = async (): Promise<LinuxDesktop> => {
       [
         ...["-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=true", "--use-pid-file=false"],
         ...["--log-target=stderr", "--log-level=error"],
-        ...["-L", `module-native-protocol-unix auth-anonymous=1 socket=${join(runtime, "native")}`],
+        ...["-L", `module-native-protocol-unix auth-anonymous=1 socket=${join(folder, "pulse", "native")}`],
         ...["-L", "module-null-sink sink_name=speaker sink_properties=device.description=Speaker"],
         ...["-L", "module-null-sink sink_name=micsink sink_properties=device.description=MicFeed"],
         ...["-L", "module-remap-source source_name=vmic master=micsink.monitor"],

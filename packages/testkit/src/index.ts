@@ -3,6 +3,7 @@
  * child process), a JetStream cluster for failover tests, free loopback ports, and a private Linux desktop
  * (Xvfb, PulseAudio, espeak-ng) for real-device capture tests.
  */
+export * from "./AvSync.js"
 export * from "./FreePorts.js"
 export * from "./LinuxDesktop.js"
 export * from "./NatsCluster.js"
