@@ -5,49 +5,32 @@
  * later; a request in between would have no handler and never be answered. This server keeps such
  * requests (and WebSocket upgrades) and hands them to the first handler attached, in arrival order.
  */
-import type { IncomingMessage, Server, ServerResponse } from "node:http"
+import type { Server } from "node:http"
 import { createServer } from "node:http"
-import type { Duplex } from "node:stream"
 
-type RequestListener = (request: IncomingMessage, response: ServerResponse) => void
-type UpgradeListener = (request: IncomingMessage, socket: Duplex, head: Buffer) => void
+/** Holds `event`'s arguments until the first other listener of it is attached, then replays them to it. */
+const holdUntilHandled = (server: Server, event: "request" | "upgrade"): void => {
+  const held: Array<ReadonlyArray<unknown>> = []
+  const hold = (...args: ReadonlyArray<unknown>) => {
+    held.push(args)
+  }
+  server.on(event, hold)
+  const onNewListener = (name: string | symbol, listener: (...args: Array<unknown>) => void) => {
+    if (name !== event || listener === hold) return
+    server.off(event, hold)
+    server.off("newListener", onNewListener)
+    // After the caller's `on` returns, so the handler is in place for what comes next too.
+    queueMicrotask(() => {
+      for (const args of held.splice(0)) listener(...args)
+    })
+  }
+  server.on("newListener", onNewListener)
+}
 
 /** A plain `http.Server` that holds early requests and upgrades until their handler is attached. */
 export const createHoldingServer = (): Server => {
   const server = createServer()
-  const heldRequests: Array<[IncomingMessage, ServerResponse]> = []
-  const heldUpgrades: Array<[IncomingMessage, Duplex, Buffer]> = []
-  const holdRequest: RequestListener = (request, response) => {
-    heldRequests.push([request, response])
-  }
-  const holdUpgrade: UpgradeListener = (request, socket, head) => {
-    heldUpgrades.push([request, socket, head])
-  }
-  server.on("request", holdRequest)
-  server.on("upgrade", holdUpgrade)
-  server.on("newListener", (event: string | symbol, listener: (...args: Array<never>) => void) => {
-    if (
-      event === "request" &&
-      listener !== holdRequest &&
-      server.listeners("request").includes(holdRequest)
-    ) {
-      server.off("request", holdRequest)
-      const handle = listener as RequestListener
-      // After the caller's `on` returns, so the handler is in place for what comes next too.
-      queueMicrotask(() => {
-        for (const [request, response] of heldRequests.splice(0)) handle(request, response)
-      })
-    } else if (
-      event === "upgrade" &&
-      listener !== holdUpgrade &&
-      server.listeners("upgrade").includes(holdUpgrade)
-    ) {
-      server.off("upgrade", holdUpgrade)
-      const handle = listener as UpgradeListener
-      queueMicrotask(() => {
-        for (const [request, socket, head] of heldUpgrades.splice(0)) handle(request, socket, head)
-      })
-    }
-  })
+  holdUntilHandled(server, "request")
+  holdUntilHandled(server, "upgrade")
   return server
 }
