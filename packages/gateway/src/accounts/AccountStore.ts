@@ -182,6 +182,8 @@ export class AccountStore {
    * Undefined for every other caller, and once any key exists, revoked or not.
    */
   async createFirstApiKey(accountId: string): Promise<string | undefined> {
+    // The claim, once made, answers at once: no listing of every key at each start.
+    if ((await this.kv.get("meta.first_key"))?.operation === "PUT") return undefined
     if ((await this.listApiKeys(accountId)).length > 0) return undefined
     try {
       await this.kv.create("meta.first_key", codec.encode({ account_id: accountId }))
