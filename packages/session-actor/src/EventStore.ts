@@ -12,6 +12,7 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream"
 import { Result } from "effect"
+import { JetStreamPublisher } from "./internal/JetStreamPublisher.js"
 import { isWrongLastSequence, retryTransient } from "./internal/jetstream.js"
 import type { Topology } from "./Topology.js"
 
@@ -56,11 +57,16 @@ const decodeEvent = decodeUnknown(SessionEvent)
 const encoder = new TextEncoder()
 
 export class EventStore {
+  // Appends are the host's hot path: acks come over one shared subscription (see JetStreamPublisher).
+  private readonly publisher: JetStreamPublisher
+
   private constructor(
     private readonly topology: Topology,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
-  ) {}
+  ) {
+    this.publisher = new JetStreamPublisher(topology.nc)
+  }
 
   static async make(topology: Topology): Promise<EventStore> {
     return new EventStore(topology, jetstream(topology.nc), await jetstreamManager(topology.nc))
@@ -76,16 +82,21 @@ export class EventStore {
     commandId: CommandId,
   ): Promise<AppendAck> {
     try {
-      const ack = await this.js.publish(
+      const ack = await this.publisher.publish(
         this.topology.eventSubject(event.session_id),
         encoder.encode(JSON.stringify(event)),
-        { msgID: commandId, expect: { lastSubjectSequence: expectedStreamSequence } },
+        { msgId: commandId, lastSubjectSequence: expectedStreamSequence },
       )
       return { streamSequence: ack.seq, duplicate: ack.duplicate }
     } catch (error) {
       if (isWrongLastSequence(error)) throw new SequenceConflict(event.session_id, expectedStreamSequence)
       throw error
     }
+  }
+
+  /** Stops appending: appends still waiting for their ack fail. Reading goes on. */
+  close(): void {
+    this.publisher.close()
   }
 
   /** The stream sequence of a session's last event, or 0 when it has none. */

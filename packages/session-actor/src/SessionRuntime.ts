@@ -28,7 +28,7 @@ export interface SessionRuntime {
   readonly readModel: SessionReadModel
   readonly projector: Projector | undefined
   readonly timerWheel: TimerWheel | undefined
-  /** Stops the workers (the connection stays open: its owner closes it). */
+  /** Stops the workers and appends (the connection stays open: its owner closes it). */
   readonly stop: () => Promise<void>
 }
 
@@ -68,6 +68,7 @@ export const startSessionRuntime = async (
     stop: async () => {
       await timerWheel?.stop()
       await projector?.stop()
+      events.close()
     },
   }
 }

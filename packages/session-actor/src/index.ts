@@ -5,6 +5,7 @@ export * from "./ActorHost.js"
 export * from "./Decide.js"
 export * from "./DurableTimers.js"
 export * from "./EventStore.js"
+export { JetStreamPublisher, type PublishExpectations } from "./internal/JetStreamPublisher.js"
 /** JetStream helpers shared with the other stores (media, muxer). */
 export {
   createRacing,
