@@ -3,37 +3,18 @@
  * decode and how long they last, an export's streams, its flashes and beeps (for A/V sync) and the
  * level of given tones in its audio (for the mix).
  */
-import { spawn } from "node:child_process"
 import { resolveFfmpeg, resolveFfprobe } from "@capture/recorder"
-import { beepTimes, flashTimes, metadataLines } from "@capture/testkit"
+import {
+  averageColour as averageColourOf,
+  beepTimes,
+  flashTimes,
+  meanVolume as meanVolumeOf,
+  runTool,
+  runToolOk,
+} from "@capture/testkit"
 
 export const ffmpeg = resolveFfmpeg()
 export const ffprobe = resolveFfprobe(undefined, ffmpeg)
-
-const run = (
-  binary: string,
-  args: ReadonlyArray<string>,
-  input?: Uint8Array,
-): Promise<{ readonly code: number | null; readonly stdout: Buffer; readonly stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(binary, [...args], { stdio: ["pipe", "pipe", "pipe"] })
-    const stdout: Buffer[] = []
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk))
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.stdin.on("error", () => {})
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(stdout), stderr }))
-    child.stdin.end(input)
-  })
-
-const runOk = async (binary: string, args: ReadonlyArray<string>, input?: Uint8Array) => {
-  const result = await run(binary, args, input)
-  if (result.code !== 0) throw new Error(`${binary} ${args.join(" ")}: exit ${result.code}: ${result.stderr}`)
-  return result
-}
 
 /**
  * Decodes all of `bytes`, an MPEG-TS segment: ffmpeg's errors (empty when it decoded cleanly) and
@@ -44,7 +25,7 @@ const runOk = async (binary: string, args: ReadonlyArray<string>, input?: Uint8A
 export const decodeSegment = async (
   bytes: Uint8Array,
 ): Promise<{ readonly errors: string; readonly seconds: number }> => {
-  const result = await run(
+  const result = await runTool(
     ffmpeg,
     ["-v", "error", "-f", "mpegts", "-i", "pipe:0", "-map", "0", "-f", "framemd5", "pipe:1"],
     bytes,
@@ -77,7 +58,7 @@ export interface Probe {
 }
 
 export const probe = async (file: string): Promise<Probe> => {
-  const { stdout } = await runOk(ffprobe, [
+  const { stdout } = await runToolOk(ffprobe, [
     "-v",
     "error",
     "-show_streams",
@@ -93,18 +74,7 @@ export const probe = async (file: string): Promise<Probe> => {
 export const flashes = (file: string): Promise<number[]> => flashTimes(ffmpeg, ["-i", file])
 
 /** Average Y, U and V of the frames of a video (a red screen: V high, U low). */
-export const averageColour = async (file: string): Promise<{ y: number; u: number; v: number }> => {
-  const { stdout } = await runOk(ffmpeg, [
-    ...["-hide_banner", "-v", "error", "-i", file, "-an"],
-    ...["-vf", "signalstats,metadata=print:file=-", "-f", "null", "-"],
-  ])
-  const text = stdout.toString()
-  const mean = (key: string) => {
-    const values = metadataLines(text, `lavfi.signalstats.${key}`).map((line) => line.v)
-    return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
-  }
-  return { y: mean("YAVG"), u: mean("UAVG"), v: mean("VAVG") }
-}
+export const averageColour = (file: string) => averageColourOf(ffmpeg, ["-i", file])
 
 /** Onset times (s, on the file's timeline) of the 40 ms beeps at `hz` (ffmpeg's `sine` beeps). */
 export const beeps = (file: string, hz: number): Promise<number[]> => beepTimes(ffmpeg, ["-i", file], hz)
@@ -113,7 +83,7 @@ const RATE = 48_000
 
 /** The file's audio as mono float samples at 48 kHz (and the time of its first sample). */
 const monoSamples = async (file: string): Promise<Float32Array> => {
-  const { stdout } = await runOk(ffmpeg, [
+  const { stdout } = await runToolOk(ffmpeg, [
     ...["-hide_banner", "-v", "error", "-i", file, "-vn", "-ac", "1", "-ar", String(RATE)],
     ...["-f", "f32le", "pipe:1"],
   ])
@@ -162,18 +132,4 @@ export const toneLevels = async (
 }
 
 /** Mean volume (dB) of the file's audio. */
-export const meanVolume = async (file: string): Promise<number> => {
-  const { stderr } = await runOk(ffmpeg, [
-    "-hide_banner",
-    "-i",
-    file,
-    "-vn",
-    "-af",
-    "volumedetect",
-    "-f",
-    "null",
-    "-",
-  ])
-  const match = /mean_volume:\s*(-?[\d.]+|-inf) dB/.exec(stderr)
-  return match === null || match[1] === "-inf" ? Number.NEGATIVE_INFINITY : Number(match[1])
-}
+export const meanVolume = (file: string): Promise<number> => meanVolumeOf(ffmpeg, ["-i", file])

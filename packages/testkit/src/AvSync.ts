@@ -4,25 +4,11 @@
  * is from where its flash says it belongs. Shared by the end-to-end tests and `bench:export`.
  * Every function takes the ffmpeg binary and ffmpeg input arguments (`["-i", file]`, or a window).
  */
-import { spawn } from "node:child_process"
+import { runToolOk } from "./MediaTools.js"
 
 /** Runs ffmpeg to completion; its stdout, or an error with the end of its stderr. */
-const runOk = (binary: string, args: ReadonlyArray<string>): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(binary, [...args], { stdio: ["ignore", "pipe", "pipe"] })
-    const stdout: Array<Buffer> = []
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk))
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString("utf8")).slice(-2_000)
-    })
-    child.once("error", reject)
-    child.once("close", (code) =>
-      code === 0
-        ? resolve(Buffer.concat(stdout).toString("utf8"))
-        : reject(new Error(`${binary} ${args.join(" ")}: exit ${code}: ${stderr.trim()}`)),
-    )
-  })
+const runOk = async (binary: string, args: ReadonlyArray<string>): Promise<string> =>
+  (await runToolOk(binary, args)).stdout.toString("utf8")
 
 /** `key=value` metadata lines of ffmpeg's `metadata`/`ametadata` filters, each with its frame time. */
 export const metadataLines = (text: string, key: string): Array<{ t: number; v: number }> => {

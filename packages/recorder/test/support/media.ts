@@ -2,35 +2,17 @@
  * What the recorder suites check media and processes with: ffprobe/ffmpeg over segment bytes
  * (through stdin), running processes by command line, polling, temporary folders.
  */
-import { spawn } from "node:child_process"
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { averageColour as averageColourOf, meanVolume as meanVolumeOf, runTool } from "@capture/testkit"
 import { resolveFfmpeg, resolveFfprobe } from "../../src/Ffmpeg.js"
 
 export const ffmpeg = resolveFfmpeg()
 export const ffprobe = resolveFfprobe(undefined, ffmpeg)
 
-const run = (
-  binary: string,
-  args: ReadonlyArray<string>,
-  input?: Buffer,
-): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(binary, [...args], { stdio: ["pipe", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString()
-    })
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.stdin.on("error", () => {})
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(input)
-  })
+/** A segment's bytes as ffmpeg input, fed through stdin. */
+const segmentInput = ["-f", "mpegts", "-i", "pipe:0"]
 
 /**
  * ffprobe's view of a segment: codecs and duration. Segments are read as MPEG-TS, as the muxer
@@ -39,7 +21,7 @@ const run = (
 export const probeSegment = async (
   bytes: Buffer,
 ): Promise<{ readonly codecs: ReadonlyArray<string>; readonly durationSeconds: number }> => {
-  const result = await run(
+  const result = await runTool(
     ffprobe,
     [
       "-v",
@@ -56,7 +38,7 @@ export const probeSegment = async (
     bytes,
   )
   if (result.code !== 0) throw new Error(`ffprobe failed: ${result.stderr}`)
-  const json = JSON.parse(result.stdout) as {
+  const json = JSON.parse(result.stdout.toString("utf8")) as {
     format?: { duration?: string }
     streams?: Array<{ codec_name?: string }>
   }
@@ -68,37 +50,16 @@ export const probeSegment = async (
 
 /** Decodes a whole segment; resolves with ffmpeg's error output (empty when it decoded cleanly). */
 export const decodeErrors = async (bytes: Buffer): Promise<string> => {
-  const result = await run(ffmpeg, ["-v", "error", "-f", "mpegts", "-i", "pipe:0", "-f", "null", "-"], bytes)
+  const result = await runTool(ffmpeg, ["-v", "error", ...segmentInput, "-f", "null", "-"], bytes)
   return result.code === 0 ? result.stderr.trim() : `exit ${result.code}: ${result.stderr}`
 }
 
 /** The mean volume of an audio segment in dB. */
-export const meanVolume = async (bytes: Buffer): Promise<number> => {
-  const result = await run(
-    ffmpeg,
-    ["-hide_banner", "-f", "mpegts", "-i", "pipe:0", "-af", "volumedetect", "-f", "null", "-"],
-    bytes,
-  )
-  const match = /mean_volume:\s*(-?[\d.]+|-inf) dB/.exec(result.stderr)
-  return match === null || match[1] === "-inf" ? Number.NEGATIVE_INFINITY : Number(match[1])
-}
+export const meanVolume = (bytes: Buffer): Promise<number> => meanVolumeOf(ffmpeg, segmentInput, bytes)
 
 /** Average Y, U, V of a video segment's frames (signalstats). */
-export const averageColour = async (bytes: Buffer): Promise<{ y: number; u: number; v: number }> => {
-  const result = await run(
-    ffmpeg,
-    ["-v", "error", "-i", "pipe:0", "-vf", "signalstats,metadata=mode=print:file=-", "-f", "null", "-"],
-    bytes,
-  )
-  if (result.code !== 0) throw new Error(`signalstats failed: ${result.stderr}`)
-  const mean = (key: string) => {
-    const values = [...result.stdout.matchAll(new RegExp(`lavfi\\.signalstats\\.${key}=([\\d.]+)`, "g"))].map(
-      (match) => Number(match[1]),
-    )
-    return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
-  }
-  return { y: mean("YAVG"), u: mean("UAVG"), v: mean("VAVG") }
-}
+export const averageColour = (bytes: Buffer): Promise<{ y: number; u: number; v: number }> =>
+  averageColourOf(ffmpeg, segmentInput, bytes)
 
 /** Pids of live processes whose command line contains `text` (zombies have none). */
 export const processesMentioning = async (text: string): Promise<ReadonlyArray<number>> => {
