@@ -31,9 +31,9 @@ import { EventStore, openTopology } from "@capture/session-actor"
 import { foldSecond, startNatsServer } from "@capture/testkit"
 import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { WebSocket } from "ws"
 import { measureAvSync, type SyncResult } from "./lib/avSync.js"
 import { type CaptureServer, startCaptureServer } from "./lib/captureServer.js"
+import { openCollectionSocket } from "./lib/collectionSocket.js"
 import { accepted, type JsonClient, makeJsonClient, stringField } from "./lib/jsonClient.js"
 import { cpuMs, descendants, reapedChildrenCpuMs, treeCpuMs } from "./lib/processCpu.js"
 import { waitForQuietChildren } from "./lib/quiet.js"
@@ -144,25 +144,9 @@ interface OneShot {
 
 /** A WebSocket named on the session, resolving each `capture_session.*` event someone waits for. */
 const openEventSocket = async (client: JsonClient) => {
-  const url = stringField(
-    accepted("websocket url", await client.send("GET", `/collection/${DEFAULT_COLLECTION}/websocket`)),
-    "websocket_url",
-  )
-  const socket = new WebSocket(url)
   const seen = new Map<string, { at: number; message: Record<string, unknown> }>()
   const waiting = new Map<string, (seen: { at: number; message: Record<string, unknown> }) => void>()
-  const connectionId = await new Promise<string>((resolve, reject) => {
-    socket.once("error", reject)
-    socket.once("message", (data) => {
-      const first = JSON.parse(String(data)) as { connection_id?: unknown }
-      if (typeof first.connection_id !== "string") reject(new Error(`unexpected first message: ${data}`))
-      else resolve(first.connection_id)
-    })
-  })
-  socket.on("error", (error) => console.error(`websocket: ${error.message}`))
-  socket.on("message", (data) => {
-    const at = performance.now()
-    const message = JSON.parse(String(data)) as Record<string, unknown>
+  const { socket, connectionId } = await openCollectionSocket(client, (message, at) => {
     if (message.channel !== "capture_session") return
     const key = `${message.capture_session_id} ${message.event}`
     const entry = { at, message }

@@ -25,8 +25,8 @@ import { startNatsServer } from "@capture/testkit"
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Result } from "effect"
-import { WebSocket } from "ws"
 import { startCaptureServer } from "./lib/captureServer.js"
+import { openCollectionSocket } from "./lib/collectionSocket.js"
 import { type EventDelaySamples, EventDelays } from "./lib/eventDelays.js"
 import { positiveInteger } from "./lib/flags.js"
 import { accepted, type JsonClient, makeJsonClient, stringField } from "./lib/jsonClient.js"
@@ -217,26 +217,9 @@ const hostEventsRound = async (runtime: SessionRuntime, count: number): Promise<
 
 /** A socket opened the way a browser would; every lifecycle event it receives goes to `onEvent`. */
 const openEventSocket = async (client: JsonClient) => {
-  const url = stringField(
-    accepted("websocket url", await client.send("GET", `/collection/${DEFAULT_COLLECTION}/websocket`)),
-    "websocket_url",
-  )
-  const socket = new WebSocket(url)
   let target: EventDelays | undefined
-  const connectionId = await new Promise<string>((resolve, reject) => {
-    socket.once("error", reject)
-    socket.once("message", (data) => {
-      // The first message names the connection; only two fields of each later one are read.
-      const first = JSON.parse(String(data)) as { connection_id?: unknown }
-      if (typeof first.connection_id !== "string") reject(new Error(`unexpected first message: ${data}`))
-      else resolve(first.connection_id)
-    })
-  })
-  // A socket that fails later loses events; they show up as missing rather than stopping the run.
-  socket.on("error", (error) => console.error(`websocket: ${error.message}`))
-  socket.on("message", (data) => {
-    const at = performance.now()
-    const message = JSON.parse(String(data)) as Partial<CaptureSessionMessage>
+  const { socket, connectionId } = await openCollectionSocket(client, (data, at) => {
+    const message = data as Partial<CaptureSessionMessage>
     if (message.channel === "capture_session")
       target?.see(`${message.capture_session_id} ${message.event}`, at)
   })
