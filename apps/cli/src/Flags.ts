@@ -13,6 +13,12 @@ export const natsFlag = Flag.String("nats").pipe(
   Flag.optional,
 )
 
+/** `--json`: one JSON document on stdout instead of text. */
+export const jsonFlag = Flag.Boolean("json").pipe(
+  Flag.withDescription("Print one JSON document instead of text"),
+  Flag.withDefault(false),
+)
+
 /** Splits a `NATS_URL`-style list into server URLs. */
 export const parseServers = (value: string): ReadonlyArray<string> =>
   value

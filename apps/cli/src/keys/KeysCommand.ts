@@ -6,15 +6,10 @@ import type { ApiKeyRecord } from "@capture/gateway"
 import { Console, Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { usage } from "../Exit.js"
-import { natsFlag, toolServers } from "../Flags.js"
-import { accountFlag, formatTable, openAccount, storeCall } from "./OperatorAccount.js"
+import { jsonFlag } from "../Flags.js"
+import { accountFlags, formatTable, openAccountOf, storeCall } from "./OperatorAccount.js"
 
 const json = (value: unknown): string => JSON.stringify(value, null, 2)
-
-const jsonFlag = Flag.Boolean("json").pipe(
-  Flag.withDescription("Print one JSON document instead of text"),
-  Flag.withDefault(false),
-)
 
 const create = Command.make(
   "create",
@@ -24,13 +19,12 @@ const create = Command.make(
       Flag.withDefault("default"),
     ),
     json: jsonFlag,
-    account: accountFlag,
-    nats: natsFlag,
+    ...accountFlags,
   },
   (input) =>
     Effect.scoped(
       Effect.gen(function* () {
-        const { accounts, account } = yield* openAccount(toolServers(input.nats), input.account)
+        const { accounts, account } = yield* openAccountOf(input)
         const { key, record } = yield* storeCall("store the key", () =>
           accounts.createApiKey(account.id, input.name),
         )
@@ -47,10 +41,10 @@ const create = Command.make(
 
 const revokedText = (record: ApiKeyRecord): string => record.revoked_at ?? "-"
 
-const list = Command.make("list", { json: jsonFlag, account: accountFlag, nats: natsFlag }, (input) =>
+const list = Command.make("list", { json: jsonFlag, ...accountFlags }, (input) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const { accounts, account } = yield* openAccount(toolServers(input.nats), input.account)
+      const { accounts, account } = yield* openAccountOf(input)
       const keys = yield* storeCall("list the keys", () => accounts.listApiKeys(account.id))
       if (input.json) {
         yield* Console.log(json({ account_id: account.id, keys }))
@@ -76,13 +70,12 @@ const revoke = Command.make(
     keyId: Argument.String("key-id").pipe(
       Argument.withDescription("The key to revoke (key-…, see keys list)"),
     ),
-    account: accountFlag,
-    nats: natsFlag,
+    ...accountFlags,
   },
   (input) =>
     Effect.scoped(
       Effect.gen(function* () {
-        const { accounts, account } = yield* openAccount(toolServers(input.nats), input.account)
+        const { accounts, account } = yield* openAccountOf(input)
         // Looked up in the account first: `revokeApiKey` alone would reach any account's key.
         const keys = yield* storeCall("list the keys", () => accounts.listApiKeys(account.id))
         const record = keys.find((k) => k.key_id === input.keyId)

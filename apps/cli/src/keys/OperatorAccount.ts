@@ -6,6 +6,7 @@ import { type Account, AccountStore } from "@capture/gateway"
 import { Effect, Option, type Scope } from "effect"
 import { Flag } from "effect/cli"
 import { type CommandError, describe, unavailable, usage } from "../Exit.js"
+import { natsFlag, toolServers } from "../Flags.js"
 import { openToolSession, type ToolSession } from "../NatsSession.js"
 
 /** `--account <id>`: optional; the first account when absent. */
@@ -13,6 +14,9 @@ export const accountFlag = Flag.String("account").pipe(
   Flag.withDescription("The account to act on (default: the first account)"),
   Flag.optional,
 )
+
+/** The flags of every command acting on an account: `--account` and `--nats`. */
+export const accountFlags = { account: accountFlag, nats: natsFlag }
 
 /** A tool session with the account store open and the account resolved. */
 export interface AccountSession extends ToolSession {
@@ -49,6 +53,13 @@ export const openAccount = (
     if (account === undefined) return yield* usage(`account ${accountId.value} not found`)
     return { ...session, accounts, account }
   })
+
+/** `openAccount` for a command's parsed `accountFlags`. */
+export const openAccountOf = (input: {
+  readonly nats: Option.Option<string>
+  readonly account: Option.Option<string>
+}): Effect.Effect<AccountSession, CommandError, Scope.Scope> =>
+  openAccount(toolServers(input.nats), input.account)
 
 /** Left-aligned columns two spaces apart, the header row first. */
 export const formatTable = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {

@@ -5,7 +5,7 @@ import type { SessionContext } from "@capture/session-actor"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { describe, failed, unavailable, usage } from "../Exit.js"
-import { natsFlag, toolServers } from "../Flags.js"
+import { jsonFlag, natsFlag, toolServers } from "../Flags.js"
 import { openToolSession } from "../NatsSession.js"
 import { formatFailure, formatStep, type ReplayResult, type ReplayStep, replaySession } from "./Replay.js"
 import { verifyAll } from "./Verify.js"
@@ -79,10 +79,7 @@ export const replayCommand = Command.make(
       Flag.withDescription("Stop after this event sequence and show the state as of it"),
       Flag.optional,
     ),
-    json: Flag.Boolean("json").pipe(
-      Flag.withDescription("Print one JSON document instead of text"),
-      Flag.withDefault(false),
-    ),
+    json: jsonFlag,
     verify: Flag.Boolean("verify").pipe(
       Flag.withDescription("Replay every stored session and report each history the code cannot reproduce"),
       Flag.withDefault(false),

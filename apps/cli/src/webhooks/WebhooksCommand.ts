@@ -7,16 +7,11 @@ import { SessionId, type WebhookDelivery } from "@capture/protocol"
 import { Console, Effect, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import { describe, failed, unavailable, usage } from "../Exit.js"
-import { natsFlag, parseDuration, toolServers } from "../Flags.js"
-import { accountFlag, openAccount, storeCall } from "../keys/OperatorAccount.js"
+import { jsonFlag, natsFlag, parseDuration, toolServers } from "../Flags.js"
+import { accountFlags, openAccountOf, storeCall } from "../keys/OperatorAccount.js"
 import { openToolSession } from "../NatsSession.js"
 
 const json = (value: unknown): string => JSON.stringify(value, null, 2)
-
-const jsonFlag = Flag.Boolean("json").pipe(
-  Flag.withDescription("Print one JSON document instead of text"),
-  Flag.withDefault(false),
-)
 
 /** A grace period in ms; `0` retires the old secret at once (say, after a leak). */
 const parseGrace = (input: string): number =>
@@ -37,8 +32,7 @@ const secret = Command.make(
       Flag.optional,
     ),
     json: jsonFlag,
-    account: accountFlag,
-    nats: natsFlag,
+    ...accountFlags,
   },
   (input) =>
     Effect.scoped(
@@ -46,7 +40,7 @@ const secret = Command.make(
         if (!input.rotate && Option.isSome(input.grace)) {
           return yield* usage("--grace only applies with --rotate")
         }
-        const session = yield* openAccount(toolServers(input.nats), input.account)
+        const session = yield* openAccountOf(input)
         const graceMs = Option.getOrElse(input.grace, () => 24 * 3_600_000)
         const account = input.rotate
           ? yield* storeCall("rotate the secret", () =>
