@@ -4,25 +4,11 @@
  * is from where its flash says it belongs. Shared by the end-to-end tests and `bench:export`.
  * Every function takes the ffmpeg binary and ffmpeg input arguments (`["-i", file]`, or a window).
  */
-import { runToolOk } from "./MediaTools.js"
+import { metadataLines, runToolOk } from "./MediaTools.js"
 
 /** Runs ffmpeg to completion; its stdout, or an error with the end of its stderr. */
 const runOk = async (binary: string, args: ReadonlyArray<string>): Promise<string> =>
   (await runToolOk(binary, args)).stdout.toString("utf8")
-
-/** `key=value` metadata lines of ffmpeg's `metadata`/`ametadata` filters, each with its frame time. */
-export const metadataLines = (text: string, key: string): Array<{ t: number; v: number }> => {
-  const out: Array<{ t: number; v: number }> = []
-  let t = Number.NaN
-  const pattern = new RegExp(`${key.replace(/\./g, "\\.")}=(\\S+)`)
-  for (const line of text.split("\n")) {
-    const time = /pts_time:([-\d.]+)/.exec(line)
-    if (time !== null) t = Number(time[1])
-    const value = pattern.exec(line)
-    if (value !== null) out.push({ t, v: value[1] === "-inf" ? -200 : Number(value[1]) })
-  }
-  return out
-}
 
 /** Times (s, on the input's timeline) of frames much brighter than the test pattern: the flashes. */
 export const flashTimes = async (ffmpeg: string, input: ReadonlyArray<string>): Promise<number[]> => {

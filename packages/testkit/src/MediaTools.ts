@@ -42,6 +42,20 @@ export const runToolOk = async (
   return run
 }
 
+/** `key=value` metadata lines of ffmpeg's `metadata`/`ametadata` filters, each with its frame time. */
+export const metadataLines = (text: string, key: string): Array<{ t: number; v: number }> => {
+  const out: Array<{ t: number; v: number }> = []
+  let t = Number.NaN
+  const pattern = new RegExp(`${key.replace(/\./g, "\\.")}=(\\S+)`)
+  for (const line of text.split("\n")) {
+    const time = /pts_time:([-\d.]+)/.exec(line)
+    if (time !== null) t = Number(time[1])
+    const value = pattern.exec(line)
+    if (value !== null) out.push({ t, v: value[1] === "-inf" ? -200 : Number(value[1]) })
+  }
+  return out
+}
+
 /** Mean volume (dB) of the input's audio; -Infinity for digital silence. */
 export const meanVolume = async (
   ffmpeg: string,
@@ -73,9 +87,7 @@ export const averageColour = async (
   )
   const text = stdout.toString("utf8")
   const mean = (key: string) => {
-    const values = [...text.matchAll(new RegExp(`lavfi\\.signalstats\\.${key}=([\\d.]+)`, "g"))].map(
-      (match) => Number(match[1]),
-    )
+    const values = metadataLines(text, `lavfi.signalstats.${key}`).map((line) => line.v)
     return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
   }
   return { y: mean("YAVG"), u: mean("UAVG"), v: mean("VAVG") }
