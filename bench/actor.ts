@@ -20,6 +20,7 @@ import {
   foldEvents,
   initialState,
   JetStreamPublisher,
+  type PublishExpectations,
   type SessionRuntime,
   type SessionState,
   startSessionRuntime,
@@ -168,11 +169,33 @@ const main = async () => {
     const sessions = await Promise.all(Array.from({ length: SESSIONS }, () => busySession(runtime)))
     const perSession = Array.from({ length: SESSIONS }, () => 0)
     let turn = 0
-    const lastOnSubject = Array.from({ length: SESSIONS }, () => 0)
-    const lastOnLeanSubject = Array.from({ length: SESSIONS }, () => 0)
-    let guardedId = 0
     // The event store's own publish path (one shared ack subscription), without the host around it.
     const publisher = new JetStreamPublisher(nc)
+    let guardedId = 0
+    /** Publishes carrying the host's guarantees (Msg-Id + expected subject sequence), a subject per session. */
+    const guardedPublishes = (
+      prefix: string,
+      publish: (subject: string, expect: Required<PublishExpectations>) => Promise<{ readonly seq: number }>,
+    ) => {
+      const lastOnSubject = Array.from({ length: SESSIONS }, () => 0)
+      return async (i: number) => {
+        const s = i % SESSIONS
+        const ack = await publish(`${prefix}.${s}`, {
+          msgId: `bench-${guardedId++}`,
+          lastSubjectSequence: lastOnSubject[s] ?? 0,
+        })
+        lastOnSubject[s] = ack.seq
+      }
+    }
+    const guardedViaJs = guardedPublishes("raw.guarded", (subject, expect) =>
+      js.publish(subject, payload, {
+        msgID: expect.msgId,
+        expect: { lastSubjectSequence: expect.lastSubjectSequence },
+      }),
+    )
+    const guardedViaPublisher = guardedPublishes("raw.lean", (subject, expect) =>
+      publisher.publish(subject, payload, expect),
+    )
     const rounds = {
       rawGuarded: [] as Array<Figure>,
       rawGuardedPublisher: [] as Array<Figure>,
@@ -200,25 +223,16 @@ const main = async () => {
           `raw + Msg-Id + expected sequence, ${SESSIONS} in flight`,
           PIPELINED,
           SESSIONS,
-          async (i) => {
-            const s = i % SESSIONS
-            const ack = await js.publish(`raw.guarded.${s}`, payload, {
-              msgID: `bench-${guardedId++}`,
-              expect: { lastSubjectSequence: lastOnSubject[s] ?? 0 },
-            })
-            lastOnSubject[s] = ack.seq
-          },
+          guardedViaJs,
         ),
       )
       rounds.rawGuardedPublisher.push(
-        await measure(`raw + the same guarantees via JetStreamPublisher`, PIPELINED, SESSIONS, async (i) => {
-          const s = i % SESSIONS
-          const ack = await publisher.publish(`raw.lean.${s}`, payload, {
-            msgId: `bench-${guardedId++}`,
-            lastSubjectSequence: lastOnLeanSubject[s] ?? 0,
-          })
-          lastOnLeanSubject[s] = ack.seq
-        }),
+        await measure(
+          "raw + the same guarantees via JetStreamPublisher",
+          PIPELINED,
+          SESSIONS,
+          guardedViaPublisher,
+        ),
       )
       rounds.hostParallel.push(
         await measure(`host, ${SESSIONS} sessions in parallel`, PIPELINED, SESSIONS, (i) => {
@@ -272,7 +286,7 @@ const main = async () => {
       { figure: hostParallel, baseline: rawPipelined },
     ])
     printTable(
-      "The same 1,000-session shape against raw publishes carrying the host's guarantees (ratio: host / each)",
+      `The same ${SESSIONS}-session shape against raw publishes carrying the host's guarantees (ratio: host / each)`,
       [
         { figure: rawGuarded, baseline: rawPipelined },
         { figure: rawGuardedPublisher, baseline: rawPipelined },

@@ -85,7 +85,7 @@ export class JetStreamPublisher {
         this.nc.publish(subject, data, { reply: inbox + token, headers: publishHeaders })
       } catch (error) {
         this.waiting.delete(token)
-        reject(error instanceof Error ? error : new Error(String(error)))
+        reject(asError(error))
       }
     })
   }
