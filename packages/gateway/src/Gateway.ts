@@ -22,7 +22,6 @@ import { exportRoutes } from "./exports/ExportRoutes.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
-import { SilenceWatch } from "./ingest/SilenceWatch.js"
 import { type CallbackUrlPolicy, checkCallbackUrl, parseAllowList } from "./webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
 import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
@@ -38,8 +37,6 @@ export interface GatewayOptions extends GatewayConfig {
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
   readonly webSocket: WebSocketLimits
-  /** An active session with no segment for this long is stopped (`recorder_silent`). */
-  readonly silenceTimeoutMs: number
   /** `CAPTURE_API_KEY`: a key the first account gets, for scripts and tests. */
   readonly seedApiKey?: string | undefined
   /** `CAPTURE_WEBHOOK_SECRET`: the first account's signing secret. */
@@ -104,11 +101,6 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const exports = await ExportStore.open(nc, topology)
   const hub = new WebSocketHub(runtime, options.log)
   await hub.start()
-  const silenceWatch = new SilenceWatch(runtime, media, {
-    timeoutMs: options.silenceTimeoutMs,
-    log: options.log,
-  })
-  silenceWatch.start()
   const bounded = boundedWebSocketClass(options.webSocket)
 
   const services: GatewayServicesShape = {
@@ -135,7 +127,6 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     firstApiKey,
     log: options.log,
     stop: async () => {
-      await silenceWatch.stop()
       await hub.stop()
       await dispatcher.stop()
       accounts.close()

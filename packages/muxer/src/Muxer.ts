@@ -4,10 +4,10 @@
  * - `<prefix>-muxer-media` on the media records stream: as segments arrive, each stored
  *   channel's segment is remuxed to a piece and audio windows whose inputs are settled are
  *   mixed, so when the session stops only the tail is left.
- * - `<prefix>-muxer` on the session event stream: on `SessionStopped` it runs the session's
- *   automatic export (`automaticExport`: nothing when aborted or nothing is stored); on
- *   `ExportRequested` the requested one. The result goes back through the session actor as
- *   `CompleteExport` (with the raw assets' ids) / `FailExport`.
+ * - `<prefix>-muxer` on the session event stream: it answers each `ExportRequested` (a client's,
+ *   or the automatic one the session reactor asks for on stop) with `CompleteExport` (with the
+ *   raw assets' ids) / `FailExport`, naming the try (`attempt`) it answers. It decides nothing
+ *   about the session's lifecycle: which export runs, and when, is the session's.
  *
  * Crash safety: an export's video id is claimed once per (session, channel, attempt) and reused
  * by whoever retries; pieces are named by their inputs; raw asset ids and command ids are derived
@@ -28,7 +28,7 @@ import {
   type SessionId,
   type VideoId,
 } from "@capture/protocol"
-import { automaticExport, ensureDurableConsumer, type SessionRuntime } from "@capture/session-actor"
+import { ensureDurableConsumer, type SessionRuntime } from "@capture/session-actor"
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -54,8 +54,6 @@ export interface MuxerOptions {
   readonly replicas?: number
   /** How long a delivered message may go unacknowledged before another instance gets it (kept alive while working). */
   readonly ackWaitMs?: number
-  /** At export time, how long to wait for stored channels' final segments to arrive. */
-  readonly finalWaitMs?: number
   /** ffmpeg processes at once (default: 2). */
   readonly concurrency?: number
   /** Work on segments as they arrive (default true); false leaves everything to the export. */
@@ -186,14 +184,20 @@ export class Muxer {
     }
   }
 
+  /**
+   * A session's channel layout, from its view in the read model. Channels are fixed when the
+   * session starts, long before any export, so a lagging view still has them; a view not
+   * written yet is retried.
+   */
   private async sessionChannels(
     sessionId: string,
-  ): Promise<{ value: string; channels: SessionChannels } | undefined> {
-    const { state } = await this.runtime.host.load(sessionId)
-    if (state.value === "none") return undefined
+  ): Promise<{ status: string; channels: SessionChannels } | undefined> {
+    const record = await this.runtime.readModel.get(sessionId)
+    if (record === undefined) return undefined
+    const { session } = record
     return {
-      value: state.value,
-      channels: { channels: state.context.channels, primary: state.context.primary_video_channel_id },
+      status: session.status,
+      channels: { channels: session.channels, primary: session.primary_video_channel_id },
     }
   }
 
@@ -207,7 +211,7 @@ export class Muxer {
     }
     const session = await this.sessionChannels(record.session_id)
     // Only live sessions: after the end, the export makes whatever is missing itself.
-    if (session === undefined || !["starting", "active", "stopping"].includes(session.value)) return
+    if (session === undefined || !["starting", "active", "stopping"].includes(session.status)) return
     await this.pipeline.onRecord(record, session.channels)
   }
 
@@ -219,56 +223,24 @@ export class Muxer {
         return Result.fail(error)
       }
     })()
-    if (Result.isFailure(decoded)) return
+    if (Result.isFailure(decoded)) {
+      this.log(`muxer: ${message.subject} #${message.seq} is not a known event; skipped`)
+      return
+    }
     const event = decoded.success
-    if (event.type === "SessionStopped") {
-      if (event.data.reason === "aborted") return
-      const session = await this.sessionChannels(event.session_id)
-      if (session === undefined) return
-      await this.dropUnstored(event.session_id, session.channels)
-      const { channels, primary } = session.channels
-      const target = automaticExport(channels, primary as ChannelId | null, event.data.reason)
-      if (target === undefined) return
-      await this.export(event.session_id, target, event.sequence, message)
-    } else if (event.type === "ExportRequested") {
-      await this.export(event.session_id, event.data.video_channel_id, event.sequence, message)
-    }
-  }
-
-  /** Segments of `store: false` channels were only for live use: drop them once the session stopped. */
-  private async dropUnstored(sessionId: string, session: SessionChannels): Promise<void> {
-    for (const channel of session.channels.filter((c) => !c.store)) {
-      try {
-        const dropped = await this.options.mediaStore.deleteChannel(sessionId, channel.channel_id)
-        if (dropped > 0)
-          this.log(`muxer: dropped ${dropped} segments of ${sessionId}/${channel.channel_id} (store: false)`)
-      } catch (error) {
-        this.log(`muxer: could not drop ${sessionId}/${channel.channel_id}: ${String(error)}`)
-      }
-    }
+    // A request joining a running export only adds a WebSocket: the export is already under way.
+    if (event.type !== "ExportRequested" || event.data.joins_running === true) return
+    await this.export(event.session_id, event.data.video_channel_id, event.data.attempt ?? 0, message)
   }
 
   private async export(
-    sessionId: string,
-    videoChannelId: string | null,
-    triggerSequence: number,
+    sessionId: SessionId,
+    videoChannelId: ChannelId | null,
+    attempt: number,
     message: JsMsg,
   ): Promise<void> {
-    const { state } = await this.runtime.host.load(sessionId)
-    if (state.value !== "stopped" && state.value !== "exported") return
-    const current = state.context.exports.find((e) => e.video_channel_id === videoChannelId)
-    if (current?.export_status === "exported") return
-    // Attempt n = the export after n failures of this channel; a redelivered trigger of an
-    // attempt that has since failed is stale.
-    let attempt = 0
-    let failures = 0
-    for await (const { event } of this.runtime.events.read(sessionId)) {
-      if (event.type === "ExportFailed" && event.data.video_channel_id === videoChannelId) {
-        failures++
-        if (event.sequence < triggerSequence) attempt++
-      }
-    }
-    if (failures > attempt) return
+    const session = await this.sessionChannels(sessionId)
+    if (session === undefined) throw new Error(`no view of session ${sessionId} yet`)
     const job = await this.store.claimJob(sessionId, `${videoChannelId ?? "-"}#${attempt}`, {
       video_id: newVideoId(),
       session_id: sessionId,
@@ -278,14 +250,9 @@ export class Muxer {
     })
     this.log(`muxer: export ${job.video_id} of ${sessionId} (${videoChannelId ?? "audio only"}) started`)
     const startedAt = Date.now()
-    await this.waitForFinalSegments(
-      sessionId,
-      state.context.channels.filter((c) => c.store).map((c) => c.channel_id),
-    )
-    const channels = { channels: state.context.channels, primary: state.context.primary_video_channel_id }
     let result: AssembleResult
     try {
-      result = await this.pipeline.assemble(sessionId, channels, videoChannelId, job)
+      result = await this.pipeline.assemble(sessionId, session.channels, videoChannelId, job)
     } catch (error) {
       // Retried on redelivery; an export that keeps failing is reported rather than retried forever.
       if (message.info.deliveryCount < MAX_EXPORT_DELIVERIES) throw error
@@ -296,12 +263,14 @@ export class Muxer {
       }
     }
     const videoId = job.video_id as VideoId
+    // The session ignores an answer to a try that is no longer current (attempt) or a repeat.
     const outcome = result.ok
       ? await this.runtime.host.execute({
           type: "CompleteExport",
           command_id: `mux-done-${videoId}` as CommandId,
-          session_id: sessionId as SessionId,
-          video_channel_id: videoChannelId as ChannelId | null,
+          session_id: sessionId,
+          video_channel_id: videoChannelId,
+          attempt,
           video_id: videoId,
           stream_url: `${this.options.publicUrl}/media/${videoId}/index.m3u8`,
           player_url: `${this.options.publicUrl}/player/${videoId}`,
@@ -310,8 +279,9 @@ export class Muxer {
       : await this.runtime.host.execute({
           type: "FailExport",
           command_id: `mux-fail-${videoId}` as CommandId,
-          session_id: sessionId as SessionId,
-          video_channel_id: videoChannelId as ChannelId | null,
+          session_id: sessionId,
+          video_channel_id: videoChannelId,
+          attempt,
           error: { code: result.code, message: result.message },
         })
     if (Result.isFailure(outcome)) {
@@ -326,18 +296,5 @@ export class Muxer {
       )
     }
     this.completed.push({ videoId, ok: result.ok })
-  }
-
-  /** Waits (bounded) until every stored channel that sent segments has sent its final one. */
-  private async waitForFinalSegments(sessionId: string, stored: ReadonlyArray<string>): Promise<void> {
-    const deadline = Date.now() + (this.options.finalWaitMs ?? 2_000)
-    for (;;) {
-      const records = await this.options.mediaStore.list(sessionId)
-      const open = stored.filter(
-        (c) => records.some((r) => r.channel_id === c) && !records.some((r) => r.channel_id === c && r.final),
-      )
-      if (open.length === 0 || Date.now() >= deadline) return
-      await new Promise((resolve) => setTimeout(resolve, 200))
-    }
   }
 }

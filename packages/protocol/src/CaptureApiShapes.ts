@@ -132,6 +132,16 @@ export const ExportRequest = Schema.Struct({
 })
 export type ExportRequest = typeof ExportRequest.Type
 
+/**
+ * `POST /capture/session/{id}/pause` and `/resume`: the channels to pause or resume (all when
+ * absent) and the recorder's clock at that moment (the clock its segments are dated by).
+ */
+export const PauseRequest = Schema.Struct({
+  channel_ids: Schema.optionalKey(Schema.Array(ChannelId).check(Schema.isMaxLength(64))),
+  at_ms: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+})
+export type PauseRequest = typeof PauseRequest.Type
+
 export const ExportView = Schema.Struct({
   session_id: SessionId,
   video_channel_id: Schema.NullOr(ChannelId),

@@ -43,6 +43,8 @@ export const CaptureSession = Schema.Struct({
   ws_connection_id: Schema.NullOr(Schema.String),
   metadata: Metadata,
   channels: Schema.Array(Channel),
+  /** Channels paused now (`PauseChannels`); their time is left out of exports when all are. */
+  paused_channel_ids: Schema.Array(ChannelId),
   primary_video_channel_id: Schema.NullOr(ChannelId),
   rtstreams: Schema.Array(RtstreamView),
   /**

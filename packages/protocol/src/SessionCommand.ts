@@ -57,11 +57,21 @@ export const FinishStopping = command("FinishStopping", {})
 export const RequestExport = command("RequestExport", {
   video_channel_id: Schema.optionalKey(ChannelId),
   ws_connection_id: Schema.optionalKey(Schema.String),
+  /**
+   * The export a session makes by itself when it stops, asked for by the session reactor: it
+   * names no channel (the session's policy picks it) and is made at most once.
+   */
+  automatic: Schema.optionalKey(Schema.Boolean),
 })
+
+/** Which try of a channel's export a result answers: the number of failed tries before it. */
+export const ExportAttempt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 /** The muxer finished an export. */
 export const CompleteExport = command("CompleteExport", {
   video_channel_id: Schema.NullOr(ChannelId),
+  /** Absent from a muxer older than attempts: then it answers whatever export is running. */
+  attempt: Schema.optionalKey(ExportAttempt),
   video_id: VideoId,
   stream_url: Schema.String,
   player_url: Schema.String,
@@ -72,7 +82,24 @@ export const CompleteExport = command("CompleteExport", {
 /** The muxer could not export. */
 export const FailExport = command("FailExport", {
   video_channel_id: Schema.NullOr(ChannelId),
+  attempt: Schema.optionalKey(ExportAttempt),
   error: FailureReason,
+})
+
+/**
+ * Pause channels (all of them when `channel_ids` is absent): the recorder stops capturing them,
+ * the silence stop does not count them, and time when every stored channel is paused is left
+ * out of the muxed video. `at_ms` is the recorder's clock (the clock its segments are dated by).
+ */
+export const PauseChannels = command("PauseChannels", {
+  channel_ids: Schema.optionalKey(Schema.Array(ChannelId)),
+  at_ms: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+})
+
+/** Resume paused channels (all of them when `channel_ids` is absent). */
+export const ResumeChannels = command("ResumeChannels", {
+  channel_ids: Schema.optionalKey(Schema.Array(ChannelId)),
+  at_ms: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
 })
 
 /** An unrecoverable capture error. */
@@ -81,7 +108,7 @@ export const FailSession = command("FailSession", {
 })
 
 /** The durable timers a session arms. */
-export const TimerName = Schema.Literals(["start", "stop"])
+export const TimerName = Schema.Literals(["start", "stop", "expire"])
 export type TimerName = typeof TimerName.Type
 
 /** A durable timer came due. Ignored when the session has moved on. */
@@ -102,6 +129,8 @@ export const SessionCommand = Schema.Union([
   FailExport,
   FailSession,
   FireTimer,
+  PauseChannels,
+  ResumeChannels,
 ])
 export type SessionCommand = typeof SessionCommand.Type
 export type SessionCommandType = SessionCommand["type"]

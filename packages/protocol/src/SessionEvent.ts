@@ -7,7 +7,7 @@ import { Schema } from "effect"
 import { Channel, ChannelId, Rtstream } from "./Channel.js"
 import { ExportedAssetIds } from "./ExportMetadata.js"
 import { CollectionId, CommandId, EventId, SessionId, VideoId } from "./Ids.js"
-import { FailureReason, Metadata } from "./SessionCommand.js"
+import { ExportAttempt, FailureReason, Metadata } from "./SessionCommand.js"
 
 /** The version of the event encoding written by this code. */
 export const EVENT_SCHEMA_VERSION = 1
@@ -32,6 +32,11 @@ export const SessionCreated = event("SessionCreated", {
   callback_url: Schema.optionalKey(Schema.String),
   ws_connection_id: Schema.optionalKey(Schema.String),
   metadata: Metadata,
+  /**
+   * When the durable expiry timer fails a session never started (`expired`). Absent from
+   * sessions created before expiry existed: those never expire.
+   */
+  expire_deadline: Schema.optionalKey(Schema.String),
 })
 
 export const SessionStarting = event("SessionStarting", {
@@ -58,9 +63,41 @@ export const SessionStopped = event("SessionStopped", {
   reason: Schema.String,
 })
 
+/**
+ * A span of the recorder's clock (ms since the epoch), start inclusive, end exclusive; `end_ms`
+ * null: still open when the session stopped (it runs to the end of the recording).
+ */
+export const TimeSpan = Schema.Struct({
+  start_ms: Schema.Int,
+  end_ms: Schema.NullOr(Schema.Int),
+})
+export type TimeSpan = typeof TimeSpan.Type
+
 export const ExportRequested = event("ExportRequested", {
   video_channel_id: Schema.NullOr(ChannelId),
   ws_connection_id: Schema.optionalKey(Schema.String),
+  /** Asked for by the session itself on stop (the session reactor), not by a client. */
+  automatic: Schema.optionalKey(Schema.Boolean),
+  /** Which try this is (failed tries of this channel before it). Absent from older events: 0. */
+  attempt: Schema.optionalKey(ExportAttempt),
+  /**
+   * The request joins the export of this channel already running (to add its WebSocket): the
+   * muxer has nothing new to do.
+   */
+  joins_running: Schema.optionalKey(Schema.Boolean),
+  /** Spans when every stored channel was paused: left out of the muxed video. */
+  paused_spans: Schema.optionalKey(Schema.Array(TimeSpan)),
+})
+
+export const ChannelsPaused = event("ChannelsPaused", {
+  channel_ids: Schema.Array(ChannelId),
+  /** The recorder's clock when it paused (ms since the epoch). */
+  at_ms: Schema.Int,
+})
+
+export const ChannelsResumed = event("ChannelsResumed", {
+  channel_ids: Schema.Array(ChannelId),
+  at_ms: Schema.Int,
 })
 
 export const ExportCompleted = event("ExportCompleted", {
@@ -95,6 +132,8 @@ export const SessionEvent = Schema.Union([
   ExportCompleted,
   ExportFailed,
   SessionFailed,
+  ChannelsPaused,
+  ChannelsResumed,
 ])
 export type SessionEvent = typeof SessionEvent.Type
 export type SessionEventType = SessionEvent["type"]
@@ -116,4 +155,6 @@ export const SESSION_EVENT_TYPES: ReadonlyArray<SessionEventType> = [
   "ExportCompleted",
   "ExportFailed",
   "SessionFailed",
+  "ChannelsPaused",
+  "ChannelsResumed",
 ]

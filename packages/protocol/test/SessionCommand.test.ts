@@ -14,6 +14,8 @@ const COMMAND_TYPES = {
   FailExport: true,
   FailSession: true,
   FireTimer: true,
+  PauseChannels: true,
+  ResumeChannels: true,
 } satisfies Record<SessionCommandType, true>
 
 describe("SessionCommand", () => {

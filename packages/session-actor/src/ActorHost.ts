@@ -13,16 +13,11 @@ import {
   type SessionId,
 } from "@capture/protocol"
 import { Result } from "effect"
-import { type DecideOptions, decide, toEvent } from "./Decide.js"
+import { DEFAULT_EXPIRE_TIMEOUT_MS, type DecideOptions, decide, toEvent } from "./Decide.js"
 import type { TimerStore } from "./DurableTimers.js"
 import { type AppendAck, type EventStore, SequenceConflict } from "./EventStore.js"
-import {
-  applyEvent,
-  foldEvent,
-  initialState,
-  type SessionEffect,
-  type SessionState,
-} from "./SessionMachine.js"
+import { applyEvent, foldEvent } from "./SessionFold.js"
+import { initialState, type SessionEffect, type SessionState } from "./SessionMachine.js"
 import type { SnapshotStore } from "./SnapshotStore.js"
 
 /** Host settings. */
@@ -40,6 +35,7 @@ export interface ActorHostOptions extends DecideOptions {
 export const defaultActorHostOptions: ActorHostOptions = {
   startTimeoutMs: 60_000,
   stopTimeoutMs: 30_000,
+  expireTimeoutMs: DEFAULT_EXPIRE_TIMEOUT_MS,
   snapshotEvery: 100,
   maxAttempts: 8,
   cacheSize: 10_000,
@@ -227,6 +223,8 @@ export class ActorHost {
     if (timers === undefined || sessionId === null) return
     for (const effect of effects) {
       if (effect.type === "scheduleTimer") {
+        // A session stored before its timer existed (no deadline) arms nothing.
+        if (effect.deadline === "") continue
         await timers.schedule({ session_id: sessionId, timer: effect.timer, deadline: effect.deadline })
       } else {
         await timers.cancel(sessionId, effect.timer)

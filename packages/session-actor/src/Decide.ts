@@ -20,7 +20,8 @@ import {
   typeOfKind,
 } from "@capture/protocol"
 import { Result } from "effect"
-import type { SessionState } from "./SessionMachine.js"
+import { automaticExport, pausedSpans } from "./ExportPolicy.js"
+import { exportKey, type SessionState } from "./SessionMachine.js"
 
 /** Settings that shape decisions. */
 export interface DecideOptions {
@@ -28,7 +29,12 @@ export interface DecideOptions {
   readonly startTimeoutMs: number
   /** How long a stopping session may take to finalize before it is forced to `stopped`. */
   readonly stopTimeoutMs: number
+  /** How long a created session may wait to be started before it fails `expired` (default 24 h). */
+  readonly expireTimeoutMs?: number
 }
+
+/** A created session never started fails after this long unless configured otherwise. */
+export const DEFAULT_EXPIRE_TIMEOUT_MS = 24 * 60 * 60 * 1000
 
 /** The outcome: one event, or `null` when the command changes nothing (an idempotent repeat). */
 export type Decision = Result.Result<EventDraft | null, CaptureError>
@@ -149,7 +155,27 @@ export const resolveChannels = (
 const exportOf = (state: SessionState, channel: ChannelId | null): ChannelExport | undefined =>
   state.context.exports.find((e) => e.video_channel_id === channel)
 
+const attemptOf = (state: SessionState, channel: ChannelId | null): number =>
+  state.context.export_failures[exportKey(channel)] ?? 0
+
+/** The export request's data for a new try of `target`. */
+const exportTry = (state: SessionState, target: ChannelId | null) => ({
+  video_channel_id: target,
+  attempt: attemptOf(state, target),
+  paused_spans: pausedSpans(state.context.channels, state.context.channel_pauses),
+})
+
+/** The session's own export on stop, asked for once by the session reactor. */
+const decideAutomaticExport = (state: SessionState): Decision => {
+  if (state.value !== "stopped" || state.context.automatic_export_requested) return ok(null)
+  const { channels, primary_video_channel_id, stop_reason } = state.context
+  const target = automaticExport(channels, primary_video_channel_id, stop_reason ?? "requested")
+  if (target === undefined || exportOf(state, target)?.export_status !== "exporting") return ok(null)
+  return ok({ type: "ExportRequested", data: { ...exportTry(state, target), automatic: true } })
+}
+
 const decideExport = (state: SessionState, command: CommandOf<"RequestExport">): Decision => {
+  if (command.automatic === true) return decideAutomaticExport(state)
   if (state.value !== "stopped" && state.value !== "exported") return invalidTransition(state, "export")
   const { channels, rtstreams, primary_video_channel_id } = state.context
   if (!channels.some((c) => c.store)) {
@@ -180,16 +206,75 @@ const decideExport = (state: SessionState, command: CommandOf<"RequestExport">):
   } else if (!channels.some((c) => c.store && c.type === "audio")) {
     return no(captureError("no_stored_channel", "no stored channel to export"))
   }
+  const ws = command.ws_connection_id
   const existing = exportOf(state, target)
-  if (existing !== undefined && existing.export_status !== "failed") return ok(null)
+  if (existing !== undefined && existing.export_status !== "failed") {
+    // A new socket asking while the export runs joins it, so it gets the `exported` message.
+    const joins =
+      existing.export_status === "exporting" &&
+      ws !== undefined &&
+      ws !== "" &&
+      !state.context.ws_connection_ids.includes(ws)
+    return joins
+      ? ok({
+          type: "ExportRequested",
+          data: { video_channel_id: target, ws_connection_id: ws, joins_running: true },
+        })
+      : ok(null)
+  }
   return ok({
     type: "ExportRequested",
-    data: {
-      video_channel_id: target,
-      ...(command.ws_connection_id === undefined ? {} : { ws_connection_id: command.ws_connection_id }),
-    },
+    data: { ...exportTry(state, target), ...(ws === undefined ? {} : { ws_connection_id: ws }) },
   })
 }
+
+/** Channel ids a pause or resume names, checked against the session's channels. */
+const namedChannels = (
+  state: SessionState,
+  ids: ReadonlyArray<ChannelId> | undefined,
+): Result.Result<ReadonlyArray<ChannelId>, CaptureError> => {
+  const channels = state.context.channels.map((c) => c.channel_id)
+  if (ids === undefined) return Result.succeed(channels)
+  for (const [i, id] of ids.entries()) {
+    if (!channels.includes(id)) {
+      return Result.fail(
+        captureError("channel_not_found", `${id} is not a channel of this session`, {
+          field: `channel_ids[${i}]`,
+        }),
+      )
+    }
+  }
+  return Result.succeed(ids)
+}
+
+const decidePause = (
+  state: SessionState,
+  command: CommandOf<"PauseChannels"> | CommandOf<"ResumeChannels">,
+  now: Date,
+): Decision => {
+  const pausing = command.type === "PauseChannels"
+  if (state.value !== "starting" && state.value !== "active") {
+    return invalidTransition(state, pausing ? "pause" : "resume")
+  }
+  const named = namedChannels(state, command.channel_ids)
+  if (Result.isFailure(named)) return no(named.failure)
+  const paused = new Set(
+    state.context.channel_pauses.filter((p) => p.to_ms === null).map((p) => p.channel_id),
+  )
+  // Only what changes: pausing a paused channel (or resuming a running one) is a repeat.
+  const changed = [...new Set(named.success)].filter((id) => paused.has(id) !== pausing)
+  if (changed.length === 0) return ok(null)
+  const at_ms = command.at_ms ?? now.getTime()
+  return ok(
+    pausing
+      ? { type: "ChannelsPaused", data: { channel_ids: changed, at_ms } }
+      : { type: "ChannelsResumed", data: { channel_ids: changed, at_ms } },
+  )
+}
+
+/** A muxer's answer for a try that is no longer the current one changes nothing. */
+const staleAttempt = (state: SessionState, channel: ChannelId | null, attempt: number | undefined) =>
+  attempt !== undefined && attempt !== attemptOf(state, channel)
 
 let isoMs = Number.NaN
 let isoText = ""
@@ -253,6 +338,9 @@ export const decide = (
           ...(command.client_id === undefined ? {} : { client_id: command.client_id }),
           ...(command.callback_url === undefined ? {} : { callback_url: command.callback_url }),
           ...(command.ws_connection_id === undefined ? {} : { ws_connection_id: command.ws_connection_id }),
+          expire_deadline: new Date(
+            now.getTime() + (options.expireTimeoutMs ?? DEFAULT_EXPIRE_TIMEOUT_MS),
+          ).toISOString(),
         },
       })
     }
@@ -326,6 +414,7 @@ export const decide = (
       if (state.value !== "stopped" && state.value !== "exported")
         return invalidTransition(state, "complete an export of")
       if (exportOf(state, command.video_channel_id)?.export_status === "exported") return ok(null)
+      if (staleAttempt(state, command.video_channel_id, command.attempt)) return ok(null)
       return ok({
         type: "ExportCompleted",
         data: {
@@ -342,6 +431,7 @@ export const decide = (
         return invalidTransition(state, "fail an export of")
       const status = exportOf(state, command.video_channel_id)?.export_status
       if (status === "exported" || status === "failed") return ok(null)
+      if (staleAttempt(state, command.video_channel_id, command.attempt)) return ok(null)
       return ok({
         type: "ExportFailed",
         data: { video_channel_id: command.video_channel_id, error: command.error },
@@ -352,8 +442,21 @@ export const decide = (
       if (state.value === "exported") return invalidTransition(state, "fail")
       return ok({ type: "SessionFailed", data: { error: command.error } })
     }
+    case "PauseChannels":
+    case "ResumeChannels":
+      return decidePause(state, command, now)
     case "FireTimer": {
       // A timer that no longer matches the state is stale: the session moved on in time.
+      if (
+        command.timer === "expire" &&
+        state.value === "created" &&
+        state.context.expire_deadline === command.deadline
+      ) {
+        return ok({
+          type: "SessionFailed",
+          data: { error: { code: "expired", message: "the session was never started before it expired" } },
+        })
+      }
       if (
         command.timer === "start" &&
         state.value === "starting" &&

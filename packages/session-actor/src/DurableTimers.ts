@@ -1,6 +1,6 @@
 /**
- * Durable timers: a session stuck in `starting` fails, one stuck in `stopping` is forced to
- * `stopped`. Deadlines live in a KV bucket (written by the host right after the append, and
+ * Durable timers: a session never started expires (`failed`, `expired`), one stuck in `starting`
+ * fails, one stuck in `stopping` is forced to `stopped`. Deadlines live in a KV bucket (written by the host right after the append, and
  * reconciled from the log by the projector, so a crash between the two loses nothing). Every
  * process watches the bucket and fires what is due; firing twice is harmless because the command
  * id is derived from the deadline and a stale timer is ignored by the session.
@@ -17,12 +17,17 @@ export interface TimerEntry {
   readonly deadline: string
 }
 
+const TIMER_NAMES: ReadonlyArray<TimerName> = ["expire", "start", "stop"]
+
 const keyOf = (sessionId: string, timer: TimerName) => `${sessionId}.${timer}`
 
 /** The timers a state should have armed. */
 export const timersFor = (state: SessionState): ReadonlyArray<TimerEntry> => {
   const sessionId = state.context.session_id
   if (sessionId === null) return []
+  if (state.value === "created" && state.context.expire_deadline !== null) {
+    return [{ session_id: sessionId, timer: "expire", deadline: state.context.expire_deadline }]
+  }
   if (state.value === "starting" && state.context.start_deadline !== null) {
     return [{ session_id: sessionId, timer: "start", deadline: state.context.start_deadline }]
   }
@@ -58,7 +63,7 @@ export class TimerStore {
     const sessionId = state.context.session_id
     if (sessionId === null) return
     const wanted = timersFor(state)
-    for (const timer of ["start", "stop"] as const) {
+    for (const timer of TIMER_NAMES) {
       const entry = wanted.find((w) => w.timer === timer)
       const current = await this.topology.timers.get(keyOf(sessionId, timer))
       const armed = current !== null && current.operation === "PUT" ? current.json<TimerEntry>() : undefined

@@ -60,6 +60,8 @@ export const toLifecycleEvent = (event: SessionEvent, after: SessionState): Life
         ? { ...base, event: "capture_session.failed", status: "failed", data: { error: event.data.error } }
         : undefined
     case "ExportRequested":
+    case "ChannelsPaused":
+    case "ChannelsResumed":
       return undefined
   }
 }

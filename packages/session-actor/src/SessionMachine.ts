@@ -7,7 +7,12 @@
  *
  *   none → created → starting → active → stopping → stopped → exported
  *   created|starting ──stop──▶ stopped (aborted: no media, nothing to export)
+ *   created ──expire timer──▶ failed (expired: never started)
  *   any non-final ──fail──▶ failed (final)
+ *   starting|active: channels pause and resume (self-transitions)
+ *
+ * The replay fold runs a table compiled from this definition (`SessionFold.ts`); the export
+ * rules live in `ExportPolicy.ts`.
  */
 import type {
   Channel,
@@ -24,6 +29,7 @@ import type {
   TimerName,
 } from "@capture/protocol"
 import { assign, initialTransition, type SnapshotFrom, setup, transition } from "xstate"
+import { automaticExport, type ChannelPause } from "./ExportPolicy.js"
 
 /** Everything a session knows, built only from its events. */
 export interface SessionContext {
@@ -33,7 +39,10 @@ export interface SessionContext {
   readonly end_user_id: string
   readonly client_id: string | null
   readonly callback_url: string | null
+  /** The WebSocket connection named last (the view shows it). */
   readonly ws_connection_id: string | null
+  /** Every WebSocket connection a command of this session named, in order of first mention. */
+  readonly ws_connection_ids: ReadonlyArray<string>
   readonly metadata: Metadata
   readonly channels: ReadonlyArray<Channel>
   readonly primary_video_channel_id: ChannelId | null
@@ -41,8 +50,18 @@ export interface SessionContext {
   readonly exports: ReadonlyArray<ChannelExport>
   /** channel → the raw asset its rtstream shows: the first completed export's that made one. */
   readonly exported_asset_ids: ExportedAssetIds
+  /** Pauses of each channel, in order (`PauseChannels` / `ResumeChannels`). */
+  readonly channel_pauses: ReadonlyArray<ChannelPause>
+  /** When a pause or resume last changed what is captured (the silence stop waits from there). */
+  readonly pauses_changed_at: string | null
+  /** Whether the session reactor asked for the automatic export (it runs once). */
+  readonly automatic_export_requested: boolean
+  /** channel (`""` for audio only) → failed tries of its export: the next try's attempt number. */
+  readonly export_failures: Readonly<Record<string, number>>
   readonly error: FailureReason | null
   readonly stop_reason: string | null
+  /** When a session never started fails (`expired`); null once started or for older sessions. */
+  readonly expire_deadline: string | null
   readonly start_deadline: string | null
   readonly stop_deadline: string | null
   /** The command that created the session, so a late retry of it is recognised. */
@@ -61,14 +80,20 @@ const emptyContext: SessionContext = {
   client_id: null,
   callback_url: null,
   ws_connection_id: null,
+  ws_connection_ids: [],
   metadata: {},
   channels: [],
   primary_video_channel_id: null,
   rtstreams: [],
   exports: [],
   exported_asset_ids: {},
+  channel_pauses: [],
+  pauses_changed_at: null,
+  automatic_export_requested: false,
+  export_failures: {},
   error: null,
   stop_reason: null,
+  expire_deadline: null,
   start_deadline: null,
   stop_deadline: null,
   created_by: null,
@@ -77,8 +102,9 @@ const emptyContext: SessionContext = {
   sequence: 0,
 }
 
-type Args = { readonly context: SessionContext; readonly event: SessionEvent }
-type Update = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>
+export type GuardArgs = { readonly context: SessionContext; readonly event: SessionEvent }
+/** One event's effect on the context. */
+export type Update = (context: SessionContext, event: SessionEvent) => Partial<SessionContext>
 
 /**
  * A reducer for one event type that also stamps what every accepted event advances: sequence,
@@ -111,6 +137,20 @@ const withExport = (
     ? exports.map((e) => (e.video_channel_id === next.video_channel_id ? next : e))
     : [...exports, next]
 
+/** The key of a channel's export in per-channel records: its id, `""` for audio only. */
+export const exportKey = (video_channel_id: ChannelId | null): string => video_channel_id ?? ""
+
+const withConnection = (ids: ReadonlyArray<string>, id: string | undefined): ReadonlyArray<string> =>
+  id === undefined || id === "" || ids.includes(id) ? ids : [...ids, id]
+
+const countFailure = (
+  failures: Readonly<Record<string, number>>,
+  video_channel_id: ChannelId | null,
+): Readonly<Record<string, number>> => {
+  const key = exportKey(video_channel_id)
+  return { ...failures, [key]: (failures[key] ?? 0) + 1 }
+}
+
 const pendingExport = (video_channel_id: ChannelId | null): ChannelExport => ({
   video_channel_id,
   export_status: "exporting",
@@ -119,32 +159,6 @@ const pendingExport = (video_channel_id: ChannelId | null): ChannelExport => ({
   player_url: null,
   error: null,
 })
-
-/**
- * The video channel of a session's main export: the primary display if stored, else the first
- * stored display, else null (audio only).
- */
-export const mainExportChannel = (
-  channels: ReadonlyArray<Channel>,
-  primary: ChannelId | null,
-): ChannelId | null => {
-  const stored = channels.filter((c) => c.store && c.type === "video")
-  return stored.find((c) => c.channel_id === primary)?.channel_id ?? stored[0]?.channel_id ?? null
-}
-
-/**
- * The video channel of the export a session makes by itself when it stops (its main export), or
- * undefined when it makes none: an aborted stop (nothing was captured) or no channel with
- * `store: true`. The muxer runs exactly this export; the fold shows it `exporting` from the stop.
- */
-export const automaticExport = (
-  channels: ReadonlyArray<Channel>,
-  primary: ChannelId | null,
-  stopReason: string,
-): ChannelId | null | undefined =>
-  stopReason === "aborted" || !channels.some((c) => c.store)
-    ? undefined
-    : mainExportChannel(channels, primary)
 
 /** Asset ids of a completed export, for channels that do not have one yet (the first export wins). */
 const withAssetIds = (current: ExportedAssetIds, added: ExportedAssetIds | undefined): ExportedAssetIds => {
@@ -157,7 +171,7 @@ const withAssetIds = (current: ExportedAssetIds, added: ExportedAssetIds | undef
  * How each event folds into the context. The machine's assign actions and the compiled replay
  * fold both call these, so there is one definition of the fold.
  */
-const reducers = {
+export const sessionReducers = {
   created: on("SessionCreated", (_, event) => ({
     session_id: event.session_id,
     collection_id: event.data.collection_id,
@@ -166,15 +180,38 @@ const reducers = {
     client_id: event.data.client_id ?? null,
     callback_url: event.data.callback_url ?? null,
     ws_connection_id: event.data.ws_connection_id ?? null,
+    ws_connection_ids: withConnection([], event.data.ws_connection_id),
     metadata: event.data.metadata,
     created_by: event.command_id,
+    expire_deadline: event.data.expire_deadline ?? null,
   })),
   starting: on("SessionStarting", (context, event) => ({
     channels: event.data.channels,
     primary_video_channel_id: event.data.primary_video_channel_id,
     callback_url: event.data.callback_url ?? context.callback_url,
     ws_connection_id: event.data.ws_connection_id ?? context.ws_connection_id,
+    ws_connection_ids: withConnection(context.ws_connection_ids, event.data.ws_connection_id),
+    expire_deadline: null,
     start_deadline: event.data.start_deadline,
+  })),
+  paused: on("ChannelsPaused", (context, event) => ({
+    channel_pauses: [
+      ...context.channel_pauses,
+      ...event.data.channel_ids.map((channel_id) => ({
+        channel_id,
+        from_ms: event.data.at_ms,
+        to_ms: null,
+      })),
+    ],
+    pauses_changed_at: event.time,
+  })),
+  resumed: on("ChannelsResumed", (context, event) => ({
+    channel_pauses: context.channel_pauses.map((p) =>
+      p.to_ms === null && event.data.channel_ids.includes(p.channel_id)
+        ? { ...p, to_ms: Math.max(p.from_ms, event.data.at_ms) }
+        : p,
+    ),
+    pauses_changed_at: event.time,
   })),
   activated: on("SessionActivated", (_, event) => ({
     rtstreams: event.data.rtstreams,
@@ -188,6 +225,7 @@ const reducers = {
     const automatic = automaticExport(context.channels, context.primary_video_channel_id, event.data.reason)
     return {
       stop_reason: event.data.reason,
+      expire_deadline: null,
       start_deadline: null,
       stop_deadline: null,
       exports:
@@ -197,6 +235,8 @@ const reducers = {
   exportRequested: on("ExportRequested", (context, event) => ({
     exports: withExport(context.exports, pendingExport(event.data.video_channel_id)),
     ws_connection_id: event.data.ws_connection_id ?? context.ws_connection_id,
+    ws_connection_ids: withConnection(context.ws_connection_ids, event.data.ws_connection_id),
+    automatic_export_requested: context.automatic_export_requested || event.data.automatic === true,
   })),
   exportCompleted: on("ExportCompleted", (context, event) => ({
     exports: withExport(context.exports, {
@@ -215,9 +255,11 @@ const reducers = {
       export_status: "failed",
       error: event.data.error,
     }),
+    export_failures: countFailure(context.export_failures, event.data.video_channel_id),
   })),
   failed: on("SessionFailed", (_, event) => ({
     error: event.data.error,
+    expire_deadline: null,
     start_deadline: null,
     stop_deadline: null,
   })),
@@ -228,15 +270,18 @@ const reducers = {
       export_status: "failed",
       error: event.data.error,
     }),
+    export_failures: countFailure(context.export_failures, event.data.video_channel_id),
     error: event.data.error,
   })),
 } satisfies Record<string, Update>
 
-type ReducerName = keyof typeof reducers
+/** The names of the fold's reducers (the compiled transition table looks them up). */
+export type ReducerName = keyof typeof sessionReducers
 
-const guards = {
+/** The machine's guards, by name. */
+export const sessionGuards = {
   /** An export failure ends the session only when no other export can still produce a video. */
-  lastHopeFailed: ({ context, event }: Args) =>
+  lastHopeFailed: ({ context, event }: GuardArgs) =>
     event.type === "ExportFailed" &&
     !context.exports.some(
       (e) => e.video_channel_id !== event.data.video_channel_id && e.export_status !== "failed",
@@ -244,7 +289,7 @@ const guards = {
 }
 
 const assignFrom = (reducer: Update) =>
-  assign<SessionContext, SessionEvent, undefined, SessionEvent, never>(({ context, event }: Args) =>
+  assign<SessionContext, SessionEvent, undefined, SessionEvent, never>(({ context, event }: GuardArgs) =>
     reducer(context, event),
   )
 
@@ -255,21 +300,23 @@ export const sessionMachine = setup({
     events: {} as SessionEvent,
   },
   actions: {
-    created: assignFrom(reducers.created),
-    starting: assignFrom(reducers.starting),
-    activated: assignFrom(reducers.activated),
-    stopping: assignFrom(reducers.stopping),
-    stopped: assignFrom(reducers.stopped),
-    exportRequested: assignFrom(reducers.exportRequested),
-    exportCompleted: assignFrom(reducers.exportCompleted),
-    exportFailed: assignFrom(reducers.exportFailed),
-    failed: assignFrom(reducers.failed),
-    exportFailedFinal: assignFrom(reducers.exportFailedFinal),
+    created: assignFrom(sessionReducers.created),
+    paused: assignFrom(sessionReducers.paused),
+    resumed: assignFrom(sessionReducers.resumed),
+    starting: assignFrom(sessionReducers.starting),
+    activated: assignFrom(sessionReducers.activated),
+    stopping: assignFrom(sessionReducers.stopping),
+    stopped: assignFrom(sessionReducers.stopped),
+    exportRequested: assignFrom(sessionReducers.exportRequested),
+    exportCompleted: assignFrom(sessionReducers.exportCompleted),
+    exportFailed: assignFrom(sessionReducers.exportFailed),
+    failed: assignFrom(sessionReducers.failed),
+    exportFailedFinal: assignFrom(sessionReducers.exportFailedFinal),
     /** Effects: durable timers, run by the host after the append. */
     scheduleTimer: (_: unknown, _params: { readonly timer: TimerName; readonly deadline: string }) => {},
     cancelTimer: (_: unknown, _params: { readonly timer: TimerName }) => {},
   },
-  guards,
+  guards: sessionGuards,
 }).createMachine({
   id: "captureSession",
   context: emptyContext,
@@ -279,6 +326,11 @@ export const sessionMachine = setup({
       on: { SessionCreated: { target: "created", actions: "created" } },
     },
     created: {
+      entry: {
+        type: "scheduleTimer",
+        params: ({ context }) => ({ timer: "expire", deadline: context.expire_deadline ?? "" }),
+      },
+      exit: { type: "cancelTimer", params: { timer: "expire" } },
       on: {
         SessionStarting: { target: "starting", actions: "starting" },
         SessionStopped: { target: "stopped", actions: "stopped" },
@@ -295,11 +347,15 @@ export const sessionMachine = setup({
         SessionActivated: { target: "active", actions: "activated" },
         SessionStopped: { target: "stopped", actions: "stopped" },
         SessionFailed: { target: "failed", actions: "failed" },
+        ChannelsPaused: { actions: "paused" },
+        ChannelsResumed: { actions: "resumed" },
       },
     },
     active: {
       on: {
         SessionStopping: { target: "stopping", actions: "stopping" },
+        ChannelsPaused: { actions: "paused" },
+        ChannelsResumed: { actions: "resumed" },
         SessionFailed: { target: "failed", actions: "failed" },
       },
     },
@@ -405,128 +461,4 @@ export const transitionWithXState = (
   const nextState: SessionState = { value: next.value as SessionStateValue, context: next.context }
   snapshots.set(nextState, next)
   return [nextState, effects]
-}
-
-// --- the compiled machine ------------------------------------------------------------------------
-// XState's interpreter costs ~20 µs per event (more under GC pressure): too much for replaying
-// millions of events, and half the host's budget per command. The machine is flat (no nested or
-// parallel states, no eventless or delayed transitions), so at load its definition compiles to a
-// table of (state, event type) → candidates, each a guard, a target, reducers, and the exit/entry
-// effects a state change runs. The machine stays the single definition; the table is derived.
-
-type EffectSpec = { readonly type: SessionEffect["type"]; readonly params: unknown }
-
-interface CompiledTransition {
-  readonly guard: keyof typeof guards | undefined
-  readonly target: SessionStateValue | undefined
-  readonly reducers: ReadonlyArray<Update>
-  /** Exit actions of the source, then entry actions of the target (only when the state changes). */
-  readonly effects: ReadonlyArray<EffectSpec>
-}
-
-const effectSpecs = (actions: ReadonlyArray<unknown>, where: string): ReadonlyArray<EffectSpec> =>
-  actions.map((action) => {
-    const spec = action as { type?: unknown; params?: unknown }
-    if (spec.type !== "scheduleTimer" && spec.type !== "cancelTimer") {
-      throw new Error(`${where} runs ${String(spec.type)}, which the compiled machine cannot run`)
-    }
-    return { type: spec.type, params: spec.params }
-  })
-
-const compile = (): ReadonlyMap<string, ReadonlyArray<CompiledTransition>> => {
-  const table = new Map<string, ReadonlyArray<CompiledTransition>>()
-  for (const [key, node] of Object.entries(sessionMachine.root.states)) {
-    if (Object.keys(node.states).length > 0 || node.always || node.after.length > 0) {
-      throw new Error(`session machine state ${key} is not flat; the compiled fold cannot represent it`)
-    }
-    const exit = effectSpecs(node.exit, `exit of ${key}`)
-    for (const [eventType, candidates] of node.transitions) {
-      table.set(
-        `${key}/${eventType}`,
-        candidates.map((candidate) => {
-          const guard = candidate.guard
-          if (guard !== undefined && (typeof guard !== "string" || !(guard in guards))) {
-            throw new Error(`unsupported guard on ${key}/${eventType}`)
-          }
-          const targetNode = candidate.target?.[0]
-          const changes = targetNode !== undefined && targetNode.key !== key
-          return {
-            guard: guard as keyof typeof guards | undefined,
-            target: targetNode?.key as SessionStateValue | undefined,
-            effects: changes ? [...exit, ...effectSpecs(targetNode.entry, `entry of ${targetNode.key}`)] : [],
-            reducers: candidate.actions.map((action) => {
-              const name = typeof action === "string" ? action : (action as { type?: unknown }).type
-              if (typeof name !== "string" || !(name in reducers)) {
-                throw new Error(
-                  `transition ${key}/${eventType} runs ${String(name)}, which the fold cannot run`,
-                )
-              }
-              return reducers[name as ReducerName] as Update
-            }),
-          }
-        }),
-      )
-    }
-  }
-  return table
-}
-
-const compiled = compile()
-
-const noEffects: ReadonlyArray<SessionEffect> = []
-
-const match = (state: SessionState, event: SessionEvent): CompiledTransition => {
-  if (event.sequence !== state.context.sequence + 1) throw new UnappliableEvent(event, state.value)
-  const candidates = compiled.get(`${state.value}/${event.type}`)
-  if (candidates !== undefined) {
-    for (const candidate of candidates) {
-      if (candidate.guard === undefined || guards[candidate.guard]({ context: state.context, event }))
-        return candidate
-    }
-  }
-  throw new UnappliableEvent(event, state.value)
-}
-
-const reduce = (state: SessionState, event: SessionEvent, candidate: CompiledTransition): SessionState => {
-  let context = state.context
-  // Spread, not Object.assign: V8 clones object literals by shape, several times faster here.
-  for (const update of candidate.reducers) context = { ...context, ...update(context, event) }
-  return { value: candidate.target ?? state.value, context }
-}
-
-/**
- * Applies one event and returns the next state with the effects to run (timers): the machine's
- * pure transition, as the host runs it for each new event. Throws `UnappliableEvent` when the
- * machine does not accept the event, or when it is not the next in sequence: a history that does
- * not fold is corrupt, never silently skipped.
- */
-export const applyEvent = (
-  state: SessionState,
-  event: SessionEvent,
-): readonly [SessionState, ReadonlyArray<SessionEffect>] => {
-  const candidate = match(state, event)
-  const next = reduce(state, event, candidate)
-  if (candidate.effects.length === 0) return [next, noEffects]
-  const effects = candidate.effects.map(
-    ({ type, params }) =>
-      ({
-        type,
-        ...(typeof params === "function" ? params({ context: next.context, event }) : params),
-      }) as SessionEffect,
-  )
-  return [next, effects]
-}
-
-/** One fold step without effects (replay). */
-export const foldEvent = (state: SessionState, event: SessionEvent): SessionState =>
-  reduce(state, event, match(state, event))
-
-/** Folds a history (or a tail onto a snapshot's state). */
-export const foldEvents = (
-  events: Iterable<SessionEvent>,
-  from: SessionState = initialState,
-): SessionState => {
-  let state = from
-  for (const event of events) state = foldEvent(state, event)
-  return state
 }

@@ -4,8 +4,9 @@
  * can be dropped and rebuilt from the stream at any time.
  */
 import type { CaptureSession, SessionId, SessionStatus } from "@capture/protocol"
+import { mainExportChannel } from "./ExportPolicy.js"
 import { isRevisionConflict } from "./internal/jetstream.js"
-import { mainExportChannel, type SessionState } from "./SessionMachine.js"
+import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 
 /** A stored view, with the position it reflects and the account that owns it. */
@@ -39,6 +40,7 @@ export const toCaptureSession = (state: SessionState): CaptureSession | null => 
     ws_connection_id: c.ws_connection_id,
     metadata: c.metadata,
     channels: c.channels,
+    paused_channel_ids: c.channel_pauses.filter((p) => p.to_ms === null).map((p) => p.channel_id),
     primary_video_channel_id: c.primary_video_channel_id,
     rtstreams: c.rtstreams.map((r) => ({
       ...r,

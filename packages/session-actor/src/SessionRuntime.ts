@@ -1,12 +1,14 @@
 /**
  * Everything a process needs to run capture sessions on one NATS connection, wired together:
- * the stores, the actor host and, when asked, the background workers (projector, timer wheel).
+ * the stores, the actor host and, when asked, the background workers (projector, timer wheel,
+ * and the session reactor when given the segment records it reads).
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import { ActorHost, type ActorHostOptions } from "./ActorHost.js"
 import { TimerStore, TimerWheel } from "./DurableTimers.js"
 import { EventStore } from "./EventStore.js"
 import { Projector } from "./Projector.js"
+import { SessionReactor, type SessionReactorOptions } from "./SessionReactor.js"
 import { SessionReadModel } from "./SessionReadModel.js"
 import { SnapshotStore } from "./SnapshotStore.js"
 import { openTopology, type Topology, type TopologyOptions } from "./Topology.js"
@@ -16,6 +18,8 @@ export interface SessionRuntimeOptions {
   readonly host?: Partial<ActorHostOptions>
   /** Run the projector and the timer wheel in this process (the server does; tools need not). */
   readonly workers?: boolean
+  /** Run the session reactor in this process (with `workers`); it needs the segment records. */
+  readonly reactor?: Omit<SessionReactorOptions, "log">
   readonly log?: (message: string) => void
 }
 
@@ -28,6 +32,7 @@ export interface SessionRuntime {
   readonly readModel: SessionReadModel
   readonly projector: Projector | undefined
   readonly timerWheel: TimerWheel | undefined
+  readonly reactor: SessionReactor | undefined
   /** Stops the workers and appends (the connection stays open: its owner closes it). */
   readonly stop: () => Promise<void>
 }
@@ -45,6 +50,7 @@ export const startSessionRuntime = async (
   const readModel = new SessionReadModel(topology)
   let projector: Projector | undefined
   let timerWheel: TimerWheel | undefined
+  let reactor: SessionReactor | undefined
   if (options.workers === true) {
     projector = new Projector(topology, host, readModel, timers, log)
     timerWheel = new TimerWheel(topology, async (command) => {
@@ -55,6 +61,9 @@ export const startSessionRuntime = async (
     })
     await projector.start()
     await timerWheel.start()
+    if (options.reactor !== undefined) {
+      reactor = await SessionReactor.start({ topology, host, readModel }, { ...options.reactor, log })
+    }
   }
   return {
     topology,
@@ -65,7 +74,9 @@ export const startSessionRuntime = async (
     readModel,
     projector,
     timerWheel,
+    reactor,
     stop: async () => {
+      await reactor?.stop()
       await timerWheel?.stop()
       await projector?.stop()
       events.close()

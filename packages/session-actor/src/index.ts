@@ -5,6 +5,7 @@ export * from "./ActorHost.js"
 export * from "./Decide.js"
 export * from "./DurableTimers.js"
 export * from "./EventStore.js"
+export * from "./ExportPolicy.js"
 export { JetStreamPublisher, type PublishExpectations } from "./internal/JetStreamPublisher.js"
 /** JetStream helpers shared with the other stores (media, muxer). */
 export {
@@ -18,7 +19,9 @@ export {
 } from "./internal/jetstream.js"
 export * from "./Lifecycle.js"
 export * from "./Projector.js"
+export * from "./SessionFold.js"
 export * from "./SessionMachine.js"
+export * from "./SessionReactor.js"
 export * from "./SessionReadModel.js"
 export * from "./SessionRuntime.js"
 export * from "./SnapshotStore.js"

@@ -129,10 +129,12 @@ describe("nextRouting", () => {
     s.ok(cmd("RequestExport", id, { ws_connection_id: "ws-1" }))
     s.ok(cmd("RequestExport", id, { video_channel_id: "display:1", ws_connection_id: "ws-3" }))
     const routing = s.history.reduce(nextRouting, emptyRouting)
+    // ws-1 is known already; ws-3 joins the running automatic export, so it gets `exported` too.
     expect(routing).toMatchObject({
       end_user_id: "u",
       callback_url: "http://b",
-      ws_connection_ids: ["ws-1", "ws-2"],
+      ws_connection_ids: ["ws-1", "ws-2", "ws-3"],
     })
+    expect(s.history.at(-1)?.data).toMatchObject({ ws_connection_id: "ws-3", joins_running: true })
   })
 })

@@ -16,6 +16,9 @@ const intFromEnv = (name: string, fallback: number): number => {
   return value
 }
 
+/** `CAPTURE_SILENCE_TIMEOUT_MS`: an active session with no segment for this long is stopped. */
+export const silenceTimeoutFromEnv = (): number => intFromEnv("CAPTURE_SILENCE_TIMEOUT_MS", 60_000)
+
 export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptions["gateway"] => {
   const scheduleText = process.env[SCHEDULE_ENV]
   let webhookScheduleMs: ReadonlyArray<number> | undefined
@@ -32,7 +35,6 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     publicUrl,
     maxJsonBytes: intFromEnv("CAPTURE_MAX_JSON_BYTES", 1024 * 1024),
     maxSegmentBytes: intFromEnv("CAPTURE_MAX_SEGMENT_BYTES", 32 * 1024 * 1024),
-    silenceTimeoutMs: intFromEnv("CAPTURE_SILENCE_TIMEOUT_MS", 60_000),
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,

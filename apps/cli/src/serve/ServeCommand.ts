@@ -5,7 +5,7 @@ import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { stopsOnSignal } from "../Exit.js"
 import { durationFlag, parseServers } from "../Flags.js"
-import { gatewayOptionsFromEnv } from "./GatewayEnv.js"
+import { gatewayOptionsFromEnv, silenceTimeoutFromEnv } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
 
 /** The `serve` command. */
@@ -33,6 +33,11 @@ export const serveCommand = Command.make(
     ),
     startTimeout: durationFlag("start-timeout", "60s", "How long a starting session may wait for media"),
     stopTimeout: durationFlag("stop-timeout", "30s", "How long a stopping session may take to finish"),
+    expireTimeout: durationFlag(
+      "expire-timeout",
+      "24h",
+      "How long a created session may wait to be started before it fails (expired)",
+    ),
     publicUrl: Flag.String("public-url").pipe(
       Flag.withDescription(
         "Where URLs handed to clients start, e.g. https://capture.example.com (default: $CAPTURE_PUBLIC_URL, else the listen address)",
@@ -65,6 +70,8 @@ export const serveCommand = Command.make(
         dataDir: flags.dataDir,
         startTimeoutMs: flags.startTimeout,
         stopTimeoutMs: flags.stopTimeout,
+        expireTimeoutMs: flags.expireTimeout,
+        silenceTimeoutMs: silenceTimeoutFromEnv(),
         replicas: flags.replicas,
         natsServers: parseServers(process.env.NATS_URL ?? ""),
         natsPort: Option.getOrUndefined(flags.natsPort),

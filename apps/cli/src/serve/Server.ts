@@ -1,6 +1,6 @@
 /**
  * The all-in-one server: NATS (embedded or external), the session runtime with its workers
- * (projector, timer wheel) and the HTTP server, acquired in that order in one scope and released in
+ * (projector, timer wheel, session reactor) and the HTTP server, acquired in that order in one scope and released in
  * reverse, so shutdown stops accepting HTTP first, then the workers, then drains NATS, then stops
  * the embedded server. Later parts (HTTP API, webhooks, ingest, muxer) add their routes to
  * `httpRoutes` and their workers to `serve`.
@@ -31,6 +31,10 @@ export interface ServeOptions {
   readonly dataDir: string
   readonly startTimeoutMs: number
   readonly stopTimeoutMs: number
+  /** How long a created session may wait to be started before it fails `expired`. */
+  readonly expireTimeoutMs: number
+  /** An active session with no segment for this long is stopped (`recorder_silent`). */
+  readonly silenceTimeoutMs: number
   readonly replicas: number
   /** External NATS servers (`NATS_URL`); empty: run the embedded server. */
   readonly natsServers: ReadonlyArray<string>
@@ -94,11 +98,19 @@ export const serve = (options: ServeOptions) =>
 
       const runtime = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () =>
+          try: async () =>
             startSessionRuntime(nats.nc, {
               workers: true,
-              host: { startTimeoutMs: options.startTimeoutMs, stopTimeoutMs: options.stopTimeoutMs },
+              host: {
+                startTimeoutMs: options.startTimeoutMs,
+                stopTimeoutMs: options.stopTimeoutMs,
+                expireTimeoutMs: options.expireTimeoutMs,
+              },
               topology: { replicas: options.replicas },
+              reactor: {
+                segments: await MediaStore.open(nats.nc, { replicas: options.replicas }),
+                silenceTimeoutMs: options.silenceTimeoutMs,
+              },
               log: (message) => log(message),
             }),
           catch: (error) => unavailable(`cannot start the session runtime: ${describe(error)}`),

@@ -11,6 +11,7 @@ import {
   ExportRequest,
   ExportView,
   ListSessionsQuery,
+  PauseRequest,
   SessionList,
   StartSessionRequest,
   StartSessionView,
@@ -134,6 +135,22 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
   .add(
     HttpApiEndpoint.post("stopSession", "/capture/session/:session_id/stop", {
       params: SessionParams,
+      success: Success(CaptureSession),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("pauseChannels", "/capture/session/:session_id/pause", {
+      params: SessionParams,
+      payload: PauseRequest,
+      success: Success(CaptureSession),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("resumeChannels", "/capture/session/:session_id/resume", {
+      params: SessionParams,
+      payload: PauseRequest,
       success: Success(CaptureSession),
       error: [...CommonFailures, Conflict],
     }),

@@ -10,6 +10,7 @@ import {
   type ExportView,
   newCommandId,
   newSessionId,
+  type PauseRequest,
   type SessionCommand,
   type SessionId,
   SessionId as SessionIdSchema,
@@ -22,7 +23,6 @@ import { HttpApiBuilder } from "effect/http-api"
 import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
 import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
-import { finishStopIfComplete } from "../ingest/IngestRoute.js"
 import { liveStreamUrl } from "../ingest/LiveRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
@@ -107,6 +107,27 @@ const viewOf = (
   const view = toCaptureSession(state)
   return view === null ? refuse(sessionNotFound(sessionId)) : Effect.succeed(view)
 }
+
+/** Pauses or resumes channels of a session its principal owns (a client token's recorder does it). */
+const pauseOrResume = (
+  services: GatewayServicesShape,
+  type: "PauseChannels" | "ResumeChannels",
+  params: { readonly session_id: string },
+  payload: PauseRequest,
+) =>
+  Effect.gen(function* () {
+    const principal = yield* CurrentPrincipal
+    yield* loadOwned(services, principal, params.session_id)
+    const sessionId = params.session_id as SessionId
+    const outcome = yield* execute(services, {
+      type,
+      command_id: newCommandId(),
+      session_id: sessionId,
+      ...(payload.channel_ids === undefined ? {} : { channel_ids: payload.channel_ids }),
+      ...(payload.at_ms === undefined ? {} : { at_ms: payload.at_ms }),
+    })
+    return successOf(yield* viewOf(outcome.state, sessionId))
+  })
 
 /** Optional strings arrive as absent, null or a value; commands want absent or a value. */
 const present = <K extends string>(key: K, value: string | null | undefined): { [P in K]?: string } =>
@@ -313,10 +334,14 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
             command_id: newCommandId(),
             session_id: sessionId,
           })
-          // A recorder that uploaded its last segments before calling stop is done now.
-          const after = yield* call("finishing the stop", () => finishStopIfComplete(services, outcome.state))
-          return successOf(yield* viewOf(after, sessionId))
+          return successOf(yield* viewOf(outcome.state, sessionId))
         }),
+      )
+      .handle("pauseChannels", ({ params, payload }) =>
+        pauseOrResume(services, "PauseChannels", params, payload),
+      )
+      .handle("resumeChannels", ({ params, payload }) =>
+        pauseOrResume(services, "ResumeChannels", params, payload),
       )
       .handle("webhookDeliveries", ({ params }) =>
         Effect.gen(function* () {

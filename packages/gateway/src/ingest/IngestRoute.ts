@@ -4,8 +4,10 @@
  * (`x-segment-final: 1` on a channel's last segment), named once in the protocol
  * (`SegmentHeaders`, answered with a `SegmentAck`). Everything is checked before anything is
  * stored; storing is idempotent by (session, channel, index), so a recorder retries freely.
- * The first segment of a starting session makes it active; the last final segment of a
- * stopping session finishes the stop.
+ * The first segment of a starting session is reported at once (`mediaReceived`), so the
+ * session is active when the upload is answered; everything else a segment implies (the last
+ * final one finishes a stop, silence stops a session) is the session reactor's, from the media
+ * record stream, which also repeats the report should this process die before sending it.
  */
 
 import { type MediaStore, SegmentChecksumMismatch, SegmentConflict } from "@capture/media"
@@ -16,14 +18,13 @@ import {
   failureOf,
   httpStatusOf,
   isFinalSegment,
-  newCommandId,
   SEGMENT_CONTENT_TYPE,
   type SegmentAck,
   SegmentHeaders,
   type SessionId,
   successOf,
 } from "@capture/protocol"
-import type { SessionState } from "@capture/session-actor"
+import { mediaReceived } from "@capture/session-actor"
 import { ByteSize, Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { authorizeSession } from "../access/SessionAccess.js"
@@ -95,28 +96,6 @@ export const looksLikeMpegTs = (data: Uint8Array): boolean => {
 }
 
 const RECORDING = new Set(["starting", "active", "stopping"])
-
-/**
- * Finishes a stopping session once every stored channel has delivered its final segment; until
- * then (or if the recorder never comes back) the durable stop timer does it.
- */
-export const finishStopIfComplete = async (
-  services: GatewayServicesShape,
-  state: SessionState,
-): Promise<SessionState> => {
-  if (state.value !== "stopping") return state
-  const sessionId = state.context.session_id as SessionId
-  const finals = new Set(
-    (await services.media.list(sessionId)).filter((r) => r.final).map((r) => r.channel_id),
-  )
-  if (!state.context.channels.every((c) => finals.has(c.channel_id))) return state
-  const finished = await services.runtime.host.execute({
-    type: "FinishStopping",
-    command_id: newCommandId(),
-    session_id: sessionId,
-  })
-  return Result.isSuccess(finished) ? finished.success.state : state
-}
 
 export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, maxSegmentBytes: number) =>
   HttpRouter.add(
@@ -233,20 +212,12 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
         ),
       )
       if (state.value === "starting") {
-        const activated = yield* storage("activating the session", () =>
-          services.runtime.host.execute({
-            type: "ReportMediaReceived",
-            command_id: newCommandId(),
-            session_id: sessionId as SessionId,
-            channel_id: channelId as ChannelId,
-          }),
+        const reported = yield* storage("reporting the media", () =>
+          services.runtime.host.execute(mediaReceived(sessionId as SessionId, channelId as ChannelId)),
         )
-        if (Result.isFailure(activated) && activated.failure.error_code !== "invalid_transition") {
-          return yield* refuse(activated.failure)
+        if (Result.isFailure(reported) && reported.failure.error_code !== "invalid_transition") {
+          return yield* refuse(reported.failure)
         }
-      }
-      if (final && state.value === "stopping") {
-        yield* storage("finishing the stop", () => finishStopIfComplete(services, authorized.success.state))
       }
       const ack: SegmentAck = {
         session_id: sessionId as SessionId,

@@ -3,9 +3,9 @@ import { createHash } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { SILENT_STOP_REASON } from "@capture/session-actor"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { SILENT_REASON, SilenceWatch } from "../../src/ingest/SilenceWatch.js"
 import { startTestGateway, type TestGateway } from "./TestGateway.js"
 
 let nats: NatsServerHandle
@@ -118,27 +118,27 @@ describe("media ingest", () => {
     const id = await newSession("user-a", [{ channel_id: "display:1" }])
     await upload(id, "display:1", 0, segments[0] as Uint8Array)
     await upload(id, "display:1", 1, segments[1] as Uint8Array, { headers: { "x-segment-final": "1" } })
-    const stopped = await api.request("POST", `/capture/session/${id}/stop`)
-    expect(data(stopped.body).status).toBe("stopped")
+    const stopping = await api.request("POST", `/capture/session/${id}/stop`)
+    expect(["stopping", "stopped"]).toContain(data(stopping.body).status)
+    // The session reactor sees every final segment in and finishes the stop (no stop timeout).
+    await expect.poll(async () => (await api.runtime.host.load(id)).state.value).toBe("stopped")
+    expect((await api.runtime.host.load(id)).state.context.stop_reason).toBe("requested")
   })
 
   it("stops, with its reason, an active session whose recorder went silent", async () => {
     const id = await newSession("user-a", [{ channel_id: "display:1" }])
     await upload(id, "display:1", 0, segments[0] as Uint8Array)
-    const watch = new SilenceWatch(api.runtime, api.gateway.services.media, {
-      timeoutMs: 10_000,
-      log: () => {},
-    })
+    const reactor = api.runtime.reactor
+    if (reactor === undefined) throw new Error("the test gateway runs a session reactor")
     // Wait for the projector to list it as active, then look from "now" and from 11 s later.
     for (let i = 0; (await api.runtime.readModel.get(id))?.session.status !== "active"; i++) {
       if (i > 100) throw new Error("never projected as active")
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
-    expect(await watch.check()).toBe(0)
-    expect(await watch.check(Date.now() + 11_000)).toBeGreaterThanOrEqual(1)
-    const state = (await api.runtime.host.load(id)).state
-    expect(state.value).toBe("stopped")
-    expect(state.context.stop_reason).toBe(SILENT_REASON)
+    expect(await reactor.sweepSilence()).toBe(0)
+    expect(await reactor.sweepSilence(Date.now() + 61_000)).toBeGreaterThanOrEqual(1)
+    await expect.poll(async () => (await api.runtime.host.load(id)).state.value).toBe("stopped")
+    expect((await api.runtime.host.load(id)).state.context.stop_reason).toBe(SILENT_STOP_REASON)
   })
 
   it("refuses bad uploads with their error code, storing nothing", async () => {

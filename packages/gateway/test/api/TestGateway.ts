@@ -1,5 +1,6 @@
 /** A real gateway on a real HTTP server (127.0.0.1, free port) against a given NATS, for API tests. */
 import { createServer } from "node:http"
+import { MediaStore } from "@capture/media"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import { getFreePort } from "@capture/testkit"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
@@ -26,16 +27,21 @@ export const TEST_API_KEY = "sk-test-gateway-key"
 
 export const startTestGateway = async (
   servers: string | ReadonlyArray<string>,
-  options: Partial<GatewayOptions> & { readonly replicas?: number } = {},
+  options: Partial<GatewayOptions> & { readonly replicas?: number; readonly silenceTimeoutMs?: number } = {},
 ): Promise<TestGateway> => {
   const nc = await connect({
     servers: servers as string | string[],
     maxReconnectAttempts: -1,
     reconnectTimeWait: 100,
   })
+  const replicas = options.replicas === undefined ? {} : { replicas: options.replicas }
   const runtime = await startSessionRuntime(nc, {
     workers: true,
-    ...(options.replicas === undefined ? {} : { topology: { replicas: options.replicas } }),
+    topology: replicas,
+    reactor: {
+      segments: await MediaStore.open(nc, replicas),
+      silenceTimeoutMs: options.silenceTimeoutMs ?? 60_000,
+    },
   })
   const port = await getFreePort()
   const url = `http://127.0.0.1:${port}`
@@ -43,7 +49,6 @@ export const startTestGateway = async (
     publicUrl: url,
     maxJsonBytes: 64 * 1024,
     maxSegmentBytes: 4 * 1024 * 1024,
-    silenceTimeoutMs: 60_000,
     defaultTokenSeconds: 3600,
     webhookAllowHosts: "127.0.0.1",
     webSocket: { maxBufferedBytes: 256 * 1024, pingIntervalMs: 30_000 },

@@ -1,0 +1,278 @@
+/**
+ * The session reactor: the one place that turns what happened into what follows. It reads the
+ * event stream and the media record stream and issues the commands they imply:
+ *
+ * - the first segment of a starting session → `ReportMediaReceived` (the session is `active`);
+ * - a stopping session whose every channel has sent its final segment → `FinishStopping`
+ *   (checked when the stop is stored and when each final segment is, whichever comes last);
+ * - an active session whose recorder has been silent (no segment, no pause or resume, and not
+ *   every channel paused) for the silence timeout → `StopSession` (`recorder_silent`), finished
+ *   at once since nothing more will come;
+ * - a stopped session → its `store: false` segments dropped, and its automatic export asked for
+ *   (`RequestExport` with `automatic`), which the muxer answers.
+ *
+ * Any number of reactors may run: they share two durable consumers, and every command is
+ * idempotent (the session decides; command ids derived from the triggering message make a
+ * repeat a JetStream duplicate). A reactor killed mid-message leaves it unacknowledged, so
+ * another gets it again.
+ */
+import {
+  type ChannelId,
+  type CommandId,
+  decodeUnknown,
+  MediaSegment,
+  newCommandId,
+  type SessionCommand,
+  SessionEvent,
+  type SessionId,
+} from "@capture/protocol"
+import { DeliverPolicy, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
+import { Result } from "effect"
+import type { ActorHost } from "./ActorHost.js"
+import { type DurableWork, startDurableWork } from "./internal/durableWork.js"
+import type { SessionState } from "./SessionMachine.js"
+import type { SessionReadModel } from "./SessionReadModel.js"
+import type { Topology } from "./Topology.js"
+
+/** The stop reason of a session whose recorder went silent. */
+export const SILENT_STOP_REASON = "recorder_silent"
+
+/** What the reactor needs of the segment store (`MediaStore` of `@capture/media` is one). */
+export interface SegmentRecords {
+  readonly topology: {
+    /** The stream of segment records. */
+    readonly stream: string
+    /** Every record subject. */
+    readonly subjects: string
+    /** One session's record subject. */
+    subject(sessionId: string): string
+  }
+  /** A session's segment records. */
+  list(sessionId: string): Promise<ReadonlyArray<MediaSegment>>
+  /** Drops a channel's segments; returns how many were dropped. */
+  deleteChannel(sessionId: string, channelId: string): Promise<number>
+}
+
+export interface SessionReactorOptions {
+  readonly segments: SegmentRecords
+  /** An active session with no segment for this long is stopped (`recorder_silent`). */
+  readonly silenceTimeoutMs: number
+  /** How long a message may stay unacknowledged before another reactor gets it (default 30 s). */
+  readonly ackWaitMs?: number
+  /** Messages handled at once per stream in this process (default 8). */
+  readonly parallel?: number
+  /** Called before each command is issued (tests use it to stop a reactor at that point). */
+  readonly beforeCommand?: (command: SessionCommand) => Promise<void>
+  readonly log?: (message: string) => void
+}
+
+/**
+ * The report that media arrived for a session's channel. The ingest edge sends it with the first
+ * segment of a starting session (so a stop right after it is never taken for an abort) and the
+ * reactor sends it from the record stream (so a crash between storing and reporting loses
+ * nothing); one command id per session makes the second a duplicate.
+ */
+export const mediaReceived = (sessionId: SessionId, channelId: ChannelId): SessionCommand => ({
+  type: "ReportMediaReceived",
+  command_id: `media-received-${sessionId}` as CommandId,
+  session_id: sessionId,
+  channel_id: channelId,
+})
+
+const decodeEvent = decodeUnknown(SessionEvent)
+const decodeRecord = decodeUnknown(MediaSegment)
+
+const RECORDING = new Set(["starting", "active", "stopping"])
+
+/** A running reactor. */
+export class SessionReactor {
+  private readonly work: Array<DurableWork> = []
+  private sweepTimer: NodeJS.Timeout | undefined
+  private sweeping: Promise<unknown> = Promise.resolve()
+  private readonly log: (message: string) => void
+
+  private constructor(
+    private readonly topology: Topology,
+    private readonly host: ActorHost,
+    private readonly readModel: SessionReadModel,
+    private readonly options: SessionReactorOptions,
+  ) {
+    this.log = options.log ?? (() => {})
+  }
+
+  /** Starts both consumers and the silence sweep. */
+  static async start(
+    runtime: { readonly topology: Topology; readonly host: ActorHost; readonly readModel: SessionReadModel },
+    options: SessionReactorOptions,
+  ): Promise<SessionReactor> {
+    const reactor = new SessionReactor(runtime.topology, runtime.host, runtime.readModel, options)
+    const { nc, options: topology } = runtime.topology
+    const ackWaitMs = options.ackWaitMs ?? 30_000
+    const parallel = options.parallel ?? 8
+    reactor.work.push(
+      await startDurableWork(nc, {
+        stream: runtime.topology.eventStream,
+        durable: `${topology.prefix}-reactor`,
+        filterSubject: runtime.topology.eventSubjects,
+        // Added to deployments with history: reacting to old stops again would export them again.
+        deliverPolicy: DeliverPolicy.New,
+        parallel,
+        ackWaitMs,
+        decode: (message: JsMsg) => decodeEvent(message.json()),
+        handle: (event) => reactor.onEvent(event),
+        log: reactor.log,
+      }),
+      await startDurableWork(nc, {
+        stream: options.segments.topology.stream,
+        durable: `${topology.prefix}-reactor-media`,
+        filterSubject: options.segments.topology.subjects,
+        deliverPolicy: DeliverPolicy.New,
+        parallel,
+        ackWaitMs,
+        decode: (message: JsMsg) => decodeRecord(message.json()),
+        handle: (record) => reactor.onSegment(record),
+        log: reactor.log,
+      }),
+    )
+    const every = Math.max(100, Math.min(5_000, Math.floor(options.silenceTimeoutMs / 4)))
+    reactor.sweepTimer = setInterval(() => {
+      reactor.sweeping = reactor.sweeping.then(() =>
+        reactor.sweepSilence().catch((error) => reactor.log(`reactor: silence sweep: ${String(error)}`)),
+      )
+    }, every)
+    reactor.sweepTimer.unref()
+    return reactor
+  }
+
+  /** Stops the sweep and both consumers, waiting for work in progress. */
+  async stop(): Promise<void> {
+    clearInterval(this.sweepTimer)
+    await this.sweeping
+    await Promise.all(this.work.map((w) => w.stop()))
+  }
+
+  private async issue(command: SessionCommand): Promise<void> {
+    await this.options.beforeCommand?.(command)
+    const outcome = await this.host.execute(command)
+    if (Result.isFailure(outcome)) {
+      // The session moved on (ended, or never existed here): nothing follows any more.
+      this.log(`reactor: ${command.type} of ${command.session_id}: ${outcome.failure.message}`)
+    }
+  }
+
+  private async onEvent(event: SessionEvent): Promise<void> {
+    switch (event.type) {
+      case "SessionStopping":
+        if (event.data.reason === SILENT_STOP_REASON) {
+          await this.issue({
+            type: "FinishStopping",
+            command_id: `reactor-finish-${event.id}` as CommandId,
+            session_id: event.session_id,
+          })
+          this.log(`session ${event.session_id}: recorder silent, stopped (${SILENT_STOP_REASON})`)
+          return
+        }
+        // The recorder may have sent its final segments before the stop was stored.
+        return this.finishStopIfComplete(event.session_id)
+      case "SessionStopped": {
+        if (event.data.reason === "aborted") return
+        const { state } = await this.host.load(event.session_id)
+        await this.dropUnstored(event.session_id, state)
+        await this.issue({
+          type: "RequestExport",
+          command_id: `reactor-export-${event.id}` as CommandId,
+          session_id: event.session_id,
+          automatic: true,
+        })
+        return
+      }
+      default:
+        return
+    }
+  }
+
+  private async onSegment(record: MediaSegment): Promise<void> {
+    const { state } = await this.host.load(record.session_id)
+    if (state.value === "starting") {
+      await this.issue(mediaReceived(record.session_id, record.channel_id))
+    }
+    if (record.final && state.value === "stopping") await this.finishStopIfComplete(record.session_id)
+  }
+
+  /** Finishes a stopping session once every channel has sent its final segment. */
+  private async finishStopIfComplete(sessionId: SessionId): Promise<void> {
+    const { state } = await this.host.load(sessionId)
+    if (state.value !== "stopping") return
+    const finals = new Set(
+      (await this.options.segments.list(sessionId)).filter((r) => r.final).map((r) => r.channel_id),
+    )
+    if (!state.context.channels.every((c) => finals.has(c.channel_id))) return
+    await this.issue({
+      type: "FinishStopping",
+      command_id: `reactor-finish-${sessionId}-${state.context.stop_deadline ?? ""}` as CommandId,
+      session_id: sessionId,
+    })
+  }
+
+  /** Segments of `store: false` channels were only for live use: dropped once the session stopped. */
+  private async dropUnstored(sessionId: SessionId, state: SessionState): Promise<void> {
+    for (const channel of state.context.channels.filter((c) => !c.store)) {
+      const dropped = await this.options.segments.deleteChannel(sessionId, channel.channel_id)
+      if (dropped > 0) this.log(`reactor: dropped ${dropped} segments of ${sessionId}/${channel.channel_id}`)
+    }
+  }
+
+  /**
+   * Stops every active session whose recorder has been silent longer than the timeout. Every
+   * reactor sweeps; stopping is idempotent, so two sweeps at once store one stop.
+   */
+  async sweepSilence(now = Date.now()): Promise<number> {
+    const jsm = await jetstreamManager(this.topology.nc)
+    const segments = this.options.segments.topology
+    let stopped = 0
+    let cursor: string | undefined
+    do {
+      const page = await this.readModel.list({ status: "active", limit: 100, ...(cursor ? { cursor } : {}) })
+      for (const session of page.sessions) {
+        const last = await jsm.streams
+          .getMessage(segments.stream, { last_by_subj: segments.subject(session.id) })
+          .catch(() => null)
+        const lastRecord = last === null ? undefined : decodeRecord(last.json())
+        const lastSegmentAt =
+          lastRecord !== undefined && Result.isSuccess(lastRecord)
+            ? Date.parse(lastRecord.success.stored_at)
+            : Number.NEGATIVE_INFINITY
+        if (now - Math.max(lastSegmentAt, Date.parse(session.updated_at)) <= this.options.silenceTimeoutMs) {
+          continue
+        }
+        // The view can lag: judge on the session's own state before stopping it.
+        const { state } = await this.host.load(session.id)
+        if (state.value !== "active" || !this.isSilent(state, lastSegmentAt, now)) continue
+        await this.issue({
+          type: "StopSession",
+          command_id: newCommandId(),
+          session_id: session.id,
+          reason: SILENT_STOP_REASON,
+        })
+        stopped++
+      }
+      cursor = page.next_page ?? undefined
+    } while (cursor !== undefined)
+    return stopped
+  }
+
+  /** Silent: every channel paused does not count; the clock restarts at each pause or resume. */
+  private isSilent(state: SessionState, lastSegmentAt: number, now: number): boolean {
+    const c = state.context
+    const paused = new Set<ChannelId>(
+      c.channel_pauses.filter((p) => p.to_ms === null).map((p) => p.channel_id),
+    )
+    if (c.channels.length > 0 && c.channels.every((ch) => paused.has(ch.channel_id))) return false
+    const since = Math.max(
+      lastSegmentAt,
+      Date.parse(c.pauses_changed_at ?? "") || Number.NEGATIVE_INFINITY,
+      Date.parse(c.updated_at ?? "") || Number.NEGATIVE_INFINITY,
+    )
+    return RECORDING.has(state.value) && now - since > this.options.silenceTimeoutMs
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Work shared through a JetStream durable consumer: every process that runs the same worker
+ * consumes from one durable, so each message is handled by one of them at a time. A message
+ * is acked once handled, kept alive (`working()`) while its handler runs, retried after a delay
+ * when the handler throws, and parked (`term()`, logged) when it does not decode: a malformed
+ * message never stops the consumer.
+ */
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { Result } from "effect"
+import { ensureDurableConsumer } from "./jetstream.js"
+
+export interface DurableWorkOptions<A> {
+  readonly stream: string
+  readonly durable: string
+  readonly filterSubject: string
+  /** Where a new durable starts. `New` for a worker added to a deployment with history. */
+  readonly deliverPolicy?: DeliverPolicy
+  /** Handlers running at once in this process. */
+  readonly parallel: number
+  /** How long a message may go unacknowledged (while its handler is not alive) before redelivery. */
+  readonly ackWaitMs: number
+  /** Delay before a failed message is delivered again. */
+  readonly retryDelayMs?: number
+  readonly decode: (message: JsMsg) => Result.Result<A, unknown>
+  readonly handle: (value: A, message: JsMsg) => Promise<void>
+  readonly log: (message: string) => void
+}
+
+/** A running worker loop; `stop` closes the subscription and waits for handlers in progress. */
+export interface DurableWork {
+  readonly stop: () => Promise<void>
+}
+
+export const startDurableWork = async <A>(
+  nc: NatsConnection,
+  options: DurableWorkOptions<A>,
+): Promise<DurableWork> => {
+  const config: Partial<ConsumerConfig> & { durable_name: string } = {
+    durable_name: options.durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: options.deliverPolicy ?? DeliverPolicy.All,
+    filter_subject: options.filterSubject,
+    ack_wait: options.ackWaitMs * 1_000_000,
+    max_ack_pending: 1_000,
+    max_deliver: -1,
+  }
+  await ensureDurableConsumer(await jetstreamManager(nc), options.stream, config)
+  const consumer = await jetstream(nc).consumers.get(options.stream, options.durable)
+  const messages: ConsumerMessages = await consumer.consume({
+    max_messages: Math.max(4, options.parallel * 2),
+  })
+  const running = new Set<Promise<void>>()
+
+  const work = async (message: JsMsg): Promise<void> => {
+    const decoded = (() => {
+      try {
+        return options.decode(message)
+      } catch (error) {
+        return Result.fail(error)
+      }
+    })()
+    if (Result.isFailure(decoded)) {
+      options.log(
+        `${options.durable}: ${message.subject} #${message.seq} does not decode (${String(decoded.failure)}); parked`,
+      )
+      message.term()
+      return
+    }
+    const alive = setInterval(() => message.working(), Math.max(200, options.ackWaitMs / 3))
+    try {
+      await options.handle(decoded.success, message)
+      message.ack()
+    } catch (error) {
+      options.log(
+        `${options.durable}: ${message.subject} #${message.seq} failed (${String(error)}); will retry`,
+      )
+      message.nak(options.retryDelayMs ?? 1_000)
+    } finally {
+      clearInterval(alive)
+    }
+  }
+
+  const loop = (async () => {
+    for await (const message of messages) {
+      // Take the next message only with a free slot, so the rest stay available to other processes.
+      while (running.size >= options.parallel) await Promise.race(running)
+      const task = work(message)
+      running.add(task)
+      void task.finally(() => running.delete(task))
+    }
+  })()
+
+  return {
+    stop: async () => {
+      await messages.close()
+      await loop
+      await Promise.allSettled([...running])
+    },
+  }
+}
