@@ -74,8 +74,11 @@ describe("Muxer", () => {
     nats = await startNatsServer()
     nc = await connect({ servers: nats.url })
     jsm = await jetstreamManager(nc)
-    runtime = await startSessionRuntime(nc, { workers: true })
     media = await MediaStore.open(nc)
+    runtime = await startSessionRuntime(nc, {
+      workers: true,
+      reactor: { segments: media, silenceTimeoutMs: 600_000 },
+    })
     muxer = await Muxer.start(nc, runtime, { mediaStore: media, publicUrl: PUBLIC, log: (m) => logs.push(m) })
   })
   afterAll(async () => {

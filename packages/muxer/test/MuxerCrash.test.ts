@@ -47,8 +47,11 @@ describe("Muxer crash", () => {
     dir = await mkdtemp(join(tmpdir(), "muxer-crash-"))
     nats = await startNatsServer()
     nc = await connect({ servers: nats.url })
-    runtime = await startSessionRuntime(nc, { workers: true })
     media = await MediaStore.open(nc)
+    runtime = await startSessionRuntime(nc, {
+      workers: true,
+      reactor: { segments: media, silenceTimeoutMs: 600_000 },
+    })
   })
   afterAll(async () => {
     proc?.kill("SIGKILL")

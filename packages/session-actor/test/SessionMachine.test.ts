@@ -469,3 +469,116 @@ describe("folding", () => {
     )
   })
 })
+
+describe("SessionMachine: expiry, pauses and export requests", () => {
+  const sid = newSessionId()
+  const fire = (timer: "expire" | "start" | "stop", deadline: string) =>
+    cmd("FireTimer", sid, { timer, deadline })
+
+  it("fails a created session at its expiry deadline (expired), and ignores a stale expiry once started", () => {
+    const s = new Session()
+    const created = s.ok(create(sid))
+    const deadline = (created?.data as { expire_deadline?: string }).expire_deadline ?? ""
+    expect(deadline).toBe("2026-01-02T00:00:00.000Z")
+    expect(s.state.context.expire_deadline).toBe(deadline)
+    expect(s.ok(fire("expire", "2026-01-01T00:00:01.000Z"))).toBeNull()
+    s.ok(fire("expire", deadline))
+    expect(s.state.value).toBe("failed")
+    expect(s.state.context.error).toMatchObject({ code: "expired" })
+
+    const t = new Session()
+    t.ok(create(sid))
+    t.ok(start(sid))
+    expect(t.state.context.expire_deadline).toBeNull()
+    expect(t.ok(fire("expire", deadline))).toBeNull()
+    expect(t.state.value).toBe("starting")
+  })
+
+  it("pauses and resumes only what changes, shows paused channels, and refuses unknown channels", () => {
+    const s = new Session()
+    s.ok(create(sid))
+    s.ok(start(sid, [{ channel_id: "mic:default" }, { channel_id: "display:1" }]))
+    s.ok(media(sid))
+    const paused = s.ok(cmd("PauseChannels", sid, { channel_ids: ["mic:default" as never], at_ms: 1_000 }))
+    expect(paused?.data).toEqual({ channel_ids: ["mic:default"], at_ms: 1_000 })
+    expect(s.ok(cmd("PauseChannels", sid, { channel_ids: ["mic:default" as never] }))).toBeNull()
+    const all = s.ok(cmd("PauseChannels", sid, { at_ms: 2_000 }))
+    expect(all?.data).toEqual({ channel_ids: ["display:1"], at_ms: 2_000 })
+    expect(viewOf(s.state).paused_channel_ids).toEqual(["mic:default", "display:1"])
+    s.ok(cmd("ResumeChannels", sid, { at_ms: 5_000 }))
+    expect(viewOf(s.state).paused_channel_ids).toEqual([])
+    expect(s.refused(cmd("PauseChannels", sid, { channel_ids: ["display:9" as never] }))).toMatchObject({
+      error_code: "channel_not_found",
+      field: "channel_ids[0]",
+    })
+    s.ok(stop(sid))
+    expect(s.refused(cmd("ResumeChannels", sid, {})).error_code).toBe("invalid_transition")
+  })
+
+  it("asks for the automatic export once, with the paused spans, and names each try's attempt", () => {
+    const s = new Session()
+    s.ok(create(sid))
+    s.ok(start(sid, [{ channel_id: "mic:default" }, { channel_id: "display:1" }]))
+    s.ok(media(sid))
+    s.ok(cmd("PauseChannels", sid, { at_ms: 1_000 }))
+    s.ok(cmd("ResumeChannels", sid, { at_ms: 4_000 }))
+    s.ok(stop(sid))
+    s.ok(finish(sid))
+    const automatic = cmd("RequestExport", sid, { automatic: true })
+    expect(s.ok(automatic)?.data).toEqual({
+      video_channel_id: "display:1",
+      automatic: true,
+      attempt: 0,
+      paused_spans: [{ start_ms: 1_000, end_ms: 4_000 }],
+    })
+    expect(s.ok(cmd("RequestExport", sid, { automatic: true }))).toBeNull()
+    // A failed try counts: the answer to it afterwards is stale, the next try is attempt 1.
+    s.ok(
+      cmd("FailExport", sid, {
+        video_channel_id: "display:1",
+        attempt: 0,
+        error: { code: "x", message: "x" },
+      }),
+    )
+    expect(s.state.value).toBe("failed")
+  })
+
+  it("lets a new WebSocket join a running export, and ignores answers to an earlier try", () => {
+    const s = new Session()
+    s.ok(create(sid))
+    s.ok(
+      start(sid, [{ channel_id: "mic:default" }, { channel_id: "display:1" }, { channel_id: "display:2" }]),
+    )
+    s.ok(media(sid))
+    s.ok(stop(sid))
+    s.ok(finish(sid))
+    s.ok(cmd("RequestExport", sid, { automatic: true }))
+    const joined = s.ok(cmd("RequestExport", sid, { ws_connection_id: "ws-9" }))
+    expect(joined?.data).toEqual({
+      video_channel_id: "display:1",
+      ws_connection_id: "ws-9",
+      joins_running: true,
+    })
+    expect(s.ok(cmd("RequestExport", sid, { ws_connection_id: "ws-9" }))).toBeNull()
+
+    s.ok(exportOf(sid, "display:2"))
+    s.ok(cmd("FailExport", sid, { video_channel_id: "display:2", error: { code: "x", message: "x" } }))
+    const retry = s.ok(exportOf(sid, "display:2"))
+    expect(retry?.data).toMatchObject({ video_channel_id: "display:2", attempt: 1 })
+    const stale = cmd("FailExport", sid, {
+      video_channel_id: "display:2",
+      attempt: 0,
+      error: { code: "late", message: "an answer to the first try" },
+    })
+    expect(s.ok(stale)).toBeNull()
+    expect(exportsOf(s.state)).toContainEqual(["display:2", "exporting"])
+    const done = cmd("CompleteExport", sid, {
+      video_channel_id: "display:2",
+      attempt: 1,
+      video_id: "m-2" as VideoId,
+      stream_url: "s",
+      player_url: "p",
+    })
+    expect(s.ok(done)?.type).toBe("ExportCompleted")
+  })
+})
