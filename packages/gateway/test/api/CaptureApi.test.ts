@@ -362,10 +362,18 @@ describe("capture REST API", () => {
       body: other,
     })
     expect(data(second.body).export_status).toBe("exporting")
-    const history = []
-    for await (const stored of api.runtime.events.read(id)) history.push(stored.event)
-    expect(history.filter((e) => e.type === "ExportRequested").map((e) => e.data.video_channel_id)).toEqual([
-      "display:2",
+    // The automatic export's one request (the session reactor's) and display:2's, once each.
+    const requests = async () => {
+      const history = []
+      for await (const stored of api.runtime.events.read(id)) history.push(stored.event)
+      return history
+        .filter((e) => e.type === "ExportRequested")
+        .map((e) => [e.data.video_channel_id, e.data.automatic === true])
+        .sort()
+    }
+    await expect.poll(requests).toEqual([
+      ["display:1", true],
+      ["display:2", false],
     ])
   })
 

@@ -92,7 +92,16 @@ const recordSession = async (): Promise<{ id: string; stopped: CaptureSession }>
       expect(response.status, `${channel} #${index}`).toBe(200)
     }
   }
-  const stopped = await api.request("POST", `/capture/session/${id}/stop`)
+  await api.request("POST", `/capture/session/${id}/stop`)
+  // Every final segment is in: the session reactor finishes the stop without the stop timer.
+  await expect
+    .poll(
+      async () =>
+        data<CaptureSession>((await api.request("GET", `/collection/default/capture/session/${id}`)).body)
+          .status,
+    )
+    .not.toBe("stopping")
+  const stopped = await api.request("GET", `/collection/default/capture/session/${id}`)
   return { id, stopped: data<CaptureSession>(stopped.body) }
 }
 
