@@ -8,8 +8,8 @@
  * any step finds the object and only finishes what is left, so nothing is lost or stored twice.
  */
 import { createHash } from "node:crypto"
+import { ensureStream, isWrongLastSequence } from "@capture/jetstream"
 import { decodeUnknown, MediaSegment } from "@capture/protocol"
-import { ensureStream, isWrongLastSequence } from "@capture/session-actor"
 import {
   DeliverPolicy,
   JetStreamApiCodes,

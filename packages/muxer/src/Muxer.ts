@@ -16,6 +16,7 @@
  */
 
 import { type FfmpegTools, resolveFfmpegTools } from "@capture/binaries"
+import { ensureDurableConsumer } from "@capture/jetstream"
 import type { MediaStore } from "@capture/media"
 import { decodeSegmentRecord } from "@capture/media"
 import {
@@ -28,7 +29,7 @@ import {
   type SessionId,
   type VideoId,
 } from "@capture/protocol"
-import { ensureDurableConsumer, type SessionRuntime } from "@capture/session-actor"
+import type { SessionRuntime } from "@capture/session-actor"
 import {
   AckPolicy,
   type ConsumerMessages,

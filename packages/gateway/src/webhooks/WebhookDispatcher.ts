@@ -21,6 +21,7 @@
 import http from "node:http"
 import https from "node:https"
 import type { LookupFunction } from "node:net"
+import { ensureDurableConsumer } from "@capture/jetstream"
 import {
   decodeUnknown,
   type LifecycleEvent,
@@ -38,7 +39,6 @@ import {
   type EventRouting,
   EventStore,
   emptyRouting,
-  ensureDurableConsumer,
   foldEvent,
   initialState,
   nextRouting,

@@ -7,8 +7,8 @@
  *   and export jobs (`<prefix>.muxer.jobs.<session>.<job>`, first writer wins: the video id).
  */
 import { createHash } from "node:crypto"
+import { ensureStream, isWrongLastSequence } from "@capture/jetstream"
 import { objectMeta, openObjectBucket } from "@capture/media"
-import { ensureStream, isWrongLastSequence } from "@capture/session-actor"
 import {
   DeliverPolicy,
   JetStreamApiCodes,
