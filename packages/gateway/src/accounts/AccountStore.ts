@@ -5,7 +5,7 @@
  * Keys and tokens are 160 random bits, so a plain SHA-256 is enough: there is nothing to brute-force.
  */
 import { createHash, randomBytes } from "node:crypto"
-import { createRacing } from "@capture/jetstream"
+import { createRacing, isRevisionConflict } from "@capture/jetstream"
 import {
   type CollectionId,
   captureError,
@@ -431,7 +431,7 @@ export class AccountStore {
         return next
       } catch (error) {
         // Lost a race with another writer: read again.
-        if (!(error instanceof Error) || !/wrong last sequence/i.test(error.message)) throw error
+        if (!isRevisionConflict(error)) throw error
       }
     }
   }

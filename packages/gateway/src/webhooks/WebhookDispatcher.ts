@@ -21,7 +21,7 @@
 import http from "node:http"
 import https from "node:https"
 import type { LookupFunction } from "node:net"
-import { ensureDurableConsumer } from "@capture/jetstream"
+import { ensureDurableConsumer, isRevisionConflict } from "@capture/jetstream"
 import {
   decodeUnknown,
   type LifecycleEvent,
@@ -128,10 +128,6 @@ interface Folded {
 
 const decodeEvent = decodeUnknown(SessionEvent)
 const decodeDelivery = decodeUnknown(WebhookDelivery)
-
-/** True when a KV compare-and-set lost a race (the key's revision moved on). */
-const isRevisionConflict = (error: unknown): boolean =>
-  error instanceof Error && /wrong last sequence|key exists/i.test(error.message)
 
 /** Internal failures (NATS unavailable, account store down) retry soon, outside the schedule. */
 const INTERNAL_RETRY_MS = 2_000

@@ -7,12 +7,10 @@
  *   and export jobs (`<prefix>.muxer.jobs.<session>.<job>`, first writer wins: the video id).
  */
 import { createHash } from "node:crypto"
-import { ensureStream, isWrongLastSequence } from "@capture/jetstream"
+import { ensureStream, isMessageNotFound, isStreamNotFound, isWrongLastSequence } from "@capture/jetstream"
 import { objectMeta, openObjectBucket } from "@capture/media"
 import {
   DeliverPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -30,9 +28,7 @@ export interface StoreOptions {
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-const isNotFound = (error: unknown): boolean =>
-  error instanceof JetStreamApiError &&
-  (error.code === JetStreamApiCodes.NoMessageFound || error.code === JetStreamApiCodes.StreamNotFound)
+const isNotFound = (error: unknown): boolean => isMessageNotFound(error) || isStreamNotFound(error)
 
 /** A claimed export: the first muxer to claim a job fixes its video id for every retry. */
 export interface ExportJob {
