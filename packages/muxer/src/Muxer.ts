@@ -18,7 +18,7 @@
 import { type FfmpegTools, resolveFfmpegTools } from "@capture/binaries"
 import { ensureDurableConsumer } from "@capture/jetstream"
 import type { MediaStore } from "@capture/media"
-import { decodeSegmentRecord } from "@capture/media"
+import { decodeSegmentRecord, ExportStore } from "@capture/media"
 import {
   assetIdsOf,
   type ChannelId,
@@ -40,7 +40,6 @@ import {
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
-import { ExportStore } from "./ExportStore.js"
 import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
 import { Semaphore } from "./internal/semaphore.js"
 import { MuxerStore } from "./internal/store.js"

@@ -10,7 +10,7 @@
  * - `GET /player/{video_id}`: an embeddable player page.
  */
 
-import { type ExportStore, RangeNotSatisfiable, type RawAsset } from "@capture/muxer"
+import { type ExportStore, RangeNotSatisfiable, type RawAsset } from "@capture/media"
 import {
   type CollectionId,
   captureError,
