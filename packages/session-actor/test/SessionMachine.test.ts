@@ -478,7 +478,7 @@ describe("SessionMachine: expiry, pauses and export requests", () => {
   it("fails a created session at its expiry deadline (expired), and ignores a stale expiry once started", () => {
     const s = new Session()
     const created = s.ok(create(sid))
-    const deadline = (created?.data as { expire_deadline?: string }).expire_deadline ?? ""
+    const deadline = (created?.data as { expire_deadline?: string } | undefined)?.expire_deadline ?? ""
     expect(deadline).toBe("2026-01-02T00:00:00.000Z")
     expect(s.state.context.expire_deadline).toBe(deadline)
     expect(s.ok(fire("expire", "2026-01-01T00:00:01.000Z"))).toBeNull()
