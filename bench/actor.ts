@@ -4,6 +4,8 @@
  *
  *   pnpm bench:actor [--quick]
  */
+
+import { JetStreamPublisher, type PublishExpectations } from "@capture/jetstream"
 import {
   DEFAULT_COLLECTION,
   EVENT_SCHEMA_VERSION,
@@ -19,8 +21,6 @@ import {
   foldEvent,
   foldEvents,
   initialState,
-  JetStreamPublisher,
-  type PublishExpectations,
   type SessionRuntime,
   type SessionState,
   startSessionRuntime,

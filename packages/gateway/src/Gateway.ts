@@ -5,8 +5,7 @@
  * consumer, and follows the event stream for its own sockets.
  */
 
-import { MediaStore } from "@capture/media"
-import { ExportStore } from "@capture/muxer"
+import { ExportStore, MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { ByteSize, Effect, Layer, Result } from "effect"

@@ -8,12 +8,10 @@
  * any step finds the object and only finishes what is left, so nothing is lost or stored twice.
  */
 import { createHash } from "node:crypto"
+import { ensureStream, isMessageNotFound, isWrongLastSequence } from "@capture/jetstream"
 import { decodeUnknown, MediaSegment } from "@capture/protocol"
-import { ensureStream, isWrongLastSequence } from "@capture/session-actor"
 import {
   DeliverPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -246,7 +244,7 @@ export class MediaStore {
     try {
       last = (await this.jsm.streams.getMessage(this.topology.stream, { last_by_subj: subject }))?.seq ?? 0
     } catch (error) {
-      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.NoMessageFound) return
+      if (isMessageNotFound(error)) return
       throw error
     }
     if (last === 0) return

@@ -6,7 +6,7 @@
  * in browsers), which was half of the gateway's CPU while storing segments; and it writes 128 KiB
  * chunks, each a publish waiting for its ack (nine round trips for a 1 MB video segment).
  */
-import { createRacing } from "@capture/session-actor"
+import { createRacing } from "@capture/jetstream"
 import type { JetStreamClient } from "@nats-io/jetstream"
 import { type ObjectStore, type ObjectStoreMeta, Objm, StorageType, setSha256Backend } from "@nats-io/obj"
 

@@ -16,8 +16,9 @@
  */
 
 import { type FfmpegTools, resolveFfmpegTools } from "@capture/binaries"
+import { ensureDurableConsumer } from "@capture/jetstream"
 import type { MediaStore } from "@capture/media"
-import { decodeSegmentRecord } from "@capture/media"
+import { decodeSegmentRecord, ExportStore } from "@capture/media"
 import {
   assetIdsOf,
   type ChannelId,
@@ -28,7 +29,7 @@ import {
   type SessionId,
   type VideoId,
 } from "@capture/protocol"
-import { ensureDurableConsumer, type SessionRuntime } from "@capture/session-actor"
+import type { SessionRuntime } from "@capture/session-actor"
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -39,7 +40,6 @@ import {
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
-import { ExportStore } from "./ExportStore.js"
 import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
 import { Semaphore } from "./internal/semaphore.js"
 import { MuxerStore } from "./internal/store.js"

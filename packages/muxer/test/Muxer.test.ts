@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { MediaStore, sha256Hex } from "@capture/media"
+import { MediaStore, RangeNotSatisfiable, sha256Hex } from "@capture/media"
 import {
   assetIdsOf,
   type ExportMetadata,
@@ -16,7 +16,7 @@ import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Muxer, RangeNotSatisfiable } from "../src/index.js"
+import { Muxer } from "../src/index.js"
 import {
   beeper,
   beeps,

@@ -3,6 +3,7 @@
  * (`Nats-Expected-Last-Subject-Sequence`) and idempotent (`Nats-Msg-Id` = command id), so two
  * writers can never fork a history and a retried command is stored once.
  */
+import { isWrongLastSequence, JetStreamPublisher, retryTransient } from "@capture/jetstream"
 import { type CommandId, decodeUnknown, SessionEvent, type SessionId } from "@capture/protocol"
 import {
   DeliverPolicy,
@@ -12,8 +13,6 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream"
 import { Result } from "effect"
-import { JetStreamPublisher } from "./internal/JetStreamPublisher.js"
-import { isWrongLastSequence, retryTransient } from "./internal/jetstream.js"
 import type { Topology } from "./Topology.js"
 
 /** An event with its position in the stream. */

@@ -4,6 +4,7 @@
  * one (same durable name). It writes each session's *latest* state with compare-and-set, so the
  * order in which instances see events does not matter, and a redelivery is a no-op.
  */
+import { ensureDurableConsumer } from "@capture/jetstream"
 import { decodeUnknown, SessionEvent } from "@capture/protocol"
 import {
   AckPolicy,
@@ -16,7 +17,6 @@ import { Result } from "effect"
 import type { ActorHost } from "./ActorHost.js"
 import type { TimerStore } from "./DurableTimers.js"
 import { UnreadableEvent } from "./EventStore.js"
-import { ensureDurableConsumer } from "./internal/jetstream.js"
 import { UnappliableEvent } from "./SessionMachine.js"
 import type { SessionReadModel } from "./SessionReadModel.js"
 import type { Topology } from "./Topology.js"

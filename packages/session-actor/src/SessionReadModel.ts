@@ -3,9 +3,9 @@
  * projection of the event stream — written by the projector, never by command handling — and
  * can be dropped and rebuilt from the stream at any time.
  */
+import { isRevisionConflict } from "@capture/jetstream"
 import type { CaptureSession, SessionId, SessionStatus } from "@capture/protocol"
 import { mainExportChannel } from "./ExportPolicy.js"
-import { isRevisionConflict } from "./internal/jetstream.js"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 

@@ -2,10 +2,10 @@
  * Where Capture keeps its data in NATS: the event stream and the KV buckets, with their names
  * and replication. One `Topology` per deployment; every process opens the same one.
  */
+import { createRacing, ensureStream } from "@capture/jetstream"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { createRacing, ensureStream } from "./internal/jetstream.js"
 
 /** Names and replication of the stream and buckets. */
 export interface TopologyOptions {

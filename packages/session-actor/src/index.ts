@@ -6,17 +6,6 @@ export * from "./Decide.js"
 export * from "./DurableTimers.js"
 export * from "./EventStore.js"
 export * from "./ExportPolicy.js"
-export { JetStreamPublisher, type PublishExpectations } from "./internal/JetStreamPublisher.js"
-/** JetStream helpers shared with the other stores (media, muxer). */
-export {
-  createRacing,
-  ensureDurableConsumer,
-  ensureStream,
-  isCreationRace,
-  isTransient,
-  isWrongLastSequence,
-  retryTransient,
-} from "./internal/jetstream.js"
 export * from "./Lifecycle.js"
 export * from "./Projector.js"
 export * from "./SessionFold.js"

@@ -5,6 +5,7 @@
  * Keys and tokens are 160 random bits, so a plain SHA-256 is enough: there is nothing to brute-force.
  */
 import { createHash, randomBytes } from "node:crypto"
+import { createRacing, isRevisionConflict } from "@capture/jetstream"
 import {
   type CollectionId,
   captureError,
@@ -13,7 +14,6 @@ import {
   newWebhookSecret,
   type WebhookSecret,
 } from "@capture/protocol"
-import { createRacing } from "@capture/session-actor"
 import { jetstream } from "@nats-io/jetstream"
 import { type KV, Kvm, KvWatchInclude } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
@@ -431,7 +431,7 @@ export class AccountStore {
         return next
       } catch (error) {
         // Lost a race with another writer: read again.
-        if (!(error instanceof Error) || !/wrong last sequence/i.test(error.message)) throw error
+        if (!isRevisionConflict(error)) throw error
       }
     }
   }

@@ -10,7 +10,7 @@
  * - `GET /player/{video_id}`: an embeddable player page.
  */
 
-import { type ExportStore, playerPage, RangeNotSatisfiable, type RawAsset } from "@capture/muxer"
+import { type ExportStore, RangeNotSatisfiable, type RawAsset } from "@capture/media"
 import {
   type CollectionId,
   captureError,
@@ -24,6 +24,7 @@ import {
 import { Effect, Result, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { GatewayServicesShape } from "../GatewayContext.js"
+import { playerPage } from "./PlayerPage.js"
 
 const refusal = (code: Parameters<typeof captureError>[0], message: string, field?: string) =>
   HttpServerResponse.jsonUnsafe(

@@ -3,8 +3,10 @@
  * outcome, the next attempt's time) in a KV bucket keyed `<session_id>.<sequence>`. The
  * dispatcher writes it; this is the read side the API serves per session.
  */
+
+import { createRacing } from "@capture/jetstream"
 import { decodeUnknown, WebhookDelivery } from "@capture/protocol"
-import { createRacing, type Topology, type TopologyOptions } from "@capture/session-actor"
+import type { Topology, TopologyOptions } from "@capture/session-actor"
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"

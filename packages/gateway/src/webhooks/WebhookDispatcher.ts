@@ -21,6 +21,7 @@
 import http from "node:http"
 import https from "node:https"
 import type { LookupFunction } from "node:net"
+import { ensureDurableConsumer, isRevisionConflict } from "@capture/jetstream"
 import {
   decodeUnknown,
   type LifecycleEvent,
@@ -38,7 +39,6 @@ import {
   type EventRouting,
   EventStore,
   emptyRouting,
-  ensureDurableConsumer,
   foldEvent,
   initialState,
   nextRouting,
@@ -128,10 +128,6 @@ interface Folded {
 
 const decodeEvent = decodeUnknown(SessionEvent)
 const decodeDelivery = decodeUnknown(WebhookDelivery)
-
-/** True when a KV compare-and-set lost a race (the key's revision moved on). */
-const isRevisionConflict = (error: unknown): boolean =>
-  error instanceof Error && /wrong last sequence|key exists/i.test(error.message)
 
 /** Internal failures (NATS unavailable, account store down) retry soon, outside the schedule. */
 const INTERNAL_RETRY_MS = 2_000

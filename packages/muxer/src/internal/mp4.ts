@@ -1,54 +1,15 @@
 /**
- * Just enough ISO BMFF (fragmented MP4) to assemble exports from independently made pieces:
- * split ffmpeg output into init (ftyp+moov) and fragments (moof+mdat), read a fragment's timing,
- * re-stamp fragments (sequence number, track id, decode time) when serving them, build AAC
- * fragments from raw frames, and merge single-track inits into one.
+ * Just enough ISO BMFF (fragmented MP4) to make an export's pieces: split ffmpeg output into init
+ * (ftyp+moov) and fragments (moof+mdat), read a fragment's timing, build AAC fragments from raw
+ * frames, and merge single-track inits into one. Boxes are read, and fragments re-stamped when an
+ * export is served, by `@capture/media`'s `FragmentedMp4`.
  *
  * Pieces are made one segment at a time by separate ffmpeg runs, each starting at time 0 on
  * track 1; where a piece lands in an export is decided later, so its timing is patched on read.
  */
-
-export interface Box {
-  readonly type: string
-  /** Offset of the box (its size field) in the buffer. */
-  readonly start: number
-  readonly size: number
-  readonly headerSize: number
-}
+import { type Box, boxes, childBox, childBoxes, decodeTime } from "@capture/media"
 
 const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength)
-
-/** The boxes laid one after another in `b[start, end)`. */
-export const boxes = (b: Uint8Array, start = 0, end = b.length): Box[] => {
-  const dv = view(b)
-  const out: Box[] = []
-  let offset = start
-  while (offset + 8 <= end) {
-    let size = dv.getUint32(offset)
-    const type = String.fromCharCode(
-      b[offset + 4] ?? 0,
-      b[offset + 5] ?? 0,
-      b[offset + 6] ?? 0,
-      b[offset + 7] ?? 0,
-    )
-    let headerSize = 8
-    if (size === 1) {
-      size = Number(dv.getBigUint64(offset + 8))
-      headerSize = 16
-    } else if (size === 0) {
-      size = end - offset
-    }
-    if (size < headerSize || offset + size > end) throw new Error(`malformed box ${type} at ${offset}`)
-    out.push({ type, start: offset, size, headerSize })
-    offset += size
-  }
-  return out
-}
-
-const children = (b: Uint8Array, box: Box): Box[] =>
-  boxes(b, box.start + box.headerSize, box.start + box.size)
-const child = (b: Uint8Array, box: Box, type: string): Box | undefined =>
-  children(b, box).find((c) => c.type === type)
 
 /** ffmpeg's fragmented output cut in two: init (ftyp + moov) and the movie fragments. */
 export interface SplitMp4 {
@@ -107,9 +68,9 @@ export const fragmentTiming = (b: Uint8Array, trexDefaultDuration = 0): Fragment
   let first: number | undefined
   for (const moof of boxes(b).filter((x) => x.type === "moof")) {
     moofs++
-    for (const traf of children(b, moof).filter((x) => x.type === "traf")) {
-      const tfhd = child(b, traf, "tfhd")
-      const tfdt = child(b, traf, "tfdt")
+    for (const traf of childBoxes(b, moof).filter((x) => x.type === "traf")) {
+      const tfhd = childBox(b, traf, "tfhd")
+      const tfdt = childBox(b, traf, "tfdt")
       let defaultDuration = trexDefaultDuration
       if (tfhd !== undefined) {
         const flags = dv.getUint32(tfhd.start + 8) & 0xffffff
@@ -118,10 +79,10 @@ export const fragmentTiming = (b: Uint8Array, trexDefaultDuration = 0): Fragment
         if (flags & 0x02) p += 4
         if (flags & 0x08) defaultDuration = dv.getUint32(p)
       }
-      const base = tfdt === undefined ? duration : readTfdt(dv, tfdt)
+      const base = tfdt === undefined ? duration : decodeTime(b, tfdt)
       first ??= base
       let dts = base - first
-      for (const trun of children(b, traf).filter((x) => x.type === "trun")) {
+      for (const trun of childBoxes(b, traf).filter((x) => x.type === "trun")) {
         const word = dv.getUint32(trun.start + 8)
         const version = word >>> 24
         const flags = word & 0xffffff
@@ -151,44 +112,6 @@ export const fragmentTiming = (b: Uint8Array, trexDefaultDuration = 0): Fragment
     }
   }
   return { samples, duration, minPts: Number.isFinite(minPts) ? minPts : 0, moofs }
-}
-
-const readTfdt = (dv: DataView, tfdt: Box): number =>
-  dv.getUint8(tfdt.start + 8) === 1 ? Number(dv.getBigUint64(tfdt.start + 12)) : dv.getUint32(tfdt.start + 12)
-
-/** How to re-stamp a piece's fragments for its place in one output file. */
-export interface FragmentStamp {
-  /** Sequence number of the piece's first moof; the next ones count up. */
-  readonly sequence: number
-  readonly trackId: number
-  /** Decode time of the piece's first fragment; later fragments keep their offsets. */
-  readonly baseDecodeTime: number
-}
-
-/** A copy of `b` (moof + mdat pairs) with sequence numbers, track ids and decode times set. */
-export const stampFragments = (b: Uint8Array, stamp: FragmentStamp): Uint8Array => {
-  const out = new Uint8Array(b)
-  const dv = view(out)
-  let sequence = stamp.sequence
-  let first: number | undefined
-  for (const moof of boxes(out).filter((x) => x.type === "moof")) {
-    const mfhd = child(out, moof, "mfhd")
-    if (mfhd !== undefined) dv.setUint32(mfhd.start + 12, sequence)
-    sequence++
-    for (const traf of children(out, moof).filter((x) => x.type === "traf")) {
-      const tfhd = child(out, traf, "tfhd")
-      if (tfhd !== undefined) dv.setUint32(tfhd.start + 12, stamp.trackId)
-      const tfdt = child(out, traf, "tfdt")
-      if (tfdt === undefined) continue
-      const original = readTfdt(dv, tfdt)
-      first ??= original
-      const next = stamp.baseDecodeTime + (original - first)
-      if (dv.getUint8(tfdt.start + 8) === 1) dv.setBigUint64(tfdt.start + 12, BigInt(next))
-      else if (next <= 0xffffffff) dv.setUint32(tfdt.start + 12, next)
-      else throw new Error("decode time does not fit a version 0 tfdt")
-    }
-  }
-  return out
 }
 
 const box = (type: string, ...payload: ReadonlyArray<Uint8Array>): Uint8Array => {

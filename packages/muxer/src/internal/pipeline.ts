@@ -8,7 +8,17 @@
  */
 
 import type { FfmpegTools } from "@capture/binaries"
-import type { MediaStore } from "@capture/media"
+import {
+  type AssetIndexEntry,
+  assetIndexName,
+  type Manifest,
+  type ManifestFile,
+  type ManifestPart,
+  type MediaStore,
+  manifestName,
+  type StoredManifest,
+  upgradeManifest,
+} from "@capture/media"
 import {
   type Channel,
   type ChannelId,
@@ -20,8 +30,6 @@ import {
   type VideoId,
 } from "@capture/protocol"
 import { mainExportChannel } from "@capture/session-actor"
-import type { AssetIndexEntry, Manifest, ManifestFile, ManifestPart, StoredManifest } from "./manifest.js"
-import { assetIndexName, manifestName, upgradeManifest } from "./manifest.js"
 import {
   type FillSpec,
   MIX_RATE,

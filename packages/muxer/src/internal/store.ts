@@ -1,18 +1,16 @@
 /**
  * Where the muxer keeps its work in NATS, shared by every instance:
- * - the Object Store bucket `<prefix>_exports`: pieces (`pieces/<session>/…`), per-video inits and
- *   manifests (`videos/<video id>/…`);
+ * - the exports bucket `<prefix>_exports` (`ExportBucket` of `@capture/media`, which lays it out):
+ *   pieces (`pieces/<session>/…`), per-video inits and manifests (`videos/<video id>/…`);
  * - the stream `<PREFIX>_MUXER`: the piece index (`<prefix>.muxer.pieces.<session>`, one record per
  *   piece, so the final assembly reads a session's pieces in one pass instead of probing objects)
  *   and export jobs (`<prefix>.muxer.jobs.<session>.<job>`, first writer wins: the video id).
  */
 import { createHash } from "node:crypto"
-import { objectMeta, openObjectBucket } from "@capture/media"
-import { ensureStream, isWrongLastSequence } from "@capture/session-actor"
+import { ensureStream, isMessageNotFound, isStreamNotFound, isWrongLastSequence } from "@capture/jetstream"
+import { ExportBucket, type ExportBucketOptions } from "@capture/media"
 import {
   DeliverPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -22,17 +20,9 @@ import type { ObjectStore } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
 import type { PieceInfo } from "./plan.js"
 
-export interface StoreOptions {
-  readonly prefix?: string
-  readonly replicas?: number
-}
-
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
 
-const isNotFound = (error: unknown): boolean =>
-  error instanceof JetStreamApiError &&
-  (error.code === JetStreamApiCodes.NoMessageFound || error.code === JetStreamApiCodes.StreamNotFound)
+const isNotFound = (error: unknown): boolean => isMessageNotFound(error) || isStreamNotFound(error)
 
 /** A claimed export: the first muxer to claim a job fixes its video id for every retry. */
 export interface ExportJob {
@@ -49,46 +39,32 @@ export type PieceRecord = PieceInfo & { readonly session_id: string }
 export const shortHash = (value: string, length = 16): string =>
   createHash("sha256").update(value).digest("hex").slice(0, length)
 
-/** The bucket, the stream, and the few operations the muxer and `ExportStore` need on them. */
-export class MuxerStore {
+/** The exports bucket with the muxer's own stream: the piece index and export job claims. */
+export class MuxerStore extends ExportBucket {
   private constructor(
-    readonly bucket: string,
+    bucket: string,
+    objects: ObjectStore,
     readonly stream: string,
     private readonly prefix: string,
-    readonly objects: ObjectStore,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
-  ) {}
+  ) {
+    super(bucket, objects)
+  }
 
-  static async open(nc: NatsConnection, options: StoreOptions = {}): Promise<MuxerStore> {
+  /** Opens (creating if missing) the exports bucket and the muxer's stream. */
+  static override async open(nc: NatsConnection, options: ExportBucketOptions = {}): Promise<MuxerStore> {
     const prefix = options.prefix ?? "capture"
     const replicas = options.replicas ?? 1
-    const js = jetstream(nc)
     const jsm = await jetstreamManager(nc)
     const stream = `${prefix.toUpperCase()}_MUXER`
     await ensureStream(jsm, { name: stream, subjects: [`${prefix}.muxer.>`], replicas, denyDelete: false })
-    const bucket = `${prefix}_exports`
-    const objects = await openObjectBucket(js, bucket, { replicas })
-    return new MuxerStore(bucket, stream, prefix, objects, js, jsm)
+    const { bucket, objects } = await ExportBucket.openObjects(nc, { prefix, replicas })
+    return new MuxerStore(bucket, objects, stream, prefix, jetstream(nc), jsm)
   }
 
   private piecesSubject(sessionId: string): string {
     return `${this.prefix}.muxer.pieces.${sessionId}`
-  }
-
-  /** Stores an object unless one with that name exists (names are content-determined). */
-  async putObject(name: string, data: Uint8Array): Promise<void> {
-    if ((await this.objects.info(name)) !== null) return
-    try {
-      await this.objects.putBlob(objectMeta(name), data, { previousRevision: 0 })
-    } catch (error) {
-      if (!isWrongLastSequence(error)) throw error
-    }
-  }
-
-  async getObject(name: string): Promise<Uint8Array | undefined> {
-    const data = await this.objects.getBlob(name)
-    return data === null ? undefined : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   }
 
   /** Stores a piece's bytes (if any), then its record on the index. */
@@ -131,16 +107,6 @@ export class MuxerStore {
       }
     }
     throw new Error(`could not claim export job ${jobKey}`)
-  }
-
-  /** JSON documents stored as objects (manifests). */
-  async putJson(name: string, value: unknown): Promise<void> {
-    await this.putObject(name, encoder.encode(JSON.stringify(value)))
-  }
-
-  async getJson<A>(name: string): Promise<A | undefined> {
-    const data = await this.getObject(name)
-    return data === undefined ? undefined : (JSON.parse(decoder.decode(data)) as A)
   }
 
   private async *readSubject(subject: string): AsyncGenerator<unknown> {

@@ -5,6 +5,8 @@
  * when the handler throws, and parked (`term()`, logged) when it does not decode: a malformed
  * message never stops the consumer.
  */
+
+import { ensureDurableConsumer } from "@capture/jetstream"
 import {
   AckPolicy,
   type ConsumerConfig,
@@ -16,7 +18,6 @@ import {
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
-import { ensureDurableConsumer } from "./jetstream.js"
 
 export interface DurableWorkOptions<A> {
   readonly stream: string

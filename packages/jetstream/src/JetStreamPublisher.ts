@@ -6,7 +6,13 @@
  * CPU per publish, more than the actor host's own work for a command. Here one wildcard
  * subscription takes every ack, a map finds the append waiting for it, and one periodic sweep
  * fails appends past their deadline. Answers and failures are JetStream's, as the same error
- * classes `js.publish` throws (`JetStreamApiError` carries the API error code).
+ * classes `js.publish` throws (`JetStreamApiError` carries the API error code), so the predicates
+ * of `JetStreamErrors` apply.
+ *
+ * ```ts
+ * const publisher = new JetStreamPublisher(nc)
+ * const ack = await publisher.publish(subject, data, { msgId: commandId, lastSubjectSequence: 41 })
+ * ```
  */
 import { type ApiError, JetStreamApiError, JetStreamError, type PubAck, PubHeaders } from "@nats-io/jetstream"
 import {
@@ -44,6 +50,7 @@ interface AckAnswer {
   readonly error?: ApiError
 }
 
+/** Publishes to JetStream and waits for each ack, with one reply subscription for all of them. */
 export class JetStreamPublisher {
   // Insertion order is deadline order (one timeout for all), so a sweep stops at the first live one.
   private readonly waiting = new Map<string, Waiting>()

@@ -1,7 +1,8 @@
 /**
- * An export's manifest (`videos/<video id>/manifest.json`): the metadata clients see, plus how to
- * assemble every file from stored pieces. Files are never copied: `video.mp4` is the init followed
- * by every part, an HLS segment is a run of parts, each part re-stamped as it is read.
+ * An export's manifest (`videos/<video id>/manifest.json` in the exports bucket): the metadata
+ * clients see, plus how to assemble every file from stored pieces. The muxer writes it once, last;
+ * `ExportStore` reads it. Files are never copied: `video.mp4` is the init followed by every part,
+ * an HLS segment is a run of parts, each part re-stamped as it is read (`stampFragments`).
  */
 import { type AssetId, type ExportAsset, type ExportMetadata, rawAssetId } from "@capture/protocol"
 
@@ -18,6 +19,7 @@ export interface ManifestPart {
   readonly seq: number
 }
 
+/** A stored object and its size. */
 export interface ManifestObject {
   readonly name: string
   readonly bytes: number
@@ -31,6 +33,7 @@ export interface ManifestFile {
   readonly parts: ReadonlyArray<ManifestPart>
 }
 
+/** Everything an export serves, and where its bytes are. */
 export interface Manifest {
   readonly v: 1
   readonly metadata: ExportMetadata
@@ -44,6 +47,7 @@ export interface Manifest {
   readonly raw: ReadonlyArray<ManifestFile>
 }
 
+/** The object holding an export's manifest. */
 export const manifestName = (videoId: string): string => `videos/${videoId}/manifest.json`
 
 /** A manifest as stored: those written before raw assets had ids lack `asset_id`. */
@@ -71,22 +75,5 @@ export interface AssetIndexEntry {
   readonly video_id: string
 }
 
+/** The object saying which export a raw asset id belongs to. */
 export const assetIndexName = (assetId: string): string => `assets/${assetId}.json`
-
-/** The HLS playlist of a manifest (fMP4 segments, VOD). */
-export const playlist = (manifest: Manifest): string => {
-  const target = Math.max(1, ...manifest.segments.map((s) => Math.ceil(s.duration)))
-  const lines = [
-    "#EXTM3U",
-    "#EXT-X-VERSION:7",
-    `#EXT-X-TARGETDURATION:${target}`,
-    "#EXT-X-MEDIA-SEQUENCE:0",
-    "#EXT-X-PLAYLIST-TYPE:VOD",
-    "#EXT-X-INDEPENDENT-SEGMENTS",
-    '#EXT-X-MAP:URI="init.mp4"',
-    ...manifest.segments.flatMap((s, i) => [`#EXTINF:${s.duration.toFixed(6)},`, `seg/${i}.m4s`]),
-    "#EXT-X-ENDLIST",
-    "",
-  ]
-  return lines.join("\n")
-}

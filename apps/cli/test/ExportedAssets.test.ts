@@ -3,7 +3,6 @@ import { createHash } from "node:crypto"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Muxer } from "@capture/muxer"
 import {
   type CaptureSession,
   type RawAssetView,
@@ -14,11 +13,15 @@ import {
 } from "@capture/protocol"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
+import { killIfRunning } from "./cli.js"
+import { type CaptureServer, startCaptureServer } from "./endToEnd.js"
+
+// Exports over HTTP, as `capture serve` (gateway and muxer in one process) makes and serves them:
+// each rtstream's raw asset id, the raw assets as video and audio objects with download URLs,
+// and the refusals for ids of the wrong kind or collection.
 
 let nats: NatsServerHandle
-let api: TestGateway
-let muxer: Muxer
+let server: CaptureServer
 let dir: string
 /** One-second MPEG-TS segments: a display's video and a mic's audio, three seconds each. */
 let media: Record<"display:1" | "mic:default", Array<Uint8Array>>
@@ -47,39 +50,45 @@ beforeAll(async () => {
     "mic:default": segmentsOf("mic", ["sine=frequency=440:sample_rate=48000:duration=3"], ["-c:a", "aac"]),
   }
   nats = await startNatsServer()
-  api = await startTestGateway(nats.url)
-  muxer = await Muxer.start(api.nc, api.runtime, {
-    mediaStore: api.gateway.services.media,
-    publicUrl: api.url,
-  })
-}, 60_000)
+  server = await startCaptureServer(nats.url)
+}, 120_000)
 afterAll(async () => {
-  await muxer?.stop()
-  await api?.stop()
+  await killIfRunning(server?.process)
   await nats?.stop()
   rmSync(dir, { recursive: true, force: true })
 })
+
+/** An API call with the server's key, or without any key when `token` is null. */
+const request = async (
+  method: "GET" | "POST",
+  path: string,
+  options: { readonly body?: object; readonly token?: null } = {},
+) => {
+  if (options.token !== null) return server.call(method, path, options.body)
+  const response = await fetch(`${server.base}${path}`, { method })
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+}
 
 const data = <A>(body: Record<string, unknown>) => body.data as A
 const wall = 1_763_000_000_000
 
 /** Records a session through the API as the recorder would: start, every segment, stop. */
 const recordSession = async (): Promise<{ id: string; stopped: CaptureSession }> => {
-  const created = await api.request("POST", "/collection/default/capture/session", {
+  const created = await request("POST", "/collection/default/capture/session", {
     body: { end_user_id: "user-a" },
   })
   const id = data<CaptureSession>(created.body).id
-  await api.request("POST", "/capture/session/start", {
+  await request("POST", "/capture/session/start", {
     body: { session_id: id, channels: [{ channel_id: "display:1" }, { channel_id: "mic:default" }] },
   })
   for (const [channel, segments] of Object.entries(media)) {
     for (const [index, bytes] of segments.entries()) {
       const response = await fetch(
-        `${api.url}/capture/session/${id}/channels/${encodeURIComponent(channel)}/segments/${index}`,
+        `${server.base}/capture/session/${id}/channels/${encodeURIComponent(channel)}/segments/${index}`,
         {
           method: "PUT",
           headers: {
-            [SegmentHeaders.token]: TEST_API_KEY,
+            [SegmentHeaders.token]: server.apiKey,
             "content-type": SEGMENT_CONTENT_TYPE,
             [SegmentHeaders.startMs]: String(wall + index * 1000),
             [SegmentHeaders.durationMs]: "1000",
@@ -92,22 +101,21 @@ const recordSession = async (): Promise<{ id: string; stopped: CaptureSession }>
       expect(response.status, `${channel} #${index}`).toBe(200)
     }
   }
-  await api.request("POST", `/capture/session/${id}/stop`)
+  await request("POST", `/capture/session/${id}/stop`)
   // Every final segment is in: the session reactor finishes the stop without the stop timer.
   await expect
     .poll(
       async () =>
-        data<CaptureSession>((await api.request("GET", `/collection/default/capture/session/${id}`)).body)
-          .status,
+        data<CaptureSession>((await request("GET", `/collection/default/capture/session/${id}`)).body).status,
     )
     .not.toBe("stopping")
-  const stopped = await api.request("GET", `/collection/default/capture/session/${id}`)
+  const stopped = await request("GET", `/collection/default/capture/session/${id}`)
   return { id, stopped: data<CaptureSession>(stopped.body) }
 }
 
 const exportedSession = async (id: string): Promise<CaptureSession> => {
   for (let i = 0; i < 300; i++) {
-    const got = await api.request("GET", `/collection/default/capture/session/${id}`)
+    const got = await request("GET", `/collection/default/capture/session/${id}`)
     const session = data<CaptureSession>(got.body)
     if (session.status === "exported" && session.rtstreams.every((r) => r.exported_asset_id !== null))
       return session
@@ -141,7 +149,7 @@ describe("exports over HTTP", () => {
     ] as const
     for (const { kind, channel, file, contentType } of cases) {
       const assetId = assetOf(channel)
-      const got = await api.request("GET", `/collection/default/${kind}/${assetId}`)
+      const got = await request("GET", `/collection/default/${kind}/${assetId}`)
       expect(got.status).toBe(200)
       const view = data<RawAssetView>(got.body)
       expect(view).toMatchObject({
@@ -151,7 +159,7 @@ describe("exports over HTTP", () => {
         video_id: videoId,
         channel_id: channel,
         type: kind,
-        download_url: `${api.url}/media/${videoId}/${file}`,
+        download_url: `${server.base}/media/${videoId}/${file}`,
         metadata: { asset_id: assetId, channel_id: channel, file, content_type: contentType },
       })
       expect(view.length).toBeGreaterThan(2.5)
@@ -162,9 +170,12 @@ describe("exports over HTTP", () => {
     }
 
     // The muxed video is still the video object, listing the same asset ids in its metadata.
-    const video = await api.request("GET", `/collection/default/video/${videoId}`)
+    const video = await request("GET", `/collection/default/video/${videoId}`)
     const videoView = data<VideoView>(video.body)
-    expect(videoView).toMatchObject({ id: videoId, download_url: `${api.url}/media/${videoId}/video.mp4` })
+    expect(videoView).toMatchObject({
+      id: videoId,
+      download_url: `${server.base}/media/${videoId}/video.mp4`,
+    })
     expect(Object.fromEntries(videoView.metadata.channels.map((c) => [c.channel_id, c.asset_id]))).toEqual(
       Object.fromEntries(session.rtstreams.map((r) => [r.channel_id, r.exported_asset_id])),
     )
@@ -174,7 +185,7 @@ describe("exports over HTTP", () => {
     const display = session.rtstreams.find((r) => r.channel_id === "display:1")?.exported_asset_id as string
     const mic = session.rtstreams.find((r) => r.channel_id === "mic:default")?.exported_asset_id as string
     const notFound = async (path: string, field: string) =>
-      expect(await api.request("GET", path)).toMatchObject({
+      expect(await request("GET", path)).toMatchObject({
         status: 404,
         body: { success: false, error_code: "not_found", field },
       })
@@ -184,7 +195,7 @@ describe("exports over HTTP", () => {
     await notFound(`/collection/default/audio/${display}`, "audio_id")
     await notFound(`/collection/default/audio/${session.exported_video_id}`, "audio_id")
     await notFound(`/collection/c-other/audio/${mic}`, "audio_id")
-    expect(await api.request("GET", `/collection/default/audio/${mic}`, { token: null })).toMatchObject({
+    expect(await request("GET", `/collection/default/audio/${mic}`, { token: null })).toMatchObject({
       status: 401,
       body: { error_code: "unauthorized" },
     })

@@ -1,7 +1,8 @@
 /**
  * Reading exports, for any gateway instance: an export's metadata and its files, assembled on
- * the fly from the pieces in the `capture_exports` Object Store (nothing is copied at export
- * time, which is why exporting takes about as long whatever the recording's length).
+ * the fly from the pieces in the exports bucket (`ExportBucket`, `capture_exports`) as its
+ * manifest lays them out (`ExportManifest`). Nothing is copied at export time, which is why
+ * exporting takes about as long whatever the recording's length.
  *
  * Files of an export, relative to `/media/{video_id}/`:
  * - `index.m3u8`, `init.mp4`, `seg/<n>.m4s`: HLS (fMP4 segments)
@@ -20,6 +21,7 @@
  */
 import type { AssetId, ExportAsset, ExportMetadata } from "@capture/protocol"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { ExportBucket, type ExportBucketOptions } from "./ExportBucket.js"
 import {
   type AssetIndexEntry,
   assetIndexName,
@@ -28,12 +30,11 @@ import {
   type ManifestObject,
   type ManifestPart,
   manifestName,
-  playlist,
   type StoredManifest,
   upgradeManifest,
-} from "./internal/manifest.js"
-import { stampFragments } from "./internal/mp4.js"
-import { MuxerStore, type StoreOptions } from "./internal/store.js"
+} from "./ExportManifest.js"
+import { stampFragments } from "./FragmentedMp4.js"
+import { playlist } from "./internal/playlist.js"
 
 /** A byte range, both ends inclusive (as in HTTP `Range: bytes=start-end`). */
 export interface ByteRange {
@@ -76,21 +77,21 @@ const ASSET_ID = /^(m|a)-[A-Za-z0-9_-]{1,64}$/
 export class ExportStore {
   private readonly manifests = new Map<string, Manifest>()
 
-  private constructor(private readonly store: MuxerStore) {}
+  private constructor(private readonly objects: ExportBucket) {}
 
   /** Opens (creating if missing) the exports bucket. */
-  static async open(nc: NatsConnection, options: StoreOptions = {}): Promise<ExportStore> {
-    return new ExportStore(await MuxerStore.open(nc, options))
+  static async open(nc: NatsConnection, options: ExportBucketOptions = {}): Promise<ExportStore> {
+    return new ExportStore(await ExportBucket.open(nc, options))
   }
 
-  /** @internal Wraps a store the muxer already opened. */
-  static fromStore(store: MuxerStore): ExportStore {
+  /** Reads through a bucket already open (the muxer's store is one). */
+  static fromStore(store: ExportBucket): ExportStore {
     return new ExportStore(store)
   }
 
   /** The Object Store bucket holding exports: `capture_exports`. */
   get bucket(): string {
-    return this.store.bucket
+    return this.objects.bucket
   }
 
   /** An export's metadata, or `undefined` when there is no such export (yet). */
@@ -104,7 +105,7 @@ export class ExportStore {
    */
   async asset(assetId: string): Promise<RawAsset | undefined> {
     if (!ASSET_ID.test(assetId)) return undefined
-    const entry = await this.store.getJson<AssetIndexEntry>(assetIndexName(assetId))
+    const entry = await this.objects.getJson<AssetIndexEntry>(assetIndexName(assetId))
     if (entry === undefined) return undefined
     const metadata = await this.get(entry.video_id)
     const asset = metadata?.channels.find((a) => a.asset_id === (assetId as AssetId))
@@ -159,7 +160,7 @@ export class ExportStore {
     const cached = this.manifests.get(videoId)
     if (cached !== undefined) return cached
     if (!/^m-[A-Za-z0-9_-]{1,64}$/.test(videoId)) return undefined
-    const stored = await this.store.getJson<StoredManifest>(manifestName(videoId))
+    const stored = await this.objects.getJson<StoredManifest>(manifestName(videoId))
     if (stored === undefined) return undefined
     const manifest = upgradeManifest(stored)
     // Manifests never change once written: keep the latest few.
@@ -198,7 +199,7 @@ export class ExportStore {
     ]
     const size = pieces.reduce((n, p) => n + p.object.bytes, 0)
     const { start, end } = resolveRange(size, range)
-    const store = this.store
+    const objects = this.objects
     const body = async function* (): AsyncGenerator<Uint8Array> {
       let offset = 0
       const wanted: Array<{ piece: (typeof pieces)[number]; from: number; to: number }> = []
@@ -209,7 +210,7 @@ export class ExportStore {
         offset += piece.object.bytes
       }
       const fetch = async ({ piece }: (typeof wanted)[number]) => {
-        const data = await store.getObject(piece.object.name)
+        const data = await objects.getObject(piece.object.name)
         if (data === undefined) throw new Error(`export piece ${piece.object.name} is missing`)
         const { part } = piece
         return part === undefined
@@ -248,33 +249,4 @@ const resolveRange = (size: number, range: ByteRange | undefined): { start: numb
   const end = Math.min(range.end ?? size - 1, size - 1)
   if (range.start < 0 || range.start >= size || end < range.start) throw new RangeNotSatisfiable(size)
   return { start: range.start, end }
-}
-
-/** A minimal player page for an export's HLS stream (hls.js where the browser lacks native HLS). */
-export const playerPage = (videoId: string, streamUrl: string): string => {
-  const html = (s: string) =>
-    s.replace(
-      /[&<>"']/g,
-      (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
-    )
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${html(videoId)}</title>
-<style>body{margin:0;background:#000;display:flex;align-items:center;justify-content:center;height:100vh}video{max-width:100%;max-height:100%}</style>
-</head>
-<body>
-<video id="v" controls playsinline data-src="${html(streamUrl)}"></video>
-<script src="https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"></script>
-<script>
-const v = document.getElementById("v"), src = v.dataset.src
-if (v.canPlayType("application/vnd.apple.mpegurl")) v.src = src
-else if (window.Hls && Hls.isSupported()) { const h = new Hls(); h.loadSource(src); h.attachMedia(v) }
-else v.src = src.replace(/index\\.m3u8$/, "video.mp4")
-</script>
-</body>
-</html>
-`
 }

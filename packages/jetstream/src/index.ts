@@ -1,0 +1,22 @@
+/**
+ * @capture/jetstream — the JetStream kit shared by every store: streams and durable consumers
+ * created safely from many processes, publish-with-ack over one reply subscription, retries
+ * through a cluster's leader elections, and JetStream's errors as named predicates.
+ */
+export { ensureDurableConsumer } from "./Consumers.js"
+export {
+  isConsumerExists,
+  isConsumerNotFound,
+  isCreationRace,
+  isMessageNotFound,
+  isRevisionConflict,
+  isStreamNameInUse,
+  isStreamNotFound,
+  isTransient,
+  isWrongLastSequence,
+  JetStreamErrorCode,
+  jetStreamErrorCode,
+} from "./JetStreamErrors.js"
+export { JetStreamPublisher, type PublishExpectations } from "./JetStreamPublisher.js"
+export { retryTransient } from "./Retries.js"
+export { createRacing, ensureStream, type StreamSpec } from "./Streams.js"

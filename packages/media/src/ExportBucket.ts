@@ -1,0 +1,83 @@
+/**
+ * The exports bucket: the JetStream Object Store `<prefix>_exports` that the muxer writes and
+ * every gateway reads. Objects are named by what went into them and written once, so two muxers
+ * making the same object store it once and readers never see it change.
+ *
+ * | objects                                  | what                                                   |
+ * | ---------------------------------------- | ------------------------------------------------------ |
+ * | `pieces/<session>/…`                     | the muxer's pieces: fMP4 fragments and their inits      |
+ * | `videos/<video id>/manifest.json`        | an export's manifest (`ExportManifest`): its metadata   |
+ * |                                          | and how every file is assembled from pieces             |
+ * | `videos/<video id>/…init.mp4`            | the inits of an export's files                          |
+ * | `assets/<asset id>.json`                 | which export a raw asset id belongs to                  |
+ */
+
+import { isWrongLastSequence } from "@capture/jetstream"
+import { jetstream } from "@nats-io/jetstream"
+import type { ObjectStore } from "@nats-io/obj"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { objectMeta, openObjectBucket } from "./ObjectBucket.js"
+
+/** Options of `ExportBucket.open`. */
+export interface ExportBucketOptions {
+  /** Prefix of the bucket: `<prefix>_exports` (default `capture`). */
+  readonly prefix?: string
+  /** Replicas of the bucket: 1 on a single server, 3 on a cluster. */
+  readonly replicas?: number
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** Objects in the exports bucket, each written once. */
+export class ExportBucket {
+  protected constructor(
+    /** The Object Store bucket's name: `capture_exports`. */
+    readonly bucket: string,
+    private readonly objects: ObjectStore,
+  ) {}
+
+  /** Opens (creating if missing) the exports bucket. Safe from many processes at once. */
+  static async open(nc: NatsConnection, options: ExportBucketOptions = {}): Promise<ExportBucket> {
+    const { bucket, objects } = await ExportBucket.openObjects(nc, options)
+    return new ExportBucket(bucket, objects)
+  }
+
+  /** The bucket's name and Object Store, for stores built on it (the muxer's). */
+  protected static async openObjects(
+    nc: NatsConnection,
+    options: ExportBucketOptions,
+  ): Promise<{ readonly bucket: string; readonly objects: ObjectStore }> {
+    const bucket = `${options.prefix ?? "capture"}_exports`
+    const objects = await openObjectBucket(jetstream(nc), bucket, { replicas: options.replicas ?? 1 })
+    return { bucket, objects }
+  }
+
+  /** Stores an object unless one with that name exists (names say what is in them). */
+  async putObject(name: string, data: Uint8Array): Promise<void> {
+    if ((await this.objects.info(name)) !== null) return
+    try {
+      await this.objects.putBlob(objectMeta(name), data, { previousRevision: 0 })
+    } catch (error) {
+      // Another writer stored it first: the same bytes, since the name says what they are.
+      if (!isWrongLastSequence(error)) throw error
+    }
+  }
+
+  /** An object's bytes, or `undefined` when there is none of that name. */
+  async getObject(name: string): Promise<Uint8Array | undefined> {
+    const data = await this.objects.getBlob(name)
+    return data === null ? undefined : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  }
+
+  /** Stores a JSON document (a manifest, an asset index entry) as an object. */
+  async putJson(name: string, value: unknown): Promise<void> {
+    await this.putObject(name, encoder.encode(JSON.stringify(value)))
+  }
+
+  /** A JSON document stored with `putJson`, or `undefined`. */
+  async getJson<A>(name: string): Promise<A | undefined> {
+    const data = await this.getObject(name)
+    return data === undefined ? undefined : (JSON.parse(decoder.decode(data)) as A)
+  }
+}

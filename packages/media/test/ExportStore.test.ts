@@ -1,0 +1,351 @@
+import {
+  type AssetId,
+  type ExportAsset,
+  type ExportMetadata,
+  newSessionId,
+  newVideoId,
+  rawAssetId,
+  type VideoId,
+} from "@capture/protocol"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import {
+  assetIndexName,
+  ExportBucket,
+  type ExportFile,
+  ExportStore,
+  type Manifest,
+  type ManifestFile,
+  type ManifestPart,
+  manifestName,
+  RangeNotSatisfiable,
+  type StoredManifest,
+} from "../src/index.js"
+import { concat, fragment, fragmentsOf, init } from "./fragments.js"
+
+let nats: NatsServerHandle
+let nc: NatsConnection
+let bucket: ExportBucket
+let exports: ExportStore
+
+beforeAll(async () => {
+  nats = await startNatsServer()
+  nc = await connect({ servers: nats.url })
+  bucket = await ExportBucket.open(nc)
+  exports = await ExportStore.open(nc)
+})
+afterAll(async () => {
+  await nc?.close()
+  await nats?.stop()
+})
+
+const sessionId = newSessionId()
+
+// Pieces as the muxer stores them: each made alone, on track 1 from decode time 0.
+const pieces = {
+  video0: {
+    name: `pieces/${sessionId}/raw/display:1/0.m4s`,
+    data: concat([fragment(0, "v0a"), fragment(512, "v0b")]),
+  },
+  video1: { name: `pieces/${sessionId}/raw/display:1/1.m4s`, data: fragment(0, "v1a") },
+  mic0: {
+    name: `pieces/${sessionId}/raw/mic:default/0.m4s`,
+    data: concat([fragment(0, "m0a"), fragment(1024, "m0b")]),
+  },
+}
+type PieceName = keyof typeof pieces
+
+const part = (piece: PieceName, place: Omit<ManifestPart, "name" | "bytes">): ManifestPart => ({
+  name: pieces[piece].name,
+  bytes: pieces[piece].data.length,
+  ...place,
+})
+
+const asset = (
+  videoId: VideoId,
+  channel: "display:1" | "mic:default",
+  file: string,
+  type: "video" | "audio",
+) =>
+  ({
+    asset_id: rawAssetId(videoId, channel, type),
+    channel_id: channel,
+    type,
+    file,
+    content_type: type === "video" ? "video/mp4" : "audio/mp4",
+    bytes: 100,
+    start_ms: 1_700_000_000_000,
+    start_time: new Date(1_700_000_000_000).toISOString(),
+    duration_ms: 3_000,
+    segments: 2,
+    gaps: [],
+  }) as ExportAsset
+
+const metadataOf = (videoId: VideoId): ExportMetadata =>
+  ({
+    video_id: videoId,
+    session_id: sessionId,
+    video_channel_id: "display:1",
+    created_at: new Date().toISOString(),
+    start_ms: 1_700_000_000_000,
+    start_time: new Date(1_700_000_000_000).toISOString(),
+    duration_ms: 3_000,
+    stream: "index.m3u8",
+    download: "video.mp4",
+    bytes: 1_000,
+    audio_channel_ids: ["mic:default"],
+    channels: [
+      asset(videoId, "display:1", "raw/display_1.mp4", "video"),
+      asset(videoId, "mic:default", "raw/mic_default.m4a", "audio"),
+    ],
+    gaps: [],
+  }) as unknown as ExportMetadata
+
+/** Stores an export as the muxer does: pieces, inits, the asset index, the manifest last. */
+const storeExport = async (
+  options: { readonly withoutAssetIds?: boolean; readonly missingPiece?: boolean } = {},
+) => {
+  const videoId = newVideoId()
+  for (const piece of Object.values(pieces)) await bucket.putObject(piece.name, piece.data)
+  const videoInit = { name: `videos/${videoId}/init.mp4`, bytes: init("video+mic").length }
+  const displayInit = { name: `videos/${videoId}/raw/display_1.init.mp4`, bytes: init("display").length }
+  const micInit = { name: `videos/${videoId}/raw/mic_default.init.mp4`, bytes: init("mic").length }
+  await bucket.putObject(videoInit.name, init("video+mic"))
+  await bucket.putObject(displayInit.name, init("display"))
+  await bucket.putObject(micInit.name, init("mic"))
+  const raw: ManifestFile[] = [
+    {
+      file: "raw/display_1.mp4",
+      contentType: "video/mp4",
+      init: displayInit,
+      parts: [
+        part("video0", { moofs: 2, track: 1, base: 0, duration: 1024, seq: 1 }),
+        part("video1", { moofs: 1, track: 1, base: 1024, duration: 512, seq: 3 }),
+      ],
+    },
+    {
+      file: "raw/mic_default.m4a",
+      contentType: "audio/mp4",
+      init: micInit,
+      parts: [part("mic0", { moofs: 2, track: 1, base: 0, duration: 2048, seq: 1 })],
+    },
+  ]
+  const metadata = metadataOf(videoId)
+  const manifest: Manifest = {
+    v: 1,
+    metadata,
+    video: {
+      file: "video.mp4",
+      contentType: "video/mp4",
+      init: videoInit,
+      parts: [
+        part("video0", { moofs: 2, track: 1, base: 0, duration: 1024, seq: 1 }),
+        part("mic0", { moofs: 2, track: 2, base: 0, duration: 2048, seq: 3 }),
+        options.missingPiece === true
+          ? {
+              name: `pieces/${sessionId}/never-stored.m4s`,
+              bytes: 10,
+              moofs: 1,
+              track: 1,
+              base: 1024,
+              duration: 512,
+              seq: 5,
+            }
+          : part("video1", { moofs: 1, track: 1, base: 1024, duration: 512, seq: 5 }),
+      ],
+    },
+    segments: [
+      { duration: 2, first: 0, count: 2 },
+      { duration: 1.5, first: 2, count: 1 },
+    ],
+    raw,
+  }
+  if (options.withoutAssetIds === true) {
+    const stored: StoredManifest = {
+      ...manifest,
+      metadata: { ...metadata, channels: metadata.channels.map(({ asset_id: _, ...rest }) => rest) },
+    }
+    await bucket.putJson(manifestName(videoId), stored)
+  } else {
+    for (const a of metadata.channels)
+      await bucket.putJson(assetIndexName(a.asset_id), { asset_id: a.asset_id, video_id: videoId })
+    await bucket.putJson(manifestName(videoId), manifest)
+  }
+  return { videoId, metadata }
+}
+
+const opened = async (videoId: string, file: string, range?: { start: number; end?: number }) => {
+  const found = await exports.open(videoId, file, range)
+  if (found === undefined) throw new Error(`${file} is not served`)
+  return found
+}
+
+const streamed = async (file: ExportFile) => {
+  const chunks: Uint8Array[] = []
+  for await (const chunk of file.body) chunks.push(chunk)
+  return concat(chunks)
+}
+
+/** A file's whole body as a plain Uint8Array (`bytes()` gives a Buffer), to compare bytes. */
+const bytesOf = async (file: ExportFile) => new Uint8Array(await file.bytes())
+
+describe("ExportStore", () => {
+  it("reads the exports bucket", () => {
+    expect(exports.bucket).toBe("capture_exports")
+  })
+
+  it("answers an export's metadata and the files it serves", async () => {
+    const { videoId, metadata } = await storeExport()
+    expect(await exports.get(videoId)).toEqual(metadata)
+    expect(await exports.files(videoId)).toEqual([
+      "export.json",
+      "index.m3u8",
+      "init.mp4",
+      "video.mp4",
+      "seg/0.m4s",
+      "seg/1.m4s",
+      "raw/display_1.mp4",
+      "raw/mic_default.m4a",
+    ])
+    const json = await opened(videoId, "export.json")
+    expect(json.contentType).toBe("application/json")
+    expect(JSON.parse(new TextDecoder().decode(await json.bytes()))).toEqual(metadata)
+  })
+
+  it("writes the HLS playlist from the manifest's segments", async () => {
+    const { videoId } = await storeExport()
+    const playlist = await opened(videoId, "index.m3u8")
+    expect(playlist.contentType).toBe("application/vnd.apple.mpegurl")
+    expect(new TextDecoder().decode(await playlist.bytes())).toBe(
+      [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        "#EXT-X-TARGETDURATION:2",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        '#EXT-X-MAP:URI="init.mp4"',
+        "#EXTINF:2.000000,",
+        "seg/0.m4s",
+        "#EXTINF:1.500000,",
+        "seg/1.m4s",
+        "#EXT-X-ENDLIST",
+        "",
+      ].join("\n"),
+    )
+  })
+
+  it("assembles video.mp4 from its init and the stored pieces, each stamped for its place", async () => {
+    const { videoId } = await storeExport()
+    const video = await opened(videoId, "video.mp4")
+    const whole = await bytesOf(video)
+    const head = init("video+mic")
+    expect(video.contentType).toBe("video/mp4")
+    expect([video.size, video.start, video.end]).toEqual([whole.length, 0, whole.length - 1])
+    expect(whole.subarray(0, head.length)).toEqual(head)
+    expect(fragmentsOf(whole.subarray(head.length))).toEqual([
+      { sequence: 1, track: 1, time: 0, data: "v0a" },
+      { sequence: 2, track: 1, time: 512, data: "v0b" },
+      { sequence: 3, track: 2, time: 0, data: "m0a" },
+      { sequence: 4, track: 2, time: 1024, data: "m0b" },
+      { sequence: 5, track: 1, time: 1024, data: "v1a" },
+    ])
+    expect(await streamed(await opened(videoId, "video.mp4"))).toEqual(whole)
+    // The stored pieces are left as the muxer made them.
+    expect(await bucket.getObject(pieces.video1.name)).toEqual(pieces.video1.data)
+  })
+
+  it("serves HLS segments that are runs of the same parts, so init + segments is the MP4", async () => {
+    const { videoId } = await storeExport()
+    const parts = await Promise.all(
+      ["init.mp4", "seg/0.m4s", "seg/1.m4s"].map(async (f) => bytesOf(await opened(videoId, f))),
+    )
+    expect(concat(parts)).toEqual(await bytesOf(await opened(videoId, "video.mp4")))
+    expect((await opened(videoId, "seg/1.m4s")).contentType).toBe("video/iso.segment")
+    expect(fragmentsOf(parts[2] as Uint8Array)).toEqual([{ sequence: 5, track: 1, time: 1024, data: "v1a" }])
+  })
+
+  it("serves each raw asset from its own init and parts, on track 1", async () => {
+    const { videoId } = await storeExport()
+    const mic = await opened(videoId, "raw/mic_default.m4a")
+    expect(mic.contentType).toBe("audio/mp4")
+    const bytes = await mic.bytes()
+    expect(fragmentsOf(bytes.subarray(init("mic").length))).toEqual([
+      { sequence: 1, track: 1, time: 0, data: "m0a" },
+      { sequence: 2, track: 1, time: 1024, data: "m0b" },
+    ])
+    const display = await (await opened(videoId, "raw/display_1.mp4")).bytes()
+    expect(fragmentsOf(display.subarray(init("display").length)).map((f) => [f.sequence, f.time])).toEqual([
+      [1, 0],
+      [2, 512],
+      [3, 1024],
+    ])
+  })
+
+  it("serves byte ranges across parts, clamps the end, and refuses a start past the end", async () => {
+    const { videoId } = await storeExport()
+    const whole = await bytesOf(await opened(videoId, "video.mp4"))
+    for (const [start, end] of [
+      [0, 0],
+      [10, 60],
+      [40, whole.length - 5],
+      [whole.length - 1, whole.length - 1],
+    ] as const) {
+      const ranged = await opened(videoId, "video.mp4", { start, end })
+      expect([ranged.size, ranged.start, ranged.end]).toEqual([whole.length, start, end])
+      expect(await streamed(ranged)).toEqual(whole.subarray(start, end + 1))
+    }
+    const open = await opened(videoId, "video.mp4", { start: 100, end: whole.length + 1_000 })
+    expect([open.start, open.end]).toEqual([100, whole.length - 1])
+    expect(await bytesOf(open)).toEqual(whole.subarray(100))
+    await expect(exports.open(videoId, "video.mp4", { start: whole.length })).rejects.toBeInstanceOf(
+      RangeNotSatisfiable,
+    )
+    await expect(exports.open(videoId, "video.mp4", { start: 50, end: 10 })).rejects.toMatchObject({
+      _tag: "RangeNotSatisfiable",
+      size: whole.length,
+    })
+    const json = await opened(videoId, "export.json", { start: 0, end: 0 })
+    expect(new TextDecoder().decode(await json.bytes())).toBe("{")
+  })
+
+  it("finds a raw asset by its id, with its export", async () => {
+    const { videoId, metadata } = await storeExport()
+    for (const expected of metadata.channels) {
+      const found = await exports.asset(expected.asset_id)
+      expect(found?.asset).toEqual(expected)
+      expect(found?.metadata.video_id).toBe(videoId)
+    }
+    expect(await exports.asset(rawAssetId(videoId, "camera:x", "video"))).toBeUndefined()
+    expect(await exports.asset(videoId)).toBeUndefined()
+    expect(await exports.asset("rts-1")).toBeUndefined()
+    expect(await exports.asset("a-../../x")).toBeUndefined()
+  })
+
+  it("gives an export stored before raw assets had ids the ids derived from its video id", async () => {
+    const { videoId } = await storeExport({ withoutAssetIds: true })
+    const channels = (await exports.get(videoId))?.channels ?? []
+    expect(channels.map((c) => c.asset_id)).toEqual([
+      rawAssetId(videoId, "display:1", "video"),
+      rawAssetId(videoId, "mic:default", "audio"),
+    ] as AssetId[])
+  })
+
+  it("answers nothing for an unknown export, file or id that is not an export's", async () => {
+    const { videoId } = await storeExport()
+    expect(await exports.get(newVideoId())).toBeUndefined()
+    expect(await exports.files(newVideoId())).toBeUndefined()
+    expect(await exports.open(newVideoId(), "video.mp4")).toBeUndefined()
+    expect(await exports.get("../videos")).toBeUndefined()
+    expect(await exports.open(videoId, "seg/99.m4s")).toBeUndefined()
+    expect(await exports.open(videoId, "../manifest.json")).toBeUndefined()
+    expect(await exports.open(videoId, "raw/camera_x.mp4")).toBeUndefined()
+  })
+
+  it("fails the body, not the answer, when a piece the manifest names is gone", async () => {
+    const { videoId } = await storeExport({ missingPiece: true })
+    const video = await opened(videoId, "video.mp4")
+    await expect(video.bytes()).rejects.toThrow(/export piece pieces\/.*never-stored\.m4s is missing/)
+  })
+})
