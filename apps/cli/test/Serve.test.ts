@@ -6,6 +6,7 @@ import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor
 import { getFreePort, getFreePorts, type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { ExitCode } from "../src/Exit.js"
 import { isAlive, killIfRunning, type ServeProcess, startServe, waitUntilGone } from "./cli.js"
 import { create, run, start } from "./commands.js"
 
@@ -31,9 +32,9 @@ const serve = (args: ReadonlyArray<string>, env: Record<string, string> = {}): S
 }
 
 /** Starts serve with an embedded NATS on free ports; resolves once ready, with the nats-server pid. */
-const serveEmbedded = async () => {
+const serveEmbedded = async (dataDir = tempDir()) => {
   const [httpPort, natsPort] = await getFreePorts(2)
-  const server = serve(["--port", String(httpPort), "--nats-port", String(natsPort), "--data-dir", tempDir()])
+  const server = serve(["--port", String(httpPort), "--nats-port", String(natsPort), "--data-dir", dataDir])
   const [, pid] = await server.waitFor(/embedded nats-server pid (\d+)/)
   await server.waitFor(/\[capture\] ready/)
   return { server, base: `http://127.0.0.1:${httpPort}`, natsPid: Number(pid) }
@@ -62,6 +63,33 @@ describe("capture serve with an embedded NATS", () => {
     expect(await waitUntilGone(natsPid, 2_000)).toBe(true)
     expect(server.output()).toMatch(/stopping workers[\s\S]*draining nats[\s\S]*embedded nats-server stopped/)
   })
+
+  it("lets one serve own a data dir: a second refuses to start, a SIGKILLed owner does not block", async () => {
+    const dataDir = tempDir()
+    const first = await serveEmbedded(dataDir)
+
+    const [httpPort, natsPort] = await getFreePorts(2)
+    const second = serve(["--port", String(httpPort), "--nats-port", String(natsPort), "--data-dir", dataDir])
+    expect(await second.exited).toEqual({ code: ExitCode.locked, signal: null })
+    expect(second.output()).toContain(
+      `capture: data dir ${dataDir} is in use by another capture serve (pid ${first.server.child.pid})`,
+    )
+    // It started nothing: no nats-server of its own on the store, no workers.
+    expect(second.output()).not.toMatch(/embedded nats-server|session runtime|nats connected/)
+
+    // The owner is untouched and still serves.
+    expect(isAlive(first.natsPid)).toBe(true)
+    const ready = await fetch(`${first.base}/readyz`)
+    expect(ready.status).toBe(200)
+
+    first.server.child.kill("SIGKILL")
+    await first.server.exited
+    expect(await waitUntilGone(first.natsPid, 5_000)).toBe(true)
+    const restarted = await serveEmbedded(dataDir)
+    expect((await fetch(`${restarted.base}/readyz`)).status).toBe(200)
+    restarted.server.child.kill("SIGTERM")
+    expect((await restarted.server.exited).code).toBe(0)
+  }, 60_000)
 
   it("never leaves the embedded nats-server orphaned when serve is SIGKILLed", async () => {
     const { server, natsPid } = await serveEmbedded()

@@ -5,6 +5,7 @@
  * the embedded server. Later parts (HTTP API, webhooks, ingest, muxer) add their routes to
  * `httpRoutes` and their workers to `serve`.
  */
+import { resolve } from "node:path"
 import { resolveFfmpegTools } from "@capture/binaries"
 import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "@capture/gateway"
 import { MediaStore } from "@capture/media"
@@ -13,8 +14,9 @@ import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
-import { describe, unavailable } from "../Exit.js"
+import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
 import { log, logEffect } from "../Log.js"
+import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
 import { createHoldingServer } from "./HoldingServer.js"
@@ -87,6 +89,15 @@ export const serve = (options: ServeOptions) =>
     Effect.gen(function* () {
       let servers = options.natsServers
       if (servers.length === 0) {
+        // Before anything else: a second embedded nats-server on the same store would corrupt it.
+        yield* dataDirLock(options.dataDir).pipe(
+          Effect.mapError((error) =>
+            error._tag === "DataDirInUse"
+              ? new CommandError({ message: error.message, exitCode: ExitCode.locked })
+              : unavailable(error.message),
+          ),
+        )
+        log(`data dir ${resolve(options.dataDir)} locked (${LOCK_FILE})`)
         const embedded = yield* embeddedNats({ dataDir: options.dataDir, port: options.natsPort }).pipe(
           Effect.mapError((error) => unavailable(error.message)),
         )
