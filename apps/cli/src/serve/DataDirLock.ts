@@ -89,8 +89,14 @@ const flockNonBlocking = (flock: string, fd: number): Promise<boolean> =>
     })
   })
 
-/** The flock(1) lock; resolves with its release. */
-const lockWithFlock = async (flock: string, dataDir: string): Promise<() => void> => {
+/** A lock held: `fd` is the locked file where a child can share the lock by inheriting it. */
+export interface DataDirLock {
+  readonly fd: number | undefined
+  readonly release: () => void
+}
+
+/** The flock(1) lock. */
+const lockWithFlock = async (flock: string, dataDir: string): Promise<DataDirLock> => {
   const path = resolve(dataDir, LOCK_FILE)
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644)
   let locked = false
@@ -102,19 +108,22 @@ const lockWithFlock = async (flock: string, dataDir: string): Promise<() => void
   if (!locked) throw inUse(dataDir, pidIn(path))
   ftruncateSync(fd, 0)
   writeSync(fd, `${process.pid}\n`, 0)
-  return () => closeSync(fd)
+  return { fd, release: () => closeSync(fd) }
 }
 
-/** The pid-file stand-in; resolves with its release. */
-const lockWithPidFile = (dataDir: string): (() => void) => {
+/** The pid-file stand-in. */
+const lockWithPidFile = (dataDir: string): DataDirLock => {
   const path = resolve(dataDir, PID_FILE)
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openSync(path, "wx", 0o644)
       writeSync(fd, `${process.pid}\n`)
       closeSync(fd)
-      return () => {
-        if (pidIn(path) === process.pid) rmSync(path, { force: true })
+      return {
+        fd: undefined,
+        release: () => {
+          if (pidIn(path) === process.pid) rmSync(path, { force: true })
+        },
       }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
@@ -134,7 +143,7 @@ const lockWithPidFile = (dataDir: string): (() => void) => {
 export const dataDirLock = (
   dataDir: string,
   flock: string | null = findOnPath("flock") ?? null,
-): Effect.Effect<void, DataDirInUse | DataDirLockError, Scope.Scope> =>
+): Effect.Effect<DataDirLock, DataDirInUse | DataDirLockError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
@@ -148,5 +157,5 @@ export const dataDirLock = (
               message: `cannot lock data dir ${dataDir}: ${error instanceof Error ? error.message : String(error)}`,
             }),
     }),
-    (release) => Effect.sync(release),
-  ).pipe(Effect.asVoid)
+    (lock) => Effect.sync(lock.release),
+  )
