@@ -100,6 +100,8 @@ const routes: ReadonlyArray<readonly [method: string, template: string, field: s
   ["POST", "/collection/default/capture/session/{x}/export", "session_id"],
   ["GET", "/capture/session/{x}", "session_id"],
   ["POST", "/capture/session/{x}/stop", "session_id"],
+  ["POST", "/capture/session/{x}/pause", "session_id"],
+  ["POST", "/capture/session/{x}/resume", "session_id"],
   ["GET", "/capture/session/{x}/webhooks", "session_id"],
   ["PUT", "/capture/session/{x}/channels/display%3A1/segments/0", "session_id"],
   ["PUT", "/capture/session/SESSION/channels/{x}/segments/0", "channel_id"],
