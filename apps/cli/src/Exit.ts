@@ -13,6 +13,8 @@ export const ExitCode = {
   usage: 2,
   /** NATS (or another dependency) unreachable or misbehaving. */
   unavailable: 3,
+  /** `serve`: another running `capture serve` owns the data dir. */
+  locked: 4,
 } as const
 
 /** A command failed for a reason its message explains; exits with `exitCode`. */

@@ -58,12 +58,20 @@ export interface CliProcess {
 /** A running `capture serve`. */
 export type ServeProcess = CliProcess
 
-/** Starts `capture <args>` and keeps its output. */
-export const startCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): CliProcess => {
+/**
+ * Starts `capture <args>` and keeps its output. `ownGroup`: in a process group of its own (as a
+ * shell or a supervisor starts it), so a test can signal the whole group with `kill(-pid)`.
+ */
+export const startCli = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {},
+  options: { readonly ownGroup?: boolean } = {},
+): CliProcess => {
   requireBuild()
   const child = spawn(process.execPath, [MAIN, ...args], {
     env: childEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.ownGroup === true,
   })
   const name = args[0] ?? "capture"
   let output = ""
@@ -107,8 +115,11 @@ export const startCli = (args: ReadonlyArray<string>, env: Record<string, string
 }
 
 /** Starts `capture serve <args>`. */
-export const startServe = (args: ReadonlyArray<string>, env: Record<string, string> = {}): ServeProcess =>
-  startCli(["serve", ...args], env)
+export const startServe = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {},
+  options: { readonly ownGroup?: boolean } = {},
+): ServeProcess => startCli(["serve", ...args], env, options)
 
 /** True while `pid` is a live process (a zombie, dead but not yet reaped, counts as gone). */
 export const isAlive = (pid: number): boolean => {

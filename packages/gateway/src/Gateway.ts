@@ -21,7 +21,12 @@ import { exportRoutes } from "./exports/ExportRoutes.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
-import { type CallbackUrlPolicy, checkCallbackUrl, parseAllowList } from "./webhooks/CallbackUrlPolicy.js"
+import {
+  type CallbackUrlPolicy,
+  checkCallbackUrl,
+  parseAllowList,
+  type ResolvedAddress,
+} from "./webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
 import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
 import { boundedWebSocketClass, type WebSocketLimits } from "./websocket/BoundedWebSocket.js"
@@ -31,6 +36,8 @@ import { webSocketRoute } from "./websocket/WebSocketRoute.js"
 export interface GatewayOptions extends GatewayConfig {
   /** Hosts or CIDRs a callback URL may point at even though they are private (`CAPTURE_WEBHOOK_ALLOW_HOSTS`). */
   readonly webhookAllowHosts: string
+  /** How callback URL hosts are resolved (default: the system resolver); tests answer without DNS. */
+  readonly webhookResolve?: ((hostname: string) => Promise<ReadonlyArray<ResolvedAddress>>) | undefined
   /** Delays between webhook attempts, in ms; undefined: the default schedule. */
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
@@ -83,7 +90,10 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
 
   const allowList = parseAllowList(options.webhookAllowHosts)
   if (Result.isFailure(allowList)) throw new Error(allowList.failure.message)
-  const policy: CallbackUrlPolicy = allowList.success
+  const policy: CallbackUrlPolicy = {
+    ...allowList.success,
+    ...(options.webhookResolve === undefined ? {} : { resolve: options.webhookResolve }),
+  }
   const deliveryLog = await DeliveryLog.open(runtime.topology)
   const dispatcher = await WebhookDispatcher.start(nc, runtime, {
     secretsFor: (accountId) => accounts.webhookSecrets(accountId),

@@ -9,8 +9,12 @@
  * (util-linux, on every Debian): setpriv sets the kernel's parent-death signal and execs the server, so
  * the child's pid is the server's. Elsewhere a tiny detached watchdog (`node -e`) polls the parent and
  * kills the server once the parent is gone.
+ *
+ * Short of that, it stops only when its owner says so: it runs in a process group of its own, so a
+ * signal to the owner's group (Ctrl-C in a terminal, a supervisor's SIGTERM to the group) reaches
+ * the owner alone, which stops its clients while the server is still there, and then the server.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process"
 import { findOnPath, isExecutable } from "@capture/binaries"
 
 const READY_LINE = "Server is ready"
@@ -48,15 +52,19 @@ setInterval(() => {
 
 let setprivPath: string | null | undefined
 
-/** Spawns `bin` so that it dies with this process (see the module comment). */
-const spawnTiedToParent = (bin: string, args: ReadonlyArray<string>): ChildProcess => {
+/**
+ * Spawns `bin` in a process group of its own, so that it dies with this process but not with its
+ * group (see the module comment). `inheritedFds` become the child's fds 3, 4, ….
+ */
+const spawnTiedToParent = (
+  bin: string,
+  args: ReadonlyArray<string>,
+  inheritedFds: ReadonlyArray<number>,
+): ChildProcess => {
+  const options: SpawnOptions = { stdio: ["ignore", "pipe", "pipe", ...inheritedFds], detached: true }
   setprivPath ??= process.platform === "linux" ? (findOnPath("setpriv") ?? null) : null
-  if (setprivPath !== null) {
-    return spawn(setprivPath, ["--pdeathsig", "KILL", "--", bin, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-  }
-  const child = spawn(bin, [...args], { stdio: ["ignore", "pipe", "pipe"] })
+  if (setprivPath !== null) return spawn(setprivPath, ["--pdeathsig", "KILL", "--", bin, ...args], options)
+  const child = spawn(bin, [...args], options)
   if (child.pid !== undefined) {
     spawn(process.execPath, ["-e", WATCHDOG, String(process.pid), String(child.pid)], {
       detached: true,
@@ -73,6 +81,11 @@ export interface NatsServerProcessOptions {
   readonly args: ReadonlyArray<string>
   /** Called with each line the server logs. */
   readonly onLine?: (line: string) => void
+  /**
+   * Open files the server holds for as long as it runs (fds 3, 4, … in the server), e.g. the lock of
+   * its store, so that the lock outlives its owner until the server, too, is gone.
+   */
+  readonly inheritedFds?: ReadonlyArray<number>
   /** Called once the child is spawned; the returned function runs when it exits (e.g. to unregister cleanup). */
   readonly onSpawn?: (child: ChildProcess) => () => void
   /** Called when the server exits without `stop()` having been asked. */
@@ -114,7 +127,7 @@ export class NatsServerProcess {
     const { bin, args, name } = this.options
     this.logTail = []
     this.stopping = false
-    const child = spawnTiedToParent(bin, args)
+    const child = spawnTiedToParent(bin, args, this.options.inheritedFds ?? [])
     this.child = child
     const afterExit = this.options.onSpawn?.(child)
     let exitDescription = ""

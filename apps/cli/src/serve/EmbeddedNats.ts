@@ -1,7 +1,8 @@
 /**
  * The embedded NATS server: a `nats-server` child process with JetStream, listening on 127.0.0.1,
- * storing under `<data-dir>/nats`, started with `serve` and stopped with it. The process itself (finding
- * the binary, dying with `serve` even on SIGKILL, readiness, clean stop) is @capture/nats-server's.
+ * storing under `<data-dir>/nats`, started with `serve` and stopped with it, last, once every client of
+ * it has stopped. The process itself (finding the binary, dying with `serve` even on SIGKILL but not
+ * with its process group, readiness, clean stop) is @capture/nats-server's.
  */
 import { mkdirSync } from "node:fs"
 import { createServer } from "node:net"
@@ -29,6 +30,8 @@ export interface EmbeddedNatsOptions {
   readonly dataDir: string
   /** A port asked for explicitly must be free; the default port falls back to a free one. */
   readonly port: number | undefined
+  /** The data dir's locked file: the server holds it too, so the lock lasts until it is gone. */
+  readonly lockFd: number | undefined
 }
 
 /** Resolves with the port once bound and released, or rejects when it is taken. */
@@ -77,6 +80,7 @@ const start = async (
     bin,
     args: ["-js", "-sd", storeDir, "-a", LOOPBACK, "-p", String(port), "-n", "capture-embedded"],
     stopGraceMs: STOP_GRACE_MS,
+    inheritedFds: options.lockFd === undefined ? [] : [options.lockFd],
     // After start-up only trouble is worth relaying; the server's own log is verbose.
     onLine: (line) => {
       if (/\[(ERR|WRN|FTL)\]/.test(line)) log(`nats-server: ${line.replace(/^\[\d+\]\s*/, "")}`)

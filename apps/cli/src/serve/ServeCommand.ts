@@ -38,6 +38,11 @@ export const serveCommand = Command.make(
       "24h",
       "How long a created session may wait to be started before it fails (expired)",
     ),
+    shutdownTimeout: durationFlag(
+      "shutdown-timeout",
+      "10s",
+      "On SIGTERM, how long each part (muxer, gateway, workers, NATS drain) may take to stop before serve goes on",
+    ),
     publicUrl: Flag.String("public-url").pipe(
       Flag.withDescription(
         "Where URLs handed to clients start, e.g. https://capture.example.com (default: $CAPTURE_PUBLIC_URL, else the listen address)",
@@ -72,6 +77,7 @@ export const serveCommand = Command.make(
         stopTimeoutMs: flags.stopTimeout,
         expireTimeoutMs: flags.expireTimeout,
         silenceTimeoutMs: silenceTimeoutFromEnv(),
+        shutdownTimeoutMs: flags.shutdownTimeout,
         replicas: flags.replicas,
         natsServers: parseServers(process.env.NATS_URL ?? ""),
         natsPort: Option.getOrUndefined(flags.natsPort),

@@ -1,10 +1,10 @@
 /**
  * The server's NATS connection: to the embedded server, or to `NATS_URL`. It reconnects forever
  * (the server outlives NATS restarts) and is drained on shutdown, so in-flight publishes and acks
- * reach the server before the process exits.
+ * reach the server before the process exits; a drain that cannot finish (NATS gone) is cut short.
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { Data, Effect, type Scope } from "effect"
+import { Data, Effect, Option, type Scope } from "effect"
 import { describe } from "../Exit.js"
 import { log } from "../Log.js"
 
@@ -19,9 +19,10 @@ export interface ServeNats {
   readonly connected: () => boolean
 }
 
-/** Connects for the enclosing scope; drains when it closes. */
+/** Connects for the enclosing scope; drains when it closes, closing instead after `drainTimeoutMs`. */
 export const serveNats = (
   servers: ReadonlyArray<string>,
+  drainTimeoutMs: number,
 ): Effect.Effect<ServeNats, NatsConnectError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
@@ -55,7 +56,16 @@ export const serveNats = (
     ({ nc }) =>
       Effect.gen(function* () {
         log("draining nats connection")
-        yield* Effect.promise(() => nc.drain().catch(() => nc.close()))
+        const drained = yield* Effect.promise(() =>
+          nc.drain().then(
+            () => true,
+            () => false,
+          ),
+        ).pipe(Effect.timeoutOption(drainTimeoutMs))
+        if (!Option.getOrElse(drained, () => false)) {
+          log(`nats connection did not drain within ${drainTimeoutMs} ms; closing it`)
+          yield* Effect.promise(() => nc.close()).pipe(Effect.timeoutOption(1_000))
+        }
         log("nats connection closed")
       }),
   )

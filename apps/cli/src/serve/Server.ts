@@ -4,17 +4,23 @@
  * reverse, so shutdown stops accepting HTTP first, then the workers, then drains NATS, then stops
  * the embedded server. Later parts (HTTP API, webhooks, ingest, muxer) add their routes to
  * `httpRoutes` and their workers to `serve`.
+ *
+ * Shutdown is bounded: each part gets `shutdownTimeoutMs` to stop (say NATS is gone and a worker
+ * waits on it); one still stopping then is left behind, logged, and ends with the process. What it
+ * held unacknowledged is redelivered to another instance.
  */
+import { resolve } from "node:path"
 import { resolveFfmpegTools } from "@capture/binaries"
 import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "@capture/gateway"
 import { MediaStore } from "@capture/media"
 import { Muxer } from "@capture/muxer"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option, Result } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
-import { describe, unavailable } from "../Exit.js"
+import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
 import { log, logEffect } from "../Log.js"
+import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
 import { createHoldingServer } from "./HoldingServer.js"
@@ -35,6 +41,8 @@ export interface ServeOptions {
   readonly expireTimeoutMs: number
   /** An active session with no segment for this long is stopped (`recorder_silent`). */
   readonly silenceTimeoutMs: number
+  /** How long each part may take to stop on shutdown. */
+  readonly shutdownTimeoutMs: number
   readonly replicas: number
   /** External NATS servers (`NATS_URL`); empty: run the embedded server. */
   readonly natsServers: ReadonlyArray<string>
@@ -73,6 +81,20 @@ const keptAliveServer = () => {
   return server
 }
 
+/** Stops one part within `ms`, logging the start and the outcome; never fails. */
+const stopWithin = (ms: number, part: string, stop: () => Promise<void>) =>
+  Effect.gen(function* () {
+    yield* logEffect(`stopping ${part}`)
+    const outcome = yield* Effect.tryPromise({ try: stop, catch: (error) => error }).pipe(
+      Effect.timeoutOption(ms),
+      Effect.result,
+    )
+    if (Result.isFailure(outcome)) yield* logEffect(`${part} failed to stop: ${describe(outcome.failure)}`)
+    else if (Option.isNone(outcome.success))
+      yield* logEffect(`${part} still stopping after ${ms} ms; going on`)
+    else yield* logEffect(`${part} stopped`)
+  })
+
 /** Every HTTP route of the server. */
 const httpRoutes = (context: ServerContext) =>
   Layer.mergeAll(
@@ -87,13 +109,26 @@ export const serve = (options: ServeOptions) =>
     Effect.gen(function* () {
       let servers = options.natsServers
       if (servers.length === 0) {
-        const embedded = yield* embeddedNats({ dataDir: options.dataDir, port: options.natsPort }).pipe(
-          Effect.mapError((error) => unavailable(error.message)),
+        // Before anything else: a second embedded nats-server on the same store would corrupt it.
+        const lock = yield* dataDirLock(options.dataDir).pipe(
+          Effect.mapError((error) =>
+            error._tag === "DataDirInUse"
+              ? new CommandError({ message: error.message, exitCode: ExitCode.locked })
+              : unavailable(error.message),
+          ),
         )
+        log(`data dir ${resolve(options.dataDir)} locked (${LOCK_FILE})`)
+        const embedded = yield* embeddedNats({
+          dataDir: options.dataDir,
+          port: options.natsPort,
+          lockFd: lock.fd,
+        }).pipe(Effect.mapError((error) => unavailable(error.message)))
         log(`embedded nats-server pid ${embedded.pid} at ${embedded.url} (store ${embedded.storeDir})`)
         servers = [embedded.url]
       }
-      const nats = yield* serveNats(servers).pipe(Effect.mapError((error) => unavailable(error.message)))
+      const nats = yield* serveNats(servers, options.shutdownTimeoutMs).pipe(
+        Effect.mapError((error) => unavailable(error.message)),
+      )
       log(`nats connected: ${servers.join(",")}`)
 
       const runtime = yield* Effect.acquireRelease(
@@ -115,12 +150,7 @@ export const serve = (options: ServeOptions) =>
             }),
           catch: (error) => unavailable(`cannot start the session runtime: ${describe(error)}`),
         }),
-        (runtime) =>
-          Effect.gen(function* () {
-            yield* logEffect("stopping workers")
-            yield* Effect.promise(() => runtime.stop())
-            yield* logEffect("workers stopped")
-          }),
+        (runtime) => stopWithin(options.shutdownTimeoutMs, "workers", () => runtime.stop()),
       )
       log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
 
@@ -134,7 +164,7 @@ export const serve = (options: ServeOptions) =>
               startGateway(runtime, { ...options.gateway, publicUrl, log: (message) => log(message) }),
             catch: (error) => unavailable(`cannot start the gateway: ${describe(error)}`),
           }),
-          (started) => Effect.promise(() => started.stop()),
+          (started) => stopWithin(options.shutdownTimeoutMs, "gateway", () => started.stop()),
         )
         if (gateway.firstApiKey !== undefined) {
           // Shown once: only its hash is stored.
@@ -160,7 +190,7 @@ export const serve = (options: ServeOptions) =>
               }),
             catch: (error) => unavailable(`cannot start the muxer: ${describe(error)}`),
           }),
-          (started) => Effect.promise(() => started.stop()),
+          (started) => stopWithin(options.shutdownTimeoutMs, "muxer", () => started.stop()),
         )
         log(`muxer started (ffmpeg ${tools.ffmpeg})`)
         void muxer

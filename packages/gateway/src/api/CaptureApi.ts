@@ -5,6 +5,7 @@
  */
 import {
   CaptureSession,
+  CollectionId,
   CollectionView,
   CreateSessionRequest,
   CreateTokenRequest,
@@ -12,6 +13,7 @@ import {
   ExportView,
   ListSessionsQuery,
   PauseRequest,
+  SessionId,
   SessionList,
   StartSessionRequest,
   StartSessionView,
@@ -59,9 +61,11 @@ export class RequestDecoding extends HttpApiMiddleware.Service<RequestDecoding>(
   error: [BadRequest, PayloadTooLarge, UnsupportedMediaType],
 }) {}
 
-const CollectionParams = { collection_id: Schema.String }
-const SessionParams = { session_id: Schema.String }
-const CollectionSessionParams = { collection_id: Schema.String, session_id: Schema.String }
+// Path ids become KV keys and subjects: decoded by their patterns, so `..`, `*`, `>` or a NUL is
+// a 400 naming the field before any handler runs.
+const CollectionParams = { collection_id: CollectionId }
+const SessionParams = { session_id: SessionId }
+const CollectionSessionParams = { collection_id: CollectionId, session_id: SessionId }
 
 export class CollectionsGroup extends HttpApiGroup.make("collections")
   .add(

@@ -3,10 +3,13 @@
  * Refusals that happen before an API handler runs (unknown path, unsupported content type, an
  * oversized body) come out of the HTTP layer as bare responses or defects; this global middleware
  * rewrites them. A defect that is not the client's doing is logged and answered 500.
+ *
+ * A 5xx is never the client's doing, and its message may name internals (account ids, KV keys,
+ * subjects): the client gets a stable message for its error code, the log gets the original.
  */
 import { captureError, type ErrorCode, failureOf, httpStatusOf } from "@capture/protocol"
 import { Cause, Effect } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 
 const codeForStatus = (status: number): ErrorCode => {
   switch (status) {
@@ -47,6 +50,49 @@ const isBodyTooLarge = (defect: unknown): boolean => {
   return false
 }
 
+/** What a client is told for a 5xx, by error code: nothing about what failed inside. */
+const STABLE_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  unavailable: "the service cannot reach its storage right now; retry the request",
+  concurrency_conflict: "the session changed concurrently; retry the request",
+  internal_error: "internal error",
+}
+
+/** The code and message of a failure envelope, if `response` carries one. */
+const failureIn = (
+  response: HttpServerResponse.HttpServerResponse,
+): { readonly code: ErrorCode; readonly message: string } | undefined => {
+  if (response.body._tag !== "Uint8Array") return undefined
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(response.body.body)) as {
+      error_code?: unknown
+      message?: unknown
+    }
+    return typeof parsed.error_code === "string"
+      ? { code: parsed.error_code as ErrorCode, message: String(parsed.message) }
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A 5xx failure envelope with the stable message of its code; the original message is logged with
+ * the request. Other 5xx bodies are ours to shape (say `/readyz`'s reason) and pass through.
+ */
+const withoutInternals = (response: HttpServerResponse.HttpServerResponse, log: (message: string) => void) =>
+  Effect.gen(function* () {
+    const failure = failureIn(response)
+    if (failure === undefined) return response
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const code = failure.code in STABLE_MESSAGES ? failure.code : codeForStatus(response.status)
+    const stable = STABLE_MESSAGES[code] ?? "internal error"
+    // A defect was logged with its cause already.
+    if (failure.message !== stable) {
+      log(`${request.method} ${request.url} → ${response.status}: ${failure.message}`)
+    }
+    return envelope(code, stable, undefined, response.status)
+  })
+
 const isJson = (response: HttpServerResponse.HttpServerResponse): boolean =>
   /json/.test(response.headers["content-type"] ?? "") ||
   (response.body._tag === "Uint8Array" && /json/.test(response.body.contentType))
@@ -68,6 +114,9 @@ export const responseEnvelope = (log: (message: string) => void) =>
           log(`internal error: ${Cause.pretty(cause)}`)
           return Effect.succeed(envelope("internal_error", "internal error"))
         }),
+        Effect.flatMap((response) =>
+          response.status >= 500 ? withoutInternals(response, log) : Effect.succeed(response),
+        ),
         Effect.map((response) => {
           if (response.status < 400 || isJson(response)) return response
           const code = codeForStatus(response.status)

@@ -111,7 +111,8 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
       if (Result.isFailure(principal)) return yield* refuse(principal.failure)
 
       const sessionId = params.session_id ?? ""
-      const channelId = decodeURIComponent(params.channel_id ?? "")
+      // The router has decoded it already; decoding again would turn %25 into % (or throw on it).
+      const channelId = params.channel_id ?? ""
       const indexText = params.index ?? ""
       if (!/^\d{1,8}$/.test(indexText) || Number(indexText) > MAX_INDEX) {
         return yield* refuse(

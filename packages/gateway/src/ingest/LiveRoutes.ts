@@ -64,7 +64,8 @@ export const liveRoutes = (services: GatewayServicesShape, media: MediaStore, si
       const params = yield* HttpRouter.params
       const url = new URL(request.url, "http://localhost")
       const sessionId = params.session_id ?? ""
-      const channelId = decodeURIComponent(params.channel_id ?? "")
+      // The router has decoded it already; decoding again would turn %25 into % (or throw on it).
+      const channelId = params.channel_id ?? ""
       const file = params.file ?? ""
       const base = livePath(sessionId, channelId)
       // The playlist's signature covers the channel: its segment URLs are signed for the same base.

@@ -1,7 +1,9 @@
 /**
  * Which `callback_url`s webhooks may be sent to. Only http(s), and by default never a host that
  * resolves to an address inside the deployment's reach (loopback, private, link-local, CGNAT,
- * multicast, unspecified, reserved): a webhook must not become a way to probe internal services.
+ * multicast, unspecified, documentation, benchmarking, reserved, or any address of this host's
+ * own interfaces): a webhook must not become a way to probe internal services. IPv6 spellings of
+ * an IPv4 address (mapped, IPv4-compatible, NAT64, 6to4) are judged by that address.
  * An allow list (hosts, addresses or CIDRs) lets chosen ones through, e.g. a receiver on
  * 127.0.0.1 in development.
  *
@@ -11,6 +13,7 @@
  */
 import { lookup } from "node:dns/promises"
 import { BlockList, isIP } from "node:net"
+import { networkInterfaces } from "node:os"
 import { type CaptureError, captureError } from "@capture/protocol"
 import { Data, Result } from "effect"
 
@@ -31,6 +34,8 @@ export interface CallbackUrlPolicy {
   readonly allowAddresses: BlockList
   /** Name resolution (default: the system resolver, every address). */
   readonly resolve?: (hostname: string) => Promise<ReadonlyArray<ResolvedAddress>>
+  /** This host's own addresses, refused like loopback (default: every interface's, asked each time). */
+  readonly localAddresses?: () => ReadonlyArray<string>
 }
 
 /** The class of an address webhooks are refused for by default. */
@@ -41,37 +46,117 @@ export type BlockedAddressClass =
   | "link_local"
   | "cgnat"
   | "multicast"
+  | "documentation"
+  | "benchmarking"
   | "reserved"
+  | "own_interface"
 
-const ranges: ReadonlyArray<readonly [BlockedAddressClass, string, number, "ipv4" | "ipv6"]> = [
-  ["unspecified", "0.0.0.0", 8, "ipv4"],
-  ["unspecified", "::", 128, "ipv6"],
-  ["loopback", "127.0.0.0", 8, "ipv4"],
-  ["loopback", "::1", 128, "ipv6"],
-  ["private", "10.0.0.0", 8, "ipv4"],
-  ["private", "172.16.0.0", 12, "ipv4"],
-  ["private", "192.168.0.0", 16, "ipv4"],
-  ["private", "fc00::", 7, "ipv6"],
-  ["link_local", "169.254.0.0", 16, "ipv4"],
-  ["link_local", "fe80::", 10, "ipv6"],
-  ["cgnat", "100.64.0.0", 10, "ipv4"],
-  ["multicast", "224.0.0.0", 4, "ipv4"],
-  ["multicast", "ff00::", 8, "ipv6"],
-  // 240/4 includes the broadcast address; 192.0.0/24 is IETF protocol assignments.
-  ["reserved", "240.0.0.0", 4, "ipv4"],
-  ["reserved", "192.0.0.0", 24, "ipv4"],
+const describeClass: Record<BlockedAddressClass, string> = {
+  unspecified: "an unspecified address",
+  loopback: "a loopback address",
+  private: "a private address",
+  link_local: "a link-local address",
+  cgnat: "a carrier-grade NAT address",
+  multicast: "a multicast address",
+  documentation: "a documentation address",
+  benchmarking: "a benchmarking address",
+  reserved: "a reserved address",
+  own_interface: "an address of this host",
+}
+
+/** An IPv4 address as an unsigned 32-bit number (the caller has checked it is one). */
+const ipv4Value = (address: string): number =>
+  address.split(".").reduce((value, octet) => value * 256 + Number(octet), 0)
+
+/** An IPv6 address (any spelling, zone dropped) as a 128-bit number (the caller has checked it is one). */
+const ipv6Value = (address: string): bigint => {
+  let text = address.split("%")[0] ?? ""
+  const lastColon = text.lastIndexOf(":")
+  if (text.includes(".")) {
+    const v4 = ipv4Value(text.slice(lastColon + 1))
+    text = `${text.slice(0, lastColon + 1)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`
+  }
+  const [head = "", tail] = text.split("::")
+  const left = head === "" ? [] : head.split(":")
+  const right = tail === undefined || tail === "" ? [] : tail.split(":")
+  const words = [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right]
+  return words.reduce((value, word) => (value << 16n) | BigInt(Number.parseInt(word, 16)), 0n)
+}
+
+type Class = Exclude<BlockedAddressClass, "own_interface">
+
+const ipv4Ranges: ReadonlyArray<readonly [Class, string, number]> = [
+  ["unspecified", "0.0.0.0", 8],
+  ["loopback", "127.0.0.0", 8],
+  ["private", "10.0.0.0", 8],
+  ["private", "172.16.0.0", 12],
+  ["private", "192.168.0.0", 16],
+  ["link_local", "169.254.0.0", 16],
+  ["cgnat", "100.64.0.0", 10],
+  ["multicast", "224.0.0.0", 4],
+  ["documentation", "192.0.2.0", 24],
+  ["documentation", "198.51.100.0", 24],
+  ["documentation", "203.0.113.0", 24],
+  ["benchmarking", "198.18.0.0", 15],
+  // 240/4 includes the broadcast address; 192.0.0/24 is IETF protocol assignments; 192.88.99/24
+  // the retired 6to4 relay anycast.
+  ["reserved", "240.0.0.0", 4],
+  ["reserved", "192.0.0.0", 24],
+  ["reserved", "192.88.99.0", 24],
 ]
 
-// One list per class, so a match can say why. BlockList also matches IPv4-mapped IPv6 (::ffff:a.b.c.d).
-const classLists: ReadonlyArray<readonly [BlockedAddressClass, BlockList]> = (() => {
-  const lists = new Map<BlockedAddressClass, BlockList>()
-  for (const [name, network, prefix, type] of ranges) {
-    const list = lists.get(name) ?? new BlockList()
-    list.addSubnet(network, prefix, type)
-    lists.set(name, list)
+// Checked in order: the more specific blocks inside 2001::/23 come first.
+const ipv6Ranges: ReadonlyArray<readonly [Class, string, number]> = [
+  ["unspecified", "::", 128],
+  ["loopback", "::1", 128],
+  ["private", "64:ff9b:1::", 48],
+  ["reserved", "100::", 64],
+  ["reserved", "2001::", 32],
+  ["benchmarking", "2001:2::", 48],
+  ["documentation", "2001:db8::", 32],
+  ["reserved", "2001::", 23],
+  ["documentation", "3fff::", 20],
+  ["reserved", "5f00::", 16],
+  ["private", "fc00::", 7],
+  ["link_local", "fe80::", 10],
+  // Site-local, deprecated for the unique local addresses above but still routed inside sites.
+  ["private", "fec0::", 10],
+  ["multicast", "ff00::", 8],
+]
+
+const ipv4Table = ipv4Ranges.map(([name, network, prefix]) => {
+  const shift = 32 - prefix
+  return { name, prefix: Math.floor(ipv4Value(network) / 2 ** shift), shift }
+})
+const ipv6Table = ipv6Ranges.map(([name, network, prefix]) => {
+  const shift = BigInt(128 - prefix)
+  return { name, prefix: ipv6Value(network) >> shift, shift }
+})
+
+const classifyIpv4 = (value: number): Class | undefined =>
+  ipv4Table.find(({ prefix, shift }) => Math.floor(value / 2 ** shift) === prefix)?.name
+
+/** The IPv4 address an IPv6 address carries, for the forms that route to it. */
+const embeddedIpv4 = (value: bigint): { readonly v4: number; readonly compatible: boolean } | undefined => {
+  const low32 = Number(value & 0xffffffffn)
+  if (value >> 32n === 0xffffn) return { v4: low32, compatible: false } // ::ffff:a.b.c.d, mapped
+  if (value >> 32n === 0x64ff9b0000000000000000n) return { v4: low32, compatible: false } // NAT64
+  if (value >> 112n === 0x2002n) return { v4: Number((value >> 80n) & 0xffffffffn), compatible: false } // 6to4
+  // ::a.b.c.d, IPv4-compatible (deprecated); :: and ::1 are themselves.
+  if (value >> 32n === 0n && value > 1n) return { v4: low32, compatible: true }
+  return undefined
+}
+
+const classifyIpv6 = (value: bigint): Class | undefined => {
+  const embedded = embeddedIpv4(value)
+  if (embedded !== undefined) {
+    return classifyIpv4(embedded.v4) ?? (embedded.compatible ? "reserved" : undefined)
   }
-  return [...lists]
-})()
+  const listed = ipv6Table.find(({ prefix, shift }) => value >> shift === prefix)?.name
+  if (listed !== undefined) return listed
+  // Only 2000::/3 is allocated as global unicast.
+  return value >> 125n === 1n ? undefined : "reserved"
+}
 
 const familyOf = (address: string): "ipv4" | "ipv6" | undefined => {
   const version = isIP(address)
@@ -80,14 +165,27 @@ const familyOf = (address: string): "ipv4" | "ipv6" | undefined => {
 
 /**
  * The blocked class an IP address falls in, or undefined for a public address (and for anything
- * that is not an IP address).
+ * that is not an IP address). IPv6 forms that carry an IPv4 address (mapped, IPv4-compatible,
+ * NAT64, 6to4) are judged by that address; Teredo is refused outright.
  *
  * @example classifyAddress("10.1.2.3") // "private"
+ * @example classifyAddress("64:ff9b::a9fe:a9fe") // "link_local" (NAT64 of 169.254.169.254)
  */
-export const classifyAddress = (address: string): BlockedAddressClass | undefined => {
+export const classifyAddress = (address: string): Class | undefined => {
   const family = familyOf(address)
   if (family === undefined) return undefined
-  return classLists.find(([, list]) => list.check(address, family))?.[0]
+  return family === "ipv4" ? classifyIpv4(ipv4Value(address)) : classifyIpv6(ipv6Value(address))
+}
+
+/** Every address of this host's interfaces. */
+const systemLocalAddresses = (): ReadonlyArray<string> =>
+  Object.values(networkInterfaces()).flatMap((addresses) => (addresses ?? []).map(({ address }) => address))
+
+/** One key per address whatever its spelling (`::ffff:7f00:1` and `::FFFF:127.0.0.1` agree). */
+const addressKey = (address: string): string | undefined => {
+  const family = familyOf(address)
+  if (family === undefined) return undefined
+  return family === "ipv4" ? `4:${ipv4Value(address)}` : `6:${ipv6Value(address)}`
 }
 
 /** An allow-list entry that is neither a host name, an address nor a CIDR. */
@@ -211,12 +309,13 @@ export const resolveCallbackUrl = async (
     if (addresses.length === 0) return refuse("unresolvable", `callback_url host ${host} does not resolve`)
   }
   if (!policy.allowHosts.has(host)) {
+    const own = new Set((policy.localAddresses ?? systemLocalAddresses)().map(addressKey))
     for (const { address, family } of addresses) {
-      const blocked = classifyAddress(address)
+      const blocked = own.has(addressKey(address)) ? "own_interface" : classifyAddress(address)
       if (blocked !== undefined && !policy.allowAddresses.check(address, family === 4 ? "ipv4" : "ipv6")) {
         return refuse(
           "blocked_address",
-          `callback_url host ${host} resolves to ${address}, a ${blocked.replace("_", "-")} address; ` +
+          `callback_url host ${host} resolves to ${address}, ${describeClass[blocked]}; ` +
             `add it to ${ALLOW_HOSTS_ENV} to allow it`,
         )
       }

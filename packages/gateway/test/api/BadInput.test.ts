@@ -1,15 +1,22 @@
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
+import { refuseEveryName, startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
 
 let nats: NatsServerHandle
 let api: TestGateway
 let sessionId: string
+/** Callback URL hosts the gateway asked about: refused here, never sent to DNS. */
+const askedNames = new Set<string>()
 
 beforeAll(async () => {
   nats = await startNatsServer()
-  api = await startTestGateway(nats.url)
+  api = await startTestGateway(nats.url, {
+    webhookResolve: (hostname) => {
+      askedNames.add(hostname)
+      return refuseEveryName(hostname)
+    },
+  })
   const created = await api.request("POST", "/collection/default/capture/session", {
     body: { end_user_id: "fuzz" },
   })
@@ -135,5 +142,7 @@ describe("generated malformed requests", () => {
     expect([...statuses.keys()].filter((status) => status >= 400).length).toBeGreaterThanOrEqual(4)
     const health = await api.request("GET", "/collection/default")
     expect(health.status).toBe(200)
+    // Generated callback URLs name random public hosts: refused by the test's resolver, not looked up.
+    expect(askedNames.size).toBeGreaterThan(0)
   }, 120_000)
 })

@@ -25,6 +25,14 @@ export interface TestGateway {
 
 export const TEST_API_KEY = "sk-test-gateway-key"
 
+/**
+ * Callback URL hosts in tests: every name is refused without asking DNS, so a generated URL
+ * (say fast-check's `webUrl()`) is never looked up, let alone called. Receivers use 127.0.0.1.
+ */
+export const refuseEveryName = async (hostname: string): Promise<never> => {
+  throw Object.assign(new Error(`tests resolve no names (${hostname})`), { code: "ENOTFOUND" })
+}
+
 export const startTestGateway = async (
   servers: string | ReadonlyArray<string>,
   options: Partial<GatewayOptions> & { readonly replicas?: number; readonly silenceTimeoutMs?: number } = {},
@@ -51,6 +59,7 @@ export const startTestGateway = async (
     maxSegmentBytes: 4 * 1024 * 1024,
     defaultTokenSeconds: 3600,
     webhookAllowHosts: "127.0.0.1",
+    webhookResolve: refuseEveryName,
     webSocket: { maxBufferedBytes: 256 * 1024, pingIntervalMs: 30_000 },
     seedApiKey: TEST_API_KEY,
     log: (message) => {

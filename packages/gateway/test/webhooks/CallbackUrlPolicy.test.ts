@@ -1,3 +1,4 @@
+import { networkInterfaces } from "node:os"
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import {
@@ -32,32 +33,93 @@ const refusal = async (url: string, p: CallbackUrlPolicy = defaultCallbackUrlPol
 
 describe("classifyAddress", () => {
   it.each([
+    // IPv4
     ["127.0.0.1", "loopback"],
-    ["::1", "loopback"],
-    ["::ffff:127.0.0.1", "loopback"],
+    ["127.255.255.254", "loopback"],
     ["10.1.2.3", "private"],
     ["172.16.0.1", "private"],
     ["172.31.255.255", "private"],
     ["192.168.1.1", "private"],
-    ["fd12:3456::1", "private"],
     ["169.254.169.254", "link_local"],
-    ["fe80::1", "link_local"],
     ["0.0.0.0", "unspecified"],
-    ["::", "unspecified"],
+    ["0.1.2.3", "unspecified"],
     ["100.64.0.1", "cgnat"],
+    ["100.127.255.255", "cgnat"],
     ["224.0.0.251", "multicast"],
-    ["ff02::1", "multicast"],
+    ["239.255.255.250", "multicast"],
     ["255.255.255.255", "reserved"],
+    ["240.0.0.1", "reserved"],
+    ["192.0.0.8", "reserved"],
+    ["192.88.99.1", "reserved"],
+    ["198.18.0.1", "benchmarking"],
+    ["198.19.255.255", "benchmarking"],
+    ["192.0.2.1", "documentation"],
+    ["198.51.100.7", "documentation"],
+    ["203.0.113.9", "documentation"],
+    // IPv6
+    ["::", "unspecified"],
+    ["::1", "loopback"],
+    ["0:0:0:0:0:0:0:1", "loopback"],
+    ["fc00::1", "private"],
+    ["fd12:3456::1", "private"],
+    ["fec0::1", "private"],
+    ["feff::1", "private"],
+    ["fe80::1", "link_local"],
+    ["fe80::1%eth0", "link_local"],
+    ["febf::1", "link_local"],
+    ["ff02::1", "multicast"],
+    ["ff0e::1", "multicast"],
+    ["2001:db8::1", "documentation"],
+    ["3fff::1", "documentation"],
+    ["2001:2::1", "benchmarking"],
+    ["100::1", "reserved"],
+    ["5f00::1", "reserved"],
+    ["1::1", "reserved"],
+    ["4000::1", "reserved"],
+    // Teredo tunnels to whatever the embedded (obfuscated) address says: refused outright.
+    ["2001::1", "reserved"],
+    ["2001:0:4136:e378:8000:63bf:3fff:fdd2", "reserved"],
+    // IPv4 inside IPv6: the embedded address decides.
+    ["::ffff:127.0.0.1", "loopback"],
+    ["::ffff:7f00:1", "loopback"],
+    ["::ffff:10.0.0.1", "private"],
+    ["::ffff:a9fe:a9fe", "link_local"],
+    ["::7f00:1", "loopback"],
+    ["::127.0.0.1", "loopback"],
+    ["::a9fe:a9fe", "link_local"],
+    ["::8.8.8.8", "reserved"],
+    ["64:ff9b::a9fe:a9fe", "link_local"],
+    ["64:ff9b::127.0.0.1", "loopback"],
+    ["64:ff9b::c612:1", "benchmarking"],
+    ["64:ff9b:1::1", "private"],
+    ["2002:7f00:1::", "loopback"],
+    ["2002:a9fe:a9fe::1", "link_local"],
+    ["2002:c000:0201::1", "documentation"],
   ])("%s is %s", (address, kind) => {
     expect(classifyAddress(address)).toBe(kind)
   })
 
-  it.each(["93.184.216.34", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "not-an-ip"])(
-    "%s is not blocked",
-    (address) => {
-      expect(classifyAddress(address)).toBeUndefined()
-    },
-  )
+  it.each([
+    "93.184.216.34",
+    "8.8.8.8",
+    "1.1.1.1",
+    "172.32.0.1",
+    "100.128.0.1",
+    "198.17.255.255",
+    "198.20.0.1",
+    "192.0.3.1",
+    "203.0.114.1",
+    "2606:4700::1111",
+    "2a00:1450:4001:81a::200e",
+    "::ffff:8.8.8.8",
+    "64:ff9b::8.8.8.8",
+    "64:ff9b::5db8:d822",
+    "2002:5db8:d822::1",
+    "not-an-ip",
+    "",
+  ])("%s is not blocked", (address) => {
+    expect(classifyAddress(address)).toBeUndefined()
+  })
 })
 
 describe("resolveCallbackUrl and checkCallbackUrl", () => {
@@ -80,6 +142,47 @@ describe("resolveCallbackUrl and checkCallbackUrl", () => {
     // Other spellings of 127.0.0.1 normalise to it.
     expect(await refusal("http://2130706433/")).toBe("blocked_address")
     expect(await refusal("http://0x7f.1/")).toBe("blocked_address")
+  })
+
+  it.each([
+    "http://[::7f00:1]/",
+    "http://[::127.0.0.1]/",
+    "http://[::ffff:7f00:1]/",
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+    "http://[64:ff9b::169.254.169.254]/",
+    "http://[2002:7f00:1::]/",
+    "http://[2001::1]/",
+    "http://[fec0::1]/",
+    "http://[ff02::1]/",
+    "http://198.18.0.1/",
+    "http://198.19.1.1/",
+    "http://198.51.100.1/",
+    "http://203.0.113.1/",
+    "http://192.0.2.1/",
+    "http://224.0.0.1/",
+    "http://[2001:db8::1]/",
+  ])("refuses %s", async (url) => {
+    expect(await refusal(url)).toBe("blocked_address")
+  })
+
+  it("refuses every address of this host's interfaces, literally and through a name", async () => {
+    const own = Object.values(networkInterfaces())
+      .flatMap((addresses) => addresses ?? [])
+      .map(({ address }) => address)
+    expect(own.length).toBeGreaterThan(0)
+    for (const address of own) {
+      const host = address.includes(":") ? `[${address}]` : address
+      if (address.includes("%")) continue
+      expect(await refusal(`http://${host}:8080/hook`), address).toBe("blocked_address")
+    }
+    // A public address the host owns (say on a cloud VM) is this host, too.
+    const host: CallbackUrlPolicy = { ...defaultCallbackUrlPolicy, localAddresses: () => ["93.184.216.34"] }
+    const checked = await resolveCallbackUrl("http://93.184.216.34/hook", host)
+    expect(Result.isFailure(checked) && checked.failure.message).toMatch(/an address of this host/)
+    expect(
+      await refusal("https://me.example.com/", withDns(host, { "me.example.com": ["93.184.216.34"] })),
+    ).toBe("blocked_address")
+    expect(await refusal("https://93.184.216.35/", host)).toBe("allowed")
   })
 
   it("refuses localhost (through the system resolver)", async () => {
