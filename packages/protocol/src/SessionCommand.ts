@@ -107,8 +107,11 @@ export const FailSession = command("FailSession", {
   error: FailureReason,
 })
 
-/** The durable timers a session arms. */
-export const TimerName = Schema.Literals(["start", "stop", "expire"])
+/**
+ * The durable timers a session arms. `silence` is the session reactor's own: when it comes due
+ * the reactor looks at the session's last segment (the session itself ignores it).
+ */
+export const TimerName = Schema.Literals(["start", "stop", "expire", "silence"])
 export type TimerName = typeof TimerName.Type
 
 /** A durable timer came due. Ignored when the session has moved on. */

@@ -17,7 +17,8 @@ export interface TimerEntry {
   readonly deadline: string
 }
 
-const TIMER_NAMES: ReadonlyArray<TimerName> = ["expire", "start", "stop"]
+/** The timers a session's state implies (the reactor's `silence` timer is its own business). */
+const STATE_TIMERS: ReadonlyArray<TimerName> = ["expire", "start", "stop"]
 
 const keyOf = (sessionId: string, timer: TimerName) => `${sessionId}.${timer}`
 
@@ -63,7 +64,7 @@ export class TimerStore {
     const sessionId = state.context.session_id
     if (sessionId === null) return
     const wanted = timersFor(state)
-    for (const timer of TIMER_NAMES) {
+    for (const timer of STATE_TIMERS) {
       const entry = wanted.find((w) => w.timer === timer)
       const current = await this.topology.timers.get(keyOf(sessionId, timer))
       const armed = current !== null && current.operation === "PUT" ? current.json<TimerEntry>() : undefined

@@ -7,7 +7,10 @@
  *   (checked when the stop is stored and when each final segment is, whichever comes last);
  * - an active session whose recorder has been silent (no segment, no pause or resume, and not
  *   every channel paused) for the silence timeout → `StopSession` (`recorder_silent`), finished
- *   at once since nothing more will come;
+ *   at once since nothing more will come. Each active session has a durable `silence` timer
+ *   (armed on activation, pause and resume); when it comes due the reactor looks at the
+ *   session's last segment and either stops it or sets the timer again: no scan of sessions,
+ *   no work per segment;
  * - a stopped session → its `store: false` segments dropped, and its automatic export asked for
  *   (`RequestExport` with `automatic`), which the muxer answers.
  *
@@ -29,9 +32,9 @@ import {
 import { DeliverPolicy, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
 import { Result } from "effect"
 import type { ActorHost } from "./ActorHost.js"
+import type { TimerStore } from "./DurableTimers.js"
 import { type DurableWork, startDurableWork } from "./internal/durableWork.js"
 import type { SessionState } from "./SessionMachine.js"
-import type { SessionReadModel } from "./SessionReadModel.js"
 import type { Topology } from "./Topology.js"
 
 /** The stop reason of a session whose recorder went silent. */
@@ -82,30 +85,30 @@ export const mediaReceived = (sessionId: SessionId, channelId: ChannelId): Sessi
 const decodeEvent = decodeUnknown(SessionEvent)
 const decodeRecord = decodeUnknown(MediaSegment)
 
-const RECORDING = new Set(["starting", "active", "stopping"])
-
 /** A running reactor. */
 export class SessionReactor {
   private readonly work: Array<DurableWork> = []
-  private sweepTimer: NodeJS.Timeout | undefined
-  private sweeping: Promise<unknown> = Promise.resolve()
   private readonly log: (message: string) => void
 
   private constructor(
     private readonly topology: Topology,
     private readonly host: ActorHost,
-    private readonly readModel: SessionReadModel,
+    private readonly timers: TimerStore,
     private readonly options: SessionReactorOptions,
   ) {
     this.log = options.log ?? (() => {})
   }
 
-  /** Starts both consumers and the silence sweep. */
+  /** Starts both consumers. */
   static async start(
-    runtime: { readonly topology: Topology; readonly host: ActorHost; readonly readModel: SessionReadModel },
+    runtime: {
+      readonly topology: Topology
+      readonly host: ActorHost
+      readonly timers: TimerStore
+    },
     options: SessionReactorOptions,
   ): Promise<SessionReactor> {
-    const reactor = new SessionReactor(runtime.topology, runtime.host, runtime.readModel, options)
+    const reactor = new SessionReactor(runtime.topology, runtime.host, runtime.timers, options)
     const { nc, options: topology } = runtime.topology
     const ackWaitMs = options.ackWaitMs ?? 30_000
     const parallel = options.parallel ?? 8
@@ -134,20 +137,11 @@ export class SessionReactor {
         log: reactor.log,
       }),
     )
-    const every = Math.max(100, Math.min(5_000, Math.floor(options.silenceTimeoutMs / 4)))
-    reactor.sweepTimer = setInterval(() => {
-      reactor.sweeping = reactor.sweeping.then(() =>
-        reactor.sweepSilence().catch((error) => reactor.log(`reactor: silence sweep: ${String(error)}`)),
-      )
-    }, every)
-    reactor.sweepTimer.unref()
     return reactor
   }
 
-  /** Stops the sweep and both consumers, waiting for work in progress. */
+  /** Stops both consumers, waiting for work in progress. */
   async stop(): Promise<void> {
-    clearInterval(this.sweepTimer)
-    await this.sweeping
     await Promise.all(this.work.map((w) => w.stop()))
   }
 
@@ -162,7 +156,15 @@ export class SessionReactor {
 
   private async onEvent(event: SessionEvent): Promise<void> {
     switch (event.type) {
+      case "SessionActivated":
+      case "ChannelsPaused":
+      case "ChannelsResumed":
+        // The silence clock (re)starts here; the timer decides when it comes due.
+        return this.armSilence(event.session_id, Date.parse(event.time) + this.options.silenceTimeoutMs)
+      case "SessionFailed":
+        return this.timers.cancel(event.session_id, "silence")
       case "SessionStopping":
+        await this.timers.cancel(event.session_id, "silence")
         if (event.data.reason === SILENT_STOP_REASON) {
           await this.issue({
             type: "FinishStopping",
@@ -222,57 +224,68 @@ export class SessionReactor {
     }
   }
 
-  /**
-   * Stops every active session whose recorder has been silent longer than the timeout. Every
-   * reactor sweeps; stopping is idempotent, so two sweeps at once store one stop.
-   */
-  async sweepSilence(now = Date.now()): Promise<number> {
-    const jsm = await jetstreamManager(this.topology.nc)
-    const segments = this.options.segments.topology
-    let stopped = 0
-    let cursor: string | undefined
-    do {
-      const page = await this.readModel.list({ status: "active", limit: 100, ...(cursor ? { cursor } : {}) })
-      for (const session of page.sessions) {
-        const last = await jsm.streams
-          .getMessage(segments.stream, { last_by_subj: segments.subject(session.id) })
-          .catch(() => null)
-        const lastRecord = last === null ? undefined : decodeRecord(last.json())
-        const lastSegmentAt =
-          lastRecord !== undefined && Result.isSuccess(lastRecord)
-            ? Date.parse(lastRecord.success.stored_at)
-            : Number.NEGATIVE_INFINITY
-        if (now - Math.max(lastSegmentAt, Date.parse(session.updated_at)) <= this.options.silenceTimeoutMs) {
-          continue
-        }
-        // The view can lag: judge on the session's own state before stopping it.
-        const { state } = await this.host.load(session.id)
-        if (state.value !== "active" || !this.isSilent(state, lastSegmentAt, now)) continue
-        await this.issue({
-          type: "StopSession",
-          command_id: newCommandId(),
-          session_id: session.id,
-          reason: SILENT_STOP_REASON,
-        })
-        stopped++
-      }
-      cursor = page.next_page ?? undefined
-    } while (cursor !== undefined)
-    return stopped
+  private armSilence(sessionId: SessionId, at: number): Promise<void> {
+    return this.timers.schedule({
+      session_id: sessionId,
+      timer: "silence",
+      deadline: new Date(at).toISOString(),
+    })
   }
 
-  /** Silent: every channel paused does not count; the clock restarts at each pause or resume. */
-  private isSilent(state: SessionState, lastSegmentAt: number, now: number): boolean {
+  /**
+   * A session's `silence` timer came due (or a test asks): stops the session if its recorder has
+   * been silent longer than the timeout, else sets the timer for when it would be. Any number of
+   * reactors may check at once: stopping is idempotent. Returns whether it asked for the stop.
+   */
+  async checkSilence(sessionId: SessionId, now = Date.now()): Promise<boolean> {
+    const { state } = await this.host.load(sessionId)
+    if (state.value !== "active") {
+      await this.timers.cancel(sessionId, "silence")
+      return false
+    }
+    const segments = this.options.segments.topology
+    const jsm = await jetstreamManager(this.topology.nc)
+    const last = await jsm.streams
+      .getMessage(segments.stream, { last_by_subj: segments.subject(sessionId) })
+      .catch(() => null)
+    const lastRecord = last === null ? undefined : decodeRecord(last.json())
+    const lastSegmentAt =
+      lastRecord !== undefined && Result.isSuccess(lastRecord)
+        ? Date.parse(lastRecord.success.stored_at)
+        : Number.NEGATIVE_INFINITY
+    const silentSince = this.silentSince(state, lastSegmentAt)
+    if (silentSince === undefined) {
+      await this.armSilence(sessionId, now + this.options.silenceTimeoutMs)
+      return false
+    }
+    if (now - silentSince <= this.options.silenceTimeoutMs) {
+      await this.armSilence(sessionId, silentSince + this.options.silenceTimeoutMs + 1)
+      return false
+    }
+    await this.issue({
+      type: "StopSession",
+      command_id: newCommandId(),
+      session_id: sessionId,
+      reason: SILENT_STOP_REASON,
+    })
+    await this.timers.cancel(sessionId, "silence")
+    return true
+  }
+
+  /**
+   * Since when the recorder has been silent: its last segment, pause or resume, or the last event;
+   * undefined while every channel is paused (a pause is not silence).
+   */
+  private silentSince(state: SessionState, lastSegmentAt: number): number | undefined {
     const c = state.context
     const paused = new Set<ChannelId>(
       c.channel_pauses.filter((p) => p.to_ms === null).map((p) => p.channel_id),
     )
-    if (c.channels.length > 0 && c.channels.every((ch) => paused.has(ch.channel_id))) return false
-    const since = Math.max(
+    if (c.channels.length > 0 && c.channels.every((ch) => paused.has(ch.channel_id))) return undefined
+    return Math.max(
       lastSegmentAt,
       Date.parse(c.pauses_changed_at ?? "") || Number.NEGATIVE_INFINITY,
       Date.parse(c.updated_at ?? "") || Number.NEGATIVE_INFINITY,
     )
-    return RECORDING.has(state.value) && now - since > this.options.silenceTimeoutMs
   }
 }

@@ -54,16 +54,22 @@ export const startSessionRuntime = async (
   if (options.workers === true) {
     projector = new Projector(topology, host, readModel, timers, log)
     timerWheel = new TimerWheel(topology, async (command) => {
+      if (command.type === "FireTimer" && command.timer === "silence") {
+        // The reactor's own timer: a process without a reactor leaves it to one that has.
+        await reactor?.checkSilence(command.session_id)
+        return
+      }
       const outcome = await host.execute(command)
       if (outcome._tag === "Failure" && outcome.failure.error_code !== "session_not_found") {
         log(`timer ${command.command_id}: ${outcome.failure.message}`)
       }
     })
     await projector.start()
-    await timerWheel.start()
+    // Before the wheel: the reactor handles the `silence` timers the wheel fires.
     if (options.reactor !== undefined) {
-      reactor = await SessionReactor.start({ topology, host, readModel }, { ...options.reactor, log })
+      reactor = await SessionReactor.start({ topology, host, timers }, { ...options.reactor, log })
     }
+    await timerWheel.start()
   }
   return {
     topology,

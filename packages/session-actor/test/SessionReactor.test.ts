@@ -197,7 +197,34 @@ describe("SessionReactor", () => {
     }
   })
 
-  it("stops a silent recorder's session, but not while every channel is paused, and counts from the resume", {
+  it("stops a silent recorder's session when its durable silence timer fires, and clears the timer", {
+    timeout: 30_000,
+  }, async () => {
+    const { runtime, segments } = await open("silencetimer", { reactor: true, silenceTimeoutMs: 1_500 })
+    const id = "cap-silenttimer00000000000000000" as SessionId
+    await ok(runtime, create(id))
+    await ok(runtime, start(id, channels))
+    await segment(segments, id, "display:1", 0)
+    // Segments keep coming for a while: the timer is set again each time it fires.
+    for (let index = 1; index <= 4; index++) {
+      await new Promise((resolve) => setTimeout(resolve, 700))
+      await segment(segments, id, "display:1", index)
+    }
+    expect((await runtime.host.load(id)).state.value).toBe("active")
+    // Then nothing: the durable timer fires and the reactor stops it.
+    await expect
+      .poll(async () => (await runtime.host.load(id)).state.context.stop_reason, { timeout: 10_000 })
+      .toBe(SILENT_STOP_REASON)
+    await expect.poll(async () => (await runtime.host.load(id)).state.value).toBe("stopped")
+    // Its timer is gone once it fired on a session that is no longer active.
+    await expect
+      .poll(async () => (await runtime.topology.timers.get(`${id}.silence`))?.operation ?? "none", {
+        timeout: 10_000,
+      })
+      .not.toBe("PUT")
+  })
+
+  it("does not count a pause as silence, and counts from the resume", {
     timeout: 30_000,
   }, async () => {
     const { runtime, segments } = await open("silence", { reactor: true, silenceTimeoutMs: 10_000 })
@@ -213,13 +240,14 @@ describe("SessionReactor", () => {
     await expect
       .poll(async () => (await runtime.readModel.get(id))?.session.paused_channel_ids)
       .toEqual(["display:1", "mic:default"])
-    // Paused for an hour: not silent.
-    expect(await reactor.sweepSilence(Date.now() + 3_600_000)).toBe(0)
+    // Paused for an hour: not silent (and the silence timer is set again).
+    expect(await reactor.checkSilence(id, Date.now() + 3_600_000)).toBe(false)
+    expect(await runtime.topology.timers.get(`${id}.silence`)).not.toBeNull()
 
     await ok(runtime, cmd("ResumeChannels", id, { channel_ids: ["mic:default" as ChannelId] }))
     // One channel runs again: the clock starts at the resume, not at the last segment.
-    expect(await reactor.sweepSilence(Date.now() + 5_000)).toBe(0)
-    expect(await reactor.sweepSilence(Date.now() + 11_000)).toBe(1)
+    expect(await reactor.checkSilence(id, Date.now() + 5_000)).toBe(false)
+    expect(await reactor.checkSilence(id, Date.now() + 11_000)).toBe(true)
     await expect.poll(async () => (await runtime.host.load(id)).state.value).toBe("stopped")
     const stopped = (await runtime.host.load(id)).state
     expect(stopped.context.stop_reason).toBe(SILENT_STOP_REASON)

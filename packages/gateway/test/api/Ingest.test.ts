@@ -3,6 +3,7 @@ import { createHash } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import type { SessionId } from "@capture/protocol"
 import { SILENT_STOP_REASON } from "@capture/session-actor"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -135,8 +136,8 @@ describe("media ingest", () => {
       if (i > 100) throw new Error("never projected as active")
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
-    expect(await reactor.sweepSilence()).toBe(0)
-    expect(await reactor.sweepSilence(Date.now() + 61_000)).toBeGreaterThanOrEqual(1)
+    expect(await reactor.checkSilence(id as SessionId)).toBe(false)
+    expect(await reactor.checkSilence(id as SessionId, Date.now() + 61_000)).toBe(true)
     await expect.poll(async () => (await api.runtime.host.load(id)).state.value).toBe("stopped")
     expect((await api.runtime.host.load(id)).state.context.stop_reason).toBe(SILENT_STOP_REASON)
   })
