@@ -67,7 +67,7 @@ export interface Gateway {
 /** Opens the stores, seeds the first account, and starts the hub and the webhook dispatcher. */
 export const startGateway = async (runtime: SessionRuntime, options: GatewayOptions): Promise<Gateway> => {
   const { nc, options: topology } = runtime.topology
-  const accounts = await AccountStore.open(nc, topology)
+  const accounts = await AccountStore.open(nc, { ...topology, log: options.log })
   const first = await accounts.firstAccount()
   let firstApiKey: string | undefined
   if (options.seedApiKey !== undefined && options.seedApiKey !== "") {

@@ -1,44 +1,17 @@
 /**
  * The delivery log: one record per webhook delivery (`WebhookDelivery`: every attempt, the
  * outcome, the next attempt's time) in a KV bucket keyed `<session_id>.<sequence>`. The
- * dispatcher writes it; this is the read side the API serves per session.
+ * dispatcher writes it (`DeliveryRecords`); this is the read side the API serves per session.
  */
-
-import { createRacing } from "@capture/jetstream"
-import { decodeUnknown, WebhookDelivery } from "@capture/protocol"
-import type { Topology, TopologyOptions } from "@capture/session-actor"
-import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
-import { type KV, Kvm } from "@nats-io/kv"
-import type { NatsConnection } from "@nats-io/transport-node"
-import { Result } from "effect"
-
-/** Bucket names for a deployment prefix: deliveries (the log) and lanes (per-session progress). */
-export const webhookBucketNames = (prefix: string) =>
-  ({
-    deliveries: `${prefix}_webhook_deliveries`,
-    lanes: `${prefix}_webhook_lanes`,
-  }) as const
-
-/** The key of a session's delivery of its event number `sequence`. */
-export const deliveryKey = (sessionId: string, sequence: number): string => `${sessionId}.${sequence}`
+import type { WebhookDelivery } from "@capture/protocol"
+import type { Topology } from "@capture/session-actor"
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
+import type { KV } from "@nats-io/kv"
+import { readDeliveryEntry } from "./DeliveryRecords.js"
+import { deliveryKey, openWebhookBucket, webhookBucketNames } from "./WebhookBuckets.js"
 
 // Session ids are `cap-` plus [A-Za-z0-9_-]: anything else (wildcards, dots) never names one.
 const sessionKeyPattern = /^[A-Za-z0-9_-]{1,128}$/
-
-const decodeDelivery = decodeUnknown(WebhookDelivery)
-
-/** Creates (if missing) and opens one of the webhook buckets. Safe to run from many processes at once. */
-export const openWebhookBucket = async (
-  nc: NatsConnection,
-  options: TopologyOptions,
-  bucket: keyof ReturnType<typeof webhookBucketNames>,
-): Promise<KV> =>
-  createRacing(() =>
-    new Kvm(jetstream(nc)).create(webhookBucketNames(options.prefix)[bucket], {
-      replicas: options.replicas,
-      history: 1,
-    }),
-  )
 
 export class DeliveryLog {
   private constructor(
@@ -79,15 +52,8 @@ export class DeliveryLog {
   }
 
   private async read(key: string): Promise<WebhookDelivery | undefined> {
-    const entry = await this.bucket.get(key)
-    if (entry === null || entry.operation !== "PUT") return undefined
-    let decoded: Result.Result<WebhookDelivery, unknown>
-    try {
-      decoded = decodeDelivery(entry.json())
-    } catch (error) {
-      decoded = Result.fail(error)
-    }
+    const read = readDeliveryEntry(await this.bucket.get(key))
     // A record this version cannot read (written by a newer one) is left out rather than failing the list.
-    return Result.isSuccess(decoded) ? decoded.success : undefined
+    return read._tag === "Readable" ? read.record : undefined
   }
 }

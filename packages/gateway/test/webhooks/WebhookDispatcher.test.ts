@@ -10,11 +10,13 @@ import {
 } from "@capture/protocol"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import { getFreePort, type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { defaultCallbackUrlPolicy, parseAllowList } from "../../src/webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "../../src/webhooks/DeliveryLog.js"
+import { deliveryKey, openWebhookBucket } from "../../src/webhooks/WebhookBuckets.js"
 import { WebhookDispatcher, type WebhookDispatcherOptions } from "../../src/webhooks/WebhookDispatcher.js"
 import { create, start, wholeLife, wholeLifeEvents } from "./commands.js"
 import { waitFor } from "./poll.js"
@@ -354,5 +356,59 @@ describe("WebhookDispatcher", () => {
     // The hung POST counts once at the receiver; the survivor sent `starting` again (at-least-once).
     expect(receiver.eventsOf(id).filter((e) => e === "capture_session.starting").length).toBe(2)
     expect(beforeRelease).toBeGreaterThanOrEqual(2)
+  })
+
+  it("parks what does not decode (an event, a lane, a delivery record) and keeps delivering the others", async () => {
+    const { runtime, log } = await newDeployment()
+    const receiver = await newReceiver()
+    const nc = await newConnection()
+    const [lanes, deliveries] = await Promise.all([
+      openWebhookBucket(nc, runtime.topology.options, "lanes"),
+      openWebhookBucket(nc, runtime.topology.options, "deliveries"),
+    ])
+    const [badLane, badRecord, badEvent, healthy] = [
+      newSessionId(),
+      newSessionId(),
+      newSessionId(),
+      newSessionId(),
+    ]
+    const corruptLane = JSON.stringify({ next_sequence: "soon", routing: null })
+    const corruptRecord = "{not json"
+    await lanes.put(badLane, corruptLane)
+    await deliveries.put(deliveryKey(badRecord, 1), corruptRecord)
+    await jetstream(nc).publish(runtime.topology.eventSubject(badEvent), "not an event")
+    const lines: Array<string> = []
+    const dispatcher = await newDispatcher(runtime, { log: (line) => lines.push(line) })
+    await run(runtime, [create(badLane, receiver.url), start(badLane)])
+    await run(runtime, [create(badRecord, receiver.url), start(badRecord)])
+    await run(runtime, wholeLife(healthy, receiver.url))
+
+    await settled(log, healthy, 6)
+    expect(receiver.eventsOf(healthy)).toEqual(wholeLifeEvents)
+    // Nothing goes round forever: every message of the broken sessions was terminated.
+    const jsm = await jetstreamManager(nc)
+    await waitFor(
+      () => jsm.consumers.info(runtime.topology.eventStream, dispatcher.durableName),
+      (info) => info.num_ack_pending === 0 && info.num_pending === 0,
+    )
+    expect(receiver.eventsOf(badLane)).toEqual([])
+    expect(receiver.eventsOf(badRecord)).toEqual([])
+    const parked = (id: string) =>
+      lines
+        .filter((line) => line.includes(id) && line.includes(" parked: "))
+        .map((line) => line.split(" parked: ")[1])
+    expect(parked(badLane)).toEqual([
+      expect.stringMatching(/^its lane is unreadable \(next_sequence: /),
+      expect.stringMatching(/^its lane is unreadable \(next_sequence: /),
+    ])
+    expect([...parked(badRecord)].sort()).toEqual([
+      expect.stringMatching(/^its delivery record is unreadable/),
+      "waits behind event 1, whose delivery record is unreadable",
+    ])
+    expect(parked(badEvent)).toEqual([expect.stringMatching(/^not a known event/)])
+    // The unreadable records are left as they were, for someone to look at.
+    expect((await lanes.get(badLane))?.string()).toBe(corruptLane)
+    expect((await deliveries.get(deliveryKey(badRecord, 1)))?.string()).toBe(corruptRecord)
+    expect(await log.list(badRecord)).toEqual([])
   })
 })

@@ -1,0 +1,138 @@
+/**
+ * Lanes: each session's webhooks go out in its order, across processes. One KV record per session
+ * (lanes bucket, key `<session_id>`) holds the sequence of the next event to dispatch and the
+ * routing (account, callback URL) in force before it. Only that event, the lane's head, is worked
+ * on: a later one waits (see `blockedDelay`), an earlier one is a redelivery. The lane moves on by
+ * compare-and-set once its head is done, so two processes never both move it. A lane that does
+ * not decode (written by a newer version, or corrupt) is reported as unreadable and never
+ * overwritten.
+ */
+import { isRevisionConflict } from "@capture/jetstream"
+import { decodeUnknown, type WebhookDelivery } from "@capture/protocol"
+import { type EventRouting, emptyRouting } from "@capture/session-actor"
+import type { KV } from "@nats-io/kv"
+import { Result, Schema } from "effect"
+
+/** A lane as stored: internal to the dispatcher, so its schema lives here rather than in protocol. */
+const Lane = Schema.Struct({
+  next_sequence: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  routing: Schema.Struct({
+    account_id: Schema.String,
+    end_user_id: Schema.String,
+    callback_url: Schema.NullOr(Schema.String),
+    ws_connection_ids: Schema.Array(Schema.String),
+  }),
+  /** When the lane last moved (ms since epoch): how long its head has been waiting. */
+  moved_at: Schema.Finite,
+})
+
+/** A session's progress: the next event to dispatch and the routing in force before it. */
+export type Lane = typeof Lane.Type
+
+/** The lane of a session none of whose events has been dispatched. */
+export const startingLane: Lane = { next_sequence: 1, routing: emptyRouting, moved_at: 0 }
+
+/**
+ * A lane as read. `revision` is what moving it compares against: undefined when the key was
+ * never written (moving creates it).
+ */
+export type LaneRead =
+  | { readonly _tag: "Readable"; readonly lane: Lane; readonly revision: number | undefined }
+  | { readonly _tag: "Unreadable"; readonly reason: string; readonly revision: number }
+
+/** A lane this version cannot read, met while moving it. */
+export class UnreadableLane extends Error {
+  constructor(
+    readonly sessionId: string,
+    readonly reason: string,
+  ) {
+    super(`the webhook lane of ${sessionId} is unreadable: ${reason}`)
+  }
+}
+
+const decodeLane = decodeUnknown(Lane)
+
+export class WebhookLanes {
+  constructor(private readonly bucket: KV) {}
+
+  /** A session's lane; the starting lane when it has none (or it was deleted). */
+  async read(sessionId: string): Promise<LaneRead> {
+    const entry = await this.bucket.get(sessionId)
+    if (entry === null) return { _tag: "Readable", lane: startingLane, revision: undefined }
+    if (entry.operation !== "PUT") return { _tag: "Readable", lane: startingLane, revision: entry.revision }
+    let decoded: Result.Result<Lane, unknown>
+    try {
+      decoded = decodeLane(entry.json())
+    } catch (error) {
+      decoded = Result.fail(error)
+    }
+    return Result.isSuccess(decoded)
+      ? { _tag: "Readable", lane: decoded.success, revision: entry.revision }
+      : {
+          _tag: "Unreadable",
+          reason: decoded.failure instanceof Error ? decoded.failure.message : String(decoded.failure),
+          revision: entry.revision,
+        }
+  }
+
+  /**
+   * Moves the lane past `sequence`, with `routing` as of that event, starting from the lane read
+   * at `revision` (compare-and-set; a lane another process moved past it is left alone). Throws
+   * `UnreadableLane` when the race was with a lane this version cannot read: it is left as it is.
+   */
+  async advance(
+    sessionId: string,
+    revision: number | undefined,
+    sequence: number,
+    routing: EventRouting,
+  ): Promise<void> {
+    const lane: Lane = { next_sequence: sequence + 1, routing, moved_at: Date.now() }
+    let current = revision
+    for (;;) {
+      try {
+        if (current === undefined) await this.bucket.create(sessionId, JSON.stringify(lane))
+        else await this.bucket.update(sessionId, JSON.stringify(lane), current)
+        return
+      } catch (error) {
+        if (!isRevisionConflict(error)) throw error
+        const read = await this.read(sessionId)
+        if (read._tag === "Unreadable") throw new UnreadableLane(sessionId, read.reason)
+        if (read.lane.next_sequence > sequence) return
+        current = read.revision
+      }
+    }
+  }
+}
+
+/** Bounds of the wait before a message blocked behind its lane's head is looked at again. */
+export interface BlockedDelayBounds {
+  readonly min: number
+  readonly max: number
+}
+
+/**
+ * How long a message waits behind the lane's head (the first event not yet done): until the
+ * head's next attempt when it waits for one (`head`, its delivery record); briefly when that
+ * attempt is due (in flight); otherwise longer the longer the head has been stuck (a crashed
+ * process holds it until ack_wait), so a wedged lane costs one look every `max` and a moving one
+ * little latency. `deliveryCount` counts the waiting message's deliveries.
+ */
+export const blockedDelay = (
+  lane: Extract<LaneRead, { _tag: "Readable" }>,
+  head: WebhookDelivery | undefined,
+  deliveryCount: number,
+  { min, max }: BlockedDelayBounds,
+  now = Date.now(),
+): number => {
+  let wait: number
+  if (head?.status === "pending" && head.next_attempt_at !== null) {
+    const untilDue = Date.parse(head.next_attempt_at) - now
+    wait = untilDue > 0 ? untilDue + min : min * (1 + Math.random())
+  } else if (lane.revision === undefined) {
+    // No lane yet: the session's first event has not been dispatched. Back off per redelivery.
+    wait = min * 2 ** Math.min(Math.max(deliveryCount - 1, 0), 16)
+  } else {
+    wait = Math.max(min, (now - lane.lane.moved_at) / 2) * (1 + Math.random() / 2)
+  }
+  return Math.min(Math.max(wait, min), max)
+}

@@ -1,0 +1,388 @@
+/**
+ * Pieces: the ffmpeg work of one muxer instance, made as segment records arrive (raw remux per
+ * segment, mixed audio per window once its inputs are settled) and on demand while an export is
+ * assembled (fillers for gaps, the remaining windows). Per session it keeps the records and the
+ * piece index it knows, refreshed from NATS.
+ *
+ * Every piece is named by what went into it, so two instances (or a restarted one) making the
+ * same piece make the same bytes, and whatever is already stored is reused.
+ */
+
+import type { FfmpegTools } from "@capture/binaries"
+import type { MediaStore } from "@capture/media"
+import type { Channel, ChannelId, MediaSegment } from "@capture/protocol"
+import { mainExportChannel } from "@capture/session-actor"
+import {
+  type FillSpec,
+  MIX_RATE,
+  makeFill,
+  mixInit,
+  mixWindow,
+  probeSegment,
+  type Remuxed,
+  remuxSegment,
+  type StreamParams,
+} from "./media.js"
+import { concat, fragmentTiming, trackTimescale } from "./mp4.js"
+import {
+  type AudioWindow,
+  type ChannelLayout,
+  layoutChannel,
+  type PieceInfo,
+  planMix,
+  rawKey,
+  windowIsSettled,
+  windowsForAudio,
+  windowsForVideo,
+} from "./plan.js"
+import { Semaphore } from "./semaphore.js"
+import { type MuxerStore, shortHash } from "./store.js"
+
+/** The part of a session's state the pipeline needs. */
+export interface SessionChannels {
+  readonly channels: ReadonlyArray<Channel>
+  readonly primary: string | null
+}
+
+/** The video channel an export of `session` shows when none is named: the primary if stored. */
+export const defaultVideoChannel = (session: SessionChannels): string | null =>
+  mainExportChannel(session.channels, session.primary as ChannelId | null)
+
+/** What this instance knows of one session's segments and pieces. */
+export interface SessionWork {
+  records: Map<string, MediaSegment>
+  pieces: Map<string, PieceInfo>
+  refreshedAt: number
+  /** Incremental mixing: windows before this one are done (per target timeline). */
+  cursor: { e0: number; done: number }
+  touchedAt: number
+  /** When this instance first worked on the session. */
+  createdAt: number
+  queue: Promise<void>
+  /** Stream parameters per channel, for fillers. */
+  params: Map<string, Promise<StreamParams>>
+}
+
+const REFRESH_MS = 10_000
+const IDLE_MS = 10 * 60_000
+
+const segmentKey = (r: MediaSegment) => `${r.channel_id}/${r.index}`
+
+export class Pieces {
+  private readonly sessions = new Map<string, SessionWork>()
+  private readonly inFlight = new Map<string, Promise<PieceInfo>>()
+  private mixInitBytes: Promise<Uint8Array> | undefined
+  private readonly ffmpeg: Semaphore
+  /** Pieces this instance made (the ones it found stored are not counted). */
+  piecesMade = 0
+
+  constructor(
+    private readonly tools: FfmpegTools,
+    private readonly media: MediaStore,
+    private readonly store: MuxerStore,
+    concurrency: number,
+    private readonly log: (message: string) => void,
+  ) {
+    this.ffmpeg = new Semaphore(concurrency)
+  }
+
+  /** Incremental work for one arriving record: its raw piece, then any settled mix windows. */
+  async onRecord(record: MediaSegment, session: SessionChannels): Promise<void> {
+    const channel = session.channels.find((c) => c.channel_id === record.channel_id)
+    if (channel === undefined || !channel.store) return
+    const work = await this.work(record.session_id)
+    work.records.set(segmentKey(record), record)
+    await this.ensureRaw(work, record, channel.type)
+    // One incremental step at a time per session: steps read and extend the same cursor.
+    const step = work.queue.then(() =>
+      this.mixSettled(work, record.session_id, session, channel.type === "audio" ? record : undefined),
+    )
+    work.queue = step.catch(() => undefined)
+    await step
+  }
+
+  /** Forgets a session's cached work (it ended). */
+  forget(sessionId: string): void {
+    this.sessions.delete(sessionId)
+  }
+
+  /** The session's work, refreshed from NATS when stale (or `fresh` is asked for). */
+  async work(sessionId: string, fresh = false): Promise<SessionWork> {
+    const now = Date.now()
+    for (const [id, w] of this.sessions) if (now - w.touchedAt > IDLE_MS) this.sessions.delete(id)
+    let work = this.sessions.get(sessionId)
+    if (work === undefined) {
+      work = {
+        records: new Map(),
+        pieces: new Map(),
+        refreshedAt: 0,
+        cursor: { e0: Number.NaN, done: 0 },
+        touchedAt: now,
+        createdAt: now,
+        queue: Promise.resolve(),
+        params: new Map(),
+      }
+      this.sessions.set(sessionId, work)
+    }
+    work.touchedAt = now
+    if (fresh || now - work.refreshedAt > REFRESH_MS) {
+      work.refreshedAt = now
+      const [records, pieces] = await Promise.all([this.media.list(sessionId), this.store.pieces(sessionId)])
+      for (const r of records) work.records.set(segmentKey(r), r)
+      for (const [key, piece] of pieces) if (!work.pieces.has(key)) work.pieces.set(key, piece)
+    }
+    return work
+  }
+
+  private async mixSettled(
+    work: SessionWork,
+    sessionId: string,
+    session: SessionChannels,
+    arrived: MediaSegment | undefined,
+  ): Promise<void> {
+    const records = [...work.records.values()]
+    const stored = session.channels.filter((c) => c.store)
+    const audio = stored
+      .filter((c) => c.type === "audio")
+      .map((c) => ({
+        layout: layoutChannel(c.channel_id, records, work.pieces, false),
+        records: records.filter((r) => r.channel_id === c.channel_id),
+      }))
+    if (audio.length === 0) return
+    const videoChannelId = defaultVideoChannel(session)
+    let e0: number
+    let windows: AudioWindow[]
+    if (videoChannelId !== null) {
+      const video = layoutChannel(videoChannelId, records, work.pieces, false)
+      if (video === undefined) return
+      e0 = video.startMs
+      windows = windowsForVideo(video.items, e0)
+    } else {
+      if (audio.some((a) => a.records.length > 0 && a.layout === undefined)) return
+      const layouts = audio.flatMap((a) => (a.layout === undefined ? [] : [a.layout]))
+      if (layouts.length === 0) return
+      e0 = Math.min(...layouts.map((l) => l.startMs))
+      windows = windowsForAudio(e0, Math.max(...layouts.map((l) => l.endMs)))
+    }
+    if (work.cursor.e0 !== e0) work.cursor = { e0, done: 0 }
+    // Audio arriving late (its channel was taken for absent) changes windows already mixed: go
+    // back to the first one it reaches. Windows whose inputs did not change are found by name.
+    if (arrived !== undefined) {
+      const reached = windows.findIndex((w) => e0 + (w.to * 1000) / MIX_RATE > arrived.start_ms)
+      if (reached >= 0 && reached < work.cursor.done) work.cursor.done = reached
+    }
+    const latestMs = Math.max(...records.map((r) => r.start_ms + r.duration_ms))
+    const layouts = audio.flatMap((a) => (a.layout === undefined ? [] : [a.layout]))
+    for (let i = work.cursor.done; i < windows.length; i++) {
+      const window = windows[i] as AudioWindow
+      if (!windowIsSettled(window, e0, audio, latestMs, Date.now() - work.createdAt)) return
+      if (window.to > window.from) await this.ensureMix(work, sessionId, planMix(window, e0, layouts))
+      work.cursor.done = i + 1
+    }
+  }
+
+  /** The raw piece of one segment: remuxed to fMP4, or marked unusable when ffmpeg cannot read it. */
+  ensureRaw(work: SessionWork, record: MediaSegment, type: "audio" | "video"): Promise<PieceInfo> {
+    const key = rawKey(record.channel_id, record.index, record.sha256)
+    return this.piece(work, record.session_id, key, async () => {
+      const ts = await this.media.read(record.session_id, record.channel_id, record.index)
+      const base = {
+        key,
+        kind: "raw" as const,
+        name: `pieces/${record.session_id}/raw/${record.channel_id}/${String(record.index).padStart(8, "0")}-${record.sha256.slice(0, 12)}.m4s`,
+      }
+      const failed = (error: string) => ({
+        info: {
+          ...base,
+          ok: false,
+          error,
+          bytes: 0,
+          timescale: 1,
+          samples: 0,
+          duration: 0,
+          min_pts: 0,
+          moofs: 0,
+        },
+        data: undefined,
+      })
+      if (ts === undefined) return failed("segment bytes are not stored")
+      let remuxed: Remuxed
+      try {
+        remuxed = await this.ffmpeg.run(() => remuxSegment(this.tools, ts, type))
+      } catch (error) {
+        this.log(
+          `segment ${record.session_id}/${record.channel_id}/${record.index} is unusable: ${String(error)}`,
+        )
+        return failed(error instanceof Error ? error.message.slice(0, 300) : String(error))
+      }
+      const initName = `pieces/${record.session_id}/raw/${record.channel_id}/init-${shortHash(
+        Buffer.from(remuxed.init).toString("base64"),
+      )}.mp4`
+      await this.store.putObject(initName, remuxed.init)
+      return {
+        info: { ...base, ...pieceTiming(remuxed.fragments, trackTimescale(remuxed.init)), init: initName },
+        data: remuxed.fragments,
+      }
+    })
+  }
+
+  /** The mixed audio of one planned window. */
+  ensureMix(work: SessionWork, sessionId: string, plan: ReturnType<typeof planMix>): Promise<PieceInfo> {
+    const key = `mix/${plan.signature}`
+    return this.piece(work, sessionId, key, async () => {
+      const inputs = await Promise.all(
+        plan.runs.map(async (run) => {
+          const bytes = await Promise.all(
+            run.records.map((r) => this.media.read(sessionId, r.channel_id, r.index)),
+          )
+          return { ts: concat(bytes.filter((b): b is Uint8Array => b !== undefined)), offset: run.offset }
+        }),
+      )
+      const mixed = await this.ffmpeg.run(() =>
+        mixWindow(this.tools, inputs, plan.window.to - plan.window.from),
+      )
+      return {
+        info: {
+          key,
+          kind: "mix" as const,
+          name: `pieces/${sessionId}/mix/${plan.signature}.m4s`,
+          ...pieceTiming(mixed.fragment, MIX_RATE),
+        },
+        data: mixed.fragment,
+      }
+    })
+  }
+
+  private ensureFill(work: SessionWork, sessionId: string, spec: FillSpec): Promise<PieceInfo> {
+    const signature = shortHash(JSON.stringify({ v: 1, ...spec }), 32)
+    const key = `fill/${signature}`
+    return this.piece(work, sessionId, key, async () => {
+      const filled = await this.ffmpeg.run(() => makeFill(this.tools, spec))
+      const timescale = spec.type === "audio" ? spec.sampleRate : trackTimescale(filled.init)
+      return {
+        info: {
+          key,
+          kind: "fill" as const,
+          name: `pieces/${sessionId}/fill/${signature}.m4s`,
+          ...pieceTiming(filled.fragments, timescale),
+        },
+        data: filled.fragments,
+      }
+    })
+  }
+
+  /** Makes a piece once per process (single flight), unless the index already has it. */
+  private piece(
+    work: SessionWork,
+    sessionId: string,
+    key: string,
+    make: () => Promise<{ info: PieceInfo; data: Uint8Array | undefined }>,
+  ): Promise<PieceInfo> {
+    const known = work.pieces.get(key)
+    if (known !== undefined) return Promise.resolve(known)
+    const flightKey = `${sessionId}/${key}`
+    const pending = this.inFlight.get(flightKey)
+    if (pending !== undefined) return pending
+    const made = (async () => {
+      const { info, data } = await make()
+      this.piecesMade++
+      await this.store.putPiece(sessionId, info, data)
+      work.pieces.set(key, info)
+      return info
+    })().finally(() => this.inFlight.delete(flightKey))
+    this.inFlight.set(flightKey, made)
+    return made
+  }
+
+  /** A channel's items with every gap replaced by a filler piece. */
+  async withFills(
+    sessionId: string,
+    layout: ChannelLayout,
+    type: "audio" | "video",
+  ): Promise<Array<{ startMs: number; piece: PieceInfo }>> {
+    const work = await this.work(sessionId)
+    // A segment after a filler starts decoding its reordering delay before it is shown, so the
+    // filler (which has no delay) is that much shorter: decode times never overlap.
+    const first = layout.usable[0]?.piece
+    const delayMs =
+      first === undefined
+        ? 0
+        : (Math.max(...layout.usable.map((u) => u.piece.min_pts)) * 1000) / first.timescale
+    const out: Array<{ startMs: number; piece: PieceInfo }> = []
+    for (const item of layout.items) {
+      if (item.kind === "segment") {
+        out.push({ startMs: item.startMs, piece: item.piece })
+        continue
+      }
+      const spec = await this.fillSpec(work, sessionId, layout, item.durationMs - delayMs, type)
+      out.push({ startMs: item.startMs, piece: await this.ensureFill(work, sessionId, spec) })
+    }
+    return out
+  }
+
+  private async fillSpec(
+    work: SessionWork,
+    sessionId: string,
+    layout: ChannelLayout,
+    durationMs: number,
+    type: "audio" | "video",
+  ): Promise<FillSpec> {
+    // Every gap gets a filler, however short: items and audio windows stay one-to-one.
+    const sample = layout.usable[0]?.record as MediaSegment
+    const key = `${sessionId}/${layout.channelId}`
+    let params = work.params.get(key)
+    if (params === undefined) {
+      params = (async () => {
+        const ts = await this.media.read(sessionId, sample.channel_id, sample.index)
+        if (ts === undefined) throw new Error(`segment ${key}/${sample.index} vanished`)
+        return this.ffmpeg.run(() => probeSegment(this.tools, ts, type))
+      })()
+      work.params.set(key, params)
+      params.catch(() => work.params.delete(key))
+    }
+    const p = await params
+    if (type === "audio") {
+      const sampleRate = p.sampleRate ?? MIX_RATE
+      const frames = Math.max(1, Math.round((durationMs * sampleRate) / 1000 / 1024))
+      return { type, sampleRate, channels: p.channels ?? 2, frames }
+    }
+    const [num, den] = (p.rate ?? "30/1").split("/").map(Number) as [number, number]
+    const frames = Math.max(1, Math.round((durationMs / 1000) * (num / den)))
+    if (p.width === undefined || p.height === undefined) throw new Error(`no frame size for ${key}`)
+    return { type, width: p.width, height: p.height, rate: p.rate ?? "30/1", frames }
+  }
+
+  /** The init segment a piece's fragments decode with. */
+  async initOf(piece: PieceInfo): Promise<Uint8Array> {
+    if (piece.init === undefined) throw new Error(`piece ${piece.key} has no init`)
+    const init = await this.store.getObject(piece.init)
+    if (init === undefined) throw new Error(`init ${piece.init} is missing`)
+    return init
+  }
+
+  /** The mixed audio track's init (the same for every export; made once per process). */
+  mixInit(): Promise<Uint8Array> {
+    if (this.mixInitBytes === undefined) {
+      const made = this.ffmpeg.run(() => mixInit(this.tools))
+      this.mixInitBytes = made
+      made.catch(() => {
+        this.mixInitBytes = undefined
+      })
+    }
+    return this.mixInitBytes
+  }
+}
+
+/** The index fields of a piece made of `fragments` on a track with `timescale`. */
+const pieceTiming = (fragments: Uint8Array, timescale: number) => {
+  const timing = fragmentTiming(fragments)
+  return {
+    ok: true,
+    bytes: fragments.length,
+    timescale,
+    samples: timing.samples,
+    duration: timing.duration,
+    min_pts: timing.minPts,
+    moofs: timing.moofs,
+  }
+}
