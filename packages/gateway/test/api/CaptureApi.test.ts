@@ -344,6 +344,11 @@ describe("capture REST API", () => {
     })
     const rtstreams = data(session.body).rtstreams as Array<Record<string, unknown>>
     expect(rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+    // The session has ended its capture: every rtstream reads as VideoDB's SDK expects.
+    for (const rtstream of rtstreams) {
+      expect(rtstream).toMatchObject({ collection_id: "default", status: "stopped" })
+      expect(rtstream.created_at).toEqual(expect.any(String))
+    }
     const primary = await api.request("POST", `/collection/default/capture/session/${id}/export`, {
       body: {},
     })
@@ -396,6 +401,8 @@ describe("capture REST API", () => {
       ]),
     )
     expect(JSON.stringify(openapi.components.securitySchemes)).toContain("x-access-token")
+    // The rtstream status is declared with the two values it takes.
+    expect(JSON.stringify(openapi)).toMatch(/"enum":\["connected","stopped"\]/)
     const docs = await fetch(`${api.url}/docs`)
     expect(docs.status).toBe(200)
     expect(await docs.text()).toContain("<html")
