@@ -160,12 +160,24 @@ describe("verifying against XState's interpreter", () => {
   })
 
   it("catches effects that differ, and an event only one side accepts", async () => {
-    const noTimers: Transition = (state, event) => [applyEvent(state, event)[0], []]
-    const effects = await verifySession(runtime.events, failed, { compiled: noTimers })
+    // Forgets the start timer: the session would never fail for want of media.
+    const noStartTimer: Transition = (state, event) => {
+      const [next, effects] = applyEvent(state, event)
+      return event.type === "SessionStarting" ? [next, []] : [next, effects]
+    }
+    const effects = await verifySession(runtime.events, failed, { compiled: noStartTimer })
     expect(effects.failure).toMatchObject({
       sequence: 2,
       event_type: "SessionStarting",
-      differences: [{ field: "effects", compiled: [], xstate: [{ type: "scheduleTimer", timer: "start" }] }],
+      differences: [
+        {
+          field: "effects",
+          compiled: [],
+          xstate: expect.arrayContaining([
+            expect.objectContaining({ type: "scheduleTimer", timer: "start" }),
+          ]),
+        },
+      ],
     })
 
     const refusesExports: Transition = (state, event) => {
