@@ -95,6 +95,28 @@ export const StartSessionView = Schema.Struct({
 })
 export type StartSessionView = typeof StartSessionView.Type
 
+/** The code a client reports a failure with: lower_snake_case, like the server's own codes. */
+const ReportedFailureCode = Schema.String.check(
+  Schema.isPattern(/^[a-z][a-z0-9_]{0,63}$/, {
+    message: "expected a lower_snake_case code of at most 64 characters, like capture_failed",
+  }),
+)
+
+/**
+ * `POST /capture/session/{session_id}/fail`: the recorder cannot capture any stored channel; the
+ * session fails with this reason (`error` in the session view, the webhook and the WebSocket).
+ */
+export const FailSessionRequest = Schema.Struct({
+  error: Schema.Struct({
+    code: ReportedFailureCode,
+    message: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2048)),
+  }),
+})
+export type FailSessionRequest = typeof FailSessionRequest.Type
+
+/** The code the recorder fails a session with when every stored channel's capture gave up. */
+export const CAPTURE_FAILED = "capture_failed"
+
 /** A channel in the streaming view, with its live URL while it is being recorded. */
 export const StreamingChannel = Schema.Struct({
   channel_id: ChannelId,

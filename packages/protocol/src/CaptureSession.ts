@@ -6,7 +6,7 @@ import { Schema } from "effect"
 import { Channel, ChannelId, Rtstream } from "./Channel.js"
 import { AssetId, CollectionId, SessionId, VideoId } from "./Ids.js"
 import { FailureReason, Metadata } from "./SessionCommand.js"
-import { ExportStatus, SessionStatus } from "./SessionStatus.js"
+import { ExportStatus, RtstreamStatus, SessionStatus } from "./SessionStatus.js"
 
 /** One video channel's export. `video_channel_id` is null for an audio-only export. */
 export const ChannelExport = Schema.Struct({
@@ -21,12 +21,17 @@ export type ChannelExport = typeof ChannelExport.Type
 
 /**
  * A channel's real-time stream as the session shows it: the stream (as `SessionActivated`
- * recorded it) and the raw asset its channel was exported to. `exported_asset_id` is null until
- * an export that made the channel's raw asset completes; then it stays that first export's asset
- * (a later export of another display has raw assets of its own, listed in its metadata).
+ * recorded it), the fields VideoDB's SDK reads into its `RTStream` (`collection_id`, `status`,
+ * `created_at`: when the session's first media arrived and its streams were made) and the raw
+ * asset its channel was exported to. `exported_asset_id` is null until an export that made the
+ * channel's raw asset completes; then it stays that first export's asset (a later export of
+ * another display has raw assets of its own, listed in its metadata).
  */
 export const RtstreamView = Schema.Struct({
   ...Rtstream.fields,
+  collection_id: CollectionId,
+  status: RtstreamStatus,
+  created_at: Schema.String,
   exported_asset_id: Schema.NullOr(AssetId),
 })
 export type RtstreamView = typeof RtstreamView.Type

@@ -31,6 +31,7 @@ const codes = {
   collection_not_found: 404,
   // 409: the session's state does not allow it
   invalid_transition: 409,
+  session_ended: 409,
   session_already_exists: 409,
   no_stored_channel: 409,
   export_channel_not_found: 409,

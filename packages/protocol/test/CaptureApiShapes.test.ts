@@ -1,5 +1,7 @@
+import { Result } from "effect"
 import { describe, expect, it } from "vitest"
-import { RawAssetView, VideoView } from "../src/CaptureApiShapes.js"
+import { CAPTURE_FAILED, FailSessionRequest, RawAssetView, VideoView } from "../src/CaptureApiShapes.js"
+import { decodeUnknown } from "../src/Decode.js"
 import { checkRoundTrip } from "./roundTrip.js"
 
 describe("export objects", () => {
@@ -10,5 +12,39 @@ describe("export objects", () => {
   it("round-trips the raw asset object, for video and audio assets", async () => {
     const seen = await checkRoundTrip(RawAssetView, 100)
     expect(new Set(seen.map((view) => view.id.slice(0, 2)))).toEqual(new Set(["m-", "a-"]))
+  })
+})
+
+describe("FailSessionRequest", () => {
+  const decode = decodeUnknown(FailSessionRequest)
+
+  it("takes a recorder's reason", async () => {
+    const body = {
+      error: { code: CAPTURE_FAILED, message: "ffmpeg for display:1 could not start (exit code 1)" },
+    }
+    expect(decode(body)).toEqual(Result.succeed(body))
+    await checkRoundTrip(FailSessionRequest, 50)
+  })
+
+  it("refuses a missing or malformed reason, naming the field", () => {
+    const cases: Array<[unknown, string, string]> = [
+      [{}, "missing_field", "error"],
+      [{ error: { message: "x" } }, "missing_field", "error.code"],
+      [{ error: { code: "Capture Failed", message: "x" } }, "invalid_field", "error.code"],
+      [{ error: { code: "c".repeat(65), message: "x" } }, "invalid_field", "error.code"],
+      [{ error: { code: "capture_failed", message: "" } }, "invalid_field", "error.message"],
+      [{ error: { code: "capture_failed", message: "m".repeat(2049) } }, "invalid_field", "error.message"],
+    ]
+    for (const [body, error_code, field] of cases) {
+      const result = decode(body)
+      expect(
+        Result.isFailure(result)
+          ? { error_code: result.failure.error_code, field: result.failure.field }
+          : null,
+      ).toEqual({
+        error_code,
+        field,
+      })
+    }
   })
 })

@@ -17,6 +17,12 @@
  * await client.shutdown()
  * ```
  *
+ * A channel whose ffmpeg stops by itself or cannot start is started again a second later
+ * (`recording:error` for each failure), until it has failed `restart.maxFailures` times within
+ * `restart.windowMs`; then it gives up. Once every stored channel has given up, the recorder tells
+ * the server (`POST /capture/session/{id}/fail`, code `capture_failed`): the session fails with
+ * that reason, and the client ends (`recording:stopped` with reason `capture_failed`).
+ *
  * Resuming: a recorder that died leaves its spool behind. Calling `startCaptureSession` with the
  * same session id (and spool folder) again uploads what is left and carries on recording at the
  * next index of each channel; the server's 409 "already active" answer to the start is expected
@@ -24,6 +30,7 @@
  */
 import { homedir } from "node:os"
 import { join, sep } from "node:path"
+import { CAPTURE_FAILED } from "@capture/protocol"
 import { Data, Effect, Exit } from "effect"
 import { checkPermission, discoverChannels, type Permission, syntheticChannels } from "./ChannelDiscovery.js"
 import { type Channel, type ChannelControl, type Channels, makeChannels } from "./Channels.js"
@@ -39,13 +46,18 @@ import {
   NetworkError,
   type StartSessionBody,
 } from "./IngestClient.js"
-import { CaptureFailed, ChannelCapture } from "./internal/channelCapture.js"
+import {
+  CaptureFailed,
+  ChannelCapture,
+  defaultRestartPolicy,
+  type RestartPolicy,
+} from "./internal/channelCapture.js"
 import { ChannelUploader, type RetryOptions, retrySchedule } from "./internal/channelUploader.js"
 import { stopStaleProcesses } from "./internal/ffmpegRun.js"
 import { type SegmentRecord, type SessionFile, SessionSpool } from "./Spool.js"
 import { TypedEmitter } from "./TypedEmitter.js"
 
-export { CaptureFailed } from "./internal/channelCapture.js"
+export { CaptureFailed, type RestartPolicy } from "./internal/channelCapture.js"
 
 /** How to reach the server, where to spool, how to capture. */
 export interface CaptureClientOptions {
@@ -76,6 +88,11 @@ export interface CaptureClientOptions {
     readonly maxDelayMs?: number
     readonly requestTimeoutMs?: number
   }
+  /**
+   * When a channel whose ffmpeg failed is started again, and when it gives up (default: a second
+   * later, until 5 failures within 60 s).
+   */
+  readonly restart?: Partial<RestartPolicy>
 }
 
 /** What `startCaptureSession` takes: channels as objects from `listChannels()` or by id. */
@@ -98,8 +115,17 @@ export class SessionEnded extends Data.TaggedError("SessionEnded")<{
   readonly message: string
 }> {}
 
+/** Every stored channel's capture gave up: the recorder failed the session on the server. */
+export class CaptureGaveUp extends Data.TaggedError("CaptureGaveUp")<{
+  readonly sessionId: string
+  /** The channels that gave up. */
+  readonly channelIds: ReadonlyArray<string>
+  /** What the session's `error.message` says: each channel's last failure. */
+  readonly message: string
+}> {}
+
 /** Errors reported through `recording:error`. */
-export type RecorderError = CaptureFailed | IngestError | SessionEnded
+export type RecorderError = CaptureFailed | CaptureGaveUp | IngestError | SessionEnded
 
 /** Upload counters, per channel and in total. */
 export interface UploadStats {
@@ -121,13 +147,19 @@ export interface CaptureEvents {
     readonly channels: ReadonlyArray<string>
     readonly resumed: boolean
   }
-  /** Capture ended: asked to (`stopped`, everything uploaded and the server told), or the server ended it. */
+  /**
+   * Capture ended: asked to (`stopped`, everything uploaded and the server told), the server ended
+   * it (`server_ended`), or every stored channel gave up and the session was failed (`capture_failed`).
+   */
   readonly "recording:stopped": {
     readonly sessionId: string
-    readonly reason: "stopped" | "server_ended"
+    readonly reason: "stopped" | "server_ended" | "capture_failed"
     readonly currentStatus?: string
   }
-  /** A channel's ffmpeg failed, or its upload gave up (the segments stay in the spool). */
+  /**
+   * A channel's ffmpeg failed (`CaptureFailed`), every stored channel gave up (`CaptureGaveUp`),
+   * or an upload gave up (the segments stay in the spool).
+   */
   readonly "recording:error": {
     readonly sessionId: string
     readonly channelId?: string
@@ -334,6 +366,7 @@ export class CaptureClient {
         maxDelayMs: this.#options.upload?.maxDelayMs ?? 10_000,
       }
       const context = { ffmpegPath, ffprobePath, settings, env: this.#options.env ?? process.env }
+      const restart = { ...defaultRestartPolicy, ...this.#options.restart }
       const pipelines: ChannelPipeline[] = []
       for (const id of ids) {
         const channelSpool = spool.channel(id)
@@ -351,16 +384,24 @@ export class CaptureClient {
         const capture =
           channel === undefined
             ? undefined
-            : new ChannelCapture(channel, channelSpool, recovered.nextIndex, context, {
-                onSegment: (record) => uploader.add(record),
-                onOpened: (index) => uploader.opened(index),
-                onFailed: (error) =>
-                  this.#events.emit("recording:error", {
-                    sessionId: options.sessionId,
-                    channelId: id,
-                    error,
-                  }),
-              })
+            : new ChannelCapture(
+                channel,
+                channelSpool,
+                recovered.nextIndex,
+                context,
+                {
+                  onSegment: (record) => uploader.add(record),
+                  onOpened: (index) => uploader.opened(index),
+                  onFailed: (error) =>
+                    this.#events.emit("recording:error", {
+                      sessionId: options.sessionId,
+                      channelId: id,
+                      error,
+                    }),
+                  onGaveUp: () => this.#checkCapture(),
+                },
+                restart,
+              )
         pipelines.push({
           channelId: id,
           uploader,
@@ -371,14 +412,15 @@ export class CaptureClient {
       session = { sessionId: options.sessionId, spool, client, pipelines }
       this.#session = session
 
+      // A channel that cannot start was reported (`recording:error`) and is retried on its own.
       await Promise.all(
         pipelines.map((pipeline) =>
-          pipeline.channel?.paused ? Promise.resolve() : (pipeline.capture?.start() ?? Promise.resolve()),
+          pipeline.channel?.paused ? Promise.resolve() : pipeline.capture?.start().catch(ignoreCaptureFailed),
         ),
       )
       for (const pipeline of pipelines) {
         if (pipeline.channel !== undefined && pipeline.capture !== undefined) {
-          pipeline.channel.attach(this.#control(pipeline.channel, pipeline.capture, options.sessionId))
+          pipeline.channel.attach(this.#control(pipeline.capture))
         }
       }
       this.#state = "recording"
@@ -387,6 +429,7 @@ export class CaptureClient {
         channels: channels.map((channel) => channel.id),
         resumed,
       })
+      this.#checkCapture()
     } catch (error) {
       if (session !== undefined) {
         for (const pipeline of session.pipelines) pipeline.uploader.abort()
@@ -529,20 +572,11 @@ export class CaptureClient {
     }
   }
 
-  #control(channel: Channel, capture: ChannelCapture, sessionId: string): ChannelControl {
+  #control(capture: ChannelCapture): ChannelControl {
     return {
       pause: () => (this.#state === "recording" ? capture.stop() : Promise.resolve()),
-      resume: async () => {
-        if (this.#state !== "recording") return
-        try {
-          await capture.start()
-        } catch (error) {
-          if (error instanceof CaptureFailed) {
-            this.#events.emit("recording:error", { sessionId, channelId: channel.id, error })
-          }
-          throw error
-        }
-      },
+      // A failed start is reported by the capture (`recording:error`) and retried like any failure.
+      resume: () => (this.#state === "recording" ? capture.start() : Promise.resolve()),
     }
   }
 
@@ -603,6 +637,68 @@ export class CaptureClient {
     })
   }
 
+  #checkCapture(): void {
+    this.#failIfNothingCaptures().catch((error: unknown) => this.#events.emit("error", { error }))
+  }
+
+  /**
+   * When every stored channel (every channel, if none is stored) has given up, fails the session
+   * on the server with the channels' last errors and ends the client like a server-ended session.
+   * The spool is marked ended only once the server confirmed; otherwise a later start resumes.
+   */
+  async #failIfNothingCaptures(): Promise<void> {
+    const session = this.#session
+    if (session === undefined || this.#state !== "recording") return
+    const captured = session.pipelines.filter((pipeline) => pipeline.capture !== undefined)
+    const stored = captured.filter((pipeline) => pipeline.channel?.store !== false)
+    const watched = stored.length > 0 ? stored : captured
+    if (watched.length === 0 || !watched.every((pipeline) => pipeline.capture?.gaveUp)) return
+    this.#state = "ended"
+    for (const pipeline of session.pipelines) {
+      pipeline.uploader.abort()
+      pipeline.channel?.attach(undefined)
+    }
+    await Promise.all(session.pipelines.map((pipeline) => pipeline.capture?.stop()))
+    const channelIds = watched.map((pipeline) => pipeline.channelId)
+    const lastErrors = watched.map((pipeline) => pipeline.capture?.lastFailure?.message ?? pipeline.channelId)
+    const message = `every stored channel's capture gave up (${channelIds.join(", ")}): ${lastErrors.join("; ")}`
+    const reason = {
+      code: CAPTURE_FAILED,
+      message: message.length > 2048 ? `${message.slice(0, 2045)}...` : message,
+    }
+    this.#events.emit("recording:error", {
+      sessionId: session.sessionId,
+      error: new CaptureGaveUp({ sessionId: session.sessionId, channelIds, message: reason.message }),
+    })
+    let status: string | undefined
+    try {
+      await this.#withRetry(() => session.client.failSession(session.sessionId, { error: reason }))
+      status = "failed"
+    } catch (error) {
+      if (isIngestError(error) && isSessionEnded(error)) status = error.currentStatus ?? "stopped"
+      else {
+        const recorderError = isIngestError(error)
+          ? error
+          : new NetworkError({ message: `fail: ${String(error)}`, cause: error })
+        this.#events.emit("recording:error", { sessionId: session.sessionId, error: recorderError })
+      }
+    }
+    if (status !== undefined) {
+      try {
+        const file = await session.spool.readSession()
+        if (file !== undefined)
+          await session.spool.writeSession({ ...file, status: "ended", server_status: status })
+      } catch (error) {
+        this.#events.emit("error", { error })
+      }
+    }
+    this.#events.emit("recording:stopped", {
+      sessionId: session.sessionId,
+      reason: "capture_failed",
+      ...(status === undefined ? {} : { currentStatus: status }),
+    })
+  }
+
   #ended(sessionId: string, status: string): SessionEnded {
     return new SessionEnded({
       sessionId,
@@ -628,6 +724,10 @@ export class CaptureClient {
     const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
     throw failure?.error ?? new NetworkError({ message: "interrupted" })
   }
+}
+
+const ignoreCaptureFailed = (error: unknown): void => {
+  if (!(error instanceof CaptureFailed)) throw error
 }
 
 const isIngestError = (error: unknown): error is IngestError =>

@@ -1,5 +1,5 @@
 /**
- * The recorder's side of the ingest API: start a session, PUT a segment, stop the session. Every
+ * The recorder's side of the ingest API: start a session, PUT a segment, stop or fail the session. Every
  * call carries the client token in `x-access-token`. Failures are values (`NetworkError`,
  * `HttpError`) with predicates saying whether to retry and whether the server ended the session.
  *
@@ -12,6 +12,7 @@
 import {
   type ChannelInput,
   decodeUnknown,
+  type FailSessionRequest,
   Failure,
   SEGMENT_CONTENT_TYPE,
   SEGMENT_FINAL,
@@ -113,6 +114,11 @@ export class IngestClient {
   /** `POST /capture/session/{id}/stop`. */
   stopSession(sessionId: string, signal?: AbortSignal): Promise<unknown> {
     return this.#json("POST", `/capture/session/${encodeURIComponent(sessionId)}/stop`, {}, signal)
+  }
+
+  /** `POST /capture/session/{id}/fail`: the recorder cannot capture; the session fails with `body.error`. */
+  failSession(sessionId: string, body: FailSessionRequest, signal?: AbortSignal): Promise<unknown> {
+    return this.#json("POST", `/capture/session/${encodeURIComponent(sessionId)}/fail`, body, signal)
   }
 
   /** `PUT …/channels/{channel_id}/segments/{index}` with the segment's bytes. */

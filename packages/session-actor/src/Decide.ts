@@ -439,7 +439,14 @@ export const decide = (
     }
     case "FailSession": {
       if (state.value === "failed") return ok(null)
-      if (state.value === "exported") return invalidTransition(state, "fail")
+      // A session that ended its capture keeps its outcome: a late report cannot undo it.
+      if (state.value === "stopped" || state.value === "exported") {
+        return no(
+          captureError("session_ended", `session ${command.session_id} has already ended (${state.value})`, {
+            current_status: state.value,
+          }),
+        )
+      }
       return ok({ type: "SessionFailed", data: { error: command.error } })
     }
     case "PauseChannels":

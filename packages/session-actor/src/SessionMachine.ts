@@ -47,6 +47,8 @@ export interface SessionContext {
   readonly channels: ReadonlyArray<Channel>
   readonly primary_video_channel_id: ChannelId | null
   readonly rtstreams: ReadonlyArray<Rtstream>
+  /** When the first media arrived (`SessionActivated`): the rtstreams' creation time. */
+  readonly activated_at: string | null
   readonly exports: ReadonlyArray<ChannelExport>
   /** channel → the raw asset its rtstream shows: the first completed export's that made one. */
   readonly exported_asset_ids: ExportedAssetIds
@@ -85,6 +87,7 @@ const emptyContext: SessionContext = {
   channels: [],
   primary_video_channel_id: null,
   rtstreams: [],
+  activated_at: null,
   exports: [],
   exported_asset_ids: {},
   channel_pauses: [],
@@ -215,6 +218,7 @@ export const sessionReducers = {
   })),
   activated: on("SessionActivated", (_, event) => ({
     rtstreams: event.data.rtstreams,
+    activated_at: event.time,
     start_deadline: null,
   })),
   stopping: on("SessionStopping", (_, event) => ({

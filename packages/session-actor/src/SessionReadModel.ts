@@ -4,7 +4,13 @@
  * can be dropped and rebuilt from the stream at any time.
  */
 import { isRevisionConflict } from "@capture/jetstream"
-import type { CaptureSession, SessionId, SessionStatus } from "@capture/protocol"
+import type {
+  CaptureSession,
+  RtstreamStatus,
+  RtstreamView,
+  SessionId,
+  SessionStatus,
+} from "@capture/protocol"
 import { mainExportChannel } from "./ExportPolicy.js"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
@@ -17,10 +23,18 @@ export interface SessionRecord {
   readonly session: CaptureSession
 }
 
+/** An rtstream is live while its session captures; once the session has ended, so has it. */
+export const rtstreamStatusOf = (status: SessionStatus): RtstreamStatus =>
+  status === "active" || status === "stopping" ? "connected" : "stopped"
+
 /** The client-facing view of a session state (null before the session exists). */
 export const toCaptureSession = (state: SessionState): CaptureSession | null => {
   const c = state.context
   if (state.value === "none" || c.session_id === null || c.collection_id === null) return null
+  const collection_id = c.collection_id
+  const rtstreamStatus = rtstreamStatusOf(state.value)
+  // Rtstreams are made on activation; before it there are none to date.
+  const rtstreamCreatedAt = c.activated_at ?? ""
   // The primary display's export, or the one the stop started when the primary is not stored.
   const mainChannel = mainExportChannel(c.channels, c.primary_video_channel_id)
   const main = c.exports.find((e) => e.video_channel_id === mainChannel)
@@ -44,6 +58,9 @@ export const toCaptureSession = (state: SessionState): CaptureSession | null => 
     primary_video_channel_id: c.primary_video_channel_id,
     rtstreams: c.rtstreams.map((r) => ({
       ...r,
+      collection_id,
+      status: rtstreamStatus,
+      created_at: rtstreamCreatedAt,
       exported_asset_id: c.exported_asset_ids[r.channel_id] ?? null,
     })),
     export_status: main?.export_status ?? null,
@@ -152,19 +169,32 @@ export class SessionReadModel {
 }
 
 /**
- * A view written before rtstreams had `exported_asset_id` gets it as null (those sessions'
- * exports named no assets), so it satisfies `CaptureSession` until it is next projected.
+ * A view written by an older version gets the rtstream fields added since, so it satisfies
+ * `CaptureSession` until it is next projected: `exported_asset_id` null (those sessions' exports
+ * named no assets), `collection_id` and `status` from the session, `created_at` the session's
+ * creation (the activation time was not recorded then).
  */
-const upgraded = (record: SessionRecord): SessionRecord =>
-  record.session.rtstreams.every((r) => "exported_asset_id" in r)
-    ? record
-    : {
-        ...record,
-        session: {
-          ...record.session,
-          rtstreams: record.session.rtstreams.map((r) => ({ ...r, exported_asset_id: null })),
-        },
-      }
+const upgraded = (record: SessionRecord): SessionRecord => {
+  const session = record.session
+  const fields = ["exported_asset_id", "collection_id", "status", "created_at"]
+  if (session.rtstreams.every((r) => fields.every((field) => field in r))) return record
+  return {
+    ...record,
+    session: {
+      ...session,
+      rtstreams: session.rtstreams.map((r) => {
+        const stored: Partial<RtstreamView> = r
+        return {
+          ...r,
+          exported_asset_id: stored.exported_asset_id ?? null,
+          collection_id: stored.collection_id ?? session.collection_id,
+          status: stored.status ?? rtstreamStatusOf(session.status),
+          created_at: stored.created_at ?? session.created_at,
+        }
+      }),
+    },
+  }
+}
 
 const matches = (record: SessionRecord, query: ListQuery): boolean =>
   (query.account_id === undefined || record.account_id === query.account_id) &&

@@ -10,9 +10,10 @@ import type { Topology } from "./Topology.js"
 /**
  * Bump when the fold changes, so old snapshots are not trusted. 2: a stop that starts the
  * automatic export shows it as `exporting`; completed exports carry raw asset ids. 3: expiry of
- * `created` sessions, channel pauses, export attempts and the automatic export request.
+ * `created` sessions, channel pauses, export attempts and the automatic export request. 4: the
+ * context records when the session activated (`activated_at`, the rtstreams' `created_at`).
  */
-export const MACHINE_VERSION = 3
+export const MACHINE_VERSION = 4
 
 /** A stored snapshot. */
 export interface Snapshot {

@@ -235,6 +235,28 @@ describe("SessionMachine edge cases", () => {
     }
   })
 
+  it("fails a stopping session; a failed one again is a no-op; an ended one refuses with session_ended", () => {
+    const failure = { error: { code: "capture_failed", message: "every stored channel gave up" } }
+    const s = new Session()
+    for (const step of [create(id), start(id), media(id), stop(id)]) s.ok(step)
+    expect(s.ok(cmd("FailSession", id, failure))?.data).toEqual(failure)
+    expect(s.state.value).toBe("failed")
+    expect(s.ok(cmd("FailSession", id, { error: { code: "other", message: "later" } }))).toBeNull()
+    expect(s.state.context.error).toEqual(failure.error)
+
+    const t = recorded()
+    expect(t.refused(cmd("FailSession", id, failure))).toMatchObject({
+      error_code: "session_ended",
+      current_status: "stopped",
+    })
+    t.ok(completed("display:1"))
+    expect(t.refused(cmd("FailSession", id, failure))).toMatchObject({
+      error_code: "session_ended",
+      current_status: "exported",
+    })
+    expect(t.state.value).toBe("exported")
+  })
+
   it("a due start timer fails a starting session; a stale one changes nothing", () => {
     const s = new Session()
     s.ok(create(id))

@@ -83,6 +83,18 @@ describe("SessionReadModel", () => {
       ["system_audio:default", null],
       ["display:1", null],
     ])
+    // The fields VideoDB's SDK reads into an RTStream; made when the first media arrived.
+    const activated = (await runtime.host.load(ids[0] ?? "")).state.context.activated_at
+    expect(activated).not.toBeNull()
+    for (const rtstream of record?.session.rtstreams ?? []) {
+      expect(rtstream).toMatchObject({
+        channel_id: rtstream.name,
+        collection_id: "default",
+        status: "connected",
+        created_at: activated,
+      })
+    }
+    expect(Schema.is(CaptureSession)(record?.session)).toBe(true)
   })
 
   it("lists newest first with filters and cursor pagination", async () => {
@@ -167,6 +179,7 @@ describe("SessionReadModel", () => {
       (session) => session?.status === "stopped",
     )
     expect(stopped).toMatchObject({ export_status: "exporting", exported_video_id: null })
+    expect(stopped?.rtstreams.map((r) => r.status)).toEqual(["stopped", "stopped", "stopped"])
     const videoId = "m-01JC0000000000000000000001" as VideoId
     const asset_ids = {
       "mic:default": rawAssetId(videoId, "mic:default", "audio"),
@@ -186,6 +199,7 @@ describe("SessionReadModel", () => {
       (session) => session?.status === "exported",
     )
     expect(exported).toMatchObject({ export_status: "exported", exported_video_id: videoId })
+    expect(exported?.rtstreams.map((r) => r.status)).toEqual(["stopped", "stopped", "stopped"])
     expect(exported?.rtstreams.map((r) => [r.name, r.exported_asset_id])).toEqual([
       ["mic:default", asset_ids["mic:default"]],
       ["system_audio:default", null],
@@ -193,7 +207,7 @@ describe("SessionReadModel", () => {
     ])
   })
 
-  it("reads a view stored before rtstreams had exported_asset_id as null", async () => {
+  it("reads a view stored before rtstreams had exported_asset_id, collection_id, status and created_at", async () => {
     const record = await runtime.readModel.get(ids[0] ?? "")
     if (record === undefined) throw new Error("no view")
     const old = {
@@ -201,14 +215,37 @@ describe("SessionReadModel", () => {
       sequence: record.sequence,
       session: {
         ...record.session,
-        rtstreams: record.session.rtstreams.map(({ exported_asset_id: _, ...r }) => r),
+        rtstreams: record.session.rtstreams.map(
+          ({ exported_asset_id: _, collection_id: _c, status: _s, created_at: _t, ...r }) => r,
+        ),
       },
     }
     const id = newSessionId()
     await runtime.topology.sessions.put(id, JSON.stringify({ ...old, session: { ...old.session, id } }))
     const read = await runtime.readModel.get(id)
     expect(read?.session.rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+    for (const rtstream of read?.session.rtstreams ?? []) {
+      expect(rtstream).toMatchObject({
+        collection_id: "default",
+        status: "connected",
+        created_at: record.session.created_at,
+      })
+    }
     expect(Schema.is(CaptureSession)(read?.session)).toBe(true)
     await runtime.topology.sessions.purge(id)
+  })
+
+  it("shows a failed session's rtstreams stopped", async () => {
+    const id = newSessionId()
+    await ok(cmd("CreateSession", id, { collection_id: DEFAULT_COLLECTION, end_user_id: "u8" }))
+    await ok(start(id))
+    await ok(media(id))
+    await ok(cmd("FailSession", id, { error: { code: "capture_failed", message: "device gone" } }))
+    const failed = await waitFor(
+      async () => (await runtime.readModel.get(id))?.session,
+      (session) => session?.status === "failed",
+    )
+    expect(failed?.rtstreams.map((r) => r.status)).toEqual(["stopped", "stopped", "stopped"])
+    expect(failed?.error).toEqual({ code: "capture_failed", message: "device gone" })
   })
 })

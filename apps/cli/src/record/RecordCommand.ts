@@ -69,6 +69,9 @@ export const recordCommandLine = Command.make(
           }),
         catch: (error) => failed(`record: ${describe(error)}`),
       })
+      if (summary.stoppedBy === "capture_failed") {
+        return yield* Effect.fail(failed("capture failed on every stored channel; the session was failed"))
+      }
       if (summary.pendingSegments > 0) {
         return yield* Effect.fail(
           failed(

@@ -11,6 +11,7 @@ import {
   CreateTokenRequest,
   ExportRequest,
   ExportView,
+  FailSessionRequest,
   ListSessionsQuery,
   PauseRequest,
   SessionId,
@@ -155,6 +156,14 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     HttpApiEndpoint.post("resumeChannels", "/capture/session/:session_id/resume", {
       params: SessionParams,
       payload: PauseRequest,
+      success: Success(CaptureSession),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("failSession", "/capture/session/:session_id/fail", {
+      params: SessionParams,
+      payload: FailSessionRequest,
       success: Success(CaptureSession),
       error: [...CommonFailures, Conflict],
     }),

@@ -43,14 +43,14 @@ const fromResult = <A>(result: Result.Result<A, CaptureError>): Effect.Effect<A,
 
 const isSessionId = Schema.is(SessionIdSchema)
 
-/** Client tokens may start, stop, upload and listen; everything else needs an API key. */
+/** Client tokens may start, stop, pause, resume, fail, upload and listen; everything else needs an API key. */
 const requireApiKey = (principal: Principal) =>
   principal.kind === "api_key"
     ? Effect.void
     : refuse(
         captureError(
           "forbidden",
-          "client tokens may only start, stop and upload to sessions and open a WebSocket",
+          "client tokens may only start, stop, pause, resume, fail and upload to sessions and open a WebSocket",
           {
             field: "x-access-token",
           },
@@ -342,6 +342,21 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
       )
       .handle("resumeChannels", ({ params, payload }) =>
         pauseOrResume(services, "ResumeChannels", params, payload),
+      )
+      .handle("failSession", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* loadOwned(services, principal, params.session_id)
+          const sessionId = params.session_id as SessionId
+          // The recorder's reason becomes the session's `error`: failed once, a repeat changes nothing.
+          const outcome = yield* execute(services, {
+            type: "FailSession",
+            command_id: newCommandId(),
+            session_id: sessionId,
+            error: { code: payload.error.code, message: payload.error.message },
+          })
+          return successOf(yield* viewOf(outcome.state, sessionId))
+        }),
       )
       .handle("webhookDeliveries", ({ params }) =>
         Effect.gen(function* () {

@@ -65,6 +65,10 @@ const jsonValue = fc.oneof(
       primary_video_channel_id: fc.oneof(fc.string(), fc.constant("display:9")),
       expires_in: fc.oneof(fc.integer(), fc.double(), fc.string()),
       video_channel_id: fc.oneof(fc.string(), fc.constant("display:1")),
+      error: fc.oneof(
+        fc.record({ code: fc.oneof(fc.string(), fc.constant("capture_failed")), message: fc.string() }),
+        fc.jsonValue({ maxDepth: 1 }),
+      ),
     },
     { requiredKeys: [] },
   ),
@@ -88,6 +92,7 @@ const path = fc.oneof(
     "/capture/session/start",
     "/capture/session/SESSION",
     "/capture/session/SESSION/stop",
+    "/capture/session/SESSION/fail",
     "/capture/session/SESSION/webhooks",
     "/collection/default/capture/session?limit=abc&status=nope&cursor=",
     "/collection/%ZZ/capture/session",

@@ -313,6 +313,73 @@ describe("capture REST API", () => {
     })
   })
 
+  it("fails a session at its recorder's request, once, and refuses everyone else and ended sessions", async () => {
+    const id = await createSession({ end_user_id: "user-a" })
+    const tokenOf = async (user: string) =>
+      data((await api.request("POST", "/capture/session/token", { body: { user_id: user } })).body)
+        .token as string
+    const mine = await tokenOf("user-a")
+    await api.request("POST", "/capture/session/start", {
+      token: mine,
+      body: { session_id: id, channels: [{ channel_id: "display:1" }] },
+    })
+    const reason = { code: "capture_failed", message: "display:1: ffmpeg could not start (exit code 1)" }
+    const fail = (session: string, body: unknown, token?: string | null) =>
+      api.request("POST", `/capture/session/${session}/fail`, {
+        body,
+        ...(token === undefined ? {} : { token }),
+      })
+
+    const other = await api.gateway.accounts.createAccount("fail-other")
+    const { key: otherKey } = await api.gateway.accounts.createApiKey(other.id)
+    const refusals: Array<[string, unknown, string | null | undefined, number, string, string | undefined]> =
+      [
+        [id, { error: reason }, null, 401, "unauthorized", "x-access-token"],
+        [id, { error: reason }, await tokenOf("user-b"), 403, "forbidden", "x-access-token"],
+        [id, { error: reason }, otherKey, 404, "session_not_found", "session_id"],
+        ["cap-00000000000000000000000000", { error: reason }, mine, 404, "session_not_found", "session_id"],
+        [id, {}, mine, 400, "missing_field", "error"],
+        [id, { error: { message: "no code" } }, mine, 400, "missing_field", "error.code"],
+        [id, { error: { code: "Not A Code", message: "x" } }, mine, 400, "invalid_field", "error.code"],
+        [id, { error: { code: "capture_failed", message: "" } }, mine, 400, "invalid_field", "error.message"],
+      ]
+    for (const [session, body, token, status, error_code, field] of refusals) {
+      const response = await fail(session, body, token)
+      expect({
+        status: response.status,
+        error_code: response.body.error_code,
+        field: response.body.field,
+      }).toEqual({ status, error_code, field })
+    }
+    expect((await api.runtime.host.load(id)).state.value).toBe("starting")
+
+    const failed = await fail(id, { error: reason }, mine)
+    expect(failed).toMatchObject({
+      status: 200,
+      body: { success: true, data: { status: "failed", error: reason } },
+    })
+    // Idempotent: a repeat (another reason, too) answers the failed session and changes nothing.
+    const again = await fail(id, { error: { code: "capture_failed", message: "later" } }, mine)
+    expect(again).toMatchObject({ status: 200, body: { data: { status: "failed", error: reason } } })
+    const history = []
+    for await (const stored of api.runtime.events.read(id)) history.push(stored.event.type)
+    expect(history.filter((type) => type === "SessionFailed")).toHaveLength(1)
+
+    // The account's key may fail any of its sessions; a session that ended keeps its outcome.
+    const byKey = await createSession({ end_user_id: "user-c" })
+    expect(await fail(byKey, { error: reason })).toMatchObject({
+      status: 200,
+      body: { data: { status: "failed" } },
+    })
+    const ended = await createSession({ end_user_id: "user-a" })
+    expect((await api.request("POST", `/capture/session/${ended}/stop`, { token: mine })).status).toBe(200)
+    expect(await fail(ended, { error: reason }, mine)).toMatchObject({
+      status: 409,
+      body: { success: false, error_code: "session_ended", current_status: "stopped" },
+    })
+    expect((await api.runtime.host.load(ended)).state.value).toBe("stopped")
+  })
+
   it("shows the automatic export from the stop, and records a request for another display once", async () => {
     const id = await createSession()
     const host = api.runtime.host
@@ -344,6 +411,11 @@ describe("capture REST API", () => {
     })
     const rtstreams = data(session.body).rtstreams as Array<Record<string, unknown>>
     expect(rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+    // The session has ended its capture: every rtstream reads as VideoDB's SDK expects.
+    for (const rtstream of rtstreams) {
+      expect(rtstream).toMatchObject({ collection_id: "default", status: "stopped" })
+      expect(rtstream.created_at).toEqual(expect.any(String))
+    }
     const primary = await api.request("POST", `/collection/default/capture/session/${id}/export`, {
       body: {},
     })
@@ -392,10 +464,13 @@ describe("capture REST API", () => {
         "/capture/session/start",
         "/capture/session/{session_id}",
         "/capture/session/{session_id}/stop",
+        "/capture/session/{session_id}/fail",
         "/collection/{collection_id}/websocket",
       ]),
     )
     expect(JSON.stringify(openapi.components.securitySchemes)).toContain("x-access-token")
+    // The rtstream status is declared with the two values it takes.
+    expect(JSON.stringify(openapi)).toMatch(/"enum":\["connected","stopped"\]/)
     const docs = await fetch(`${api.url}/docs`)
     expect(docs.status).toBe(200)
     expect(await docs.text()).toContain("<html")

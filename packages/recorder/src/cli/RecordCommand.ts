@@ -41,8 +41,11 @@ export interface RecordOptions {
 export interface RecordSummary {
   readonly sessionId: string
   readonly channels: ReadonlyArray<string>
-  /** What ended it: the duration, the user, the server, or the user twice (spool left behind). */
-  readonly stoppedBy: "duration" | "signal" | "server" | "interrupted"
+  /**
+   * What ended it: the duration, the user, the server, the user twice (spool left behind), or
+   * every stored channel's capture giving up (the session was failed on the server).
+   */
+  readonly stoppedBy: "duration" | "signal" | "server" | "interrupted" | "capture_failed"
   readonly elapsedMs: number
   readonly uploadedSegments: number
   readonly uploadedBytes: number
@@ -137,6 +140,7 @@ export const recordCommand = async (options: RecordOptions): Promise<RecordSumma
     }
     const serverEnded = (payload: CaptureEvents["recording:stopped"]) => {
       if (payload.reason === "server_ended") done("server")
+      if (payload.reason === "capture_failed") done("capture_failed")
     }
     cleanups.push(client.on("recording:stopped", serverEnded))
     if (options.durationMs !== undefined) {
@@ -160,7 +164,8 @@ export const recordCommand = async (options: RecordOptions): Promise<RecordSumma
   })
 
   let finalReason = stoppedBy
-  if (stoppedBy !== "server") {
+  if (stoppedBy === "capture_failed") print("capture failed on every stored channel: the session was failed")
+  if (stoppedBy !== "server" && stoppedBy !== "capture_failed") {
     print(`stopping (${stoppedBy}): finishing segments and uploading the rest…`)
     const interrupt = () => {
       finalReason = "interrupted"

@@ -5,6 +5,10 @@
  * A segment is finished when its run's list names it; the list is read whenever ffmpeg opens the
  * next file, every half second, and once more after the run exits. A segment the run did not list
  * (ffmpeg died mid-segment) is salvaged or dropped (see `ChannelSpool.salvage`).
+ *
+ * A run that ends by itself, or cannot start, is a failure: while the channel is wanted (started
+ * and not stopped) the next run starts after `delayMs`, until `maxFailures` failures fall within
+ * `windowMs`; then the capture gives up (a device that is gone fails every start at once).
  */
 import { readdir } from "node:fs/promises"
 import { Data } from "effect"
@@ -29,14 +33,28 @@ export interface CaptureContext {
   readonly env: NodeJS.ProcessEnv
 }
 
+/** When a failing channel is started again, and when it gives up. */
+export interface RestartPolicy {
+  /** Failures within `windowMs` after which the capture gives up. */
+  readonly maxFailures: number
+  readonly windowMs: number
+  /** Wait before the next run after a failure. */
+  readonly delayMs: number
+}
+
+/** Five failures within a minute, a second apart: a device that is gone gives up within seconds. */
+export const defaultRestartPolicy: RestartPolicy = { maxFailures: 5, windowMs: 60_000, delayMs: 1_000 }
+
 /** What the capture reports. */
 export interface CaptureCallbacks {
   /** A finished segment with its sidecar written. */
   readonly onSegment: (record: SegmentRecord) => void
   /** ffmpeg opened segment `index`. */
   readonly onOpened: (index: number) => void
-  /** ffmpeg exited without being asked to. */
+  /** ffmpeg exited without being asked to, or could not start. */
   readonly onFailed: (error: CaptureFailed) => void
+  /** Too many failures: no run is started again unless `start()` is called. */
+  readonly onGaveUp: (error: CaptureFailed) => void
 }
 
 const COLLECT_INTERVAL_MS = 500
@@ -50,6 +68,12 @@ export class ChannelCapture {
   #collecting: Promise<void> = Promise.resolve()
   #stopping = false
   #operations: Promise<unknown> = Promise.resolve()
+  /** Started and not stopped since: a failed run is followed by another. */
+  #wanted = false
+  #failures: Array<number> = []
+  #gaveUp = false
+  #retry: NodeJS.Timeout | undefined
+  #lastFailure: CaptureFailed | undefined
 
   constructor(
     private readonly channel: Channel,
@@ -58,6 +82,7 @@ export class ChannelCapture {
     private nextIndex: number,
     private readonly context: CaptureContext,
     private readonly callbacks: CaptureCallbacks,
+    private readonly restart: RestartPolicy = defaultRestartPolicy,
   ) {}
 
   /** Whether ffmpeg is running. */
@@ -65,14 +90,77 @@ export class ChannelCapture {
     return this.#run?.running ?? false
   }
 
-  /** Starts an ffmpeg run at the next index; resolves once it captures. No-op when running. */
+  /** Whether the capture failed too often and stopped trying (until `start()` again). */
+  get gaveUp(): boolean {
+    return this.#gaveUp
+  }
+
+  /** The latest failure, if any. */
+  get lastFailure(): CaptureFailed | undefined {
+    return this.#lastFailure
+  }
+
+  /**
+   * Starts an ffmpeg run at the next index; resolves once it captures. No-op when running. Rejects
+   * with `CaptureFailed` when ffmpeg cannot start; that failure counts, and the next run follows.
+   */
   start(): Promise<void> {
-    return this.#serial(() => this.#start())
+    this.#wanted = true
+    this.#gaveUp = false
+    this.#failures = []
+    return this.#serial(async () => {
+      try {
+        await this.#start()
+      } catch (error) {
+        const failure = this.#asFailure(error)
+        this.#failed(failure)
+        throw failure
+      }
+    })
   }
 
   /** Ends the current run cleanly (its last segment complete and recorded). No-op when stopped. */
   stop(): Promise<void> {
+    this.#wanted = false
+    clearTimeout(this.#retry)
+    this.#retry = undefined
     return this.#serial(() => this.#stop())
+  }
+
+  /** Reports a failure, then starts the next run later, or gives up after too many. */
+  #failed(error: CaptureFailed): void {
+    this.#lastFailure = error
+    this.callbacks.onFailed(error)
+    if (!this.#wanted) return
+    const now = Date.now()
+    this.#failures = [...this.#failures.filter((at) => at > now - this.restart.windowMs), now]
+    if (this.#failures.length >= this.restart.maxFailures) {
+      this.#gaveUp = true
+      this.callbacks.onGaveUp(error)
+      return
+    }
+    clearTimeout(this.#retry)
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      void this.#serial(async () => {
+        if (!this.#wanted || this.#gaveUp || this.running) return
+        try {
+          await this.#start()
+        } catch (error) {
+          this.#failed(this.#asFailure(error))
+        }
+      })
+    }, this.restart.delayMs)
+  }
+
+  #asFailure(error: unknown): CaptureFailed {
+    return error instanceof CaptureFailed
+      ? error
+      : new CaptureFailed({
+          channelId: this.channel.id,
+          message: `capture of ${this.channel.id} could not start: ${error instanceof Error ? error.message : String(error)}`,
+          log: "",
+        })
   }
 
   #serial(operation: () => Promise<void>): Promise<void> {
@@ -111,7 +199,7 @@ export class ChannelCapture {
       clearInterval(timer)
       await this.#collect(run, true)
       await removePidFile(this.spool.pidPath)
-      if (!this.#stopping && this.#meta !== undefined) this.callbacks.onFailed(this.#failure(exit, "stopped"))
+      if (!this.#stopping && this.#meta !== undefined) this.#failed(this.#failure(exit, "stopped"))
     })
     let start: Awaited<typeof run.started>
     try {

@@ -1,7 +1,7 @@
 /**
  * An in-memory ingest server on 127.0.0.1 implementing the recorder's side of the API:
  * `POST /capture/session/start`, `PUT …/channels/{channel_id}/segments/{index}`,
- * `POST /capture/session/{id}/stop`. Tests can make it refuse segment uploads for a while, end a
+ * `POST /capture/session/{id}/stop`, `POST /capture/session/{id}/fail`. Tests can make it refuse segment uploads for a while, end a
  * session, and count requests per segment key.
  */
 import { createHash } from "node:crypto"
@@ -26,6 +26,9 @@ export interface ServerSession {
   readonly startBody: unknown
   starts: number
   stops: number
+  /** `POST …/fail` calls, and the body of the one that failed the session. */
+  fails: number
+  failure?: unknown
 }
 
 export interface IngestServer {
@@ -69,6 +72,7 @@ const readBody = async (request: IncomingMessage): Promise<Buffer> => {
 
 const SEGMENT_PATH = /^\/capture\/session\/([^/]+)\/channels\/([^/]+)\/segments\/([^/]+)$/
 const STOP_PATH = /^\/capture\/session\/([^/]+)\/stop$/
+const FAIL_PATH = /^\/capture\/session\/([^/]+)\/fail$/
 
 export const startIngestServer = async (): Promise<IngestServer> => {
   const sessions = new Map<string, ServerSession>()
@@ -101,7 +105,7 @@ export const startIngestServer = async (): Promise<IngestServer> => {
           current_status: existing.status,
         })
       }
-      sessions.set(json.session_id, { status: "active", startBody: json, starts: 1, stops: 0 })
+      sessions.set(json.session_id, { status: "active", startBody: json, starts: 1, stops: 0, fails: 0 })
       return send(response, 200, { success: true, data: { session_id: json.session_id, status: "starting" } })
     }
 
@@ -117,6 +121,23 @@ export const startIngestServer = async (): Promise<IngestServer> => {
       }
       session.status = "stopped"
       return send(response, 200, { success: true, data: { session_id: stop[1], status: "stopped" } })
+    }
+
+    const failed = FAIL_PATH.exec(url.pathname)
+    if (request.method === "POST" && failed !== null) {
+      const session = sessions.get(decodeURIComponent(failed[1] ?? ""))
+      if (session === undefined) return fail(response, 404, "session_not_found", "no such session")
+      session.fails += 1
+      if (session.status === "stopped" || session.status === "exported") {
+        return fail(response, 409, "session_ended", `session is ${session.status}`, {
+          current_status: session.status,
+        })
+      }
+      if (session.status === "active") {
+        session.status = "failed"
+        session.failure = JSON.parse(body.toString("utf8"))
+      }
+      return send(response, 200, { success: true, data: { session_id: failed[1], status: "failed" } })
     }
 
     const segment = SEGMENT_PATH.exec(url.pathname)
