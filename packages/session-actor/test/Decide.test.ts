@@ -379,18 +379,20 @@ describe("decide", () => {
   })
 
   describe("FailSession", () => {
-    it("fails any session not yet ended, changes nothing once failed, and refuses an exported one", () => {
-      for (const status of ["created", "starting", "active", "stopping", "stopped"] as const) {
+    it("fails any session not yet ended, changes nothing once failed, and refuses an ended one", () => {
+      for (const status of ["created", "starting", "active", "stopping"] as const) {
         expect(decided(at(status), failSession())).toEqual({
           type: "SessionFailed",
           data: { error: { code: "capture_error", message: "device lost" } },
         })
       }
       expect(decided(at("failed"), failSession())).toBeNull()
-      expect(refused(at("exported"), failSession())).toMatchObject({
-        error_code: "invalid_transition",
-        current_status: "exported",
-      })
+      for (const status of ["stopped", "exported"] as const) {
+        expect(refused(at(status), failSession())).toMatchObject({
+          error_code: "session_ended",
+          current_status: status,
+        })
+      }
     })
   })
 

@@ -148,6 +148,12 @@ describe("generated malformed requests", () => {
     const health = await api.request("GET", "/collection/default")
     expect(health.status).toBe(200)
     // Generated callback URLs name random public hosts: refused by the test's resolver, not looked up.
+    for (const url of fc.sample(fc.webUrl(), { numRuns: 20, seed: 20261207 })) {
+      const created = await api.request("POST", "/collection/default/capture/session", {
+        body: { end_user_id: "fuzz", callback_url: url },
+      })
+      expect(created.status, url).toBeLessThan(500)
+    }
     expect(askedNames.size).toBeGreaterThan(0)
   }, 120_000)
 })
