@@ -379,18 +379,21 @@ describe("decide", () => {
   })
 
   describe("FailSession", () => {
-    it("fails any session not yet ended, changes nothing once failed, and refuses an exported one", () => {
-      for (const status of ["created", "starting", "active", "stopping", "stopped"] as const) {
+    it("fails a session still capturing, changes nothing once failed, and refuses one that ended", () => {
+      for (const status of ["created", "starting", "active", "stopping"] as const) {
         expect(decided(at(status), failSession())).toEqual({
           type: "SessionFailed",
           data: { error: { code: "capture_error", message: "device lost" } },
         })
       }
       expect(decided(at("failed"), failSession())).toBeNull()
-      expect(refused(at("exported"), failSession())).toMatchObject({
-        error_code: "invalid_transition",
-        current_status: "exported",
-      })
+      // A late report cannot undo the outcome of a capture that ended.
+      for (const status of ["stopped", "exported"] as const) {
+        expect(refused(at(status), failSession())).toMatchObject({
+          error_code: "session_ended",
+          current_status: status,
+        })
+      }
     })
   })
 
