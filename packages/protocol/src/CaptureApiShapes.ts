@@ -6,6 +6,7 @@ import { Schema } from "effect"
 import { CaptureSession } from "./CaptureSession.js"
 import { type Channel, ChannelId, ChannelInput, ChannelType } from "./Channel.js"
 import { ExportAsset, ExportMetadata } from "./ExportMetadata.js"
+import { pathOf } from "./HttpRoute.js"
 import { AssetId, CollectionId, SessionId, VideoId } from "./Ids.js"
 import { Metadata } from "./SessionCommand.js"
 import { ExportStatus, SessionStatus } from "./SessionStatus.js"
@@ -78,6 +79,16 @@ export const TokenView = Schema.Struct({
   end_user_id: Schema.NullOr(Schema.String),
 })
 export type TokenView = typeof TokenView.Type
+
+/** `POST /capture/session/start`: the route a recorder starts its session at. */
+export const START_SESSION_ROUTE = "/capture/session/start"
+
+/** `POST /capture/session/{session_id}/stop`: the route a recorder stops its session at. */
+export const STOP_SESSION_ROUTE = "/capture/session/:session_id/stop"
+
+/** The path that stops session `sessionId`. */
+export const stopSessionPath = (sessionId: string): string =>
+  pathOf(STOP_SESSION_ROUTE, { session_id: sessionId })
 
 /** `POST /capture/session/start`. */
 export const StartSessionRequest = Schema.Struct({

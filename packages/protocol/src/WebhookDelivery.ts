@@ -35,3 +35,7 @@ export const WebhookDelivery = Schema.Struct({
   next_attempt_at: Schema.NullOr(IsoTimestamp),
 })
 export type WebhookDelivery = typeof WebhookDelivery.Type
+
+/** `GET /capture/session/{session_id}/webhooks`: a session's deliveries in event order. */
+export const WebhookDeliveryList = Schema.Struct({ deliveries: Schema.Array(WebhookDelivery) })
+export type WebhookDeliveryList = typeof WebhookDeliveryList.Type
