@@ -92,6 +92,7 @@ export class Muxer {
     const store = await MuxerStore.open(nc, {
       prefix,
       replicas: options.replicas ?? runtime.topology.options.replicas,
+      log,
     })
     const pipeline = new Pipeline(tools, options.mediaStore, store, options.concurrency ?? 2, log)
     const muxer = new Muxer(
