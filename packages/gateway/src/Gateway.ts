@@ -107,7 +107,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   })
   const media = await MediaStore.open(nc, { ...topology, log: options.log })
   const signer = new UrlSigner(await accounts.urlSigningKey())
-  const exports = await ExportStore.open(nc, topology)
+  const exports = await ExportStore.open(nc, { ...topology, log: options.log })
   const hub = new WebSocketHub(runtime, options.log)
   await hub.start()
   const bounded = boundedWebSocketClass(options.webSocket)

@@ -78,9 +78,9 @@ export class MuxerStore extends ExportBucket {
     private readonly prefix: string,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
-    private readonly log: (message: string) => void,
+    log: (message: string) => void,
   ) {
-    super(bucket, objects)
+    super(bucket, objects, log)
   }
 
   /** Opens (creating if missing) the exports bucket and the muxer's stream. */
