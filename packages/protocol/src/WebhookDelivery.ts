@@ -16,7 +16,7 @@ export const WebhookAttempt = Schema.Struct({
   attempt: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
   at: IsoTimestamp,
   status_code: Schema.NullOr(Schema.Int),
-  latency_ms: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)),
+  latency_ms: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
   error: Schema.NullOr(Schema.String),
 })
 export type WebhookAttempt = typeof WebhookAttempt.Type
