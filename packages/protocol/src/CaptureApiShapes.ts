@@ -128,6 +128,13 @@ export type FailSessionRequest = typeof FailSessionRequest.Type
 /** The code the recorder fails a session with when every stored channel's capture gave up. */
 export const CAPTURE_FAILED = "capture_failed"
 
+/** `POST /capture/session/{session_id}/fail`: the route a recorder fails its session at. */
+export const FAIL_SESSION_ROUTE = "/capture/session/:session_id/fail"
+
+/** The path that fails session `sessionId`. */
+export const failSessionPath = (sessionId: string): string =>
+  pathOf(FAIL_SESSION_ROUTE, { session_id: sessionId })
+
 /** A channel in the streaming view, with its live URL while it is being recorded. */
 export const StreamingChannel = Schema.Struct({
   channel_id: ChannelId,

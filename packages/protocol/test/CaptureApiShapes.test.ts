@@ -2,7 +2,9 @@ import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import {
   CAPTURE_FAILED,
+  FAIL_SESSION_ROUTE,
   FailSessionRequest,
+  failSessionPath,
   RawAssetView,
   START_SESSION_ROUTE,
   STOP_SESSION_ROUTE,
@@ -59,11 +61,13 @@ describe("FailSessionRequest", () => {
 })
 
 describe("starting and stopping a session", () => {
-  it("names the routes a recorder calls, and builds the stop path with the id encoded", () => {
+  it("names the routes a recorder calls, and builds the stop and fail paths with the id encoded", () => {
     expect(START_SESSION_ROUTE).toBe("/capture/session/start")
     expect(STOP_SESSION_ROUTE).toBe("/capture/session/:session_id/stop")
     expect(stopSessionPath("cap-1")).toBe("/capture/session/cap-1/stop")
     expect(stopSessionPath("cap/1")).toBe("/capture/session/cap%2F1/stop")
+    expect(FAIL_SESSION_ROUTE).toBe("/capture/session/:session_id/fail")
+    expect(failSessionPath("cap-1")).toBe("/capture/session/cap-1/fail")
   })
 
   it("reads a start body as the recorder sends it (every channel field set) and as a bare client does", () => {

@@ -14,6 +14,7 @@ import {
   decodeUnknown,
   type FailSessionRequest,
   Failure,
+  failSessionPath,
   SEGMENT_CONTENT_TYPE,
   SEGMENT_FINAL,
   SegmentAck,
@@ -112,7 +113,7 @@ export class IngestClient {
 
   /** `POST /capture/session/{id}/fail`: the recorder cannot capture; the session fails with `body.error`. */
   failSession(sessionId: string, body: FailSessionRequest, signal?: AbortSignal): Promise<unknown> {
-    return this.#json("POST", `/capture/session/${encodeURIComponent(sessionId)}/fail`, body, signal)
+    return this.#json("POST", failSessionPath(sessionId), body, signal)
   }
 
   /** `PUT …/channels/{channel_id}/segments/{index}` with the segment's bytes. */

@@ -11,6 +11,7 @@ import {
   CreateTokenRequest,
   ExportRequest,
   ExportView,
+  FAIL_SESSION_ROUTE,
   FailSessionRequest,
   ListSessionsQuery,
   PauseRequest,
@@ -163,7 +164,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("failSession", "/capture/session/:session_id/fail", {
+    HttpApiEndpoint.post("failSession", FAIL_SESSION_ROUTE, {
       params: SessionParams,
       payload: FailSessionRequest,
       success: Success(CaptureSession),
