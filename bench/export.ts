@@ -24,7 +24,13 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import { DEFAULT_COLLECTION, type SessionEvent } from "@capture/protocol"
+import {
+  DEFAULT_COLLECTION,
+  type SessionEvent,
+  START_SESSION_ROUTE,
+  segmentPath,
+  stopSessionPath,
+} from "@capture/protocol"
 import { resolveFfmpeg, resolveFfprobe } from "@capture/recorder/Ffmpeg"
 import { AAC_PRIMING_MS } from "@capture/recorder/FfmpegInputs"
 import { EventStore, openTopology } from "@capture/session-actor"
@@ -190,7 +196,7 @@ const makeUploader =
     final: boolean,
   ): Promise<number> => {
     const body = readFileSync(segment.file)
-    const path = `/capture/session/${sessionId}/channels/${encodeURIComponent(channelId)}/segments/${segment.index}`
+    const path = segmentPath(sessionId, channelId, segment.index)
     const headers = {
       "x-segment-start-ms": String(firstSampleMs + segment.offsetMs),
       "x-segment-duration-ms": String(segment.durationMs),
@@ -401,7 +407,7 @@ const exportThroughServer = async (recording: SyntheticRecording): Promise<Expor
     )
     accepted(
       "start",
-      await client.send("POST", "/capture/session/start", {
+      await client.send("POST", START_SESSION_ROUTE, {
         session_id: sessionId,
         channels: channels.map((c) => ({
           channel_id: c.channelId,
@@ -446,7 +452,7 @@ const exportThroughServer = async (recording: SyntheticRecording): Promise<Expor
     await Promise.all(channels.map((c) => uploadChannel(c, c.segments.slice(-1), true)))
     const stopSent = performance.now()
     const exported = socket.next(sessionId, "capture_session.exported", EXPORT_TIMEOUT_MS)
-    const stopAnswer = accepted("stop", await client.send("POST", `/capture/session/${sessionId}/stop`))
+    const stopAnswer = accepted("stop", await client.send("POST", stopSessionPath(sessionId)))
     const stopAnswered = performance.now()
     const seen = await exported
     const cpuAfter = cpuNow(server)

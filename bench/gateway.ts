@@ -19,6 +19,8 @@ import {
   type SessionCommand,
   type SessionEvent,
   type SessionId,
+  START_SESSION_ROUTE,
+  stopSessionPath,
 } from "@capture/protocol"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import { startNatsServer } from "@capture/testkit"
@@ -249,8 +251,8 @@ const gatewaySession = (client: JsonClient, connectionId: string, timings: Timin
       end_user_id: "bench",
       ws_connection_id: connectionId,
     })
-    await send("start", "/capture/session/start", { session_id: id, channels: [{ channel_id: "display:1" }] })
-    await send("stop", `/capture/session/${id}/stop`)
+    await send("start", START_SESSION_ROUTE, { session_id: id, channels: [{ channel_id: "display:1" }] })
+    await send("stop", stopSessionPath(id))
   }
 }
 

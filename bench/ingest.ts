@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import { DEFAULT_COLLECTION } from "@capture/protocol"
+import { DEFAULT_COLLECTION, START_SESSION_ROUTE, segmentPath, stopSessionPath } from "@capture/protocol"
 import {
   canDrawText,
   defaultCaptureSettings,
@@ -163,9 +163,7 @@ const uploadSession = async (
       for (let index = 0; index < count; index++) {
         const segment = channel.segments[index % channel.segments.length]
         if (segment === undefined) throw new Error(`${channel.channelId} has no segments`)
-        const path =
-          `/capture/session/${encodeURIComponent(sessionId)}` +
-          `/channels/${encodeURIComponent(channel.channelId)}/segments/${index}`
+        const path = segmentPath(sessionId, channel.channelId, index)
         const started = performance.now()
         const response = await client.put(path, segment.bytes, {
           "x-segment-start-ms": String(at),
@@ -240,7 +238,7 @@ const openSessions = async (
     const id = stringField(accepted("create", created), "id")
     accepted(
       "start",
-      await recorder.send("POST", "/capture/session/start", {
+      await recorder.send("POST", START_SESSION_ROUTE, {
         session_id: id,
         channels: startChannels(media),
       }),
@@ -255,7 +253,7 @@ const stopSessions = async (recorder: JsonClient, ids: ReadonlyArray<string>) =>
   const statuses: Record<string, number> = {}
   await measure("stopping sessions", ids.length, 32, async (i) => {
     const status = stringField(
-      accepted("stop", await recorder.send("POST", `/capture/session/${ids[i]}/stop`)),
+      accepted("stop", await recorder.send("POST", stopSessionPath(ids[i] ?? ""))),
       "status",
     )
     statuses[status] = (statuses[status] ?? 0) + 1

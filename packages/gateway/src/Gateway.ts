@@ -105,9 +105,9 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
     ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
   })
-  const media = await MediaStore.open(nc, topology)
+  const media = await MediaStore.open(nc, { ...topology, log: options.log })
   const signer = new UrlSigner(await accounts.urlSigningKey())
-  const exports = await ExportStore.open(nc, topology)
+  const exports = await ExportStore.open(nc, { ...topology, log: options.log })
   const hub = new WebSocketHub(runtime, options.log)
   await hub.start()
   const bounded = boundedWebSocketClass(options.webSocket)

@@ -13,9 +13,11 @@
  */
 
 import { isWrongLastSequence } from "@capture/jetstream"
+import type { CaptureError } from "@capture/protocol"
 import { jetstream } from "@nats-io/jetstream"
 import type { ObjectStore } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { Result } from "effect"
 import { objectMeta, openObjectBucket } from "./ObjectBucket.js"
 
 /** Options of `ExportBucket.open`. */
@@ -24,10 +26,11 @@ export interface ExportBucketOptions {
   readonly prefix?: string
   /** Replicas of the bucket: 1 on a single server, 3 on a cluster. */
   readonly replicas?: number
+  /** Where a JSON document that does not decode is reported. */
+  readonly log?: (message: string) => void
 }
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
 
 /** Objects in the exports bucket, each written once. */
 export class ExportBucket {
@@ -35,12 +38,13 @@ export class ExportBucket {
     /** The Object Store bucket's name: `capture_exports`. */
     readonly bucket: string,
     private readonly objects: ObjectStore,
+    protected readonly log: (message: string) => void,
   ) {}
 
   /** Opens (creating if missing) the exports bucket. Safe from many processes at once. */
   static async open(nc: NatsConnection, options: ExportBucketOptions = {}): Promise<ExportBucket> {
     const { bucket, objects } = await ExportBucket.openObjects(nc, options)
-    return new ExportBucket(bucket, objects)
+    return new ExportBucket(bucket, objects, options.log ?? (() => {}))
   }
 
   /** The bucket's name and Object Store, for stores built on it (the muxer's). */
@@ -75,9 +79,19 @@ export class ExportBucket {
     await this.putObject(name, encoder.encode(JSON.stringify(value)))
   }
 
-  /** A JSON document stored with `putJson`, or `undefined`. */
-  async getJson<A>(name: string): Promise<A | undefined> {
+  /**
+   * A JSON document stored with `putJson`, decoded with `decode` (the protocol's `decodeJson` of
+   * its schema); `undefined` when there is none, or (logged) when it does not decode.
+   */
+  async getJson<A>(
+    name: string,
+    decode: (data: Uint8Array) => Result.Result<A, CaptureError>,
+  ): Promise<A | undefined> {
     const data = await this.getObject(name)
-    return data === undefined ? undefined : (JSON.parse(decoder.decode(data)) as A)
+    if (data === undefined) return undefined
+    const decoded = decode(data)
+    if (Result.isSuccess(decoded)) return decoded.success
+    this.log(`exports: ${name} does not decode (${decoded.failure.message}); read as absent`)
+    return undefined
   }
 }

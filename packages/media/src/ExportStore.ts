@@ -19,18 +19,18 @@
  * if (file) for await (const chunk of file.body) res.write(chunk)
  * ```
  */
-import type { AssetId, ExportAsset, ExportMetadata } from "@capture/protocol"
+import { type AssetId, decodeJson, type ExportAsset, type ExportMetadata } from "@capture/protocol"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { ExportBucket, type ExportBucketOptions } from "./ExportBucket.js"
 import {
-  type AssetIndexEntry,
+  AssetIndexEntry,
   assetIndexName,
   type Manifest,
   type ManifestFile,
   type ManifestObject,
   type ManifestPart,
   manifestName,
-  type StoredManifest,
+  StoredManifest,
   upgradeManifest,
 } from "./ExportManifest.js"
 import { stampFragments } from "./FragmentedMp4.js"
@@ -72,6 +72,8 @@ export interface RawAsset {
 const encoder = new TextEncoder()
 const MANIFEST_CACHE = 64
 const ASSET_ID = /^(m|a)-[A-Za-z0-9_-]{1,64}$/
+const decodeManifest = decodeJson(StoredManifest)
+const decodeAssetEntry = decodeJson(AssetIndexEntry)
 
 /** The read side of exports. */
 export class ExportStore {
@@ -105,7 +107,7 @@ export class ExportStore {
    */
   async asset(assetId: string): Promise<RawAsset | undefined> {
     if (!ASSET_ID.test(assetId)) return undefined
-    const entry = await this.objects.getJson<AssetIndexEntry>(assetIndexName(assetId))
+    const entry = await this.objects.getJson(assetIndexName(assetId), decodeAssetEntry)
     if (entry === undefined) return undefined
     const metadata = await this.get(entry.video_id)
     const asset = metadata?.channels.find((a) => a.asset_id === (assetId as AssetId))
@@ -160,7 +162,7 @@ export class ExportStore {
     const cached = this.manifests.get(videoId)
     if (cached !== undefined) return cached
     if (!/^m-[A-Za-z0-9_-]{1,64}$/.test(videoId)) return undefined
-    const stored = await this.objects.getJson<StoredManifest>(manifestName(videoId))
+    const stored = await this.objects.getJson(manifestName(videoId), decodeManifest)
     if (stored === undefined) return undefined
     const manifest = upgradeManifest(stored)
     // Manifests never change once written: keep the latest few.

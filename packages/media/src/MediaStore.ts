@@ -6,10 +6,11 @@
  * then the record on the stream (`Nats-Msg-Id` = key), then a `published` mark on the object.
  * The object decides who won a key (compare-and-set on its creation); a retry after a crash at
  * any step finds the object and only finishes what is left, so nothing is lost or stored twice.
+ * A record on the stream that does not decode is logged and skipped by every read.
  */
 import { createHash } from "node:crypto"
 import { ensureStream, isMessageNotFound, isWrongLastSequence } from "@capture/jetstream"
-import { decodeUnknown, MediaSegment } from "@capture/protocol"
+import { decodeJson, decodeUnknown, MediaSegment } from "@capture/protocol"
 import {
   DeliverPolicy,
   type JetStreamClient,
@@ -28,6 +29,8 @@ export interface MediaStoreOptions {
   readonly replicas?: number
   /** Prefix of the bucket (`<prefix>_media`), stream (`<PREFIX>_MEDIA`) and subjects. */
   readonly prefix?: string
+  /** Where a record that does not decode is reported. */
+  readonly log?: (message: string) => void
 }
 
 /** Where segments live in NATS. */
@@ -100,6 +103,7 @@ export const segmentObjectName = (sessionId: string, channelId: string, index: n
 export const sha256Hex = (data: Uint8Array): string => createHash("sha256").update(data).digest("hex")
 
 const decodeSegment = decodeUnknown(MediaSegment)
+const decodeSegmentJson = decodeJson(MediaSegment)
 
 /** Decodes a record from a stream message's JSON; throws `UnreadableSegmentRecord`. */
 export const decodeSegmentRecord = (json: unknown, streamSequence = 0): MediaSegment => {
@@ -122,6 +126,7 @@ export class MediaStore {
     private readonly objects: ObjectStore,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
+    private readonly log: (message: string) => void,
   ) {}
 
   /** Creates (if missing) and opens the bucket and the stream. Safe from many processes at once. */
@@ -138,7 +143,7 @@ export class MediaStore {
     const jsm = await jetstreamManager(nc)
     await ensureStream(jsm, { name: topology.stream, subjects: [topology.subjects], replicas })
     const objects = await openObjectBucket(js, topology.bucket, { replicas })
-    return new MediaStore(topology, objects, js, jsm)
+    return new MediaStore(topology, objects, js, jsm, options.log ?? (() => {}))
   }
 
   /**
@@ -235,7 +240,7 @@ export class MediaStore {
     return deleted
   }
 
-  /** A session's records in stream order, with their stream sequences. */
+  /** A session's records in stream order, with their stream sequences (unreadable ones logged and skipped). */
   async *readRecords(
     sessionId: string,
   ): AsyncGenerator<{ readonly record: MediaSegment; readonly streamSequence: number }> {
@@ -256,7 +261,12 @@ export class MediaStore {
     const messages = await consumer.consume({ max_messages: 1024 })
     try {
       for await (const message of messages) {
-        yield { record: decodeSegmentRecord(message.json(), message.seq), streamSequence: message.seq }
+        const record = decodeSegmentJson(message.data)
+        if (Result.isSuccess(record)) yield { record: record.success, streamSequence: message.seq }
+        else
+          this.log(
+            `media: record ${message.seq} on ${message.subject} does not decode (${record.failure.message}); skipped`,
+          )
         if (message.seq >= last) break
       }
     } finally {

@@ -1,7 +1,8 @@
+import { decodeJson } from "@capture/protocol"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { ExportBucket } from "../src/index.js"
+import { AssetIndexEntry, ExportBucket } from "../src/index.js"
 
 let nats: NatsServerHandle
 let nc: NatsConnection
@@ -47,10 +48,21 @@ describe("ExportBucket", () => {
     }
   })
 
-  it("keeps JSON documents", async () => {
-    const bucket = await ExportBucket.open(nc)
+  it("keeps JSON documents, decoded as they are read; one that does not decode reads as absent", async () => {
+    const logs: Array<string> = []
+    const bucket = await ExportBucket.open(nc, { log: (message) => logs.push(message) })
+    const decode = decodeJson(AssetIndexEntry)
     await bucket.putJson("assets/a-1.json", { asset_id: "a-1", video_id: "m-1" })
-    expect(await bucket.getJson("assets/a-1.json")).toEqual({ asset_id: "a-1", video_id: "m-1" })
-    expect(await bucket.getJson("assets/a-2.json")).toBeUndefined()
+    expect(await bucket.getJson("assets/a-1.json", decode)).toEqual({ asset_id: "a-1", video_id: "m-1" })
+    expect(await bucket.getJson("assets/a-2.json", decode)).toBeUndefined()
+    expect(logs).toEqual([])
+    await bucket.putJson("assets/a-3.json", { asset_id: "not an asset id", video_id: "m-1" })
+    await bucket.putObject("assets/a-4.json", bytes("not json {"))
+    expect(await bucket.getJson("assets/a-3.json", decode)).toBeUndefined()
+    expect(await bucket.getJson("assets/a-4.json", decode)).toBeUndefined()
+    expect(logs).toEqual([
+      expect.stringContaining("assets/a-3.json does not decode"),
+      expect.stringContaining("assets/a-4.json does not decode"),
+    ])
   })
 })

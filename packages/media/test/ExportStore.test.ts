@@ -348,4 +348,20 @@ describe("ExportStore", () => {
     const video = await opened(videoId, "video.mp4")
     await expect(video.bytes()).rejects.toThrow(/export piece pieces\/.*never-stored\.m4s is missing/)
   })
+
+  it("reads a manifest or an asset index entry that does not decode as no export, and logs it", async () => {
+    const logs: Array<string> = []
+    const logged = await ExportStore.open(nc, { log: (message) => logs.push(message) })
+    const { videoId, metadata } = await storeExport()
+    const broken = newVideoId()
+    await bucket.putJson(manifestName(broken), { v: 1, metadata: { ...metadata, video_id: "not-a-video" } })
+    const asset = rawAssetId(broken, "display:1", "video")
+    await bucket.putObject(assetIndexName(asset), new TextEncoder().encode("not json {"))
+    expect(await logged.get(broken)).toBeUndefined()
+    expect(await logged.open(broken, "video.mp4")).toBeUndefined()
+    expect(await logged.asset(asset)).toBeUndefined()
+    expect(logs.filter((line) => line.includes("does not decode"))).toHaveLength(3)
+    // The good export next to them is served as before.
+    expect(await logged.get(videoId)).toEqual(metadata)
+  })
 })

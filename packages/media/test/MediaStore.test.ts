@@ -173,4 +173,25 @@ describe("MediaStore", () => {
     expect(await other.list(id)).toHaveLength(1)
     expect(await store.list(id)).toHaveLength(0)
   })
+
+  it("skips a record on the stream that does not decode and reads the ones after it", async () => {
+    const logs: Array<string> = []
+    const logged = await MediaStore.open(nc, { log: (message) => logs.push(message) })
+    const id = newSessionId()
+    const first = randomBytes(10)
+    await logged.put(segment(id, "mic:default", 0, first), first)
+    const subject = logged.topology.subject(id)
+    await jetstream(nc).publish(subject, "not json {")
+    await jetstream(nc).publish(
+      subject,
+      JSON.stringify({ session_id: id, channel_id: "mic:default", index: -1 }),
+    )
+    const second = randomBytes(10)
+    await logged.put(segment(id, "mic:default", 1, second, true), second)
+    expect((await logged.list(id)).map((record) => [record.index, record.final])).toEqual([
+      [0, false],
+      [1, true],
+    ])
+    expect(logs.filter((line) => line.includes("does not decode"))).toHaveLength(2)
+  })
 })

@@ -24,6 +24,7 @@ import {
   type ChannelId,
   type CommandId,
   decodeUnknown,
+  exportUrls,
   newVideoId,
   SessionEvent,
   type SessionId,
@@ -46,7 +47,7 @@ import { MuxerStore } from "./internal/store.js"
 
 export interface MuxerOptions {
   readonly mediaStore: MediaStore
-  /** Base of public URLs: `stream_url` = `${publicUrl}/media/{video_id}/index.m3u8`, `player_url` = `${publicUrl}/player/{video_id}`. */
+  /** Base of the export's public URLs (`stream_url`, `player_url`: the protocol's `exportUrls`). */
   readonly publicUrl: string
   readonly log?: (message: string) => void
   /** Same prefix as the session topology: `capture` → bucket `capture_exports`, consumers `capture-muxer…`. */
@@ -91,6 +92,7 @@ export class Muxer {
     const store = await MuxerStore.open(nc, {
       prefix,
       replicas: options.replicas ?? runtime.topology.options.replicas,
+      log,
     })
     const pipeline = new Pipeline(tools, options.mediaStore, store, options.concurrency ?? 2, log)
     const muxer = new Muxer(
@@ -272,8 +274,8 @@ export class Muxer {
           video_channel_id: videoChannelId,
           attempt,
           video_id: videoId,
-          stream_url: `${this.options.publicUrl}/media/${videoId}/index.m3u8`,
-          player_url: `${this.options.publicUrl}/player/${videoId}`,
+          stream_url: exportUrls(this.options.publicUrl, videoId).stream_url,
+          player_url: exportUrls(this.options.publicUrl, videoId).player_url,
           asset_ids: assetIdsOf(result.manifest.metadata),
         })
       : await this.runtime.host.execute({

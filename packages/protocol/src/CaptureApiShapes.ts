@@ -6,6 +6,7 @@ import { Schema } from "effect"
 import { CaptureSession } from "./CaptureSession.js"
 import { type Channel, ChannelId, ChannelInput, ChannelType } from "./Channel.js"
 import { ExportAsset, ExportMetadata } from "./ExportMetadata.js"
+import { pathOf } from "./HttpRoute.js"
 import { AssetId, CollectionId, SessionId, VideoId } from "./Ids.js"
 import { Metadata } from "./SessionCommand.js"
 import { ExportStatus, SessionStatus } from "./SessionStatus.js"
@@ -79,6 +80,16 @@ export const TokenView = Schema.Struct({
 })
 export type TokenView = typeof TokenView.Type
 
+/** `POST /capture/session/start`: the route a recorder starts its session at. */
+export const START_SESSION_ROUTE = "/capture/session/start"
+
+/** `POST /capture/session/{session_id}/stop`: the route a recorder stops its session at. */
+export const STOP_SESSION_ROUTE = "/capture/session/:session_id/stop"
+
+/** The path that stops session `sessionId`. */
+export const stopSessionPath = (sessionId: string): string =>
+  pathOf(STOP_SESSION_ROUTE, { session_id: sessionId })
+
 /** `POST /capture/session/start`. */
 export const StartSessionRequest = Schema.Struct({
   session_id: SessionId,
@@ -116,6 +127,13 @@ export type FailSessionRequest = typeof FailSessionRequest.Type
 
 /** The code the recorder fails a session with when every stored channel's capture gave up. */
 export const CAPTURE_FAILED = "capture_failed"
+
+/** `POST /capture/session/{session_id}/fail`: the route a recorder fails its session at. */
+export const FAIL_SESSION_ROUTE = "/capture/session/:session_id/fail"
+
+/** The path that fails session `sessionId`. */
+export const failSessionPath = (sessionId: string): string =>
+  pathOf(FAIL_SESSION_ROUTE, { session_id: sessionId })
 
 /** A channel in the streaming view, with its live URL while it is being recorded. */
 export const StreamingChannel = Schema.Struct({

@@ -1,6 +1,6 @@
 /**
- * Decoding at the edges. Unknown input (HTTP bodies, NATS messages, files) becomes a typed
- * value or a `CaptureError` that names the offending path, e.g. `channels[1].type`.
+ * Decoding at the edges. Unknown input (HTTP bodies, NATS messages, KV entries, files) becomes a
+ * typed value or a `CaptureError` that names the offending path, e.g. `channels[1].type`.
  */
 import { Result, Schema, SchemaIssue } from "effect"
 import { CaptureError } from "./ErrorCode.js"
@@ -39,3 +39,27 @@ export const decodeUnknown =
     const result = Schema.decodeUnknownResult(schema)(input, { onExcessProperty: "ignore" })
     return Result.mapError(result, toCaptureError)
   }
+
+const utf8 = new TextDecoder()
+
+/**
+ * Decodes JSON text or UTF-8 bytes (a NATS message's or a KV entry's `data`) with `schema`. Never
+ * throws: text that is not JSON fails with `invalid_json`, a wrong shape names the path at fault.
+ *
+ * @example
+ * const decodeEvent = decodeJson(SessionEvent)
+ * const event = decodeEvent(message.data) // Result<SessionEvent, CaptureError>
+ */
+export const decodeJson = <S extends Schema.Codec<unknown, unknown, never, never>>(schema: S) => {
+  const decode = decodeUnknown(schema)
+  return (input: string | Uint8Array): Result.Result<S["Type"], CaptureError> => {
+    let value: unknown
+    try {
+      value = JSON.parse(typeof input === "string" ? input : utf8.decode(input))
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error)
+      return Result.fail(new CaptureError({ error_code: "invalid_json", message: `not JSON: ${reason}` }))
+    }
+    return decode(value)
+  }
+}

@@ -6,7 +6,15 @@
  */
 import { Schema } from "effect"
 import { ChannelId } from "./Channel.js"
+import { pathOf } from "./HttpRoute.js"
 import { SessionId } from "./Ids.js"
+
+/** The route of a segment upload, as the gateway matches it. */
+export const SEGMENT_ROUTE = "/capture/session/:session_id/channels/:channel_id/segments/:index"
+
+/** The path a recorder uploads segment `index` of a channel to (`mic:default` → `mic%3Adefault`). */
+export const segmentPath = (sessionId: string, channelId: string, index: number): string =>
+  pathOf(SEGMENT_ROUTE, { session_id: sessionId, channel_id: channelId, index })
 
 /** The headers of a segment upload (lower case, as Node reports them). */
 export const SegmentHeaders = {

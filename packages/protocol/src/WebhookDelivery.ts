@@ -16,7 +16,7 @@ export const WebhookAttempt = Schema.Struct({
   attempt: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
   at: IsoTimestamp,
   status_code: Schema.NullOr(Schema.Int),
-  latency_ms: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)),
+  latency_ms: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
   error: Schema.NullOr(Schema.String),
 })
 export type WebhookAttempt = typeof WebhookAttempt.Type
@@ -35,3 +35,7 @@ export const WebhookDelivery = Schema.Struct({
   next_attempt_at: Schema.NullOr(IsoTimestamp),
 })
 export type WebhookDelivery = typeof WebhookDelivery.Type
+
+/** `GET /capture/session/{session_id}/webhooks`: a session's deliveries in event order. */
+export const WebhookDeliveryList = Schema.Struct({ deliveries: Schema.Array(WebhookDelivery) })
+export type WebhookDeliveryList = typeof WebhookDeliveryList.Type

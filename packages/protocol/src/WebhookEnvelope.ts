@@ -32,7 +32,8 @@ export const WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
 export const WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
 
 /** A Standard Webhooks signing secret: `whsec_` then base64 key bytes. */
-export type WebhookSecret = `whsec_${string}`
+export const WebhookSecret = Schema.TemplateLiteral(["whsec_", Schema.String])
+export type WebhookSecret = typeof WebhookSecret.Type
 
 /** A fresh signing secret with a 32-byte key. */
 export const newWebhookSecret = (): WebhookSecret => `whsec_${randomBytes(32).toString("base64")}`

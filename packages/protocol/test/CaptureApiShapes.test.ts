@@ -1,6 +1,17 @@
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
-import { CAPTURE_FAILED, FailSessionRequest, RawAssetView, VideoView } from "../src/CaptureApiShapes.js"
+import {
+  CAPTURE_FAILED,
+  FAIL_SESSION_ROUTE,
+  FailSessionRequest,
+  failSessionPath,
+  RawAssetView,
+  START_SESSION_ROUTE,
+  STOP_SESSION_ROUTE,
+  StartSessionRequest,
+  stopSessionPath,
+  VideoView,
+} from "../src/CaptureApiShapes.js"
 import { decodeUnknown } from "../src/Decode.js"
 import { checkRoundTrip } from "./roundTrip.js"
 
@@ -46,5 +57,33 @@ describe("FailSessionRequest", () => {
         field,
       })
     }
+  })
+})
+
+describe("starting and stopping a session", () => {
+  it("names the routes a recorder calls, and builds the stop and fail paths with the id encoded", () => {
+    expect(START_SESSION_ROUTE).toBe("/capture/session/start")
+    expect(STOP_SESSION_ROUTE).toBe("/capture/session/:session_id/stop")
+    expect(stopSessionPath("cap-1")).toBe("/capture/session/cap-1/stop")
+    expect(stopSessionPath("cap/1")).toBe("/capture/session/cap%2F1/stop")
+    expect(FAIL_SESSION_ROUTE).toBe("/capture/session/:session_id/fail")
+    expect(failSessionPath("cap-1")).toBe("/capture/session/cap-1/fail")
+  })
+
+  it("reads a start body as the recorder sends it (every channel field set) and as a bare client does", () => {
+    const decode = decodeUnknown(StartSessionRequest)
+    const full = {
+      session_id: "cap-1",
+      channels: [
+        { channel_id: "display:1", channel_name: "Display 1", type: "video", store: true, is_primary: true },
+      ],
+      primary_video_channel_id: "display:1",
+    }
+    expect(Result.getOrThrow(decode(full))).toEqual(full)
+    expect(Result.isSuccess(decode({ session_id: "cap-1", channels: [{ channel_id: "mic:default" }] }))).toBe(
+      true,
+    )
+    const refused = decode({ session_id: "cap-1", channels: [{ channel_id: "speaker:1" }] })
+    expect(Result.isFailure(refused) && refused.failure.field).toBe("channels[0].channel_id")
   })
 })

@@ -1,7 +1,8 @@
-import { Result } from "effect"
+import { Result, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { decodeUnknown, formatPath } from "../src/Decode.js"
+import { decodeJson, decodeUnknown, formatPath } from "../src/Decode.js"
 import type { CaptureError } from "../src/ErrorCode.js"
+import { SessionId } from "../src/Ids.js"
 import { SessionCommand } from "../src/SessionCommand.js"
 import { SessionEvent } from "../src/SessionEvent.js"
 
@@ -50,5 +51,33 @@ describe("decodeUnknown", () => {
 
   it("formats paths the way clients write them", () => {
     expect(formatPath(["channels", 1, "channel_id"])).toBe("channels[1].channel_id")
+  })
+})
+
+describe("decodeJson", () => {
+  const Timer = Schema.Struct({
+    session_id: SessionId,
+    timer: Schema.Literals(["start", "stop"]),
+    deadline: Schema.String,
+  })
+  const timer = { session_id: "cap-1", timer: "stop", deadline: "2026-01-20T12:35:26.000Z" }
+
+  it("decodes text and UTF-8 bytes alike", () => {
+    const text = JSON.stringify(timer)
+    const decode = decodeJson(Timer)
+    expect(Result.getOrThrow(decode(text))).toEqual(timer)
+    expect(decode(new TextEncoder().encode(text))).toEqual(decode(text))
+  })
+
+  it("fails with invalid_json, never throws, on bytes that are not JSON", () => {
+    for (const input of ["", "{", "not json", new Uint8Array([0xff, 0xfe])]) {
+      expect(failureOf(decodeJson(Timer)(input)).error_code).toBe("invalid_json")
+    }
+  })
+
+  it("names the field of JSON that has the wrong shape", () => {
+    const error = failureOf(decodeJson(Timer)(JSON.stringify({ ...timer, timer: "later" })))
+    expect(error).toMatchObject({ error_code: "invalid_field", field: "timer" })
+    expect(failureOf(decodeJson(Timer)("null")).error_code).toBe("invalid_request")
   })
 })

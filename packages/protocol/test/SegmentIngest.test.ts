@@ -2,7 +2,14 @@ import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import { decodeUnknown } from "../src/Decode.js"
 import { Success } from "../src/HttpEnvelope.js"
-import { isFinalSegment, SEGMENT_FINAL, SegmentAck, SegmentHeaders } from "../src/SegmentIngest.js"
+import {
+  isFinalSegment,
+  SEGMENT_FINAL,
+  SEGMENT_ROUTE,
+  SegmentAck,
+  SegmentHeaders,
+  segmentPath,
+} from "../src/SegmentIngest.js"
 import { checkRoundTrip } from "./roundTrip.js"
 
 describe("SegmentIngest", () => {
@@ -10,6 +17,13 @@ describe("SegmentIngest", () => {
     for (const name of Object.values(SegmentHeaders)) expect(name).toBe(name.toLowerCase())
     expect(SegmentHeaders.startMs).toBe("x-segment-start-ms")
     expect(SegmentHeaders.final).toBe("x-segment-final")
+  })
+
+  it("builds the path the gateway's route matches, the channel id encoded", () => {
+    expect(SEGMENT_ROUTE).toBe("/capture/session/:session_id/channels/:channel_id/segments/:index")
+    expect(segmentPath("cap-1", "mic:default", 3)).toBe(
+      "/capture/session/cap-1/channels/mic%3Adefault/segments/3",
+    )
   })
 
   it("reads the final flag as sent, and nothing else", () => {

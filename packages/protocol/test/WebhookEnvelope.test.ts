@@ -9,7 +9,7 @@ import {
   verifyWebhook,
   WEBHOOK_SIGNATURE_HEADER,
   WebhookEnvelope,
-  type WebhookSecret,
+  WebhookSecret,
   webhookHeaders,
 } from "../src/WebhookEnvelope.js"
 import { checkRoundTrip } from "./roundTrip.js"
@@ -67,5 +67,11 @@ describe("signWebhook / verifyWebhook", () => {
     expect(verifyWebhook(secret, { ...signed, timestamp: String(timestamp + 1) }, body, at)).toBe(false)
     expect(verifyWebhook(newWebhookSecret(), signed, body, at)).toBe(false)
     expect(verifyWebhook(secret, signed, body, { nowSeconds: timestamp + 301 })).toBe(false)
+  })
+
+  it("decodes a signing secret by its whsec_ prefix", () => {
+    const secret = newWebhookSecret()
+    expect(Schema.decodeUnknownSync(WebhookSecret)(secret)).toBe(secret)
+    expect(() => Schema.decodeUnknownSync(WebhookSecret)("sk-not-a-secret")).toThrow()
   })
 })

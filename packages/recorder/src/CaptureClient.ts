@@ -30,7 +30,7 @@
  */
 import { homedir } from "node:os"
 import { join, sep } from "node:path"
-import { CAPTURE_FAILED } from "@capture/protocol"
+import { CAPTURE_FAILED, type StartSessionRequest } from "@capture/protocol"
 import { Data, Effect, Exit } from "effect"
 import { checkPermission, discoverChannels, type Permission, syntheticChannels } from "./ChannelDiscovery.js"
 import { type Channel, type ChannelControl, type Channels, makeChannels } from "./Channels.js"
@@ -44,7 +44,6 @@ import {
   isRetryable,
   isSessionEnded,
   NetworkError,
-  type StartSessionBody,
 } from "./IngestClient.js"
 import {
   CaptureFailed,
@@ -505,7 +504,7 @@ export class CaptureClient {
     client: IngestClient,
     spool: SessionSpool,
     existing: SessionFile | undefined,
-    body: StartSessionBody,
+    body: typeof StartSessionRequest.Encoded,
   ): Promise<boolean> {
     try {
       await this.#withRetry(() => client.startSession(body))

@@ -4,9 +4,8 @@
  * the flags sent when a session starts (`store`, `isPrimary`), and per-channel pause and resume
  * once it is recording.
  */
-import type { ChannelType } from "@capture/protocol"
+import type { ChannelInput, ChannelType } from "@capture/protocol"
 import type { CaptureSource } from "./FfmpegInputs.js"
-import type { StartChannel } from "./IngestClient.js"
 
 /** What a running capture offers a channel: stop and restart producing its segments. */
 export interface ChannelControl {
@@ -63,8 +62,8 @@ export class Channel {
     this.#control = control
   }
 
-  /** The channel as `POST /capture/session/start` takes it. */
-  toWire(): StartChannel {
+  /** The channel as `POST /capture/session/start` takes it, every field set. */
+  toWire(): ChannelInput {
     return {
       channel_id: this.id,
       channel_name: this.name,

@@ -7,19 +7,24 @@
  * raw MPEG-TS bytes, headers `content-type: video/mp2t`, `x-segment-start-ms`,
  * `x-segment-duration-ms`, `x-segment-sha256` and, on a channel's last segment, `x-segment-final: 1`.
  * Success: 200 `{success: true, data: {session_id, channel_id, index, duplicate}}`. The names and
- * the acknowledgement are the protocol's (`SegmentHeaders`, `SegmentAck`).
+ * the path, the start body and the acknowledgement are the protocol's (`segmentPath`,
+ * `SegmentHeaders`, `StartSessionRequest`, `SegmentAck`).
  */
 import {
-  type ChannelInput,
   decodeUnknown,
   type FailSessionRequest,
   Failure,
+  failSessionPath,
   SEGMENT_CONTENT_TYPE,
   SEGMENT_FINAL,
   SegmentAck,
   SegmentHeaders,
   type SessionStatus,
+  START_SESSION_ROUTE,
+  type StartSessionRequest,
   Success,
+  segmentPath,
+  stopSessionPath,
 } from "@capture/protocol"
 import { Data, Result } from "effect"
 import type { SegmentRecord } from "./Spool.js"
@@ -84,16 +89,6 @@ export interface IngestClientOptions {
   readonly requestTimeoutMs?: number
 }
 
-/** A channel as `POST /capture/session/start` takes it (protocol's `ChannelInput`, every field set). */
-export type StartChannel = Required<Omit<ChannelInput, "name">>
-
-/** The body of `POST /capture/session/start`. */
-export interface StartSessionBody {
-  readonly session_id: string
-  readonly channels: ReadonlyArray<StartChannel>
-  readonly primary_video_channel_id?: string
-}
-
 /** HTTP calls of the recorder. Each resolves with the response's `data` or rejects with an `IngestError`. */
 export class IngestClient {
   readonly #baseUrl: string
@@ -107,18 +102,18 @@ export class IngestClient {
   }
 
   /** `POST /capture/session/start`. */
-  startSession(body: StartSessionBody, signal?: AbortSignal): Promise<unknown> {
-    return this.#json("POST", "/capture/session/start", body, signal)
+  startSession(body: typeof StartSessionRequest.Encoded, signal?: AbortSignal): Promise<unknown> {
+    return this.#json("POST", START_SESSION_ROUTE, body, signal)
   }
 
   /** `POST /capture/session/{id}/stop`. */
   stopSession(sessionId: string, signal?: AbortSignal): Promise<unknown> {
-    return this.#json("POST", `/capture/session/${encodeURIComponent(sessionId)}/stop`, {}, signal)
+    return this.#json("POST", stopSessionPath(sessionId), {}, signal)
   }
 
   /** `POST /capture/session/{id}/fail`: the recorder cannot capture; the session fails with `body.error`. */
   failSession(sessionId: string, body: FailSessionRequest, signal?: AbortSignal): Promise<unknown> {
-    return this.#json("POST", `/capture/session/${encodeURIComponent(sessionId)}/fail`, body, signal)
+    return this.#json("POST", failSessionPath(sessionId), body, signal)
   }
 
   /** `PUT …/channels/{channel_id}/segments/{index}` with the segment's bytes. */
@@ -128,9 +123,7 @@ export class IngestClient {
     final: boolean,
     signal?: AbortSignal,
   ): Promise<SegmentAck> {
-    const path =
-      `/capture/session/${encodeURIComponent(record.session_id)}` +
-      `/channels/${encodeURIComponent(record.channel_id)}/segments/${record.index}`
+    const path = segmentPath(record.session_id, record.channel_id, record.index)
     const response = await this.#send(
       "PUT",
       path,

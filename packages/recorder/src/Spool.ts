@@ -21,6 +21,7 @@ import { createHash } from "node:crypto"
 import { createReadStream } from "node:fs"
 import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises"
 import { join, sep } from "node:path"
+import { ChannelInput } from "@capture/protocol"
 import { Result, Schema } from "effect"
 import { probeFile } from "./Ffmpeg.js"
 import { segmentPattern } from "./FfmpegInputs.js"
@@ -65,15 +66,8 @@ export const SessionFile = Schema.Struct({
   status: Schema.Literals(["recording", "ended"]),
   server_status: Schema.optionalKey(Schema.String),
   primary_video_channel_id: Schema.optionalKey(Schema.String),
-  channels: Schema.Array(
-    Schema.Struct({
-      channel_id: Schema.String,
-      channel_name: Schema.String,
-      type: Schema.Literals(["audio", "video"]),
-      store: Schema.Boolean,
-      is_primary: Schema.Boolean,
-    }),
-  ),
+  /** The channels as sent to `POST /capture/session/start`. */
+  channels: Schema.Array(ChannelInput),
 })
 export type SessionFile = typeof SessionFile.Type
 

@@ -3,18 +3,39 @@
  * fails, one stuck in `stopping` is forced to `stopped`. Deadlines live in a KV bucket (written by the host right after the append, and
  * reconciled from the log by the projector, so a crash between the two loses nothing). Every
  * process watches the bucket and fires what is due; firing twice is harmless because the command
- * id is derived from the deadline and a stale timer is ignored by the session.
+ * id is derived from the deadline and a stale timer is ignored by the session. An entry that does
+ * not decode as a `TimerEntry` is logged and skipped (and replaced when the session is reconciled).
  */
-import type { CommandId, SessionCommand, SessionId, TimerName } from "@capture/protocol"
-import type { KvWatchEntry } from "@nats-io/kv"
+import {
+  type CommandId,
+  decodeJson,
+  IsoTimestamp,
+  type SessionCommand,
+  SessionId,
+  TimerName,
+} from "@capture/protocol"
+import type { KvEntry, KvWatchEntry } from "@nats-io/kv"
+import { Result, Schema } from "effect"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 
-/** A timer as stored. */
-export interface TimerEntry {
-  readonly session_id: SessionId
-  readonly timer: TimerName
-  readonly deadline: string
+/** A timer as stored in the timer bucket (key `<session_id>.<timer>`). */
+export const TimerEntry = Schema.Struct({
+  session_id: SessionId,
+  timer: TimerName,
+  /** When the timer fires. */
+  deadline: IsoTimestamp,
+})
+export type TimerEntry = typeof TimerEntry.Type
+
+const decodeTimer = decodeJson(TimerEntry)
+
+/** A stored entry's timer, or undefined (logged) when it does not decode. */
+const readTimer = (entry: KvEntry, log: (message: string) => void): TimerEntry | undefined => {
+  const timer = decodeTimer(entry.value)
+  if (Result.isSuccess(timer)) return timer.success
+  log(`timers: entry ${entry.key} is not a timer (${timer.failure.message}); skipped`)
+  return undefined
 }
 
 /** The timers a session's state implies (the reactor's `silence` timer is its own business). */
@@ -49,7 +70,10 @@ export const fireCommand = (entry: TimerEntry): SessionCommand => ({
 
 /** Reads and writes the timer bucket. */
 export class TimerStore {
-  constructor(private readonly topology: Topology) {}
+  constructor(
+    private readonly topology: Topology,
+    private readonly log: (message: string) => void = () => {},
+  ) {}
 
   async schedule(entry: TimerEntry): Promise<void> {
     await this.topology.timers.put(keyOf(entry.session_id, entry.timer), JSON.stringify(entry))
@@ -67,9 +91,11 @@ export class TimerStore {
     for (const timer of STATE_TIMERS) {
       const entry = wanted.find((w) => w.timer === timer)
       const current = await this.topology.timers.get(keyOf(sessionId, timer))
-      const armed = current !== null && current.operation === "PUT" ? current.json<TimerEntry>() : undefined
+      const stored = current !== null && current.operation === "PUT" ? current : undefined
+      const armed = stored === undefined ? undefined : readTimer(stored, this.log)
       if (entry !== undefined && armed?.deadline !== entry.deadline) await this.schedule(entry)
-      if (entry === undefined && armed !== undefined) await this.cancel(sessionId, timer)
+      // An unreadable entry is removed too: nothing would ever fire it.
+      if (entry === undefined && stored !== undefined) await this.cancel(sessionId, timer)
     }
   }
 }
@@ -85,6 +111,7 @@ export class TimerWheel {
   constructor(
     private readonly topology: Topology,
     private readonly fire: (command: SessionCommand) => Promise<void>,
+    private readonly log: (message: string) => void = () => {},
     private readonly retryMs = 1_000,
   ) {}
 
@@ -110,13 +137,8 @@ export class TimerWheel {
       if (existing !== undefined) clearTimeout(existing)
       this.pending.delete(entry.key)
       if (entry.operation !== "PUT") continue
-      let timer: TimerEntry
-      try {
-        timer = entry.json<TimerEntry>()
-      } catch {
-        continue
-      }
-      this.arm(entry.key, timer, Date.parse(timer.deadline) - Date.now())
+      const timer = readTimer(entry, this.log)
+      if (timer !== undefined) this.arm(entry.key, timer, Date.parse(timer.deadline) - Date.now())
     }
   }
 

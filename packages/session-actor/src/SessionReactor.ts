@@ -22,6 +22,7 @@
 import {
   type ChannelId,
   type CommandId,
+  decodeJson,
   decodeUnknown,
   MediaSegment,
   newCommandId,
@@ -84,6 +85,7 @@ export const mediaReceived = (sessionId: SessionId, channelId: ChannelId): Sessi
 
 const decodeEvent = decodeUnknown(SessionEvent)
 const decodeRecord = decodeUnknown(MediaSegment)
+const decodeRecordJson = decodeJson(MediaSegment)
 
 /** A running reactor. */
 export class SessionReactor {
@@ -248,7 +250,8 @@ export class SessionReactor {
     const last = await jsm.streams
       .getMessage(segments.stream, { last_by_subj: segments.subject(sessionId) })
       .catch(() => null)
-    const lastRecord = last === null ? undefined : decodeRecord(last.json())
+    // A last record that does not decode (the media consumer parked and logged it) is no sign of life.
+    const lastRecord = last === null ? undefined : decodeRecordJson(last.data)
     const lastSegmentAt =
       lastRecord !== undefined && Result.isSuccess(lastRecord)
         ? Date.parse(lastRecord.success.stored_at)

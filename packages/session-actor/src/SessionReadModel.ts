@@ -1,27 +1,59 @@
 /**
  * The read model: each session's client-facing view in a KV bucket, for get and list. It is a
  * projection of the event stream — written by the projector, never by command handling — and
- * can be dropped and rebuilt from the stream at any time.
+ * can be dropped and rebuilt from the stream at any time. A stored view that does not decode is
+ * logged and read as absent; the session's next projection replaces it.
  */
 import { isRevisionConflict } from "@capture/jetstream"
-import type {
+import {
+  AssetId,
   CaptureSession,
+  ChannelId,
+  CollectionId,
+  decodeJson,
+  Rtstream,
   RtstreamStatus,
-  RtstreamView,
-  SessionId,
-  SessionStatus,
+  type RtstreamView,
+  type SessionId,
+  type SessionStatus,
 } from "@capture/protocol"
+import { Result, Schema } from "effect"
 import { mainExportChannel } from "./ExportPolicy.js"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 
 /** A stored view, with the position it reflects and the account that owns it. */
-export interface SessionRecord {
-  readonly account_id: string
-  readonly sequence: number
-  readonly stream_sequence: number
-  readonly session: CaptureSession
-}
+export const SessionRecord = Schema.Struct({
+  account_id: Schema.String,
+  /** The session's sequence the view reflects. */
+  sequence: Schema.Int,
+  stream_sequence: Schema.Int,
+  session: CaptureSession,
+})
+export type SessionRecord = typeof SessionRecord.Type
+
+/** A view as an older version stored it: fields added since may be missing (`upgraded` adds them). */
+const StoredRecord = Schema.Struct({
+  ...SessionRecord.fields,
+  session: Schema.Struct({
+    ...CaptureSession.fields,
+    paused_channel_ids: Schema.optionalKey(Schema.Array(ChannelId)),
+    rtstreams: Schema.Array(
+      Schema.Struct({
+        ...Rtstream.fields,
+        collection_id: Schema.optionalKey(CollectionId),
+        status: Schema.optionalKey(RtstreamStatus),
+        created_at: Schema.optionalKey(Schema.String),
+        exported_asset_id: Schema.optionalKey(Schema.NullOr(AssetId)),
+      }),
+    ),
+  }),
+})
+type StoredRecord = typeof StoredRecord.Type
+
+const decodeRecord = decodeJson(StoredRecord)
+/** Only the position: what a write compares with, without decoding the whole view. */
+const decodePosition = decodeJson(Schema.Struct({ sequence: Schema.Int }))
 
 /** An rtstream is live while its session captures; once the session has ended, so has it. */
 export const rtstreamStatusOf = (status: SessionStatus): RtstreamStatus =>
@@ -91,12 +123,19 @@ export interface SessionPage {
 }
 
 export class SessionReadModel {
-  constructor(private readonly topology: Topology) {}
+  constructor(
+    private readonly topology: Topology,
+    private readonly log: (message: string) => void = () => {},
+  ) {}
 
-  /** A session's record, or undefined. */
+  /** A session's record, or undefined (also when the stored one does not decode). */
   async get(sessionId: SessionId | string): Promise<SessionRecord | undefined> {
     const entry = await this.topology.sessions.get(sessionId)
-    return entry === null || entry.operation !== "PUT" ? undefined : upgraded(entry.json<SessionRecord>())
+    if (entry === null || entry.operation !== "PUT") return undefined
+    const record = decodeRecord(entry.value)
+    if (Result.isSuccess(record)) return upgraded(record.success)
+    this.log(`read model: the view of ${sessionId} does not decode (${record.failure.message}); skipped`)
+    return undefined
   }
 
   /**
@@ -115,8 +154,10 @@ export class SessionReadModel {
     const bucket = this.topology.sessions
     for (;;) {
       const entry = await bucket.get(session.id)
-      const current = entry !== null && entry.operation === "PUT" ? entry.json<SessionRecord>() : undefined
-      if (current !== undefined && current.sequence >= record.sequence) return false
+      // A stored view that does not decode is overwritten.
+      const current = entry !== null && entry.operation === "PUT" ? decodePosition(entry.value) : undefined
+      if (current !== undefined && Result.isSuccess(current) && current.success.sequence >= record.sequence)
+        return false
       try {
         if (entry === null) await bucket.create(session.id, JSON.stringify(record))
         else await bucket.update(session.id, JSON.stringify(record), entry.revision)
@@ -169,32 +210,27 @@ export class SessionReadModel {
 }
 
 /**
- * A view written by an older version gets the rtstream fields added since, so it satisfies
- * `CaptureSession` until it is next projected: `exported_asset_id` null (those sessions' exports
- * named no assets), `collection_id` and `status` from the session, `created_at` the session's
- * creation (the activation time was not recorded then).
+ * A view written by an older version gets the fields added since, so it satisfies
+ * `CaptureSession` until it is next projected: `paused_channel_ids` empty; per rtstream
+ * `exported_asset_id` null (those sessions' exports named no assets), `collection_id` and `status`
+ * from the session, `created_at` the session's creation (the activation time was not recorded then).
  */
-const upgraded = (record: SessionRecord): SessionRecord => {
-  const session = record.session
-  const fields = ["exported_asset_id", "collection_id", "status", "created_at"]
-  if (session.rtstreams.every((r) => fields.every((field) => field in r))) return record
-  return {
-    ...record,
-    session: {
-      ...session,
-      rtstreams: session.rtstreams.map((r) => {
-        const stored: Partial<RtstreamView> = r
-        return {
-          ...r,
-          exported_asset_id: stored.exported_asset_id ?? null,
-          collection_id: stored.collection_id ?? session.collection_id,
-          status: stored.status ?? rtstreamStatusOf(session.status),
-          created_at: stored.created_at ?? session.created_at,
-        }
+const upgraded = ({ session, ...record }: StoredRecord): SessionRecord => ({
+  ...record,
+  session: {
+    ...session,
+    paused_channel_ids: session.paused_channel_ids ?? [],
+    rtstreams: session.rtstreams.map(
+      (r): RtstreamView => ({
+        ...r,
+        exported_asset_id: r.exported_asset_id ?? null,
+        collection_id: r.collection_id ?? session.collection_id,
+        status: r.status ?? rtstreamStatusOf(session.status),
+        created_at: r.created_at ?? session.created_at,
       }),
-    },
-  }
-}
+    ),
+  },
+})
 
 const matches = (record: SessionRecord, query: ListQuery): boolean =>
   (query.account_id === undefined || record.account_id === query.account_id) &&

@@ -44,26 +44,30 @@ export const startSessionRuntime = async (
   const log = options.log ?? (() => {})
   const topology = await openTopology(nc, options.topology)
   const events = await EventStore.make(topology)
-  const snapshots = new SnapshotStore(topology)
-  const timers = new TimerStore(topology)
+  const snapshots = new SnapshotStore(topology, log)
+  const timers = new TimerStore(topology, log)
   const host = new ActorHost(events, snapshots, timers, options.host)
-  const readModel = new SessionReadModel(topology)
+  const readModel = new SessionReadModel(topology, log)
   let projector: Projector | undefined
   let timerWheel: TimerWheel | undefined
   let reactor: SessionReactor | undefined
   if (options.workers === true) {
     projector = new Projector(topology, host, readModel, timers, log)
-    timerWheel = new TimerWheel(topology, async (command) => {
-      if (command.type === "FireTimer" && command.timer === "silence") {
-        // The reactor's own timer: a process without a reactor leaves it to one that has.
-        await reactor?.checkSilence(command.session_id)
-        return
-      }
-      const outcome = await host.execute(command)
-      if (outcome._tag === "Failure" && outcome.failure.error_code !== "session_not_found") {
-        log(`timer ${command.command_id}: ${outcome.failure.message}`)
-      }
-    })
+    timerWheel = new TimerWheel(
+      topology,
+      async (command) => {
+        if (command.type === "FireTimer" && command.timer === "silence") {
+          // The reactor's own timer: a process without a reactor leaves it to one that has.
+          await reactor?.checkSilence(command.session_id)
+          return
+        }
+        const outcome = await host.execute(command)
+        if (outcome._tag === "Failure" && outcome.failure.error_code !== "session_not_found") {
+          log(`timer ${command.command_id}: ${outcome.failure.message}`)
+        }
+      },
+      log,
+    )
     await projector.start()
     // Before the wheel: the reactor handles the `silence` timers the wheel fires.
     if (options.reactor !== undefined) {

@@ -1,9 +1,23 @@
 /**
  * Snapshots: a session's folded state every N events, in a KV bucket, so loading a long history
  * reads one snapshot plus a short tail. A snapshot is only a cache: delete it and the state is
- * rebuilt from the stream; one written by another machine version is ignored.
+ * rebuilt from the stream; one written by another machine version, or one that does not decode,
+ * is ignored (the latter logged).
  */
-import type { SessionId } from "@capture/protocol"
+import {
+  ChannelExport,
+  ChannelId,
+  Channel as ChannelSchema,
+  CollectionId,
+  decodeJson,
+  ExportedAssetIds,
+  FailureReason,
+  Metadata,
+  Rtstream,
+  type SessionId,
+  SessionId as SessionIdSchema,
+} from "@capture/protocol"
+import { Result, Schema } from "effect"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 
@@ -15,26 +29,86 @@ import type { Topology } from "./Topology.js"
  */
 export const MACHINE_VERSION = 4
 
+const OptionalString = Schema.NullOr(Schema.String)
+
+/**
+ * A session state as a snapshot stores it. Typed against `SessionState`, so a field added to the
+ * session's context does not compile until it is added here too.
+ */
+const StoredState: Schema.Codec<SessionState, unknown> = Schema.Struct({
+  value: Schema.Literals([
+    "none",
+    "created",
+    "starting",
+    "active",
+    "stopping",
+    "stopped",
+    "exported",
+    "failed",
+  ]),
+  context: Schema.Struct({
+    session_id: Schema.NullOr(SessionIdSchema),
+    collection_id: Schema.NullOr(CollectionId),
+    account_id: Schema.String,
+    end_user_id: Schema.String,
+    client_id: OptionalString,
+    callback_url: OptionalString,
+    ws_connection_id: OptionalString,
+    ws_connection_ids: Schema.Array(Schema.String),
+    metadata: Metadata,
+    channels: Schema.Array(ChannelSchema),
+    primary_video_channel_id: Schema.NullOr(ChannelId),
+    rtstreams: Schema.Array(Rtstream),
+    activated_at: OptionalString,
+    exports: Schema.Array(ChannelExport),
+    exported_asset_ids: ExportedAssetIds,
+    channel_pauses: Schema.Array(
+      Schema.Struct({ channel_id: ChannelId, from_ms: Schema.Finite, to_ms: Schema.NullOr(Schema.Finite) }),
+    ),
+    pauses_changed_at: OptionalString,
+    automatic_export_requested: Schema.Boolean,
+    export_failures: Schema.Record(Schema.String, Schema.Int),
+    error: Schema.NullOr(FailureReason),
+    stop_reason: OptionalString,
+    expire_deadline: OptionalString,
+    start_deadline: OptionalString,
+    stop_deadline: OptionalString,
+    created_by: OptionalString,
+    created_at: OptionalString,
+    updated_at: OptionalString,
+    sequence: Schema.Int,
+  }),
+})
+
 /** A stored snapshot. */
-export interface Snapshot {
-  readonly machine_version: number
-  readonly stream_sequence: number
-  readonly state: SessionState
-}
+export const Snapshot = Schema.Struct({
+  machine_version: Schema.Int,
+  stream_sequence: Schema.Int,
+  state: StoredState,
+})
+export type Snapshot = typeof Snapshot.Type
+
+const decodeVersion = decodeJson(Schema.Struct({ machine_version: Schema.Int }))
+const decodeSnapshot = decodeJson(Snapshot)
 
 export class SnapshotStore {
-  constructor(private readonly topology: Topology) {}
+  constructor(
+    private readonly topology: Topology,
+    private readonly log: (message: string) => void = () => {},
+  ) {}
 
   /** The latest usable snapshot of a session, if any. */
   async load(sessionId: SessionId | string): Promise<Snapshot | undefined> {
     const entry = await this.topology.snapshots.get(sessionId)
     if (entry === null || entry.operation !== "PUT") return undefined
-    try {
-      const snapshot = entry.json<Snapshot>()
-      return snapshot.machine_version === MACHINE_VERSION ? snapshot : undefined
-    } catch {
-      return undefined
-    }
+    const snapshot = decodeSnapshot(entry.value)
+    if (Result.isSuccess(snapshot))
+      return snapshot.success.machine_version === MACHINE_VERSION ? snapshot.success : undefined
+    // Another machine version may store another shape: ignored without a word.
+    const version = decodeVersion(entry.value)
+    if (Result.isSuccess(version) && version.success.machine_version !== MACHINE_VERSION) return undefined
+    this.log(`snapshots: the snapshot of ${sessionId} does not decode (${snapshot.failure.message}); ignored`)
+    return undefined
   }
 
   /** Stores a snapshot; an older one never replaces a newer one. */

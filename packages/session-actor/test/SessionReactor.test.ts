@@ -268,4 +268,22 @@ describe("SessionReactor", () => {
     await segment(segments, id, "display:1", 0)
     await expect.poll(async () => (await runtime.host.load(id)).state.value).toBe("active")
   })
+
+  it("judges silence past a last record that is not JSON, and stops the session", {
+    timeout: 30_000,
+  }, async () => {
+    const { runtime, segments } = await open("silencejunk", { reactor: true, silenceTimeoutMs: 10_000 })
+    const reactor = runtime.reactor
+    if (reactor === undefined) throw new Error("no reactor")
+    const id = "cap-silencejunk00000000000000000" as SessionId
+    await ok(runtime, create(id))
+    await ok(runtime, start(id, channels))
+    await segment(segments, id, "display:1", 0)
+    await expect.poll(async () => (await runtime.readModel.get(id))?.session.status).toBe("active")
+    // The session's records end with bytes that are not JSON: no sign of life, and no exception.
+    const nc = connections.at(-1) as NatsConnection
+    await nc.request(segments.topology.subject(id), bytes("not json {"))
+    expect(await reactor.checkSilence(id, Date.now() + 3_600_000)).toBe(true)
+    await expect.poll(async () => (await runtime.host.load(id)).state.value).toBe("stopped")
+  })
 })

@@ -19,11 +19,12 @@ import { waitFor } from "./poll.js"
 let server: NatsServerHandle
 let nc: NatsConnection
 let runtime: SessionRuntime
+const logs: Array<string> = []
 
 beforeAll(async () => {
   server = await startNatsServer()
   nc = await connect({ servers: server.url })
-  runtime = await startSessionRuntime(nc, { workers: true })
+  runtime = await startSessionRuntime(nc, { workers: true, log: (message) => logs.push(message) })
 })
 afterAll(async () => {
   await runtime?.stop()
@@ -210,11 +211,12 @@ describe("SessionReadModel", () => {
   it("reads a view stored before rtstreams had exported_asset_id, collection_id, status and created_at", async () => {
     const record = await runtime.readModel.get(ids[0] ?? "")
     if (record === undefined) throw new Error("no view")
+    const { paused_channel_ids: _p, ...before } = record.session
     const old = {
       ...record,
       sequence: record.sequence,
       session: {
-        ...record.session,
+        ...before,
         rtstreams: record.session.rtstreams.map(
           ({ exported_asset_id: _, collection_id: _c, status: _s, created_at: _t, ...r }) => r,
         ),
@@ -224,6 +226,7 @@ describe("SessionReadModel", () => {
     await runtime.topology.sessions.put(id, JSON.stringify({ ...old, session: { ...old.session, id } }))
     const read = await runtime.readModel.get(id)
     expect(read?.session.rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
+    expect(read?.session.paused_channel_ids).toEqual([])
     for (const rtstream of read?.session.rtstreams ?? []) {
       expect(rtstream).toMatchObject({
         collection_id: "default",
@@ -247,5 +250,30 @@ describe("SessionReadModel", () => {
     )
     expect(failed?.rtstreams.map((r) => r.status)).toEqual(["stopped", "stopped", "stopped"])
     expect(failed?.error).toEqual({ code: "capture_failed", message: "device gone" })
+  })
+
+  it("reads a view that does not decode as absent, lists the others, and projects over it", async () => {
+    const id = newSessionId()
+    await ok(cmd("CreateSession", id, { collection_id: DEFAULT_COLLECTION, end_user_id: "u8" }))
+    await waitFor(
+      () => runtime.readModel.get(id),
+      (r) => r !== undefined,
+    )
+    const junk = newSessionId()
+    await runtime.topology.sessions.put(junk, "not json {")
+    await runtime.topology.sessions.put(id, JSON.stringify({ account_id: "a", sequence: 1, session: { id } }))
+    expect(await runtime.readModel.get(junk)).toBeUndefined()
+    expect(await runtime.readModel.get(id)).toBeUndefined()
+    expect(logs.filter((line) => line.includes("does not decode"))).toHaveLength(2)
+    const listed = await runtime.readModel.list({ end_user_id: "u8", limit: 100 })
+    expect(listed.sessions.map((session) => session.id)).not.toContain(id)
+    // The session's next event is projected over the unreadable view.
+    await ok(start(id))
+    const record = await waitFor(
+      () => runtime.readModel.get(id),
+      (r) => r?.session.status === "starting",
+    )
+    expect(Schema.is(CaptureSession)(record?.session)).toBe(true)
+    await runtime.topology.sessions.purge(junk)
   })
 })

@@ -182,7 +182,10 @@ export const serve = (options: ServeOptions) =>
           Effect.tryPromise({
             try: async () =>
               Muxer.start(nats.nc, runtime, {
-                mediaStore: await MediaStore.open(nats.nc, runtime.topology.options),
+                mediaStore: await MediaStore.open(nats.nc, {
+                  ...runtime.topology.options,
+                  log: (message) => log(message),
+                }),
                 publicUrl,
                 tools,
                 replicas: options.replicas,

@@ -2,7 +2,7 @@
  * Accounts: who owns sessions, keys and webhook secrets. The first account is made on the first
  * start of a deployment, by exactly one of the gateways starting at once.
  */
-import { makeIdBody, newWebhookSecret, type WebhookSecret } from "@capture/protocol"
+import { makeIdBody, newWebhookSecret, WebhookSecret } from "@capture/protocol"
 import { Schema } from "effect"
 import type { AccountBucket } from "./AccountBucket.js"
 
@@ -14,7 +14,7 @@ export const AccountRecord = Schema.Struct({
   /** Newest first; a rotated secret stays valid until its `expires_at`. */
   webhook_secrets: Schema.Array(
     Schema.Struct({
-      secret: Schema.TemplateLiteral(["whsec_", Schema.String]),
+      secret: WebhookSecret,
       created_at: Schema.String,
       expires_at: Schema.NullOr(Schema.String),
     }),

@@ -11,17 +11,20 @@ import {
   CreateTokenRequest,
   ExportRequest,
   ExportView,
+  FAIL_SESSION_ROUTE,
   FailSessionRequest,
   ListSessionsQuery,
   PauseRequest,
   SessionId,
   SessionList,
+  START_SESSION_ROUTE,
+  STOP_SESSION_ROUTE,
   StartSessionRequest,
   StartSessionView,
   StreamingView,
   Success,
   TokenView,
-  WebhookDelivery,
+  WebhookDeliveryList,
   WebSocketUrlView,
 } from "@capture/protocol"
 import { Context, Schema } from "effect"
@@ -124,7 +127,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("startSession", "/capture/session/start", {
+    HttpApiEndpoint.post("startSession", START_SESSION_ROUTE, {
       payload: StartSessionRequest,
       success: Success(StartSessionView),
       error: [...CommonFailures, Conflict],
@@ -138,7 +141,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("stopSession", "/capture/session/:session_id/stop", {
+    HttpApiEndpoint.post("stopSession", STOP_SESSION_ROUTE, {
       params: SessionParams,
       success: Success(CaptureSession),
       error: [...CommonFailures, Conflict],
@@ -161,7 +164,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("failSession", "/capture/session/:session_id/fail", {
+    HttpApiEndpoint.post("failSession", FAIL_SESSION_ROUTE, {
       params: SessionParams,
       payload: FailSessionRequest,
       success: Success(CaptureSession),
@@ -171,7 +174,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
   .add(
     HttpApiEndpoint.get("webhookDeliveries", "/capture/session/:session_id/webhooks", {
       params: SessionParams,
-      success: Success(Schema.Struct({ deliveries: Schema.Array(WebhookDelivery) })),
+      success: Success(WebhookDeliveryList),
       error: CommonFailures,
     }),
   ) {}

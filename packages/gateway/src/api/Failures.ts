@@ -1,18 +1,12 @@
 /**
  * The failure envelope as HttpApi error schemas, one class per HTTP status, so the OpenAPI
- * document lists each endpoint's failures and every refusal answers
- * `{success: false, message, error_code, field?, current_status?}` with its code's status.
+ * document lists each endpoint's failures and every refusal answers the protocol's `Failure`
+ * (`{success: false, message, error_code, field?, current_status?}`) with its code's status.
  */
-import { type CaptureError, ErrorCode, httpStatusOf, SessionStatus } from "@capture/protocol"
+import { type CaptureError, Failure as FailureEnvelope, failureOf, httpStatusOf } from "@capture/protocol"
 import { Schema } from "effect"
 
-const fields = {
-  success: Schema.Literal(false),
-  message: Schema.String,
-  error_code: ErrorCode,
-  field: Schema.optionalKey(Schema.String),
-  current_status: Schema.optionalKey(SessionStatus),
-}
+const fields = FailureEnvelope.fields
 
 export class BadRequest extends Schema.Error<BadRequest>("capture/BadRequest")(fields, {
   httpApiStatus: 400,
@@ -84,13 +78,7 @@ export type Failure =
 
 /** The failure class answering `error` with its code's status. */
 export const toFailure = (error: CaptureError): Failure => {
-  const body = {
-    success: false as const,
-    message: error.message,
-    error_code: error.error_code,
-    ...(error.field === undefined ? {} : { field: error.field }),
-    ...(error.current_status === undefined ? {} : { current_status: error.current_status }),
-  }
+  const body = failureOf(error)
   switch (httpStatusOf(error.error_code)) {
     case 400:
       return new BadRequest(body)

@@ -15,8 +15,12 @@ import {
   type CollectionId,
   captureError,
   type ExportMetadata,
+  exportUrls,
   failureOf,
   httpStatusOf,
+  MEDIA_ROUTE,
+  mediaUrl,
+  PLAYER_ROUTE,
   type RawAssetView,
   successOf,
   type VideoView,
@@ -33,12 +37,6 @@ const refusal = (code: Parameters<typeof captureError>[0], message: string, fiel
       status: httpStatusOf(code),
     },
   )
-
-const urls = (publicUrl: string, videoId: string) => ({
-  stream_url: `${publicUrl}/media/${videoId}/index.m3u8`,
-  player_url: `${publicUrl}/player/${videoId}`,
-  download_url: `${publicUrl}/media/${videoId}/video.mp4`,
-})
 
 /** `bytes=start-end` (one range), or undefined for none or one we do not parse. */
 const parseRange = (header: string | undefined): { start: number; end?: number } | undefined => {
@@ -63,7 +61,7 @@ const rawAssetView = (
   type: asset.type,
   name: `${metadata.session_id} ${asset.channel_id}`,
   length: asset.duration_ms / 1000,
-  download_url: `${publicUrl}/media/${metadata.video_id}/${asset.file}`,
+  download_url: mediaUrl(publicUrl, metadata.video_id, asset.file),
   metadata: asset,
 })
 
@@ -72,7 +70,7 @@ const videoView = (publicUrl: string, collectionId: CollectionId, metadata: Expo
   collection_id: collectionId,
   name: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
   length: metadata.duration_ms / 1000,
-  ...urls(publicUrl, metadata.video_id),
+  ...exportUrls(publicUrl, metadata.video_id),
   metadata,
 })
 
@@ -128,7 +126,7 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
 
   const media = HttpRouter.add(
     "GET",
-    "/media/:video_id/*",
+    MEDIA_ROUTE,
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const params = yield* HttpRouter.params
@@ -168,7 +166,7 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
 
   const player = HttpRouter.add(
     "GET",
-    "/player/:video_id",
+    PLAYER_ROUTE,
     Effect.gen(function* () {
       const params = yield* HttpRouter.params
       const videoId = params.video_id ?? ""
@@ -176,7 +174,9 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
         ? yield* Effect.promise(() => exports.get(videoId))
         : undefined
       if (metadata === undefined) return refusal("not_found", `no video ${videoId}`, "video_id")
-      return HttpServerResponse.html(playerPage(videoId, urls(services.config.publicUrl, videoId).stream_url))
+      return HttpServerResponse.html(
+        playerPage(videoId, exportUrls(services.config.publicUrl, videoId).stream_url),
+      )
     }),
   )
 

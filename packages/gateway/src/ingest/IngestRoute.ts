@@ -2,7 +2,7 @@
  * Media ingest: `PUT /capture/session/{id}/channels/{channel_id}/segments/{index}` with the raw
  * MPEG-TS bytes and `x-segment-start-ms`, `x-segment-duration-ms`, `x-segment-sha256`
  * (`x-segment-final: 1` on a channel's last segment), named once in the protocol
- * (`SegmentHeaders`, answered with a `SegmentAck`). Everything is checked before anything is
+ * (`SEGMENT_ROUTE`, `SegmentHeaders`, answered with a `SegmentAck`). Everything is checked before anything is
  * stored; storing is idempotent by (session, channel, index), so a recorder retries freely.
  * The first segment of a starting session is reported at once (`mediaReceived`), so the
  * session is active when the upload is answered; everything else a segment implies (the last
@@ -19,6 +19,7 @@ import {
   httpStatusOf,
   isFinalSegment,
   SEGMENT_CONTENT_TYPE,
+  SEGMENT_ROUTE,
   type SegmentAck,
   SegmentHeaders,
   type SessionId,
@@ -100,7 +101,7 @@ const RECORDING = new Set(["starting", "active", "stopping"])
 export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, maxSegmentBytes: number) =>
   HttpRouter.add(
     "PUT",
-    "/capture/session/:session_id/channels/:channel_id/segments/:index",
+    SEGMENT_ROUTE,
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const params = yield* HttpRouter.params

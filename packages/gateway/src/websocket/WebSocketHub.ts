@@ -2,9 +2,10 @@
  * Live events over WebSocket. Each gateway follows the event stream with its own ordered
  * consumer (only stored events: a publish JetStream refused is never announced) and sends each
  * lifecycle event to the sockets connected here that the session named, whichever gateway ran
- * the command. Best-effort by design: webhooks are the durable path.
+ * the command. Best-effort by design: webhooks are the durable path. A message that does not
+ * decode as a `SessionEvent` is logged and skipped.
  */
-import type { CaptureSessionMessage, SessionEvent } from "@capture/protocol"
+import { type CaptureSessionMessage, decodeJson, SessionEvent } from "@capture/protocol"
 import {
   type EventRouting,
   emptyRouting,
@@ -16,6 +17,7 @@ import {
   toLifecycleEvent,
 } from "@capture/session-actor"
 import { type ConsumerMessages, DeliverPolicy, jetstream } from "@nats-io/jetstream"
+import { Result } from "effect"
 import type { WebSocket } from "ws"
 
 /** What the hub knows of a session: enough to route and describe its next event. */
@@ -32,6 +34,8 @@ interface Connection {
 
 /** Sessions remembered at once; the oldest is forgotten first (reloaded on its next event). */
 const FOLLOWED_LIMIT = 10_000
+
+const decodeEvent = decodeJson(SessionEvent)
 
 export class WebSocketHub {
   private readonly connections = new Map<string, Connection>()
@@ -55,8 +59,16 @@ export class WebSocketHub {
     this.messages = messages
     this.running = (async () => {
       for await (const message of messages) {
+        const event = decodeEvent(message.data)
+        if (Result.isFailure(event)) {
+          this.log(
+            `websocket: stream message ${message.seq} on ${message.subject} is not a known event ` +
+              `(${event.failure.message}); skipped`,
+          )
+          continue
+        }
         try {
-          await this.onEvent(message.json<SessionEvent>())
+          await this.onEvent(event.success)
         } catch (error) {
           this.log(`websocket: skipped an event: ${error instanceof Error ? error.message : String(error)}`)
         }

@@ -1,6 +1,7 @@
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { jetstream } from "@nats-io/jetstream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { WebSocket, WebSocketServer } from "ws"
 import { boundedWebSocketClass } from "../../src/websocket/BoundedWebSocket.js"
@@ -9,10 +10,20 @@ import { startTestGateway, type TestGateway } from "./TestGateway.js"
 let nats: NatsServerHandle
 let a: TestGateway
 let b: TestGateway
+/** What gateway A logged. */
+const logs: Array<string> = []
 
 beforeAll(async () => {
   nats = await startNatsServer()
-  ;[a, b] = await Promise.all([startTestGateway(nats.url), startTestGateway(nats.url)])
+  ;[a, b] = await Promise.all([
+    startTestGateway(nats.url, {
+      log: (message) => {
+        logs.push(message)
+        if (message.startsWith("internal error")) console.error(message)
+      },
+    }),
+    startTestGateway(nats.url),
+  ])
 }, 60_000)
 afterAll(async () => {
   await Promise.all([a?.stop(), b?.stop()])
@@ -78,6 +89,42 @@ describe("WebSocket events across gateway instances", () => {
     expect(bystander.messages).toHaveLength(1)
     listener.socket.close()
     bystander.socket.close()
+  })
+
+  it("skips a stream message that is not an event, and delivers the next good one", async () => {
+    const listener = await listen(a)
+    const created = await a.request("POST", "/collection/default/capture/session", {
+      body: { end_user_id: "u", ws_connection_id: listener.connectionId },
+    })
+    const id = data(created.body).id as string
+    await a.request("POST", "/capture/session/start", {
+      body: { session_id: id, channels: [{ channel_id: "display:1" }] },
+    })
+    await waitFor(() => listener.messages.some((m) => m.event === "capture_session.starting"))
+    // On another subject of the event stream: bytes that are not JSON, and what looks like this
+    // session's next event (a failure) but lacks its envelope. Folding it would announce a failure
+    // and swallow the real next event, which has the same sequence.
+    const topology = a.runtime.topology
+    const junk = topology.eventSubject("cap-junk")
+    await jetstream(a.nc).publish(junk, "not json {")
+    await jetstream(a.nc).publish(
+      junk,
+      JSON.stringify({
+        type: "SessionFailed",
+        session_id: id,
+        sequence: 3,
+        data: { error: { code: "forged", message: "not an event" } },
+      }),
+    )
+    await waitFor(() => logs.filter((line) => line.includes("is not a known event")).length === 2)
+    await b.request("POST", `/capture/session/${id}/stop`)
+    await waitFor(() => listener.messages.some((m) => m.event === "capture_session.stopped"))
+    expect(listener.messages.slice(1).map((m) => m.event)).toEqual([
+      "capture_session.created",
+      "capture_session.starting",
+      "capture_session.stopped",
+    ])
+    listener.socket.close()
   })
 
   it("refuses a socket without a valid token, with the failure envelope", async () => {

@@ -12,10 +12,11 @@ import {
   type ManifestFile,
   type ManifestPart,
   manifestName,
-  type StoredManifest,
+  StoredManifest,
   upgradeManifest,
 } from "@capture/media"
 import {
+  decodeJson,
   type ExportAsset,
   type ExportGap,
   type ExportMetadata,
@@ -39,6 +40,8 @@ import {
 } from "./plan.js"
 import type { ExportJob, MuxerStore } from "./store.js"
 
+const decodeManifest = decodeJson(StoredManifest)
+
 export type AssembleResult =
   | { readonly ok: true; readonly manifest: Manifest; readonly piecesMade: number }
   | { readonly ok: false; readonly code: string; readonly message: string }
@@ -57,7 +60,7 @@ export const assembleExport = async (
   videoChannelId: string | null,
   job: ExportJob,
 ): Promise<AssembleResult> => {
-  const existing = await store.getJson<StoredManifest>(manifestName(job.video_id))
+  const existing = await store.getJson(manifestName(job.video_id), decodeManifest)
   if (existing !== undefined) return { ok: true, manifest: upgradeManifest(existing), piecesMade: 0 }
   const madeBefore = pieces.piecesMade
   const work = await pieces.work(sessionId, true)

@@ -5,10 +5,13 @@
  * - the stream `<PREFIX>_MUXER`: the piece index (`<prefix>.muxer.pieces.<session>`, one record per
  *   piece, so the final assembly reads a session's pieces in one pass instead of probing objects)
  *   and export jobs (`<prefix>.muxer.jobs.<session>.<job>`, first writer wins: the video id).
+ * Records read back are decoded: a piece record that does not decode is logged and skipped (the
+ * piece is made again), a job claim that does not decode is replaced by the next claimant.
  */
 import { createHash } from "node:crypto"
 import { ensureStream, isMessageNotFound, isStreamNotFound, isWrongLastSequence } from "@capture/jetstream"
 import { ExportBucket, type ExportBucketOptions } from "@capture/media"
+import { decodeJson } from "@capture/protocol"
 import {
   DeliverPolicy,
   type JetStreamClient,
@@ -18,23 +21,50 @@ import {
 } from "@nats-io/jetstream"
 import type { ObjectStore } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { Result, Schema } from "effect"
 import type { PieceInfo } from "./plan.js"
+
+/** Options of `MuxerStore.open`: the exports bucket's, and where an unreadable record is reported. */
+export interface MuxerStoreOptions extends ExportBucketOptions {
+  readonly log?: (message: string) => void
+}
 
 const encoder = new TextEncoder()
 
 const isNotFound = (error: unknown): boolean => isMessageNotFound(error) || isStreamNotFound(error)
 
 /** A claimed export: the first muxer to claim a job fixes its video id for every retry. */
-export interface ExportJob {
-  readonly video_id: string
-  readonly session_id: string
-  readonly video_channel_id: string | null
-  readonly attempt: number
-  readonly created_at: string
-}
+export const ExportJob = Schema.Struct({
+  video_id: Schema.String,
+  session_id: Schema.String,
+  video_channel_id: Schema.NullOr(Schema.String),
+  attempt: Schema.Int,
+  created_at: Schema.String,
+})
+export type ExportJob = typeof ExportJob.Type
 
 /** A piece record on the index stream. */
 export type PieceRecord = PieceInfo & { readonly session_id: string }
+
+/** Typed against `PieceRecord`: a field added to `PieceInfo` does not compile until it is read here. */
+const PieceRecordSchema: Schema.Codec<PieceRecord, unknown> = Schema.Struct({
+  session_id: Schema.String,
+  key: Schema.String,
+  name: Schema.String,
+  kind: Schema.Literals(["raw", "mix", "fill"]),
+  ok: Schema.Boolean,
+  error: Schema.optionalKey(Schema.String),
+  bytes: Schema.Finite,
+  timescale: Schema.Finite,
+  samples: Schema.Finite,
+  duration: Schema.Finite,
+  min_pts: Schema.Finite,
+  moofs: Schema.Finite,
+  init: Schema.optionalKey(Schema.String),
+})
+
+const decodeJob = decodeJson(ExportJob)
+const decodePiece = decodeJson(PieceRecordSchema)
 
 export const shortHash = (value: string, length = 16): string =>
   createHash("sha256").update(value).digest("hex").slice(0, length)
@@ -48,19 +78,20 @@ export class MuxerStore extends ExportBucket {
     private readonly prefix: string,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
+    log: (message: string) => void,
   ) {
-    super(bucket, objects)
+    super(bucket, objects, log)
   }
 
   /** Opens (creating if missing) the exports bucket and the muxer's stream. */
-  static override async open(nc: NatsConnection, options: ExportBucketOptions = {}): Promise<MuxerStore> {
+  static override async open(nc: NatsConnection, options: MuxerStoreOptions = {}): Promise<MuxerStore> {
     const prefix = options.prefix ?? "capture"
     const replicas = options.replicas ?? 1
     const jsm = await jetstreamManager(nc)
     const stream = `${prefix.toUpperCase()}_MUXER`
     await ensureStream(jsm, { name: stream, subjects: [`${prefix}.muxer.>`], replicas, denyDelete: false })
     const { bucket, objects } = await ExportBucket.openObjects(nc, { prefix, replicas })
-    return new MuxerStore(bucket, objects, stream, prefix, jetstream(nc), jsm)
+    return new MuxerStore(bucket, objects, stream, prefix, jetstream(nc), jsm, options.log ?? (() => {}))
   }
 
   private piecesSubject(sessionId: string): string {
@@ -80,20 +111,25 @@ export class MuxerStore extends ExportBucket {
   /** Every piece recorded for a session, by key (the latest record wins). */
   async pieces(sessionId: string): Promise<Map<string, PieceInfo>> {
     const out = new Map<string, PieceInfo>()
-    for await (const json of this.readSubject(this.piecesSubject(sessionId))) {
-      const record = json as PieceRecord
-      out.set(record.key, record)
+    for await (const message of this.readSubject(this.piecesSubject(sessionId))) {
+      const record = decodePiece(message.data)
+      if (Result.isSuccess(record)) out.set(record.success.key, record.success)
+      else this.log(`muxer: piece record ${message.seq} does not decode (${record.failure.message}); skipped`)
     }
     return out
   }
 
-  /** Claims a job: the first claim is stored and returned to every caller. */
+  /**
+   * Claims a job: the first claim is stored and returned to every caller. A stored claim that does
+   * not decode is replaced (compare-and-set on its sequence, so one replacement wins).
+   */
   async claimJob(sessionId: string, jobKey: string, proposal: ExportJob): Promise<ExportJob> {
     const subject = `${this.prefix}.muxer.jobs.${sessionId}.${shortHash(jobKey)}`
+    let expected = 0
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         await this.js.publish(subject, encoder.encode(JSON.stringify(proposal)), {
-          expect: { lastSubjectSequence: 0 },
+          expect: { lastSubjectSequence: expected },
         })
         return proposal
       } catch (error) {
@@ -101,7 +137,12 @@ export class MuxerStore extends ExportBucket {
       }
       try {
         const existing = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject })
-        if (existing !== null) return existing.json<ExportJob>()
+        if (existing !== null) {
+          const job = decodeJob(existing.data)
+          if (Result.isSuccess(job)) return job.success
+          this.log(`muxer: job claim ${existing.seq} does not decode (${job.failure.message}); replaced`)
+          expected = existing.seq
+        }
       } catch (error) {
         if (!isNotFound(error)) throw error
       }
@@ -109,7 +150,9 @@ export class MuxerStore extends ExportBucket {
     throw new Error(`could not claim export job ${jobKey}`)
   }
 
-  private async *readSubject(subject: string): AsyncGenerator<unknown> {
+  private async *readSubject(
+    subject: string,
+  ): AsyncGenerator<{ readonly seq: number; readonly data: Uint8Array }> {
     let last: number
     try {
       last = (await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject }))?.seq ?? 0
@@ -125,7 +168,7 @@ export class MuxerStore extends ExportBucket {
     const messages = await consumer.consume({ max_messages: 1024 })
     try {
       for await (const message of messages) {
-        yield message.json()
+        yield { seq: message.seq, data: message.data }
         if (message.seq >= last) break
       }
     } finally {

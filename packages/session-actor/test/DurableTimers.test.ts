@@ -1,0 +1,78 @@
+import { decodeJson, newSessionId, type SessionCommand } from "@capture/protocol"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Result } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { openTopology, TimerEntry, TimerStore, TimerWheel, type Topology, timersFor } from "../src/index.js"
+import { create, start } from "./commands.js"
+import { waitFor } from "./poll.js"
+import { Session } from "./Session.js"
+
+let server: NatsServerHandle
+let nc: NatsConnection
+let topology: Topology
+
+beforeAll(async () => {
+  server = await startNatsServer()
+  nc = await connect({ servers: server.url })
+  topology = await openTopology(nc)
+})
+afterAll(async () => {
+  await nc?.close()
+  await server?.stop()
+})
+
+const decodeTimer = decodeJson(TimerEntry)
+
+describe("TimerWheel", () => {
+  it("skips entries that are not timers and still fires the next good one", async () => {
+    const fired: Array<SessionCommand> = []
+    const logs: Array<string> = []
+    const wheel = new TimerWheel(
+      topology,
+      async (command) => {
+        fired.push(command)
+      },
+      (message) => logs.push(message),
+    )
+    await wheel.start()
+    try {
+      const id = newSessionId()
+      await topology.timers.put(`${newSessionId()}.stop`, "not json {")
+      await topology.timers.put(
+        `${newSessionId()}.start`,
+        JSON.stringify({ session_id: id, timer: "start", deadline: "soon" }),
+      )
+      const due = { session_id: id, timer: "stop", deadline: new Date(Date.now() - 1_000).toISOString() }
+      await topology.timers.put(`${id}.stop`, JSON.stringify(due))
+      await waitFor(
+        async () => fired.length,
+        (count) => count > 0,
+      )
+      expect(fired).toEqual([expect.objectContaining({ type: "FireTimer", session_id: id, timer: "stop" })])
+      expect(logs.filter((line) => line.includes("is not a timer"))).toHaveLength(2)
+    } finally {
+      await wheel.stop()
+    }
+  })
+})
+
+describe("TimerStore", () => {
+  it("replaces an unreadable entry a session needs, and removes one it does not", async () => {
+    const session = new Session()
+    const id = newSessionId()
+    session.ok(create(id))
+    session.ok(start(id))
+    const logs: Array<string> = []
+    const store = new TimerStore(topology, (message) => logs.push(message))
+    await topology.timers.put(`${id}.start`, "not json {")
+    await topology.timers.put(`${id}.stop`, JSON.stringify({ session_id: id, timer: "stop" }))
+    await store.reconcile(session.state)
+    const armed = await topology.timers.get(`${id}.start`)
+    expect(armed === null ? undefined : Result.getOrThrow(decodeTimer(armed.value))).toEqual(
+      timersFor(session.state)[0],
+    )
+    expect((await topology.timers.get(`${id}.stop`))?.operation).not.toBe("PUT")
+    expect(logs.filter((line) => line.includes("is not a timer"))).toHaveLength(2)
+  })
+})
