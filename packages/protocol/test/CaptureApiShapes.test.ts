@@ -1,6 +1,15 @@
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
-import { CAPTURE_FAILED, FailSessionRequest, RawAssetView, VideoView } from "../src/CaptureApiShapes.js"
+import {
+  CAPTURE_FAILED,
+  FailSessionRequest,
+  PAUSE_CHANNELS_ROUTE,
+  pauseChannelsPath,
+  RawAssetView,
+  RESUME_CHANNELS_ROUTE,
+  resumeChannelsPath,
+  VideoView,
+} from "../src/CaptureApiShapes.js"
 import { decodeUnknown } from "../src/Decode.js"
 import { checkRoundTrip } from "./roundTrip.js"
 
@@ -46,5 +55,13 @@ describe("FailSessionRequest", () => {
         field,
       })
     }
+  })
+})
+
+describe("pause and resume routes", () => {
+  it("fill the session id into the routes the gateway serves, encoded", () => {
+    expect(pauseChannelsPath("cap-1")).toBe(PAUSE_CHANNELS_ROUTE.replace(":session_id", "cap-1"))
+    expect(resumeChannelsPath("cap-1")).toBe(RESUME_CHANNELS_ROUTE.replace(":session_id", "cap-1"))
+    expect(pauseChannelsPath("a/b")).toBe("/capture/session/a%2Fb/pause")
   })
 })

@@ -13,7 +13,9 @@ import {
   ExportView,
   FailSessionRequest,
   ListSessionsQuery,
+  PAUSE_CHANNELS_ROUTE,
   PauseRequest,
+  RESUME_CHANNELS_ROUTE,
   SessionId,
   SessionList,
   StartSessionRequest,
@@ -145,7 +147,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("pauseChannels", "/capture/session/:session_id/pause", {
+    HttpApiEndpoint.post("pauseChannels", PAUSE_CHANNELS_ROUTE, {
       params: SessionParams,
       payload: PauseRequest,
       success: Success(CaptureSession),
@@ -153,7 +155,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("resumeChannels", "/capture/session/:session_id/resume", {
+    HttpApiEndpoint.post("resumeChannels", RESUME_CHANNELS_ROUTE, {
       params: SessionParams,
       payload: PauseRequest,
       success: Success(CaptureSession),
