@@ -7,7 +7,8 @@
  * - `<prefix>-muxer` on the session event stream: it answers each `ExportRequested` (a client's,
  *   or the automatic one the session reactor asks for on stop) with `CompleteExport` (with the
  *   raw assets' ids) / `FailExport`, naming the try (`attempt`) it answers. It decides nothing
- *   about the session's lifecycle: which export runs, and when, is the session's.
+ *   about the session's lifecycle: which export runs, and when, is the session's; so are the
+ *   paused spans the request carries, which the muxed video leaves out (`internal/pauses`).
  *
  * Crash safety: an export's video id is claimed once per (session, channel, attempt) and reused
  * by whoever retries; pieces are named by their inputs; raw asset ids and command ids are derived
@@ -28,6 +29,7 @@ import {
   newVideoId,
   SessionEvent,
   type SessionId,
+  type TimeSpan,
   type VideoId,
 } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -232,13 +234,21 @@ export class Muxer {
     const event = decoded.success
     // A request joining a running export only adds a WebSocket: the export is already under way.
     if (event.type !== "ExportRequested" || event.data.joins_running === true) return
-    await this.export(event.session_id, event.data.video_channel_id, event.data.attempt ?? 0, message)
+    await this.export(
+      event.session_id,
+      event.data.video_channel_id,
+      event.data.attempt ?? 0,
+      event.data.paused_spans ?? [],
+      message,
+    )
   }
 
   private async export(
     sessionId: SessionId,
     videoChannelId: ChannelId | null,
     attempt: number,
+    /** Spans when every stored channel was paused: left out of the muxed video. */
+    pausedSpans: ReadonlyArray<TimeSpan>,
     message: JsMsg,
   ): Promise<void> {
     const session = await this.sessionChannels(sessionId)
@@ -254,7 +264,7 @@ export class Muxer {
     const startedAt = Date.now()
     let result: AssembleResult
     try {
-      result = await this.pipeline.assemble(sessionId, session.channels, videoChannelId, job)
+      result = await this.pipeline.assemble(sessionId, session.channels, videoChannelId, job, pausedSpans)
     } catch (error) {
       // Retried on redelivery; an export that keeps failing is reported rather than retried forever.
       if (message.info.deliveryCount < MAX_EXPORT_DELIVERIES) throw error

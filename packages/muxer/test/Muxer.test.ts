@@ -331,4 +331,158 @@ describe("Muxer", () => {
     // The store: false display's segments were dropped once the session stopped.
     expect(await media.read(id, "display:1", 0)).toBeUndefined()
   })
+
+  describe("paused time", () => {
+    // One wall clock again; the recorder paused every channel from 3.5 s to 6.5 s: two ffmpeg
+    // runs per channel, indexes running on, nothing recorded in between. (Off the whole second,
+    // so no beep starts on a run's very first sample, which the AAC encoder blurs.)
+    let wall: number
+    let screenPaused: ChannelMedia
+    let micPaused: ChannelMedia
+    let micThrough: ChannelMedia
+    const PAUSE = { from: 3_500, to: 6_500 }
+
+    /** A channel recorded in two runs, the second at the next index, as after a resume. */
+    const twoRuns = (first: ChannelMedia, second: ChannelMedia): ChannelMedia => ({
+      channelId: first.channelId,
+      segments: [
+        ...first.segments,
+        ...second.segments.map((s, i) => ({ ...s, index: first.segments.length + i })),
+      ],
+    })
+
+    beforeAll(async () => {
+      wall = Math.floor(Date.now() / 1000) * 1000 - 120_000
+      const before = PAUSE.from / 1000
+      const after = 10 - PAUSE.to / 1000
+      const [screenA, screenB, micA, micB] = await Promise.all([
+        record(join(dir, "paused-a"), display("display:1", { offsetMs: 0, seconds: before }), wall),
+        record(join(dir, "paused-b"), display("display:1", { offsetMs: PAUSE.to, seconds: after }), wall),
+        record(join(dir, "paused-a"), beeper("mic:default", { offsetMs: 0, seconds: before, hz: 440 }), wall),
+        record(
+          join(dir, "paused-b"),
+          beeper("mic:default", { offsetMs: PAUSE.to, seconds: after, hz: 440 }),
+          wall,
+        ),
+      ])
+      screenPaused = twoRuns(screenA as ChannelMedia, screenB as ChannelMedia)
+      micPaused = twoRuns(micA as ChannelMedia, micB as ChannelMedia)
+      micThrough = await record(
+        join(dir, "through"),
+        beeper("mic:default", { offsetMs: 0, seconds: 10, hz: 440 }),
+        wall,
+      )
+    })
+
+    /** Starts a session of `channels`, pauses `paused` (all when absent) over PAUSE, uploads, stops. */
+    const pausedSession = async (
+      channels: ReadonlyArray<ChannelMedia>,
+      paused?: ReadonlyArray<string>,
+    ): Promise<{ id: SessionId; video: Completed }> => {
+      const id = await startSession(
+        runtime,
+        channels.map((c) => ({ channel_id: c.channelId })),
+      )
+      const named = paused === undefined ? {} : { channel_ids: paused as never }
+      await run(runtime, cmd("PauseChannels", id, { ...named, at_ms: wall + PAUSE.from }))
+      await run(runtime, cmd("ResumeChannels", id, { ...named, at_ms: wall + PAUSE.to }))
+      await upload(media, id, channels)
+      await stopSession(runtime, id)
+      const events = await waitForHistory(runtime, id, (es) =>
+        es.some((e) => e.type === "ExportCompleted" || e.type === "ExportFailed"),
+      )
+      const video = events.find((e): e is Completed => e.type === "ExportCompleted")
+      if (video === undefined) throw new Error(`export of ${id} failed: ${JSON.stringify(events.at(-1))}`)
+      return { id, video }
+    }
+
+    /** Every beep has a flash within 40 ms (before and after a cut alike); returns the worst. */
+    const expectInSync = (flashTimes: number[], beepTimes: number[]): number => {
+      let worst = 0
+      for (const beep of beepTimes) {
+        const nearest = Math.min(...flashTimes.map((f) => Math.abs(f - beep)))
+        expect(nearest, `beep at ${beep} s vs flashes ${flashTimes}`).toBeLessThanOrEqual(0.04)
+        worst = Math.max(worst, nearest)
+      }
+      return worst
+    }
+
+    it("leaves the time when every channel was paused out of the muxed video, in sync on both sides, and says so", async () => {
+      const { id, video } = await pausedSession([screenPaused, micPaused])
+      const requested = (await history(runtime, id)).find((e) => e.type === "ExportRequested")
+      const spans = [{ start_ms: wall + PAUSE.from, end_ms: wall + PAUSE.to }]
+      expect(requested?.data).toMatchObject({ paused_spans: spans })
+
+      const mp4 = await file(video.data.video_id, "video.mp4")
+      const duration = Number((await probe(mp4)).format.duration)
+      expect(duration).toBeGreaterThan(6.9)
+      expect(duration).toBeLessThan(7.3)
+      const picture = await streamSpan(mp4, "v")
+      const sound = await streamSpan(mp4, "a")
+      expect(Math.abs(picture.start - sound.start)).toBeLessThan(0.03)
+      expect(Math.abs(picture.end - sound.end)).toBeLessThan(0.05)
+      // Flashes and beeps on each second recorded (0–3, then 7–9): one a second, no hole.
+      const flashTimes = await flashes(mp4)
+      const beepTimes = await beeps(mp4, 440)
+      expect(flashTimes).toHaveLength(7)
+      expect(beepTimes).toHaveLength(7)
+      for (const [i, t] of flashTimes.entries()) expect(Math.abs(t - i)).toBeLessThan(0.06)
+      const worst = expectInSync(flashTimes, beepTimes)
+      console.log(
+        `[muxer] 3 s paused: ${duration.toFixed(3)} s muxed, |beep − flash| ≤ ${worst.toFixed(3)} s`,
+      )
+
+      const metadata = await metadataOf(video.data.video_id)
+      expect(metadata.paused_spans).toEqual(spans)
+      expect(Math.abs((metadata.paused_ms_removed ?? 0) - 3_000)).toBeLessThan(60)
+      expect(Math.abs(metadata.duration_ms - 7_000)).toBeLessThan(150)
+      expect(metadata.start_ms).toBe(wall)
+      // The HLS playlist is the same 7 s.
+      const playlist = await (await muxer.exportStore.open(video.data.video_id, "index.m3u8"))?.bytes()
+      const listed = Buffer.from(playlist ?? new Uint8Array())
+        .toString()
+        .split("\n")
+        .filter((l) => l.startsWith("#EXTINF:"))
+        .reduce((sum, l) => sum + Number.parseFloat(l.slice("#EXTINF:".length)), 0)
+      expect(Math.abs(listed - duration)).toBeLessThan(0.1)
+      // Raw assets keep their own timeline: the pause is a black or silent gap there.
+      for (const asset of metadata.channels) {
+        const seconds = Number((await probe(await file(video.data.video_id, asset.file))).format.duration)
+        expect(Math.abs(seconds - 10), asset.channel_id).toBeLessThan(0.2)
+        expect(
+          asset.gaps.map((g) => Math.round(g.duration_ms / 100) / 10),
+          asset.channel_id,
+        ).toEqual([3])
+      }
+    }, 180_000)
+
+    it("keeps a channel paused alone in its place, black while the microphone goes on", async () => {
+      const { video } = await pausedSession([screenPaused, micThrough], ["display:1"])
+      const metadata = await metadataOf(video.data.video_id)
+      expect(metadata.paused_spans).toEqual([])
+      expect(metadata.paused_ms_removed).toBe(0)
+      const mp4 = await file(video.data.video_id, "video.mp4")
+      expect(Number((await probe(mp4)).format.duration)).toBeGreaterThan(9.9)
+      const flashTimes = await flashes(mp4)
+      expect(flashTimes.map(Math.round)).toEqual([0, 1, 2, 3, 7, 8, 9])
+      const beepTimes = await beeps(mp4, 440)
+      expect(beepTimes).toHaveLength(10)
+      expectInSync(
+        flashTimes,
+        beepTimes.filter((b) => flashTimes.some((f) => Math.abs(f - b) < 0.5)),
+      )
+    }, 180_000)
+
+    it("cuts an audio-only export exactly where every channel was paused", async () => {
+      const { video } = await pausedSession([micPaused])
+      const metadata = await metadataOf(video.data.video_id)
+      expect(metadata.video_channel_id).toBeNull()
+      expect(Math.abs((metadata.paused_ms_removed ?? 0) - 3_000)).toBeLessThan(60)
+      const mp4 = await file(video.data.video_id, "video.mp4")
+      expect(Math.abs(Number((await probe(mp4)).format.duration) - 7)).toBeLessThan(0.15)
+      const beepTimes = await beeps(mp4, 440)
+      expect(beepTimes).toHaveLength(7)
+      for (const [i, t] of beepTimes.entries()) expect(Math.abs(t - i)).toBeLessThan(0.03)
+    }, 180_000)
+  })
 })

@@ -182,6 +182,20 @@ export const PauseRequest = Schema.Struct({
 })
 export type PauseRequest = typeof PauseRequest.Type
 
+/** `POST /capture/session/{session_id}/pause`: the route a recorder pauses channels at. */
+export const PAUSE_CHANNELS_ROUTE = "/capture/session/:session_id/pause"
+
+/** `POST /capture/session/{session_id}/resume`: the route a recorder resumes channels at. */
+export const RESUME_CHANNELS_ROUTE = "/capture/session/:session_id/resume"
+
+/** The path that pauses channels of session `sessionId`. */
+export const pauseChannelsPath = (sessionId: string): string =>
+  `/capture/session/${encodeURIComponent(sessionId)}/pause`
+
+/** The path that resumes channels of session `sessionId`. */
+export const resumeChannelsPath = (sessionId: string): string =>
+  `/capture/session/${encodeURIComponent(sessionId)}/resume`
+
 export const ExportView = Schema.Struct({
   session_id: SessionId,
   video_channel_id: Schema.NullOr(ChannelId),

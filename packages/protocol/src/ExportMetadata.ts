@@ -2,10 +2,13 @@
  * Export metadata: what an export produced, served as `/media/{video_id}/export.json` and inside
  * `GET /collection/{cid}/video/{video_id}`. Times are wall-clock epoch ms (and ISO); gaps are holes
  * in a channel (missing or unreadable segments) that the export filled with silence or black.
+ * Time when every stored channel was paused is left out of the muxed video (`paused_spans`); the
+ * raw assets keep each channel's own timeline.
  */
 import { Schema } from "effect"
 import { ChannelId, ChannelType } from "./Channel.js"
 import { AssetId, SessionId, VideoId } from "./Ids.js"
+import { TimeSpan } from "./TimeSpan.js"
 
 const Int = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
@@ -60,6 +63,16 @@ export const ExportMetadata = Schema.Struct({
   channels: Schema.Array(ExportAsset),
   /** Every gap of every channel. */
   gaps: Schema.Array(ExportGap),
+  /**
+   * When every stored channel was paused (the recorder's clock): left out of the muxed video,
+   * whose timeline closes over them. Absent from exports made before pauses were cut.
+   */
+  paused_spans: Schema.optionalKey(Schema.Array(TimeSpan)),
+  /**
+   * How much of the muxed timeline the pauses took out (ms). Video is cut at segment edges where
+   * a pause falls on recorded frames, so this can differ a little from the spans' total.
+   */
+  paused_ms_removed: Schema.optionalKey(Int),
 })
 export type ExportMetadata = typeof ExportMetadata.Type
 

@@ -8,6 +8,7 @@ import { Channel, ChannelId, Rtstream } from "./Channel.js"
 import { ExportedAssetIds } from "./ExportMetadata.js"
 import { CollectionId, CommandId, EventId, SessionId, VideoId } from "./Ids.js"
 import { ExportAttempt, FailureReason, Metadata } from "./SessionCommand.js"
+import { TimeSpan } from "./TimeSpan.js"
 
 /** The version of the event encoding written by this code. */
 export const EVENT_SCHEMA_VERSION = 1
@@ -62,16 +63,6 @@ export const SessionStopped = event("SessionStopped", {
   /** `requested`, `stop_timeout`, or `aborted` (stopped before any media: nothing to export). */
   reason: Schema.String,
 })
-
-/**
- * A span of the recorder's clock (ms since the epoch), start inclusive, end exclusive; `end_ms`
- * null: still open when the session stopped (it runs to the end of the recording).
- */
-export const TimeSpan = Schema.Struct({
-  start_ms: Schema.Int,
-  end_ms: Schema.NullOr(Schema.Int),
-})
-export type TimeSpan = typeof TimeSpan.Type
 
 export const ExportRequested = event("ExportRequested", {
   video_channel_id: Schema.NullOr(ChannelId),

@@ -5,7 +5,11 @@ import {
   FAIL_SESSION_ROUTE,
   FailSessionRequest,
   failSessionPath,
+  PAUSE_CHANNELS_ROUTE,
+  pauseChannelsPath,
   RawAssetView,
+  RESUME_CHANNELS_ROUTE,
+  resumeChannelsPath,
   START_SESSION_ROUTE,
   STOP_SESSION_ROUTE,
   StartSessionRequest,
@@ -85,5 +89,13 @@ describe("starting and stopping a session", () => {
     )
     const refused = decode({ session_id: "cap-1", channels: [{ channel_id: "speaker:1" }] })
     expect(Result.isFailure(refused) && refused.failure.field).toBe("channels[0].channel_id")
+  })
+})
+
+describe("pause and resume routes", () => {
+  it("fill the session id into the routes the gateway serves, encoded", () => {
+    expect(pauseChannelsPath("cap-1")).toBe(PAUSE_CHANNELS_ROUTE.replace(":session_id", "cap-1"))
+    expect(resumeChannelsPath("cap-1")).toBe(RESUME_CHANNELS_ROUTE.replace(":session_id", "cap-1"))
+    expect(pauseChannelsPath("a/b")).toBe("/capture/session/a%2Fb/pause")
   })
 })

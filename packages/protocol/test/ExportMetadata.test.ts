@@ -49,6 +49,35 @@ describe("ExportMetadata", () => {
     expect(Result.isFailure(decodeUnknown(ExportedAssetIds)({ "mic:default": "rts-2" }))).toBe(true)
   })
 
+  it("decodes metadata made before pauses were cut, and the paused spans of newer exports", () => {
+    const older = {
+      video_id: "m-01JC000000ABCDEFGHJKMNPQRS",
+      session_id: "cap-01JC000000ABCDEFGHJKMNPQRS",
+      video_channel_id: null,
+      created_at: "2025-11-13T02:13:30.000Z",
+      start_ms: asset.start_ms,
+      start_time: asset.start_time,
+      duration_ms: 8000,
+      stream: "index.m3u8",
+      download: "video.mp4",
+      bytes: 5678,
+      audio_channel_ids: ["mic:default"],
+      channels: [asset],
+      gaps: [],
+    }
+    expect(Result.isSuccess(decodeUnknown(ExportMetadata)(older))).toBe(true)
+    const paused_spans = [
+      { start_ms: asset.start_ms + 2000, end_ms: asset.start_ms + 3000 },
+      { start_ms: asset.start_ms + 7000, end_ms: null },
+    ]
+    expect(
+      decodeUnknown(ExportMetadata)({ ...older, duration_ms: 6000, paused_spans, paused_ms_removed: 2000 }),
+    ).toMatchObject({ success: { paused_spans, paused_ms_removed: 2000 } })
+    expect(decodeUnknown(ExportMetadata)({ ...older, paused_ms_removed: -1 })).toMatchObject({
+      failure: { field: "paused_ms_removed" },
+    })
+  })
+
   it("lists an export's asset ids by channel", () => {
     const decoded = decodeUnknown(ExportAsset)(asset)
     if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)

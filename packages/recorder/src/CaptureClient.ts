@@ -53,6 +53,7 @@ import {
 } from "./internal/channelCapture.js"
 import { ChannelUploader, type RetryOptions, retrySchedule } from "./internal/channelUploader.js"
 import { stopStaleProcesses } from "./internal/ffmpegRun.js"
+import { PauseReports } from "./internal/pauseReports.js"
 import { type SegmentRecord, type SessionFile, SessionSpool } from "./Spool.js"
 import { TypedEmitter } from "./TypedEmitter.js"
 
@@ -198,6 +199,7 @@ interface ActiveSession {
   readonly spool: SessionSpool
   readonly client: IngestClient
   readonly pipelines: ReadonlyArray<ChannelPipeline>
+  readonly pauses: PauseReports
 }
 
 const defaultSpoolDir = (): string => join(homedir(), ".capture", "spool")
@@ -321,6 +323,7 @@ export class CaptureClient {
     this.#state = "starting"
     this.#retries = 0
     let session: ActiveSession | undefined
+    let pauses: PauseReports | undefined
     try {
       const channels = await this.#resolveChannels(options)
       const ffmpegPath = resolveFfmpeg(this.#options.ffmpegPath)
@@ -352,6 +355,24 @@ export class CaptureClient {
         ...(primary === undefined ? {} : { primary_video_channel_id: primary.id }),
       }
       const resumed = (await this.#startOnServer(client, spool, existing, body)) || existing !== undefined
+      const retry: RetryOptions = {
+        baseDelayMs: this.#options.upload?.baseDelayMs ?? 250,
+        maxDelayMs: this.#options.upload?.maxDelayMs ?? 10_000,
+      }
+      // Pauses a previous recorder of this session left unsent go first.
+      pauses = await PauseReports.open(spool, client, retry, {
+        onRetry: () => {
+          this.#retries += 1
+        },
+        onRefused: (report, error) =>
+          this.#events.emit("recording:error", {
+            sessionId: options.sessionId,
+            channelId: report.channel_id,
+            error,
+          }),
+        onSessionEnded: (error) => void this.#serverEnded(error.currentStatus ?? "stopped"),
+      })
+      pauses.start()
       await spool.writeSession({
         session_id: options.sessionId,
         base_url: this.#options.baseUrl,
@@ -360,10 +381,6 @@ export class CaptureClient {
         channels: body.channels,
       })
 
-      const retry: RetryOptions = {
-        baseDelayMs: this.#options.upload?.baseDelayMs ?? 250,
-        maxDelayMs: this.#options.upload?.maxDelayMs ?? 10_000,
-      }
       const context = { ffmpegPath, ffprobePath, settings, env: this.#options.env ?? process.env }
       const restart = { ...defaultRestartPolicy, ...this.#options.restart }
       const pipelines: ChannelPipeline[] = []
@@ -408,7 +425,7 @@ export class CaptureClient {
           ...(channel === undefined ? {} : { channel }),
         })
       }
-      session = { sessionId: options.sessionId, spool, client, pipelines }
+      session = { sessionId: options.sessionId, spool, client, pipelines, pauses }
       this.#session = session
 
       // A channel that cannot start was reported (`recording:error`) and is retried on its own.
@@ -419,8 +436,16 @@ export class CaptureClient {
       )
       for (const pipeline of pipelines) {
         if (pipeline.channel !== undefined && pipeline.capture !== undefined) {
-          pipeline.channel.attach(this.#control(pipeline.capture))
+          pipeline.channel.attach(this.#control(pipeline.channel, pipeline.capture, session))
         }
+      }
+      // The server learns which channels start paused, and what changed while no recorder ran.
+      for (const { channel, capture } of pipelines) {
+        if (channel === undefined || capture === undefined) continue
+        if (channel.paused && !pauses.isPaused(channel.id))
+          await pauses.report("pause", channel.id, Date.now())
+        if (!channel.paused && pauses.isPaused(channel.id))
+          await pauses.report("resume", channel.id, capture.runStartMs ?? Date.now())
       }
       this.#state = "recording"
       this.#events.emit("recording:started", {
@@ -430,6 +455,7 @@ export class CaptureClient {
       })
       this.#checkCapture()
     } catch (error) {
+      pauses?.abort()
       if (session !== undefined) {
         for (const pipeline of session.pipelines) pipeline.uploader.abort()
         await Promise.all(session.pipelines.map((pipeline) => pipeline.capture?.stop()))
@@ -441,8 +467,9 @@ export class CaptureClient {
 
   /**
    * Stops capturing (each ffmpeg finishes its segment), uploads every segment left (the last of
-   * each channel flagged final), then tells the server (`POST /capture/session/{id}/stop`). The
-   * spool folder of the session is deleted once everything is acknowledged. No-op unless recording.
+   * each channel flagged final) and every pause not yet answered, then tells the server
+   * (`POST /capture/session/{id}/stop`). The spool folder of the session is deleted once everything
+   * is acknowledged. No-op unless recording.
    */
   async stopCapture(): Promise<void> {
     const session = this.#session
@@ -453,6 +480,8 @@ export class CaptureClient {
     if (this.#state !== "stopping") return
     for (const pipeline of session.pipelines) pipeline.uploader.finish()
     const outcomes = await Promise.all(session.pipelines.map((pipeline) => pipeline.uploader.done))
+    // A resume the server has not heard of would leave the rest of the recording paused there.
+    await session.pauses.settled()
     if (this.#state !== "stopping") return
     try {
       await this.#withRetry(() => session.client.stopSession(session.sessionId))
@@ -464,7 +493,7 @@ export class CaptureClient {
         this.#events.emit("recording:error", { sessionId: session.sessionId, error: recorderError })
       }
     }
-    const drained = outcomes.every((outcome) => outcome === "drained")
+    const drained = outcomes.every((outcome) => outcome === "drained") && session.pauses.pending.length === 0
     if (drained) {
       try {
         await session.spool.remove()
@@ -486,6 +515,7 @@ export class CaptureClient {
     this.#state = "shutdown"
     const session = this.#session
     if (session !== undefined) {
+      session.pauses.abort()
       for (const pipeline of session.pipelines) {
         pipeline.uploader.abort()
         pipeline.channel?.attach(undefined)
@@ -571,11 +601,35 @@ export class CaptureClient {
     }
   }
 
-  #control(capture: ChannelCapture): ChannelControl {
+  /**
+   * A channel's pause and resume while recording: its ffmpeg stops or starts, then the server is
+   * told when (the end of the last segment, the start of the new run), one after the other.
+   */
+  #control(channel: Channel, capture: ChannelCapture, session: ActiveSession): ChannelControl {
+    let queue: Promise<unknown> = Promise.resolve()
+    const inTurn = (operation: () => Promise<void>): Promise<void> => {
+      const next = queue.then(operation, operation)
+      queue = next.catch(() => {})
+      return next
+    }
     return {
-      pause: () => (this.#state === "recording" ? capture.stop() : Promise.resolve()),
-      // A failed start is reported by the capture (`recording:error`) and retried like any failure.
-      resume: () => (this.#state === "recording" ? capture.start() : Promise.resolve()),
+      pause: () =>
+        inTurn(async () => {
+          if (this.#state !== "recording") return
+          await capture.stop()
+          await session.pauses.report("pause", channel.id, capture.runEndMs ?? Date.now())
+        }),
+      // A failed start is reported by the capture (`recording:error`) and retried like any
+      // failure: the channel is no longer paused either way.
+      resume: () =>
+        inTurn(async () => {
+          if (this.#state !== "recording") return
+          try {
+            await capture.start()
+          } finally {
+            await session.pauses.report("resume", channel.id, capture.runStartMs ?? Date.now())
+          }
+        }),
     }
   }
 
@@ -617,6 +671,7 @@ export class CaptureClient {
       return
     }
     this.#state = "ended"
+    session.pauses.abort()
     for (const pipeline of session.pipelines) {
       pipeline.uploader.abort()
       pipeline.channel?.attach(undefined)
@@ -653,6 +708,7 @@ export class CaptureClient {
     const watched = stored.length > 0 ? stored : captured
     if (watched.length === 0 || !watched.every((pipeline) => pipeline.capture?.gaveUp)) return
     this.#state = "ended"
+    session.pauses.abort()
     for (const pipeline of session.pipelines) {
       pipeline.uploader.abort()
       pipeline.channel?.attach(undefined)

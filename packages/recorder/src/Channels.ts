@@ -44,14 +44,20 @@ export class Channel {
   /**
    * Stops producing segments for this channel: its ffmpeg finishes the current segment and exits.
    * Segment indexes stay contiguous across a pause; the wall-clock start of the next segment shows
-   * the gap. Resolves once the channel has stopped.
+   * the gap. The server is told (`POST …/pause`, at the end of the last segment) in order with
+   * the channel's other pauses and resumes, retried until it answers and kept in the spool until
+   * then. Resolves once the channel has stopped and its pause is spooled for the server. A channel
+   * paused before the session starts starts paused (the server is told at the start).
    */
   pause(): Promise<void> {
     this.#paused = true
     return this.#control?.pause() ?? Promise.resolve()
   }
 
-  /** Starts producing segments again, at the next index. Resolves once capture is running. */
+  /**
+   * Starts producing segments again, at the next index, and tells the server (`POST …/resume`, at
+   * the new run's first sample) as `pause()` does. Resolves once capture is running.
+   */
   resume(): Promise<void> {
     this.#paused = false
     return this.#control?.resume() ?? Promise.resolve()

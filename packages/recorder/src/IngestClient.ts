@@ -1,7 +1,8 @@
 /**
- * The recorder's side of the ingest API: start a session, PUT a segment, stop or fail the session. Every
- * call carries the client token in `x-access-token`. Failures are values (`NetworkError`,
- * `HttpError`) with predicates saying whether to retry and whether the server ended the session.
+ * The recorder's side of the ingest API: start a session, PUT a segment, pause and resume
+ * channels, stop or fail the session. Every call carries the client token in `x-access-token`.
+ * Failures are values (`NetworkError`, `HttpError`) with predicates saying whether to retry and
+ * whether the server ended the session.
  *
  * `PUT {baseUrl}/capture/session/{session_id}/channels/{channel_id}/segments/{index}`, body the
  * raw MPEG-TS bytes, headers `content-type: video/mp2t`, `x-segment-start-ms`,
@@ -15,6 +16,9 @@ import {
   type FailSessionRequest,
   Failure,
   failSessionPath,
+  type PauseRequest,
+  pauseChannelsPath,
+  resumeChannelsPath,
   SEGMENT_CONTENT_TYPE,
   SEGMENT_FINAL,
   SegmentAck,
@@ -114,6 +118,16 @@ export class IngestClient {
   /** `POST /capture/session/{id}/fail`: the recorder cannot capture; the session fails with `body.error`. */
   failSession(sessionId: string, body: FailSessionRequest, signal?: AbortSignal): Promise<unknown> {
     return this.#json("POST", failSessionPath(sessionId), body, signal)
+  }
+
+  /** `POST /capture/session/{id}/pause`: the server counts these channels paused from `at_ms`. */
+  pauseChannels(sessionId: string, body: PauseRequest, signal?: AbortSignal): Promise<unknown> {
+    return this.#json("POST", pauseChannelsPath(sessionId), body, signal)
+  }
+
+  /** `POST /capture/session/{id}/resume`: these channels capture again from `at_ms`. */
+  resumeChannels(sessionId: string, body: PauseRequest, signal?: AbortSignal): Promise<unknown> {
+    return this.#json("POST", resumeChannelsPath(sessionId), body, signal)
   }
 
   /** `PUT …/channels/{channel_id}/segments/{index}` with the segment's bytes. */

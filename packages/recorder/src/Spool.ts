@@ -4,6 +4,7 @@
  *
  * ```
  * <spoolDir>/<session_id>/session.json                   the session as started (channels, status)
+ * <spoolDir>/<session_id>/pauses.json                    pauses and resumes the server has yet to answer
  * <spoolDir>/<session_id>/<channel_id>/channel.json       {channel_id, acked_through}
  * <spoolDir>/<session_id>/<channel_id>/run-<first>.json   one ffmpeg run: first index, first-sample time
  * <spoolDir>/<session_id>/<channel_id>/run-<first>.csv    that run's segment list (ffmpeg writes it)
@@ -70,6 +71,24 @@ export const SessionFile = Schema.Struct({
   channels: Schema.Array(ChannelInput),
 })
 export type SessionFile = typeof SessionFile.Type
+
+/** A channel's pause or resume for the server, at `at_ms` on the segments' clock. */
+export const PauseReport = Schema.Struct({
+  action: Schema.Literals(["pause", "resume"]),
+  channel_id: Schema.String,
+  at_ms: Int,
+})
+export type PauseReport = typeof PauseReport.Type
+
+/**
+ * A session's pauses on their way to the server: `pending`, in the order they happened, until
+ * answered; `paused`, the channels the server holds paused once every pending one has arrived.
+ */
+export const PauseLog = Schema.Struct({
+  paused: Schema.Array(Schema.String),
+  pending: Schema.Array(PauseReport),
+})
+export type PauseLog = typeof PauseLog.Type
 
 /** An entry of a run's segment list: `<index>.ts,<start s>,<end s>` on ffmpeg's timeline. */
 export interface ListEntry {
@@ -164,6 +183,17 @@ export class SessionSpool {
   async writeSession(file: SessionFile): Promise<void> {
     await mkdir(this.dir, { recursive: true })
     await writeJsonAtomic(join(this.dir, "session.json"), file)
+  }
+
+  /** The pauses not yet answered by the server, and the channels it holds paused (none: no file). */
+  async readPauses(): Promise<PauseLog> {
+    return (await decodeJson(PauseLog, join(this.dir, "pauses.json"))) ?? { paused: [], pending: [] }
+  }
+
+  /** Writes the pause log (creating the folder). */
+  async writePauses(log: PauseLog): Promise<void> {
+    await mkdir(this.dir, { recursive: true })
+    await writeJsonAtomic(join(this.dir, "pauses.json"), log)
   }
 
   /** The ids of the channels that have a folder here. */

@@ -28,8 +28,14 @@ describe.concurrent("CaptureClient (synthetic sources, real ffmpeg, real HTTP)",
     await spool?.remove()
   })
 
-  const newClient = () =>
-    new CaptureClient({ clientToken: "st-test", baseUrl: server.url, spoolDir: spool.path, synthetic: SMALL })
+  const newClient = (upload?: { baseDelayMs: number; maxDelayMs: number }) =>
+    new CaptureClient({
+      clientToken: "st-test",
+      baseUrl: server.url,
+      spoolDir: spool.path,
+      synthetic: SMALL,
+      ...(upload === undefined ? {} : { upload }),
+    })
 
   it("records audio and video into contiguous, decodable segments whose durations add up", async () => {
     const client = newClient()
@@ -160,6 +166,87 @@ describe.concurrent("CaptureClient (synthetic sources, real ffmpeg, real HTTP)",
     expect(indexesOf(video)).toEqual(range(video.length))
     const videoTotal = video.reduce((sum, segment) => sum + segment.durationMs, 0)
     expect(videoTotal).toBeGreaterThan(6_000)
+    // The server was told, on the segments' clock: paused where the last segment ended, resumed
+    // where the next run started; both before the stop.
+    const session = server.sessions.get(sessionId)
+    const last = segments.findIndex((segment, position) => {
+      const next = segments[position + 1]
+      return next !== undefined && next.startMs - (segment.startMs + segment.durationMs) > 1_000
+    })
+    const before = segments[last] as (typeof segments)[number]
+    const after = segments[last + 1] as (typeof segments)[number]
+    expect(session?.pauses.map((p) => [p.action, p.channelIds])).toEqual([
+      ["pause", ["mic:default"]],
+      ["resume", ["mic:default"]],
+    ])
+    expect(session?.pauses[0]?.atMs).toBe(before.startMs + before.durationMs)
+    expect(Math.abs((session?.pauses[1]?.atMs ?? 0) - after.startMs)).toBeLessThan(100)
+    expect(session?.stoppedAt).toBeGreaterThanOrEqual(
+      session?.pauses[1]?.receivedAt ?? Number.POSITIVE_INFINITY,
+    )
+  })
+
+  it("tells the server of a pause and a resume made while it refuses them, later, in order, before the stop", async () => {
+    const client = newClient({ baseDelayMs: 100, maxDelayMs: 500 })
+    const { displays, mics } = await client.listChannels()
+    const display = displays.default
+    const mic = mics.default
+    if (display === undefined || mic === undefined) throw new Error("synthetic channels missing")
+    const sessionId = "cap-pause-offline1"
+    await client.startCaptureSession({ sessionId, channels: [display, mic] })
+    server.refusePausesFor(sessionId, 503, 4_000)
+    const refusedUntil = Date.now() + 4_000
+    await sleep(1_000)
+    await mic.pause()
+    await sleep(1_000)
+    await mic.resume()
+    const session = server.sessions.get(sessionId)
+    expect(session?.pauses).toEqual([])
+    await client.stopCapture()
+    await client.shutdown()
+
+    expect(server.refusedPauses(sessionId)).toBeGreaterThan(0)
+    expect(session?.pauses.map((p) => [p.action, p.channelIds])).toEqual([
+      ["pause", ["mic:default"]],
+      ["resume", ["mic:default"]],
+    ])
+    const [paused, resumed] = session?.pauses ?? []
+    expect(paused?.receivedAt).toBeGreaterThanOrEqual(refusedUntil)
+    expect(paused?.atMs).toBeLessThan(resumed?.atMs ?? 0)
+    expect(resumed?.atMs).toBeLessThan(refusedUntil)
+    expect(session?.stoppedAt).toBeGreaterThanOrEqual(resumed?.receivedAt ?? Number.POSITIVE_INFINITY)
+    expect(await readdir(spool.path)).not.toContain(sessionId)
+  })
+
+  it("sends from the next recorder the pauses one left in its spool, then what changed since", async () => {
+    const sessionId = "cap-pause-restart1"
+    const first = newClient({ baseDelayMs: 100, maxDelayMs: 500 })
+    const { displays, mics } = await first.listChannels()
+    const display = displays.default
+    const mic = mics.default
+    if (display === undefined || mic === undefined) throw new Error("synthetic channels missing")
+    await first.startCaptureSession({ sessionId, channels: [display, mic] })
+    server.refusePausesFor(sessionId, 503, 60_000)
+    await sleep(1_000)
+    await mic.pause()
+    await first.shutdown()
+    const session = server.sessions.get(sessionId)
+    expect(session?.pauses).toEqual([])
+
+    // The next recorder captures the microphone (its own channels are not paused).
+    server.refusePausesFor(sessionId, 503, 0)
+    const second = newClient({ baseDelayMs: 100, maxDelayMs: 500 })
+    const restartedAt = Date.now()
+    await second.startCaptureSession({ sessionId, channels: ["display:1", "mic:default"] })
+    await sleep(1_000)
+    await second.stopCapture()
+    await second.shutdown()
+    expect(session?.pauses.map((p) => [p.action, p.channelIds])).toEqual([
+      ["pause", ["mic:default"]],
+      ["resume", ["mic:default"]],
+    ])
+    expect(session?.pauses[0]?.atMs).toBeLessThan(restartedAt)
+    expect(session?.pauses[1]?.atMs).toBeGreaterThanOrEqual(restartedAt)
   })
 
   it("rejects channels it does not have and a primary that is not a video channel", async () => {

@@ -14,7 +14,9 @@ import {
   FAIL_SESSION_ROUTE,
   FailSessionRequest,
   ListSessionsQuery,
+  PAUSE_CHANNELS_ROUTE,
   PauseRequest,
+  RESUME_CHANNELS_ROUTE,
   SessionId,
   SessionList,
   START_SESSION_ROUTE,
@@ -27,7 +29,7 @@ import {
   WebhookDeliveryList,
   WebSocketUrlView,
 } from "@capture/protocol"
-import { Context, Schema } from "effect"
+import { Context } from "effect"
 import {
   HttpApi,
   HttpApiEndpoint,
@@ -148,7 +150,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("pauseChannels", "/capture/session/:session_id/pause", {
+    HttpApiEndpoint.post("pauseChannels", PAUSE_CHANNELS_ROUTE, {
       params: SessionParams,
       payload: PauseRequest,
       success: Success(CaptureSession),
@@ -156,7 +158,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
-    HttpApiEndpoint.post("resumeChannels", "/capture/session/:session_id/resume", {
+    HttpApiEndpoint.post("resumeChannels", RESUME_CHANNELS_ROUTE, {
       params: SessionParams,
       payload: PauseRequest,
       success: Success(CaptureSession),

@@ -2,6 +2,7 @@
  * Assembling an export at the end: from whatever pieces exist for the session, making only what
  * is missing (the tail, gaps, inits), the muxed video of one channel (or audio only) with mixed
  * audio, every stored channel's raw asset, the export metadata and the manifest that names it all.
+ * Paused time (every stored channel paused) is cut out of the muxed video (`pauses.ts`).
  * A manifest already stored under the job's video id is the export: assembling again reuses it.
  */
 
@@ -21,13 +22,14 @@ import {
   type ExportGap,
   type ExportMetadata,
   rawAssetId,
+  type TimeSpan,
   type VideoId,
 } from "@capture/protocol"
 import { MIX_RATE } from "./media.js"
 import { mergeInits } from "./mp4.js"
+import { type CutTimeline, cutAudio, cutVideo } from "./pauses.js"
 import type { Pieces, SessionChannels } from "./pieces.js"
 import {
-  type AudioWindow,
   type ChannelLayout,
   layoutChannel,
   type PieceInfo,
@@ -35,8 +37,6 @@ import {
   placeParts,
   planMix,
   rawKey,
-  windowsForAudio,
-  windowsForVideo,
 } from "./plan.js"
 import type { ExportJob, MuxerStore } from "./store.js"
 
@@ -50,7 +50,8 @@ const safeFileName = (channelId: string) => channelId.replace(/[^A-Za-z0-9._-]/g
 
 /**
  * Builds an export from everything stored for the session: raw assets of every stored channel,
- * the muxed video of `videoChannelId` (or audio only), and the manifest under the job's video id.
+ * the muxed video of `videoChannelId` (or audio only) with `pausedSpans` cut out of it, and the
+ * manifest under the job's video id.
  */
 export const assembleExport = async (
   pieces: Pieces,
@@ -59,6 +60,7 @@ export const assembleExport = async (
   session: SessionChannels,
   videoChannelId: string | null,
   job: ExportJob,
+  pausedSpans: ReadonlyArray<TimeSpan> = [],
 ): Promise<AssembleResult> => {
   const existing = await store.getJson(manifestName(job.video_id), decodeManifest)
   if (existing !== undefined) return { ok: true, manifest: upgradeManifest(existing), piecesMade: 0 }
@@ -112,33 +114,32 @@ export const assembleExport = async (
     seq += placed.moofs
     return part
   }
-  let e0: number
-  let endMs: number
-  let windows: AudioWindow[]
+  // Paused time is cut here (pauses.ts): each window says where its audio comes from.
+  let timeline: CutTimeline
   let videoParts: PlacedPart[] = []
   let videoTimescale = 1
   let audioShift = 0
   if (videoLayout !== undefined) {
-    e0 = videoLayout.startMs
-    endMs = videoLayout.endMs
-    const items = await pieces.withFills(sessionId, videoLayout, "video")
-    const first = videoLayout.usable[0]?.piece as PieceInfo
+    const e0 = videoLayout.startMs
+    const cut = cutVideo(videoLayout, pausedSpans)
+    timeline = cut
+    const items = await pieces.withFills(sessionId, cut.layout, "video")
+    const first = cut.layout.usable[0]?.piece as PieceInfo
     videoTimescale = first.timescale
     const shift = Math.max(0, ...items.map((i) => i.piece.min_pts))
     videoParts = placeParts(items, e0, videoTimescale, shift)
     audioShift = Math.round((shift * MIX_RATE) / videoTimescale)
-    windows = windowsForVideo(videoLayout.items, e0)
     inits.push(await pieces.initOf(first))
   } else {
-    e0 = Math.min(...audioLayouts.map((l) => l.startMs))
-    endMs = Math.max(...audioLayouts.map((l) => l.endMs))
-    windows = windowsForAudio(e0, endMs)
+    const e0 = Math.min(...audioLayouts.map((l) => l.startMs))
+    timeline = cutAudio(e0, Math.max(...audioLayouts.map((l) => l.endMs)), pausedSpans)
   }
+  const { windows } = timeline
   const audioParts: Array<PlacedPart | undefined> = []
   if (audioLayouts.length > 0) {
     const mixed = await Promise.all(
       windows.map((w) =>
-        w.to > w.from ? pieces.ensureMix(work, sessionId, planMix(w, e0, audioLayouts)) : undefined,
+        w.to > w.from ? pieces.ensureMix(work, sessionId, planMix(w, w.originMs, audioLayouts)) : undefined,
       ),
     )
     windows.forEach((w, i) => {
@@ -238,8 +239,8 @@ export const assembleExport = async (
     session_id: sessionId,
     video_channel_id: videoLayout === undefined ? null : videoChannelId,
     created_at: job.created_at,
-    start_ms: Math.round(e0),
-    start_time: new Date(e0).toISOString(),
+    start_ms: Math.round(timeline.startMs),
+    start_time: new Date(timeline.startMs).toISOString(),
     duration_ms: durationMs,
     stream: "index.m3u8",
     download: "video.mp4",
@@ -247,6 +248,8 @@ export const assembleExport = async (
     audio_channel_ids: audioChannels.map((c) => c.channel_id),
     channels: assets,
     gaps,
+    paused_spans: pausedSpans,
+    paused_ms_removed: Math.round(timeline.removedMs),
   } as unknown as ExportMetadata
   const manifest: Manifest = {
     v: 1,

@@ -5,7 +5,7 @@
 
 import type { FfmpegTools } from "@capture/binaries"
 import type { MediaStore } from "@capture/media"
-import type { MediaSegment } from "@capture/protocol"
+import type { MediaSegment, TimeSpan } from "@capture/protocol"
 import { type AssembleResult, assembleExport } from "./assemble.js"
 import { Pieces, type SessionChannels } from "./pieces.js"
 import type { ExportJob, MuxerStore } from "./store.js"
@@ -43,14 +43,16 @@ export class Pipeline {
 
   /**
    * Builds an export from everything stored for the session: raw assets of every stored channel,
-   * the muxed video of `videoChannelId` (or audio only), and the manifest under the job's video id.
+   * the muxed video of `videoChannelId` (or audio only) with `pausedSpans` cut out of it, and the
+   * manifest under the job's video id.
    */
   assemble(
     sessionId: string,
     session: SessionChannels,
     videoChannelId: string | null,
     job: ExportJob,
+    pausedSpans: ReadonlyArray<TimeSpan> = [],
   ): Promise<AssembleResult> {
-    return assembleExport(this.pieces, this.store, sessionId, session, videoChannelId, job)
+    return assembleExport(this.pieces, this.store, sessionId, session, videoChannelId, job, pausedSpans)
   }
 }

@@ -74,6 +74,8 @@ export class ChannelCapture {
   #gaveUp = false
   #retry: NodeJS.Timeout | undefined
   #lastFailure: CaptureFailed | undefined
+  /** The end of the newest segment of the current (or last) run, on the segments' clock. */
+  #runEndMs: number | undefined
 
   constructor(
     private readonly channel: Channel,
@@ -88,6 +90,19 @@ export class ChannelCapture {
   /** Whether ffmpeg is running. */
   get running(): boolean {
     return this.#run?.running ?? false
+  }
+
+  /** The wall-clock time (epoch ms, the segments' clock) of the current or last run's start. */
+  get runStartMs(): number | undefined {
+    return this.#meta?.first_sample_ms
+  }
+
+  /**
+   * Where the last run's capture ended on the segments' clock: the end of its last segment (its
+   * start when it recorded none). Read after `stop()`: when a pause took effect.
+   */
+  get runEndMs(): number | undefined {
+    return this.#runEndMs ?? this.runStartMs
   }
 
   /** Whether the capture failed too often and stopped trying (until `start()` again). */
@@ -180,6 +195,7 @@ export class ChannelCapture {
     )
     this.#stopping = false
     this.#meta = undefined
+    this.#runEndMs = undefined
     this.#collected = new Set()
     const run = new FfmpegRun(
       this.context.ffmpegPath,
@@ -261,6 +277,7 @@ export class ChannelCapture {
   async #record(record: SegmentRecord): Promise<void> {
     this.#collected.add(record.index)
     this.nextIndex = Math.max(this.nextIndex, record.index + 1)
+    this.#runEndMs = Math.max(this.#runEndMs ?? record.start_ms, record.start_ms + record.duration_ms)
     await this.spool.writeSidecar(record)
     this.callbacks.onSegment(record)
   }

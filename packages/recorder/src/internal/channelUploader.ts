@@ -48,6 +48,30 @@ export const retrySchedule = (options: RetryOptions) =>
     ),
   )
 
+/**
+ * Calls `call` until it is answered: a failure worth retrying is retried on `retrySchedule`
+ * (`onRetry` hears each), any other ends it. The exit is interrupted when `signal` aborts.
+ */
+export const untilAnswered = <A>(
+  call: (signal: AbortSignal) => Promise<A>,
+  retry: RetryOptions,
+  signal: AbortSignal,
+  onRetry: (error: IngestError) => void,
+): Promise<Exit.Exit<A, IngestError>> =>
+  Effect.runPromiseExit(
+    Effect.tryPromise({
+      try: call,
+      catch: (error): IngestError =>
+        error instanceof NetworkError || error instanceof HttpError
+          ? error
+          : new NetworkError({ message: String(error), cause: error }),
+    }).pipe(
+      Effect.tapError((error) => Effect.sync(() => isRetryable(error) && onRetry(error))),
+      Effect.retry({ schedule: retrySchedule(retry), while: isRetryable }),
+    ),
+    { signal },
+  )
+
 /** The upload queue of one channel. */
 export class ChannelUploader {
   /** How the uploader ended. */
@@ -169,19 +193,12 @@ export class ChannelUploader {
       )
       return "halted"
     }
-    const attempt = Effect.tryPromise({
-      try: (signal) => this.client.putSegment(record, bytes, final, signal),
-      catch: (error): IngestError =>
-        error instanceof NetworkError || error instanceof HttpError
-          ? error
-          : new NetworkError({ message: String(error), cause: error }),
-    }).pipe(
-      Effect.tapError((error) =>
-        Effect.sync(() => isRetryable(error) && this.callbacks.onRetry(record, error)),
-      ),
-      Effect.retry({ schedule: retrySchedule(this.retry), while: isRetryable }),
+    const exit = await untilAnswered(
+      (signal) => this.client.putSegment(record, bytes, final, signal),
+      this.retry,
+      this.#abort.signal,
+      (error) => this.callbacks.onRetry(record, error),
     )
-    const exit = await Effect.runPromiseExit(attempt, { signal: this.#abort.signal })
     if (this.#abort.signal.aborted) return "aborted"
     if (Exit.isFailure(exit)) {
       const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error

@@ -1,8 +1,10 @@
 /**
  * An in-memory ingest server on 127.0.0.1 implementing the recorder's side of the API:
  * `POST /capture/session/start`, `PUT …/channels/{channel_id}/segments/{index}`,
- * `POST /capture/session/{id}/stop`, `POST /capture/session/{id}/fail`. Tests can make it refuse segment uploads for a while, end a
- * session, and count requests per segment key.
+ * `POST /capture/session/{id}/pause` and `/resume`, `POST /capture/session/{id}/stop`,
+ * `POST /capture/session/{id}/fail`. Tests can make it refuse segment uploads or pauses for a
+ * while, end a session, and count requests per segment key. (The real gateway's handling of
+ * pauses is tested in apps/cli.)
  */
 import { createHash } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
@@ -29,6 +31,18 @@ export interface ServerSession {
   /** `POST …/fail` calls, and the body of the one that failed the session. */
   fails: number
   failure?: unknown
+  /** When the stop was received. */
+  stoppedAt?: number
+  /** Pauses and resumes accepted, in the order received. */
+  readonly pauses: Array<ReceivedPause>
+}
+
+/** A pause or resume as the server accepted it. */
+export interface ReceivedPause {
+  readonly action: "pause" | "resume"
+  readonly channelIds: ReadonlyArray<string>
+  readonly atMs: number
+  readonly receivedAt: number
 }
 
 export interface IngestServer {
@@ -46,6 +60,10 @@ export interface IngestServer {
   channels(sessionId: string): ReadonlyArray<string>
   /** Answers every segment PUT of `sessionId` with `status` for the next `ms`. */
   refuseFor(sessionId: string, status: number, ms: number): void
+  /** Answers every pause and resume of `sessionId` with `status` for the next `ms` (0: stop refusing). */
+  refusePausesFor(sessionId: string, status: number, ms: number): void
+  /** Pauses and resumes of a session answered with an error status because of `refusePausesFor`. */
+  refusedPauses(sessionId: string): number
   /** Ends a session as an operator would: later requests get 409 with `current_status`. */
   endSession(sessionId: string, status: "stopped" | "exported" | "failed"): void
   close(): Promise<void>
@@ -73,6 +91,7 @@ const readBody = async (request: IncomingMessage): Promise<Buffer> => {
 const SEGMENT_PATH = /^\/capture\/session\/([^/]+)\/channels\/([^/]+)\/segments\/([^/]+)$/
 const STOP_PATH = /^\/capture\/session\/([^/]+)\/stop$/
 const FAIL_PATH = /^\/capture\/session\/([^/]+)\/fail$/
+const PAUSE_PATH = /^\/capture\/session\/([^/]+)\/(pause|resume)$/
 
 export const startIngestServer = async (): Promise<IngestServer> => {
   const sessions = new Map<string, ServerSession>()
@@ -80,6 +99,7 @@ export const startIngestServer = async (): Promise<IngestServer> => {
   const putCounts = new Map<string, number>()
   const okCounts = new Map<string, number>()
   const refusals = new Map<string, { status: number; until: number; count: number }>()
+  const pauseRefusals = new Map<string, { status: number; until: number; count: number }>()
 
   const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const body = await readBody(request)
@@ -105,7 +125,14 @@ export const startIngestServer = async (): Promise<IngestServer> => {
           current_status: existing.status,
         })
       }
-      sessions.set(json.session_id, { status: "active", startBody: json, starts: 1, stops: 0, fails: 0 })
+      sessions.set(json.session_id, {
+        status: "active",
+        startBody: json,
+        starts: 1,
+        stops: 0,
+        fails: 0,
+        pauses: [],
+      })
       return send(response, 200, { success: true, data: { session_id: json.session_id, status: "starting" } })
     }
 
@@ -120,6 +147,7 @@ export const startIngestServer = async (): Promise<IngestServer> => {
         })
       }
       session.status = "stopped"
+      session.stoppedAt = Date.now()
       return send(response, 200, { success: true, data: { session_id: stop[1], status: "stopped" } })
     }
 
@@ -138,6 +166,33 @@ export const startIngestServer = async (): Promise<IngestServer> => {
         session.failure = JSON.parse(body.toString("utf8"))
       }
       return send(response, 200, { success: true, data: { session_id: failed[1], status: "failed" } })
+    }
+
+    const pause = PAUSE_PATH.exec(url.pathname)
+    if (request.method === "POST" && pause !== null) {
+      const sessionId = decodeURIComponent(pause[1] ?? "")
+      const refusal = pauseRefusals.get(sessionId)
+      if (refusal !== undefined && Date.now() < refusal.until) {
+        refusal.count += 1
+        return fail(response, refusal.status, "unavailable", "refused by the test")
+      }
+      const session = sessions.get(sessionId)
+      if (session === undefined) return fail(response, 404, "session_not_found", "no such session")
+      if (session.status !== "active") {
+        return fail(response, 409, "invalid_transition", `session is ${session.status}`, {
+          current_status: session.status,
+        })
+      }
+      const json = JSON.parse(body.toString("utf8")) as { channel_ids?: string[]; at_ms?: number }
+      if (!Array.isArray(json.channel_ids) || !Number.isInteger(json.at_ms))
+        return fail(response, 400, "invalid_field", "channel_ids and at_ms are expected")
+      session.pauses.push({
+        action: pause[2] === "pause" ? "pause" : "resume",
+        channelIds: json.channel_ids,
+        atMs: json.at_ms as number,
+        receivedAt: Date.now(),
+      })
+      return send(response, 200, { success: true, data: { session_id: sessionId, status: "active" } })
     }
 
     const segment = SEGMENT_PATH.exec(url.pathname)
@@ -234,6 +289,11 @@ export const startIngestServer = async (): Promise<IngestServer> => {
       const count = refusals.get(sessionId)?.count ?? 0
       refusals.set(sessionId, { status, until: Date.now() + ms, count })
     },
+    refusePausesFor: (sessionId, status, ms) => {
+      const count = pauseRefusals.get(sessionId)?.count ?? 0
+      pauseRefusals.set(sessionId, { status, until: Date.now() + ms, count })
+    },
+    refusedPauses: (sessionId) => pauseRefusals.get(sessionId)?.count ?? 0,
     endSession: (sessionId, status) => {
       const session = sessions.get(sessionId)
       if (session !== undefined) session.status = status
