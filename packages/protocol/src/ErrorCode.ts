@@ -21,10 +21,12 @@ const codes = {
   invalid_callback_url: 400,
   channel_not_found: 400,
   checksum_mismatch: 400,
-  // 401 / 403: who is asking
+  // 401 / 402 / 403: who is asking
   unauthorized: 401,
   token_expired: 401,
+  quota_exceeded: 402,
   forbidden: 403,
+  forbidden_field: 403,
   // 404
   not_found: 404,
   session_not_found: 404,

@@ -16,9 +16,14 @@ export class Unauthorized extends Schema.Error<Unauthorized>("capture/Unauthoriz
   httpApiStatus: 401,
   description: "Missing, unknown, revoked or expired `x-access-token`.",
 }) {}
+export class QuotaExceeded extends Schema.Error<QuotaExceeded>("capture/QuotaExceeded")(fields, {
+  httpApiStatus: 402,
+  description: "The session or the account has stored as much media as it may.",
+}) {}
 export class Forbidden extends Schema.Error<Forbidden>("capture/Forbidden")(fields, {
   httpApiStatus: 403,
-  description: "The credential may not do this (a client token outside its scope).",
+  description:
+    "The credential may not do this: a client token outside its scope (`forbidden`), or setting a field only an API key may set (`forbidden_field`).",
 }) {}
 export class NotFound extends Schema.Error<NotFound>("capture/NotFound")(fields, {
   httpApiStatus: 404,
@@ -66,6 +71,7 @@ export const CommonFailures = [
 export type Failure =
   | BadRequest
   | Unauthorized
+  | QuotaExceeded
   | Forbidden
   | NotFound
   | Conflict
@@ -84,6 +90,8 @@ export const toFailure = (error: CaptureError): Failure => {
       return new BadRequest(body)
     case 401:
       return new Unauthorized(body)
+    case 402:
+      return new QuotaExceeded(body)
     case 403:
       return new Forbidden(body)
     case 404:

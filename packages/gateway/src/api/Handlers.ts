@@ -57,6 +57,15 @@ const requireApiKey = (principal: Principal) =>
         ),
       )
 
+/**
+ * A client token drives its end user's recorder; what the account configures (where its signed
+ * webhooks go) only an API key may set.
+ */
+const refuseKeyOnlyField = (principal: Principal, field: string, value: unknown) =>
+  principal.kind === "client_token" && value !== null && value !== undefined
+    ? refuse(captureError("forbidden_field", `only an API key may set ${field}`, { field }))
+    : Effect.void
+
 const requireCollection = (services: GatewayServicesShape, principal: Principal, collectionId: string) =>
   Effect.flatMap(
     call("reading the collection", () => services.accounts.collection(principal.account_id, collectionId)),
@@ -284,6 +293,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
       .handle("startSession", ({ payload }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
+          yield* refuseKeyOnlyField(principal, "callback_url", payload.callback_url)
           yield* loadOwned(services, principal, payload.session_id)
           yield* checkCallback(services, payload.callback_url, "callback_url")
           const outcome = yield* execute(services, {

@@ -17,6 +17,8 @@ const codeForStatus = (status: number): ErrorCode => {
       return "invalid_request"
     case 401:
       return "unauthorized"
+    case 402:
+      return "quota_exceeded"
     case 403:
       return "forbidden"
     case 404:

@@ -380,6 +380,30 @@ describe("capture REST API", () => {
     expect((await api.runtime.host.load(ended)).state.value).toBe("stopped")
   })
 
+  it("never lets a client token set callback_url: the account's signed webhooks stay where the key put them", async () => {
+    const id = await createSession({ end_user_id: "user-a", callback_url: "http://127.0.0.1:9/account-hook" })
+    const issued = await api.request("POST", "/capture/session/token", { body: { user_id: "user-a" } })
+    const token = data(issued.body).token as string
+    const start = (extra: Record<string, unknown>) =>
+      api.request("POST", "/capture/session/start", {
+        token,
+        body: { session_id: id, channels: [{ channel_id: "display:1" }], ...extra },
+      })
+    const redirected = await start({ callback_url: "http://127.0.0.1:9/attacker" })
+    expect(redirected).toMatchObject({
+      status: 403,
+      body: { success: false, error_code: "forbidden_field", field: "callback_url" },
+    })
+    const loaded = await api.runtime.host.load(id)
+    expect(loaded.state.value).toBe("created")
+    expect(loaded.state.context.callback_url).toBe("http://127.0.0.1:9/account-hook")
+    // What the recorder itself sends (no callback_url, or an explicit null) still starts the session.
+    expect((await start({ callback_url: null })).status).toBe(200)
+    expect((await api.runtime.host.load(id)).state.context.callback_url).toBe(
+      "http://127.0.0.1:9/account-hook",
+    )
+  })
+
   it("shows the automatic export from the stop, and records a request for another display once", async () => {
     const id = await createSession()
     const host = api.runtime.host
