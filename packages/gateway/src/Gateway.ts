@@ -8,19 +8,20 @@
 import { ExportStore, MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
-import { ByteSize, Effect, Layer, Result } from "effect"
-import { HttpRouter, HttpServerRequest } from "effect/http"
+import { Layer, Result } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
 import { CaptureApi } from "./api/CaptureApi.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
+import { jsonBodyLimits } from "./api/RequestLimits.js"
 import { responseEnvelope } from "./api/ResponseEnvelope.js"
 import { exportRoutes } from "./exports/ExportRoutes.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
+import { assertLimitsFit, type GatewayLimits, limitsOf } from "./Limits.js"
 import {
   type CallbackUrlPolicy,
   checkCallbackUrl,
@@ -33,7 +34,8 @@ import { boundedWebSocketClass, type WebSocketLimits } from "./websocket/Bounded
 import { WebSocketHub } from "./websocket/WebSocketHub.js"
 import { webSocketRoute } from "./websocket/WebSocketRoute.js"
 
-export interface GatewayOptions extends GatewayConfig {
+/** The gateway's settings; a limit left out has its `DEFAULT_LIMITS` value. */
+export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>, Partial<GatewayLimits> {
   /** Hosts or CIDRs a callback URL may point at even though they are private (`CAPTURE_WEBHOOK_ALLOW_HOSTS`). */
   readonly webhookAllowHosts: string
   /** How callback URL hosts are resolved (default: the system resolver); tests answer without DNS. */
@@ -67,6 +69,8 @@ export interface Gateway {
 /** Opens the stores, seeds the first account, and starts the hub and the webhook dispatcher. */
 export const startGateway = async (runtime: SessionRuntime, options: GatewayOptions): Promise<Gateway> => {
   const { nc, options: topology } = runtime.topology
+  const limits = limitsOf(options)
+  assertLimitsFit(limits, nc.info?.max_payload ?? 1024 * 1024)
   const accounts = await AccountStore.open(nc, { ...topology, log: options.log })
   const first = await accounts.firstAccount()
   let firstApiKey: string | undefined
@@ -118,10 +122,9 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     media,
     signer,
     config: {
+      ...limits,
       publicUrl: options.publicUrl.replace(/\/+$/, ""),
-      maxJsonBytes: options.maxJsonBytes,
       defaultTokenSeconds: options.defaultTokenSeconds,
-      maxSegmentBytes: options.maxSegmentBytes,
     },
     checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
     webhookDeliveries: (sessionId: SessionId) => deliveryLog.list(sessionId),
@@ -143,22 +146,13 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   }
 }
 
-/** Every HTTP route of the gateway, with the envelope and body-size middleware around them. */
+/** Every HTTP route of the gateway, with the envelope and JSON-body middleware around them. */
 export const gatewayRoutes = (gateway: Gateway) => {
   const services = Layer.succeed(GatewayServices, gateway.services)
   const api = HttpApiBuilder.layer(CaptureApi, { openapiPath: "/openapi.json" }).pipe(
     Layer.provide(HandlersLive),
     Layer.provide(Layer.mergeAll(AuthenticationLive, RequestDecodingLive)),
     Layer.provide(services),
-  )
-  const bodyLimit = HttpRouter.middleware(
-    (httpEffect) =>
-      Effect.provideService(
-        httpEffect,
-        HttpServerRequest.MaxBodySize,
-        ByteSize.bytes(gateway.services.config.maxJsonBytes),
-      ),
-    { global: true },
   )
   return Layer.mergeAll(
     api,
@@ -168,6 +162,6 @@ export const gatewayRoutes = (gateway: Gateway) => {
     liveRoutes(gateway.services, gateway.services.media, gateway.services.signer),
     ...exportRoutes(gateway.services, gateway.exports),
     responseEnvelope(gateway.log),
-    bodyLimit,
+    jsonBodyLimits(gateway.services.config),
   )
 }

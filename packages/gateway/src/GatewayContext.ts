@@ -9,16 +9,13 @@ import type { SessionRuntime } from "@capture/session-actor"
 import { Context, type Result } from "effect"
 import type { UrlSigner } from "./access/SignedUrls.js"
 import type { AccountStore } from "./accounts/AccountStore.js"
+import type { GatewayLimits } from "./Limits.js"
 
-export interface GatewayConfig {
+export interface GatewayConfig extends GatewayLimits {
   /** Where URLs handed to clients start (`CAPTURE_PUBLIC_URL`), without a trailing slash. */
   readonly publicUrl: string
-  /** Largest JSON body accepted, in bytes. */
-  readonly maxJsonBytes: number
   /** Lifetime of a client token when the request names none (seconds). */
   readonly defaultTokenSeconds: number
-  /** Largest media segment accepted, in bytes. */
-  readonly maxSegmentBytes: number
 }
 
 export interface GatewayServicesShape {

@@ -2,7 +2,7 @@
  * The gateway's settings from the environment. A malformed value stops `serve` with a usage
  * error naming the variable, instead of running with a guess.
  */
-import { parseRetrySchedule, SCHEDULE_ENV } from "@capture/gateway"
+import { DEFAULT_LIMITS, parseRetrySchedule, SCHEDULE_ENV } from "@capture/gateway"
 import type { WebhookSecret } from "@capture/protocol"
 import { Result } from "effect"
 import { usage } from "../Exit.js"
@@ -33,8 +33,12 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
   }
   return {
     publicUrl,
-    maxJsonBytes: intFromEnv("CAPTURE_MAX_JSON_BYTES", 1024 * 1024),
-    maxSegmentBytes: intFromEnv("CAPTURE_MAX_SEGMENT_BYTES", 32 * 1024 * 1024),
+    maxJsonBytes: intFromEnv("CAPTURE_MAX_JSON_BYTES", DEFAULT_LIMITS.maxJsonBytes),
+    maxJsonDepth: intFromEnv("CAPTURE_MAX_JSON_DEPTH", DEFAULT_LIMITS.maxJsonDepth),
+    maxMetadataBytes: intFromEnv("CAPTURE_MAX_METADATA_BYTES", DEFAULT_LIMITS.maxMetadataBytes),
+    maxChannels: intFromEnv("CAPTURE_MAX_CHANNELS", DEFAULT_LIMITS.maxChannels),
+    maxChannelNameLength: intFromEnv("CAPTURE_MAX_CHANNEL_NAME_LENGTH", DEFAULT_LIMITS.maxChannelNameLength),
+    maxSegmentBytes: intFromEnv("CAPTURE_MAX_SEGMENT_BYTES", DEFAULT_LIMITS.maxSegmentBytes),
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,

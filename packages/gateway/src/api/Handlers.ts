@@ -26,6 +26,7 @@ import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../G
 import { liveStreamUrl } from "../ingest/LiveRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
+import { checkChannels, checkMetadata } from "./RequestLimits.js"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -65,6 +66,8 @@ const refuseKeyOnlyField = (principal: Principal, field: string, value: unknown)
   principal.kind === "client_token" && value !== null && value !== undefined
     ? refuse(captureError("forbidden_field", `only an API key may set ${field}`, { field }))
     : Effect.void
+
+const refuseIf = (error: CaptureError | undefined) => (error === undefined ? Effect.void : refuse(error))
 
 const requireCollection = (services: GatewayServicesShape, principal: Principal, collectionId: string) =>
   Effect.flatMap(
@@ -191,6 +194,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* requireApiKey(principal)
+          yield* refuseIf(checkMetadata(payload.metadata, services.config))
           const collection = yield* requireCollection(services, principal, params.collection_id)
           yield* checkCallback(services, payload.callback_url, "callback_url")
           const sessionId = newSessionId()
@@ -294,6 +298,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* refuseKeyOnlyField(principal, "callback_url", payload.callback_url)
+          yield* refuseIf(checkChannels(payload.channels, services.config))
           yield* loadOwned(services, principal, payload.session_id)
           yield* checkCallback(services, payload.callback_url, "callback_url")
           const outcome = yield* execute(services, {

@@ -33,6 +33,21 @@ export const refuseEveryName = async (hostname: string): Promise<never> => {
   throw Object.assign(new Error(`tests resolve no names (${hostname})`), { code: "ENOTFOUND" })
 }
 
+/** The options every test gateway starts with (tests override some). */
+export const gatewayOptions = (url: string): GatewayOptions => ({
+  publicUrl: url,
+  maxJsonBytes: 64 * 1024,
+  maxSegmentBytes: 4 * 1024 * 1024,
+  defaultTokenSeconds: 3600,
+  webhookAllowHosts: "127.0.0.1",
+  webhookResolve: refuseEveryName,
+  webSocket: { maxBufferedBytes: 256 * 1024, pingIntervalMs: 30_000 },
+  seedApiKey: TEST_API_KEY,
+  log: (message) => {
+    if (message.startsWith("internal error")) console.error(message)
+  },
+})
+
 export const startTestGateway = async (
   servers: string | ReadonlyArray<string>,
   options: Partial<GatewayOptions> & { readonly replicas?: number; readonly silenceTimeoutMs?: number } = {},
@@ -53,20 +68,7 @@ export const startTestGateway = async (
   })
   const port = await getFreePort()
   const url = `http://127.0.0.1:${port}`
-  const gateway = await startGateway(runtime, {
-    publicUrl: url,
-    maxJsonBytes: 64 * 1024,
-    maxSegmentBytes: 4 * 1024 * 1024,
-    defaultTokenSeconds: 3600,
-    webhookAllowHosts: "127.0.0.1",
-    webhookResolve: refuseEveryName,
-    webSocket: { maxBufferedBytes: 256 * 1024, pingIntervalMs: 30_000 },
-    seedApiKey: TEST_API_KEY,
-    log: (message) => {
-      if (message.startsWith("internal error")) console.error(message)
-    },
-    ...options,
-  })
+  const gateway = await startGateway(runtime, { ...gatewayOptions(url), ...options })
   const server = HttpRouter.serve(gatewayRoutes(gateway), {
     disableLogger: true,
     disableListenLog: true,
