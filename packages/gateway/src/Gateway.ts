@@ -31,6 +31,7 @@ import {
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
 import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
 import { boundedWebSocketClass, type WebSocketLimits } from "./websocket/BoundedWebSocket.js"
+import { ConnectionIds } from "./websocket/ConnectionIds.js"
 import { WebSocketHub } from "./websocket/WebSocketHub.js"
 import { webSocketRoute } from "./websocket/WebSocketRoute.js"
 
@@ -110,10 +111,13 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
   })
   const media = await MediaStore.open(nc, { ...topology, log: options.log })
-  const signer = new UrlSigner(await accounts.urlSigningKey())
+  const deploymentKey = await accounts.urlSigningKey()
+  const signer = new UrlSigner(deploymentKey)
   const exports = await ExportStore.open(nc, { ...topology, log: options.log })
   const hub = new WebSocketHub(runtime, options.log)
   await hub.start()
+  // Revoked on any gateway: this one closes the sockets it holds for that credential.
+  const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
   const bounded = boundedWebSocketClass(options.webSocket)
 
   const services: GatewayServicesShape = {
@@ -121,6 +125,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     accounts,
     media,
     signer,
+    connectionIds: new ConnectionIds(deploymentKey),
     config: {
       ...limits,
       publicUrl: options.publicUrl.replace(/\/+$/, ""),
@@ -139,6 +144,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     firstApiKey,
     log: options.log,
     stop: async () => {
+      stopClosingRevoked()
       await hub.stop()
       await dispatcher.stop()
       accounts.close()
@@ -157,7 +163,7 @@ export const gatewayRoutes = (gateway: Gateway) => {
   return Layer.mergeAll(
     api,
     HttpApiScalar.layer(CaptureApi, { path: "/docs" }),
-    webSocketRoute(gateway.accounts, gateway.hub),
+    webSocketRoute(gateway.accounts, gateway.hub, gateway.services.connectionIds),
     ingestRoute(gateway.services, gateway.services.media, gateway.services.config.maxSegmentBytes),
     liveRoutes(gateway.services, gateway.services.media, gateway.services.signer),
     ...exportRoutes(gateway.services, gateway.exports),

@@ -10,6 +10,7 @@ import { Context, type Result } from "effect"
 import type { UrlSigner } from "./access/SignedUrls.js"
 import type { AccountStore } from "./accounts/AccountStore.js"
 import type { GatewayLimits } from "./Limits.js"
+import type { ConnectionIds } from "./websocket/ConnectionIds.js"
 
 export interface GatewayConfig extends GatewayLimits {
   /** Where URLs handed to clients start (`CAPTURE_PUBLIC_URL`), without a trailing slash. */
@@ -23,6 +24,8 @@ export interface GatewayServicesShape {
   readonly accounts: AccountStore
   readonly media: MediaStore
   readonly signer: UrlSigner
+  /** Mints and checks WebSocket connection ids (whose socket a session may name). */
+  readonly connectionIds: ConnectionIds
   readonly config: GatewayConfig
   /** Refuses a callback URL that is not http(s) or points at a private address (unless allowed). */
   readonly checkCallbackUrl: (url: string, field: string) => Promise<Result.Result<URL, CaptureError>>

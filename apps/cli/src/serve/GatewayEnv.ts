@@ -39,6 +39,7 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     maxChannels: intFromEnv("CAPTURE_MAX_CHANNELS", DEFAULT_LIMITS.maxChannels),
     maxChannelNameLength: intFromEnv("CAPTURE_MAX_CHANNEL_NAME_LENGTH", DEFAULT_LIMITS.maxChannelNameLength),
     maxSegmentBytes: intFromEnv("CAPTURE_MAX_SEGMENT_BYTES", DEFAULT_LIMITS.maxSegmentBytes),
+    webSocketTokenSeconds: intFromEnv("CAPTURE_WS_TOKEN_SECONDS", DEFAULT_LIMITS.webSocketTokenSeconds),
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,

@@ -15,7 +15,8 @@ import { WebhookSecrets } from "./WebhookSecrets.js"
 
 export type { Account } from "./Accounts.js"
 export type { Collection } from "./Collections.js"
-export type { ApiKeyRecord, ClientTokenRecord, Principal } from "./Credentials.js"
+export type { ApiKeyRecord, ClientTokenRecord, Principal, TokenScope } from "./Credentials.js"
+export { credentialChain } from "./Credentials.js"
 export { DEFAULT_ROTATION_GRACE_SECONDS } from "./WebhookSecrets.js"
 
 export type AccountStoreOptions = AccountBucketOptions
@@ -94,9 +95,14 @@ export class AccountStore {
     return this.credentials.revokeClientToken(token)
   }
 
-  /** Who presents `credential` (the `x-access-token` header), or why not. */
-  authenticate(credential: string | undefined): ReturnType<Credentials["authenticate"]> {
-    return this.credentials.authenticate(credential)
+  /** Who presents `credential` (the `x-access-token` header), or why not (see `Credentials`). */
+  authenticate(...args: Parameters<Credentials["authenticate"]>): ReturnType<Credentials["authenticate"]> {
+    return this.credentials.authenticate(...args)
+  }
+
+  /** Calls `listener` with the id of every key or token revoked from now on, by any gateway. */
+  onRevoked(listener: (credentialId: string) => void): () => void {
+    return this.credentials.onRevoked(listener)
   }
 
   // --- webhook secrets ----------------------------------------------------------------------

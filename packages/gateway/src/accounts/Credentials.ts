@@ -29,8 +29,15 @@ export const ClientTokenRecord = Schema.Struct({
   created_at: Schema.String,
   expires_at: Schema.String,
   revoked_at: Schema.NullOr(Schema.String),
+  /** The key and tokens that issued it, outermost first: revoking any of them revokes it (absent on old records). */
+  issuers: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** `websocket`: a token a `websocket_url` carries, which opens a WebSocket and nothing else. */
+  scope: Schema.optionalKey(Schema.Literals(["api", "websocket"])),
 })
 export type ClientTokenRecord = typeof ClientTokenRecord.Type
+
+/** What a client token may do: the API (start, stop, upload, listen), or only open a WebSocket. */
+export type TokenScope = "api" | "websocket"
 
 /** Who a request is: an account's API key, or a client token of an account (maybe of one end user). */
 export type Principal =
@@ -41,7 +48,13 @@ export type Principal =
       readonly token_id: string
       readonly end_user_id: string | null
       readonly expires_at: string
+      readonly issuers: ReadonlyArray<string>
+      readonly scope: TokenScope
     }
+
+/** The ids of the credentials behind `principal`, outermost first: revoking any one revokes it. */
+export const credentialChain = (principal: Principal): ReadonlyArray<string> =>
+  principal.kind === "api_key" ? [principal.key_id] : [...principal.issuers, principal.token_id]
 
 const hashOf = (secret: string): string => createHash("sha256").update(secret).digest("hex")
 const randomSecret = (prefix: "sk-" | "st-"): string => `${prefix}${randomBytes(20).toString("base64url")}`
@@ -54,6 +67,7 @@ const CACHE_LIMIT = 10_000
 export class Credentials {
   /** Verified credentials by hash. */
   private readonly cache = new Map<string, { readonly principal: Principal; readonly until: number }>()
+  private readonly revocationListeners = new Set<(credentialId: string) => void>()
   private watching: { stop(): void } | undefined
 
   private constructor(private readonly bucket: AccountBucket) {}
@@ -144,6 +158,7 @@ export class Credentials {
       if (record.revoked_at === null) {
         await this.bucket.put(key, { ...record, revoked_at: new Date().toISOString() })
       }
+      await this.markRevoked(keyId)
       this.cache.clear()
       return true
     }
@@ -154,7 +169,13 @@ export class Credentials {
 
   async createClientToken(
     accountId: string,
-    options: { readonly expiresInSeconds: number; readonly endUserId?: string | undefined },
+    options: {
+      readonly expiresInSeconds: number
+      readonly endUserId?: string | undefined
+      /** `credentialChain` of the principal issuing it. */
+      readonly issuers?: ReadonlyArray<string>
+      readonly scope?: TokenScope
+    },
   ): Promise<{ readonly token: string; readonly record: ClientTokenRecord }> {
     const now = Date.now()
     const token = randomSecret("st-")
@@ -165,6 +186,8 @@ export class Credentials {
       created_at: new Date(now).toISOString(),
       expires_at: new Date(now + options.expiresInSeconds * 1000).toISOString(),
       revoked_at: null,
+      issuers: options.issuers ?? [],
+      scope: options.scope ?? "api",
     }
     // Expired tokens are refused by their `expires_at`; the KV entry is only bookkeeping.
     await this.bucket.create(`token.${hashOf(token)}`, record)
@@ -177,14 +200,35 @@ export class Credentials {
     const record = await this.bucket.get(ClientTokenRecord, key)
     if (record === undefined) return false
     await this.bucket.put(key, { ...record, revoked_at: new Date().toISOString() })
-    this.cache.delete(hashOf(token))
+    await this.markRevoked(record.token_id)
+    this.cache.clear()
     return true
+  }
+
+  /**
+   * A revocation every gateway hears (`revoked.<id>`): the tokens a revoked credential issued
+   * stop authenticating, and its WebSockets are closed.
+   */
+  private async markRevoked(credentialId: string): Promise<void> {
+    await this.bucket.put(`revoked.${credentialId}`, { revoked_at: new Date().toISOString() })
+  }
+
+  /** Calls `listener` with the id of every key or token revoked from now on, by any process. */
+  onRevoked(listener: (credentialId: string) => void): () => void {
+    this.revocationListeners.add(listener)
+    return () => this.revocationListeners.delete(listener)
   }
 
   // --- authentication -----------------------------------------------------------------------
 
-  /** Who presents `credential` (the `x-access-token` header), or why not. */
-  async authenticate(credential: string | undefined): Promise<Result.Result<Principal, CaptureError>> {
+  /**
+   * Who presents `credential` (the `x-access-token` header), or why not. A WebSocket token is
+   * refused unless `use` is `websocket`.
+   */
+  async authenticate(
+    credential: string | undefined,
+    use: TokenScope = "api",
+  ): Promise<Result.Result<Principal, CaptureError>> {
     if (credential === undefined || credential === "") {
       return Result.fail(
         captureError("unauthorized", "missing x-access-token header", { field: "x-access-token" }),
@@ -205,6 +249,11 @@ export class Credentials {
         captureError("token_expired", "the client token has expired", { field: "x-access-token" }),
       )
     }
+    if (principal.kind === "client_token" && principal.scope === "websocket" && use !== "websocket") {
+      return Result.fail(
+        captureError("unauthorized", "a WebSocket token only opens a WebSocket", { field: "x-access-token" }),
+      )
+    }
     return Result.succeed(principal)
   }
 
@@ -217,13 +266,16 @@ export class Credentials {
       }
     } else if (credential.startsWith("st-")) {
       const record = await this.bucket.get(ClientTokenRecord, `token.${hash}`)
-      if (record !== undefined && record.revoked_at === null) {
+      const issuers = record?.issuers ?? []
+      if (record !== undefined && record.revoked_at === null && !(await this.anyRevoked(issuers))) {
         principal = {
           kind: "client_token",
           account_id: record.account_id,
           token_id: record.token_id,
           end_user_id: record.end_user_id,
           expires_at: record.expires_at,
+          issuers,
+          scope: record.scope ?? "api",
         }
       }
     }
@@ -234,14 +286,31 @@ export class Credentials {
     return principal
   }
 
-  /** Another gateway revoking a key or token evicts it here at once (the TTL is the fallback). */
+  private async anyRevoked(credentialIds: ReadonlyArray<string>): Promise<boolean> {
+    for (const id of credentialIds) {
+      if (await this.bucket.has(`revoked.${id}`)) return true
+    }
+    return false
+  }
+
+  /**
+   * Another gateway revoking a key or token evicts it here at once (the TTL is the fallback), with
+   * every token it issued, and tells the `onRevoked` listeners.
+   */
   private async watchRevocations(): Promise<void> {
     const updates = await this.bucket.kv.watch({ key: ">", include: KvWatchInclude.UpdatesOnly })
     this.watching = { stop: () => updates.stop() }
     void (async () => {
       for await (const entry of updates) {
         const dot = entry.key.indexOf(".")
-        if (dot > 0) this.cache.delete(entry.key.slice(dot + 1))
+        if (dot <= 0) continue
+        if (entry.key.startsWith("revoked.") && entry.operation === "PUT") {
+          this.cache.clear()
+          const credentialId = entry.key.slice(dot + 1)
+          for (const listener of this.revocationListeners) listener(credentialId)
+        } else {
+          this.cache.delete(entry.key.slice(dot + 1))
+        }
       }
     })().catch(() => undefined)
   }

@@ -21,7 +21,7 @@ import { type LoadedSession, toCaptureSession } from "@capture/session-actor"
 import { Effect, Layer, Result, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
-import type { Principal } from "../accounts/AccountStore.js"
+import { credentialChain, type Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
 import { liveStreamUrl } from "../ingest/LiveRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
@@ -68,6 +68,28 @@ const refuseKeyOnlyField = (principal: Principal, field: string, value: unknown)
     : Effect.void
 
 const refuseIf = (error: CaptureError | undefined) => (error === undefined ? Effect.void : refuse(error))
+
+/**
+ * A session's events go only to a socket of its own end user or, from a credential of no end
+ * user, an account-wide one: never to another end user's socket.
+ */
+const checkConnection = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  session: { readonly account_id: string; readonly end_user_id: string },
+  connectionId: string | null | undefined,
+) =>
+  connectionId === null ||
+  connectionId === undefined ||
+  services.connectionIds.mayName(connectionId, principal, session)
+    ? Effect.void
+    : refuse(
+        captureError(
+          "forbidden",
+          "ws_connection_id is not a WebSocket of this session's end user or of its account",
+          { field: "ws_connection_id" },
+        ),
+      )
 
 const requireCollection = (services: GatewayServicesShape, principal: Principal, collectionId: string) =>
   Effect.flatMap(
@@ -165,20 +187,28 @@ export const CollectionsLive = HttpApiBuilder.group(CaptureApi, "collections", (
           return successOf({ id: collection.id, name: collection.name, description: collection.description })
         }),
       )
-      .handle("websocketUrl", ({ params, request }) =>
+      .handle("websocketUrl", ({ params }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* requireCollection(services, principal, params.collection_id)
-          // Browsers cannot set headers on a WebSocket: the URL carries a credential. An API key is
-          // never put in a URL; it gets a client token of its own account instead.
-          const token =
+          // Browsers cannot set headers on a WebSocket: the URL carries a credential, never the
+          // caller's own. A short-lived token that only opens sockets, of the caller's end user,
+          // dies with the credential that issued it.
+          const remainingSeconds =
             principal.kind === "client_token"
-              ? (request.headers["x-access-token"] ?? "")
-              : (yield* call("issuing a WebSocket token", () =>
-                  services.accounts.createClientToken(principal.account_id, {
-                    expiresInSeconds: services.config.defaultTokenSeconds,
-                  }),
-                )).token
+              ? Math.floor((Date.parse(principal.expires_at) - Date.now()) / 1000)
+              : Number.POSITIVE_INFINITY
+          const { token } = yield* call("issuing a WebSocket token", () =>
+            services.accounts.createClientToken(principal.account_id, {
+              expiresInSeconds: Math.max(
+                1,
+                Math.min(services.config.webSocketTokenSeconds, remainingSeconds),
+              ),
+              endUserId: principal.kind === "client_token" ? (principal.end_user_id ?? undefined) : undefined,
+              issuers: credentialChain(principal),
+              scope: "websocket",
+            }),
+          )
           const url = `${toWebSocketUrl(services.config.publicUrl)}/ws?token=${encodeURIComponent(token)}`
           return successOf({ websocket_url: url })
         }),
@@ -197,6 +227,12 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
           yield* refuseIf(checkMetadata(payload.metadata, services.config))
           const collection = yield* requireCollection(services, principal, params.collection_id)
           yield* checkCallback(services, payload.callback_url, "callback_url")
+          yield* checkConnection(
+            services,
+            principal,
+            { account_id: principal.account_id, end_user_id: payload.end_user_id },
+            payload.ws_connection_id,
+          )
           const sessionId = newSessionId()
           const outcome = yield* execute(services, {
             type: "CreateSession",
@@ -252,6 +288,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
           if (loaded.state.context.collection_id !== params.collection_id) {
             return yield* refuse(sessionNotFound(params.session_id))
           }
+          yield* checkConnection(services, principal, loaded.state.context, payload.ws_connection_id)
           const sessionId = params.session_id as SessionId
           const outcome = yield* execute(services, {
             type: "RequestExport",
@@ -284,6 +321,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
             services.accounts.createClientToken(principal.account_id, {
               expiresInSeconds: expiresIn,
               endUserId,
+              issuers: credentialChain(principal),
             }),
           )
           return successOf({
@@ -299,7 +337,8 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
           const principal = yield* CurrentPrincipal
           yield* refuseKeyOnlyField(principal, "callback_url", payload.callback_url)
           yield* refuseIf(checkChannels(payload.channels, services.config))
-          yield* loadOwned(services, principal, payload.session_id)
+          const loaded = yield* loadOwned(services, principal, payload.session_id)
+          yield* checkConnection(services, principal, loaded.state.context, payload.ws_connection_id)
           yield* checkCallback(services, payload.callback_url, "callback_url")
           const outcome = yield* execute(services, {
             type: "StartSession",

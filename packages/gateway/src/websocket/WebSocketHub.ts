@@ -19,6 +19,7 @@ import {
 import { type ConsumerMessages, DeliverPolicy, jetstream } from "@nats-io/jetstream"
 import { Result } from "effect"
 import type { WebSocket } from "ws"
+import type { ConnectionOwner } from "./ConnectionIds.js"
 
 /** What the hub knows of a session: enough to route and describe its next event. */
 interface Followed {
@@ -28,9 +29,14 @@ interface Followed {
 }
 
 interface Connection {
-  readonly accountId: string
+  readonly owner: ConnectionOwner
+  /** The credentials that opened it (`credentialChain`): revoking any one closes it. */
+  readonly credentials: ReadonlyArray<string>
   readonly socket: WebSocket
 }
+
+/** The close code of a socket whose credential was revoked (4000–4999: the application's own). */
+export const CLOSE_REVOKED = 4001
 
 /** Sessions remembered at once; the oldest is forgotten first (reloaded on its next event). */
 const FOLLOWED_LIMIT = 10_000
@@ -84,10 +90,24 @@ export class WebSocketHub {
   }
 
   /** Registers a socket under `connectionId`; returns the function that unregisters it. */
-  attach(connectionId: string, accountId: string, socket: WebSocket): () => void {
-    this.connections.set(connectionId, { accountId, socket })
+  attach(
+    connectionId: string,
+    owner: ConnectionOwner,
+    credentials: ReadonlyArray<string>,
+    socket: WebSocket,
+  ): () => void {
+    this.connections.set(connectionId, { owner, credentials, socket })
     return () => {
       if (this.connections.get(connectionId)?.socket === socket) this.connections.delete(connectionId)
+    }
+  }
+
+  /** Closes every socket here that `credentialId` (a key or token, revoked) opened or issued the token of. */
+  closeOpenedBy(credentialId: string): void {
+    for (const [id, connection] of this.connections) {
+      if (!connection.credentials.includes(credentialId)) continue
+      this.connections.delete(id)
+      connection.socket.close(CLOSE_REVOKED, "credential revoked")
     }
   }
 
@@ -111,8 +131,10 @@ export class WebSocketHub {
     const text = JSON.stringify(message)
     for (const id of followed.routing.ws_connection_ids) {
       const connection = this.connections.get(id)
-      // A connection id of another account is not a channel into this one's events.
-      if (connection === undefined || connection.accountId !== followed.routing.account_id) continue
+      // A socket hears only its own account's sessions and, when opened for an end user, only theirs.
+      if (connection === undefined || connection.owner.account_id !== followed.routing.account_id) continue
+      const endUser = connection.owner.end_user_id
+      if (endUser !== null && endUser !== followed.state.context.end_user_id) continue
       if (connection.socket.readyState !== connection.socket.OPEN) continue
       connection.socket.send(text)
     }

@@ -1,11 +1,12 @@
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
+import { DEFAULT_COLLECTION, newCommandId, newSessionId } from "@capture/protocol"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { jetstream } from "@nats-io/jetstream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { WebSocket, WebSocketServer } from "ws"
 import { boundedWebSocketClass } from "../../src/websocket/BoundedWebSocket.js"
-import { startTestGateway, type TestGateway } from "./TestGateway.js"
+import { startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
 
 let nats: NatsServerHandle
 let a: TestGateway
@@ -32,14 +33,25 @@ afterAll(async () => {
 
 const data = (body: Record<string, unknown>) => body.data as Record<string, unknown>
 
-/** Opens the gateway's socket and collects its messages. */
-const listen = async (gateway: TestGateway) => {
-  const issued = await gateway.request("GET", "/collection/default/websocket")
+/** Opens the gateway's socket (with the `websocket_url` `token` gets) and collects its messages. */
+const listen = async (gateway: TestGateway, token?: string) => {
+  const issued = await gateway.request("GET", "/collection/default/websocket", {
+    ...(token === undefined ? {} : { token }),
+  })
   const url = data(issued.body).websocket_url as string
   expect(url.startsWith(gateway.url.replace("http", "ws"))).toBe(true)
-  const socket = new WebSocket(url)
+  return open(url)
+}
+
+/** Opens a socket at `url` and collects its messages until it closes. */
+const open = async (url: string, headers: Record<string, string> = {}) => {
+  const socket = new WebSocket(url, { headers })
   const messages: Array<Record<string, unknown>> = []
+  let closed: { readonly code: number; readonly at: number } | undefined
   socket.on("message", (raw) => messages.push(JSON.parse(String(raw)) as Record<string, unknown>))
+  socket.on("close", (code) => {
+    closed = { code, at: Date.now() }
+  })
   await new Promise<void>((resolve, reject) => {
     socket.once("open", () => resolve())
     socket.once("error", reject)
@@ -49,7 +61,7 @@ const listen = async (gateway: TestGateway) => {
     await new Promise((resolve) => setTimeout(resolve, 20))
   const connectionId = messages[0]?.connection_id as string
   expect(connectionId).toMatch(/^ws-/)
-  return { socket, messages, connectionId }
+  return { socket, messages, connectionId, closed: () => closed }
 }
 
 const waitFor = async (condition: () => boolean, timeoutMs = 5_000) => {
@@ -136,26 +148,167 @@ describe("WebSocket events across gateway instances", () => {
   it("does not send one account's events to another account's connection id", async () => {
     const other = await a.gateway.accounts.createAccount("other")
     const { key } = await a.gateway.accounts.createApiKey(other.id)
-    const issued = await a.request("GET", "/collection/default/websocket", { token: key })
-    const foreign = new WebSocket(data(issued.body).websocket_url as string)
-    const foreignMessages: Array<Record<string, unknown>> = []
-    foreign.on("message", (raw) => foreignMessages.push(JSON.parse(String(raw)) as Record<string, unknown>))
-    await waitFor(() => foreignMessages.length === 1)
+    const foreign = await listen(a, key)
     const ours = await listen(a)
-    // Our sessions name their connection and ours: only ours hears.
-    for (const ws_connection_id of [foreignMessages[0]?.connection_id, ours.connectionId]) {
-      const created = await a.request("POST", "/collection/default/capture/session", {
-        body: { end_user_id: "u", ws_connection_id },
-      })
-      expect(created.status).toBe(200)
-    }
+    // Naming their socket is refused at the command...
+    expect(
+      await a.request("POST", "/collection/default/capture/session", {
+        body: { end_user_id: "u", ws_connection_id: foreign.connectionId },
+      }),
+    ).toMatchObject({ status: 403, body: { error_code: "forbidden", field: "ws_connection_id" } })
+    // ...and a session that names it anyway (a command not from the API) is not heard there.
+    const account = (await a.gateway.accounts.firstAccount()).account.id
+    await a.runtime.host.execute({
+      ...createCommand("u", account),
+      ws_connection_id: foreign.connectionId,
+    })
+    const created = await a.request("POST", "/collection/default/capture/session", {
+      body: { end_user_id: "u", ws_connection_id: ours.connectionId },
+    })
+    expect(created.status).toBe(200)
     await waitFor(() => ours.messages.length === 2)
     await new Promise((resolve) => setTimeout(resolve, 200))
-    expect(foreignMessages).toHaveLength(1)
-    foreign.close()
+    expect(foreign.messages).toHaveLength(1)
+    foreign.socket.close()
     ours.socket.close()
   })
+
+  it("keeps end users apart: B's session can neither name A's socket nor reach it", async () => {
+    const token = async (user: string) =>
+      data((await a.request("POST", "/capture/session/token", { body: { user_id: user } })).body)
+        .token as string
+    const [tokenA, tokenB] = [await token("user-a"), await token("user-b")]
+    const socketA = await listen(b, tokenA)
+    const backend = await listen(a)
+    const sessionOf = async (user: string, ws_connection_id?: string) =>
+      a.request("POST", "/collection/default/capture/session", {
+        body: { end_user_id: user, ...(ws_connection_id === undefined ? {} : { ws_connection_id }) },
+      })
+    const forbidden = { status: 403, body: { error_code: "forbidden", field: "ws_connection_id" } }
+    // The API key may not point B's session at A's socket.
+    expect(await sessionOf("user-b", socketA.connectionId)).toMatchObject(forbidden)
+    // B's own token may not either, nor at the account's socket; only at a socket of its own.
+    const sessionB = data((await sessionOf("user-b")).body).id as string
+    const startB = (ws_connection_id: string) =>
+      a.request("POST", "/capture/session/start", {
+        token: tokenB,
+        body: { session_id: sessionB, channels: [{ channel_id: "display:1" }], ws_connection_id },
+      })
+    expect(await startB(socketA.connectionId)).toMatchObject(forbidden)
+    expect(await startB(backend.connectionId)).toMatchObject(forbidden)
+    expect(await startB("ws-made-up")).toMatchObject(forbidden)
+    const socketB = await listen(a, tokenB)
+    expect((await startB(socketB.connectionId)).status).toBe(200)
+    expect(
+      await a.request("POST", `/collection/default/capture/session/${sessionB}/export`, {
+        body: { ws_connection_id: socketA.connectionId },
+      }),
+    ).toMatchObject(forbidden)
+    // A session of B that names A's socket anyway (a command not from the API) never reaches it.
+    const account = (await a.gateway.accounts.firstAccount()).account.id
+    const sneaked = createCommand("user-b", account)
+    await a.runtime.host.execute({ ...sneaked, ws_connection_id: socketA.connectionId })
+    // A's own session, named by the account's key, reaches A's socket: the socket works.
+    const sessionA = data((await sessionOf("user-a", socketA.connectionId)).body).id as string
+    await waitFor(() => socketA.messages.some((m) => m.capture_session_id === sessionA))
+    await waitFor(() => socketB.messages.some((m) => m.event === "capture_session.starting"))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(socketA.messages.slice(1).map((m) => m.capture_session_id)).toEqual([sessionA])
+    for (const socket of [socketA, socketB, backend]) socket.socket.close()
+  })
 })
+
+/** A CreateSession command for `endUser`, as the API would build it. */
+const createCommand = (endUser: string, accountId: string) => ({
+  type: "CreateSession" as const,
+  command_id: newCommandId(),
+  session_id: newSessionId(),
+  collection_id: DEFAULT_COLLECTION,
+  end_user_id: endUser,
+  account_id: accountId,
+})
+
+describe("WebSocket credentials", () => {
+  it("takes no API key and no API token in the URL; the header takes any credential", async () => {
+    for (const credential of [TEST_API_KEY, await clientToken(a)]) {
+      const response = await refusedUpgrade(
+        `${a.url.replace("http", "ws")}/ws?token=${encodeURIComponent(credential)}`,
+      )
+      expect(response).toMatchObject({ status: 401, body: { error_code: "unauthorized", field: "token" } })
+    }
+    const socket = await open(`${a.url.replace("http", "ws")}/ws`, { "x-access-token": TEST_API_KEY })
+    expect(socket.connectionId).toMatch(/^ws-/)
+    socket.socket.close()
+  })
+
+  it("gives a websocket_url whose token opens sockets and nothing else", async () => {
+    const issued = await a.request("GET", "/collection/default/websocket")
+    const url = new URL(data(issued.body).websocket_url as string)
+    const token = url.searchParams.get("token") ?? ""
+    expect(token).toMatch(/^st-/)
+    expect(
+      await a.request("POST", "/collection/default/capture/session", { token, body: { end_user_id: "u" } }),
+    ).toMatchObject({ status: 401, body: { error_code: "unauthorized" } })
+    const socket = await open(url.href)
+    socket.socket.close()
+  })
+
+  it("closes the sockets a revoked key opened on every gateway within a second, and only those", async () => {
+    const account = (await a.gateway.accounts.firstAccount()).account.id
+    const { key, record } = await a.gateway.accounts.createApiKey(account, "to revoke")
+    const endUserToken = data(
+      (await a.request("POST", "/capture/session/token", { token: key, body: { user_id: "u" } })).body,
+    ).token as string
+    const doomed = [
+      await listen(a, key),
+      await listen(b, key),
+      await open(`${b.url.replace("http", "ws")}/ws`, { "x-access-token": key }),
+      // A token the key issued, and the socket that token opened.
+      await listen(b, endUserToken),
+    ]
+    const bystander = await listen(b)
+    const revokedAt = Date.now()
+    expect(await a.gateway.accounts.revokeApiKey(record.key_id)).toBe(true)
+    await waitFor(() => doomed.every((socket) => socket.closed() !== undefined), 3_000)
+    for (const socket of doomed) {
+      expect(socket.closed()?.code).toBe(4001)
+      expect(socket.closed()?.at ?? Number.POSITIVE_INFINITY).toBeLessThan(revokedAt + 1_000)
+    }
+    expect((await b.request("POST", "/capture/session/token", { token: key, body: {} })).status).toBe(401)
+    expect((await b.request("GET", "/collection/default/websocket", { token: endUserToken })).status).toBe(
+      401,
+    )
+    expect(bystander.closed()).toBeUndefined()
+    bystander.socket.close()
+  })
+
+  it("closes the sockets of a revoked client token", async () => {
+    const token = await clientToken(a)
+    const socket = await listen(b, token)
+    const revokedAt = Date.now()
+    expect(await a.gateway.accounts.revokeClientToken(token)).toBe(true)
+    await waitFor(() => socket.closed() !== undefined, 3_000)
+    expect(socket.closed()?.at ?? Number.POSITIVE_INFINITY).toBeLessThan(revokedAt + 1_000)
+  })
+})
+
+/** The answer to a WebSocket handshake the server refuses. */
+const refusedUpgrade = (url: string) =>
+  new Promise<{ readonly status: number; readonly body: unknown }>((resolve, reject) => {
+    const socket = new WebSocket(url)
+    socket.once("open", () => reject(new Error("the socket opened")))
+    socket.once("unexpected-response", (_request, response) => {
+      let text = ""
+      response.on("data", (chunk: Buffer) => {
+        text += chunk.toString()
+      })
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }))
+    })
+  })
+
+const clientToken = async (gateway: TestGateway, user = "u") =>
+  data((await gateway.request("POST", "/capture/session/token", { body: { user_id: user } })).body)
+    .token as string
 
 describe("BoundedWebSocket", () => {
   it("drops and counts messages for a client that stops reading, keeping the buffer bounded", async () => {
