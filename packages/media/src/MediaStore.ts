@@ -4,6 +4,7 @@
  *
  * A segment is written in three steps: the bytes (with the record in the object's metadata),
  * then the record on the stream (`Nats-Msg-Id` = key), then a `published` mark on the object.
+ * The bytes stream through: a body is never held whole, only the chunk being written.
  * The object decides who won a key (compare-and-set on its creation); a retry after a crash at
  * any step finds the object and only finishes what is left, so nothing is lost or stored twice.
  * A record on the stream that does not decode is logged and skipped by every read.
@@ -113,7 +114,6 @@ export const decodeSegmentRecord = (json: unknown, streamSequence = 0): MediaSeg
 }
 
 const encoder = new TextEncoder()
-const MAX_ATTEMPTS = 8
 // Metadata keys on a segment object.
 const META_SHA = "sha256"
 const META_RECORD = "record"
@@ -155,45 +155,67 @@ export class MediaStore {
    * (`invalid_field`, naming the field).
    */
   async put(input: SegmentInput, data: Uint8Array): Promise<PutResult> {
+    return this.putStream(input, [data])
+  }
+
+  /**
+   * `put` for bytes that arrive in chunks (an HTTP body): they go to the Object Store as they
+   * come, each chunk written before the next is read, and their sha256 is checked at the end; a
+   * mismatch stores nothing. An error `body` raises (the caller's own checks of the bytes) is
+   * thrown as is, and nothing is stored.
+   */
+  async putStream(
+    input: SegmentInput,
+    body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<PutResult> {
     const key = segmentKey(input.session_id, input.channel_id, input.index)
     const name = segmentObjectName(input.session_id, input.channel_id, input.index)
     const sha256 = input.sha256.toLowerCase()
-    const actual = sha256Hex(data)
-    if (actual !== sha256) throw new SegmentChecksumMismatch(key, sha256, actual)
+    const bytes = new CheckedBytes(body, key, sha256)
 
-    for (let attempt = 1; ; attempt++) {
-      const existing = await this.objects.info(name)
-      if (existing !== null) {
-        const stored = existing.metadata?.[META_SHA]
-        if (stored !== sha256) throw new SegmentConflict(key, stored ?? "(none)", sha256)
-        const record = recordOf(existing, input, data.length)
-        if (existing.metadata?.[META_PUBLISHED] !== "true") await this.completeRecord(name, key, record)
-        return { duplicate: true, record }
-      }
-      // Decode at the edge: a record that would not read back (NaN, a bad id) is refused here.
-      const decoded = decodeSegment({
-        ...input,
-        sha256,
-        bytes: data.length,
-        stored_at: new Date().toISOString(),
-      })
-      if (Result.isFailure(decoded)) throw decoded.failure
-      const record = decoded.success
-      try {
-        await this.objects.putBlob(
-          objectMeta(name, { [META_SHA]: sha256, [META_RECORD]: JSON.stringify(record) }),
-          data,
-          // Revision 0: the object must not exist yet, so of two racing writers one wins.
-          { previousRevision: 0 },
-        )
-      } catch (error) {
-        if (isWrongLastSequence(error) && attempt < MAX_ATTEMPTS) continue
-        throw error
-      }
-      await this.publishRecord(key, record)
-      await this.markPublished(name)
-      return { duplicate: false, record }
+    const existing = await this.objects.info(name)
+    if (existing !== null) {
+      await bytes.drain()
+      return this.settleStored(existing, name, key, input, bytes.length)
     }
+    // Decode at the edge: a record that would not read back (NaN, a bad id) is refused here. Its
+    // size is known once the bytes are in: the object's metadata gets it with the `published` mark.
+    const decoded = decodeSegment({ ...input, sha256, bytes: 0, stored_at: new Date().toISOString() })
+    if (Result.isFailure(decoded)) throw decoded.failure
+    try {
+      await this.objects.put(
+        objectMeta(name, { [META_SHA]: sha256, [META_RECORD]: JSON.stringify(decoded.success) }),
+        bytes.stream(),
+        // Revision 0: the object must not exist yet, so of two racing writers one wins.
+        { previousRevision: 0 },
+      )
+    } catch (error) {
+      if (!isWrongLastSequence(error)) throw error
+      // Another writer stored the key while these bytes streamed (all read and checked by now).
+      const winner = await this.objects.info(name)
+      if (winner === null) throw error
+      return this.settleStored(winner, name, key, input, bytes.length)
+    }
+    const record: MediaSegment = { ...decoded.success, bytes: bytes.length }
+    await this.publishRecord(key, record)
+    await this.markPublished(name, record)
+    return { duplicate: false, record }
+  }
+
+  /** A put of a key already stored: a duplicate when the bytes are the same, else a conflict. */
+  private async settleStored(
+    existing: ObjectInfo,
+    name: string,
+    key: string,
+    input: SegmentInput,
+    length: number,
+  ): Promise<PutResult> {
+    const sha256 = input.sha256.toLowerCase()
+    const stored = existing.metadata?.[META_SHA]
+    if (stored !== sha256) throw new SegmentConflict(key, stored ?? "(none)", sha256)
+    const record = recordOf(existing, input, length)
+    if (existing.metadata?.[META_PUBLISHED] !== "true") await this.completeRecord(name, key, record)
+    return { duplicate: true, record }
   }
 
   /** Every record of a session, by channel then index (one per key). */
@@ -288,7 +310,7 @@ export class MediaStore {
       }
     }
     if (!found) await this.publishRecord(key, record)
-    await this.markPublished(name)
+    await this.markPublished(name, record)
   }
 
   private async publishRecord(key: string, record: MediaSegment): Promise<void> {
@@ -297,26 +319,84 @@ export class MediaStore {
     })
   }
 
-  private async markPublished(name: string): Promise<void> {
+  private async markPublished(name: string, record: MediaSegment): Promise<void> {
     const info = await this.objects.info(name)
     if (info === null || info.deleted || info.metadata?.[META_PUBLISHED] === "true") return
     try {
-      await this.objects.update(name, { metadata: { ...info.metadata, [META_PUBLISHED]: "true" } })
+      await this.objects.update(name, {
+        metadata: { ...info.metadata, [META_RECORD]: JSON.stringify(record), [META_PUBLISHED]: "true" },
+      })
     } catch {
       // Only an optimisation: without the mark, a retry looks at the stream instead.
     }
   }
 }
 
-/** The record stored with an object (falls back to the caller's input for a foreign object). */
+/**
+ * The record stored with an object (falls back to the caller's input for a foreign object). Its
+ * size is the object's: a writer that stopped before the `published` mark left its record
+ * without one.
+ */
 const recordOf = (info: ObjectInfo, input: SegmentInput, bytes: number): MediaSegment => {
+  const size = info.size > 0 ? info.size : bytes
   const json = info.metadata?.[META_RECORD]
   if (json !== undefined) {
     try {
-      return decodeSegmentRecord(JSON.parse(json))
+      const record = decodeSegmentRecord(JSON.parse(json))
+      return record.bytes === size || info.size === 0 ? record : { ...record, bytes: size }
     } catch {
       // fall through
     }
   }
-  return { ...input, bytes: info.size > 0 ? info.size : bytes, stored_at: info.mtime }
+  return { ...input, bytes: size, stored_at: info.mtime }
+}
+
+/**
+ * A body's bytes, counted and hashed as they pass, read once: the end of the bytes throws
+ * `SegmentChecksumMismatch` when they do not hash to the expected sha256.
+ */
+class CheckedBytes {
+  length = 0
+  private readonly hash = createHash("sha256")
+
+  constructor(
+    private readonly body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    private readonly key: string,
+    private readonly sha256: string,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+    for await (const chunk of this.body) {
+      this.hash.update(chunk)
+      this.length += chunk.length
+      yield chunk
+    }
+    const actual = this.hash.digest("hex")
+    if (actual !== this.sha256) throw new SegmentChecksumMismatch(this.key, this.sha256, actual)
+  }
+
+  /** Reads every byte, checking them. */
+  async drain(): Promise<void> {
+    for await (const _ of this) {
+      // Counted and hashed on the way.
+    }
+  }
+
+  /** The bytes as a stream that reads one chunk per pull, so the writer sets the pace. */
+  stream(): ReadableStream<Uint8Array> {
+    const chunks = this[Symbol.asyncIterator]()
+    return new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          const next = await chunks.next()
+          if (next.done === true) controller.close()
+          else controller.enqueue(next.value)
+        },
+        async cancel() {
+          await chunks.return(undefined)
+        },
+      },
+      { highWaterMark: 0 },
+    )
+  }
 }

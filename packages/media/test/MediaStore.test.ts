@@ -163,6 +163,43 @@ describe("MediaStore", () => {
     expect(await store.deleteChannel(id, "system_audio:default")).toBe(0)
   })
 
+  it("streams a body chunk by chunk, and stores nothing of a body that fails or does not match", async () => {
+    const id = newSessionId()
+    const data = new Uint8Array(randomBytes(3 * OBJECT_CHUNK_BYTES + 1234))
+    const chunks = async function* (bytes: Uint8Array, failAt?: number) {
+      for (let offset = 0; offset < bytes.length; offset += 64 * 1024) {
+        if (failAt !== undefined && offset >= failAt) throw new Error("the client went away")
+        yield bytes.subarray(offset, offset + 64 * 1024)
+      }
+    }
+    const objects = await new Objm(jetstream(nc)).open(store.topology.bucket)
+    const jsm = await jetstreamManager(nc)
+    const objectStream = `OBJ_${store.topology.bucket}`
+    const messagesBefore = (await jsm.streams.info(objectStream)).state.messages
+
+    await expect(
+      store.putStream(segment(id, "display:1", 0, data), chunks(data, 2 * OBJECT_CHUNK_BYTES)),
+    ).rejects.toThrow("the client went away")
+    await expect(
+      store.putStream(
+        { ...segment(id, "display:1", 0, data), sha256: sha256Hex(randomBytes(8)) },
+        chunks(data),
+      ),
+    ).rejects.toBeInstanceOf(SegmentChecksumMismatch)
+    expect(await objects.info(segmentObjectName(id, "display:1", 0))).toBeNull()
+    // The chunks written before the refusal were purged with it.
+    expect((await jsm.streams.info(objectStream)).state.messages).toBe(messagesBefore)
+
+    const stored = await store.putStream(segment(id, "display:1", 0, data), chunks(data))
+    expect(stored).toMatchObject({ duplicate: false, record: { bytes: data.length } })
+    expect(await store.read(id, "display:1", 0)).toEqual(data)
+    expect(await store.putStream(segment(id, "display:1", 0, data), chunks(data))).toEqual({
+      duplicate: true,
+      record: stored.record,
+    })
+    expect(await store.list(id)).toEqual([stored.record])
+  })
+
   it("uses the prefix for every name", async () => {
     const other = await MediaStore.open(nc, { prefix: "alt" })
     expect(other.topology).toMatchObject({ bucket: "alt_media", stream: "ALT_MEDIA" })
