@@ -21,7 +21,9 @@ import { exportRoutes } from "./exports/ExportRoutes.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
-import { assertLimitsFit, type GatewayLimits, limitsOf } from "./Limits.js"
+import { StorageQuota } from "./ingest/StorageQuota.js"
+import { UploadSlots } from "./ingest/UploadSlots.js"
+import { assertLimitsFit, DEFAULT_WS_MAX_MESSAGE_BYTES, type GatewayLimits, limitsOf } from "./Limits.js"
 import {
   type CallbackUrlPolicy,
   checkCallbackUrl,
@@ -59,7 +61,7 @@ export interface Gateway {
   readonly exports: ExportStore
   readonly services: GatewayServicesShape
   /** The HTTP server's `ws` options: every upgraded socket is bounded and heartbeated. */
-  readonly webSocketServerOptions: { readonly WebSocket: unknown }
+  readonly webSocketServerOptions: { readonly WebSocket: unknown; readonly maxPayload: number }
   readonly webSocketStats: { readonly dropped: number; readonly reaped: number }
   /** A plain API key created on this start (first start of a deployment), to print once. */
   readonly firstApiKey: string | undefined
@@ -111,6 +113,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
   })
   const media = await MediaStore.open(nc, { ...topology, log: options.log })
+  const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
   const deploymentKey = await accounts.urlSigningKey()
   const signer = new UrlSigner(deploymentKey)
   const exports = await ExportStore.open(nc, { ...topology, log: options.log })
@@ -126,6 +129,8 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     media,
     signer,
     connectionIds: new ConnectionIds(deploymentKey),
+    quota,
+    uploadSlots: new UploadSlots(limits.maxUploadsPerCredential),
     config: {
       ...limits,
       publicUrl: options.publicUrl.replace(/\/+$/, ""),
@@ -139,7 +144,11 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     hub,
     exports,
     services,
-    webSocketServerOptions: { WebSocket: bounded.WebSocket },
+    webSocketServerOptions: {
+      WebSocket: bounded.WebSocket,
+      // `ws` buffers a message whole before it is read: its size is the bound on that buffer.
+      maxPayload: options.webSocket.maxMessageBytes ?? DEFAULT_WS_MAX_MESSAGE_BYTES,
+    },
     webSocketStats: bounded.stats,
     firstApiKey,
     log: options.log,
@@ -147,6 +156,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       stopClosingRevoked()
       await hub.stop()
       await dispatcher.stop()
+      await quota.stop()
       accounts.close()
     },
   }

@@ -9,6 +9,8 @@ import type { SessionRuntime } from "@capture/session-actor"
 import { Context, type Result } from "effect"
 import type { UrlSigner } from "./access/SignedUrls.js"
 import type { AccountStore } from "./accounts/AccountStore.js"
+import type { StorageQuota } from "./ingest/StorageQuota.js"
+import type { UploadSlots } from "./ingest/UploadSlots.js"
 import type { GatewayLimits } from "./Limits.js"
 import type { ConnectionIds } from "./websocket/ConnectionIds.js"
 
@@ -27,6 +29,10 @@ export interface GatewayServicesShape {
   /** Mints and checks WebSocket connection ids (whose socket a session may name). */
   readonly connectionIds: ConnectionIds
   readonly config: GatewayConfig
+  /** Media bytes stored per session and account, against their quotas. */
+  readonly quota: StorageQuota
+  /** Segment uploads in flight per credential on this process. */
+  readonly uploadSlots: UploadSlots
   /** Refuses a callback URL that is not http(s) or points at a private address (unless allowed). */
   readonly checkCallbackUrl: (url: string, field: string) => Promise<Result.Result<URL, CaptureError>>
   /** A session's webhook deliveries, oldest first. */

@@ -58,6 +58,9 @@ export const limitsOf = (given: Partial<GatewayLimits>): GatewayLimits => {
   return limits as unknown as GatewayLimits
 }
 
+/** Largest message a WebSocket client may send (`ws`'s `maxPayload`; it buffers a message whole). */
+export const DEFAULT_WS_MAX_MESSAGE_BYTES = 64 * KiB
+
 /** How the HTTP server drops slow clients (Node's `http.Server` settings). */
 export interface HttpTimeouts {
   /** Complete request headers must arrive within this (`server.headersTimeout`). */

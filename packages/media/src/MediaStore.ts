@@ -230,6 +230,11 @@ export class MediaStore {
     )
   }
 
+  /** Whether the key holds a segment (even one whose bytes were deleted): a put of it stores nothing new. */
+  async has(sessionId: string, channelId: string, index: number): Promise<boolean> {
+    return (await this.objects.info(segmentObjectName(sessionId, channelId, index))) !== null
+  }
+
   /** A segment's bytes, or `undefined` when it is not stored (never was, or deleted). */
   async read(sessionId: string, channelId: string, index: number): Promise<Uint8Array | undefined> {
     const data = await this.objects.getBlob(segmentObjectName(sessionId, channelId, index))

@@ -112,6 +112,9 @@ export const responseEnvelope = (log: (message: string) => void) =>
           const failure = defect as { _tag?: string; reason?: { _tag?: string } } | null
           if (failure?._tag === "RouteNotFound" || failure?.reason?._tag === "RouteNotFound")
             return Effect.succeed(envelope("not_found", "no such route"))
+          // The client went away or timed out mid-body: its doing, not a defect of ours.
+          if (failure?.reason?._tag === "RequestParseError")
+            return Effect.succeed(envelope("invalid_request", "the request body could not be read", "body"))
           if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
           log(`internal error: ${Cause.pretty(cause)}`)
           return Effect.succeed(envelope("internal_error", "internal error"))

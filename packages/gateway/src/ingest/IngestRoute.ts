@@ -2,14 +2,17 @@
  * Media ingest: `PUT /capture/session/{id}/channels/{channel_id}/segments/{index}` with the raw
  * MPEG-TS bytes and `x-segment-start-ms`, `x-segment-duration-ms`, `x-segment-sha256`
  * (`x-segment-final: 1` on a channel's last segment), named once in the protocol
- * (`SEGMENT_ROUTE`, `SegmentHeaders`, answered with a `SegmentAck`). Everything is checked before anything is
- * stored; storing is idempotent by (session, channel, index), so a recorder retries freely.
+ * (`SEGMENT_ROUTE`, `SegmentHeaders`, answered with a `SegmentAck`). Headers, session and quotas
+ * are checked before the body is read; the body streams to the store, checked as it comes (size,
+ * MPEG-TS, checksum), and a body that fails stores nothing. Storing is idempotent by (session,
+ * channel, index), so a recorder retries freely.
  * The first segment of a starting session is reported at once (`mediaReceived`), so the
  * session is active when the upload is answered; everything else a segment implies (the last
  * final one finishes a stop, silence stops a session) is the session reactor's, from the media
  * record stream, which also repeats the report should this process die before sending it.
  */
 
+import type { IncomingMessage } from "node:http"
 import { type MediaStore, SegmentChecksumMismatch, SegmentConflict } from "@capture/media"
 import {
   type CaptureError,
@@ -26,17 +29,19 @@ import {
   successOf,
 } from "@capture/protocol"
 import { mediaReceived } from "@capture/session-actor"
-import { ByteSize, Effect, Result } from "effect"
+import { Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { authorizeSession } from "../access/SessionAccess.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
+import { checkedSegmentBody, SegmentBodyRefused } from "./SegmentBody.js"
 
-const TS_PACKET = 188
-const MAX_INDEX = 10_000_000
 const MAX_DURATION_MS = 60_000
 
 const refused = (error: CaptureError) =>
-  HttpServerResponse.jsonUnsafe(failureOf(error), { status: httpStatusOf(error.error_code) })
+  HttpServerResponse.jsonUnsafe(failureOf(error), {
+    status: httpStatusOf(error.error_code),
+    ...(error.error_code === "rate_limited" ? { headers: { "retry-after": "1" } } : {}),
+  })
 
 class Refused {
   constructor(readonly error: CaptureError) {}
@@ -47,24 +52,26 @@ const storage = <A>(label: string, f: () => Promise<A>) =>
   Effect.tryPromise({
     try: f,
     catch: (error) =>
-      error instanceof SegmentConflict
-        ? new Refused(
-            captureError("segment_conflict", "this segment index was stored with other bytes", {
-              field: "index",
-            }),
-          )
-        : error instanceof SegmentChecksumMismatch
+      error instanceof SegmentBodyRefused
+        ? new Refused(error.error)
+        : error instanceof SegmentConflict
           ? new Refused(
-              captureError("checksum_mismatch", `the body does not match ${SegmentHeaders.sha256}`, {
-                field: SegmentHeaders.sha256,
+              captureError("segment_conflict", "this segment index was stored with other bytes", {
+                field: "index",
               }),
             )
-          : new Refused(
-              captureError(
-                "unavailable",
-                `${label}: ${error instanceof Error ? error.message : String(error)}`,
+          : error instanceof SegmentChecksumMismatch
+            ? new Refused(
+                captureError("checksum_mismatch", `the body does not match ${SegmentHeaders.sha256}`, {
+                  field: SegmentHeaders.sha256,
+                }),
+              )
+            : new Refused(
+                captureError(
+                  "unavailable",
+                  `${label}: ${error instanceof Error ? error.message : String(error)}`,
+                ),
               ),
-            ),
   })
 
 const integerHeader = (
@@ -87,15 +94,6 @@ const integerHeader = (
   return Effect.succeed(value)
 }
 
-/** MPEG-TS: whole 188-byte packets, each starting with the 0x47 sync byte. */
-export const looksLikeMpegTs = (data: Uint8Array): boolean => {
-  if (data.length === 0 || data.length % TS_PACKET !== 0) return false
-  for (let offset = 0; offset < data.length; offset += TS_PACKET) {
-    if (data[offset] !== 0x47) return false
-  }
-  return true
-}
-
 const RECORDING = new Set(["starting", "active", "stopping"])
 
 export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, maxSegmentBytes: number) =>
@@ -115,9 +113,12 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
       // The router has decoded it already; decoding again would turn %25 into % (or throw on it).
       const channelId = params.channel_id ?? ""
       const indexText = params.index ?? ""
-      if (!/^\d{1,8}$/.test(indexText) || Number(indexText) > MAX_INDEX) {
+      const maxIndex = services.config.maxSegmentIndex
+      if (!/^\d{1,16}$/.test(indexText) || Number(indexText) > maxIndex) {
         return yield* refuse(
-          captureError("invalid_field", "index: expected a non-negative integer", { field: "index" }),
+          captureError("invalid_field", `index: expected an integer from 0 to ${maxIndex}`, {
+            field: "index",
+          }),
         )
       }
       const index = Number(indexText)
@@ -178,41 +179,49 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
         )
       }
 
-      const body = yield* Effect.provideService(
-        request.arrayBuffer,
-        HttpServerRequest.MaxBodySize,
-        ByteSize.bytes(maxSegmentBytes),
-      ).pipe(
-        Effect.mapError(
-          () =>
-            new Refused(
-              captureError("payload_too_large", `a segment may be at most ${maxSegmentBytes} bytes`, {
-                field: "body",
-              }),
-            ),
-        ),
+      const credential = principal.success
+      const release = services.uploadSlots.take(
+        credential.kind === "api_key" ? credential.key_id : credential.token_id,
       )
-      const data = new Uint8Array(body)
-      if (!looksLikeMpegTs(data)) {
+      if (release === undefined) {
         return yield* refuse(
-          captureError("unsupported_media", "the body is not an MPEG-TS segment", { field: "body" }),
+          captureError(
+            "rate_limited",
+            `at most ${services.config.maxUploadsPerCredential} uploads of one credential at once`,
+            { field: SegmentHeaders.token },
+          ),
         )
       }
-      const stored = yield* storage("storing the segment", () =>
-        media.put(
-          {
-            session_id: sessionId as SessionId,
-            channel_id: channelId as ChannelId,
-            index,
-            start_ms: startMs,
-            duration_ms: durationMs,
-            sha256,
-            final,
-            container: "mpegts",
-          },
-          data,
-        ),
-      )
+      const accountId = credential.account_id
+      const stored = yield* Effect.gen(function* () {
+        const overQuota = yield* storage("reading the storage quota", () =>
+          services.quota.admit(accountId, sessionId, Number.isFinite(length) ? length : 0),
+        )
+        // A retry of a segment stored before the quota filled up still gets its acknowledgement.
+        if (
+          overQuota !== undefined &&
+          !(yield* storage("looking for the segment", () => media.has(sessionId, channelId, index)))
+        ) {
+          return yield* refuse(overQuota)
+        }
+        const source = request.source as IncomingMessage
+        return yield* storage("storing the segment", () =>
+          media.putStream(
+            {
+              session_id: sessionId as SessionId,
+              channel_id: channelId as ChannelId,
+              index,
+              start_ms: startMs,
+              duration_ms: durationMs,
+              sha256,
+              final,
+              container: "mpegts",
+            },
+            checkedSegmentBody(source, maxSegmentBytes),
+          ),
+        )
+      }).pipe(Effect.ensuring(Effect.sync(release)))
+      if (!stored.duplicate) services.quota.record(accountId, sessionId, stored.record.bytes)
       if (state.value === "starting") {
         const reported = yield* storage("reporting the media", () =>
           services.runtime.host.execute(mediaReceived(sessionId as SessionId, channelId as ChannelId)),

@@ -10,6 +10,8 @@ import { WebSocket } from "ws"
 export interface WebSocketLimits {
   /** Unsent bytes above which new messages are dropped. */
   readonly maxBufferedBytes: number
+  /** Largest message a client may send; a larger one closes the socket (1009). Default 64 KiB. */
+  readonly maxMessageBytes?: number | undefined
   /** How often to ping; a peer that has not answered the previous ping by then is terminated. */
   readonly pingIntervalMs: number
 }
