@@ -2,7 +2,14 @@
  * The gateway's settings from the environment. A malformed value stops `serve` with a usage
  * error naming the variable, instead of running with a guess.
  */
-import { DEFAULT_LIMITS, parseRetrySchedule, SCHEDULE_ENV } from "@capture/gateway"
+import {
+  DEFAULT_HTTP_TIMEOUTS,
+  DEFAULT_LIMITS,
+  DEFAULT_WS_MAX_MESSAGE_BYTES,
+  type HttpTimeouts,
+  parseRetrySchedule,
+  SCHEDULE_ENV,
+} from "@capture/gateway"
 import type { WebhookSecret } from "@capture/protocol"
 import { Result } from "effect"
 import { usage } from "../Exit.js"
@@ -39,6 +46,13 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     maxChannels: intFromEnv("CAPTURE_MAX_CHANNELS", DEFAULT_LIMITS.maxChannels),
     maxChannelNameLength: intFromEnv("CAPTURE_MAX_CHANNEL_NAME_LENGTH", DEFAULT_LIMITS.maxChannelNameLength),
     maxSegmentBytes: intFromEnv("CAPTURE_MAX_SEGMENT_BYTES", DEFAULT_LIMITS.maxSegmentBytes),
+    maxSegmentIndex: intFromEnv("CAPTURE_MAX_SEGMENT_INDEX", DEFAULT_LIMITS.maxSegmentIndex),
+    sessionQuotaBytes: intFromEnv("CAPTURE_SESSION_QUOTA_BYTES", DEFAULT_LIMITS.sessionQuotaBytes),
+    accountQuotaBytes: intFromEnv("CAPTURE_ACCOUNT_QUOTA_BYTES", DEFAULT_LIMITS.accountQuotaBytes),
+    maxUploadsPerCredential: intFromEnv(
+      "CAPTURE_MAX_UPLOADS_PER_CREDENTIAL",
+      DEFAULT_LIMITS.maxUploadsPerCredential,
+    ),
     webSocketTokenSeconds: intFromEnv("CAPTURE_WS_TOKEN_SECONDS", DEFAULT_LIMITS.webSocketTokenSeconds),
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
@@ -47,8 +61,23 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     webSocket: {
       maxBufferedBytes: intFromEnv("CAPTURE_WS_MAX_BUFFERED_BYTES", 1024 * 1024),
       pingIntervalMs: intFromEnv("CAPTURE_WS_PING_INTERVAL_MS", 30_000),
+      maxMessageBytes: intFromEnv("CAPTURE_WS_MAX_MESSAGE_BYTES", DEFAULT_WS_MAX_MESSAGE_BYTES),
     },
     seedApiKey: process.env.CAPTURE_API_KEY,
     seedWebhookSecret: secret === undefined || secret === "" ? undefined : (secret as WebhookSecret),
   }
+}
+
+/** The HTTP server's slow-client timeouts from the environment. */
+export const httpTimeoutsFromEnv = (): HttpTimeouts => {
+  const timeouts: HttpTimeouts = {
+    headersTimeoutMs: intFromEnv("CAPTURE_HTTP_HEADERS_TIMEOUT_MS", DEFAULT_HTTP_TIMEOUTS.headersTimeoutMs),
+    requestTimeoutMs: intFromEnv("CAPTURE_HTTP_REQUEST_TIMEOUT_MS", DEFAULT_HTTP_TIMEOUTS.requestTimeoutMs),
+    idleTimeoutMs: intFromEnv("CAPTURE_HTTP_IDLE_TIMEOUT_MS", DEFAULT_HTTP_TIMEOUTS.idleTimeoutMs),
+  }
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) {
+    throw usage("CAPTURE_HTTP_HEADERS_TIMEOUT_MS may not exceed CAPTURE_HTTP_REQUEST_TIMEOUT_MS")
+  }
+  return timeouts
 }

@@ -5,7 +5,7 @@
  * later; a request in between would have no handler and never be answered. This server keeps such
  * requests (and WebSocket upgrades) and hands them to the first handler attached, in arrival order.
  */
-import type { Server } from "node:http"
+import type { Server, ServerOptions } from "node:http"
 import { createServer } from "node:http"
 
 /** Holds `event`'s arguments until the first other listener of it is attached, then replays them to it. */
@@ -28,8 +28,8 @@ const holdUntilHandled = (server: Server, event: "request" | "upgrade"): void =>
 }
 
 /** A plain `http.Server` that holds early requests and upgrades until their handler is attached. */
-export const createHoldingServer = (): Server => {
-  const server = createServer()
+export const createHoldingServer = (options: ServerOptions = {}): Server => {
+  const server = createServer(options)
   holdUntilHandled(server, "request")
   holdUntilHandled(server, "upgrade")
   return server

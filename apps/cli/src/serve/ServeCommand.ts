@@ -5,7 +5,7 @@ import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { stopsOnSignal } from "../Exit.js"
 import { durationFlag, parseServers } from "../Flags.js"
-import { gatewayOptionsFromEnv, silenceTimeoutFromEnv } from "./GatewayEnv.js"
+import { gatewayOptionsFromEnv, httpTimeoutsFromEnv, silenceTimeoutFromEnv } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
 
 /** The `serve` command. */
@@ -82,6 +82,7 @@ export const serveCommand = Command.make(
         natsServers: parseServers(process.env.NATS_URL ?? ""),
         natsPort: Option.getOrUndefined(flags.natsPort),
         gateway: gatewayOptionsFromEnv(Option.getOrUndefined(flags.publicUrl)),
+        httpTimeouts: httpTimeoutsFromEnv(),
       })
     }),
 ).pipe(

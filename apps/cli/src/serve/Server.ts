@@ -11,7 +11,15 @@
  */
 import { resolve } from "node:path"
 import { resolveFfmpegTools } from "@capture/binaries"
-import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "@capture/gateway"
+import {
+  applyHttpTimeouts,
+  type Gateway,
+  type GatewayOptions,
+  gatewayRoutes,
+  type HttpTimeouts,
+  httpServerOptions,
+  startGateway,
+} from "@capture/gateway"
 import { MediaStore } from "@capture/media"
 import { Muxer } from "@capture/muxer"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
@@ -50,6 +58,8 @@ export interface ServeOptions {
   readonly natsPort: number | undefined
   /** Gateway settings; `publicUrl` undefined: the address serve listens on. */
   readonly gateway: Omit<GatewayOptions, "publicUrl" | "log"> & { readonly publicUrl: string | undefined }
+  /** How the HTTP server drops slow clients. */
+  readonly httpTimeouts: HttpTimeouts
 }
 
 /** Everything route modules may need. */
@@ -72,12 +82,15 @@ const notFound = HttpRouter.add("*", "/*", (request) =>
 /**
  * The HTTP server: early requests held (see HoldingServer), idle keep-alive sockets kept for 65 s
  * rather than Node's 5 s, longer than the 60 s idle timeout of common load balancers and than
- * clients' own pools, so a client never writes its next upload into a socket being closed.
+ * clients' own pools, so a client never writes its next upload into a socket being closed. A
+ * request's headers, its whole body and any silence while it is read are bounded (`timeouts`);
+ * since Node 18 those clocks start with a request's first byte, not while a socket idles between
+ * requests, so they may be shorter than the keep-alive.
  */
-const keptAliveServer = () => {
-  const server = createHoldingServer()
+const keptAliveServer = (timeouts: HttpTimeouts) => () => {
+  const server = createHoldingServer(httpServerOptions(timeouts))
   server.keepAliveTimeout = 65_000
-  server.headersTimeout = 66_000
+  applyHttpTimeouts(server, timeouts)
   return server
 }
 
@@ -208,7 +221,7 @@ export const serve = (options: ServeOptions) =>
           disableListenLog: true,
         }).pipe(
           Layer.provideMerge(
-            NodeHttpServer.layer(keptAliveServer, {
+            NodeHttpServer.layer(keptAliveServer(options.httpTimeouts), {
               port: options.port,
               host: options.host,
               gracefulShutdownTimeout: "5 seconds",

@@ -7,7 +7,16 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Effect, Fiber, Layer } from "effect"
 import { HttpRouter } from "effect/http"
-import { type Gateway, type GatewayOptions, gatewayRoutes, startGateway } from "../../src/index.js"
+import {
+  applyHttpTimeouts,
+  DEFAULT_HTTP_TIMEOUTS,
+  type Gateway,
+  type GatewayOptions,
+  gatewayRoutes,
+  type HttpTimeouts,
+  httpServerOptions,
+  startGateway,
+} from "../../src/index.js"
 
 export interface TestGateway {
   readonly url: string
@@ -48,9 +57,20 @@ export const gatewayOptions = (url: string): GatewayOptions => ({
   },
 })
 
+const httpServer = (timeouts: HttpTimeouts) => {
+  const server = createServer(httpServerOptions(timeouts))
+  applyHttpTimeouts(server, timeouts)
+  return server
+}
+
 export const startTestGateway = async (
   servers: string | ReadonlyArray<string>,
-  options: Partial<GatewayOptions> & { readonly replicas?: number; readonly silenceTimeoutMs?: number } = {},
+  options: Partial<GatewayOptions> & {
+    readonly replicas?: number
+    readonly silenceTimeoutMs?: number
+    /** The HTTP server's slow-client timeouts (default: `capture serve`'s). */
+    readonly httpTimeouts?: HttpTimeouts
+  } = {},
 ): Promise<TestGateway> => {
   const nc = await connect({
     servers: servers as string | string[],
@@ -74,7 +94,7 @@ export const startTestGateway = async (
     disableListenLog: true,
   }).pipe(
     Layer.provide(
-      NodeHttpServer.layer(createServer, {
+      NodeHttpServer.layer(() => httpServer(options.httpTimeouts ?? DEFAULT_HTTP_TIMEOUTS), {
         port,
         host: "127.0.0.1",
         websocket: gateway.webSocketServerOptions as never,
