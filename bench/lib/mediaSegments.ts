@@ -34,7 +34,7 @@ export interface ChannelMedia {
 
 const TS_PACKET = 188
 
-/** Whole 188-byte packets, each starting with 0x47: what the gateway's ingest route checks. */
+/** Whole 188-byte packets, each starting with 0x47 (the gateway also wants the PAT ffmpeg writes first). */
 const isMpegTs = (bytes: Buffer) => {
   if (bytes.length === 0 || bytes.length % TS_PACKET !== 0) return false
   for (let offset = 0; offset < bytes.length; offset += TS_PACKET) if (bytes[offset] !== 0x47) return false
