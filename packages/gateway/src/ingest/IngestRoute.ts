@@ -48,31 +48,24 @@ class Refused {
 }
 const refuse = (error: CaptureError): Effect.Effect<never, Refused> => Effect.fail(new Refused(error))
 
+/** Why a storage call failed, as the client is told: its own doing by name, else ours (503). */
+const refusalOf = (label: string, error: unknown): CaptureError => {
+  if (error instanceof SegmentBodyRefused) return error.error
+  if (error instanceof SegmentConflict) {
+    return captureError("segment_conflict", "this segment index was stored with other bytes", {
+      field: "index",
+    })
+  }
+  if (error instanceof SegmentChecksumMismatch) {
+    return captureError("checksum_mismatch", `the body does not match ${SegmentHeaders.sha256}`, {
+      field: SegmentHeaders.sha256,
+    })
+  }
+  return captureError("unavailable", `${label}: ${error instanceof Error ? error.message : String(error)}`)
+}
+
 const storage = <A>(label: string, f: () => Promise<A>) =>
-  Effect.tryPromise({
-    try: f,
-    catch: (error) =>
-      error instanceof SegmentBodyRefused
-        ? new Refused(error.error)
-        : error instanceof SegmentConflict
-          ? new Refused(
-              captureError("segment_conflict", "this segment index was stored with other bytes", {
-                field: "index",
-              }),
-            )
-          : error instanceof SegmentChecksumMismatch
-            ? new Refused(
-                captureError("checksum_mismatch", `the body does not match ${SegmentHeaders.sha256}`, {
-                  field: SegmentHeaders.sha256,
-                }),
-              )
-            : new Refused(
-                captureError(
-                  "unavailable",
-                  `${label}: ${error instanceof Error ? error.message : String(error)}`,
-                ),
-              ),
-  })
+  Effect.tryPromise({ try: f, catch: (error) => new Refused(refusalOf(label, error)) })
 
 const integerHeader = (
   headers: Readonly<Record<string, string | undefined>>,
