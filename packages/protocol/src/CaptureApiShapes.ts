@@ -190,11 +190,11 @@ export const RESUME_CHANNELS_ROUTE = "/capture/session/:session_id/resume"
 
 /** The path that pauses channels of session `sessionId`. */
 export const pauseChannelsPath = (sessionId: string): string =>
-  `/capture/session/${encodeURIComponent(sessionId)}/pause`
+  pathOf(PAUSE_CHANNELS_ROUTE, { session_id: sessionId })
 
 /** The path that resumes channels of session `sessionId`. */
 export const resumeChannelsPath = (sessionId: string): string =>
-  `/capture/session/${encodeURIComponent(sessionId)}/resume`
+  pathOf(RESUME_CHANNELS_ROUTE, { session_id: sessionId })
 
 export const ExportView = Schema.Struct({
   session_id: SessionId,
