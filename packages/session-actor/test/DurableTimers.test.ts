@@ -1,9 +1,18 @@
-import { decodeJson, newSessionId, type SessionCommand } from "@capture/protocol"
+import { decodeJson, newSessionId, type SessionCommand, type SessionEvent } from "@capture/protocol"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { openTopology, TimerEntry, TimerStore, TimerWheel, type Topology, timersFor } from "../src/index.js"
+import {
+  openTopology,
+  startSessionRuntime,
+  TimerEntry,
+  TimerStore,
+  TimerWheel,
+  type Topology,
+  timersFor,
+  toLifecycleEvent,
+} from "../src/index.js"
 import { create, start } from "./commands.js"
 import { waitFor } from "./poll.js"
 import { Session } from "./Session.js"
@@ -74,5 +83,45 @@ describe("TimerStore", () => {
     )
     expect((await topology.timers.get(`${id}.stop`))?.operation).not.toBe("PUT")
     expect(logs.filter((line) => line.includes("is not a timer"))).toHaveLength(2)
+  })
+})
+
+describe("the expiry of a session never started", () => {
+  it("fails it `expired` through the durable timer, with the failure a webhook and the WebSocket announce", {
+    timeout: 30_000,
+  }, async () => {
+    const own = await connect({ servers: server.url })
+    const runtime = await startSessionRuntime(own, {
+      workers: true,
+      topology: { prefix: "expiry" },
+      host: { expireTimeoutMs: 800 },
+    })
+    try {
+      const waiting = newSessionId()
+      const started = newSessionId()
+      await runtime.host.execute(create(waiting))
+      await runtime.host.execute(create(started))
+      await runtime.host.execute(start(started))
+      expect(await runtime.topology.timers.get(`${waiting}.expire`)).not.toBeNull()
+      const failed = await waitFor(
+        async () => (await runtime.host.load(waiting)).state,
+        (state) => state.value === "failed",
+      )
+      expect(failed.context.error).toMatchObject({ code: "expired" })
+      const events: Array<SessionEvent> = []
+      for await (const { event } of runtime.events.read(waiting)) events.push(event)
+      const last = events.at(-1) as SessionEvent
+      expect(toLifecycleEvent(last, failed)).toMatchObject({
+        event: "capture_session.failed",
+        status: "failed",
+        data: { error: { code: "expired" } },
+      })
+      // The started one is past its expiry too, but starting cancelled it.
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      expect((await runtime.host.load(started)).state.value).toBe("starting")
+    } finally {
+      await runtime.stop()
+      await own.close()
+    }
   })
 })
