@@ -132,7 +132,11 @@ describe("exports over HTTP", () => {
     const { id, stopped } = await recordSession()
     // Seen between the stop and the export (a fast export may already be done by the first look).
     if (stopped.status !== "exported") {
-      expect(stopped).toMatchObject({ status: "stopped", export_status: "exporting", exported_video_id: null })
+      expect(stopped).toMatchObject({
+        status: "stopped",
+        export_status: "exporting",
+        exported_video_id: null,
+      })
     }
     session = await exportedSession(id)
     expect(session).toMatchObject({ export_status: "exported" })

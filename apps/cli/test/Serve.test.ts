@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -46,9 +47,15 @@ const serveEmbedded = async (dataDir = tempDir()) => {
 }
 
 const API_KEY = "sk-serve-test-key"
-const SEGMENT = new Uint8Array(188).fill(0x47)
+/** A real (tiny) MPEG-TS segment: the gateway checks the sync bytes and the PAT before storing. */
+const SEGMENT = new Uint8Array(
+  execFileSync(process.env.FFMPEG_PATH ?? "ffmpeg", [
+    ...["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5", "-t", "0.4"],
+    ...["-c:v", "libx264", "-f", "mpegts", "pipe:1"],
+  ]),
+)
 
-/** Creates a session, starts it and uploads one (tiny, unplayable) segment: it is active then. */
+/** Creates a session, starts it and uploads one tiny segment: it is active then. */
 const recordOneSegment = async (base: string): Promise<void> => {
   const headers = { "x-access-token": API_KEY, "content-type": "application/json" }
   const created = await fetch(`${base}/collection/default/capture/session`, {
