@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { CaptureClient } from "@capture/recorder"
-import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { startSessionRuntime } from "@capture/session-actor"
 import { getFreePort, LOOPBACK, type NatsServerHandle, startNatsServer } from "@capture/testkit"
-import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { connect } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killIfRunning, type ServeProcess, startServe } from "./cli.js"
 import { type CaptureServer, pollUntil, sleep, startCaptureServer } from "./endToEnd.js"
@@ -17,8 +17,6 @@ const SILENCE_MS = 3_000
 const SMALL = { width: 320, height: 180, frameRate: 15 }
 
 let nats: NatsServerHandle
-let nc: NatsConnection
-let runtime: SessionRuntime
 let server: CaptureServer
 let work: string
 const clients: CaptureClient[] = []
@@ -26,8 +24,6 @@ const serves: ServeProcess[] = []
 
 beforeAll(async () => {
   nats = await startNatsServer()
-  nc = await connect({ servers: nats.url, maxReconnectAttempts: -1 })
-  runtime = await startSessionRuntime(nc)
   server = await startCaptureServer(nats.url, { env: { CAPTURE_SILENCE_TIMEOUT_MS: String(SILENCE_MS) } })
   work = await mkdtemp(join(tmpdir(), "capture-pause-e2e-"))
 })
@@ -35,8 +31,6 @@ afterAll(async () => {
   for (const client of clients) await client.shutdown()
   for (const serve of serves) await killIfRunning(serve)
   await killIfRunning(server?.process)
-  await runtime?.stop()
-  await nc?.close()
   await nats?.stop()
   if (work !== undefined) await rm(work, { recursive: true, force: true })
 })
