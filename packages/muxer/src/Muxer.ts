@@ -24,7 +24,7 @@ import {
   assetIdsOf,
   type ChannelId,
   type CommandId,
-  decodeUnknown,
+  decodeJson,
   exportUrls,
   newVideoId,
   SessionEvent,
@@ -65,7 +65,7 @@ export interface MuxerOptions {
   readonly tools?: FfmpegTools
 }
 
-const decodeEvent = decodeUnknown(SessionEvent)
+const decodeEventJson = decodeJson(SessionEvent)
 /** Deliveries of one export trigger before a persistent error fails the export. */
 const MAX_EXPORT_DELIVERIES = 5
 
@@ -220,13 +220,7 @@ export class Muxer {
   }
 
   private async onEvent(message: JsMsg): Promise<void> {
-    const decoded = (() => {
-      try {
-        return decodeEvent(message.json())
-      } catch (error) {
-        return Result.fail(error)
-      }
-    })()
+    const decoded = decodeEventJson(message.data)
     if (Result.isFailure(decoded)) {
       this.log(`muxer: ${message.subject} #${message.seq} is not a known event; skipped`)
       return

@@ -23,7 +23,6 @@ import {
   type ChannelId,
   type CommandId,
   decodeJson,
-  decodeUnknown,
   MediaSegment,
   newCommandId,
   type SessionCommand,
@@ -83,8 +82,7 @@ export const mediaReceived = (sessionId: SessionId, channelId: ChannelId): Sessi
   channel_id: channelId,
 })
 
-const decodeEvent = decodeUnknown(SessionEvent)
-const decodeRecord = decodeUnknown(MediaSegment)
+const decodeEventJson = decodeJson(SessionEvent)
 const decodeRecordJson = decodeJson(MediaSegment)
 
 /** A running reactor. */
@@ -123,7 +121,7 @@ export class SessionReactor {
         deliverPolicy: DeliverPolicy.New,
         parallel,
         ackWaitMs,
-        decode: (message: JsMsg) => decodeEvent(message.json()),
+        decode: (message: JsMsg) => decodeEventJson(message.data),
         handle: (event) => reactor.onEvent(event),
         log: reactor.log,
       }),
@@ -134,7 +132,7 @@ export class SessionReactor {
         deliverPolicy: DeliverPolicy.New,
         parallel,
         ackWaitMs,
-        decode: (message: JsMsg) => decodeRecord(message.json()),
+        decode: (message: JsMsg) => decodeRecordJson(message.data),
         handle: (record) => reactor.onSegment(record),
         log: reactor.log,
       }),
