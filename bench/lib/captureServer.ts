@@ -3,7 +3,7 @@
  * event loop and a process of its own and the client's CPU is not counted as the server's.
  */
 import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -52,7 +52,10 @@ export const startCaptureServer = async (options: {
     stdio: ["ignore", "pipe", "pipe"],
   })
   const output: Array<string> = []
+  // CAPTURE_BENCH_SERVER_LOG=<file> keeps everything the server writes, for looking into a run.
+  const logFile = process.env.CAPTURE_BENCH_SERVER_LOG
   const keep = (chunk: Buffer) => {
+    if (logFile !== undefined) appendFileSync(logFile, chunk)
     output.push(...chunk.toString("utf8").trimEnd().split("\n"))
     if (output.length > 200) output.splice(0, output.length - 200)
   }

@@ -6,8 +6,10 @@ import {
   type ChannelLayout,
   layoutChannel,
   type PieceInfo,
+  planMix,
   rawKey,
   snapToFrame,
+  windowsForVideo,
 } from "../src/internal/plan.js"
 
 const T0 = 1_763_000_000_000
@@ -69,6 +71,28 @@ describe("cutsWithin", () => {
 })
 
 describe("cutVideo", () => {
+  it("with no pause plans the same mix windows, by name, as the incremental mixing did", () => {
+    const video = layoutOf([
+      [0, 2],
+      [2, 4],
+      [4, 6],
+    ])
+    const audio = {
+      ...layoutOf([
+        [0, 2],
+        [2, 4],
+        [4, 6],
+      ]),
+      channelId: "mic:1",
+    }
+    const incremental = windowsForVideo(video.items, video.startMs).map(
+      (w) => planMix(w, video.startMs, [audio]).signature,
+    )
+    const atExport = cutVideo(video, []).windows.map((w) => planMix(w, w.originMs, [audio]).signature)
+    expect(atExport).toEqual(incremental)
+    expect(new Set(incremental).size).toBe(3)
+  })
+
   it("closes a pause the recorder made (a hole in every channel) exactly", () => {
     const layout = layoutOf([
       [0, 2],

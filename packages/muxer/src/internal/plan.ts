@@ -282,7 +282,9 @@ export const planMix = (window: AudioWindow, e0: number, audio: ReadonlyArray<Ch
       JSON.stringify({
         v: 1,
         e0,
-        window,
+        // Only the window's bounds: a window planned by an export (which also carries its
+        // `originMs`) names the same piece as the one mixed incrementally.
+        window: { from: window.from, to: window.to },
         runs: runs.map((r) => [r.channelId, r.offset, r.records.map((s) => [s.index, s.sha256])]),
       }),
     )
