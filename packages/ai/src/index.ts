@@ -5,6 +5,7 @@
 export * from "./audio/Pcm.js"
 export * from "./audio/VoiceActivity.js"
 export * from "./audio/Wav.js"
+export * from "./audio/WavRead.js"
 export * from "./engines/LocalEngine.js"
 export * from "./engines/OpenAiEngine.js"
 export * from "./engines/TranscriptionEngine.js"
