@@ -22,6 +22,8 @@ export interface TranscriptionProvider {
   /** The base URL to configure (`http://127.0.0.1:PORT/v1`). */
   readonly baseUrl: string
   readonly requests: ReadonlyArray<ProviderRequest>
+  /** Requests being answered now. */
+  readonly inFlight: () => number
   /** Down: every request is answered 503 (as an overloaded provider does). */
   setDown(down: boolean): void
   close(): Promise<void>
@@ -33,6 +35,8 @@ export interface TranscriptionProviderOptions {
   readonly models?: ReadonlyArray<string>
   /** Turns one WAV into its words. */
   readonly transcribe: (wav: Uint8Array) => Promise<string>
+  /** Extra time each answer takes, ms (a slow provider). */
+  readonly delayMs?: number
 }
 
 const error = (response: ServerResponse, status: number, message: string): number => {
@@ -64,6 +68,7 @@ export const startTranscriptionProvider = async (
   const requests: Array<ProviderRequest> = []
   const models = options.models ?? ["whisper-1"]
   let down = false
+  let inFlight = 0
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<ProviderRequest> => {
     const seen = { model: null, filename: null, contentType: null, audioBytes: 0 }
     if (down) return { ...seen, status: error(response, 503, "the server is overloaded") }
@@ -104,6 +109,7 @@ export const startTranscriptionProvider = async (
         status: error(response, 400, `response_format ${String(format)} is not supported here`),
       }
     }
+    if (options.delayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, options.delayMs))
     const audio = new Uint8Array(await file.arrayBuffer())
     if (!isPcmWav(audio) || !/\.wav$/.test(got.filename ?? "")) {
       return { ...got, status: error(response, 400, "Invalid file format: expected a 16-bit PCM WAV") }
@@ -119,9 +125,14 @@ export const startTranscriptionProvider = async (
     return { ...got, status: 200 }
   }
   const server: Server = createServer((request, response) => {
+    inFlight++
     handle(request, response).then(
-      (seen) => requests.push(seen),
+      (seen) => {
+        inFlight--
+        requests.push(seen)
+      },
       (failure: unknown) => {
+        inFlight--
         requests.push({ status: 500, model: null, filename: null, contentType: null, audioBytes: 0 })
         error(response, 500, String(failure))
       },
@@ -133,6 +144,7 @@ export const startTranscriptionProvider = async (
   return {
     baseUrl: `http://127.0.0.1:${port}/v1`,
     requests,
+    inFlight: () => inFlight,
     setDown: (value) => {
       down = value
     },

@@ -177,9 +177,13 @@ export class AiPipeline {
       if (status === "stopped" && state.open === null) return
       let gap = false
       if (state.nextIndex !== null && record.index > state.nextIndex) {
+        // The one before is stored (its record on its way, or with a worker now): wait for it.
+        // One that never arrived is skipped once this one has waited `gapWaitMs`.
+        const missing = state.nextIndex
+        if (await this.options.media.has(record.session_id, record.channel_id, missing)) return later(250)
         const storedMs = message.info.timestampNanos / 1e6
-        if (Date.now() - storedMs < (this.options.gapWaitMs ?? 20_000)) return later(250)
-        this.log(`ai: ${rtstreamId} skips segments ${state.nextIndex}–${record.index - 1} (never arrived)`)
+        if (Date.now() - storedMs < (this.options.gapWaitMs ?? 20_000)) return later(500)
+        this.log(`ai: ${rtstreamId} skips segments ${missing}–${record.index - 1} (never arrived)`)
         gap = true
       }
       try {
