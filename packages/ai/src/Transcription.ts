@@ -55,9 +55,16 @@ export const resolveEngine = (
   requested: string | null | undefined,
   choice: EngineChoice,
 ): Result.Result<TranscriptionEngineName, CaptureError> => {
-  if (requested === undefined || requested === null || requested === "") return Result.succeed(choice.default)
-  const name = requested.toLowerCase()
-  if (FOREIGN_ENGINE_NAMES.includes(name)) return Result.succeed(choice.default)
+  const name = (requested ?? "").toLowerCase()
+  if (name === "" || FOREIGN_ENGINE_NAMES.includes(name)) {
+    return choice.offered.includes(choice.default)
+      ? Result.succeed(choice.default)
+      : Result.fail(
+          captureError("unknown_engine", "no transcription engine is configured on this server", {
+            field: "engine",
+          }),
+        )
+  }
   const offered = choice.offered.find((engine) => engine === name)
   if (offered !== undefined) return Result.succeed(offered)
   const known = name === "local" || name === "openai"
