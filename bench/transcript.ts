@@ -122,6 +122,7 @@ const pipeline = async (
         natsUrl,
         apiKey: API_KEY,
         args: ["--role", "ai"],
+        readyPath: "/healthz",
         env: { CAPTURE_AI_INTERIM: String(interim) },
       }),
     )

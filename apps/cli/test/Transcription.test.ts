@@ -81,6 +81,12 @@ describe.skipIf(!festivalAvailable())("live transcription through capture serve 
       ])
       const openai400 = await post(mic, { action: "start", engine: "openai" })
       expect([openai400.status, openai400.body.error_code]).toEqual([400, "unknown_engine"])
+      const forged = await post(mic, { action: "start", ws_connection_id: "ws-not-a-socket-of-ours" })
+      expect([forged.status, forged.body.error_code, forged.body.field]).toEqual([
+        403,
+        "forbidden",
+        "ws_connection_id",
+      ])
       const action400 = await post(mic, { action: "pause" })
       expect([action400.status, action400.body.field]).toEqual([400, "action"])
       for (const size of ["0", "1001", "ten"]) {

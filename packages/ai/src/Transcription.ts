@@ -35,6 +35,7 @@ export interface TranscriptionTarget {
   readonly session_id: SessionId
   readonly channel_id: ChannelId
   readonly account_id: string
+  readonly end_user_id: string
   readonly collection_id: CollectionId
 }
 
@@ -133,6 +134,7 @@ export const decideTranscription = (
   if (Result.isFailure(engine)) return Result.fail(engine.failure)
   const routing: AiRouting = {
     account_id: target.account_id,
+    end_user_id: target.end_user_id,
     collection_id: target.collection_id,
     ws_connection_id: request.ws_connection_id ?? current.routing?.ws_connection_id ?? null,
     rtstream_name: target.rtstream_name,

@@ -17,6 +17,7 @@ const target = (channel_id: ChannelId): TranscriptionTarget => ({
   session_id: "cap-01TEST" as SessionId,
   channel_id,
   account_id: "acc",
+  end_user_id: "user-1",
   collection_id: "default" as CollectionId,
 })
 const both: EngineChoice = { offered: ["local", "openai"], default: "local" }

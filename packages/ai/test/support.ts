@@ -78,6 +78,7 @@ export const activeSession = async (
       session_id: sessionId,
       channel_id: channelId,
       account_id: view.account_id,
+      end_user_id: view.session.end_user_id,
       collection_id: view.session.collection_id,
     },
   }

@@ -242,12 +242,6 @@ export class MediaStore {
     return data === null ? undefined : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   }
 
-  /** Whether a segment's bytes are stored (and not deleted), without reading them. */
-  async has(sessionId: string, channelId: string, index: number): Promise<boolean> {
-    const info = await this.objects.info(segmentObjectName(sessionId, channelId, index))
-    return info !== null && !info.deleted
-  }
-
   /**
    * Drops the bytes of one channel's segments (a `store: false` channel once the session ended);
    * the records stay. Returns how many objects were deleted.

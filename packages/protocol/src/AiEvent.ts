@@ -18,6 +18,8 @@ export type TranscriptionEngineName = typeof TranscriptionEngineName.Type
 /** Where an rtstream's results go on the WebSocket (copied onto each result: routing needs no lookup). */
 export const AiRouting = Schema.Struct({
   account_id: Schema.String,
+  /** The session's end user: a socket opened for another end user hears none of it. */
+  end_user_id: Schema.String,
   collection_id: CollectionId,
   /** The socket named by the call that started the work; null: only the collection's sockets. */
   ws_connection_id: Schema.NullOr(Schema.String),

@@ -172,7 +172,10 @@ export class SessionReadModel {
       if (current !== undefined && Result.isSuccess(current) && current.success.sequence >= record.sequence)
         return false
       // Before the view lists them, so an rtstream a client can see can always be found.
-      const listed = current !== undefined && Result.isSuccess(current) ? (current.success.session?.rtstreams.length ?? 0) : 0
+      const listed =
+        current !== undefined && Result.isSuccess(current)
+          ? (current.success.session?.rtstreams.length ?? 0)
+          : 0
       if (session.rtstreams.length > listed) await this.indexRtstreams(record)
       try {
         if (entry === null) await bucket.create(session.id, JSON.stringify(record))

@@ -58,6 +58,7 @@ const findRtstream = (
       session_id: context.session_id,
       channel_id: rtstream.channel_id,
       account_id: context.account_id,
+      end_user_id: context.end_user_id,
       collection_id: context.collection_id,
     }
   })
@@ -70,6 +71,21 @@ export const TranscriptionLive = HttpApiBuilder.group(CaptureApi, "transcription
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const target = yield* findRtstream(services, principal, params.rtstream_id)
+          // Results go only to a socket of the session's end user, or an account-wide one.
+          const socket = payload.ws_connection_id
+          if (
+            socket !== null &&
+            socket !== undefined &&
+            !services.connectionIds.mayName(socket, principal, target)
+          ) {
+            return yield* refuse(
+              captureError(
+                "forbidden",
+                "ws_connection_id is not a WebSocket of this rtstream's end user or of its account",
+                { field: "ws_connection_id" },
+              ),
+            )
+          }
           const outcome = yield* call("storing the transcription's start or stop", () =>
             controlTranscription(services.ai, target, payload, services.transcription),
           )

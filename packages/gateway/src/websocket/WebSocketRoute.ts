@@ -73,7 +73,8 @@ export const webSocketRoute = (accounts: AccountStore, hub: WebSocketHub, connec
       yield* writer.write(JSON.stringify({ connection_id: connectionId }))
       const raw = socketsByConnection.get((request.source as IncomingMessage).socket)
       // The collection it was handed out for: AI results of that collection's rtstreams come here too.
-      const collectionId = new URL(request.url, "http://localhost").searchParams.get("collection_id") ?? undefined
+      const collectionId =
+        new URL(request.url, "http://localhost").searchParams.get("collection_id") ?? undefined
       const detach =
         raw === undefined
           ? () => {}
