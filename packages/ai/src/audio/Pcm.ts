@@ -54,9 +54,10 @@ export const decodeToPcm = (ffmpeg: string, media: Uint8Array): Promise<Int16Arr
         reject(new AudioDecodeError(`ffmpeg exited ${code}: ${errors.trim().slice(0, 500)}`))
         return
       }
+      // One copy into an aligned buffer (little-endian, as Node's platforms are), not a read per sample.
       const bytes = Buffer.concat(chunks)
       const samples = new Int16Array(bytes.length >> 1)
-      for (let i = 0; i < samples.length; i++) samples[i] = bytes.readInt16LE(i * 2)
+      new Uint8Array(samples.buffer).set(bytes.subarray(0, samples.length * 2))
       resolve(samples)
     })
     child.stdin.end(media)

@@ -18,13 +18,11 @@ export const toWav = (samples: Int16Array, sampleRate = SAMPLE_RATE): Uint8Array
   out.writeUInt16LE(16, 34)
   out.write("data", 36, "ascii")
   out.writeUInt32LE(dataBytes, 40)
-  for (let i = 0; i < samples.length; i++) out.writeInt16LE(samples[i] ?? 0, 44 + i * 2)
+  out.set(new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength), 44)
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
 }
 
 /** Raw little-endian bytes of `samples`. */
 export const toRawBytes = (samples: Int16Array): Uint8Array => {
-  const out = Buffer.alloc(samples.length * 2)
-  for (let i = 0; i < samples.length; i++) out.writeInt16LE(samples[i] ?? 0, i * 2)
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+  return new Uint8Array(samples.buffer.slice(samples.byteOffset, samples.byteOffset + samples.byteLength))
 }
