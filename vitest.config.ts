@@ -5,6 +5,8 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts"],
+    // Suites of minutes (transcription through several serve processes): `pnpm test:ai`.
+    exclude: ["**/node_modules/**", "**/*.slow.test.ts"],
     pool: "forks",
     testTimeout: 30_000,
     hookTimeout: 120_000,

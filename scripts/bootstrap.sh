@@ -13,8 +13,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 # --- system packages (apt-get) ---------------------------------------------------------------
-packages=(nats-server ffmpeg)
-$want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils)
+# pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default.
+packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us)
+# festival + the slt HTS voice: the known speech transcription tests and bench:transcript use.
+$want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils festival festvox-us-slt-hts)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -34,6 +34,8 @@ export const startCaptureServer = async (options: {
   readonly args?: ReadonlyArray<string>
   /** Flags for node itself (`--cpu-prof`, which NODE_OPTIONS may not carry). */
   readonly nodeArgs?: ReadonlyArray<string>
+  /** The path that answers 200 once it is ready (default `/openapi.json`; a role without the API: `/healthz`). */
+  readonly readyPath?: string
   /** More environment (`CAPTURE_SILENCE_TIMEOUT_MS`, …) on top of this process's. */
   readonly env?: Readonly<Record<string, string>>
 }): Promise<CaptureServer> => {
@@ -84,7 +86,9 @@ export const startCaptureServer = async (options: {
       throw new Error(`capture serve exited (${exitCode}) before it was ready:\n${tail(output)}`)
     }
     try {
-      const response = await fetch(`${url}/openapi.json`, { signal: AbortSignal.timeout(500) })
+      const response = await fetch(`${url}${options.readyPath ?? "/openapi.json"}`, {
+        signal: AbortSignal.timeout(500),
+      })
       await response.body?.cancel()
       if (response.ok) break
     } catch {

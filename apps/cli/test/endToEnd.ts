@@ -59,13 +59,18 @@ export interface CaptureServer {
 /** Starts `capture serve` against `natsUrl`: webhooks to 127.0.0.1 allowed, retried after 1 s. */
 export const startCaptureServer = async (
   natsUrl: string,
-  options: { readonly apiKey?: string; readonly env?: Record<string, string> } = {},
+  options: {
+    readonly apiKey?: string
+    readonly env?: Record<string, string>
+    /** More `serve` arguments (e.g. `--role gateway`). */
+    readonly args?: ReadonlyArray<string>
+  } = {},
 ): Promise<CaptureServer> => {
   const port = await getFreePort()
   const base = `http://${LOOPBACK}:${port}`
   const apiKey = options.apiKey ?? "sk-end-to-end-test-key-0123456789"
   const webhookSecret = newWebhookSecret()
-  const process = startServe(["--port", String(port)], {
+  const process = startServe(["--port", String(port), ...(options.args ?? [])], {
     NATS_URL: natsUrl,
     CAPTURE_API_KEY: apiKey,
     CAPTURE_WEBHOOK_SECRET: webhookSecret,

@@ -5,6 +5,7 @@
  * consumer, and follows the event stream for its own sockets.
  */
 
+import { AiStore, type EngineChoice } from "@capture/ai"
 import { ExportStore, MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -32,6 +33,7 @@ import {
 } from "./webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
 import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
+import { AiResultFeed } from "./websocket/AiResultFeed.js"
 import { boundedWebSocketClass, type WebSocketLimits } from "./websocket/BoundedWebSocket.js"
 import { ConnectionIds } from "./websocket/ConnectionIds.js"
 import { WebSocketHub } from "./websocket/WebSocketHub.js"
@@ -48,6 +50,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
   readonly webSocket: WebSocketLimits
+  /** Transcription engines offered (as the AI workers are configured) and the default; default: local only. */
+  readonly transcription?: EngineChoice | undefined
   /** `CAPTURE_API_KEY`: a key the first account gets, for scripts and tests. */
   readonly seedApiKey?: string | undefined
   /** `CAPTURE_WEBHOOK_SECRET`: the first account's signing secret. */
@@ -121,12 +125,17 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   await hub.start()
   // Revoked on any gateway: this one closes the sockets it holds for that credential.
   const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
+  const ai = await AiStore.open(nc, topology)
+  const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
+  await aiFeed.start()
   const bounded = boundedWebSocketClass(options.webSocket)
 
   const services: GatewayServicesShape = {
     runtime,
     accounts,
     media,
+    ai,
+    transcription: options.transcription ?? { offered: ["local"], default: "local" },
     signer,
     connectionIds: new ConnectionIds(deploymentKey),
     quota,
@@ -154,10 +163,12 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     log: options.log,
     stop: async () => {
       stopClosingRevoked()
+      await aiFeed.stop()
       await hub.stop()
       await dispatcher.stop()
       await quota.stop()
       accounts.close()
+      ai.close()
     },
   }
 }

@@ -3,6 +3,7 @@
  * reads), the account store, where URLs the server hands out start, and the policies.
  */
 
+import type { AiStore, EngineChoice } from "@capture/ai"
 import type { MediaStore } from "@capture/media"
 import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -25,6 +26,10 @@ export interface GatewayServicesShape {
   readonly runtime: SessionRuntime
   readonly accounts: AccountStore
   readonly media: MediaStore
+  /** AI results and transcription control (`@capture/ai`). */
+  readonly ai: AiStore
+  /** The transcription engines this server offers, and its default. */
+  readonly transcription: EngineChoice
   readonly signer: UrlSigner
   /** Mints and checks WebSocket connection ids (whose socket a session may name). */
   readonly connectionIds: ConnectionIds

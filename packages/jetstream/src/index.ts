@@ -5,6 +5,13 @@
  */
 export { ensureDurableConsumer } from "./Consumers.js"
 export {
+  type DurableWork,
+  type DurableWorkOptions,
+  type Later,
+  later,
+  startDurableWork,
+} from "./DurableWork.js"
+export {
   isConsumerExists,
   isConsumerNotFound,
   isCreationRace,

@@ -55,11 +55,16 @@ export const AlertMessage = aiMessage("alert", {
 })
 export type AlertMessage = typeof AlertMessage.Type
 
-/** Something went wrong for this connection (e.g. a refused subscription). */
+/**
+ * Something went wrong for this connection (e.g. a refused subscription), or for an rtstream's AI
+ * work (an engine down past its retries): then `rtstream_id` and `rtstream_name` name it.
+ */
 export const ErrorMessage = Schema.Struct({
   channel: Schema.Literal("error"),
   error_code: ErrorCode,
   message: Schema.String,
+  rtstream_id: Schema.optionalKey(RtstreamId),
+  rtstream_name: Schema.optionalKey(Schema.String),
 })
 export type ErrorMessage = typeof ErrorMessage.Type
 

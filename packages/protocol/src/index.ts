@@ -1,6 +1,7 @@
 /**
  * @capture/protocol — every wire and domain shape of Capture, defined once with effect/Schema.
  */
+export * from "./AiEvent.js"
 export * from "./CaptureApiShapes.js"
 export * from "./CaptureSession.js"
 export * from "./Channel.js"
@@ -18,6 +19,7 @@ export * from "./SessionCommand.js"
 export * from "./SessionEvent.js"
 export * from "./SessionStatus.js"
 export * from "./TimeSpan.js"
+export * from "./TranscriptionApiShapes.js"
 export * from "./WebhookDelivery.js"
 export * from "./WebhookEnvelope.js"
 export * from "./WebSocketMessage.js"

@@ -19,6 +19,7 @@
  * repeat a JetStream duplicate). A reactor killed mid-message leaves it unacknowledged, so
  * another gets it again.
  */
+import { type DurableWork, startDurableWork } from "@capture/jetstream"
 import {
   type ChannelId,
   type CommandId,
@@ -33,7 +34,6 @@ import { DeliverPolicy, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
 import { Result } from "effect"
 import type { ActorHost } from "./ActorHost.js"
 import type { TimerStore } from "./DurableTimers.js"
-import { type DurableWork, startDurableWork } from "./internal/durableWork.js"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
 

@@ -53,7 +53,12 @@ type StoredRecord = typeof StoredRecord.Type
 
 const decodeRecord = decodeJson(StoredRecord)
 /** Only the position: what a write compares with, without decoding the whole view. */
-const decodePosition = decodeJson(Schema.Struct({ sequence: Schema.Int }))
+const decodePosition = decodeJson(
+  Schema.Struct({
+    sequence: Schema.Int,
+    session: Schema.optionalKey(Schema.Struct({ rtstreams: Schema.Array(Schema.Unknown) })),
+  }),
+)
 
 /** An rtstream is live while its session captures; once the session has ended, so has it. */
 export const rtstreamStatusOf = (status: SessionStatus): RtstreamStatus =>
@@ -104,6 +109,14 @@ export const toCaptureSession = (state: SessionState): CaptureSession | null => 
     created_at: c.created_at ?? "",
     updated_at: c.updated_at ?? "",
   }
+}
+
+/** Where an rtstream lives: written once, when its session's view first lists it. */
+export interface RtstreamRecord {
+  readonly rtstream_id: string
+  readonly session_id: string
+  readonly channel_id: string
+  readonly account_id: string
 }
 
 /** List filters; `cursor` is the last id of the previous page (lists run newest first). */
@@ -158,11 +171,40 @@ export class SessionReadModel {
       const current = entry !== null && entry.operation === "PUT" ? decodePosition(entry.value) : undefined
       if (current !== undefined && Result.isSuccess(current) && current.success.sequence >= record.sequence)
         return false
+      // Before the view lists them, so an rtstream a client can see can always be found.
+      const listed =
+        current !== undefined && Result.isSuccess(current)
+          ? (current.success.session?.rtstreams.length ?? 0)
+          : 0
+      if (session.rtstreams.length > listed) await this.indexRtstreams(record)
       try {
         if (entry === null) await bucket.create(session.id, JSON.stringify(record))
         else await bucket.update(session.id, JSON.stringify(record), entry.revision)
         return true
       } catch (error) {
+        if (!isRevisionConflict(error)) throw error
+      }
+    }
+  }
+
+  /** Which session an rtstream belongs to, or undefined (unknown, or not projected yet). */
+  async rtstream(rtstreamId: string): Promise<RtstreamRecord | undefined> {
+    const entry = await this.topology.rtstreams.get(rtstreamId)
+    return entry === null || entry.operation !== "PUT" ? undefined : entry.json<RtstreamRecord>()
+  }
+
+  private async indexRtstreams(record: SessionRecord): Promise<void> {
+    for (const rtstream of record.session.rtstreams) {
+      const indexed: RtstreamRecord = {
+        rtstream_id: rtstream.rtstream_id,
+        session_id: record.session.id,
+        channel_id: rtstream.channel_id,
+        account_id: record.account_id,
+      }
+      try {
+        await this.topology.rtstreams.create(rtstream.rtstream_id, JSON.stringify(indexed))
+      } catch (error) {
+        // Written before (another projector, or a retry): the same fact.
         if (!isRevisionConflict(error)) throw error
       }
     }

@@ -27,6 +27,8 @@ export interface Topology {
   readonly sessions: KV
   readonly snapshots: KV
   readonly timers: KV
+  /** rtstream id → its session (`RtstreamRecord`), written by the projector with the view. */
+  readonly rtstreams: KV
 }
 
 /** Creates (if missing) and opens the stream and buckets. Safe to run from many processes at once. */
@@ -40,10 +42,11 @@ export const openTopology = async (
   const eventSubjects = `${prefix}.events.>`
   await ensureStream(await jetstreamManager(nc), { name: eventStream, subjects: [eventSubjects], replicas })
   const kvm = new Kvm(jetstream(nc))
-  const [sessions, snapshots, timers] = await Promise.all([
+  const [sessions, snapshots, timers, rtstreams] = await Promise.all([
     createRacing(() => kvm.create(`${prefix}_sessions`, { replicas, history: 1 })),
     createRacing(() => kvm.create(`${prefix}_snapshots`, { replicas, history: 1 })),
     createRacing(() => kvm.create(`${prefix}_timers`, { replicas, history: 1 })),
+    createRacing(() => kvm.create(`${prefix}_rtstreams`, { replicas, history: 1 })),
   ])
   return {
     nc,
@@ -54,5 +57,6 @@ export const openTopology = async (
     sessions,
     snapshots,
     timers,
+    rtstreams,
   }
 }

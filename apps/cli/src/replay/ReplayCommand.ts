@@ -1,12 +1,15 @@
 /**
  * `capture replay <session-id> [--until <seq>] [--json]` and `capture replay --verify [--json]`.
  */
+
+import { AiStore } from "@capture/ai"
 import type { SessionContext } from "@capture/session-actor"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { describe, failed, unavailable, usage } from "../Exit.js"
 import { jsonFlag, natsFlag, toolServers } from "../Flags.js"
 import { openToolSession } from "../NatsSession.js"
+import { formatAiReplay, replayAi } from "./AiReplay.js"
 import { formatFailure, formatStep, type ReplayResult, type ReplayStep, replaySession } from "./Replay.js"
 import { verifyAll } from "./Verify.js"
 
@@ -38,9 +41,23 @@ const replayOne = (
         `session ${sessionId} not found (no events on ${runtime.topology.eventSubject(sessionId)})`,
       )
     }
+    // The AI results of the session's rtstreams are part of its history.
+    const ai = yield* Effect.tryPromise({
+      try: async () => {
+        const store = await AiStore.open(runtime.topology.nc, runtime.topology.options)
+        try {
+          return await replayAi(store, result.final.context.rtstreams)
+        } finally {
+          store.close()
+        }
+      },
+      catch: (error) => unavailable(`cannot read the AI results of ${sessionId}: ${describe(error)}`),
+    })
     if (asJson) {
-      yield* Console.log(json(result))
+      yield* Console.log(json({ ...result, ai }))
     } else {
+      for (const rtstream of ai)
+        for (const line of formatAiReplay(rtstream)) process.stdout.write(`${line}\n`)
       const final = result.final
       yield* Console.log(
         `${sessionId}: ${result.events.length} event(s) replayed; status ${final.status} at #${final.sequence}` +

@@ -5,6 +5,7 @@ import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { stopsOnSignal } from "../Exit.js"
 import { durationFlag, parseServers } from "../Flags.js"
+import { aiSettingsFromEnv } from "./AiEnv.js"
 import { gatewayOptionsFromEnv, httpTimeoutsFromEnv, silenceTimeoutFromEnv } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
 
@@ -54,9 +55,10 @@ export const serveCommand = Command.make(
       ["all", "all"],
       ["gateway", "gateway"],
       ["muxer", "muxer"],
+      ["ai", "ai"],
     ] as const).pipe(
       Flag.withDescription(
-        "What this process runs: all (default), gateway (HTTP API, WebSocket, webhooks) or muxer",
+        "What this process runs: all (default), gateway (HTTP API, WebSocket, webhooks), muxer or ai (transcription)",
       ),
       Flag.withDefault("all" as const),
     ),
@@ -83,6 +85,7 @@ export const serveCommand = Command.make(
         natsPort: Option.getOrUndefined(flags.natsPort),
         gateway: gatewayOptionsFromEnv(Option.getOrUndefined(flags.publicUrl)),
         httpTimeouts: httpTimeoutsFromEnv(),
+        ai: aiSettingsFromEnv(),
       })
     }),
 ).pipe(

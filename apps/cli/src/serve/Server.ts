@@ -10,6 +10,7 @@
  * held unacknowledged is redelivered to another instance.
  */
 import { resolve } from "node:path"
+import { AiPipeline, AiStore, closeEngines } from "@capture/ai"
 import { resolveFfmpegTools } from "@capture/binaries"
 import {
   applyHttpTimeouts,
@@ -28,14 +29,15 @@ import { Context, Effect, Layer, Option, Result } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
 import { log, logEffect } from "../Log.js"
+import { type AiSettings, enginesOf } from "./AiEnv.js"
 import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
 import { createHoldingServer } from "./HoldingServer.js"
 import { type ServeNats, serveNats } from "./ServeNats.js"
 
-/** Which parts this process runs: everything (the default), only the HTTP gateway, or only the muxer. */
-export type ServeRole = "all" | "gateway" | "muxer"
+/** Which parts this process runs: everything (the default), only the HTTP gateway, the muxer or the AI pipeline. */
+export type ServeRole = "all" | "gateway" | "muxer" | "ai"
 
 /** What `capture serve` was asked for. */
 export interface ServeOptions {
@@ -60,6 +62,8 @@ export interface ServeOptions {
   readonly gateway: Omit<GatewayOptions, "publicUrl" | "log"> & { readonly publicUrl: string | undefined }
   /** How the HTTP server drops slow clients. */
   readonly httpTimeouts: HttpTimeouts
+  /** The AI pipeline's engines and settings. */
+  readonly ai: AiSettings
 }
 
 /** Everything route modules may need. */
@@ -170,11 +174,16 @@ export const serve = (options: ServeOptions) =>
       const listenHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host
       const publicUrl = options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`
       let gateway: Gateway | undefined
-      if (options.role !== "muxer") {
+      if (options.role === "all" || options.role === "gateway") {
         gateway = yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: () =>
-              startGateway(runtime, { ...options.gateway, publicUrl, log: (message) => log(message) }),
+              startGateway(runtime, {
+                ...options.gateway,
+                publicUrl,
+                transcription: options.ai.choice,
+                log: (message) => log(message),
+              }),
             catch: (error) => unavailable(`cannot start the gateway: ${describe(error)}`),
           }),
           (started) => stopWithin(options.shutdownTimeoutMs, "gateway", () => started.stop()),
@@ -186,7 +195,43 @@ export const serve = (options: ServeOptions) =>
           )
         }
       }
-      if (options.role !== "gateway") {
+      if (options.role === "all" || options.role === "ai") {
+        const tools = yield* Effect.try({
+          try: () => resolveFfmpegTools(),
+          catch: (error) => unavailable(`the AI pipeline needs ffmpeg: ${describe(error)}`),
+        })
+        const engines = enginesOf(options.ai)
+        const pipeline = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: async () =>
+              AiPipeline.start(nats.nc, {
+                media: await MediaStore.open(nats.nc, runtime.topology.options),
+                store: await AiStore.open(nats.nc, runtime.topology.options),
+                readModel: runtime.readModel,
+                engines,
+                ffmpeg: tools.ffmpeg,
+                prefix: runtime.topology.options.prefix,
+                interim: options.ai.interim,
+                parallel: options.ai.parallel,
+                engineAttempts: options.ai.engineAttempts,
+                engineRetryDelayMs: options.ai.engineRetryDelayMs,
+                ackWaitMs: options.ai.ackWaitMs,
+                log: (message) => log(message),
+              }),
+            catch: (error) => unavailable(`cannot start the AI pipeline: ${describe(error)}`),
+          }),
+          (started) =>
+            stopWithin(options.shutdownTimeoutMs, "AI pipeline", async () => {
+              await started.stop()
+              await closeEngines(engines)
+            }),
+        )
+        log(
+          `AI pipeline started (engines ${options.ai.choice.offered.join(", ") || "none"}, default ${options.ai.choice.default})`,
+        )
+        void pipeline
+      }
+      if (options.role === "all" || options.role === "muxer") {
         const tools = yield* Effect.try({
           try: () => resolveFfmpegTools(),
           catch: (error) => unavailable(`the muxer needs ffmpeg: ${describe(error)}`),

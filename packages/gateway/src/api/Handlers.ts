@@ -27,6 +27,7 @@ import { liveStreamUrl } from "../ingest/LiveRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
 import { checkChannels, checkMetadata } from "./RequestLimits.js"
+import { TranscriptionLive } from "./TranscriptionHandlers.js"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -209,7 +210,7 @@ export const CollectionsLive = HttpApiBuilder.group(CaptureApi, "collections", (
               scope: "websocket",
             }),
           )
-          const url = `${toWebSocketUrl(services.config.publicUrl)}/ws?token=${encodeURIComponent(token)}`
+          const url = `${toWebSocketUrl(services.config.publicUrl)}/ws?token=${encodeURIComponent(token)}&collection_id=${encodeURIComponent(params.collection_id)}`
           return successOf({ websocket_url: url })
         }),
       )
@@ -427,4 +428,4 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
 )
 
 /** Every handler group of the API. */
-export const HandlersLive = Layer.mergeAll(CollectionsLive, SessionsLive)
+export const HandlersLive = Layer.mergeAll(CollectionsLive, SessionsLive, TranscriptionLive)

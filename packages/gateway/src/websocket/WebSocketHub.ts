@@ -32,11 +32,22 @@ interface Connection {
   readonly owner: ConnectionOwner
   /** The credentials that opened it (`credentialChain`): revoking any one closes it. */
   readonly credentials: ReadonlyArray<string>
+  /** The collection the socket was handed out for (`GET /collection/{cid}/websocket`), if known. */
+  readonly collectionId: string | undefined
   readonly socket: WebSocket
 }
 
 /** The close code of a socket whose credential was revoked (4000–4999: the application's own). */
 export const CLOSE_REVOKED = 4001
+
+/** Where an AI result goes: the socket its call named and the sockets of its collection. */
+export interface AiRecipients {
+  readonly account_id: string
+  /** The end user of the rtstream's session: a socket opened for another end user hears nothing. */
+  readonly end_user_id: string
+  readonly collection_id: string
+  readonly ws_connection_id: string | null
+}
 
 /** Sessions remembered at once; the oldest is forgotten first (reloaded on its next event). */
 const FOLLOWED_LIMIT = 10_000
@@ -95,8 +106,9 @@ export class WebSocketHub {
     owner: ConnectionOwner,
     credentials: ReadonlyArray<string>,
     socket: WebSocket,
+    collectionId?: string,
   ): () => void {
-    this.connections.set(connectionId, { owner, credentials, socket })
+    this.connections.set(connectionId, { owner, credentials, collectionId, socket })
     return () => {
       if (this.connections.get(connectionId)?.socket === socket) this.connections.delete(connectionId)
     }
@@ -109,6 +121,30 @@ export class WebSocketHub {
       this.connections.delete(id)
       connection.socket.close(CLOSE_REVOKED, "credential revoked")
     }
+  }
+
+  /**
+   * Sends an AI result (already JSON) to the socket named by its call and to every socket of its
+   * account opened for its collection, each once, never to a socket of another end user.
+   * Returns how many sockets it went to.
+   */
+  sendAi(to: AiRecipients, text: string): number {
+    let sent = 0
+    for (const [id, connection] of this.connections) {
+      if (connection.owner.account_id !== to.account_id) continue
+      const endUser = connection.owner.end_user_id
+      if (endUser !== null && endUser !== to.end_user_id) continue
+      if (id !== to.ws_connection_id && connection.collectionId !== to.collection_id) continue
+      if (connection.socket.readyState !== connection.socket.OPEN) continue
+      connection.socket.send(text)
+      sent++
+    }
+    return sent
+  }
+
+  /** Whether any socket is connected here (followers skip work when none is). */
+  get listening(): boolean {
+    return this.connections.size > 0
   }
 
   private async onEvent(event: SessionEvent): Promise<void> {

@@ -72,8 +72,13 @@ export const webSocketRoute = (accounts: AccountStore, hub: WebSocketHub, connec
       const connectionId = connectionIds.mint(owner)
       yield* writer.write(JSON.stringify({ connection_id: connectionId }))
       const raw = socketsByConnection.get((request.source as IncomingMessage).socket)
+      // The collection it was handed out for: AI results of that collection's rtstreams come here too.
+      const collectionId =
+        new URL(request.url, "http://localhost").searchParams.get("collection_id") ?? undefined
       const detach =
-        raw === undefined ? () => {} : hub.attach(connectionId, owner, credentialChain(principal), raw)
+        raw === undefined
+          ? () => {}
+          : hub.attach(connectionId, owner, credentialChain(principal), raw, collectionId)
       // A revocation heard between the check above and the attach closed nothing: look once more.
       const still = yield* Effect.promise(() =>
         accounts.authenticate(inUrl ?? request.headers["x-access-token"], "websocket"),

@@ -2,11 +2,15 @@
  * Work shared through a JetStream durable consumer: every process that runs the same worker
  * consumes from one durable, so each message is handled by one of them at a time. A message
  * is acked once handled, kept alive (`working()`) while its handler runs, retried after a delay
- * when the handler throws, and parked (`term()`, logged) when it does not decode: a malformed
- * message never stops the consumer.
+ * when the handler throws, deferred when the handler says it is not its turn yet (`later`), and
+ * parked (`term()`, logged) when it does not decode: a malformed message never stops the consumer.
+ *
+ * ```ts
+ * const work = await startDurableWork(nc, { stream: "CAPTURE_MEDIA", durable: "capture-ai", … })
+ * await work.stop()
+ * ```
  */
 
-import { ensureDurableConsumer } from "@capture/jetstream"
 import {
   AckPolicy,
   type ConsumerConfig,
@@ -18,6 +22,7 @@ import {
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
+import { ensureDurableConsumer } from "./Consumers.js"
 
 export interface DurableWorkOptions<A> {
   readonly stream: string
@@ -32,9 +37,26 @@ export interface DurableWorkOptions<A> {
   /** Delay before a failed message is delivered again. */
   readonly retryDelayMs?: number
   readonly decode: (message: JsMsg) => Result.Result<A, unknown>
-  readonly handle: (value: A, message: JsMsg) => Promise<void>
+  /**
+   * Handles a message; answering `later(ms)` means not yet: deliver it again after `ms` (no log).
+   * Any other answer acknowledges it.
+   */
+  readonly handle: (value: NoInfer<A>, message: JsMsg) => Promise<unknown>
   readonly log: (message: string) => void
 }
+
+/** A handler's answer for a message whose turn has not come (its predecessor is not done). */
+export interface Later {
+  readonly _tag: "Later"
+  readonly delayMs: number
+}
+
+/** Not yet: deliver the message again after `delayMs`. */
+export const later = (delayMs: number): Later => ({ _tag: "Later", delayMs })
+
+/** Whether a handler answered `later`. */
+export const isLater = (outcome: unknown): outcome is Later =>
+  typeof outcome === "object" && outcome !== null && (outcome as { _tag?: unknown })._tag === "Later"
 
 /** A running worker loop; `stop` closes the subscription and waits for handlers in progress. */
 export interface DurableWork {
@@ -78,8 +100,9 @@ export const startDurableWork = async <A>(
     }
     const alive = setInterval(() => message.working(), Math.max(200, options.ackWaitMs / 3))
     try {
-      await options.handle(decoded.success, message)
-      message.ack()
+      const outcome = await options.handle(decoded.success, message)
+      if (isLater(outcome)) message.nak(outcome.delayMs)
+      else message.ack()
     } catch (error) {
       options.log(
         `${options.durable}: ${message.subject} #${message.seq} failed (${String(error)}); will retry`,

@@ -1,0 +1,91 @@
+/**
+ * The AI pipeline's settings from the environment: which transcription engines this server
+ * offers and which one a call that names none gets. The local engine (pocketsphinx) needs no
+ * configuration and is offered wherever it is installed; the OpenAI-compatible one once
+ * `CAPTURE_OPENAI_BASE_URL` is set. A malformed value stops `serve` with a usage error.
+ */
+import { type EngineChoice, type Engines, findPocketsphinx, LocalEngine, OpenAiEngine } from "@capture/ai"
+import type { TranscriptionEngineName } from "@capture/protocol"
+import { usage } from "../Exit.js"
+
+/** What `serve` reads for the AI pipeline. */
+export interface AiSettings {
+  readonly choice: EngineChoice
+  readonly openai:
+    | {
+        readonly baseUrl: string
+        readonly model: string
+        readonly apiKey: string | undefined
+        readonly language: string | undefined
+        readonly timeoutMs: number
+      }
+    | undefined
+  readonly interim: boolean
+  readonly parallel: number
+  readonly engineAttempts: number
+  readonly engineRetryDelayMs: number
+  /** How long a segment may go unacknowledged (its worker gone) before another worker gets it. */
+  readonly ackWaitMs: number
+}
+
+const positiveInt = (name: string, fallback: number): number => {
+  const raw = process.env[name]
+  if (raw === undefined || raw === "") return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value <= 0) throw usage(`${name} must be a positive integer, got "${raw}"`)
+  return value
+}
+
+const flag = (name: string, fallback: boolean): boolean => {
+  const raw = process.env[name]
+  if (raw === undefined || raw === "") return fallback
+  if (raw === "true" || raw === "1") return true
+  if (raw === "false" || raw === "0") return false
+  throw usage(`${name} must be true or false, got "${raw}"`)
+}
+
+export const aiSettingsFromEnv = (): AiSettings => {
+  const baseUrl = process.env.CAPTURE_OPENAI_BASE_URL
+  const openai =
+    baseUrl === undefined || baseUrl === ""
+      ? undefined
+      : {
+          baseUrl,
+          model: process.env.CAPTURE_OPENAI_MODEL || "whisper-1",
+          apiKey: process.env.CAPTURE_OPENAI_API_KEY || undefined,
+          language: process.env.CAPTURE_OPENAI_LANGUAGE || undefined,
+          timeoutMs: positiveInt("CAPTURE_OPENAI_TIMEOUT_MS", 30_000),
+        }
+  if (openai !== undefined && !/^https?:\/\//.test(openai.baseUrl)) {
+    throw usage(`CAPTURE_OPENAI_BASE_URL must be an http(s) URL, got "${openai.baseUrl}"`)
+  }
+  const offered: Array<TranscriptionEngineName> = []
+  if (findPocketsphinx() !== undefined) offered.push("local")
+  if (openai !== undefined) offered.push("openai")
+  const wanted = process.env.CAPTURE_TRANSCRIPTION_ENGINE
+  let fallback: TranscriptionEngineName = offered[0] ?? "local"
+  if (wanted !== undefined && wanted !== "") {
+    if (wanted !== "local" && wanted !== "openai") {
+      throw usage(`CAPTURE_TRANSCRIPTION_ENGINE must be local or openai, got "${wanted}"`)
+    }
+    if (wanted === "openai" && openai === undefined) {
+      throw usage("CAPTURE_TRANSCRIPTION_ENGINE=openai needs CAPTURE_OPENAI_BASE_URL")
+    }
+    fallback = wanted
+  }
+  return {
+    choice: { offered, default: fallback },
+    openai,
+    interim: flag("CAPTURE_AI_INTERIM", true),
+    parallel: positiveInt("CAPTURE_AI_PARALLEL", 4),
+    engineAttempts: positiveInt("CAPTURE_AI_ENGINE_ATTEMPTS", 3),
+    engineRetryDelayMs: positiveInt("CAPTURE_AI_RETRY_DELAY_MS", 1_000),
+    ackWaitMs: positiveInt("CAPTURE_AI_ACK_WAIT_MS", 30_000),
+  }
+}
+
+/** The engines an AI worker runs with these settings. */
+export const enginesOf = (settings: AiSettings): Engines => ({
+  ...(settings.choice.offered.includes("local") ? { local: new LocalEngine() } : {}),
+  ...(settings.openai === undefined ? {} : { openai: new OpenAiEngine(settings.openai) }),
+})

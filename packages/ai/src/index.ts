@@ -1,0 +1,15 @@
+/**
+ * @capture/ai — real-time AI on recorded media: the results stream (`AiStore`), transcription
+ * control and reading (`Transcription`), the pipeline worker (`AiPipeline`), and the engines.
+ */
+export * from "./audio/Pcm.js"
+export * from "./audio/VoiceActivity.js"
+export * from "./audio/Wav.js"
+export * from "./audio/WavRead.js"
+export * from "./engines/LocalEngine.js"
+export * from "./engines/OpenAiEngine.js"
+export * from "./engines/TranscriptionEngine.js"
+export * from "./pipeline/AiPipeline.js"
+export * from "./store/AiStore.js"
+export * from "./store/RtstreamAi.js"
+export * from "./Transcription.js"

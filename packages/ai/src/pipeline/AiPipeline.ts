@@ -1,0 +1,395 @@
+/**
+ * The AI pipeline: a worker any number of processes run (`capture serve --role ai`, and `all`).
+ * They share one durable consumer on the media record stream (`<prefix>-ai` on `CAPTURE_MEDIA`),
+ * and take each audio rtstream's segments in index order, whichever process gets them:
+ *
+ * - the lane is the rtstream's AI history (`RtstreamAi`): the next index it takes and the
+ *   utterance still open at the end of the last one; a segment ahead of it waits (`later`) until
+ *   its predecessor is taken, or skips a gap that stays open past `gapWaitMs`;
+ * - a segment's audio, with the open utterance's audio carried from earlier segments, is cut into
+ *   utterances by voice activity; each complete one is transcribed and stored as a final
+ *   `TranscriptProduced` (id = rtstream + utterance number), the open one gets an interim, and a
+ *   `SegmentProcessed` marks the lane's move; every append names the last sequence it saw;
+ * - a worker killed mid-segment leaves the record unacknowledged: the next one reloads the lane,
+ *   skips the utterances already stored, and finishes the rest, so each is stored once.
+ *
+ * An engine that keeps failing costs its utterance (a `TranscriptionFailed`, which the WebSocket
+ * reports), never the session: recording, ingest and export do not wait on this worker.
+ */
+import { isWrongLastSequence, type Later, later, startDurableWork } from "@capture/jetstream"
+import type { MediaStore } from "@capture/media"
+import {
+  type AiEvent,
+  decodeUnknown,
+  MediaSegment,
+  type OpenUtterance,
+  type RtstreamId,
+} from "@capture/protocol"
+import type { SessionReadModel } from "@capture/session-actor"
+import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { AudioDecodeError, concatPcm, decodeToPcm, msToSamples, samplesToMs } from "../audio/Pcm.js"
+import {
+  defaultVoiceActivity,
+  detectVoiceActivity,
+  type VoiceActivityOptions,
+} from "../audio/VoiceActivity.js"
+import { EngineError, type Engines, type TranscriptionEngine } from "../engines/TranscriptionEngine.js"
+import type { AiStore } from "../store/AiStore.js"
+import { foldAiEvent, type RtstreamAi } from "../store/RtstreamAi.js"
+import { isTranscribable } from "../Transcription.js"
+
+export interface AiPipelineOptions {
+  readonly media: MediaStore
+  readonly store: AiStore
+  readonly readModel: SessionReadModel
+  readonly engines: Engines
+  readonly ffmpeg: string
+  /** Durable name prefix (the deployment's: `capture`). */
+  readonly prefix?: string
+  /** Segments handled at once in this process (different rtstreams). */
+  readonly parallel?: number
+  readonly ackWaitMs?: number
+  /** Send interim results (`is_final: false`) for an utterance still open at a segment's end. */
+  readonly interim?: boolean
+  /** Speech an open utterance must hold before it gets an interim, ms. */
+  readonly interimMinMs?: number
+  /** Tries per utterance before it is reported failed, and the pause after the first failure (doubling). */
+  readonly engineAttempts?: number
+  readonly engineRetryDelayMs?: number
+  /** How long a segment waits for its predecessor before the lane skips the missing one, ms. */
+  readonly gapWaitMs?: number
+  readonly voiceActivity?: VoiceActivityOptions
+  readonly log?: (message: string) => void
+}
+
+const decodeRecord = decodeUnknown(MediaSegment)
+
+/** PCM of recent segments per rtstream, so a carried utterance is rarely decoded twice. */
+const CACHED_SEGMENTS = 16
+
+/** Counters for health and tests. */
+export interface AiPipelineStats {
+  segments: number
+  utterances: number
+  failures: number
+}
+
+export class AiPipeline {
+  readonly stats: AiPipelineStats = { segments: 0, utterances: 0, failures: 0 }
+  private readonly lanes = new Map<string, Promise<unknown>>()
+  private readonly states = new Map<string, RtstreamAi>()
+  private readonly pcm = new Map<string, Map<number, Int16Array>>()
+  private readonly rtstreams = new Map<string, { readonly id: RtstreamId } | null>()
+  private stopWork: (() => Promise<void>) | undefined
+  private readonly log: (message: string) => void
+
+  private constructor(private readonly options: AiPipelineOptions) {
+    this.log = options.log ?? (() => {})
+  }
+
+  /** Starts taking segments from the shared durable consumer. */
+  static async start(nc: NatsConnection, options: AiPipelineOptions): Promise<AiPipeline> {
+    const pipeline = new AiPipeline(options)
+    const work = await startDurableWork(nc, {
+      stream: options.media.topology.stream,
+      durable: `${options.prefix ?? "capture"}-ai`,
+      filterSubject: options.media.topology.subjects,
+      // Added to a deployment with history: old recordings are not transcribed after the fact.
+      deliverPolicy: DeliverPolicy.New,
+      parallel: options.parallel ?? 4,
+      ackWaitMs: options.ackWaitMs ?? 30_000,
+      retryDelayMs: 1_000,
+      decode: (message: JsMsg) => decodeRecord(message.json()),
+      handle: (record, message) => pipeline.onSegment(record, message),
+      log: pipeline.log,
+    })
+    pipeline.stopWork = work.stop
+    return pipeline
+  }
+
+  async stop(): Promise<void> {
+    await this.stopWork?.()
+  }
+
+  /** Handles one media record; exported for tests that drive the pipeline without a consumer. */
+  async onSegment(record: MediaSegment, message: JsMsg): Promise<Later | undefined> {
+    if (!isTranscribable(record.channel_id)) return
+    const rtstream = await this.rtstreamOf(record)
+    if (rtstream === null) return
+    // One segment of an rtstream at a time in this process; other processes are held off by the lane.
+    const previous = this.lanes.get(rtstream.id) ?? Promise.resolve()
+    const turn = previous.then(
+      () => this.take(rtstream.id, record, message),
+      () => this.take(rtstream.id, record, message),
+    )
+    this.lanes.set(rtstream.id, turn)
+    try {
+      return await turn
+    } finally {
+      if (this.lanes.get(rtstream.id) === turn) this.lanes.delete(rtstream.id)
+    }
+  }
+
+  private async rtstreamOf(record: MediaSegment): Promise<{ readonly id: RtstreamId } | null> {
+    const key = `${record.session_id}/${record.channel_id}`
+    const known = this.rtstreams.get(key)
+    if (known !== undefined && known !== null) return known
+    const view = await this.options.readModel.get(record.session_id)
+    const rtstream = view?.session.rtstreams.find((r) => r.channel_id === record.channel_id)
+    // Not activated yet: nothing can have started transcription on it.
+    if (rtstream === undefined) return null
+    const found = { id: rtstream.rtstream_id }
+    this.rtstreams.set(key, found)
+    if (this.rtstreams.size > 10_000) this.rtstreams.delete(this.rtstreams.keys().next().value as string)
+    return found
+  }
+
+  /** The lane's state, read again only when another writer moved it. */
+  private async fresh(rtstreamId: string): Promise<RtstreamAi> {
+    const cached = this.states.get(rtstreamId)
+    const last = await this.options.store.lastSequence(rtstreamId)
+    if (cached !== undefined && cached.lastSequence === last) return cached
+    const state =
+      cached !== undefined && cached.lastSequence < last
+        ? await this.options.store.catchUp(cached)
+        : await this.options.store.load(rtstreamId)
+    this.remember(state)
+    return state
+  }
+
+  private remember(state: RtstreamAi): void {
+    this.states.delete(state.rtstreamId)
+    this.states.set(state.rtstreamId, state)
+    if (this.states.size > 10_000) this.states.delete(this.states.keys().next().value as string)
+  }
+
+  private async take(
+    rtstreamId: RtstreamId,
+    record: MediaSegment,
+    message: JsMsg,
+  ): Promise<Later | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const state = await this.fresh(rtstreamId)
+      const status = state.transcription.status
+      if (status === "inactive") return
+      if (state.nextIndex !== null && record.index < state.nextIndex) return
+      if (status === "stopped" && state.open === null) return
+      let gap = false
+      if (state.nextIndex !== null && record.index > state.nextIndex) {
+        // The one before is stored (its record on its way, or with a worker now): wait for it.
+        // One that never arrived is skipped once this one has waited `gapWaitMs`.
+        const missing = state.nextIndex
+        if (await this.options.media.has(record.session_id, record.channel_id, missing)) return later(250)
+        const storedMs = message.info.timestampNanos / 1e6
+        if (Date.now() - storedMs < (this.options.gapWaitMs ?? 20_000)) return later(500)
+        this.log(`ai: ${rtstreamId} skips segments ${missing}–${record.index - 1} (never arrived)`)
+        gap = true
+      }
+      try {
+        await this.process(state, record, gap)
+        this.stats.segments++
+        return
+      } catch (error) {
+        // Someone else wrote to the lane (a start or stop, another worker): look again.
+        if (!isWrongLastSequence(error) || attempt >= 8) throw error
+        this.states.delete(rtstreamId)
+      }
+    }
+  }
+
+  private async process(initial: RtstreamAi, record: MediaSegment, gap: boolean): Promise<void> {
+    const rtstreamId = initial.rtstreamId
+    const transcription = initial.transcription
+    const engineName = transcription.engine
+    const routing = transcription.routing
+    if (engineName === null || routing === null) return
+    const stopping = transcription.status === "stopped"
+    const segmentPcm = stopping ? new Int16Array(0) : await this.segmentPcm(rtstreamId, record, record.index)
+    let origin = record.start_ms
+    let audio = segmentPcm
+    const open = gap ? null : initial.open
+    if (open !== null && !(stopping && transcription.stopMode === "force")) {
+      const carried = await this.carried(rtstreamId, record, open)
+      if (carried !== null) {
+        origin = open.start_ms
+        audio = concatPcm([carried, segmentPcm])
+      }
+    }
+    const ended = record.final || stopping
+    const activity = detectVoiceActivity(audio, ended, this.options.voiceActivity ?? defaultVoiceActivity)
+    let state = initial
+    const append = async (event: AiEvent) => {
+      const sequence = await this.options.store.append(event, state.lastSequence)
+      state = foldAiEvent(state, event, sequence)
+      this.remember(state)
+    }
+    const envelope = {
+      rtstream_id: rtstreamId as RtstreamId,
+      session_id: record.session_id,
+      channel_id: record.channel_id,
+    }
+    const engine = this.options.engines[engineName]
+    let utterance = initial.utterancesAtLane
+    for (const span of activity.complete) {
+      utterance++
+      // Stored before this worker (or a predecessor killed mid-segment) got here.
+      if (utterance <= initial.utterances) continue
+      const start = origin + samplesToMs(span.start)
+      const end = origin + samplesToMs(span.end)
+      const outcome = await this.transcribe(engine, engineName, audio.subarray(span.start, span.end))
+      const time = new Date().toISOString()
+      if (typeof outcome === "string") {
+        this.stats.utterances++
+        if (outcome === "") continue
+        await append({
+          type: "TranscriptProduced",
+          id: `${rtstreamId}/u/${utterance}`,
+          ...envelope,
+          time,
+          data: {
+            utterance,
+            is_final: true,
+            text: outcome,
+            start: Math.round(start),
+            end: Math.round(end),
+            engine: engineName,
+            segment_index: record.index,
+            routing,
+          },
+        })
+      } else {
+        this.stats.failures++
+        this.log(`ai: ${rtstreamId} utterance ${utterance}: ${outcome.message}`)
+        await append({
+          type: "TranscriptionFailed",
+          id: `${rtstreamId}/u/${utterance}`,
+          ...envelope,
+          time,
+          data: {
+            utterance,
+            segment_index: record.index,
+            engine: engineName,
+            message: outcome.message,
+            start: Math.round(start),
+            end: Math.round(end),
+            routing,
+          },
+        })
+      }
+    }
+    let stillOpen: OpenUtterance | null = null
+    if (activity.open !== null) {
+      const start_ms = origin + samplesToMs(activity.open.start)
+      stillOpen = {
+        from_index: start_ms >= record.start_ms ? record.index : (open?.from_index ?? record.index),
+        start_ms,
+        spoken_ms: samplesToMs(activity.open.spoken),
+      }
+      if ((this.options.interim ?? true) && stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)) {
+        // One try: an interim that fails is simply not sent.
+        const text = await engine?.transcribe(audio.subarray(activity.open.start)).catch(() => "")
+        if (text !== undefined && text !== "") {
+          await append({
+            type: "TranscriptProduced",
+            id: `${rtstreamId}/u/${utterance + 1}/interim/${record.index}`,
+            ...envelope,
+            time: new Date().toISOString(),
+            data: {
+              utterance: utterance + 1,
+              is_final: false,
+              text,
+              start: Math.round(start_ms),
+              end: Math.round(origin + samplesToMs(audio.length)),
+              engine: engineName,
+              segment_index: record.index,
+              routing,
+            },
+          })
+        }
+      }
+    }
+    await append({
+      type: "SegmentProcessed",
+      id: `${rtstreamId}/e${initial.epoch}/segment/${record.index}`,
+      ...envelope,
+      time: new Date().toISOString(),
+      data: {
+        index: record.index,
+        end_ms: record.start_ms + record.duration_ms,
+        open: stillOpen,
+        utterances: utterance,
+      },
+    })
+  }
+
+  /** The words, or the error that outlasted the retries. */
+  private async transcribe(
+    engine: TranscriptionEngine | undefined,
+    name: string,
+    pcm: Int16Array,
+  ): Promise<string | Error> {
+    if (engine === undefined) return new EngineError(`engine ${name} is not configured on this worker`, false)
+    const attempts = this.options.engineAttempts ?? 3
+    let pause = this.options.engineRetryDelayMs ?? 1_000
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await engine.transcribe(pcm)
+      } catch (error) {
+        const failure = error instanceof Error ? error : new Error(String(error))
+        const retryable = !(failure instanceof EngineError) || failure.retryable
+        if (!retryable || attempt >= attempts) return failure
+        await new Promise((resolve) => setTimeout(resolve, pause))
+        pause *= 2
+      }
+    }
+  }
+
+  /** A segment's decoded audio (cached per rtstream); undefined bytes (deleted) decode as nothing. */
+  private async segmentPcm(rtstreamId: string, record: MediaSegment, index: number): Promise<Int16Array> {
+    let cache = this.pcm.get(rtstreamId)
+    const cached = cache?.get(index)
+    if (cached !== undefined) return cached
+    const bytes = await this.options.media.read(record.session_id, record.channel_id, index)
+    const pcm =
+      bytes === undefined
+        ? new Int16Array(0)
+        : await decodeToPcm(this.options.ffmpeg, bytes).catch((error: unknown) => {
+            // Retrying cannot fix stored bytes: the segment counts as silence.
+            if (!(error instanceof AudioDecodeError)) throw error
+            this.log(
+              `ai: ${rtstreamId} segment ${index} does not decode (${error.message}); taken as silence`,
+            )
+            return new Int16Array(0)
+          })
+    if (cache === undefined) {
+      cache = new Map()
+      this.pcm.set(rtstreamId, cache)
+      if (this.pcm.size > 1_000) this.pcm.delete(this.pcm.keys().next().value as string)
+    }
+    cache.set(index, pcm)
+    for (const key of cache.keys()) if (key < index - CACHED_SEGMENTS) cache.delete(key)
+    return pcm
+  }
+
+  /**
+   * The open utterance's audio: from its first sample to the start of `record` (segments are
+   * contiguous, so it is the tail of segments `from_index` … `index - 1`). Null when a segment's
+   * bytes are gone.
+   */
+  private async carried(
+    rtstreamId: string,
+    record: MediaSegment,
+    open: OpenUtterance,
+  ): Promise<Int16Array | null> {
+    const parts: Array<Int16Array> = []
+    for (let index = open.from_index; index < record.index; index++) {
+      const pcm = await this.segmentPcm(rtstreamId, record, index)
+      if (pcm.length === 0) return null
+      parts.push(pcm)
+    }
+    const all = concatPcm(parts)
+    const wanted = msToSamples(record.start_ms - open.start_ms)
+    return all.subarray(Math.max(0, all.length - wanted))
+  }
+}

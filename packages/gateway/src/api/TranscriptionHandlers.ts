@@ -1,0 +1,107 @@
+/**
+ * Handlers of the transcription routes: find the rtstream (the read model's rtstream index),
+ * check who asks (`authorizeSession`: another account's rtstream is not found, another end user's
+ * is forbidden to a client token), then start, stop or read through `@capture/ai`.
+ */
+import { controlTranscription, readTranscript, type TranscriptionTarget } from "@capture/ai"
+import { type CaptureError, captureError, type RtstreamId, successOf } from "@capture/protocol"
+import { Effect, Result } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import { authorizeSession } from "../access/SessionAccess.js"
+import type { Principal } from "../accounts/AccountStore.js"
+import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
+import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
+import { type Failure, toFailure } from "./Failures.js"
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> =>
+  Effect.tryPromise({
+    try: f,
+    catch: (error) => toFailure(captureError("unavailable", `${label}: ${describe(error)}`)),
+  })
+
+const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
+
+const rtstreamNotFound = (id: string): CaptureError =>
+  captureError("rtstream_not_found", `no rtstream ${id}`, { field: "rtstream_id" })
+
+/** The rtstream as a transcription target, if `principal` may reach it. */
+const findRtstream = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  rtstreamId: RtstreamId,
+): Effect.Effect<TranscriptionTarget, Failure> =>
+  Effect.gen(function* () {
+    const indexed = yield* call("finding the rtstream", () => services.runtime.readModel.rtstream(rtstreamId))
+    if (indexed === undefined || indexed.account_id !== principal.account_id) {
+      return yield* refuse(rtstreamNotFound(rtstreamId))
+    }
+    const authorized = yield* call("loading the session", () =>
+      authorizeSession(services.runtime.host, principal, indexed.session_id),
+    )
+    if (Result.isFailure(authorized)) {
+      return yield* refuse(
+        authorized.failure.error_code === "session_not_found"
+          ? rtstreamNotFound(rtstreamId)
+          : authorized.failure,
+      )
+    }
+    const context = authorized.success.state.context
+    const rtstream = context.rtstreams.find((r) => r.rtstream_id === rtstreamId)
+    if (rtstream === undefined || context.session_id === null || context.collection_id === null) {
+      return yield* refuse(rtstreamNotFound(rtstreamId))
+    }
+    return {
+      rtstream_id: rtstream.rtstream_id,
+      rtstream_name: rtstream.name,
+      session_id: context.session_id,
+      channel_id: rtstream.channel_id,
+      account_id: context.account_id,
+      end_user_id: context.end_user_id,
+      collection_id: context.collection_id,
+    }
+  })
+
+export const TranscriptionLive = HttpApiBuilder.group(CaptureApi, "transcription", (handlers) =>
+  Effect.gen(function* () {
+    const services = yield* GatewayServices
+    return handlers
+      .handle("controlTranscription", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const target = yield* findRtstream(services, principal, params.rtstream_id)
+          // Results go only to a socket of the session's end user, or an account-wide one.
+          const socket = payload.ws_connection_id
+          if (
+            socket !== null &&
+            socket !== undefined &&
+            !services.connectionIds.mayName(socket, principal, target)
+          ) {
+            return yield* refuse(
+              captureError(
+                "forbidden",
+                "ws_connection_id is not a WebSocket of this rtstream's end user or of its account",
+                { field: "ws_connection_id" },
+              ),
+            )
+          }
+          const outcome = yield* call("storing the transcription's start or stop", () =>
+            controlTranscription(services.ai, target, payload, services.transcription),
+          )
+          if (Result.isFailure(outcome)) return yield* refuse(outcome.failure)
+          return successOf(outcome.success)
+        }),
+      )
+      .handle("getTranscript", ({ params, query }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const target = yield* findRtstream(services, principal, params.rtstream_id)
+          const page = yield* call("reading the transcript", () =>
+            readTranscript(services.ai, target.rtstream_id, query),
+          )
+          return successOf(page)
+        }),
+      )
+  }),
+)
