@@ -21,6 +21,8 @@ const codes = {
   invalid_callback_url: 400,
   channel_not_found: 400,
   checksum_mismatch: 400,
+  invalid_time_range: 400,
+  time_range_not_recorded: 400,
   // 401 / 402 / 403: who is asking
   unauthorized: 401,
   token_expired: 401,
@@ -31,6 +33,7 @@ const codes = {
   not_found: 404,
   session_not_found: 404,
   collection_not_found: 404,
+  rtstream_not_found: 404,
   // 409: the session's state does not allow it
   invalid_transition: 409,
   session_ended: 409,
