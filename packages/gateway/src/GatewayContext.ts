@@ -3,7 +3,7 @@
  * reads), the account store, where URLs the server hands out start, and the policies.
  */
 
-import type { MediaStore } from "@capture/media"
+import type { ExportStore, MediaStore } from "@capture/media"
 import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { Context, type Result } from "effect"
@@ -25,6 +25,8 @@ export interface GatewayServicesShape {
   readonly runtime: SessionRuntime
   readonly accounts: AccountStore
   readonly media: MediaStore
+  /** Exported videos and raw assets (what the muxer wrote), read-only here. */
+  readonly exports: ExportStore
   readonly signer: UrlSigner
   /** Mints and checks WebSocket connection ids (whose socket a session may name). */
   readonly connectionIds: ConnectionIds

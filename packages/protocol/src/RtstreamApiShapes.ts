@@ -5,7 +5,7 @@
  * as on the wire; VideoDB's SDK converts `data` to camelCase itself.
  */
 import { Schema, SchemaTransformation } from "effect"
-import { RtstreamView } from "./CaptureSession.js"
+import { type CaptureSession, RtstreamView } from "./CaptureSession.js"
 import { AssetId, CollectionId, RtstreamId, SessionId } from "./Ids.js"
 import { RtstreamStatus } from "./SessionStatus.js"
 
@@ -41,6 +41,15 @@ export const RtstreamResource = Schema.Struct({
   store: Schema.Boolean,
 })
 export type RtstreamResource = typeof RtstreamResource.Type
+
+/** The resource of one of `session`'s rtstreams. */
+export const rtstreamResourceOf = (session: CaptureSession, rtstream: RtstreamView): RtstreamResource => ({
+  id: rtstream.rtstream_id,
+  ...rtstream,
+  session_id: session.id,
+  end_user_id: session.end_user_id,
+  store: session.channels.find((c) => c.channel_id === rtstream.name)?.store ?? false,
+})
 
 /**
  * `GET /rtstream` query: VideoDB's `limit`, `offset`, `status`, `name` (the capture channel,

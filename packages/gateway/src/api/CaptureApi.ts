@@ -47,6 +47,7 @@ import {
   Unauthorized,
   UnsupportedMediaType,
 } from "./Failures.js"
+import { RtstreamsGroup } from "./RtstreamApi.js"
 
 /** The credential behind the current request. */
 export class CurrentPrincipal extends Context.Service<CurrentPrincipal, Principal>()(
@@ -185,6 +186,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
 export class CaptureApi extends HttpApi.make("capture")
   .add(CollectionsGroup)
   .add(SessionsGroup)
+  .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)
   .annotate(OpenApi.Title, "Capture API")
