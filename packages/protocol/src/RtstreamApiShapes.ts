@@ -124,11 +124,17 @@ export const StreamRangeView = Schema.Struct({
 })
 export type StreamRangeView = typeof StreamRangeView.Type
 
-/** `POST /rtstream/{id}/export`. */
+/** `POST /rtstream/{id}/export`: `name` (default `<channel> - Recording`) is echoed, not stored. */
 export const RtstreamExportRequest = Schema.Struct({
   name: Schema.optionalKey(Schema.NullOr(NonEmpty)),
 })
 export type RtstreamExportRequest = typeof RtstreamExportRequest.Type
+
+/** `GET /rtstream/{id}/export` (the `output_url` polled): the name the export was asked with. */
+export const RtstreamExportQuery = Schema.Struct({
+  name: Schema.optionalKey(NonEmpty),
+})
+export type RtstreamExportQuery = typeof RtstreamExportQuery.Type
 
 /**
  * An exported rtstream: its channel's raw asset (`m-…` for a display or camera, `a-…` for audio;

@@ -7,6 +7,7 @@
 import {
   ListRtstreamsQuery,
   Processing,
+  RtstreamExportQuery,
   RtstreamExportRequest,
   RtstreamExportView,
   RtstreamId,
@@ -68,6 +69,7 @@ export class RtstreamsGroup extends HttpApiGroup.make("rtstreams")
   .add(
     HttpApiEndpoint.get("rtstreamExport", "/rtstream/:rtstream_id/export", {
       params: RtstreamParams,
+      query: RtstreamExportQuery,
       success: [Success(RtstreamExportView), ExportProcessing],
       error: [...CommonFailures, Conflict],
     }),

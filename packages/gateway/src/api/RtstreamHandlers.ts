@@ -141,9 +141,9 @@ const exportedView = (
 
 /**
  * Exports an rtstream (`POST`, `start` true) or reports its export (`GET`): its channel's raw asset,
- * which every export of a stopped session makes. An rtstream is exported once its session stopped
- * recording (VideoDB: "the stream must be stopped before exporting"); while the export runs the
- * answer is `processing`, with the URL to poll.
+ * which every export of a stopped session makes. An rtstream is exported once its session stops
+ * recording (VideoDB: "the stream must be stopped before exporting"); while the session finishes
+ * stopping and its export runs, the answer is `processing`, with the URL to poll.
  */
 const exportRtstream = (
   services: GatewayServicesShape,
@@ -168,6 +168,20 @@ const exportRtstream = (
     if (rtstream.exported_asset_id !== null) {
       return yield* exportedView(services, reachable, rtstream.exported_asset_id, name)
     }
+    const processing = {
+      success: true as const,
+      status: "processing" as const,
+      // The name rides along: the poll answers with it (names are not stored).
+      data: {
+        output_url: `${services.config.publicUrl}/rtstream/${rtstream.rtstream_id}/export${
+          options.name === undefined || options.name === null
+            ? ""
+            : `?name=${encodeURIComponent(options.name)}`
+        }`,
+      },
+    }
+    // A stopping session is finishing its streams; the export its stop makes follows.
+    if (session.status === "stopping") return processing
     if (session.status !== "stopped" && session.status !== "exported") {
       const why =
         session.status === "failed" ? "its session failed" : "its session is still recording; stop it first"
@@ -197,11 +211,7 @@ const exportRtstream = (
       }
       yield* execute(services, { type: "RequestExport", command_id: newCommandId(), session_id: session.id })
     }
-    return {
-      success: true as const,
-      status: "processing" as const,
-      data: { output_url: `${services.config.publicUrl}/rtstream/${rtstream.rtstream_id}/export` },
-    }
+    return processing
   })
 
 const byOrdering = (ordering: string) => {
@@ -315,8 +325,8 @@ export const RtstreamsLive = HttpApiBuilder.group(CaptureApi, "rtstreams", (hand
       .handle("exportRtstream", ({ params, payload }) =>
         exportRtstream(services, params.rtstream_id, { start: true, name: payload.name }),
       )
-      .handle("rtstreamExport", ({ params }) =>
-        exportRtstream(services, params.rtstream_id, { start: false }),
+      .handle("rtstreamExport", ({ params, query }) =>
+        exportRtstream(services, params.rtstream_id, { start: false, name: query.name }),
       )
   }),
 )

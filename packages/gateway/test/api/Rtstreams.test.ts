@@ -529,10 +529,10 @@ describe("rtstream export", () => {
       body: {
         success: true,
         status: "processing",
-        data: { output_url: `${api.url}/rtstream/${display?.rtstream_id}/export` },
+        data: { output_url: `${api.url}/rtstream/${display?.rtstream_id}/export?name=clip` },
       },
     })
-    const polled = await api.request("GET", `/rtstream/${display?.rtstream_id}/export`)
+    const polled = await api.request("GET", `/rtstream/${display?.rtstream_id}/export?name=clip`)
     expect(polled).toEqual(processing)
   })
 })
