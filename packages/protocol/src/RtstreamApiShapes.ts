@@ -9,6 +9,17 @@ import { type CaptureSession, RtstreamView } from "./CaptureSession.js"
 import { AssetId, CollectionId, RtstreamId, SessionId } from "./Ids.js"
 import { RtstreamStatus } from "./SessionStatus.js"
 
+/** `GET /rtstream`: list. */
+export const RTSTREAMS_ROUTE = "/rtstream"
+/** `GET /rtstream/{id}`: one rtstream. */
+export const RTSTREAM_ROUTE = "/rtstream/:rtstream_id"
+/** `PATCH /rtstream/{id}/status`: start or stop. */
+export const RTSTREAM_STATUS_ROUTE = "/rtstream/:rtstream_id/status"
+/** `GET /rtstream/{id}/stream`: `generateStream`. */
+export const RTSTREAM_STREAM_ROUTE = "/rtstream/:rtstream_id/stream"
+/** `POST /rtstream/{id}/export` to export, `GET` to poll (the `output_url` handed out). */
+export const RTSTREAM_EXPORT_ROUTE = "/rtstream/:rtstream_id/export"
+
 const NonEmpty = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(256))
 
 /** A whole number in a query string, digits only (`Number("")` would be 0, `"0x10"` 16). */

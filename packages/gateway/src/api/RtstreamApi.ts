@@ -7,6 +7,11 @@
 import {
   ListRtstreamsQuery,
   Processing,
+  RTSTREAM_EXPORT_ROUTE,
+  RTSTREAM_ROUTE,
+  RTSTREAM_STATUS_ROUTE,
+  RTSTREAM_STREAM_ROUTE,
+  RTSTREAMS_ROUTE,
   RtstreamExportQuery,
   RtstreamExportRequest,
   RtstreamExportView,
@@ -29,21 +34,21 @@ const ExportProcessing = Processing.pipe(HttpApiSchema.status(202))
 
 export class RtstreamsGroup extends HttpApiGroup.make("rtstreams")
   .add(
-    HttpApiEndpoint.get("listRtstreams", "/rtstream", {
+    HttpApiEndpoint.get("listRtstreams", RTSTREAMS_ROUTE, {
       query: ListRtstreamsQuery,
       success: Success(RtstreamList),
       error: CommonFailures,
     }),
   )
   .add(
-    HttpApiEndpoint.get("getRtstream", "/rtstream/:rtstream_id", {
+    HttpApiEndpoint.get("getRtstream", RTSTREAM_ROUTE, {
       params: RtstreamParams,
       success: Success(RtstreamResource),
       error: CommonFailures,
     }),
   )
   .add(
-    HttpApiEndpoint.patch("setRtstreamStatus", "/rtstream/:rtstream_id/status", {
+    HttpApiEndpoint.patch("setRtstreamStatus", RTSTREAM_STATUS_ROUTE, {
       params: RtstreamParams,
       payload: RtstreamStatusRequest,
       success: Success(RtstreamResource),
@@ -51,7 +56,7 @@ export class RtstreamsGroup extends HttpApiGroup.make("rtstreams")
     }),
   )
   .add(
-    HttpApiEndpoint.get("generateStream", "/rtstream/:rtstream_id/stream", {
+    HttpApiEndpoint.get("generateStream", RTSTREAM_STREAM_ROUTE, {
       params: RtstreamParams,
       query: StreamRangeQuery,
       success: Success(StreamRangeView),
@@ -59,7 +64,7 @@ export class RtstreamsGroup extends HttpApiGroup.make("rtstreams")
     }),
   )
   .add(
-    HttpApiEndpoint.post("exportRtstream", "/rtstream/:rtstream_id/export", {
+    HttpApiEndpoint.post("exportRtstream", RTSTREAM_EXPORT_ROUTE, {
       params: RtstreamParams,
       payload: RtstreamExportRequest,
       success: [Success(RtstreamExportView), ExportProcessing],
@@ -67,7 +72,7 @@ export class RtstreamsGroup extends HttpApiGroup.make("rtstreams")
     }),
   )
   .add(
-    HttpApiEndpoint.get("rtstreamExport", "/rtstream/:rtstream_id/export", {
+    HttpApiEndpoint.get("rtstreamExport", RTSTREAM_EXPORT_ROUTE, {
       params: RtstreamParams,
       query: RtstreamExportQuery,
       success: [Success(RtstreamExportView), ExportProcessing],

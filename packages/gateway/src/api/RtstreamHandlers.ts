@@ -8,6 +8,9 @@ import {
   type CaptureSession,
   captureError,
   newCommandId,
+  pathOf,
+  playerUrl,
+  RTSTREAM_EXPORT_ROUTE,
   type RtstreamExportView,
   type RtstreamResource,
   rtstreamResourceOf,
@@ -133,7 +136,7 @@ const exportedView = (
       name,
       duration: raw.asset.duration_ms / 1000,
       stream_url: file,
-      player_url: `${services.config.publicUrl}/player/${raw.asset.asset_id}`,
+      player_url: playerUrl(services.config.publicUrl, raw.asset.asset_id),
       download_url: file,
     }
     return successOf(view)
@@ -173,7 +176,7 @@ const exportRtstream = (
       status: "processing" as const,
       // The name rides along: the poll answers with it (names are not stored).
       data: {
-        output_url: `${services.config.publicUrl}/rtstream/${rtstream.rtstream_id}/export${
+        output_url: `${services.config.publicUrl}${pathOf(RTSTREAM_EXPORT_ROUTE, { rtstream_id: rtstream.rtstream_id })}${
           options.name === undefined || options.name === null
             ? ""
             : `?name=${encodeURIComponent(options.name)}`
