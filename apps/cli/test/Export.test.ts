@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { MediaStore } from "@capture/media"
+import { type ChannelId, rtstreamCategoryOf } from "@capture/protocol"
 import { AAC_PRIMING_MS } from "@capture/recorder"
 import { foldSecond, type NatsServerHandle, startNatsServer, syncErrors } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
@@ -317,15 +318,18 @@ describe("recorder → gateway → muxer → exported (real processes)", () => {
     expect(view.exported_video_id).toBe(videoId)
     expect(view.exported_videos).toEqual({ "display:1": videoId, "display:2": secondId })
     // Each stored channel's rtstream names its raw asset; the store: false one has none.
+    // (An rtstream's name is its capture channel; channel_id the category VideoDB's SDK matches.)
     const rtstreams = view.rtstreams as ReadonlyArray<{
+      name: string
       channel_id: string
       exported_asset_id: string | null
     }>
-    expect(rtstreams.map((r) => r.channel_id).sort()).toEqual([...STORED, "mic:aux"].sort())
+    expect(rtstreams.map((r) => r.name).sort()).toEqual([...STORED, "mic:aux"].sort())
     for (const rtstream of rtstreams) {
-      if (STORED.includes(rtstream.channel_id))
-        expect(rtstream.exported_asset_id, rtstream.channel_id).toEqual(expect.any(String))
-      else expect(rtstream.exported_asset_id, rtstream.channel_id).toBeNull()
+      expect(rtstream.channel_id, rtstream.name).toBe(rtstreamCategoryOf(rtstream.name as ChannelId))
+      if (STORED.includes(rtstream.name))
+        expect(rtstream.exported_asset_id, rtstream.name).toEqual(expect.any(String))
+      else expect(rtstream.exported_asset_id, rtstream.name).toBeNull()
     }
   }, 240_000)
 })

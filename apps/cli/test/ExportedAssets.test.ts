@@ -140,7 +140,12 @@ describe("exports over HTTP", () => {
     }
     session = await exportedSession(id)
     expect(session).toMatchObject({ export_status: "exported" })
-    const byChannel = Object.fromEntries(session.rtstreams.map((r) => [r.channel_id, r.exported_asset_id]))
+    // An rtstream's name is its capture channel; channel_id is the category the SDK matches.
+    expect(session.rtstreams.map((r) => [r.name, r.channel_id])).toEqual([
+      ["display:1", "screen"],
+      ["mic:default", "mic"],
+    ])
+    const byChannel = Object.fromEntries(session.rtstreams.map((r) => [r.name, r.exported_asset_id]))
     expect(byChannel["display:1"]).toMatch(/^m-/)
     expect(byChannel["mic:default"]).toMatch(/^a-/)
     expect(byChannel["display:1"]).not.toBe(session.exported_video_id)
@@ -149,7 +154,7 @@ describe("exports over HTTP", () => {
   it("serves a display's raw asset at /video/{m-…} and a mic's at /audio/{a-…}, with download URLs", async () => {
     const videoId = session.exported_video_id as string
     const assetOf = (channel: string) =>
-      session.rtstreams.find((r) => r.channel_id === channel)?.exported_asset_id as string
+      session.rtstreams.find((r) => r.name === channel)?.exported_asset_id as string
     const cases = [
       { kind: "video", channel: "display:1", file: "raw/display_1.mp4", contentType: "video/mp4" },
       { kind: "audio", channel: "mic:default", file: "raw/mic_default.m4a", contentType: "audio/mp4" },
@@ -184,13 +189,13 @@ describe("exports over HTTP", () => {
       download_url: `${server.base}/media/${videoId}/video.mp4`,
     })
     expect(Object.fromEntries(videoView.metadata.channels.map((c) => [c.channel_id, c.asset_id]))).toEqual(
-      Object.fromEntries(session.rtstreams.map((r) => [r.channel_id, r.exported_asset_id])),
+      Object.fromEntries(session.rtstreams.map((r) => [r.name, r.exported_asset_id])),
     )
   })
 
   it("answers 404 not_found for unknown ids, the wrong kind or another collection, and 401 without a key", async () => {
-    const display = session.rtstreams.find((r) => r.channel_id === "display:1")?.exported_asset_id as string
-    const mic = session.rtstreams.find((r) => r.channel_id === "mic:default")?.exported_asset_id as string
+    const display = session.rtstreams.find((r) => r.name === "display:1")?.exported_asset_id as string
+    const mic = session.rtstreams.find((r) => r.name === "mic:default")?.exported_asset_id as string
     const notFound = async (path: string, field: string) =>
       expect(await request("GET", path)).toMatchObject({
         status: 404,

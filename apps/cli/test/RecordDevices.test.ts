@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MediaStore } from "@capture/media"
+import { type ChannelId, rtstreamCategoryOf } from "@capture/protocol"
 import {
   type LinuxDesktop,
   type NatsServerHandle,
@@ -171,12 +172,14 @@ describe("capture record from a real Linux desktop against capture serve (real p
       { timeoutMs: 10_000 },
     )
     const rtstreams = view.rtstreams as ReadonlyArray<{
+      name: string
       channel_id: string
       exported_asset_id: string | null
     }>
-    expect(rtstreams.map((r) => r.channel_id).sort()).toEqual([...CHANNELS].sort())
+    expect(rtstreams.map((r) => r.name).sort()).toEqual([...CHANNELS].sort())
     for (const rtstream of rtstreams) {
-      expect(rtstream.exported_asset_id, rtstream.channel_id).toEqual(expect.any(String))
+      expect(rtstream.channel_id, rtstream.name).toBe(rtstreamCategoryOf(rtstream.name as ChannelId))
+      expect(rtstream.exported_asset_id, rtstream.name).toEqual(expect.any(String))
     }
     const sessionHooks = hooks.received.filter((h) => h.envelope.capture_session_id === session)
     expect(sessionHooks.every((h) => h.verified)).toBe(true)

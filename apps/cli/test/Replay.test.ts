@@ -18,7 +18,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Transition, verifyAll, verifySession } from "../src/replay/Verify.js"
 import { runCli } from "./cli.js"
-import { create, finish, media, run, start, stop } from "./commands.js"
+import { create, finish, media, rtstream, run, start, stop } from "./commands.js"
 
 let nats: NatsServerHandle
 let nc: NatsConnection
@@ -47,7 +47,16 @@ beforeAll(async () => {
   nats = await startNatsServer()
   nc = await connect({ servers: nats.url })
   runtime = await startSessionRuntime(nc, { workers: false })
-  await run(runtime, create(healthy), start(healthy), media(healthy), stop(healthy), finish(healthy))
+  await run(
+    runtime,
+    create(healthy),
+    start(healthy),
+    media(healthy),
+    rtstream(healthy, "stop", 1),
+    rtstream(healthy, "start", 1),
+    stop(healthy),
+    finish(healthy),
+  )
   // Histories down the other roads: a failure while starting, and an export.
   await run(runtime, create(failed), start(failed), failSession(failed))
   await run(
@@ -83,6 +92,8 @@ describe("capture replay", () => {
       "SessionCreated",
       "SessionStarting",
       "SessionActivated",
+      "RtstreamStopped",
+      "RtstreamStarted",
       "SessionStopping",
       "SessionStopped",
     ])
@@ -90,11 +101,27 @@ describe("capture replay", () => {
       "created",
       "starting",
       "active",
+      "active",
+      "active",
       "stopping",
       "stopped",
     ])
     expect(result.stdout).toContain(`"session_id":"${healthy}"`)
-    expect(result.stdout).toContain("status stopped at #5")
+    expect(result.stdout).toContain("status stopped at #7")
+  })
+
+  it("shows an rtstream's stop and start as events of its session", async () => {
+    const replay = JSON.parse((await capture("replay", healthy, "--json")).stdout)
+    const display = `rts-${healthy.slice(4)}-01`
+    const steps = replay.events.map((e: { type: string; data: unknown; state: { context: unknown } }) => [
+      e.type,
+      e.data,
+      (e.state.context as { stopped_rtstream_ids: Array<string> }).stopped_rtstream_ids,
+    ])
+    expect(steps.slice(3, 5)).toEqual([
+      ["RtstreamStopped", { rtstream_id: display }, [display]],
+      ["RtstreamStarted", { rtstream_id: display }, []],
+    ])
   })
 
   it("stops at --until and prints one JSON document with --json", async () => {
@@ -130,7 +157,7 @@ describe("capture replay", () => {
 describe("verifying against XState's interpreter", () => {
   it("finds the two agree on every stored history, state and effects", async () => {
     const report = await verifyAll(runtime.events)
-    expect(report).toMatchObject({ verified: 3, failed: 0, events: 5 + 3 + 6 })
+    expect(report).toMatchObject({ verified: 3, failed: 0, events: 7 + 3 + 6 })
   })
 
   it("reports the first event where the compiled transition differs, and which fields differ", async () => {
@@ -152,7 +179,7 @@ describe("verifying against XState's interpreter", () => {
     const report = await verifyAll(runtime.events, () => {}, { compiled: tampered })
     expect(report.failures.map((f) => [f.session_id, f.sequence])).toEqual(
       expect.arrayContaining([
-        [healthy, 4],
+        [healthy, 6],
         [exported, 4],
       ]),
     )
@@ -197,7 +224,7 @@ describe("capture replay --verify", () => {
   it("passes when every history replays", async () => {
     const result = await capture("replay", "--verify")
     expect(result.code).toBe(0)
-    expect(result.stdout).toContain("verified 3 sessions, 0 failed (14 events)")
+    expect(result.stdout).toContain("verified 3 sessions, 0 failed (16 events)")
   })
 
   it("reports each history the code cannot reproduce, with session and sequence, and fails", async () => {
@@ -205,7 +232,7 @@ describe("capture replay --verify", () => {
     // A newer writer's event type on a healthy history, and a message that is not JSON at all.
     const teleported = await js.publish(
       `capture.events.${healthy}`,
-      JSON.stringify({ type: "SessionTeleported", session_id: healthy, sequence: 6, data: {} }),
+      JSON.stringify({ type: "SessionTeleported", session_id: healthy, sequence: 8, data: {} }),
     )
     const garbled = newSessionId()
     const notJson = await js.publish(`capture.events.${garbled}`, "{not json")
@@ -224,7 +251,7 @@ describe("capture replay --verify", () => {
     // Replaying the damaged session shows its good prefix, then where and why it stops.
     const one = await capture("replay", healthy)
     expect(one.code).toBe(1)
-    expect(one.stdout).toContain("status stopped at #5")
+    expect(one.stdout).toContain("status stopped at #7")
     expect(one.stderr).toContain(`stream message ${teleported.seq}`)
     noStack(one)
   })

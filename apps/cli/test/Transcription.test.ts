@@ -56,8 +56,8 @@ const activeSession = async (wsConnectionId: string, startMs: number) => {
     () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
     (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 2,
   )
-  const rtstreams = view.rtstreams as ReadonlyArray<{ rtstream_id: string; channel_id: string }>
-  const idOf = (channel: string) => rtstreams.find((r) => r.channel_id === channel)?.rtstream_id ?? ""
+  const rtstreams = view.rtstreams as ReadonlyArray<{ rtstream_id: string; name: string }>
+  const idOf = (channel: string) => rtstreams.find((r) => r.name === channel)?.rtstream_id ?? ""
   return { sessionId, mic: idOf("mic:default"), display: idOf("display:1") }
 }
 
@@ -114,9 +114,10 @@ describe.skipIf(!festivalAvailable())("live transcription through capture serve 
           headers: { "x-access-token": await token(user), "content-type": "application/json" },
           body: JSON.stringify({ action: "start" }),
         })
+      // Another end user's rtstream is not found, as on every /rtstream route (never revealed).
       const stranger = await asClient("someone-else")
-      expect(stranger.status).toBe(403)
-      expect(((await stranger.json()) as { error_code: string }).error_code).toBe("forbidden")
+      expect(stranger.status).toBe(404)
+      expect(((await stranger.json()) as { error_code: string }).error_code).toBe("rtstream_not_found")
       const owner = await asClient("user-transcript")
       expect(owner.status).toBe(200)
       // Starting twice is one start.

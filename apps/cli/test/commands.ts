@@ -20,6 +20,11 @@ export const start = (id: SessionId) => command("StartSession", id, { channels }
 export const media = (id: SessionId) => command("ReportMediaReceived", id, { channel_id: "mic:default" })
 export const stop = (id: SessionId) => command("StopSession", id, {})
 export const finish = (id: SessionId) => command("FinishStopping", id, {})
+/** Stops or starts the session's rtstream of its `index`th channel (`rts-<session body>-NN`). */
+export const rtstream = (id: SessionId, action: "stop" | "start", index = 0) =>
+  command(action === "stop" ? "StopRtstream" : "StartRtstream", id, {
+    rtstream_id: `rts-${id.slice("cap-".length)}-${String(index).padStart(2, "0")}`,
+  })
 
 /** Runs commands in order, failing the test on the first refusal. */
 export const run = async (

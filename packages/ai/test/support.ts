@@ -68,7 +68,7 @@ export const activeSession = async (
     () => runtime.readModel.get(sessionId),
     (record) => (record?.session.rtstreams.length ?? 0) > 0,
   )
-  const rtstream = view?.session.rtstreams.find((r) => r.channel_id === channelId)
+  const rtstream = view?.session.rtstreams.find((r) => r.name === channelId)
   if (view === undefined || rtstream === undefined) throw new Error("no rtstream")
   return {
     sessionId,

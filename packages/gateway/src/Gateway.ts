@@ -18,8 +18,10 @@ import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
 import { jsonBodyLimits } from "./api/RequestLimits.js"
 import { responseEnvelope } from "./api/ResponseEnvelope.js"
+import { RtstreamHandlersLive } from "./api/RtstreamHandlers.js"
 import { exportRoutes } from "./exports/ExportRoutes.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
+import { clipRoutes } from "./ingest/ClipRoutes.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
 import { StorageQuota } from "./ingest/StorageQuota.js"
@@ -136,6 +138,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     media,
     ai,
     transcription: options.transcription ?? { offered: ["local"], default: "local" },
+    exports,
     signer,
     connectionIds: new ConnectionIds(deploymentKey),
     quota,
@@ -177,7 +180,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
 export const gatewayRoutes = (gateway: Gateway) => {
   const services = Layer.succeed(GatewayServices, gateway.services)
   const api = HttpApiBuilder.layer(CaptureApi, { openapiPath: "/openapi.json" }).pipe(
-    Layer.provide(HandlersLive),
+    Layer.provide(Layer.mergeAll(HandlersLive, RtstreamHandlersLive)),
     Layer.provide(Layer.mergeAll(AuthenticationLive, RequestDecodingLive)),
     Layer.provide(services),
   )
@@ -187,6 +190,7 @@ export const gatewayRoutes = (gateway: Gateway) => {
     webSocketRoute(gateway.accounts, gateway.hub, gateway.services.connectionIds),
     ingestRoute(gateway.services, gateway.services.media, gateway.services.config.maxSegmentBytes),
     liveRoutes(gateway.services, gateway.services.media, gateway.services.signer),
+    clipRoutes(gateway.services, gateway.services.media, gateway.services.signer, gateway.log),
     ...exportRoutes(gateway.services, gateway.exports),
     responseEnvelope(gateway.log),
     jsonBodyLimits(gateway.services.config),

@@ -4,7 +4,7 @@
  */
 
 import type { AiStore, EngineChoice } from "@capture/ai"
-import type { MediaStore } from "@capture/media"
+import type { ExportStore, MediaStore } from "@capture/media"
 import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { Context, type Result } from "effect"
@@ -30,6 +30,8 @@ export interface GatewayServicesShape {
   readonly ai: AiStore
   /** The transcription engines this server offers, and its default. */
   readonly transcription: EngineChoice
+  /** Exported videos and raw assets (what the muxer wrote), read-only here. */
+  readonly exports: ExportStore
   readonly signer: UrlSigner
   /** Mints and checks WebSocket connection ids (whose socket a session may name). */
   readonly connectionIds: ConnectionIds

@@ -243,6 +243,21 @@ export class MediaStore {
   }
 
   /**
+   * A stored segment's record, read from its object in one lookup (no walk of the record stream);
+   * `undefined` when the segment is not stored (never was, or its bytes were dropped).
+   */
+  async record(sessionId: string, channelId: string, index: number): Promise<MediaSegment | undefined> {
+    const info = await this.objects.info(segmentObjectName(sessionId, channelId, index))
+    const json = info === null || info.deleted ? undefined : info.metadata?.[META_RECORD]
+    if (json === undefined) return undefined
+    try {
+      return decodeSegmentRecord(JSON.parse(json))
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
    * Drops the bytes of one channel's segments (a `store: false` channel once the session ended);
    * the records stay. Returns how many objects were deleted.
    */

@@ -77,6 +77,9 @@ describe("MediaStore", () => {
     expect((await store.read(id, "mic:default", 0))?.length).toBe(0)
     expect(await store.read(id, "mic:default", 7)).toBeUndefined()
     expect(await store.list(newSessionId())).toEqual([])
+    // One segment's record, from its object alone.
+    expect(await store.record(id, "mic:default", 1)).toEqual(list[2])
+    expect(await store.record(id, "mic:default", 7)).toBeUndefined()
   })
 
   it("writes a megabyte segment in 512 KiB chunks and reads it back verified", async () => {
@@ -162,6 +165,7 @@ describe("MediaStore", () => {
     expect(await store.deleteChannel(id, "system_audio:default")).toBe(4)
     expect(await store.read(id, "system_audio:default", 0)).toBeUndefined()
     expect(await store.read(id, "system_audio:default", 3)).toBeUndefined()
+    expect(await store.record(id, "system_audio:default", 0)).toBeUndefined()
     expect(await store.read(id, "mic:default", 0)).toEqual(keep)
     expect(await store.list(id)).toHaveLength(4)
     expect(await store.deleteChannel(id, "system_audio:default")).toBe(0)

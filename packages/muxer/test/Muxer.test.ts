@@ -140,7 +140,7 @@ describe("Muxer", () => {
       "system_audio:default": rawAssetId(videoId as VideoId, "system_audio:default", "audio"),
     })
     const view = toCaptureSession((await runtime.host.load(sessionId)).state)
-    expect(view?.rtstreams.map((r) => [r.channel_id, r.exported_asset_id])).toEqual(
+    expect(view?.rtstreams.map((r) => [r.name, r.exported_asset_id])).toEqual(
       Object.entries(completed.data.asset_ids ?? {}),
     )
 
@@ -275,7 +275,7 @@ describe("Muxer", () => {
       expect((await muxer.exportStore.asset(assetId))?.metadata.video_id).toBe(second.data.video_id)
     }
     const view = toCaptureSession((await runtime.host.load(sessionId)).state)
-    expect(view?.rtstreams.map((r) => [r.channel_id, r.exported_asset_id])).toEqual(
+    expect(view?.rtstreams.map((r) => [r.name, r.exported_asset_id])).toEqual(
       Object.entries(first.data.asset_ids ?? {}),
     )
   })

@@ -3,7 +3,7 @@
  * every field of the wire format: snake_case, `id` and `session_id` both present.
  */
 import { Schema } from "effect"
-import { Channel, ChannelId, Rtstream } from "./Channel.js"
+import { Channel, ChannelId, Rtstream, RtstreamCategory } from "./Channel.js"
 import { AssetId, CollectionId, SessionId, VideoId } from "./Ids.js"
 import { FailureReason, Metadata } from "./SessionCommand.js"
 import { ExportStatus, RtstreamStatus, SessionStatus } from "./SessionStatus.js"
@@ -20,15 +20,19 @@ export const ChannelExport = Schema.Struct({
 export type ChannelExport = typeof ChannelExport.Type
 
 /**
- * A channel's real-time stream as the session shows it: the stream (as `SessionActivated`
- * recorded it), the fields VideoDB's SDK reads into its `RTStream` (`collection_id`, `status`,
- * `created_at`: when the session's first media arrived and its streams were made) and the raw
- * asset its channel was exported to. `exported_asset_id` is null until an export that made the
- * channel's raw asset completes; then it stays that first export's asset (a later export of
- * another display has raw assets of its own, listed in its metadata).
+ * A channel's real-time stream as the session shows it: the stream as `SessionActivated` recorded
+ * it (`name` the capture channel, `mic:default`; `channel_id` always its category, `mic`, `screen`,
+ * `system_audio` or `camera`, also for histories stored before categories), the fields VideoDB's
+ * SDK reads into its `RTStream` (`collection_id`, `status`, `created_at`: when the session's first
+ * media arrived and its streams were made) and the raw asset its channel was exported to.
+ * `status` is `connected` while the session captures, unless the rtstream was stopped.
+ * `exported_asset_id` is null until an export that made the channel's raw asset completes; then it
+ * stays that first export's asset (a later export of another display has raw assets of its own,
+ * listed in its metadata).
  */
 export const RtstreamView = Schema.Struct({
   ...Rtstream.fields,
+  channel_id: RtstreamCategory,
   collection_id: CollectionId,
   status: RtstreamStatus,
   created_at: Schema.String,

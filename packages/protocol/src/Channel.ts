@@ -49,10 +49,31 @@ export const ChannelInput = Schema.Struct({
 })
 export type ChannelInput = typeof ChannelInput.Type
 
-/** A channel's real-time stream, created when media first arrives. */
+/**
+ * The category VideoDB's SDK files an rtstream under: `session.getRTStream("mic" | "screen" |
+ * "system_audio")` matches an rtstream's `channel_id` exactly, so it carries this, not the
+ * capture channel's id. Displays (`display:N`, older clients' `screen:N`) are `screen`.
+ */
+export const RtstreamCategory = Schema.Literals(["mic", "screen", "system_audio", "camera"])
+export type RtstreamCategory = typeof RtstreamCategory.Type
+
+/** The category of the rtstream that carries a capture channel. */
+export const rtstreamCategoryOf = (channel: ChannelId): RtstreamCategory => {
+  const kind = channelKind(channel)
+  return kind === "display" ? "screen" : kind
+}
+
+/**
+ * A channel's real-time stream as `SessionActivated` stores it, one per started channel, made
+ * when media first arrives. `name` is the capture channel it carries (`mic:default`: the device,
+ * the WebSocket's `rtstream_name`); `channel_id` is its category (`mic`). Histories stored before
+ * categories held the channel id in `channel_id` as well: the fold derives the category from
+ * `name`, which has always been the channel id.
+ */
 export const Rtstream = Schema.Struct({
   rtstream_id: RtstreamId,
-  name: Schema.String,
+  name: ChannelId,
+  /** The category (`mic`, `screen`, …); the capture channel id in older histories. */
   channel_id: ChannelId,
   media_types: Schema.Array(ChannelType),
 })

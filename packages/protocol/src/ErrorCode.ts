@@ -23,6 +23,8 @@ const codes = {
   checksum_mismatch: 400,
   unknown_engine: 400,
   rtstream_not_audio: 400,
+  invalid_time_range: 400,
+  time_range_not_recorded: 400,
   // 401 / 402 / 403: who is asking
   unauthorized: 401,
   token_expired: 401,

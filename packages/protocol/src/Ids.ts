@@ -103,6 +103,29 @@ export const newEventId = (): EventId => `evt-${makeIdBody()}` as EventId
 export const newCommandId = (): CommandId => `cmd-${makeIdBody()}` as CommandId
 
 /**
+ * The id of a session's rtstream for its `index`th channel (0–99): `rts-<session id body>-NN`.
+ * Derived, so an rtstream leads to its session without an index to keep in step, and sorts with
+ * it. Undefined when the session id is too long to carry (sessions this server mints never are).
+ */
+export const rtstreamIdOf = (sessionId: SessionId, index: number): RtstreamId | undefined => {
+  const id = `rts-${sessionId.slice("cap-".length)}-${String(index).padStart(2, "0")}`
+  return index >= 0 && index < 100 && id.length <= "rts-".length + 64 ? (id as RtstreamId) : undefined
+}
+
+const isSessionId = Schema.is(SessionId)
+
+/**
+ * The session an rtstream id names (`rtstreamIdOf` reversed); undefined for an id drawn at random
+ * (rtstreams made before ids were derived) or one that names no valid session id.
+ */
+export const sessionIdOfRtstream = (rtstreamId: string): SessionId | undefined => {
+  const match = /^rts-([A-Za-z0-9_-]+)-\d{2}$/.exec(rtstreamId)
+  if (match === null) return undefined
+  const sessionId = `cap-${match[1]}`
+  return isSessionId(sessionId) ? sessionId : undefined
+}
+
+/**
  * The asset id of a channel's raw asset in the export `videoId`: `m-…` for a video channel, `a-…`
  * for audio. Derived, not drawn: the export's time part (so assets sort with their export), then
  * 80 bits of SHA-256 over (video id, channel id). An export re-run after a crash keeps its video

@@ -5,7 +5,7 @@
 import { Schema } from "effect"
 import { ChannelId, ChannelInput } from "./Channel.js"
 import { ExportedAssetIds } from "./ExportMetadata.js"
-import { CollectionId, CommandId, SessionId, VideoId } from "./Ids.js"
+import { CollectionId, CommandId, RtstreamId, SessionId, VideoId } from "./Ids.js"
 
 /** Why a session failed or an export did not complete. */
 export const FailureReason = Schema.Struct({
@@ -102,6 +102,19 @@ export const ResumeChannels = command("ResumeChannels", {
   at_ms: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
 })
 
+/**
+ * Stop one of the session's rtstreams: its real-time side (status, AI pipelines) ends while the
+ * session's recording goes on. A repeat, or any rtstream of a session that has ended, is a no-op.
+ */
+export const StopRtstream = command("StopRtstream", {
+  rtstream_id: RtstreamId,
+})
+
+/** Start a stopped rtstream again; only while its session captures (active or stopping). */
+export const StartRtstream = command("StartRtstream", {
+  rtstream_id: RtstreamId,
+})
+
 /** An unrecoverable capture error. */
 export const FailSession = command("FailSession", {
   error: FailureReason,
@@ -134,6 +147,8 @@ export const SessionCommand = Schema.Union([
   FireTimer,
   PauseChannels,
   ResumeChannels,
+  StopRtstream,
+  StartRtstream,
 ])
 export type SessionCommand = typeof SessionCommand.Type
 export type SessionCommandType = SessionCommand["type"]

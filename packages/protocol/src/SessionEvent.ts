@@ -6,7 +6,7 @@
 import { Schema } from "effect"
 import { Channel, ChannelId, Rtstream } from "./Channel.js"
 import { ExportedAssetIds } from "./ExportMetadata.js"
-import { CollectionId, CommandId, EventId, SessionId, VideoId } from "./Ids.js"
+import { CollectionId, CommandId, EventId, RtstreamId, SessionId, VideoId } from "./Ids.js"
 import { ExportAttempt, FailureReason, Metadata } from "./SessionCommand.js"
 import { TimeSpan } from "./TimeSpan.js"
 
@@ -91,6 +91,19 @@ export const ChannelsResumed = event("ChannelsResumed", {
   at_ms: Schema.Int,
 })
 
+/**
+ * An rtstream was stopped (`PATCH /rtstream/{id}/status` `{action: "stop"}`): its status is
+ * `stopped` and its real-time processing ends; the session's recording of the channel goes on.
+ */
+export const RtstreamStopped = event("RtstreamStopped", {
+  rtstream_id: RtstreamId,
+})
+
+/** A stopped rtstream was started again while its session still captures. */
+export const RtstreamStarted = event("RtstreamStarted", {
+  rtstream_id: RtstreamId,
+})
+
 export const ExportCompleted = event("ExportCompleted", {
   video_channel_id: Schema.NullOr(ChannelId),
   video_id: VideoId,
@@ -125,6 +138,8 @@ export const SessionEvent = Schema.Union([
   SessionFailed,
   ChannelsPaused,
   ChannelsResumed,
+  RtstreamStopped,
+  RtstreamStarted,
 ])
 export type SessionEvent = typeof SessionEvent.Type
 export type SessionEventType = SessionEvent["type"]
@@ -148,4 +163,6 @@ export const SESSION_EVENT_TYPES: ReadonlyArray<SessionEventType> = [
   "SessionFailed",
   "ChannelsPaused",
   "ChannelsResumed",
+  "RtstreamStopped",
+  "RtstreamStarted",
 ]

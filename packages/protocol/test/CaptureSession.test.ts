@@ -19,7 +19,7 @@ describe("CaptureSession", () => {
     const rtstream = {
       rtstream_id: "rts-01JC0000000000000000000001",
       name: "mic:default",
-      channel_id: "mic:default",
+      channel_id: "mic",
       media_types: ["audio"],
       collection_id: "default",
       status: "connected",
@@ -30,6 +30,8 @@ describe("CaptureSession", () => {
     expect(decode(rtstream)).toEqual(rtstream)
     expect(decode({ ...rtstream, status: "stopped" }).status).toBe("stopped")
     expect(() => decode({ ...rtstream, status: "active" })).toThrow(/status/)
+    // The category VideoDB's SDK matches (`getRTStream("mic")`), never the capture channel's id.
+    expect(() => decode({ ...rtstream, channel_id: "mic:default" })).toThrow(/channel_id/)
     const { status: _, ...withoutStatus } = rtstream
     expect(() => decode(withoutStatus)).toThrow(/status/)
   })

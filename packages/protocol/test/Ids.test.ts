@@ -10,8 +10,11 @@ import {
   newRtstreamId,
   newSessionId,
   newVideoId,
+  RtstreamId,
   rawAssetId,
+  rtstreamIdOf,
   SessionId,
+  sessionIdOfRtstream,
   VideoId,
 } from "../src/Ids.js"
 
@@ -21,6 +24,38 @@ describe("Ids", () => {
     expect(newRtstreamId()).toMatch(/^rts-/)
     expect(newVideoId()).toMatch(/^m-/)
     expect(newEventId()).toMatch(/^evt-/)
+  })
+
+  it("derives each rtstream's id from its session and leads back to it", () => {
+    const sessionId = newSessionId()
+    const ids = [0, 1, 2, 31].map((index) => rtstreamIdOf(sessionId, index))
+    expect(ids[0]).toBe(`rts-${sessionId.slice(4)}-00`)
+    expect(ids.every((id) => Schema.is(RtstreamId)(id))).toBe(true)
+    expect(ids.map((id) => sessionIdOfRtstream(id ?? ""))).toEqual([
+      sessionId,
+      sessionId,
+      sessionId,
+      sessionId,
+    ])
+    expect([...ids].sort()).toEqual(ids)
+    // A session id with dashes of its own, one ending like an index.
+    const dashed = "cap-a-b-07" as SessionId
+    expect(sessionIdOfRtstream(rtstreamIdOf(dashed, 3) ?? "")).toBe(dashed)
+    // Too long to carry, or no index a session has.
+    expect(rtstreamIdOf(`cap-${"x".repeat(62)}` as SessionId, 0)).toBeUndefined()
+    expect(rtstreamIdOf(sessionId, 100)).toBeUndefined()
+    // Ids drawn at random (rtstreams made before ids were derived) and malformed ones name no session.
+    for (const id of [
+      newRtstreamId(),
+      "rts-",
+      "rts--00",
+      "rts-abc-1",
+      "rts-a b-00",
+      "cap-x-00",
+      "rts-x-00x",
+    ]) {
+      expect(sessionIdOfRtstream(id), id).toBeUndefined()
+    }
   })
 
   it("sorts session ids by creation time", () => {

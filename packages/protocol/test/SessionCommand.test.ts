@@ -16,6 +16,8 @@ const COMMAND_TYPES = {
   FireTimer: true,
   PauseChannels: true,
   ResumeChannels: true,
+  StopRtstream: true,
+  StartRtstream: true,
 } satisfies Record<SessionCommandType, true>
 
 describe("SessionCommand", () => {

@@ -15,6 +15,8 @@ import {
   type EventDraft,
   newEventId,
   newRtstreamId,
+  rtstreamCategoryOf,
+  rtstreamIdOf,
   type SessionCommand,
   type SessionEvent,
   typeOfKind,
@@ -272,6 +274,31 @@ const decidePause = (
   )
 }
 
+/**
+ * Stopping or starting an rtstream: only its real-time side, while the session captures (active or
+ * stopping). Once the session has ended every rtstream is stopped, so a stop is a repeat and a start
+ * is refused; an rtstream the session does not have is not found.
+ */
+const decideRtstreamStatus = (
+  state: SessionState,
+  command: CommandOf<"StopRtstream"> | CommandOf<"StartRtstream">,
+): Decision => {
+  const stopping = command.type === "StopRtstream"
+  const id = command.rtstream_id
+  if (!state.context.rtstreams.some((r) => r.rtstream_id === id)) {
+    return no(captureError("rtstream_not_found", `no rtstream ${id}`, { field: "rtstream_id" }))
+  }
+  if (state.value !== "active" && state.value !== "stopping") {
+    return stopping ? ok(null) : invalidTransition(state, "start an rtstream of")
+  }
+  if (state.context.stopped_rtstream_ids.includes(id) === stopping) return ok(null)
+  return ok(
+    stopping
+      ? { type: "RtstreamStopped", data: { rtstream_id: id } }
+      : { type: "RtstreamStarted", data: { rtstream_id: id } },
+  )
+}
+
 /** A muxer's answer for a try that is no longer the current one changes nothing. */
 const staleAttempt = (state: SessionState, channel: ChannelId | null, attempt: number | undefined) =>
   attempt !== undefined && attempt !== attemptOf(state, channel)
@@ -374,10 +401,11 @@ export const decide = (
       return ok({
         type: "SessionActivated",
         data: {
-          rtstreams: state.context.channels.map((c) => ({
-            rtstream_id: newRtstreamId(),
+          // One per channel: the capture channel in `name`, the SDK's category in `channel_id`.
+          rtstreams: state.context.channels.map((c, index) => ({
+            rtstream_id: rtstreamIdOf(command.session_id, index) ?? newRtstreamId(),
             name: c.channel_id,
-            channel_id: c.channel_id,
+            channel_id: rtstreamCategoryOf(c.channel_id),
             media_types: [c.type],
           })),
         },
@@ -452,6 +480,9 @@ export const decide = (
     case "PauseChannels":
     case "ResumeChannels":
       return decidePause(state, command, now)
+    case "StopRtstream":
+    case "StartRtstream":
+      return decideRtstreamStatus(state, command)
     case "FireTimer": {
       // A timer that no longer matches the state is stale: the session moved on in time.
       if (

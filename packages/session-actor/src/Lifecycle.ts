@@ -62,6 +62,8 @@ export const toLifecycleEvent = (event: SessionEvent, after: SessionState): Life
     case "ExportRequested":
     case "ChannelsPaused":
     case "ChannelsResumed":
+    case "RtstreamStopped":
+    case "RtstreamStarted":
       return undefined
   }
 }

@@ -10,26 +10,44 @@
  *   created ──expire timer──▶ failed (expired: never started)
  *   any non-final ──fail──▶ failed (final)
  *   starting|active: channels pause and resume (self-transitions)
+ *   active|stopping: rtstreams stop and start (self-transitions)
  *
  * The replay fold runs a table compiled from this definition (`SessionFold.ts`); the export
  * rules live in `ExportPolicy.ts`.
  */
-import type {
-  Channel,
-  ChannelExport,
-  ChannelId,
-  CollectionId,
-  EventOf,
-  ExportedAssetIds,
-  FailureReason,
-  Metadata,
-  Rtstream,
-  SessionEvent,
-  SessionId,
-  TimerName,
+import {
+  type Channel,
+  type ChannelExport,
+  type ChannelId,
+  type CollectionId,
+  type EventOf,
+  type ExportedAssetIds,
+  type FailureReason,
+  type Metadata,
+  type Rtstream,
+  type RtstreamCategory,
+  type RtstreamId,
+  rtstreamCategoryOf,
+  type SessionEvent,
+  type SessionId,
+  type TimerName,
 } from "@capture/protocol"
 import { assign, initialTransition, type SnapshotFrom, setup, transition } from "xstate"
 import { automaticExport, type ChannelPause } from "./ExportPolicy.js"
+
+/**
+ * An rtstream as the session holds it: `channel_id` is always its category, whatever form the
+ * history stored (see `Rtstream`); `name` is the capture channel it carries.
+ */
+export type SessionRtstream = Omit<Rtstream, "channel_id"> & { readonly channel_id: RtstreamCategory }
+
+/** An rtstream as folded from a stored one: the category from `name`, the capture channel. */
+const asSessionRtstream = (stored: Rtstream): SessionRtstream => ({
+  rtstream_id: stored.rtstream_id,
+  name: stored.name,
+  channel_id: rtstreamCategoryOf(stored.name),
+  media_types: stored.media_types,
+})
 
 /** Everything a session knows, built only from its events. */
 export interface SessionContext {
@@ -46,7 +64,9 @@ export interface SessionContext {
   readonly metadata: Metadata
   readonly channels: ReadonlyArray<Channel>
   readonly primary_video_channel_id: ChannelId | null
-  readonly rtstreams: ReadonlyArray<Rtstream>
+  readonly rtstreams: ReadonlyArray<SessionRtstream>
+  /** Rtstreams stopped by a client (`StopRtstream`) and not started again. */
+  readonly stopped_rtstream_ids: ReadonlyArray<RtstreamId>
   /** When the first media arrived (`SessionActivated`): the rtstreams' creation time. */
   readonly activated_at: string | null
   readonly exports: ReadonlyArray<ChannelExport>
@@ -87,6 +107,7 @@ const emptyContext: SessionContext = {
   channels: [],
   primary_video_channel_id: null,
   rtstreams: [],
+  stopped_rtstream_ids: [],
   activated_at: null,
   exports: [],
   exported_asset_ids: {},
@@ -217,9 +238,15 @@ export const sessionReducers = {
     pauses_changed_at: event.time,
   })),
   activated: on("SessionActivated", (_, event) => ({
-    rtstreams: event.data.rtstreams,
+    rtstreams: event.data.rtstreams.map(asSessionRtstream),
     activated_at: event.time,
     start_deadline: null,
+  })),
+  rtstreamStopped: on("RtstreamStopped", (context, event) => ({
+    stopped_rtstream_ids: [...context.stopped_rtstream_ids, event.data.rtstream_id],
+  })),
+  rtstreamStarted: on("RtstreamStarted", (context, event) => ({
+    stopped_rtstream_ids: context.stopped_rtstream_ids.filter((id) => id !== event.data.rtstream_id),
   })),
   stopping: on("SessionStopping", (_, event) => ({
     stop_reason: event.data.reason,
@@ -309,6 +336,8 @@ export const sessionMachine = setup({
     resumed: assignFrom(sessionReducers.resumed),
     starting: assignFrom(sessionReducers.starting),
     activated: assignFrom(sessionReducers.activated),
+    rtstreamStopped: assignFrom(sessionReducers.rtstreamStopped),
+    rtstreamStarted: assignFrom(sessionReducers.rtstreamStarted),
     stopping: assignFrom(sessionReducers.stopping),
     stopped: assignFrom(sessionReducers.stopped),
     exportRequested: assignFrom(sessionReducers.exportRequested),
@@ -360,6 +389,8 @@ export const sessionMachine = setup({
         SessionStopping: { target: "stopping", actions: "stopping" },
         ChannelsPaused: { actions: "paused" },
         ChannelsResumed: { actions: "resumed" },
+        RtstreamStopped: { actions: "rtstreamStopped" },
+        RtstreamStarted: { actions: "rtstreamStarted" },
         SessionFailed: { target: "failed", actions: "failed" },
       },
     },
@@ -371,6 +402,8 @@ export const sessionMachine = setup({
       exit: { type: "cancelTimer", params: { timer: "stop" } },
       on: {
         SessionStopped: { target: "stopped", actions: "stopped" },
+        RtstreamStopped: { actions: "rtstreamStopped" },
+        RtstreamStarted: { actions: "rtstreamStarted" },
         SessionFailed: { target: "failed", actions: "failed" },
       },
     },

@@ -14,6 +14,7 @@ import {
   Rtstream,
   RtstreamStatus,
   type RtstreamView,
+  rtstreamCategoryOf,
   type SessionId,
   type SessionStatus,
 } from "@capture/protocol"
@@ -60,7 +61,10 @@ const decodePosition = decodeJson(
   }),
 )
 
-/** An rtstream is live while its session captures; once the session has ended, so has it. */
+/**
+ * An rtstream is live while its session captures; once the session has ended, so has it. (One a
+ * client stopped shows `stopped` while the session still captures: `toCaptureSession`.)
+ */
 export const rtstreamStatusOf = (status: SessionStatus): RtstreamStatus =>
   status === "active" || status === "stopping" ? "connected" : "stopped"
 
@@ -96,9 +100,10 @@ export const toCaptureSession = (state: SessionState): CaptureSession | null => 
     rtstreams: c.rtstreams.map((r) => ({
       ...r,
       collection_id,
-      status: rtstreamStatus,
+      status: c.stopped_rtstream_ids.includes(r.rtstream_id) ? "stopped" : rtstreamStatus,
       created_at: rtstreamCreatedAt,
-      exported_asset_id: c.exported_asset_ids[r.channel_id] ?? null,
+      // Asset ids are keyed by the capture channel, which the rtstream's `name` is.
+      exported_asset_id: c.exported_asset_ids[r.name] ?? null,
     })),
     export_status: main?.export_status ?? null,
     exported_video_id: main?.video_id ?? null,
@@ -245,6 +250,21 @@ export class SessionReadModel {
     }
   }
 
+  /**
+   * Every stored view matching the filters (`limit` and `cursor` aside), in key order, read in
+   * batches: what a listing that needs every match (counting, sorting by another field) walks.
+   */
+  async *scan(query: Omit<ListQuery, "limit" | "cursor"> = {}): AsyncGenerator<SessionRecord> {
+    const keys: Array<string> = []
+    for await (const key of await this.topology.sessions.keys()) keys.push(key)
+    keys.sort()
+    const batch = 32
+    for (let i = 0; i < keys.length; i += batch) {
+      const records = await Promise.all(keys.slice(i, i + batch).map((key) => this.get(key)))
+      for (const record of records) if (record !== undefined && matches(record, query)) yield record
+    }
+  }
+
   /** Removes every view (before a rebuild). */
   async clear(): Promise<void> {
     for await (const key of await this.topology.sessions.keys()) await this.topology.sessions.purge(key)
@@ -255,7 +275,9 @@ export class SessionReadModel {
  * A view written by an older version gets the fields added since, so it satisfies
  * `CaptureSession` until it is next projected: `paused_channel_ids` empty; per rtstream
  * `exported_asset_id` null (those sessions' exports named no assets), `collection_id` and `status`
- * from the session, `created_at` the session's creation (the activation time was not recorded then).
+ * from the session, `created_at` the session's creation (the activation time was not recorded then),
+ * and `channel_id` the category of the capture channel its `name` holds (older views held the
+ * channel id there too).
  */
 const upgraded = ({ session, ...record }: StoredRecord): SessionRecord => ({
   ...record,
@@ -265,6 +287,7 @@ const upgraded = ({ session, ...record }: StoredRecord): SessionRecord => ({
     rtstreams: session.rtstreams.map(
       (r): RtstreamView => ({
         ...r,
+        channel_id: rtstreamCategoryOf(r.name),
         exported_asset_id: r.exported_asset_id ?? null,
         collection_id: r.collection_id ?? session.collection_id,
         status: r.status ?? rtstreamStatusOf(session.status),

@@ -14,6 +14,8 @@ import {
   FailureReason,
   Metadata,
   Rtstream,
+  RtstreamCategory,
+  RtstreamId,
   type SessionId,
   SessionId as SessionIdSchema,
 } from "@capture/protocol"
@@ -25,9 +27,10 @@ import type { Topology } from "./Topology.js"
  * Bump when the fold changes, so old snapshots are not trusted. 2: a stop that starts the
  * automatic export shows it as `exporting`; completed exports carry raw asset ids. 3: expiry of
  * `created` sessions, channel pauses, export attempts and the automatic export request. 4: the
- * context records when the session activated (`activated_at`, the rtstreams' `created_at`).
+ * context records when the session activated (`activated_at`, the rtstreams' `created_at`). 5:
+ * rtstreams hold their category in `channel_id`, and stopped rtstreams are listed.
  */
-export const MACHINE_VERSION = 4
+export const MACHINE_VERSION = 5
 
 const OptionalString = Schema.NullOr(Schema.String)
 
@@ -58,7 +61,8 @@ const StoredState: Schema.Codec<SessionState, unknown> = Schema.Struct({
     metadata: Metadata,
     channels: Schema.Array(ChannelSchema),
     primary_video_channel_id: Schema.NullOr(ChannelId),
-    rtstreams: Schema.Array(Rtstream),
+    rtstreams: Schema.Array(Schema.Struct({ ...Rtstream.fields, channel_id: RtstreamCategory })),
+    stopped_rtstream_ids: Schema.Array(RtstreamId),
     activated_at: OptionalString,
     exports: Schema.Array(ChannelExport),
     exported_asset_ids: ExportedAssetIds,

@@ -10,6 +10,7 @@ import {
   DEFAULT_COLLECTION,
   type EventDraft,
   newSessionId,
+  type RtstreamId,
   type SessionCommand,
   type VideoId,
 } from "@capture/protocol"
@@ -20,6 +21,8 @@ import { cmd, create, exportOf, finish, media, start, stop } from "./commands.js
 import { now, options, Session } from "./Session.js"
 
 const id = newSessionId()
+/** The rtstream of the session's first channel (`mic:default`). */
+const mic = `rts-${id.slice("cap-".length)}-00` as RtstreamId
 
 const completed = (video_channel_id: string | null) =>
   cmd("CompleteExport", id, {
@@ -90,6 +93,8 @@ describe("decide", () => {
       failSession(),
       cmd("PauseChannels", id, {}),
       cmd("ResumeChannels", id, {}),
+      cmd("StopRtstream", id, { rtstream_id: mic }),
+      cmd("StartRtstream", id, { rtstream_id: mic }),
       timer("start", after(0)),
     ]
     for (const command of commands) {
@@ -232,12 +237,15 @@ describe("decide", () => {
       const draft = decided(at("starting"), media(id))
       if (draft?.type !== "SessionActivated") throw new Error(`not activated: ${draft?.type}`)
       const rtstreams = draft.data.rtstreams
+      // The SDK's category in channel_id, the capture channel in name; ids derived from the session.
       expect(rtstreams.map((r) => [r.channel_id, r.name, r.media_types])).toEqual([
-        ["mic:default", "mic:default", ["audio"]],
-        ["system_audio:default", "system_audio:default", ["audio"]],
-        ["display:1", "display:1", ["video"]],
+        ["mic", "mic:default", ["audio"]],
+        ["system_audio", "system_audio:default", ["audio"]],
+        ["screen", "display:1", ["video"]],
       ])
-      expect(new Set(rtstreams.map((r) => r.rtstream_id)).size).toBe(3)
+      expect(rtstreams.map((r) => r.rtstream_id)).toEqual(
+        ["00", "01", "02"].map((n) => `rts-${id.slice("cap-".length)}-${n}`),
+      )
     })
 
     it("changes nothing once active or stopping, and refuses it later or for another channel", () => {
@@ -408,6 +416,47 @@ describe("decide", () => {
           error_code: "invalid_transition",
           current_status: "created",
         })
+      }
+    })
+  })
+
+  describe("StopRtstream and StartRtstream", () => {
+    const stopMic = () => cmd("StopRtstream", id, { rtstream_id: mic })
+    const startMic = () => cmd("StartRtstream", id, { rtstream_id: mic })
+
+    it("stop and start an rtstream while the session captures; repeats are no event", () => {
+      for (const status of ["active", "stopping"] as const) {
+        expect(decided(at(status), stopMic())).toEqual({
+          type: "RtstreamStopped",
+          data: { rtstream_id: mic },
+        })
+        expect(decided(at(status), startMic())).toBeNull()
+        const s = sessionAt(status)
+        s.ok(stopMic())
+        expect(decided(s.state, stopMic())).toBeNull()
+        expect(decided(s.state, startMic())).toEqual({ type: "RtstreamStarted", data: { rtstream_id: mic } })
+      }
+    })
+
+    it("once the session ended: a stop changes nothing, a start is refused naming the status", () => {
+      for (const status of ["stopped", "exported"] as const) {
+        expect(decided(at(status), stopMic())).toBeNull()
+        expect(refused(at(status), startMic())).toMatchObject({
+          error_code: "invalid_transition",
+          current_status: status,
+        })
+      }
+    })
+
+    it("refuses an rtstream the session does not have (none before activation)", () => {
+      for (const status of ["created", "starting", "active"] as const) {
+        for (const command of [stopMic(), startMic()]) {
+          const rtstream = status === "active" ? (`${mic.slice(0, -2)}09` as RtstreamId) : mic
+          expect(refused(at(status), { ...command, rtstream_id: rtstream } as SessionCommand)).toMatchObject({
+            error_code: "rtstream_not_found",
+            field: "rtstream_id",
+          })
+        }
       }
     })
   })

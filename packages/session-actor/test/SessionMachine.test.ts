@@ -2,6 +2,7 @@ import {
   type ChannelInput,
   type ExportedAssetIds,
   newSessionId,
+  type RtstreamId,
   rawAssetId,
   type SessionCommand,
   type SessionEvent,
@@ -380,10 +381,10 @@ describe("exported asset ids", () => {
     expect(viewOf(s.state).rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
     const assets = assetsOf("m-1" as VideoId, ["mic:default", "display:1"])
     s.ok(completed("display:1", "m-1" as VideoId, assets))
-    expect(viewOf(s.state).rtstreams.map((r) => [r.channel_id, r.exported_asset_id])).toEqual([
-      ["mic:default", assets["mic:default"]],
-      ["display:1", assets["display:1"]],
-      ["display:2", null],
+    expect(viewOf(s.state).rtstreams.map((r) => [r.name, r.channel_id, r.exported_asset_id])).toEqual([
+      ["mic:default", "mic", assets["mic:default"]],
+      ["display:1", "screen", assets["display:1"]],
+      ["display:2", "screen", null],
     ])
   })
 
@@ -437,6 +438,147 @@ describe("exported asset ids", () => {
   })
 })
 
+describe("rtstreams", () => {
+  const rtstreamOf = (s: Session, name: string) => {
+    const found = s.state.context.rtstreams.find((r) => r.name === name)
+    if (found === undefined) throw new Error(`no rtstream for ${name}`)
+    return found.rtstream_id
+  }
+  const active = () => {
+    const s = new Session()
+    s.ok(create(id))
+    s.ok(
+      start(id, [
+        { channel_id: "mic:default" },
+        { channel_id: "display:1" },
+        { channel_id: "system_audio:default" },
+      ]),
+    )
+    s.ok(media(id))
+    return s
+  }
+
+  it("are made on activation, one per channel: the category in channel_id, the channel in name, ids from the session", () => {
+    const s = active()
+    const activated = s.history.at(-1)
+    expect(activated?.type).toBe("SessionActivated")
+    expect(activated?.data).toEqual({
+      rtstreams: [
+        {
+          rtstream_id: `rts-${id.slice(4)}-00`,
+          name: "mic:default",
+          channel_id: "mic",
+          media_types: ["audio"],
+        },
+        {
+          rtstream_id: `rts-${id.slice(4)}-01`,
+          name: "display:1",
+          channel_id: "screen",
+          media_types: ["video"],
+        },
+        {
+          rtstream_id: `rts-${id.slice(4)}-02`,
+          name: "system_audio:default",
+          channel_id: "system_audio",
+          media_types: ["audio"],
+        },
+      ],
+    })
+    expect(viewOf(s.state).rtstreams.map((r) => [r.channel_id, r.status])).toEqual([
+      ["mic", "connected"],
+      ["screen", "connected"],
+      ["system_audio", "connected"],
+    ])
+  })
+
+  it("fold from a history stored before categories (the channel id in channel_id too) with their categories and assets", () => {
+    const s = recorded()
+    const index = s.history.findIndex((e) => e.type === "SessionActivated")
+    const old = s.history[index] as SessionEvent & { type: "SessionActivated" }
+    const legacy = {
+      ...old,
+      data: {
+        rtstreams: old.data.rtstreams.map((r, i) => ({
+          ...r,
+          rtstream_id: `rts-01JC00000000000000000000${i}` as RtstreamId,
+          channel_id: r.name,
+        })),
+      },
+    } as unknown as SessionEvent
+    const history = s.history.map((e, i) => (i === index ? legacy : e))
+    const assets = assetsOf("m-1" as VideoId, ["mic:default", "display:1"])
+    const done = toEvent(
+      s.state,
+      completed("display:1", "m-1" as VideoId, assets),
+      {
+        type: "ExportCompleted",
+        data: {
+          video_channel_id: "display:1",
+          video_id: "m-1" as VideoId,
+          stream_url: "s",
+          player_url: "p",
+          asset_ids: assets,
+        },
+      },
+      now,
+    )
+    const folded = foldEvents([...history, done])
+    let reference = initialState
+    for (const event of [...history, done]) reference = transitionWithXState(reference, event)[0]
+    expect(folded).toEqual(reference)
+    expect(viewOf(folded).rtstreams.map((r) => [r.name, r.channel_id, r.exported_asset_id])).toEqual([
+      ["mic:default", "mic", assets["mic:default"]],
+      ["display:1", "screen", assets["display:1"]],
+      ["display:2", "screen", null],
+    ])
+  })
+
+  it("stop and start while the session captures, as events; repeats change nothing", () => {
+    const s = active()
+    const mic = rtstreamOf(s, "mic:default")
+    expect(s.ok(cmd("StopRtstream", id, { rtstream_id: mic }))).toMatchObject({
+      type: "RtstreamStopped",
+      data: { rtstream_id: mic },
+    })
+    expect(s.ok(cmd("StopRtstream", id, { rtstream_id: mic }))).toBeNull()
+    expect(viewOf(s.state).rtstreams.map((r) => [r.name, r.status])).toEqual([
+      ["mic:default", "stopped"],
+      ["display:1", "connected"],
+      ["system_audio:default", "connected"],
+    ])
+    s.ok(stop(id))
+    expect(s.state.value).toBe("stopping")
+    expect(s.ok(cmd("StartRtstream", id, { rtstream_id: mic }))?.type).toBe("RtstreamStarted")
+    expect(s.ok(cmd("StartRtstream", id, { rtstream_id: mic }))).toBeNull()
+    expect(viewOf(s.state).rtstreams.every((r) => r.status === "connected")).toBe(true)
+    s.ok(finish(id))
+    // Once the session has ended, every rtstream is stopped: a stop is a repeat, a start refused.
+    expect(viewOf(s.state).rtstreams.every((r) => r.status === "stopped")).toBe(true)
+    expect(s.ok(cmd("StopRtstream", id, { rtstream_id: mic }))).toBeNull()
+    expect(s.refused(cmd("StartRtstream", id, { rtstream_id: mic }))).toMatchObject({
+      error_code: "invalid_transition",
+      current_status: "stopped",
+    })
+    expect(foldEvents(s.history)).toEqual(s.state)
+  })
+
+  it("refuses an rtstream the session does not have, naming it", () => {
+    const s = active()
+    for (const type of ["StopRtstream", "StartRtstream"] as const) {
+      expect(s.refused(cmd(type, id, { rtstream_id: `rts-${id.slice(4)}-07` as RtstreamId }))).toMatchObject({
+        error_code: "rtstream_not_found",
+        field: "rtstream_id",
+      })
+    }
+    const before = new Session()
+    before.ok(create(id))
+    expect(
+      before.refused(cmd("StopRtstream", id, { rtstream_id: `rts-${id.slice(4)}-00` as RtstreamId }))
+        .error_code,
+    ).toBe("rtstream_not_found")
+  })
+})
+
 describe("folding", () => {
   it("rejects an event out of sequence or not allowed in the state", () => {
     const s = recorded()
@@ -468,6 +610,18 @@ describe("folding", () => {
       () => failedExport("display:1"),
       () => failedExport("display:2"),
       () => cmd("FailSession", id, { error: { code: "x", message: "y" } }),
+      (s) =>
+        cmd("StopRtstream", id, {
+          rtstream_id: s.state.context.rtstreams[0]?.rtstream_id ?? ("rts-x-00" as RtstreamId),
+        }),
+      (s) =>
+        cmd("StartRtstream", id, {
+          rtstream_id: s.state.context.rtstreams[0]?.rtstream_id ?? ("rts-x-00" as RtstreamId),
+        }),
+      (s) =>
+        cmd("StopRtstream", id, {
+          rtstream_id: s.state.context.rtstreams[1]?.rtstream_id ?? ("rts-x-01" as RtstreamId),
+        }),
       (s) => cmd("FireTimer", id, { timer: "start", deadline: s.state.context.start_deadline ?? "" }),
       (s) => cmd("FireTimer", id, { timer: "stop", deadline: s.state.context.stop_deadline ?? "" }),
     )

@@ -4,6 +4,7 @@ import {
   newEventId,
   newSessionId,
   rawAssetId,
+  rtstreamCategoryOf,
   type SessionId,
   type VideoId,
 } from "@capture/protocol"
@@ -89,7 +90,7 @@ describe("SessionReadModel", () => {
     expect(activated).not.toBeNull()
     for (const rtstream of record?.session.rtstreams ?? []) {
       expect(rtstream).toMatchObject({
-        channel_id: rtstream.name,
+        channel_id: rtstreamCategoryOf(rtstream.name),
         collection_id: "default",
         status: "connected",
         created_at: activated,
@@ -217,8 +218,12 @@ describe("SessionReadModel", () => {
       sequence: record.sequence,
       session: {
         ...before,
+        // Older views also held the capture channel's id in channel_id, not its category.
         rtstreams: record.session.rtstreams.map(
-          ({ exported_asset_id: _, collection_id: _c, status: _s, created_at: _t, ...r }) => r,
+          ({ exported_asset_id: _, collection_id: _c, status: _s, created_at: _t, ...r }) => ({
+            ...r,
+            channel_id: r.name,
+          }),
         ),
       },
     }
@@ -227,6 +232,11 @@ describe("SessionReadModel", () => {
     const read = await runtime.readModel.get(id)
     expect(read?.session.rtstreams.map((r) => r.exported_asset_id)).toEqual([null, null, null])
     expect(read?.session.paused_channel_ids).toEqual([])
+    expect(read?.session.rtstreams.map((r) => [r.name, r.channel_id])).toEqual([
+      ["mic:default", "mic"],
+      ["system_audio:default", "system_audio"],
+      ["display:1", "screen"],
+    ])
     for (const rtstream of read?.session.rtstreams ?? []) {
       expect(rtstream).toMatchObject({
         collection_id: "default",
@@ -236,6 +246,16 @@ describe("SessionReadModel", () => {
     }
     expect(Schema.is(CaptureSession)(read?.session)).toBe(true)
     await runtime.topology.sessions.purge(id)
+  })
+
+  it("scans every view that matches, whatever the page size", async () => {
+    const scanned: Array<string> = []
+    for await (const record of runtime.readModel.scan({ end_user_id: "u0" })) scanned.push(record.session.id)
+    expect(scanned).toEqual(ids.filter((_, i) => i % 3 === 0))
+    const other: Array<string> = []
+    for await (const record of runtime.readModel.scan({ collection_id: "c-other" }))
+      other.push(record.session.id)
+    expect(other).toEqual(ids.filter((_, i) => i % 4 === 3))
   })
 
   it("shows a failed session's rtstreams stopped", async () => {

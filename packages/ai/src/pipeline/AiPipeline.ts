@@ -136,7 +136,8 @@ export class AiPipeline {
     const known = this.rtstreams.get(key)
     if (known !== undefined && known !== null) return known
     const view = await this.options.readModel.get(record.session_id)
-    const rtstream = view?.session.rtstreams.find((r) => r.channel_id === record.channel_id)
+    // An rtstream's `name` is its capture channel (`channel_id` is the SDK's category, `mic`).
+    const rtstream = view?.session.rtstreams.find((r) => r.name === record.channel_id)
     // Not activated yet: nothing can have started transcription on it.
     if (rtstream === undefined) return null
     const found = { id: rtstream.rtstream_id }

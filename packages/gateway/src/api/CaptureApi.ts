@@ -47,6 +47,7 @@ import {
   Unauthorized,
   UnsupportedMediaType,
 } from "./Failures.js"
+import { RtstreamsGroup } from "./RtstreamApi.js"
 import { TranscriptionGroup } from "./TranscriptionApi.js"
 
 /** The credential behind the current request. */
@@ -187,6 +188,7 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(CollectionsGroup)
   .add(SessionsGroup)
   .add(TranscriptionGroup)
+  .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)
   .annotate(OpenApi.Title, "Capture API")

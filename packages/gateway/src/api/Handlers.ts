@@ -32,21 +32,21 @@ import { TranscriptionLive } from "./TranscriptionHandlers.js"
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** A storage call; its failure is ours (503), never the client's. */
-const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> =>
+export const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> =>
   Effect.tryPromise({
     try: f,
     catch: (error) => toFailure(captureError("unavailable", `${label}: ${describe(error)}`)),
   })
 
-const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
+export const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
 
-const fromResult = <A>(result: Result.Result<A, CaptureError>): Effect.Effect<A, Failure> =>
+export const fromResult = <A>(result: Result.Result<A, CaptureError>): Effect.Effect<A, Failure> =>
   Result.isSuccess(result) ? Effect.succeed(result.success) : refuse(result.failure)
 
 const isSessionId = Schema.is(SessionIdSchema)
 
 /** Client tokens may start, stop, pause, resume, fail, upload and listen; everything else needs an API key. */
-const requireApiKey = (principal: Principal) =>
+export const requireApiKey = (principal: Principal) =>
   principal.kind === "api_key"
     ? Effect.void
     : refuse(
@@ -92,7 +92,11 @@ const checkConnection = (
         ),
       )
 
-const requireCollection = (services: GatewayServicesShape, principal: Principal, collectionId: string) =>
+export const requireCollection = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  collectionId: string,
+) =>
   Effect.flatMap(
     call("reading the collection", () => services.accounts.collection(principal.account_id, collectionId)),
     (collection) =>
@@ -129,7 +133,7 @@ const readSession = (services: GatewayServicesShape, principal: Principal, sessi
   })
 
 /** Runs a command on its session's actor; refusals keep their code, storage trouble is a 503. */
-const execute = (services: GatewayServicesShape, command: SessionCommand) =>
+export const execute = (services: GatewayServicesShape, command: SessionCommand) =>
   Effect.flatMap(
     call("storing the command", () => services.runtime.host.execute(command)),
     fromResult,

@@ -1,13 +1,13 @@
 /**
- * Handlers of the transcription routes: find the rtstream (the read model's rtstream index),
- * check who asks (`authorizeSession`: another account's rtstream is not found, another end user's
- * is forbidden to a client token), then start, stop or read through `@capture/ai`.
+ * Handlers of the transcription routes: find the rtstream and check who asks, as every route
+ * under `/rtstream/{id}` does (`RtstreamAccess`: another account's or, for a client token, another
+ * end user's rtstream is not found), then start, stop or read through `@capture/ai`.
  */
 import { controlTranscription, readTranscript, type TranscriptionTarget } from "@capture/ai"
 import { type CaptureError, captureError, type RtstreamId, successOf } from "@capture/protocol"
 import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { authorizeSession } from "../access/SessionAccess.js"
+import { authorizeRtstream, rtstreamNotFound } from "../access/RtstreamAccess.js"
 import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
@@ -23,40 +23,29 @@ const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> 
 
 const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
 
-const rtstreamNotFound = (id: string): CaptureError =>
-  captureError("rtstream_not_found", `no rtstream ${id}`, { field: "rtstream_id" })
-
-/** The rtstream as a transcription target, if `principal` may reach it. */
+/** The rtstream as a transcription target, if `principal` may reach it (`RtstreamAccess`). */
 const findRtstream = (
   services: GatewayServicesShape,
   principal: Principal,
   rtstreamId: RtstreamId,
 ): Effect.Effect<TranscriptionTarget, Failure> =>
   Effect.gen(function* () {
-    const indexed = yield* call("finding the rtstream", () => services.runtime.readModel.rtstream(rtstreamId))
-    if (indexed === undefined || indexed.account_id !== principal.account_id) {
-      return yield* refuse(rtstreamNotFound(rtstreamId))
-    }
-    const authorized = yield* call("loading the session", () =>
-      authorizeSession(services.runtime.host, principal, indexed.session_id),
+    const reached = yield* call("finding the rtstream", () =>
+      authorizeRtstream(services.runtime, principal, rtstreamId),
     )
-    if (Result.isFailure(authorized)) {
-      return yield* refuse(
-        authorized.failure.error_code === "session_not_found"
-          ? rtstreamNotFound(rtstreamId)
-          : authorized.failure,
-      )
-    }
-    const context = authorized.success.state.context
-    const rtstream = context.rtstreams.find((r) => r.rtstream_id === rtstreamId)
-    if (rtstream === undefined || context.session_id === null || context.collection_id === null) {
+    if (Result.isFailure(reached)) return yield* refuse(reached.failure)
+    const { loaded, rtstream } = reached.success
+    const context = loaded.state.context
+    if (context.session_id === null || context.collection_id === null) {
       return yield* refuse(rtstreamNotFound(rtstreamId))
     }
     return {
       rtstream_id: rtstream.rtstream_id,
       rtstream_name: rtstream.name,
       session_id: context.session_id,
-      channel_id: rtstream.channel_id,
+      // The capture channel (`mic:default`), which media records name; `rtstream.channel_id` is
+      // the SDK's category (`mic`).
+      channel_id: rtstream.name,
       account_id: context.account_id,
       end_user_id: context.end_user_id,
       collection_id: context.collection_id,

@@ -7,7 +7,7 @@
  * - `GET /media/{video_id}/{file…}`: the HLS playlist and pieces, the single-file MP4 (with byte
  *   ranges) and the raw channel assets — public by their unguessable video id, as a `stream_url`
  *   must be playable anywhere;
- * - `GET /player/{video_id}`: an embeddable player page.
+ * - `GET /player/{video_id}`: an embeddable player page, of an export or of a raw asset.
  */
 
 import { type ExportStore, RangeNotSatisfiable, type RawAsset } from "@capture/media"
@@ -48,6 +48,10 @@ const parseRange = (header: string | undefined): { start: number; end?: number }
 /** Muxed videos and display assets are `m-…`, audio assets `a-…`. */
 const ID_PATTERN = { video: /^m-[A-Za-z0-9]{1,64}$/, audio: /^a-[A-Za-z0-9]{1,64}$/ } as const
 
+/** Where a raw asset's file is served (MP4 for video, M4A for audio). */
+export const rawAssetFileUrl = (publicUrl: string, { asset, metadata }: RawAsset): string =>
+  mediaUrl(publicUrl, metadata.video_id, asset.file)
+
 const rawAssetView = (
   publicUrl: string,
   collectionId: CollectionId,
@@ -61,7 +65,7 @@ const rawAssetView = (
   type: asset.type,
   name: `${metadata.session_id} ${asset.channel_id}`,
   length: asset.duration_ms / 1000,
-  download_url: mediaUrl(publicUrl, metadata.video_id, asset.file),
+  download_url: rawAssetFileUrl(publicUrl, { asset, metadata }),
   metadata: asset,
 })
 
@@ -170,13 +174,18 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
     Effect.gen(function* () {
       const params = yield* HttpRouter.params
       const videoId = params.video_id ?? ""
-      const metadata = ID_PATTERN.video.test(videoId)
-        ? yield* Effect.promise(() => exports.get(videoId))
-        : undefined
-      if (metadata === undefined) return refusal("not_found", `no video ${videoId}`, "video_id")
-      return HttpServerResponse.html(
-        playerPage(videoId, exportUrls(services.config.publicUrl, videoId).stream_url),
-      )
+      const publicUrl = services.config.publicUrl
+      const notFound = refusal("not_found", `no video ${videoId}`, "video_id")
+      if (!ID_PATTERN.video.test(videoId) && !ID_PATTERN.audio.test(videoId)) return notFound
+      const metadata = yield* Effect.promise(() => exports.get(videoId))
+      if (metadata !== undefined) {
+        const { stream_url, download_url } = exportUrls(publicUrl, videoId)
+        return HttpServerResponse.html(playerPage(videoId, { hls: stream_url, file: download_url }))
+      }
+      // A raw asset (an exported rtstream): its file alone.
+      const raw = yield* Effect.promise(() => exports.asset(videoId))
+      if (raw === undefined) return notFound
+      return HttpServerResponse.html(playerPage(videoId, { file: rawAssetFileUrl(publicUrl, raw) }))
     }),
   )
 

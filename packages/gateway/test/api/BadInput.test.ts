@@ -135,6 +135,43 @@ const failRequest = fc.record({
   token: fc.constantFrom(TEST_API_KEY, "", "sk-nope", "st-nope"),
 })
 
+/** The rtstream routes and clips, with malformed ids, queries and bodies. */
+const rtstreamRequest = fc.record({
+  method: fc.constantFrom("GET", "POST", "PATCH", "PUT"),
+  path: fc.oneof(
+    fc.constantFrom(
+      "/rtstream",
+      "/rtstream?limit=abc&offset=-1&ordering=size&status=live&session_id=..",
+      "/rtstream?collection_id=c-x&name=&limit=100000",
+      "/rtstream/RTSTREAM",
+      "/rtstream/RTSTREAM/status",
+      "/rtstream/RTSTREAM/stream?start=abc&end=",
+      "/rtstream/RTSTREAM/stream?start=1763000000&end=1763000010&format=mp4",
+      "/rtstream/RTSTREAM/export",
+      "/rtstream/rts-x/stream",
+      "/clip/SESSION/display%3A1/1-2/index.m3u8?exp=1&sig=x",
+      "/clip/SESSION/display%3A1/1-2/clip.mp4",
+    ),
+    fc
+      .tuple(
+        fc.constantFrom("/rtstream/", "/rtstream/RTSTREAM/stream?start=", "/rtstream?limit="),
+        fc.string(),
+      )
+      .map(([prefix, tail]) => `${prefix}${encodeURIComponent(tail)}`),
+  ),
+  body: fc.oneof(
+    body,
+    fc
+      .record(
+        { action: fc.oneof(fc.constantFrom("start", "stop", "pause"), fc.integer()), name: fc.jsonValue() },
+        { requiredKeys: [] },
+      )
+      .map((value) => JSON.stringify(value)),
+  ),
+  contentType: fc.constantFrom("application/json", "text/plain", ""),
+  token: fc.constantFrom(TEST_API_KEY, "", "st-nope"),
+})
+
 describe("generated malformed requests", () => {
   it("never get a 5xx, always get the envelope, and leave the server up", async () => {
     const samples = [
@@ -145,7 +182,7 @@ describe("generated malformed requests", () => {
     const queue = [...samples]
     const worker = async () => {
       for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-        const url = `${api.url}${next.path.replaceAll("SESSION", sessionId)}`
+        const url = `${api.url}${next.path.replaceAll("RTSTREAM", `rts-${sessionId.slice(4)}-00`).replaceAll("SESSION", sessionId)}`
         const headers: Record<string, string> = {}
         if (next.token !== "") headers["x-access-token"] = next.token
         if (next.contentType !== "") headers["content-type"] = next.contentType
@@ -178,5 +215,32 @@ describe("generated malformed requests", () => {
       expect(created.status, url).toBeLessThan(500)
     }
     expect(askedNames.size).toBeGreaterThan(0)
+  }, 120_000)
+
+  it("on the rtstream routes and clips: never a 5xx, always the envelope", async () => {
+    const statuses = new Set<number>()
+    for (const next of fc.sample(rtstreamRequest, { numRuns: 500, seed: 20261207 })) {
+      const path = next.path
+        .replaceAll("RTSTREAM", `rts-${sessionId.slice(4)}-00`)
+        .replaceAll("SESSION", sessionId)
+      const headers: Record<string, string> = {}
+      if (next.token !== "") headers["x-access-token"] = next.token
+      if (next.contentType !== "") headers["content-type"] = next.contentType
+      const response = await fetch(`${api.url}${path}`, {
+        method: next.method,
+        headers,
+        ...(next.method === "GET" ? {} : { body: next.body }),
+      })
+      const text = await response.text()
+      statuses.add(response.status)
+      const context = `${next.method} ${path} ${next.body.slice(0, 120)} → ${response.status} ${text.slice(0, 200)}`
+      expect(response.status, context).toBeLessThan(500)
+      if (response.status >= 400) {
+        const parsed = JSON.parse(text) as { success: boolean; error_code: string }
+        expect(parsed.success, context).toBe(false)
+        expect(typeof parsed.error_code, context).toBe("string")
+      }
+    }
+    expect([...statuses].filter((status) => status >= 400).length).toBeGreaterThanOrEqual(4)
   }, 120_000)
 })

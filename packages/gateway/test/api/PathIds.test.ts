@@ -114,6 +114,15 @@ const routes: ReadonlyArray<readonly [method: string, template: string, field: s
   ["GET", "/media/{x}/index.m3u8", "video_id"],
   ["GET", "/media/m-0000000000/{x}", "file"],
   ["GET", "/player/{x}", "video_id"],
+  ["GET", "/rtstream/{x}", "rtstream_id"],
+  ["PATCH", "/rtstream/{x}/status", "rtstream_id"],
+  ["GET", "/rtstream/{x}/stream?start=1&end=2", "rtstream_id"],
+  ["POST", "/rtstream/{x}/export", "rtstream_id"],
+  ["GET", "/rtstream/{x}/export", "rtstream_id"],
+  ["GET", "/rtstream?session_id={x}", "session_id"],
+  ["GET", "/clip/{x}/display%3A1/1-2/index.m3u8", "sig"],
+  ["GET", "/clip/SESSION/{x}/1-2/clip.mp4", "sig"],
+  ["GET", "/clip/SESSION/display%3A1/{x}/0.ts", "sig"],
 ]
 
 describe("ids in request paths", () => {
@@ -143,7 +152,7 @@ describe("ids in request paths", () => {
     expect(failures).toEqual([])
   }, 60_000)
 
-  it("answers 400 invalid_field naming collection_id and session_id for ids the schema refuses", async () => {
+  it("answers 400 invalid_field naming collection_id, session_id and rtstream_id for ids the schema refuses", async () => {
     for (const value of ["..", "%2e%2e", "%00", "*", ">", "%20", "c-a.b"]) {
       const collection = JSON.parse((await raw("GET", `/collection/${value}`)).text) as Record<
         string,
@@ -155,6 +164,11 @@ describe("ids in request paths", () => {
         unknown
       >
       expect(session, value).toMatchObject({ error_code: "invalid_field", field: "session_id" })
+      const rtstream = JSON.parse((await raw("GET", `/rtstream/rts-${value}`)).text) as Record<
+        string,
+        unknown
+      >
+      expect(rtstream, value).toMatchObject({ error_code: "invalid_field", field: "rtstream_id" })
     }
     expect((await raw("GET", "/collection/default")).status).toBe(200)
   })
