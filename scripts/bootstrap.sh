@@ -13,8 +13,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 # --- system packages (apt-get) ---------------------------------------------------------------
-# pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default.
-packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us)
+# pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default;
+# faad: the AI pipeline decodes the recorder's AAC with it (a few ms a segment, ffmpeg ~40 ms to start).
+packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us faad)
 # festival + the slt HTS voice: the known speech transcription tests and bench:transcript use.
 $want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils festival festvox-us-slt-hts)
 missing=()

@@ -28,7 +28,14 @@ import {
 import type { SessionReadModel } from "@capture/session-actor"
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { AudioDecodeError, concatPcm, decodeToPcm, msToSamples, samplesToMs } from "../audio/Pcm.js"
+import {
+  AudioDecodeError,
+  type AudioDecoders,
+  concatPcm,
+  decodeToPcm,
+  msToSamples,
+  samplesToMs,
+} from "../audio/Pcm.js"
 import {
   defaultVoiceActivity,
   detectVoiceActivity,
@@ -44,7 +51,8 @@ export interface AiPipelineOptions {
   readonly store: AiStore
   readonly readModel: SessionReadModel
   readonly engines: Engines
-  readonly ffmpeg: string
+  /** ffmpeg, and faad where installed (`AudioDecoders`). */
+  readonly decoders: AudioDecoders
   /** Durable name prefix (the deployment's: `capture`). */
   readonly prefix?: string
   /** Segments handled at once in this process (different rtstreams). */
@@ -355,7 +363,7 @@ export class AiPipeline {
     const pcm =
       bytes === undefined
         ? new Int16Array(0)
-        : await decodeToPcm(this.options.ffmpeg, bytes).catch((error: unknown) => {
+        : await decodeToPcm(this.options.decoders, bytes).catch((error: unknown) => {
             // Retrying cannot fix stored bytes: the segment counts as silence.
             if (!(error instanceof AudioDecodeError)) throw error
             this.log(
