@@ -86,6 +86,8 @@ export interface AiPipelineStats {
 export class AiPipeline {
   readonly stats: AiPipelineStats = { segments: 0, utterances: 0, failures: 0 }
   private readonly lanes = new Map<string, Promise<unknown>>()
+  /** Segments per rtstream queued in this process behind the one being taken. */
+  private readonly waiting = new Map<string, number>()
   private readonly states = new Map<string, RtstreamAi>()
   private readonly pcm = new Map<string, Map<number, Int16Array>>()
   private readonly rtstreams = new Map<string, { readonly id: RtstreamId } | null>()
@@ -127,10 +129,14 @@ export class AiPipeline {
     if (rtstream === null) return
     // One segment of an rtstream at a time in this process; other processes are held off by the lane.
     const previous = this.lanes.get(rtstream.id) ?? Promise.resolve()
-    const turn = previous.then(
-      () => this.take(rtstream.id, record, message),
-      () => this.take(rtstream.id, record, message),
-    )
+    this.waiting.set(rtstream.id, (this.waiting.get(rtstream.id) ?? 0) + 1)
+    const takeTurn = () => {
+      const left = (this.waiting.get(rtstream.id) ?? 1) - 1
+      if (left > 0) this.waiting.set(rtstream.id, left)
+      else this.waiting.delete(rtstream.id)
+      return this.take(rtstream.id, record, message)
+    }
+    const turn = previous.then(takeTurn, takeTurn)
     this.lanes.set(rtstream.id, turn)
     try {
       return await turn
@@ -295,7 +301,14 @@ export class AiPipeline {
         start_ms,
         spoken_ms: samplesToMs(activity.open.spoken),
       }
-      if ((this.options.interim ?? true) && stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)) {
+      // An interim is worth its engine time only while the lane keeps up: with the rtstream's
+      // next segment already waiting here it would be stale at once, and the finals wait for it.
+      const behind = (this.waiting.get(rtstreamId) ?? 0) > 0
+      if (
+        (this.options.interim ?? true) &&
+        !behind &&
+        stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)
+      ) {
         // One try: an interim that fails is simply not sent.
         const text = await engine?.transcribe(audio.subarray(activity.open.start)).catch(() => "")
         if (text !== undefined && text !== "") {
