@@ -16,6 +16,7 @@ import { AccountStore } from "./accounts/AccountStore.js"
 import { CaptureApi } from "./api/CaptureApi.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
+import { RateLimiter, rateLimits } from "./api/RateLimits.js"
 import { jsonBodyLimits } from "./api/RequestLimits.js"
 import { responseEnvelope } from "./api/ResponseEnvelope.js"
 import { RtstreamHandlersLive } from "./api/RtstreamHandlers.js"
@@ -51,6 +52,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
+  /** How often each gateway adds the requests it admitted to the shared rate limit counts (ms). */
+  readonly rateLimitSyncMs?: number | undefined
   readonly webSocket: WebSocketLimits
   /** Transcription engines offered (as the AI workers are configured) and the default; default: local only. */
   readonly transcription?: EngineChoice | undefined
@@ -66,6 +69,7 @@ export interface Gateway {
   readonly hub: WebSocketHub
   readonly exports: ExportStore
   readonly services: GatewayServicesShape
+  readonly rateLimiter: RateLimiter
   /** The HTTP server's `ws` options: every upgraded socket is bounded and heartbeated. */
   readonly webSocketServerOptions: { readonly WebSocket: unknown; readonly maxPayload: number }
   readonly webSocketStats: { readonly dropped: number; readonly reaped: number }
@@ -120,6 +124,12 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   })
   const media = await MediaStore.open(nc, { ...topology, log: options.log })
   const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
+  const rateLimiter = await RateLimiter.open(nc, {
+    ...topology,
+    settings: limits,
+    syncMs: options.rateLimitSyncMs,
+    log: options.log,
+  })
   const deploymentKey = await accounts.urlSigningKey()
   const signer = new UrlSigner(deploymentKey)
   const exports = await ExportStore.open(nc, { ...topology, log: options.log })
@@ -156,6 +166,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     hub,
     exports,
     services,
+    rateLimiter,
     webSocketServerOptions: {
       WebSocket: bounded.WebSocket,
       // `ws` buffers a message whole before it is read: its size is the bound on that buffer.
@@ -170,6 +181,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       await hub.stop()
       await dispatcher.stop()
       await quota.stop()
+      await rateLimiter.stop()
       accounts.close()
       ai.close()
     },
@@ -194,5 +206,6 @@ export const gatewayRoutes = (gateway: Gateway) => {
     ...exportRoutes(gateway.services, gateway.exports),
     responseEnvelope(gateway.log),
     jsonBodyLimits(gateway.services.config),
+    rateLimits(gateway.rateLimiter),
   )
 }
