@@ -74,11 +74,21 @@ export type CreateTokenRequest = typeof CreateTokenRequest.Type
 
 export const TokenView = Schema.Struct({
   token: Schema.String,
+  /** What revokes it (`DELETE /capture/session/token/{token_id}`, `capture keys revoke`). */
+  token_id: Schema.String,
   expires_at: Schema.String,
   expires_in: Schema.Int,
   end_user_id: Schema.NullOr(Schema.String),
 })
 export type TokenView = typeof TokenView.Type
+
+/** `DELETE /capture/session/token/{token_id}`: the token is refused from now on. */
+export const RevokedTokenView = Schema.Struct({
+  token_id: Schema.String,
+  end_user_id: Schema.NullOr(Schema.String),
+  revoked_at: Schema.String,
+})
+export type RevokedTokenView = typeof RevokedTokenView.Type
 
 /** `POST /capture/session/start`: the route a recorder starts its session at. */
 export const START_SESSION_ROUTE = "/capture/session/start"

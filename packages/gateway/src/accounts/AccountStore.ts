@@ -9,7 +9,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { AccountBucket, type AccountBucketOptions } from "./AccountBucket.js"
 import { type Account, Accounts } from "./Accounts.js"
 import { type Collection, Collections } from "./Collections.js"
-import { type ApiKeyRecord, Credentials } from "./Credentials.js"
+import { type ApiKeyRecord, type ClientTokenRecord, Credentials } from "./Credentials.js"
 import { urlSigningKey } from "./UrlSigningKey.js"
 import { WebhookSecrets } from "./WebhookSecrets.js"
 
@@ -93,6 +93,10 @@ export class AccountStore {
 
   revokeClientToken(token: string): Promise<boolean> {
     return this.credentials.revokeClientToken(token)
+  }
+
+  revokeClientTokenById(accountId: string, tokenId: string): Promise<ClientTokenRecord | undefined> {
+    return this.credentials.revokeClientTokenById(accountId, tokenId)
   }
 
   /** Who presents `credential` (the `x-access-token` header), or why not (see `Credentials`). */

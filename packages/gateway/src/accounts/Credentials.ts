@@ -36,6 +36,15 @@ export const ClientTokenRecord = Schema.Struct({
 })
 export type ClientTokenRecord = typeof ClientTokenRecord.Type
 
+/** Where a client token's record is, by its id (`tokenid.<token_id>`), to revoke it without the token. */
+export const ClientTokenIndex = Schema.Struct({
+  account_id: Schema.String,
+  /** The key of its record (`token.<hash>`). */
+  record_key: Schema.String,
+  expires_at: Schema.String,
+})
+export type ClientTokenIndex = typeof ClientTokenIndex.Type
+
 /** What a client token may do: the API (start, stop, upload, listen), or only open a WebSocket. */
 export type TokenScope = "api" | "websocket"
 
@@ -189,20 +198,48 @@ export class Credentials {
       issuers: options.issuers ?? [],
       scope: options.scope ?? "api",
     }
+    const recordKey = `token.${hashOf(token)}`
     // Expired tokens are refused by their `expires_at`; the KV entry is only bookkeeping.
-    await this.bucket.create(`token.${hashOf(token)}`, record)
+    await this.bucket.create(recordKey, record)
+    const index: ClientTokenIndex = {
+      account_id: accountId,
+      record_key: recordKey,
+      expires_at: record.expires_at,
+    }
+    await this.bucket.put(`tokenid.${record.token_id}`, index)
     return { token, record }
   }
 
   /** Revokes a client token (given as the token itself); false when unknown. */
   async revokeClientToken(token: string): Promise<boolean> {
-    const key = `token.${hashOf(token)}`
+    return (await this.revokeTokenRecord(`token.${hashOf(token)}`)) !== undefined
+  }
+
+  /**
+   * Revokes the client token `tokenId` of `accountId` (a WebSocket token, or every token it
+   * issued, with it): its record is marked, every gateway refuses it and closes its sockets.
+   * Undefined when the account has no such token (an id of another account included).
+   */
+  async revokeClientTokenById(accountId: string, tokenId: string): Promise<ClientTokenRecord | undefined> {
+    if (!/^tok-[A-Za-z0-9_-]{1,64}$/.test(tokenId)) return undefined
+    const index = await this.bucket.get(ClientTokenIndex, `tokenid.${tokenId}`)
+    if (index === undefined || index.account_id !== accountId) return undefined
+    return this.revokeTokenRecord(index.record_key)
+  }
+
+  private async revokeTokenRecord(key: string): Promise<ClientTokenRecord | undefined> {
     const record = await this.bucket.get(ClientTokenRecord, key)
-    if (record === undefined) return false
-    await this.bucket.put(key, { ...record, revoked_at: new Date().toISOString() })
+    if (record === undefined) return undefined
+    const revoked =
+      record.revoked_at === null
+        ? await this.bucket.update(ClientTokenRecord, key, (current) => ({
+            ...current,
+            revoked_at: current.revoked_at ?? new Date().toISOString(),
+          }))
+        : record
     await this.markRevoked(record.token_id)
     this.cache.clear()
-    return true
+    return revoked
   }
 
   /**

@@ -17,6 +17,7 @@ import {
   PAUSE_CHANNELS_ROUTE,
   PauseRequest,
   RESUME_CHANNELS_ROUTE,
+  RevokedTokenView,
   SessionId,
   SessionList,
   START_SESSION_ROUTE,
@@ -25,6 +26,7 @@ import {
   StartSessionView,
   StreamingView,
   Success,
+  TokenId,
   TokenView,
   WebhookDeliveryList,
   WebSocketUrlView,
@@ -127,6 +129,13 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     HttpApiEndpoint.post("createToken", "/capture/session/token", {
       payload: CreateTokenRequest,
       success: Success(TokenView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.delete("revokeToken", "/capture/session/token/:token_id", {
+      params: { token_id: TokenId },
+      success: Success(RevokedTokenView),
       error: CommonFailures,
     }),
   )
