@@ -52,6 +52,10 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
+  /** How often each gateway purges expired client tokens and revocation markers (ms; default a minute). */
+  readonly expiryPurgeIntervalMs?: number | undefined
+  /** Width of an expiry slot (ms; default an hour): tests shorten it. */
+  readonly expirySlotMs?: number | undefined
   /** How often each gateway adds the requests it admitted to the shared rate limit counts (ms). */
   readonly rateLimitSyncMs?: number | undefined
   readonly webSocket: WebSocketLimits
@@ -84,7 +88,11 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const { nc, options: topology } = runtime.topology
   const limits = limitsOf(options)
   assertLimitsFit(limits, nc.info?.max_payload ?? 1024 * 1024)
-  const accounts = await AccountStore.open(nc, { ...topology, log: options.log })
+  const accounts = await AccountStore.open(nc, {
+    ...topology,
+    log: options.log,
+    expirySlotMs: options.expirySlotMs,
+  })
   const first = await accounts.firstAccount()
   let firstApiKey: string | undefined
   if (options.seedApiKey !== undefined && options.seedApiKey !== "") {
@@ -141,6 +149,15 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
   await aiFeed.start()
   const bounded = boundedWebSocketClass(options.webSocket)
+  const purgeExpired = () =>
+    void accounts.purgeExpired().catch((error: unknown) => {
+      options.log(
+        `accounts: purging expired tokens: ${error instanceof Error ? error.message : String(error)}`,
+      )
+    })
+  purgeExpired()
+  const purgeTimer = setInterval(purgeExpired, options.expiryPurgeIntervalMs ?? 60_000)
+  purgeTimer.unref()
 
   const services: GatewayServicesShape = {
     runtime,
@@ -177,6 +194,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     log: options.log,
     stop: async () => {
       stopClosingRevoked()
+      clearInterval(purgeTimer)
       await aiFeed.stop()
       await hub.stop()
       await dispatcher.stop()

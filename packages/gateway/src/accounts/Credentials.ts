@@ -4,10 +4,11 @@
  * 160 random bits, so a plain SHA-256 is enough: there is nothing to brute-force.
  */
 import { createHash, randomBytes } from "node:crypto"
-import { type CaptureError, captureError, makeIdBody } from "@capture/protocol"
+import { type CaptureError, captureError, MAX_TOKEN_SECONDS, makeIdBody } from "@capture/protocol"
 import { KvWatchInclude } from "@nats-io/kv"
 import { Result, Schema } from "effect"
 import type { AccountBucket } from "./AccountBucket.js"
+import { ExpiredRecords } from "./ExpiredRecords.js"
 
 /** An API key as stored (`apikey.<hash of the key>`). */
 export const ApiKeyRecord = Schema.Struct({
@@ -79,11 +80,14 @@ export class Credentials {
   private readonly revocationListeners = new Set<(credentialId: string) => void>()
   private watching: { stop(): void } | undefined
 
-  private constructor(private readonly bucket: AccountBucket) {}
+  private constructor(
+    private readonly bucket: AccountBucket,
+    readonly expired: ExpiredRecords,
+  ) {}
 
   /** Starts watching for revocations by other gateways, which evict this one's cache at once. */
-  static async open(bucket: AccountBucket): Promise<Credentials> {
-    const credentials = new Credentials(bucket)
+  static async open(bucket: AccountBucket, expiry?: { readonly slotMs?: number }): Promise<Credentials> {
+    const credentials = new Credentials(bucket, new ExpiredRecords(bucket, expiry?.slotMs))
     await credentials.watchRevocations()
     return credentials
   }
@@ -167,7 +171,8 @@ export class Credentials {
       if (record.revoked_at === null) {
         await this.bucket.put(key, { ...record, revoked_at: new Date().toISOString() })
       }
-      await this.markRevoked(keyId)
+      // A key's marker stops the tokens it issued, the longest of which lives MAX_TOKEN_SECONDS.
+      await this.markRevoked(keyId, Date.now() + MAX_TOKEN_SECONDS * 1000)
       this.cache.clear()
       return true
     }
@@ -207,6 +212,10 @@ export class Credentials {
       expires_at: record.expires_at,
     }
     await this.bucket.put(`tokenid.${record.token_id}`, index)
+    await this.expired.file(`token-${record.token_id}`, record.expires_at, [
+      recordKey,
+      `tokenid.${record.token_id}`,
+    ])
     return { token, record }
   }
 
@@ -237,7 +246,8 @@ export class Credentials {
             revoked_at: current.revoked_at ?? new Date().toISOString(),
           }))
         : record
-    await this.markRevoked(record.token_id)
+    // The WebSocket tokens a token asked for never outlive it.
+    await this.markRevoked(record.token_id, Date.parse(record.expires_at))
     this.cache.clear()
     return revoked
   }
@@ -246,8 +256,10 @@ export class Credentials {
    * A revocation every gateway hears (`revoked.<id>`): the tokens a revoked credential issued
    * stop authenticating, and its WebSockets are closed.
    */
-  private async markRevoked(credentialId: string): Promise<void> {
-    await this.bucket.put(`revoked.${credentialId}`, { revoked_at: new Date().toISOString() })
+  private async markRevoked(credentialId: string, untilMs: number): Promise<void> {
+    const until = new Date(untilMs).toISOString()
+    await this.bucket.put(`revoked.${credentialId}`, { revoked_at: new Date().toISOString(), until })
+    await this.expired.file(`revoked-${credentialId}`, untilMs, [`revoked.${credentialId}`])
   }
 
   /** Calls `listener` with the id of every key or token revoked from now on, by any process. */
