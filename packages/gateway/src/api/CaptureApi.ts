@@ -200,6 +200,8 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)
+  // What /openapi.json promises (additionalProperties: false): a body field the API does not know is refused.
+  .annotate(HttpApi.PayloadParseOptions, { onExcessProperty: "error" })
   .annotate(OpenApi.Title, "Capture API")
   .annotate(OpenApi.Version, "1")
   .annotate(

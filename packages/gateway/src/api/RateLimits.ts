@@ -50,6 +50,8 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 /** Counters remembered at once; the oldest is forgotten first (read again when needed). */
 const KNOWN_LIMIT = 20_000
+/** How long a request waits for a counter's shared count before it is admitted on what is known. */
+const READ_WAIT_MS = 250
 /** Counters added to the bucket at once by a sync. */
 const SYNC_PARALLELISM = 32
 
@@ -173,7 +175,8 @@ export class RateLimiter {
       })
       .finally(() => this.reading.delete(key))
     this.reading.set(key, read)
-    return read
+    // NATS slow or away: admit against what is known after a moment rather than hold the request.
+    return Promise.race([read, new Promise<void>((resolve) => setTimeout(resolve, READ_WAIT_MS).unref())])
   }
 
   /** Adds what was admitted here to the shared counts, and learns the others' requests. */
