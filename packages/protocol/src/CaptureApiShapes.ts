@@ -17,7 +17,7 @@ const ConnectionId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLeng
 /** An end user's id: 1 to 256 characters, not only white space, no control characters (NUL…). */
 const EndUserId = Schema.String.check(
   Schema.isMaxLength(256),
-  Schema.isPattern(/^(?=[^]*\S)[^\u0000-\u001f\u007f]+$/, {
+  Schema.isPattern(/^(?=[\s\S]*\S)\P{Cc}+$/u, {
     message: "expected 1 to 256 characters, not all white space, without control characters",
   }),
 )

@@ -118,13 +118,13 @@ export class RateLimiter {
         field: "address",
       })
     }
-    if (credential !== undefined && credential.startsWith("sk-")) {
+    if (credential?.startsWith("sk-")) {
       charges.push({
         who: `key.${digest(credential)}`,
         limit: this.settings.rateLimitPerApiKey,
         field: "x-access-token",
       })
-    } else if (credential !== undefined && credential.startsWith("st-")) {
+    } else if (credential?.startsWith("st-")) {
       charges.push({
         who: `token.${digest(credential)}`,
         limit: this.settings.rateLimitPerClientToken,
