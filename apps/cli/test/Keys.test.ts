@@ -151,7 +151,8 @@ describe("capture keys", () => {
     const unknown = await capture("keys", "revoke", "tok-NOSUCHTOKEN")
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toMatch(/^capture: client token tok-NOSUCHTOKEN not found/)
-  })
+    // Three CLI processes and a poll: on a loaded machine that takes longer than the default.
+  }, 90_000)
 
   it("exits 2 for a key id or an account it does not know", async () => {
     const unknownKey = await capture("keys", "revoke", "key-NOSUCHKEY")
