@@ -130,6 +130,30 @@ describe("capture keys", () => {
     }
   })
 
+  it("revokes a client token by its id: the running serve refuses it", async () => {
+    const created = await capture("keys", "create", "--name", "issuer", "--json")
+    const key = JSON.parse(created.stdout).key as string
+    const issued = await fetch(`${base}/capture/session/token`, {
+      method: "POST",
+      headers: { "x-access-token": key, "content-type": "application/json" },
+      body: JSON.stringify({ end_user_id: "alice" }),
+    })
+    const { token, token_id: tokenId } = ((await issued.json()) as { data: Record<string, string> }).data
+    const socketUrl = (token: string) =>
+      fetch(`${base}/collection/default/websocket`, { headers: { "x-access-token": token ?? "" } })
+    expect((await socketUrl(token ?? "")).status).toBe(200)
+    const revoked = await capture("keys", "revoke", tokenId ?? "")
+    expect(revoked.code).toBe(0)
+    expect(revoked.stdout).toMatch(new RegExp(`^revoked ${tokenId} of end user alice at `))
+    await expect
+      .poll(async () => (await socketUrl(token ?? "")).status, { timeout: 3_000, interval: 100 })
+      .toBe(401)
+    const unknown = await capture("keys", "revoke", "tok-NOSUCHTOKEN")
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toMatch(/^capture: client token tok-NOSUCHTOKEN not found/)
+    // Three CLI processes and a poll: on a loaded machine that takes longer than the default.
+  }, 90_000)
+
   it("exits 2 for a key id or an account it does not know", async () => {
     const unknownKey = await capture("keys", "revoke", "key-NOSUCHKEY")
     expect(unknownKey.code).toBe(2)

@@ -26,6 +26,9 @@ beforeAll(async () => {
     CAPTURE_HTTP_IDLE_TIMEOUT_MS: "5000",
     CAPTURE_MAX_JSON_DEPTH: "4",
     CAPTURE_WS_MAX_MESSAGE_BYTES: "1024",
+    // An hour-long window never ends while the test runs.
+    CAPTURE_RATE_LIMIT_WINDOW_SECONDS: "3600",
+    CAPTURE_RATE_LIMIT_PER_CLIENT_TOKEN: "2",
   })
   await server.waitFor(/\[capture\] ready/)
 }, 60_000)
@@ -55,6 +58,22 @@ describe("capture serve limits from the environment", () => {
     })
     expect(response.status).toBe(400)
     expect(await response.json()).toMatchObject({ error_code: "invalid_json", field: "metadata" })
+  })
+
+  it("refuses a client token's third request with CAPTURE_RATE_LIMIT_PER_CLIENT_TOKEN=2", async () => {
+    const issued = await fetch(`${base}/capture/session/token`, {
+      method: "POST",
+      headers: { "x-access-token": API_KEY, "content-type": "application/json" },
+      body: JSON.stringify({ end_user_id: "u" }),
+    })
+    const { data } = (await issued.json()) as { data: { token: string } }
+    const ask = () =>
+      fetch(`${base}/collection/default/websocket`, { headers: { "x-access-token": data.token } })
+    expect([(await ask()).status, (await ask()).status]).toEqual([200, 200])
+    const refused = await ask()
+    expect(refused.status).toBe(429)
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0)
+    expect(await refused.json()).toMatchObject({ error_code: "rate_limited", field: "x-access-token" })
   })
 
   it("closes a WebSocket whose client sends more than CAPTURE_WS_MAX_MESSAGE_BYTES", async () => {

@@ -16,6 +16,7 @@ import { AccountStore } from "./accounts/AccountStore.js"
 import { CaptureApi } from "./api/CaptureApi.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
+import { RateLimiter, rateLimits } from "./api/RateLimits.js"
 import { jsonBodyLimits } from "./api/RequestLimits.js"
 import { responseEnvelope } from "./api/ResponseEnvelope.js"
 import { RtstreamHandlersLive } from "./api/RtstreamHandlers.js"
@@ -51,6 +52,12 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
+  /** How often each gateway purges expired client tokens and revocation markers (ms; default a minute). */
+  readonly expiryPurgeIntervalMs?: number | undefined
+  /** Width of an expiry slot (ms; default an hour): tests shorten it. */
+  readonly expirySlotMs?: number | undefined
+  /** How often each gateway adds the requests it admitted to the shared rate limit counts (ms). */
+  readonly rateLimitSyncMs?: number | undefined
   readonly webSocket: WebSocketLimits
   /** Transcription engines offered (as the AI workers are configured) and the default; default: local only. */
   readonly transcription?: EngineChoice | undefined
@@ -66,6 +73,7 @@ export interface Gateway {
   readonly hub: WebSocketHub
   readonly exports: ExportStore
   readonly services: GatewayServicesShape
+  readonly rateLimiter: RateLimiter
   /** The HTTP server's `ws` options: every upgraded socket is bounded and heartbeated. */
   readonly webSocketServerOptions: { readonly WebSocket: unknown; readonly maxPayload: number }
   readonly webSocketStats: { readonly dropped: number; readonly reaped: number }
@@ -80,7 +88,11 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const { nc, options: topology } = runtime.topology
   const limits = limitsOf(options)
   assertLimitsFit(limits, nc.info?.max_payload ?? 1024 * 1024)
-  const accounts = await AccountStore.open(nc, { ...topology, log: options.log })
+  const accounts = await AccountStore.open(nc, {
+    ...topology,
+    log: options.log,
+    expirySlotMs: options.expirySlotMs,
+  })
   const first = await accounts.firstAccount()
   let firstApiKey: string | undefined
   if (options.seedApiKey !== undefined && options.seedApiKey !== "") {
@@ -120,6 +132,12 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   })
   const media = await MediaStore.open(nc, { ...topology, log: options.log })
   const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
+  const rateLimiter = await RateLimiter.open(nc, {
+    ...topology,
+    settings: limits,
+    syncMs: options.rateLimitSyncMs,
+    log: options.log,
+  })
   const deploymentKey = await accounts.urlSigningKey()
   const signer = new UrlSigner(deploymentKey)
   const exports = await ExportStore.open(nc, { ...topology, log: options.log })
@@ -131,6 +149,15 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
   await aiFeed.start()
   const bounded = boundedWebSocketClass(options.webSocket)
+  const purgeExpired = () =>
+    void accounts.purgeExpired().catch((error: unknown) => {
+      options.log(
+        `accounts: purging expired tokens: ${error instanceof Error ? error.message : String(error)}`,
+      )
+    })
+  purgeExpired()
+  const purgeTimer = setInterval(purgeExpired, options.expiryPurgeIntervalMs ?? 60_000)
+  purgeTimer.unref()
 
   const services: GatewayServicesShape = {
     runtime,
@@ -156,6 +183,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     hub,
     exports,
     services,
+    rateLimiter,
     webSocketServerOptions: {
       WebSocket: bounded.WebSocket,
       // `ws` buffers a message whole before it is read: its size is the bound on that buffer.
@@ -166,10 +194,12 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     log: options.log,
     stop: async () => {
       stopClosingRevoked()
+      clearInterval(purgeTimer)
       await aiFeed.stop()
       await hub.stop()
       await dispatcher.stop()
       await quota.stop()
+      await rateLimiter.stop()
       accounts.close()
       ai.close()
     },
@@ -194,5 +224,6 @@ export const gatewayRoutes = (gateway: Gateway) => {
     ...exportRoutes(gateway.services, gateway.exports),
     responseEnvelope(gateway.log),
     jsonBodyLimits(gateway.services.config),
+    rateLimits(gateway.rateLimiter),
   )
 }

@@ -27,6 +27,14 @@ export interface GatewayLimits {
   readonly maxUploadsPerCredential: number
   /** Lifetime of the token a `websocket_url` carries, in seconds. */
   readonly webSocketTokenSeconds: number
+  /** Length of a rate limit window, in seconds (the limits below count requests per window). */
+  readonly rateLimitWindowSeconds: number
+  /** Requests one API key may make per window, over all gateways (429 `rate_limited`). */
+  readonly rateLimitPerApiKey: number
+  /** Requests one client token may make per window, over all gateways (429 `rate_limited`). */
+  readonly rateLimitPerClientToken: number
+  /** Requests one source address may make per window, over all gateways (429 `rate_limited`). */
+  readonly rateLimitPerAddress: number
 }
 
 const KiB = 1024
@@ -46,6 +54,11 @@ export const DEFAULT_LIMITS: GatewayLimits = {
   accountQuotaBytes: 1024 * GiB,
   maxUploadsPerCredential: 16,
   webSocketTokenSeconds: 10 * 60,
+  rateLimitWindowSeconds: 10,
+  // 1,000 requests a second per key; a recorder's token makes a few a second per channel.
+  rateLimitPerApiKey: 10_000,
+  rateLimitPerClientToken: 1_000,
+  rateLimitPerAddress: 20_000,
 }
 
 /** `DEFAULT_LIMITS` with what `given` sets. */

@@ -4,6 +4,7 @@
  */
 export * from "./accounts/AccountStore.js"
 export * from "./api/CaptureApi.js"
+export * from "./api/ClientErrors.js"
 export * from "./Gateway.js"
 export * from "./GatewayContext.js"
 export * from "./Limits.js"

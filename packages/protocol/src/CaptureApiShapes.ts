@@ -14,6 +14,13 @@ import { ExportStatus, SessionStatus } from "./SessionStatus.js"
 const NonEmpty = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(256))
 const Url = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2048))
 const ConnectionId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128))
+/** An end user's id: 1 to 256 characters, not only white space, no control characters (NUL…). */
+const EndUserId = Schema.String.check(
+  Schema.isMaxLength(256),
+  Schema.isPattern(/^(?=[\s\S]*\S)\P{Cc}+$/u, {
+    message: "expected 1 to 256 characters, not all white space, without control characters",
+  }),
+)
 
 /** `GET /collection/{collection_id}`. */
 export const CollectionView = Schema.Struct({
@@ -25,7 +32,7 @@ export type CollectionView = typeof CollectionView.Type
 
 /** `POST /collection/{cid}/capture/session`. */
 export const CreateSessionRequest = Schema.Struct({
-  end_user_id: NonEmpty,
+  end_user_id: EndUserId,
   callback_url: Schema.optionalKey(Schema.NullOr(Url)),
   ws_connection_id: Schema.optionalKey(Schema.NullOr(ConnectionId)),
   metadata: Schema.optionalKey(Schema.NullOr(Metadata)),
@@ -42,7 +49,7 @@ const Limit = Schema.NumberFromString.check(
 /** `GET /collection/{cid}/capture/session` query. */
 export const ListSessionsQuery = Schema.Struct({
   status: Schema.optionalKey(SessionStatus),
-  end_user_id: Schema.optionalKey(NonEmpty),
+  end_user_id: Schema.optionalKey(EndUserId),
   limit: Schema.optionalKey(Limit),
   cursor: Schema.optionalKey(NonEmpty),
 })
@@ -67,18 +74,28 @@ export const CreateTokenRequest = Schema.Struct({
       ),
     ),
   ),
-  user_id: Schema.optionalKey(Schema.NullOr(NonEmpty)),
-  end_user_id: Schema.optionalKey(Schema.NullOr(NonEmpty)),
+  user_id: Schema.optionalKey(Schema.NullOr(EndUserId)),
+  end_user_id: Schema.optionalKey(Schema.NullOr(EndUserId)),
 })
 export type CreateTokenRequest = typeof CreateTokenRequest.Type
 
 export const TokenView = Schema.Struct({
   token: Schema.String,
+  /** What revokes it (`DELETE /capture/session/token/{token_id}`, `capture keys revoke`). */
+  token_id: Schema.String,
   expires_at: Schema.String,
   expires_in: Schema.Int,
   end_user_id: Schema.NullOr(Schema.String),
 })
 export type TokenView = typeof TokenView.Type
+
+/** `DELETE /capture/session/token/{token_id}`: the token is refused from now on. */
+export const RevokedTokenView = Schema.Struct({
+  token_id: Schema.String,
+  end_user_id: Schema.NullOr(Schema.String),
+  revoked_at: Schema.String,
+})
+export type RevokedTokenView = typeof RevokedTokenView.Type
 
 /** `POST /capture/session/start`: the route a recorder starts its session at. */
 export const START_SESSION_ROUTE = "/capture/session/start"

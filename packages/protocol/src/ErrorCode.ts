@@ -36,6 +36,7 @@ const codes = {
   session_not_found: 404,
   collection_not_found: 404,
   rtstream_not_found: 404,
+  token_not_found: 404,
   // 409: the session's state does not allow it
   invalid_transition: 409,
   session_ended: 409,

@@ -53,6 +53,9 @@ const prefixedString = (prefix: string) =>
 /** A capture session: `cap-…`. */
 export const SessionId = prefixedString("cap-").pipe(Schema.brand("SessionId"))
 export type SessionId = typeof SessionId.Type
+/** A client token's id (not the token itself): `tok-…`. */
+export const TokenId = prefixedString("tok-")
+export type TokenId = typeof TokenId.Type
 /** A real-time stream, one per started channel: `rts-…`. */
 export const RtstreamId = prefixedString("rts-").pipe(Schema.brand("RtstreamId"))
 export type RtstreamId = typeof RtstreamId.Type

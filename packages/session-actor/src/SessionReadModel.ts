@@ -4,6 +4,7 @@
  * can be dropped and rebuilt from the stream at any time. A stored view that does not decode is
  * logged and read as absent; the session's next projection replaces it.
  */
+import { createHash } from "node:crypto"
 import { isRevisionConflict } from "@capture/jetstream"
 import {
   AssetId,
@@ -57,9 +58,58 @@ const decodeRecord = decodeJson(StoredRecord)
 const decodePosition = decodeJson(
   Schema.Struct({
     sequence: Schema.Int,
-    session: Schema.optionalKey(Schema.Struct({ rtstreams: Schema.Array(Schema.Unknown) })),
+    account_id: Schema.optionalKey(Schema.String),
+    session: Schema.optionalKey(
+      Schema.Struct({
+        id: Schema.String,
+        collection_id: Schema.String,
+        status: Schema.String,
+        end_user_id: Schema.String,
+        rtstreams: Schema.Array(Schema.Unknown),
+      }),
+    ),
   }),
 )
+
+/** What a list filters on, as stored in a view. */
+interface Indexed {
+  readonly account_id: string
+  readonly session: {
+    readonly id: string
+    readonly collection_id: string
+    readonly status: string
+    readonly end_user_id: string
+  }
+}
+
+/** An end user id as a key token: any text, hashed to letters and digits. */
+const endUserToken = (endUserId: string): string =>
+  createHash("sha256").update(endUserId).digest("hex").slice(0, 32)
+
+/** The index key of a view: filters are wildcards over its tokens, the session id is last. */
+const indexKeyOf = (record: Indexed): string =>
+  `${record.account_id}.${record.session.collection_id}.${record.session.status}.${endUserToken(record.session.end_user_id)}.${record.session.id}`
+
+/** The index keys a query may match (a subject filter). */
+const indexFilterOf = (query: ListQuery): string =>
+  [
+    query.account_id ?? "*",
+    query.collection_id ?? "*",
+    query.status ?? "*",
+    query.end_user_id === undefined ? "*" : endUserToken(query.end_user_id),
+    "*",
+  ].join(".")
+
+/** Whether an id is safe as one token of a KV key (ids are; anything else is never indexed). */
+const isToken = (text: string): boolean => /^[A-Za-z0-9_-]{1,128}$/.test(text)
+const isIndexable = (record: Indexed): boolean =>
+  isToken(record.account_id) &&
+  isToken(record.session.collection_id) &&
+  isToken(record.session.status) &&
+  isToken(record.session.id)
+
+/** The marker saying every view was indexed (views written before the index existed included). */
+const INDEXED_MARKER = "_meta.indexed"
 
 /**
  * An rtstream is live while its session captures; once the session has ended, so has it. (One a
@@ -182,13 +232,22 @@ export class SessionReadModel {
           ? (current.success.session?.rtstreams.length ?? 0)
           : 0
       if (session.rtstreams.length > listed) await this.indexRtstreams(record)
+      const before =
+        current !== undefined && Result.isSuccess(current) && current.success.session !== undefined
+          ? indexKeyOf({ account_id: current.success.account_id ?? "", session: current.success.session })
+          : undefined
+      const after = indexKeyOf(record)
+      // Before the view: a list finds every view by its index key (one a view no longer matches is skipped).
+      if (after !== before && isIndexable(record)) await this.topology.sessionIndex.put(after, "")
       try {
         if (entry === null) await bucket.create(session.id, JSON.stringify(record))
         else await bucket.update(session.id, JSON.stringify(record), entry.revision)
-        return true
       } catch (error) {
         if (!isRevisionConflict(error)) throw error
+        continue
       }
+      if (before !== undefined && before !== after) await this.topology.sessionIndex.purge(before)
+      return true
     }
   }
 
@@ -216,17 +275,20 @@ export class SessionReadModel {
   }
 
   /**
-   * A page of sessions, newest first. Ids sort by creation time, so the cursor is an id. This
-   * scans keys, then reads views in batches: fine for hundreds of thousands of sessions; a larger
-   * deployment would project into a database instead.
+   * A page of sessions, newest first. Ids sort by creation time, so the cursor is an id. Reads
+   * the index keys the filters match (the server filters them: a filter matching nothing reads
+   * nothing), then their views in batches, each checked against the filters again (an index key
+   * is written before its view and removed after it changed).
    */
   async list(query: ListQuery = {}): Promise<SessionPage> {
     const limit = Math.min(Math.max(query.limit ?? 20, 1), 100)
-    const keys: Array<string> = []
-    for await (const key of await this.topology.sessions.keys()) {
-      if (query.cursor === undefined || key < query.cursor) keys.push(key)
+    await this.ensureIndexed()
+    const found = new Set<string>()
+    for await (const key of await this.topology.sessionIndex.keys(indexFilterOf(query))) {
+      const id = key.slice(key.lastIndexOf(".") + 1)
+      if (query.cursor === undefined || id < query.cursor) found.add(id)
     }
-    keys.sort().reverse()
+    const keys = [...found].sort().reverse()
     const sessions: Array<CaptureSession> = []
     let scanned = 0
     const batch = 32
@@ -265,9 +327,42 @@ export class SessionReadModel {
     }
   }
 
-  /** Removes every view (before a rebuild). */
+  /** Removes every view and index key (before a rebuild). */
   async clear(): Promise<void> {
     for await (const key of await this.topology.sessions.keys()) await this.topology.sessions.purge(key)
+    for await (const key of await this.topology.sessionIndex.keys())
+      await this.topology.sessionIndex.purge(key)
+  }
+
+  private indexed: Promise<void> | undefined
+
+  /**
+   * Indexes the views written before the index existed, once per deployment (then marked); any
+   * number of processes may do it at once: a key is the same fact whoever writes it.
+   */
+  ensureIndexed(): Promise<void> {
+    this.indexed ??= (async () => {
+      const marker = await this.topology.sessionIndex.get(INDEXED_MARKER)
+      if (marker !== null && marker.operation === "PUT") return
+      const keys: Array<string> = []
+      for await (const key of await this.topology.sessions.keys()) keys.push(key)
+      const batch = 32
+      for (let i = 0; i < keys.length; i += batch) {
+        const records = await Promise.all(keys.slice(i, i + batch).map((key) => this.get(key)))
+        await Promise.all(
+          records.map((record) =>
+            record !== undefined && isIndexable(record)
+              ? this.topology.sessionIndex.put(indexKeyOf(record), "")
+              : undefined,
+          ),
+        )
+      }
+      await this.topology.sessionIndex.put(INDEXED_MARKER, new Date().toISOString())
+    })().catch((error: unknown) => {
+      this.indexed = undefined
+      throw error
+    })
+    return this.indexed
   }
 }
 

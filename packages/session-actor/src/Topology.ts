@@ -29,6 +29,8 @@ export interface Topology {
   readonly timers: KV
   /** rtstream id → its session (`RtstreamRecord`), written by the projector with the view. */
   readonly rtstreams: KV
+  /** What lists read instead of every view: `<account>.<collection>.<status>.<end user>.<session>` keys. */
+  readonly sessionIndex: KV
 }
 
 /** Creates (if missing) and opens the stream and buckets. Safe to run from many processes at once. */
@@ -42,11 +44,12 @@ export const openTopology = async (
   const eventSubjects = `${prefix}.events.>`
   await ensureStream(await jetstreamManager(nc), { name: eventStream, subjects: [eventSubjects], replicas })
   const kvm = new Kvm(jetstream(nc))
-  const [sessions, snapshots, timers, rtstreams] = await Promise.all([
+  const [sessions, snapshots, timers, rtstreams, sessionIndex] = await Promise.all([
     createRacing(() => kvm.create(`${prefix}_sessions`, { replicas, history: 1 })),
     createRacing(() => kvm.create(`${prefix}_snapshots`, { replicas, history: 1 })),
     createRacing(() => kvm.create(`${prefix}_timers`, { replicas, history: 1 })),
     createRacing(() => kvm.create(`${prefix}_rtstreams`, { replicas, history: 1 })),
+    createRacing(() => kvm.create(`${prefix}_session_index`, { replicas, history: 1 })),
   ])
   return {
     nc,
@@ -58,5 +61,6 @@ export const openTopology = async (
     snapshots,
     timers,
     rtstreams,
+    sessionIndex,
   }
 }

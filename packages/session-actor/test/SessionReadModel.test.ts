@@ -13,7 +13,12 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rebuildProjections, type SessionRuntime, startSessionRuntime } from "../src/index.js"
+import {
+  rebuildProjections,
+  SessionReadModel,
+  type SessionRuntime,
+  startSessionRuntime,
+} from "../src/index.js"
 import { cmd, finish, media, start, stop } from "./commands.js"
 import { waitFor } from "./poll.js"
 
@@ -117,6 +122,39 @@ describe("SessionReadModel", () => {
       cursor = result.next_page
     }
     expect(pages).toEqual([...ids].reverse())
+  })
+
+  it("lists by the index: a filter matching nothing reads no view and walks no view key", async () => {
+    const reads = { get: 0, keys: 0 }
+    const sessions = runtime.topology.sessions
+    const counted = new Proxy(sessions, {
+      get: (target, name, receiver) => {
+        if (name === "get") reads.get++
+        if (name === "keys") reads.keys++
+        const value = Reflect.get(target, name, receiver)
+        return typeof value === "function" ? value.bind(target) : value
+      },
+    })
+    const readModel = new SessionReadModel({ ...runtime.topology, sessions: counted })
+    expect((await readModel.list({ end_user_id: "nobody" })).sessions).toEqual([])
+    expect((await readModel.list({ status: "exported", collection_id: "c-other" })).sessions).toEqual([])
+    expect(reads).toEqual({ get: 0, keys: 0 })
+    // One index key per session, whatever statuses it went through.
+    const indexKeys: Array<string> = []
+    for await (const key of await runtime.topology.sessionIndex.keys("*.*.*.*.*")) indexKeys.push(key)
+    for (const id of ids) expect(indexKeys.filter((key) => key.endsWith(`.${id}`))).toHaveLength(1)
+  })
+
+  it("indexes the views stored before the index existed, on the first list", async () => {
+    for await (const key of await runtime.topology.sessionIndex.keys()) {
+      await runtime.topology.sessionIndex.purge(key)
+    }
+    const readModel = new SessionReadModel(runtime.topology)
+    const all = await readModel.list({ limit: 100 })
+    expect(all.sessions.map((s) => s.id).slice(-ids.length)).toEqual([...ids].reverse())
+    expect((await readModel.list({ status: "starting" })).sessions.map((s) => s.id).sort()).toEqual(
+      ids.filter((_, i) => i % 4 === 2).sort(),
+    )
   })
 
   it("rebuilds from the stream to the same views", async () => {

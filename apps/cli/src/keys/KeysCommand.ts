@@ -1,6 +1,7 @@
 /**
- * `capture keys create | list | revoke`: an account's API keys. A key is shown once, when it is
- * created; the store keeps only its SHA-256 hash and a hint (its first characters).
+ * `capture keys create | list | revoke`: an account's API keys, and revoking its client tokens. A
+ * key is shown once, when it is created; the store keeps only its SHA-256 hash and a hint (its
+ * first characters).
  */
 import type { ApiKeyRecord } from "@capture/gateway"
 import { Console, Effect } from "effect"
@@ -67,8 +68,10 @@ const list = Command.make("list", { json: jsonFlag, ...accountFlags }, (input) =
 const revoke = Command.make(
   "revoke",
   {
-    keyId: Argument.String("key-id").pipe(
-      Argument.withDescription("The key to revoke (key-…, see keys list)"),
+    keyId: Argument.String("id").pipe(
+      Argument.withDescription(
+        "The key (key-…, see keys list) or client token (tok-…, the token_id it was issued with) to revoke",
+      ),
     ),
     ...accountFlags,
   },
@@ -76,6 +79,16 @@ const revoke = Command.make(
     Effect.scoped(
       Effect.gen(function* () {
         const { accounts, account } = yield* openAccountOf(input)
+        if (input.keyId.startsWith("tok-")) {
+          const token = yield* storeCall("revoke the client token", () =>
+            accounts.revokeClientTokenById(account.id, input.keyId),
+          )
+          if (token === undefined)
+            return yield* usage(`client token ${input.keyId} not found in account ${account.id}`)
+          const user = token.end_user_id === null ? "" : ` of end user ${token.end_user_id}`
+          yield* Console.log(`revoked ${token.token_id}${user} at ${token.revoked_at}`)
+          return
+        }
         // Looked up in the account first: `revokeApiKey` alone would reach any account's key.
         const keys = yield* storeCall("list the keys", () => accounts.listApiKeys(account.id))
         const record = keys.find((k) => k.key_id === input.keyId)
@@ -92,12 +105,12 @@ const revoke = Command.make(
     ),
 ).pipe(
   Command.withDescription(
-    "Revoke an API key; running servers refuse it within seconds (exit 2: unknown key)",
+    "Revoke an API key or a client token; running servers refuse it and close its WebSockets within seconds (exit 2: unknown id)",
   ),
 )
 
 /** The `keys` command group. */
 export const keysCommand = Command.make("keys").pipe(
-  Command.withDescription("Manage an account's API keys (x-access-token sk-…)"),
+  Command.withDescription("Manage an account's API keys (x-access-token sk-…) and revoke its client tokens"),
   Command.withSubcommands([create, list, revoke]),
 )

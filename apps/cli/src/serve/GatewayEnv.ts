@@ -54,6 +54,16 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
       DEFAULT_LIMITS.maxUploadsPerCredential,
     ),
     webSocketTokenSeconds: intFromEnv("CAPTURE_WS_TOKEN_SECONDS", DEFAULT_LIMITS.webSocketTokenSeconds),
+    rateLimitWindowSeconds: intFromEnv(
+      "CAPTURE_RATE_LIMIT_WINDOW_SECONDS",
+      DEFAULT_LIMITS.rateLimitWindowSeconds,
+    ),
+    rateLimitPerApiKey: intFromEnv("CAPTURE_RATE_LIMIT_PER_API_KEY", DEFAULT_LIMITS.rateLimitPerApiKey),
+    rateLimitPerClientToken: intFromEnv(
+      "CAPTURE_RATE_LIMIT_PER_CLIENT_TOKEN",
+      DEFAULT_LIMITS.rateLimitPerClientToken,
+    ),
+    rateLimitPerAddress: intFromEnv("CAPTURE_RATE_LIMIT_PER_ADDRESS", DEFAULT_LIMITS.rateLimitPerAddress),
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,

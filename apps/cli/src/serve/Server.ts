@@ -13,6 +13,7 @@ import { resolve } from "node:path"
 import { AiPipeline, AiStore, closeEngines } from "@capture/ai"
 import { findOnPath, resolveFfmpegTools } from "@capture/binaries"
 import {
+  answerClientErrorsWithEnvelope,
   applyHttpTimeouts,
   type Gateway,
   type GatewayOptions,
@@ -95,6 +96,7 @@ const keptAliveServer = (timeouts: HttpTimeouts) => () => {
   const server = createHoldingServer(httpServerOptions(timeouts))
   server.keepAliveTimeout = 65_000
   applyHttpTimeouts(server, timeouts)
+  answerClientErrorsWithEnvelope(server)
   return server
 }
 

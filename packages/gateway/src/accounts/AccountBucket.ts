@@ -7,7 +7,7 @@
  */
 import { createRacing, isRevisionConflict } from "@capture/jetstream"
 import { decodeUnknown } from "@capture/protocol"
-import { jetstream } from "@nats-io/jetstream"
+import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result, type Schema } from "effect"
@@ -44,18 +44,18 @@ const encode = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(val
 export class AccountBucket {
   private constructor(
     readonly kv: KV,
+    private readonly name: string,
+    private readonly jsm: JetStreamManager,
     private readonly log: (message: string) => void,
   ) {}
 
   /** Creates (if missing) and opens the bucket. Safe to run from many processes at once. */
   static async open(nc: NatsConnection, options: AccountBucketOptions = {}): Promise<AccountBucket> {
+    const name = `${options.prefix ?? "capture"}_accounts`
     const kv = await createRacing(() =>
-      new Kvm(jetstream(nc)).create(`${options.prefix ?? "capture"}_accounts`, {
-        replicas: options.replicas ?? 1,
-        history: 1,
-      }),
+      new Kvm(jetstream(nc)).create(name, { replicas: options.replicas ?? 1, history: 1 }),
     )
-    return new AccountBucket(kv, options.log ?? (() => {}))
+    return new AccountBucket(kv, name, await jetstreamManager(nc), options.log ?? (() => {}))
   }
 
   /** The record at `key`, decoded with `schema`. */
@@ -110,6 +110,11 @@ export class AccountBucket {
 
   async purge(key: string): Promise<void> {
     await this.kv.purge(key)
+  }
+
+  /** Removes everything `key` ever held, leaving no delete marker (watchers are not told). */
+  async purgeSubject(key: string): Promise<void> {
+    await this.jsm.streams.purge(`KV_${this.name}`, { filter: `$KV.${this.name}.${key}` })
   }
 
   /** Keys matching a subject filter (`apikey.>`). */

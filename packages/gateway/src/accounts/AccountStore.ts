@@ -9,7 +9,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { AccountBucket, type AccountBucketOptions } from "./AccountBucket.js"
 import { type Account, Accounts } from "./Accounts.js"
 import { type Collection, Collections } from "./Collections.js"
-import { type ApiKeyRecord, Credentials } from "./Credentials.js"
+import { type ApiKeyRecord, type ClientTokenRecord, Credentials } from "./Credentials.js"
 import { urlSigningKey } from "./UrlSigningKey.js"
 import { WebhookSecrets } from "./WebhookSecrets.js"
 
@@ -19,7 +19,10 @@ export type { ApiKeyRecord, ClientTokenRecord, Principal, TokenScope } from "./C
 export { credentialChain } from "./Credentials.js"
 export { DEFAULT_ROTATION_GRACE_SECONDS } from "./WebhookSecrets.js"
 
-export type AccountStoreOptions = AccountBucketOptions
+export interface AccountStoreOptions extends AccountBucketOptions {
+  /** Width of an expiry slot (ms): expired tokens and markers are purged within this. */
+  readonly expirySlotMs?: number | undefined
+}
 
 export class AccountStore {
   private readonly accountRecords: Accounts
@@ -37,7 +40,13 @@ export class AccountStore {
 
   static async open(nc: NatsConnection, options: AccountStoreOptions = {}): Promise<AccountStore> {
     const bucket = await AccountBucket.open(nc, options)
-    return new AccountStore(bucket, await Credentials.open(bucket))
+    return new AccountStore(
+      bucket,
+      await Credentials.open(
+        bucket,
+        options.expirySlotMs === undefined ? {} : { slotMs: options.expirySlotMs },
+      ),
+    )
   }
 
   /** Stops the cache invalidation watch. */
@@ -95,6 +104,10 @@ export class AccountStore {
     return this.credentials.revokeClientToken(token)
   }
 
+  revokeClientTokenById(accountId: string, tokenId: string): Promise<ClientTokenRecord | undefined> {
+    return this.credentials.revokeClientTokenById(accountId, tokenId)
+  }
+
   /** Who presents `credential` (the `x-access-token` header), or why not (see `Credentials`). */
   authenticate(...args: Parameters<Credentials["authenticate"]>): ReturnType<Credentials["authenticate"]> {
     return this.credentials.authenticate(...args)
@@ -103,6 +116,11 @@ export class AccountStore {
   /** Calls `listener` with the id of every key or token revoked from now on, by any gateway. */
   onRevoked(listener: (credentialId: string) => void): () => void {
     return this.credentials.onRevoked(listener)
+  }
+
+  /** Purges the expired client tokens and revocation markers that are due (safe on every gateway at once). */
+  purgeExpired(now?: number): Promise<{ readonly purged: number }> {
+    return this.credentials.expired.purgeDue(now)
   }
 
   // --- webhook secrets ----------------------------------------------------------------------

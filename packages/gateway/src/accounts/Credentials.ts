@@ -4,10 +4,11 @@
  * 160 random bits, so a plain SHA-256 is enough: there is nothing to brute-force.
  */
 import { createHash, randomBytes } from "node:crypto"
-import { type CaptureError, captureError, makeIdBody } from "@capture/protocol"
+import { type CaptureError, captureError, MAX_TOKEN_SECONDS, makeIdBody } from "@capture/protocol"
 import { KvWatchInclude } from "@nats-io/kv"
 import { Result, Schema } from "effect"
 import type { AccountBucket } from "./AccountBucket.js"
+import { ExpiredRecords } from "./ExpiredRecords.js"
 
 /** An API key as stored (`apikey.<hash of the key>`). */
 export const ApiKeyRecord = Schema.Struct({
@@ -35,6 +36,15 @@ export const ClientTokenRecord = Schema.Struct({
   scope: Schema.optionalKey(Schema.Literals(["api", "websocket"])),
 })
 export type ClientTokenRecord = typeof ClientTokenRecord.Type
+
+/** Where a client token's record is, by its id (`tokenid.<token_id>`), to revoke it without the token. */
+export const ClientTokenIndex = Schema.Struct({
+  account_id: Schema.String,
+  /** The key of its record (`token.<hash>`). */
+  record_key: Schema.String,
+  expires_at: Schema.String,
+})
+export type ClientTokenIndex = typeof ClientTokenIndex.Type
 
 /** What a client token may do: the API (start, stop, upload, listen), or only open a WebSocket. */
 export type TokenScope = "api" | "websocket"
@@ -70,11 +80,14 @@ export class Credentials {
   private readonly revocationListeners = new Set<(credentialId: string) => void>()
   private watching: { stop(): void } | undefined
 
-  private constructor(private readonly bucket: AccountBucket) {}
+  private constructor(
+    private readonly bucket: AccountBucket,
+    readonly expired: ExpiredRecords,
+  ) {}
 
   /** Starts watching for revocations by other gateways, which evict this one's cache at once. */
-  static async open(bucket: AccountBucket): Promise<Credentials> {
-    const credentials = new Credentials(bucket)
+  static async open(bucket: AccountBucket, expiry?: { readonly slotMs?: number }): Promise<Credentials> {
+    const credentials = new Credentials(bucket, new ExpiredRecords(bucket, expiry?.slotMs))
     await credentials.watchRevocations()
     return credentials
   }
@@ -158,7 +171,8 @@ export class Credentials {
       if (record.revoked_at === null) {
         await this.bucket.put(key, { ...record, revoked_at: new Date().toISOString() })
       }
-      await this.markRevoked(keyId)
+      // A key's marker stops the tokens it issued, the longest of which lives MAX_TOKEN_SECONDS.
+      await this.markRevoked(keyId, Date.now() + MAX_TOKEN_SECONDS * 1000)
       this.cache.clear()
       return true
     }
@@ -189,28 +203,63 @@ export class Credentials {
       issuers: options.issuers ?? [],
       scope: options.scope ?? "api",
     }
+    const recordKey = `token.${hashOf(token)}`
     // Expired tokens are refused by their `expires_at`; the KV entry is only bookkeeping.
-    await this.bucket.create(`token.${hashOf(token)}`, record)
+    await this.bucket.create(recordKey, record)
+    const index: ClientTokenIndex = {
+      account_id: accountId,
+      record_key: recordKey,
+      expires_at: record.expires_at,
+    }
+    await this.bucket.put(`tokenid.${record.token_id}`, index)
+    await this.expired.file(`token-${record.token_id}`, record.expires_at, [
+      recordKey,
+      `tokenid.${record.token_id}`,
+    ])
     return { token, record }
   }
 
   /** Revokes a client token (given as the token itself); false when unknown. */
   async revokeClientToken(token: string): Promise<boolean> {
-    const key = `token.${hashOf(token)}`
+    return (await this.revokeTokenRecord(`token.${hashOf(token)}`)) !== undefined
+  }
+
+  /**
+   * Revokes the client token `tokenId` of `accountId` (a WebSocket token, or every token it
+   * issued, with it): its record is marked, every gateway refuses it and closes its sockets.
+   * Undefined when the account has no such token (an id of another account included).
+   */
+  async revokeClientTokenById(accountId: string, tokenId: string): Promise<ClientTokenRecord | undefined> {
+    if (!/^tok-[A-Za-z0-9_-]{1,64}$/.test(tokenId)) return undefined
+    const index = await this.bucket.get(ClientTokenIndex, `tokenid.${tokenId}`)
+    if (index === undefined || index.account_id !== accountId) return undefined
+    return this.revokeTokenRecord(index.record_key)
+  }
+
+  private async revokeTokenRecord(key: string): Promise<ClientTokenRecord | undefined> {
     const record = await this.bucket.get(ClientTokenRecord, key)
-    if (record === undefined) return false
-    await this.bucket.put(key, { ...record, revoked_at: new Date().toISOString() })
-    await this.markRevoked(record.token_id)
+    if (record === undefined) return undefined
+    const revoked =
+      record.revoked_at === null
+        ? await this.bucket.update(ClientTokenRecord, key, (current) => ({
+            ...current,
+            revoked_at: current.revoked_at ?? new Date().toISOString(),
+          }))
+        : record
+    // The WebSocket tokens a token asked for never outlive it.
+    await this.markRevoked(record.token_id, Date.parse(record.expires_at))
     this.cache.clear()
-    return true
+    return revoked
   }
 
   /**
    * A revocation every gateway hears (`revoked.<id>`): the tokens a revoked credential issued
    * stop authenticating, and its WebSockets are closed.
    */
-  private async markRevoked(credentialId: string): Promise<void> {
-    await this.bucket.put(`revoked.${credentialId}`, { revoked_at: new Date().toISOString() })
+  private async markRevoked(credentialId: string, untilMs: number): Promise<void> {
+    const until = new Date(untilMs).toISOString()
+    await this.bucket.put(`revoked.${credentialId}`, { revoked_at: new Date().toISOString(), until })
+    await this.expired.file(`revoked-${credentialId}`, untilMs, [`revoked.${credentialId}`])
   }
 
   /** Calls `listener` with the id of every key or token revoked from now on, by any process. */

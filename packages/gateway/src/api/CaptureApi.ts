@@ -17,6 +17,7 @@ import {
   PAUSE_CHANNELS_ROUTE,
   PauseRequest,
   RESUME_CHANNELS_ROUTE,
+  RevokedTokenView,
   SessionId,
   SessionList,
   START_SESSION_ROUTE,
@@ -25,6 +26,7 @@ import {
   StartSessionView,
   StreamingView,
   Success,
+  TokenId,
   TokenView,
   WebhookDeliveryList,
   WebSocketUrlView,
@@ -131,6 +133,13 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
     }),
   )
   .add(
+    HttpApiEndpoint.delete("revokeToken", "/capture/session/token/:token_id", {
+      params: { token_id: TokenId },
+      success: Success(RevokedTokenView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
     HttpApiEndpoint.post("startSession", START_SESSION_ROUTE, {
       payload: StartSessionRequest,
       success: Success(StartSessionView),
@@ -191,6 +200,8 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)
+  // What /openapi.json promises (additionalProperties: false): a body field the API does not know is refused.
+  .annotate(HttpApi.PayloadParseOptions, { onExcessProperty: "error" })
   .annotate(OpenApi.Title, "Capture API")
   .annotate(OpenApi.Version, "1")
   .annotate(

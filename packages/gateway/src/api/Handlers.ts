@@ -331,9 +331,30 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
           )
           return successOf({
             token,
+            token_id: record.token_id,
             expires_at: record.expires_at,
             expires_in: expiresIn,
             end_user_id: record.end_user_id,
+          })
+        }),
+      )
+      .handle("revokeToken", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          const revoked = yield* call("revoking the token", () =>
+            services.accounts.revokeClientTokenById(principal.account_id, params.token_id),
+          )
+          // Another account's token is not found either: its existence is not revealed.
+          if (revoked === undefined) {
+            return yield* refuse(
+              captureError("token_not_found", `no client token ${params.token_id}`, { field: "token_id" }),
+            )
+          }
+          return successOf({
+            token_id: revoked.token_id,
+            end_user_id: revoked.end_user_id,
+            revoked_at: revoked.revoked_at ?? new Date().toISOString(),
           })
         }),
       )

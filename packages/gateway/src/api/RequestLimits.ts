@@ -64,8 +64,11 @@ export const findTooDeep = (text: string, maxDepth: number): { readonly field: s
 const isJson = (contentType: string | undefined): boolean =>
   contentType !== undefined && /^application\/(.+\+)?json\b/i.test(contentType.trim())
 
+const hasBody = (headers: Readonly<Record<string, string | undefined>>): boolean =>
+  headers["transfer-encoding"] !== undefined || Number(headers["content-length"] ?? 0) > 0
+
 /**
- * Every route: a JSON body may be at most `maxJsonBytes` (the HTTP layer's 413) and nest at most
+ * Every route: a body must name its content type (415 `unsupported_media_type`); a JSON body may be at most `maxJsonBytes` (the HTTP layer's 413) and nest at most
  * `maxJsonDepth` deep (400 `invalid_json` naming the member). The body read here is the one the
  * API decodes: effect caches it on the request.
  */
@@ -75,7 +78,19 @@ export const jsonBodyLimits = (limits: Pick<GatewayLimits, "maxJsonBytes" | "max
       Effect.provideService(
         Effect.gen(function* () {
           const request = yield* HttpServerRequest.HttpServerRequest
-          if (!isJson(request.headers["content-type"])) return yield* httpEffect
+          const contentType = request.headers["content-type"]
+          if (contentType === undefined && hasBody(request.headers)) {
+            // A body says what it is: without a content type it is not taken for JSON (or anything else).
+            const refused = captureError(
+              "unsupported_media_type",
+              "the body has no content-type: send application/json",
+              { field: "content-type" },
+            )
+            return HttpServerResponse.jsonUnsafe(failureOf(refused), {
+              status: httpStatusOf(refused.error_code),
+            })
+          }
+          if (!isJson(contentType)) return yield* httpEffect
           const tooDeep = findTooDeep(yield* request.text, limits.maxJsonDepth)
           if (tooDeep === undefined) return yield* httpEffect
           const refused = captureError(

@@ -184,10 +184,13 @@ export class WebhookDispatcher {
   private async begin(): Promise<void> {
     const jsm = await jetstreamManager(this.nc)
     // Another process may have created it first, maybe with other settings: the first one's are kept.
+    // Created on a stream with history (webhooks added to a running deployment), it starts after
+    // that history: those events happened without a dispatcher and are not announced now. Every
+    // event a gateway causes comes after its dispatcher started, so none is missed.
     await ensureDurableConsumer(jsm, this.topology.eventStream, {
       durable_name: this.durableName,
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      deliver_policy: DeliverPolicy.New,
       ack_wait: (this.options.ackWaitMs ?? 30_000) * 1_000_000,
       max_ack_pending: this.options.maxAckPending ?? 10_000,
       max_deliver: -1,

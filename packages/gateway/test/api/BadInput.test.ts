@@ -244,3 +244,81 @@ describe("generated malformed requests", () => {
     expect([...statuses].filter((status) => status >= 400).length).toBeGreaterThanOrEqual(4)
   }, 120_000)
 })
+
+/** Sends raw bytes on a TCP connection to the gateway; what comes back before it closes. */
+const rawExchange = async (bytes: string): Promise<string> => {
+  const { connect } = await import("node:net")
+  const { port } = new URL(api.url)
+  const socket = connect(Number(port), "127.0.0.1")
+  const chunks: Array<Buffer> = []
+  socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+  await new Promise((resolve) => socket.once("connect", resolve))
+  socket.write(bytes)
+  await new Promise((resolve) => socket.once("close", resolve))
+  return Buffer.concat(chunks).toString()
+}
+
+const bodyOf = (response: string) => JSON.parse(response.slice(response.indexOf("\r\n\r\n") + 4))
+
+describe("what the OpenAPI document promises (issue 15, item 11)", () => {
+  it("refuses a body field the API does not know, naming it", async () => {
+    const created = await api.request("POST", "/collection/default/capture/session", {
+      body: { end_user_id: "u", end_user: "typo" },
+    })
+    expect(created).toMatchObject({ status: 400, body: { error_code: "invalid_field", field: "end_user" } })
+    const token = await api.request("POST", "/capture/session/token", {
+      body: { user_id: "u", scope: "all" },
+    })
+    expect(token).toMatchObject({ status: 400, body: { field: "scope" } })
+  })
+
+  it("refuses a body without a content type with 415, and takes a bodiless POST", async () => {
+    const response = await fetch(`${api.url}/collection/default/capture/session`, {
+      method: "POST",
+      headers: { "x-access-token": TEST_API_KEY },
+      body: new TextEncoder().encode(JSON.stringify({ end_user_id: "u" })),
+    })
+    expect(response.status).toBe(415)
+    expect(await response.json()).toMatchObject({
+      success: false,
+      error_code: "unsupported_media_type",
+      field: "content-type",
+    })
+    const created = await api.request("POST", "/collection/default/capture/session", {
+      body: { end_user_id: "u" },
+    })
+    const id = (created.body.data as { id: string }).id
+    const stopped = await fetch(`${api.url}/capture/session/${id}/stop`, {
+      method: "POST",
+      headers: { "x-access-token": TEST_API_KEY },
+    })
+    expect(stopped.status).not.toBe(415)
+  })
+
+  it("refuses a blank end_user_id or one with a NUL or other control character", async () => {
+    for (const endUserId of [" ", "\t\n", "a\u0000b", "\u0007", ""]) {
+      const created = await api.request("POST", "/collection/default/capture/session", {
+        body: { end_user_id: endUserId },
+      })
+      expect(created, JSON.stringify(endUserId)).toMatchObject({
+        status: 400,
+        body: { error_code: "invalid_field", field: "end_user_id" },
+      })
+    }
+    const token = await api.request("POST", "/capture/session/token", { body: { user_id: "a\u0000" } })
+    expect(token).toMatchObject({ status: 400, body: { field: "user_id" } })
+    expect(
+      (await api.request("POST", "/collection/default/capture/session", { body: { end_user_id: "Zoë 7" } }))
+        .status,
+    ).toBe(200)
+  })
+
+  it("answers what Node's HTTP parser refuses with the envelope: 400 and 431", async () => {
+    const malformed = await rawExchange("GARBAGE / HTTP/1.1\r\nhost: x\r\n\r\n")
+    expect(malformed).toMatch(/^HTTP\/1\.1 400 /)
+    expect(bodyOf(malformed)).toMatchObject({ success: false, error_code: "invalid_request" })
+    const huge = await rawExchange(`GET / HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`)
+    expect(huge).toMatch(/^HTTP\/1\.1 431 /)
+    expect(bodyOf(huge)).toMatchObject({ success: false, error_code: "invalid_request" })
+  })
+})

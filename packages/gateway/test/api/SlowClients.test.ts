@@ -31,12 +31,13 @@ const rawConnection = async () => {
   const socket: Socket = tcpConnect(Number(port), "127.0.0.1")
   await new Promise((resolve) => socket.once("connect", resolve))
   const openedAt = Date.now()
-  socket.on("data", () => {})
+  const received: Array<Buffer> = []
+  socket.on("data", (chunk: Buffer) => received.push(chunk))
   socket.on("error", () => {})
   const closedAfter = new Promise<number>((resolve) =>
     socket.once("close", () => resolve(Date.now() - openedAt)),
   )
-  return { socket, closedAfter }
+  return { socket, closedAfter, received: () => Buffer.concat(received).toString() }
 }
 
 const head = (method: string, path: string, headers: Record<string, string>) =>
@@ -46,7 +47,7 @@ const head = (method: string, path: string, headers: Record<string, string>) =>
 
 describe("HTTP timeouts", () => {
   it("drops a socket that never completes its headers", async () => {
-    const { socket, closedAfter } = await rawConnection()
+    const { socket, closedAfter, received } = await rawConnection()
     socket.write(head("GET", "/collection/default", { "x-access-token": "sk-test-gateway-key" }))
     // Still trickling header lines: each one resets nothing.
     const trickle = setInterval(() => socket.write("x-slow: 1\r\n"), 200)
@@ -54,6 +55,13 @@ describe("HTTP timeouts", () => {
     clearInterval(trickle)
     expect(after).toBeGreaterThanOrEqual(timeouts.headersTimeoutMs - 50)
     expect(after).toBeLessThan(timeouts.headersTimeoutMs + 1_500)
+    // Told why, in the failure envelope.
+    const answer = received()
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /)
+    expect(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4))).toMatchObject({
+      success: false,
+      error_code: "invalid_request",
+    })
   })
 
   it("drops a request whose body stalls, and one whose body only drips", async () => {

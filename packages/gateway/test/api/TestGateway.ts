@@ -8,6 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Effect, Fiber, Layer } from "effect"
 import { HttpRouter } from "effect/http"
 import {
+  answerClientErrorsWithEnvelope,
   applyHttpTimeouts,
   DEFAULT_HTTP_TIMEOUTS,
   type Gateway,
@@ -60,6 +61,7 @@ export const gatewayOptions = (url: string): GatewayOptions => ({
 const httpServer = (timeouts: HttpTimeouts) => {
   const server = createServer(httpServerOptions(timeouts))
   applyHttpTimeouts(server, timeouts)
+  answerClientErrorsWithEnvelope(server)
   return server
 }
 

@@ -290,6 +290,53 @@ describe("WebSocket credentials", () => {
     await waitFor(() => socket.closed() !== undefined, 3_000)
     expect(socket.closed()?.at ?? Number.POSITIVE_INFINITY).toBeLessThan(revokedAt + 1_000)
   })
+
+  it("revokes a client token by its id over the API: refused on every gateway, its sockets closed", async () => {
+    const issued = await a.request("POST", "/capture/session/token", { body: { end_user_id: "u" } })
+    const { token, token_id: tokenId } = data(issued.body) as { token: string; token_id: string }
+    expect(tokenId).toMatch(/^tok-/)
+    const doomed = [await listen(a, token), await listen(b, token)]
+    const bystander = await listen(b, await clientToken(a))
+    // A client token may not revoke, not even itself; an unknown or malformed id is refused by name.
+    expect(await b.request("DELETE", `/capture/session/token/${tokenId}`, { token })).toMatchObject({
+      status: 403,
+    })
+    expect(await b.request("DELETE", "/capture/session/token/tok-unknown")).toMatchObject({
+      status: 404,
+      body: { error_code: "token_not_found", field: "token_id" },
+    })
+    expect(await b.request("DELETE", "/capture/session/token/key-not-a-token")).toMatchObject({
+      status: 400,
+      body: { error_code: "invalid_field", field: "token_id" },
+    })
+    const revokedAt = Date.now()
+    const revoked = await b.request("DELETE", `/capture/session/token/${tokenId}`)
+    expect(revoked).toMatchObject({ status: 200, body: { data: { token_id: tokenId, end_user_id: "u" } } })
+    await waitFor(() => doomed.every((socket) => socket.closed() !== undefined), 3_000)
+    for (const socket of doomed) {
+      expect(socket.closed()?.code).toBe(4001)
+      expect(socket.closed()?.at ?? Number.POSITIVE_INFINITY).toBeLessThan(revokedAt + 1_000)
+    }
+    for (const gateway of [a, b]) {
+      expect((await gateway.request("GET", "/collection/default/websocket", { token })).status).toBe(401)
+    }
+    // Revoking again answers the same revocation.
+    expect((await a.request("DELETE", `/capture/session/token/${tokenId}`)).status).toBe(200)
+    expect(bystander.closed()).toBeUndefined()
+    bystander.socket.close()
+  })
+
+  it("never revokes another account's client token", async () => {
+    const other = await a.gateway.accounts.createAccount("other")
+    const { key } = await a.gateway.accounts.createApiKey(other.id, "other")
+    const issued = await a.request("POST", "/capture/session/token", { body: { end_user_id: "u" } })
+    const { token, token_id: tokenId } = data(issued.body) as { token: string; token_id: string }
+    expect(await a.request("DELETE", `/capture/session/token/${tokenId}`, { token: key })).toMatchObject({
+      status: 404,
+      body: { error_code: "token_not_found" },
+    })
+    expect((await a.request("GET", "/collection/default/websocket", { token })).status).toBe(200)
+  })
 })
 
 /** The answer to a WebSocket handshake the server refuses. */

@@ -159,6 +159,22 @@ describe("WebhookDispatcher", () => {
     })
   })
 
+  it("starts a new dispatcher after the history it finds: past events are not announced again", async () => {
+    const { runtime, log } = await newDeployment()
+    const receiver = await newReceiver()
+    // Written before any dispatcher existed (a deployment upgraded to webhooks, say).
+    const past = newSessionId()
+    await run(runtime, wholeLife(past, receiver.url))
+    await newDispatcher(runtime)
+    const id = newSessionId()
+    await run(runtime, wholeLife(id, receiver.url))
+    await settled(log, id, 6)
+    expect(receiver.eventsOf(id)).toEqual(wholeLifeEvents)
+    // The consumer goes in stream order: had it started at the beginning, these would have come first.
+    expect(receiver.eventsOf(past)).toEqual([])
+    expect(await log.list(past)).toEqual([])
+  })
+
   it("retries a receiver answering 500 until it succeeds, recording every attempt", async () => {
     const { runtime, log } = await newDeployment()
     let failures = 2
@@ -376,9 +392,10 @@ describe("WebhookDispatcher", () => {
     const corruptRecord = "{not json"
     await lanes.put(badLane, corruptLane)
     await deliveries.put(deliveryKey(badRecord, 1), corruptRecord)
-    await jetstream(nc).publish(runtime.topology.eventSubject(badEvent), "not an event")
     const lines: Array<string> = []
     const dispatcher = await newDispatcher(runtime, { log: (line) => lines.push(line) })
+    // After the dispatcher started: it begins after the history it finds.
+    await jetstream(nc).publish(runtime.topology.eventSubject(badEvent), "not an event")
     await run(runtime, [create(badLane, receiver.url), start(badLane)])
     await run(runtime, [create(badRecord, receiver.url), start(badRecord)])
     await run(runtime, wholeLife(healthy, receiver.url))
