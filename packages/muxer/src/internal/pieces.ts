@@ -20,6 +20,7 @@ import {
   mixWindow,
   probeSegment,
   type Remuxed,
+  type RemuxMode,
   remuxSegment,
   type StreamParams,
 } from "./media.js"
@@ -82,6 +83,7 @@ export class Pieces {
     private readonly store: MuxerStore,
     concurrency: number,
     private readonly log: (message: string) => void,
+    private readonly remux: RemuxMode = "native",
   ) {
     this.ffmpeg = new Semaphore(concurrency)
   }
@@ -208,7 +210,7 @@ export class Pieces {
       if (ts === undefined) return failed("segment bytes are not stored")
       let remuxed: Remuxed
       try {
-        remuxed = await this.ffmpeg.run(() => remuxSegment(this.tools, ts, type))
+        remuxed = await this.ffmpeg.run(() => remuxSegment(this.tools, ts, type, this.remux))
       } catch (error) {
         this.log(
           `segment ${record.session_id}/${record.channel_id}/${record.index} is unusable: ${String(error)}`,
@@ -257,7 +259,7 @@ export class Pieces {
     const signature = shortHash(JSON.stringify({ v: 1, ...spec }), 32)
     const key = `fill/${signature}`
     return this.piece(work, sessionId, key, async () => {
-      const filled = await this.ffmpeg.run(() => makeFill(this.tools, spec))
+      const filled = await this.ffmpeg.run(() => makeFill(this.tools, spec, this.remux))
       const timescale = spec.type === "audio" ? spec.sampleRate : trackTimescale(filled.init)
       return {
         info: {
