@@ -229,6 +229,11 @@ export class Muxer {
       return
     }
     const session = await this.sessionChannels(record.session_id)
+    // A session with a segment has started: a view still `created` (no channels yet) lags behind
+    // its start. Retried shortly, since skipping the record would leave a hole in the incremental
+    // work (the export would then mix every window at the stop).
+    if (session?.status === "created")
+      throw new Error(`the view of ${record.session_id} lags behind its start`)
     // Only live sessions: after the end, the export makes whatever is missing itself.
     if (session === undefined || !["starting", "active", "stopping"].includes(session.status)) return
     await this.pipeline.onRecord(record, session.channels)
