@@ -16,7 +16,9 @@
  * fast one. The baseline concatenates the same segments per channel, mixes the two tones (amix)
  * and writes one MP4 with the video stream-copied, as the export's muxed video does.
  *
- *   pnpm bench:export [--minutes 1,10,60] [--quick]   (--quick: 1 and 3 minutes)
+ *   pnpm bench:export [--minutes 1,10,60] [--quick] [--remux native,ffmpeg]
+ *   (--quick: 1 and 3 minutes; --remux: the muxer's raw pieces in process and/or by one ffmpeg run
+ *   per segment, each through its own server on the same media, one after the other)
  */
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
@@ -71,6 +73,7 @@ const { values: flags } = parseArgs({
   options: {
     minutes: { type: "string" },
     quick: { type: "boolean", default: false },
+    remux: { type: "string" },
   },
 })
 const quick = flags.quick
@@ -80,6 +83,14 @@ const LENGTHS: ReadonlyArray<number> = (() => {
   if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v <= 0))
     throw new Error(`--minutes must be positive integers separated by commas, got "${flags.minutes}"`)
   return values
+})()
+
+/** How the server's muxer remuxes raw pieces (`CAPTURE_MUXER_REMUX`); several: each in turn, same media. */
+const REMUX_MODES: ReadonlyArray<"native" | "ffmpeg"> = (() => {
+  const values = (flags.remux ?? "native").split(",").map((part) => part.trim())
+  if (values.some((v) => v !== "native" && v !== "ffmpeg"))
+    throw new Error(`--remux must be native and/or ffmpeg separated by commas, got "${flags.remux}"`)
+  return values as Array<"native" | "ffmpeg">
 })()
 
 const ffmpeg = resolveFfmpeg()
@@ -364,7 +375,10 @@ const cpuSince = (before: ReturnType<typeof cpuNow>, after: ReturnType<typeof cp
   return { serve, ffmpeg, nats, total: serve + ffmpeg + nats }
 }
 
-const exportThroughServer = async (recording: SyntheticRecording): Promise<ExportRun> => {
+const exportThroughServer = async (
+  recording: SyntheticRecording,
+  remux: "native" | "ffmpeg",
+): Promise<ExportRun> => {
   const teardown = new Teardown()
   try {
     const nats = teardown.add("nats-server", await startNatsServer({ kind: "process" }))
@@ -375,7 +389,7 @@ const exportThroughServer = async (recording: SyntheticRecording): Promise<Expor
         apiKey: API_KEY,
         // The silence watch stops a session whose recorder sent nothing for a minute; waiting for
         // the muxer before the last segments is a pause no real recorder makes.
-        env: { CAPTURE_SILENCE_TIMEOUT_MS: String(2 * CATCH_UP_TIMEOUT_MS) },
+        env: { CAPTURE_SILENCE_TIMEOUT_MS: String(2 * CATCH_UP_TIMEOUT_MS), CAPTURE_MUXER_REMUX: remux },
       }),
     )
     const nc = await connect({ servers: nats.url, noAsyncTraces: true })
@@ -551,6 +565,7 @@ const oneShotMux = async (recording: SyntheticRecording): Promise<OneShot> => {
 
 interface Row {
   readonly recording: Omit<SyntheticRecording, "channels">
+  readonly remux: "native" | "ffmpeg"
   readonly export: ExportRun
   readonly oneShot: OneShot
   /** stopped → exported (events) / one-shot wall time. */
@@ -585,6 +600,7 @@ const printRows = (rows: ReadonlyArray<Row>) => {
     rows,
     [
       ["minutes", 8, (r) => String(r.recording.minutes)],
+      ["remux", 7, (r) => r.remux],
       ["segments", 9, (r) => String(r.export.segments)],
       ["MB", 6, (r) => fixed(r.export.megabytes, 0)],
       ["upload s", 9, (r) => fixed(r.export.uploadSeconds, 1)],
@@ -601,6 +617,7 @@ const printRows = (rows: ReadonlyArray<Row>) => {
   const per = (r: Row, seconds: number) => fixed(seconds / r.recording.minutes, 2)
   printTable("CPU seconds per recorded minute, create → exported (60 = one core busy in real time)", rows, [
     ["minutes", 8, (r) => String(r.recording.minutes)],
+    ["remux", 7, (r) => r.remux],
     ["serve", 8, (r) => per(r, r.export.cpu.serve)],
     ["its ffmpeg", 11, (r) => per(r, r.export.cpu.ffmpeg)],
     ["nats-server", 12, (r) => per(r, r.export.cpu.nats)],
@@ -609,6 +626,17 @@ const printRows = (rows: ReadonlyArray<Row>) => {
     ["one-shot", 10, (r) => per(r, r.oneShot.cpuSeconds)],
     ["total vs one-shot", 18, (r) => `${fixed(r.export.cpu.total / r.oneShot.cpuSeconds, 1)}x`],
   ])
+  for (const r of rows) {
+    if (r.remux !== "native") continue
+    const old = rows.find((o) => o.remux === "ffmpeg" && o.recording.minutes === r.recording.minutes)
+    if (old === undefined) continue
+    const ratio = (a: number, b: number) => `${fixed(a / b, 2)}x`
+    console.log(
+      `${r.recording.minutes} min, native vs ffmpeg remux (same run): total CPU ${ratio(r.export.cpu.total, old.export.cpu.total)}, ` +
+        `ffmpeg runs ${ratio(r.export.cpu.ffmpeg, old.export.cpu.ffmpeg)}, serve ${ratio(r.export.cpu.serve, old.export.cpu.serve)}, ` +
+        `stopped → exported ${fixed(r.export.stoppedToExportedMs, 0)} vs ${fixed(old.export.stoppedToExportedMs, 0)} ms`,
+    )
+  }
   for (const { recording, export: e, oneShot } of rows) {
     const problems = [
       ...e.validation.problems.map((p) => `export: ${p}`),
@@ -654,37 +682,43 @@ const run = async (runStarted: number) => {
 
   const rows: Array<Row> = []
   for (const recording of recordings) {
-    console.log(`\n${recording.minutes} min: uploading through capture serve…`)
-    const exported = await exportThroughServer(recording)
-    console.log(
-      `${recording.minutes} min: upload ${exported.uploadSeconds.toFixed(1)} s, muxer caught up ${exported.catchUpSeconds.toFixed(1)} s later, ` +
-        `stopped → exported ${exported.stoppedToExportedMs} ms (client ${exported.clientStopToExportedMs.toFixed(0)} ms), ` +
-        `${exported.piecesAfterStop} of ${exported.pieces} pieces made after stop`,
-    )
-    const describe = (w: SyncResult["start"]) =>
-      `${w.flashes} flashes (phase ${w.flashPhaseMs.toFixed(0)} ms), ` +
-      w.tones
-        .map(
-          (t) =>
-            `${t.channelId} max ${t.maxAbsErrorMs.toFixed(1)} ms mean ${t.meanErrorMs.toFixed(1)} ms over ${t.matched}`,
-        )
-        .join(", ")
-    console.log(
-      `${recording.minutes} min: sync first ${exported.sync.start.seconds} s: ${describe(exported.sync.start)}`,
-    )
-    console.log(
-      `${recording.minutes} min: sync from ${exported.sync.end.from.toFixed(1)} s: ${describe(exported.sync.end)}`,
-    )
-    await waitForQuietChildren({ timeoutMs: 10_000 })
+    const exports: Array<{ remux: "native" | "ffmpeg"; exported: ExportRun }> = []
+    for (const remux of REMUX_MODES) {
+      console.log(`\n${recording.minutes} min: uploading through capture serve (remux ${remux})…`)
+      const exported = await exportThroughServer(recording, remux)
+      exports.push({ remux, exported })
+      console.log(
+        `${recording.minutes} min: upload ${exported.uploadSeconds.toFixed(1)} s, muxer caught up ${exported.catchUpSeconds.toFixed(1)} s later, ` +
+          `stopped → exported ${exported.stoppedToExportedMs} ms (client ${exported.clientStopToExportedMs.toFixed(0)} ms), ` +
+          `${exported.piecesAfterStop} of ${exported.pieces} pieces made after stop`,
+      )
+      const describe = (w: SyncResult["start"]) =>
+        `${w.flashes} flashes (phase ${w.flashPhaseMs.toFixed(0)} ms), ` +
+        w.tones
+          .map(
+            (t) =>
+              `${t.channelId} max ${t.maxAbsErrorMs.toFixed(1)} ms mean ${t.meanErrorMs.toFixed(1)} ms over ${t.matched}`,
+          )
+          .join(", ")
+      console.log(
+        `${recording.minutes} min: sync first ${exported.sync.start.seconds} s: ${describe(exported.sync.start)}`,
+      )
+      console.log(
+        `${recording.minutes} min: sync from ${exported.sync.end.from.toFixed(1)} s: ${describe(exported.sync.end)}`,
+      )
+      await waitForQuietChildren({ timeoutMs: 10_000 })
+    }
     const oneShot = await oneShotMux(recording)
     console.log(`${recording.minutes} min: one-shot mux ${oneShot.seconds.toFixed(2)} s`)
     const { channels: _, ...described } = recording
-    rows.push({
-      recording: described,
-      export: exported,
-      oneShot,
-      ratio: exported.stoppedToExportedMs / 1000 / oneShot.seconds,
-    })
+    for (const { remux, exported } of exports)
+      rows.push({
+        recording: described,
+        remux,
+        export: exported,
+        oneShot,
+        ratio: exported.stoppedToExportedMs / 1000 / oneShot.seconds,
+      })
   }
 
   printRows(rows)
@@ -700,6 +734,7 @@ const run = async (runStarted: number) => {
     video: VIDEO,
     quick,
     lengths: LENGTHS,
+    remux: REMUX_MODES,
     rows,
     loadavg: { before: loadBefore, after: loadAfter },
     seconds: (performance.now() - runStarted) / 1000,

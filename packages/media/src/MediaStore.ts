@@ -282,9 +282,14 @@ export class MediaStore {
     return deleted
   }
 
-  /** A session's records in stream order, with their stream sequences (unreadable ones logged and skipped). */
+  /**
+   * A session's records in stream order, with their stream sequences (unreadable ones logged and
+   * skipped); only those after `afterSequence` when given, so a reader that keeps what it read
+   * before reads each record once.
+   */
   async *readRecords(
     sessionId: string,
+    afterSequence = 0,
   ): AsyncGenerator<{ readonly record: MediaSegment; readonly streamSequence: number }> {
     const subject = this.topology.subject(sessionId)
     let last: number
@@ -294,11 +299,13 @@ export class MediaStore {
       if (isMessageNotFound(error)) return
       throw error
     }
-    if (last === 0) return
+    if (last <= afterSequence) return
     const consumer = await this.js.consumers.get(this.topology.stream, {
       // One subject as a string: nats-server 2.9 has filter_subject only.
       filter_subjects: subject,
-      deliver_policy: DeliverPolicy.All,
+      ...(afterSequence === 0
+        ? { deliver_policy: DeliverPolicy.All }
+        : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSequence + 1 }),
     })
     const messages = await consumer.consume({ max_messages: 1024 })
     try {

@@ -43,6 +43,7 @@ import {
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
+import type { RemuxMode } from "./internal/media.js"
 import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
 import { Semaphore } from "./internal/semaphore.js"
 import { MuxerStore } from "./internal/store.js"
@@ -63,7 +64,14 @@ export interface MuxerOptions {
   readonly incremental?: boolean
   /** Resolved binaries (default: `resolveFfmpegTools()`, which throws if one is missing). */
   readonly tools?: FfmpegTools
+  /**
+   * Raw pieces remuxed in process (`native`, the default: H.264 and AAC, anything else by ffmpeg)
+   * or by one ffmpeg run per segment (`ffmpeg`, the old way, kept for benchmarks to compare).
+   */
+  readonly remux?: RemuxMode
 }
+
+export type { RemuxMode } from "./internal/media.js"
 
 const decodeEventJson = decodeJson(SessionEvent)
 /** Deliveries of one export trigger before a persistent error fails the export. */
@@ -96,7 +104,14 @@ export class Muxer {
       replicas: options.replicas ?? runtime.topology.options.replicas,
       log,
     })
-    const pipeline = new Pipeline(tools, options.mediaStore, store, options.concurrency ?? 2, log)
+    const pipeline = new Pipeline(
+      tools,
+      options.mediaStore,
+      store,
+      options.concurrency ?? 2,
+      log,
+      options.remux ?? "native",
+    )
     const muxer = new Muxer(
       nc,
       runtime,
@@ -214,6 +229,11 @@ export class Muxer {
       return
     }
     const session = await this.sessionChannels(record.session_id)
+    // A session with a segment has started: a view still `created` (no channels yet) lags behind
+    // its start. Retried shortly, since skipping the record would leave a hole in the incremental
+    // work (the export would then mix every window at the stop).
+    if (session?.status === "created")
+      throw new Error(`the view of ${record.session_id} lags behind its start`)
     // Only live sessions: after the end, the export makes whatever is missing itself.
     if (session === undefined || !["starting", "active", "stopping"].includes(session.status)) return
     await this.pipeline.onRecord(record, session.channels)

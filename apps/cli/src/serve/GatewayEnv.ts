@@ -26,6 +26,17 @@ const intFromEnv = (name: string, fallback: number): number => {
 /** `CAPTURE_SILENCE_TIMEOUT_MS`: an active session with no segment for this long is stopped. */
 export const silenceTimeoutFromEnv = (): number => intFromEnv("CAPTURE_SILENCE_TIMEOUT_MS", 60_000)
 
+/**
+ * `CAPTURE_MUXER_REMUX`: `native` (default) remuxes raw pieces in process; `ffmpeg` runs one
+ * ffmpeg per segment, as before (benchmarks compare the two).
+ */
+export const muxerRemuxFromEnv = (): "native" | "ffmpeg" => {
+  const raw = process.env.CAPTURE_MUXER_REMUX
+  if (raw === undefined || raw === "" || raw === "native") return "native"
+  if (raw === "ffmpeg") return "ffmpeg"
+  throw usage(`CAPTURE_MUXER_REMUX must be native or ffmpeg, got "${raw}"`)
+}
+
 export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptions["gateway"] => {
   const scheduleText = process.env[SCHEDULE_ENV]
   let webhookScheduleMs: ReadonlyArray<number> | undefined

@@ -6,7 +6,12 @@ import { Command, Flag } from "effect/cli"
 import { stopsOnSignal } from "../Exit.js"
 import { durationFlag, parseServers } from "../Flags.js"
 import { aiSettingsFromEnv } from "./AiEnv.js"
-import { gatewayOptionsFromEnv, httpTimeoutsFromEnv, silenceTimeoutFromEnv } from "./GatewayEnv.js"
+import {
+  gatewayOptionsFromEnv,
+  httpTimeoutsFromEnv,
+  muxerRemuxFromEnv,
+  silenceTimeoutFromEnv,
+} from "./GatewayEnv.js"
 import { serve } from "./Server.js"
 
 /** The `serve` command. */
@@ -79,6 +84,7 @@ export const serveCommand = Command.make(
         stopTimeoutMs: flags.stopTimeout,
         expireTimeoutMs: flags.expireTimeout,
         silenceTimeoutMs: silenceTimeoutFromEnv(),
+        muxerRemux: muxerRemuxFromEnv(),
         shutdownTimeoutMs: flags.shutdownTimeout,
         replicas: flags.replicas,
         natsServers: parseServers(process.env.NATS_URL ?? ""),

@@ -52,6 +52,8 @@ export interface ServeOptions {
   readonly expireTimeoutMs: number
   /** An active session with no segment for this long is stopped (`recorder_silent`). */
   readonly silenceTimeoutMs: number
+  /** How the muxer remuxes raw pieces (`CAPTURE_MUXER_REMUX`). */
+  readonly muxerRemux?: "native" | "ffmpeg"
   /** How long each part may take to stop on shutdown. */
   readonly shutdownTimeoutMs: number
   readonly replicas: number
@@ -252,6 +254,7 @@ export const serve = (options: ServeOptions) =>
                 publicUrl,
                 tools,
                 replicas: options.replicas,
+                remux: options.muxerRemux ?? "native",
                 log: (message) => log(message),
               }),
             catch: (error) => unavailable(`cannot start the muxer: ${describe(error)}`),

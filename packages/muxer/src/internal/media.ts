@@ -9,6 +9,7 @@ import { join } from "node:path"
 import type { FfmpegTools } from "@capture/binaries"
 import { aacFragment, adtsFrames, type FragmentTiming, fragmentTiming, splitFragmented } from "./mp4.js"
 import { run } from "./process.js"
+import { NotRemuxable, remuxTs } from "./tsRemux.js"
 
 /** The mixed audio of every export: AAC-LC, 48 kHz, stereo. */
 export const MIX_RATE = 48_000
@@ -28,8 +29,34 @@ export interface Remuxed {
   readonly timing: FragmentTiming
 }
 
-/** Stream-copies the first video or audio stream of an MPEG-TS segment into fragmented MP4. */
+/**
+ * How raw pieces are remuxed: `native` in process (H.264 and AAC; anything else still goes to
+ * ffmpeg), or `ffmpeg` always (one process per segment, as before; kept to measure against).
+ */
+export type RemuxMode = "native" | "ffmpeg"
+
+/**
+ * Stream-copies the first video or audio stream of an MPEG-TS segment into fragmented MP4: in
+ * process when it can (`tsRemux.ts`), else with ffmpeg, which also decides what is unusable.
+ */
 export const remuxSegment = async (
+  tools: FfmpegTools,
+  ts: Uint8Array,
+  type: "video" | "audio",
+  mode: RemuxMode = "native",
+): Promise<Remuxed> => {
+  if (mode === "native") {
+    try {
+      const { init, fragments } = remuxTs(ts, type)
+      return { init, fragments, timing: fragmentTiming(fragments) }
+    } catch (error) {
+      if (!(error instanceof NotRemuxable)) throw error
+    }
+  }
+  return remuxWithFfmpeg(tools, ts, type)
+}
+
+const remuxWithFfmpeg = async (
   tools: FfmpegTools,
   ts: Uint8Array,
   type: "video" | "audio",
@@ -137,7 +164,11 @@ export type FillSpec =
     }
 
 /** Silence or black of `spec.frames` frames, as fragments timed from 0. */
-export const makeFill = async (tools: FfmpegTools, spec: FillSpec): Promise<Remuxed> => {
+export const makeFill = async (
+  tools: FfmpegTools,
+  spec: FillSpec,
+  mode: RemuxMode = "native",
+): Promise<Remuxed> => {
   if (spec.type === "audio") {
     const samples = spec.frames * AAC_FRAME
     const layout = spec.channels === 1 ? "mono" : "stereo"
@@ -166,7 +197,7 @@ export const makeFill = async (tools: FfmpegTools, spec: FillSpec): Promise<Remu
     ...["-frames:v", String(spec.frames), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "stillimage"],
     ...["-pix_fmt", "yuv420p", "-bf", "0", "-x264-params", "repeat-headers=1", "-f", "mpegts", "pipe:1"],
   ])
-  return remuxSegment(tools, ts, "video")
+  return remuxSegment(tools, ts, "video", mode)
 }
 
 /** Stream parameters of a segment, for fillers. */

@@ -20,6 +20,7 @@ import {
   mixWindow,
   probeSegment,
   type Remuxed,
+  type RemuxMode,
   remuxSegment,
   type StreamParams,
 } from "./media.js"
@@ -27,7 +28,8 @@ import { concat, fragmentTiming, trackTimescale } from "./mp4.js"
 import {
   type AudioWindow,
   type ChannelLayout,
-  layoutChannel,
+  GAP_MS,
+  type LayoutItem,
   type PieceInfo,
   planMix,
   rawKey,
@@ -48,11 +50,27 @@ export interface SessionChannels {
 export const defaultVideoChannel = (session: SessionChannels): string | null =>
   mainExportChannel(session.channels, session.primary as ChannelId | null)
 
+type UsableSegment = ChannelLayout["usable"][number]
+
 /** What this instance knows of one session's segments and pieces. */
 export interface SessionWork {
   records: Map<string, MediaSegment>
   pieces: Map<string, PieceInfo>
   refreshedAt: number
+  /** Stream sequences read up to: a refresh reads only what came after. */
+  recordsSequence: number
+  piecesSequence: number
+  /** Records per channel (distinct indexes). */
+  recordCounts: Map<string, number>
+  /** The latest end (ms) of any record. */
+  latestMs: number
+  /**
+   * Per channel, the certain prefix laid out so far (what `layoutChannel(…, false)` gives),
+   * extended as records and pieces come instead of laid out again from the first record.
+   */
+  prefixes: Map<string, UsableSegment[]>
+  /** The video windows cut so far (`windowsForVideo` of the prefix), for the `e0` they start at. */
+  videoWindows: { e0: number; windows: AudioWindow[] }
   /** Incremental mixing: windows before this one are done (per target timeline). */
   cursor: { e0: number; done: number }
   touchedAt: number
@@ -82,6 +100,7 @@ export class Pieces {
     private readonly store: MuxerStore,
     concurrency: number,
     private readonly log: (message: string) => void,
+    private readonly remux: RemuxMode = "native",
   ) {
     this.ffmpeg = new Semaphore(concurrency)
   }
@@ -91,7 +110,7 @@ export class Pieces {
     const channel = session.channels.find((c) => c.channel_id === record.channel_id)
     if (channel === undefined || !channel.store) return
     const work = await this.work(record.session_id)
-    work.records.set(segmentKey(record), record)
+    setRecord(work, record, true)
     await this.ensureRaw(work, record, channel.type)
     // One incremental step at a time per session: steps read and extend the same cursor.
     const step = work.queue.then(() =>
@@ -116,6 +135,12 @@ export class Pieces {
         records: new Map(),
         pieces: new Map(),
         refreshedAt: 0,
+        recordsSequence: 0,
+        piecesSequence: 0,
+        recordCounts: new Map(),
+        latestMs: Number.NEGATIVE_INFINITY,
+        prefixes: new Map(),
+        videoWindows: { e0: Number.NaN, windows: [] },
         cursor: { e0: Number.NaN, done: 0 },
         touchedAt: now,
         createdAt: now,
@@ -127,9 +152,27 @@ export class Pieces {
     work.touchedAt = now
     if (fresh || now - work.refreshedAt > REFRESH_MS) {
       work.refreshedAt = now
-      const [records, pieces] = await Promise.all([this.media.list(sessionId), this.store.pieces(sessionId)])
-      for (const r of records) work.records.set(segmentKey(r), r)
-      for (const [key, piece] of pieces) if (!work.pieces.has(key)) work.pieces.set(key, piece)
+      // Only what was stored since the last refresh (other instances' records and pieces).
+      const readRecords = async () => {
+        const records: Array<{ record: MediaSegment; sequence: number }> = []
+        for await (const { record, streamSequence } of this.media.readRecords(
+          sessionId,
+          work.recordsSequence,
+        ))
+          records.push({ record, sequence: streamSequence })
+        return records
+      }
+      const [records, pieces] = await Promise.all([
+        readRecords(),
+        this.store.piecesAfter(sessionId, work.piecesSequence),
+      ])
+      // The first record of a segment wins, as in `MediaStore.list`.
+      for (const { record, sequence } of records) {
+        setRecord(work, record, false)
+        work.recordsSequence = Math.max(work.recordsSequence, sequence)
+      }
+      for (const [key, piece] of pieces.pieces) if (!work.pieces.has(key)) work.pieces.set(key, piece)
+      work.piecesSequence = Math.max(work.piecesSequence, pieces.lastSequence)
     }
     return work
   }
@@ -140,25 +183,24 @@ export class Pieces {
     session: SessionChannels,
     arrived: MediaSegment | undefined,
   ): Promise<void> {
-    const records = [...work.records.values()]
     const stored = session.channels.filter((c) => c.store)
     const audio = stored
       .filter((c) => c.type === "audio")
       .map((c) => ({
-        layout: layoutChannel(c.channel_id, records, work.pieces, false),
-        records: records.filter((r) => r.channel_id === c.channel_id),
+        layout: prefixLayout(work, c.channel_id),
+        recordCount: work.recordCounts.get(c.channel_id) ?? 0,
       }))
     if (audio.length === 0) return
     const videoChannelId = defaultVideoChannel(session)
     let e0: number
-    let windows: AudioWindow[]
+    let windows: ReadonlyArray<AudioWindow>
     if (videoChannelId !== null) {
-      const video = layoutChannel(videoChannelId, records, work.pieces, false)
+      const video = prefixLayout(work, videoChannelId)
       if (video === undefined) return
       e0 = video.startMs
-      windows = windowsForVideo(video.items, e0)
+      windows = extendVideoWindows(work, video.items, e0)
     } else {
-      if (audio.some((a) => a.records.length > 0 && a.layout === undefined)) return
+      if (audio.some((a) => a.recordCount > 0 && a.layout === undefined)) return
       const layouts = audio.flatMap((a) => (a.layout === undefined ? [] : [a.layout]))
       if (layouts.length === 0) return
       e0 = Math.min(...layouts.map((l) => l.startMs))
@@ -168,14 +210,20 @@ export class Pieces {
     // Audio arriving late (its channel was taken for absent) changes windows already mixed: go
     // back to the first one it reaches. Windows whose inputs did not change are found by name.
     if (arrived !== undefined) {
-      const reached = windows.findIndex((w) => e0 + (w.to * 1000) / MIX_RATE > arrived.start_ms)
-      if (reached >= 0 && reached < work.cursor.done) work.cursor.done = reached
+      // Window ends never go back: the first one ending after the segment's start, by bisection.
+      let lo = 0
+      let hi = windows.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        if (e0 + ((windows[mid] as AudioWindow).to * 1000) / MIX_RATE > arrived.start_ms) hi = mid
+        else lo = mid + 1
+      }
+      if (lo < windows.length && lo < work.cursor.done) work.cursor.done = lo
     }
-    const latestMs = Math.max(...records.map((r) => r.start_ms + r.duration_ms))
     const layouts = audio.flatMap((a) => (a.layout === undefined ? [] : [a.layout]))
     for (let i = work.cursor.done; i < windows.length; i++) {
       const window = windows[i] as AudioWindow
-      if (!windowIsSettled(window, e0, audio, latestMs, Date.now() - work.createdAt)) return
+      if (!windowIsSettled(window, e0, audio, work.latestMs, Date.now() - work.createdAt)) return
       if (window.to > window.from) await this.ensureMix(work, sessionId, planMix(window, e0, layouts))
       work.cursor.done = i + 1
     }
@@ -208,7 +256,7 @@ export class Pieces {
       if (ts === undefined) return failed("segment bytes are not stored")
       let remuxed: Remuxed
       try {
-        remuxed = await this.ffmpeg.run(() => remuxSegment(this.tools, ts, type))
+        remuxed = await this.ffmpeg.run(() => remuxSegment(this.tools, ts, type, this.remux))
       } catch (error) {
         this.log(
           `segment ${record.session_id}/${record.channel_id}/${record.index} is unusable: ${String(error)}`,
@@ -257,7 +305,7 @@ export class Pieces {
     const signature = shortHash(JSON.stringify({ v: 1, ...spec }), 32)
     const key = `fill/${signature}`
     return this.piece(work, sessionId, key, async () => {
-      const filled = await this.ffmpeg.run(() => makeFill(this.tools, spec))
+      const filled = await this.ffmpeg.run(() => makeFill(this.tools, spec, this.remux))
       const timescale = spec.type === "audio" ? spec.sampleRate : trackTimescale(filled.init)
       return {
         info: {
@@ -385,4 +433,83 @@ const pieceTiming = (fragments: Uint8Array, timescale: number) => {
     min_pts: timing.minPts,
     moofs: timing.moofs,
   }
+}
+
+/**
+ * Adds a record to the session's work. `replace`: an arriving record replaces one of the same
+ * segment (a refresh keeps the first, as `MediaStore.list` does). A replaced record with other
+ * bytes invalidates its channel's prefix, which is laid out again.
+ */
+const setRecord = (work: SessionWork, record: MediaSegment, replace: boolean): void => {
+  const key = segmentKey(record)
+  const known = work.records.get(key)
+  if (known === undefined) {
+    work.recordCounts.set(record.channel_id, (work.recordCounts.get(record.channel_id) ?? 0) + 1)
+  } else if (!replace || known.sha256 === record.sha256) return
+  else {
+    work.prefixes.delete(record.channel_id)
+    work.videoWindows = { e0: Number.NaN, windows: [] }
+  }
+  work.records.set(key, record)
+  work.latestMs = Math.max(work.latestMs, record.start_ms + record.duration_ms)
+}
+
+/**
+ * A channel's certain prefix (`layoutChannel(…, false)`), extended from where it stopped: records
+ * 0, 1, … each present, made and usable, with no gap between them. O(new segments) per call.
+ */
+const prefixLayout = (work: SessionWork, channelId: string): ChannelLayout | undefined => {
+  let usable = work.prefixes.get(channelId)
+  if (usable === undefined) {
+    usable = []
+    work.prefixes.set(channelId, usable)
+  }
+  for (;;) {
+    const record = work.records.get(`${channelId}/${usable.length}`)
+    if (record === undefined) break
+    const piece = work.pieces.get(rawKey(record.channel_id, record.index, record.sha256))
+    if (piece === undefined || !piece.ok) break
+    const prev = usable.at(-1)
+    if (prev !== undefined && Math.abs(record.start_ms - (prev.startMs + prev.durationMs)) > GAP_MS) break
+    usable.push({
+      kind: "segment",
+      record,
+      piece,
+      startMs: record.start_ms,
+      durationMs: (piece.duration * 1000) / piece.timescale,
+    })
+  }
+  const first = usable[0]
+  const last = usable.at(-1)
+  if (first === undefined || last === undefined) return undefined
+  return {
+    channelId,
+    items: usable,
+    startMs: first.startMs,
+    endMs: last.startMs + last.durationMs,
+    firstUsableMs: first.startMs,
+    usable,
+    gaps: [],
+  }
+}
+
+/** `windowsForVideo(items, e0)`, cutting only the windows of items not seen before. */
+const extendVideoWindows = (
+  work: SessionWork,
+  items: ReadonlyArray<LayoutItem>,
+  e0: number,
+): ReadonlyArray<AudioWindow> => {
+  let cut = work.videoWindows
+  // A prefix laid out again (or another origin) starts the windows over.
+  if (cut.e0 !== e0 || cut.windows.length > items.length) {
+    cut = { e0, windows: [] }
+    work.videoWindows = cut
+  }
+  const from = cut.windows.length
+  if (from < items.length) {
+    const previous = cut.windows.at(-1)
+    const more = windowsForVideo(items.slice(from), e0, previous?.to ?? 0)
+    cut.windows.push(...more)
+  }
+  return cut.windows
 }

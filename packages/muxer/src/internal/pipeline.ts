@@ -7,6 +7,7 @@ import type { FfmpegTools } from "@capture/binaries"
 import type { MediaStore } from "@capture/media"
 import type { MediaSegment, TimeSpan } from "@capture/protocol"
 import { type AssembleResult, assembleExport } from "./assemble.js"
+import type { RemuxMode } from "./media.js"
 import { Pieces, type SessionChannels } from "./pieces.js"
 import type { ExportJob, MuxerStore } from "./store.js"
 
@@ -22,8 +23,9 @@ export class Pipeline {
     private readonly store: MuxerStore,
     concurrency: number,
     log: (message: string) => void,
+    remux: RemuxMode = "native",
   ) {
-    this.pieces = new Pieces(tools, media, store, concurrency, log)
+    this.pieces = new Pieces(tools, media, store, concurrency, log, remux)
   }
 
   /** Pieces this instance made (the ones it found stored are not counted). */

@@ -202,10 +202,14 @@ export interface AudioWindow {
   readonly to: number
 }
 
-/** Audio windows that line up with the video items (one per item; empty ones have from = to). */
-export const windowsForVideo = (items: ReadonlyArray<LayoutItem>, e0: number): AudioWindow[] => {
+/**
+ * Audio windows that line up with the video items (one per item; empty ones have from = to).
+ * `start`: where the first item's window starts (the previous window's end, when items are
+ * appended to windows cut before).
+ */
+export const windowsForVideo = (items: ReadonlyArray<LayoutItem>, e0: number, start = 0): AudioWindow[] => {
   const windows: AudioWindow[] = []
-  let from = 0
+  let from = start
   for (const item of items) {
     const to = Math.max(from, snapToFrame(item.startMs + item.durationMs - e0))
     windows.push({ from, to })
@@ -247,10 +251,13 @@ export const planMix = (window: AudioWindow, e0: number, audio: ReadonlyArray<Ch
   for (const layout of audio) {
     const segs = layout.usable
     let run: Array<(typeof segs)[number]> = []
+    let runAt = 0
     const flush = () => {
       const head = run[0]
       if (head === undefined) return
-      const before = segs.find((s) => s.record.index === head.record.index - 1)
+      // Usable segments are sorted by index, one per index: the one before is just before.
+      const previous = segs[runAt - 1]
+      const before = previous?.record.index === head.record.index - 1 ? previous : undefined
       const warm =
         before !== undefined && Math.abs(before.startMs + before.durationMs - head.startMs) <= RUN_MS
           ? [before]
@@ -264,7 +271,9 @@ export const planMix = (window: AudioWindow, e0: number, audio: ReadonlyArray<Ch
       })
       run = []
     }
-    for (const seg of segs) {
+    const { from, to } = candidates(segs, rangeStart, rangeEnd)
+    for (let k = from; k < to; k++) {
+      const seg = segs[k] as (typeof segs)[number]
       if (seg.startMs >= rangeEnd || seg.startMs + seg.durationMs <= rangeStart) continue
       const prev = run.at(-1)
       if (
@@ -273,6 +282,7 @@ export const planMix = (window: AudioWindow, e0: number, audio: ReadonlyArray<Ch
           Math.abs(seg.startMs - (prev.startMs + prev.durationMs)) > RUN_MS)
       )
         flush()
+      if (run.length === 0) runAt = k
       run.push(seg)
     }
     flush()
@@ -293,6 +303,53 @@ export const planMix = (window: AudioWindow, e0: number, audio: ReadonlyArray<Ch
   return { window, runs, signature }
 }
 
+/** What `candidates` knows of a list of segments: checked up to `length`. */
+interface SegmentOrder {
+  length: number
+  /** Starts never go back (so a binary search finds a time range). */
+  sorted: boolean
+  longestMs: number
+}
+const orders = new WeakMap<
+  ReadonlyArray<{ readonly startMs: number; readonly durationMs: number }>,
+  SegmentOrder
+>()
+
+/**
+ * The index range of `segs` that can overlap `[rangeStart, rangeEnd)`: a binary search when the
+ * segments start in order (always, in practice), else all of them. What it knows of a list is
+ * kept and extended as the list grows, so a window costs O(log n), not O(n).
+ */
+const candidates = (
+  segs: ReadonlyArray<{ readonly startMs: number; readonly durationMs: number }>,
+  rangeStart: number,
+  rangeEnd: number,
+): { from: number; to: number } => {
+  let order = orders.get(segs)
+  if (order === undefined || order.length > segs.length) {
+    order = { length: 0, sorted: true, longestMs: 0 }
+    orders.set(segs, order)
+  }
+  for (; order.length < segs.length; order.length++) {
+    const seg = segs[order.length] as { readonly startMs: number; readonly durationMs: number }
+    if (order.length > 0 && seg.startMs < (segs[order.length - 1]?.startMs ?? 0)) order.sorted = false
+    order.longestMs = Math.max(order.longestMs, seg.durationMs)
+  }
+  if (!order.sorted) return { from: 0, to: segs.length }
+  // Before `from`, every segment ends before the range; from `to` on, each starts after it.
+  const firstAtOrAfter = (ms: number) => {
+    let lo = 0
+    let hi = segs.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if ((segs[mid]?.startMs ?? 0) < ms) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+  return { from: firstAtOrAfter(rangeStart - order.longestMs), to: firstAtOrAfter(rangeEnd) }
+}
+
 /**
  * Whether a window's inputs are certain before the session ends: each stored audio channel has
  * laid out (certain prefix) past the window, ended before it, starts after it, or has sent
@@ -303,22 +360,23 @@ export const windowIsSettled = (
   e0: number,
   audio: ReadonlyArray<{
     readonly layout: ChannelLayout | undefined
-    readonly records: ReadonlyArray<MediaSegment>
+    /** How many segments (distinct indexes) the channel has sent. */
+    readonly recordCount: number
   }>,
   latestMs: number,
   /** How long (ms, real time) this session's segments have been arriving. */
   receivingForMs: number,
 ): boolean => {
   const rangeEnd = e0 + (window.to * 1000) / MIX_RATE
-  return audio.every(({ layout, records }) => {
-    if (records.length === 0) return receivingForMs > ABSENT_AFTER_MS && latestMs > rangeEnd + ABSENT_AFTER_MS
+  return audio.every(({ layout, recordCount }) => {
+    if (recordCount === 0) return receivingForMs > ABSENT_AFTER_MS && latestMs > rangeEnd + ABSENT_AFTER_MS
     if (layout === undefined) return false
     if (layout.startMs >= rangeEnd) return true
     const last = layout.usable.at(-1)
     if (last === undefined) return false
     if (layout.endMs >= rangeEnd) return true
     // Ended: the certain prefix reaches the final segment.
-    return last.record.final && layout.usable.length === new Set(records.map((r) => r.index)).size
+    return last.record.final && layout.usable.length === recordCount
   })
 }
 

@@ -110,13 +110,26 @@ export class MuxerStore extends ExportBucket {
 
   /** Every piece recorded for a session, by key (the latest record wins). */
   async pieces(sessionId: string): Promise<Map<string, PieceInfo>> {
+    return (await this.piecesAfter(sessionId, 0)).pieces
+  }
+
+  /**
+   * The pieces recorded for a session after stream sequence `afterSequence`, and the sequence
+   * read up to (to pass next time: each record is read once).
+   */
+  async piecesAfter(
+    sessionId: string,
+    afterSequence: number,
+  ): Promise<{ pieces: Map<string, PieceInfo>; lastSequence: number }> {
     const out = new Map<string, PieceInfo>()
-    for await (const message of this.readSubject(this.piecesSubject(sessionId))) {
+    let lastSequence = afterSequence
+    for await (const message of this.readSubject(this.piecesSubject(sessionId), afterSequence)) {
+      lastSequence = message.seq
       const record = decodePiece(message.data)
       if (Result.isSuccess(record)) out.set(record.success.key, record.success)
       else this.log(`muxer: piece record ${message.seq} does not decode (${record.failure.message}); skipped`)
     }
-    return out
+    return { pieces: out, lastSequence }
   }
 
   /**
@@ -152,6 +165,7 @@ export class MuxerStore extends ExportBucket {
 
   private async *readSubject(
     subject: string,
+    afterSequence = 0,
   ): AsyncGenerator<{ readonly seq: number; readonly data: Uint8Array }> {
     let last: number
     try {
@@ -160,10 +174,12 @@ export class MuxerStore extends ExportBucket {
       if (isNotFound(error)) return
       throw error
     }
-    if (last === 0) return
+    if (last <= afterSequence) return
     const consumer = await this.js.consumers.get(this.stream, {
       filter_subjects: subject,
-      deliver_policy: DeliverPolicy.All,
+      ...(afterSequence === 0
+        ? { deliver_policy: DeliverPolicy.All }
+        : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterSequence + 1 }),
     })
     const messages = await consumer.consume({ max_messages: 1024 })
     try {
