@@ -15,6 +15,8 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 # --- system packages (apt-get) ---------------------------------------------------------------
 # pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default.
 packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us)
+# tesseract-ocr + its English model: the local visual index engine (OCR of display frames).
+packages+=(tesseract-ocr tesseract-ocr-eng)
 # festival + the slt HTS voice: the known speech transcription tests and bench:transcript use.
 $want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils festival festvox-us-slt-hts)
 missing=()

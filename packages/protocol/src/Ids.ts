@@ -56,6 +56,9 @@ export type SessionId = typeof SessionId.Type
 /** A real-time stream, one per started channel: `rts-…`. */
 export const RtstreamId = prefixedString("rts-").pipe(Schema.brand("RtstreamId"))
 export type RtstreamId = typeof RtstreamId.Type
+/** An index of an rtstream (visual or audio), `rsi-…`. */
+export const SceneIndexId = prefixedString("rsi-").pipe(Schema.brand("SceneIndexId"))
+export type SceneIndexId = typeof SceneIndexId.Type
 /** An exported video: `m-…` (the muxed video, or the raw asset of a display or camera). */
 export const VideoId = prefixedString("m-").pipe(Schema.brand("VideoId"))
 export type VideoId = typeof VideoId.Type
@@ -98,6 +101,7 @@ export const DEFAULT_COLLECTION = "default" as CollectionId
 /** Fresh ids. */
 export const newSessionId = (now?: number): SessionId => `cap-${makeIdBody(now)}` as SessionId
 export const newRtstreamId = (): RtstreamId => `rts-${makeIdBody()}` as RtstreamId
+export const newSceneIndexId = (): SceneIndexId => `rsi-${makeIdBody()}` as SceneIndexId
 export const newVideoId = (): VideoId => `m-${makeIdBody()}` as VideoId
 export const newEventId = (): EventId => `evt-${makeIdBody()}` as EventId
 export const newCommandId = (): CommandId => `cmd-${makeIdBody()}` as CommandId

@@ -5,9 +5,14 @@
 import type {
   AiEvent,
   AiRouting,
+  IndexBatch,
   OpenUtterance,
+  SceneIndexId,
+  SceneIndexKind,
+  SceneIndexStatus,
   TranscriptionEngineName,
   TranscriptionStatus,
+  VisualLane,
 } from "@capture/protocol"
 
 /** Transcription as the latest start or stop left it. */
@@ -17,6 +22,22 @@ export interface TranscriptionState {
   readonly requestedEngine: string | null
   readonly routing: AiRouting | null
   readonly stopMode: "graceful" | "force" | null
+}
+
+/** An index of the rtstream as its creation and later changes left it. */
+export interface SceneIndexState {
+  readonly indexId: SceneIndexId
+  readonly kind: SceneIndexKind
+  readonly name: string
+  readonly prompt: string
+  readonly extractionType: string
+  readonly extractionConfig: { readonly [key: string]: unknown }
+  readonly batch: IndexBatch
+  readonly modelName: string | null
+  readonly routing: AiRouting
+  readonly status: SceneIndexStatus
+  /** Scenes stored: the next scene number. */
+  readonly scenes: number
 }
 
 export interface RtstreamAi {
@@ -34,7 +55,29 @@ export interface RtstreamAi {
   readonly utterancesAtLane: number
   /** Stream sequence of the start that (re)activated the lane: part of the lane's message ids. */
   readonly epoch: number
+  /** Its indexes, oldest first. */
+  readonly indexes: ReadonlyArray<SceneIndexState>
+  /** A display's running visual indexes, where the last segment taken left each. */
+  readonly visual: ReadonlyArray<VisualLane>
 }
+
+/** Whether any visual index of the rtstream runs: the display's lane takes segments. */
+export const visualActive = (state: RtstreamAi): boolean =>
+  state.indexes.some((index) => index.kind === "visual" && index.status === "connected")
+
+const withIndex = (
+  state: RtstreamAi,
+  indexId: string,
+  change: (index: SceneIndexState) => SceneIndexState,
+): ReadonlyArray<SceneIndexState> =>
+  state.indexes.map((index) => (index.indexId === indexId ? change(index) : index))
+
+/**
+ * A visual index starting while none ran (re)activates the display's lane: it begins again at
+ * whatever segment comes next, under a new epoch.
+ */
+const activating = (before: RtstreamAi, after: RtstreamAi, streamSequence: number): Partial<RtstreamAi> =>
+  !visualActive(before) && visualActive(after) ? { nextIndex: null, open: null, epoch: streamSequence } : {}
 
 export const emptyRtstreamAi = (rtstreamId: string): RtstreamAi => ({
   rtstreamId,
@@ -45,6 +88,8 @@ export const emptyRtstreamAi = (rtstreamId: string): RtstreamAi => ({
   utterances: 0,
   utterancesAtLane: 0,
   epoch: 0,
+  indexes: [],
+  visual: [],
 })
 
 /** `state` after `event`, stored at `streamSequence`. */
@@ -84,6 +129,55 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
         open: event.data.open,
         utterances: Math.max(state.utterances, event.data.utterances),
         utterancesAtLane: event.data.utterances,
+        visual: event.data.visual ?? state.visual,
+      }
+    case "SceneIndexCreated": {
+      const d = event.data
+      const created: RtstreamAi = {
+        ...next,
+        indexes: [
+          ...state.indexes,
+          {
+            indexId: d.index_id,
+            kind: d.kind,
+            name: d.name,
+            prompt: d.prompt,
+            extractionType: d.extraction_type,
+            extractionConfig: d.extraction_config,
+            batch: d.batch,
+            modelName: d.model_name,
+            routing: d.routing,
+            status: "connected",
+            scenes: 0,
+          },
+        ],
+      }
+      return { ...created, ...activating(state, created, streamSequence) }
+    }
+    case "SceneIndexChanged": {
+      const d = event.data
+      const restarting = d.status === "connected"
+      const changed: RtstreamAi = {
+        ...next,
+        indexes: withIndex(state, d.index_id, (index) => ({
+          ...index,
+          ...(d.status !== undefined ? { status: d.status } : {}),
+          ...(d.prompt !== undefined ? { prompt: d.prompt } : {}),
+          ...(d.routing !== undefined ? { routing: d.routing } : {}),
+        })),
+        // A stopped or restarted index starts a new scene grid when it next runs.
+        visual:
+          d.status === undefined ? state.visual : state.visual.filter((lane) => lane.index_id !== d.index_id),
+      }
+      return restarting ? { ...changed, ...activating(state, changed, streamSequence) } : changed
+    }
+    case "SceneIndexed":
+      return {
+        ...next,
+        indexes: withIndex(state, event.data.index_id, (index) => ({
+          ...index,
+          scenes: Math.max(index.scenes, event.data.scene + 1),
+        })),
       }
   }
 }

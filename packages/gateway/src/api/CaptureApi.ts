@@ -48,6 +48,7 @@ import {
   UnsupportedMediaType,
 } from "./Failures.js"
 import { RtstreamsGroup } from "./RtstreamApi.js"
+import { SceneIndexGroup } from "./SceneIndexApi.js"
 import { TranscriptionGroup } from "./TranscriptionApi.js"
 
 /** The credential behind the current request. */
@@ -188,6 +189,7 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(CollectionsGroup)
   .add(SessionsGroup)
   .add(TranscriptionGroup)
+  .add(SceneIndexGroup)
   .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)

@@ -27,6 +27,7 @@ import { liveStreamUrl } from "../ingest/LiveRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
 import { checkChannels, checkMetadata } from "./RequestLimits.js"
+import { SceneIndexLive } from "./SceneIndexHandlers.js"
 import { TranscriptionLive } from "./TranscriptionHandlers.js"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
@@ -432,4 +433,4 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
 )
 
 /** Every handler group of the API. */
-export const HandlersLive = Layer.mergeAll(CollectionsLive, SessionsLive, TranscriptionLive)
+export const HandlersLive = Layer.mergeAll(CollectionsLive, SessionsLive, TranscriptionLive, SceneIndexLive)
