@@ -30,6 +30,7 @@ import {
 import type { SessionReadModel } from "@capture/session-actor"
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { audioBatchDue, audioBatchScene } from "../audio/AudioBatches.js"
 import { AudioDecodeError, concatPcm, decodeToPcm, msToSamples, samplesToMs } from "../audio/Pcm.js"
 import {
   defaultVoiceActivity,
@@ -339,6 +340,29 @@ export class AiPipeline {
           })
         }
       }
+    }
+    // Audio indexes: each batch that is due becomes a scene (its transcript, without a chat model).
+    for (const index of state.indexes) {
+      if (index.kind !== "audio" || index.status !== "connected") continue
+      if (!audioBatchDue(index, record.start_ms + record.duration_ms, ended)) continue
+      const scene = audioBatchScene(index.pending)
+      await append({
+        type: "SceneIndexed",
+        id: `${rtstreamId}/index/${index.indexId}/scene/${index.scenes}`,
+        ...envelope,
+        time: new Date().toISOString(),
+        data: {
+          index_id: index.indexId,
+          kind: "audio",
+          index_name: index.name,
+          scene: index.scenes,
+          text: scene.text,
+          start: Math.round(scene.start),
+          end: Math.round(scene.end),
+          engine: "transcript",
+          routing: index.routing,
+        },
+      })
     }
     await append({
       type: "SegmentProcessed",

@@ -38,6 +38,15 @@ export interface SceneIndexState {
   readonly status: SceneIndexStatus
   /** Scenes stored: the next scene number. */
   readonly scenes: number
+  /** An audio index's batch so far: the final transcript segments since its last scene. */
+  readonly pending: ReadonlyArray<PendingSpeech>
+}
+
+/** A final transcript segment waiting in an audio index's batch. */
+export interface PendingSpeech {
+  readonly text: string
+  readonly start: number
+  readonly end: number
 }
 
 export interface RtstreamAi {
@@ -116,10 +125,22 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
         ...next,
         transcription: { ...state.transcription, status: "stopped", stopMode: event.data.mode },
       }
-    case "TranscriptProduced":
-      return event.data.is_final
-        ? { ...next, utterances: Math.max(state.utterances, event.data.utterance) }
-        : next
+    case "TranscriptProduced": {
+      if (!event.data.is_final) return next
+      const { text, start, end } = event.data
+      return {
+        ...next,
+        utterances: Math.max(state.utterances, event.data.utterance),
+        // Each running audio index batches the finals (folded, so every worker batches alike).
+        indexes: state.indexes.some((index) => index.kind === "audio" && index.status === "connected")
+          ? state.indexes.map((index) =>
+              index.kind === "audio" && index.status === "connected"
+                ? { ...index, pending: [...index.pending, { text, start, end }] }
+                : index,
+            )
+          : state.indexes,
+      }
+    }
     case "TranscriptionFailed":
       return { ...next, utterances: Math.max(state.utterances, event.data.utterance) }
     case "SegmentProcessed":
@@ -149,6 +170,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
             routing: d.routing,
             status: "connected",
             scenes: 0,
+            pending: [],
           },
         ],
       }
@@ -161,7 +183,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
         ...next,
         indexes: withIndex(state, d.index_id, (index) => ({
           ...index,
-          ...(d.status !== undefined ? { status: d.status } : {}),
+          ...(d.status !== undefined ? { status: d.status, pending: [] } : {}),
           ...(d.prompt !== undefined ? { prompt: d.prompt } : {}),
           ...(d.routing !== undefined ? { routing: d.routing } : {}),
         })),
@@ -177,6 +199,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
         indexes: withIndex(state, event.data.index_id, (index) => ({
           ...index,
           scenes: Math.max(index.scenes, event.data.scene + 1),
+          pending: index.pending.filter((speech) => speech.end > event.data.end),
         })),
       }
   }

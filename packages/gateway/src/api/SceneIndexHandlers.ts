@@ -1,9 +1,20 @@
 /**
  * Handlers of the index routes: find the rtstream and check who asks (`RtstreamAccess`, as every
  * route under `/rtstream/{id}`), then create, list, read, start, stop or re-prompt through
- * `@capture/ai`. A socket named by `ws_connection_id` must be one the caller may name.
+ * `@capture/ai`. A socket named by `ws_connection_id` must be one the caller may name. An audio
+ * index starts the rtstream's transcription (`auto_start_transcript`, default true).
  */
-import { changeIndex, createIndex, getIndex, listIndexes, readScenes } from "@capture/ai"
+import {
+  changeIndex,
+  controlTranscription,
+  createIndex,
+  decideCreateIndex,
+  emptyRtstreamAi,
+  getIndex,
+  indexKindOf,
+  listIndexes,
+  readScenes,
+} from "@capture/ai"
 import { captureError, successOf } from "@capture/protocol"
 import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
@@ -32,6 +43,17 @@ export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (
                 { field: "ws_connection_id" },
               ),
             )
+          }
+          // An audio index reads the transcript: it starts transcription unless told not to
+          // (a repeat when it runs already). An engine this server lacks refuses the index too.
+          // Checked first, so a refused index starts nothing.
+          const checked = decideCreateIndex(emptyRtstreamAi(target.rtstream_id), target, payload)
+          if (Result.isFailure(checked)) return yield* refuse(checked.failure)
+          if (indexKindOf(target) === "audio" && payload.auto_start_transcript !== false) {
+            const started = yield* call("starting transcription", () =>
+              controlTranscription(services.ai, target, { action: "start" }, services.transcription),
+            )
+            if (Result.isFailure(started)) return yield* refuse(started.failure)
           }
           const created = yield* call("storing the index", () => createIndex(services.ai, target, payload))
           if (Result.isFailure(created)) return yield* refuse(created.failure)
