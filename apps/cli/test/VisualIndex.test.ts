@@ -4,8 +4,10 @@
  * `start`) on a display recorded from known screens, the `visual_index` and `scene_index`
  * messages, and every refusal with its code and field.
  */
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { tesseractAvailable } from "@capture/ai"
-import type { SessionId, VisualIndexMessage } from "@capture/protocol"
+import { type AlertMessage, type SessionId, type VisualIndexMessage, verifyWebhook } from "@capture/protocol"
 import {
   type NatsServerHandle,
   type ScreenRecording,
@@ -236,5 +238,139 @@ describe.skipIf(!tesseractAvailable())("visual indexes through capture serve (lo
       "index_not_found",
       "index_id",
     ])
+  }, 60_000)
+
+  it("fires an alert on a matching scene once: an alert message and a signed webhook", async () => {
+    // A receiver on 127.0.0.1 that keeps every POST and checks its signature.
+    const received: Array<{ id: string; verified: boolean; body: Record<string, unknown> }> = []
+    const receiver = createServer((request, response) => {
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      request.on("end", () => {
+        const raw = Buffer.concat(chunks).toString("utf8")
+        const header = (name: string) => String(request.headers[name] ?? "")
+        const id = header("webhook-id")
+        const verified = verifyWebhook(
+          server.webhookSecret,
+          { id, timestamp: header("webhook-timestamp"), signature: header("webhook-signature") },
+          raw,
+        )
+        received.push({ id, verified, body: JSON.parse(raw) as Record<string, unknown> })
+        response.writeHead(204).end()
+      })
+    })
+    receiver.listen(0, "127.0.0.1")
+    await new Promise((resolve) => receiver.once("listening", resolve))
+    const callbackUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/alerts`
+    const socket = await openSocket(server)
+    try {
+      const startMs = Date.now() - 60_000
+      const { sessionId, display } = await activeSession(startMs)
+      const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
+      const eventId = await conn.createEvent("Alert when the quarterly budget is on screen", "budget review")
+      expect(eventId).toMatch(/^aev-/)
+      const events = (await server.data("GET", "/rtstream/event")).events as ReadonlyArray<{
+        event_id: string
+        label: string
+      }>
+      expect(events.find((e) => e.event_id === eventId)?.label).toBe("budget review")
+      const coll = await conn.getCollection()
+      const rtstream = await coll.getRTStream(display)
+      const index = await rtstream.indexVisuals({ batchConfig: { type: "time", value: 2, frameCount: 5 } })
+      const alertId = await index?.createAlert(eventId ?? "", callbackUrl, socket.connectionId)
+      expect(alertId).toMatch(/^alr-/)
+      // An unrelated event's alert never fires.
+      const other = await conn.createEvent("Alert when a calendar invite appears", "calendar invite")
+      await index?.createAlert(other ?? "", callbackUrl)
+      expect((await index?.listAlerts())?.length).toBe(2)
+
+      for (let i = 1; i < recording.segments.length; i++) {
+        await uploadSegment(server, sessionId, recording, i, startMs, "display:1")
+      }
+      // The budget screen is scenes 0 and 1: two alerts, on the socket and as webhooks.
+      const alerts = await pollUntil(
+        "alert messages",
+        async () => socket.messages.filter((m): m is AlertMessage => "channel" in m && m.channel === "alert"),
+        (found) => found.length >= 2,
+        { timeoutMs: 60_000 },
+      )
+      await pollUntil(
+        "alert webhooks",
+        async () => received.length,
+        (n) => n >= 2,
+        { timeoutMs: 30_000 },
+      )
+      // Nothing more comes (the invoice scenes match no alert; nothing is sent twice).
+      await new Promise((resolve) => setTimeout(resolve, 3_000))
+      expect(alerts).toHaveLength(2)
+      for (const alert of alerts) {
+        expect(alert).toMatchObject({ rtstream_id: display, index_id: index?.rtstreamIndexId })
+        expect(alert.data).toMatchObject({
+          label: "budget review",
+          triggered: true,
+          alert_id: alertId,
+          event_id: eventId,
+        })
+        expect(alert.data.confidence).toBeGreaterThan(0)
+        expect(alert.data.text.toLowerCase()).toContain("budget")
+      }
+      expect(received).toHaveLength(2)
+      expect(new Set(received.map((r) => r.id)).size).toBe(2)
+      for (const hook of received) {
+        expect(hook.verified).toBe(true)
+        expect(hook.body).toMatchObject({
+          type: "alert",
+          alert_id: alertId,
+          event_id: eventId,
+          label: "budget review",
+        })
+        expect(Number(hook.body.start_time) * 1000).toBeGreaterThanOrEqual(startMs)
+      }
+      // Disabled, it is listed so.
+      await index?.disableAlert(alertId ?? "")
+      const listed = (await index?.listAlerts()) as ReadonlyArray<{ alertId: string; status: string }>
+      expect(listed.find((a) => a.alertId === alertId)?.status).toBe("disabled")
+    } finally {
+      socket.close()
+      receiver.closeAllConnections()
+      await new Promise((resolve) => receiver.close(resolve))
+    }
+  }, 120_000)
+
+  it("refuses bad events and alerts with a stable code and the field", async () => {
+    const { display } = await activeSession(Date.now())
+    const refusal = async (answer: Promise<{ status: number; body: Record<string, unknown> }>) => {
+      const { status, body } = await answer
+      return [status, body.error_code, body.field]
+    }
+    expect(await refusal(server.call("POST", "/rtstream/event", { event_prompt: "", label: "x" }))).toEqual([
+      400,
+      "invalid_field",
+      "event_prompt",
+    ])
+    expect((await refusal(server.call("POST", "/rtstream/event", { event_prompt: "x" })))[0]).toBe(400)
+    const event = await server.data("POST", "/rtstream/event", { event_prompt: "budget", label: "budget" })
+    const index = await server.data("POST", `/rtstream/${display}/index/scene`, {})
+    const alertsOf = `/rtstream/${display}/index/${index.rtstream_index_id}/alert`
+    expect(await refusal(server.call("POST", alertsOf, { event_id: "aev-01NOSUCHEVENT0000000000" }))).toEqual(
+      [404, "event_not_found", "event_id"],
+    )
+    expect(
+      await refusal(
+        server.call("POST", alertsOf, { event_id: event.event_id, callback_url: "ftp://example.com/x" }),
+      ),
+    ).toEqual([400, "invalid_callback_url", "callback_url"])
+    expect(
+      await refusal(
+        server.call("POST", `/rtstream/${display}/index/rsi-01NOSUCHINDEX00000000000/alert`, {
+          event_id: event.event_id,
+        }),
+      ),
+    ).toEqual([404, "index_not_found", "index_id"])
+    expect(
+      await refusal(
+        server.call("PATCH", `${alertsOf}/alr-01NOSUCHALERT0000000000/status`, { action: "enable" }),
+      ),
+    ).toEqual([404, "alert_not_found", "alert_id"])
   }, 60_000)
 })

@@ -2,6 +2,10 @@
  * @capture/ai — real-time AI on recorded media: the results stream (`AiStore`), transcription
  * control and reading (`Transcription`), the pipeline worker (`AiPipeline`), and the engines.
  */
+
+export * from "./alerts/AlertMatcher.js"
+export * from "./alerts/Alerts.js"
+export * from "./audio/AudioBatches.js"
 export * from "./audio/Pcm.js"
 export * from "./audio/VoiceActivity.js"
 export * from "./audio/Wav.js"

@@ -13,6 +13,8 @@ import { Layer, Result } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
+import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
+import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
@@ -129,6 +131,15 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
   const ai = await AiStore.open(nc, topology)
   const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
+  const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, {
+    secretsFor: (accountId) => accounts.webhookSecrets(accountId),
+    policy,
+    log: options.log,
+    ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
+    ...(options.webhookRequestTimeoutMs === undefined
+      ? {}
+      : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
+  })
   await aiFeed.start()
   const bounded = boundedWebSocketClass(options.webSocket)
 
@@ -137,6 +148,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     accounts,
     media,
     ai,
+    detectionEvents: await DetectionEvents.open(nc, topology),
     transcription: options.transcription ?? { offered: ["local"], default: "local" },
     exports,
     signer,
@@ -167,6 +179,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     stop: async () => {
       stopClosingRevoked()
       await aiFeed.stop()
+      await alertDispatcher.stop()
       await hub.stop()
       await dispatcher.stop()
       await quota.stop()

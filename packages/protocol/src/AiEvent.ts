@@ -9,7 +9,7 @@
  */
 import { Schema } from "effect"
 import { ChannelId } from "./Channel.js"
-import { CollectionId, RtstreamId, SceneIndexId, SessionId } from "./Ids.js"
+import { AlertId, CollectionId, DetectionEventId, RtstreamId, SceneIndexId, SessionId } from "./Ids.js"
 
 /** The transcription engines a server may offer. */
 export const TranscriptionEngineName = Schema.Literals(["local", "openai"])
@@ -164,6 +164,19 @@ export const SceneIndexChanged = event("SceneIndexChanged", {
   routing: Schema.optionalKey(AiRouting),
 })
 
+/** An alert fired by a result: which, how sure, and where it goes. */
+export const FiredAlert = Schema.Struct({
+  alert_id: AlertId,
+  event_id: DetectionEventId,
+  label: Schema.String,
+  /** 0–1: the matcher's share of the event's terms found, or the chat model's confidence. */
+  confidence: Schema.Finite,
+  explanation: Schema.String,
+  callback_url: Schema.NullOr(Schema.String),
+  routing: AiRouting,
+})
+export type FiredAlert = typeof FiredAlert.Type
+
 /** One result of an index: what a batch of frames showed, or what a batch of speech said. */
 export const SceneIndexed = event("SceneIndexed", {
   index_id: SceneIndexId,
@@ -178,7 +191,24 @@ export const SceneIndexed = event("SceneIndexed", {
   /** Who described it: `local` (the text read on screen, or the transcript itself), or a chat model. */
   engine: Schema.String,
   routing: AiRouting,
+  /** The index's alerts this result fired: decided with the result, so each fires once. */
+  alerts: Schema.optionalKey(Schema.Array(FiredAlert)),
 })
+
+/** An alert was attached to an index: when its results match the event, it fires. */
+export const AlertCreated = event("AlertCreated", {
+  alert_id: AlertId,
+  index_id: SceneIndexId,
+  event_id: DetectionEventId,
+  /** The event's label and prompt, copied: the alert decides without reading the account's events. */
+  label: Schema.String,
+  prompt: Schema.String,
+  callback_url: Schema.NullOr(Schema.String),
+  routing: AiRouting,
+})
+
+/** An alert was enabled or disabled. */
+export const AlertChanged = event("AlertChanged", { alert_id: AlertId, enabled: Schema.Boolean })
 
 /** Every event of an rtstream's AI history. */
 export const AiEvent = Schema.Union([
@@ -190,6 +220,8 @@ export const AiEvent = Schema.Union([
   SceneIndexCreated,
   SceneIndexChanged,
   SceneIndexed,
+  AlertCreated,
+  AlertChanged,
 ])
 export type AiEvent = typeof AiEvent.Type
 export type AiEventType = AiEvent["type"]

@@ -38,6 +38,8 @@ const codes = {
   collection_not_found: 404,
   rtstream_not_found: 404,
   index_not_found: 404,
+  event_not_found: 404,
+  alert_not_found: 404,
   // 409: the session's state does not allow it
   invalid_transition: 409,
   session_ended: 409,

@@ -54,11 +54,19 @@ export type SceneIndexMessage = typeof SceneIndexMessage.Type
 export const AudioIndexMessage = indexMessage("audio_index")
 export type AudioIndexMessage = typeof AudioIndexMessage.Type
 
-/** A detection rule fired (or cleared). */
-export const AlertMessage = aiMessage("alert", {
-  label: Schema.String,
-  triggered: Schema.Boolean,
-  confidence: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })),
+/** An alert fired on an index's result. */
+export const AlertMessage = Schema.Struct({
+  ...aiMessage("alert", {
+    label: Schema.String,
+    triggered: Schema.Boolean,
+    confidence: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })),
+    alert_id: Schema.String,
+    event_id: Schema.String,
+    /** The result that fired it, and why. */
+    text: Schema.String,
+    explanation: Schema.String,
+  }).fields,
+  index_id: SceneIndexId,
 })
 export type AlertMessage = typeof AlertMessage.Type
 

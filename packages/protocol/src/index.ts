@@ -2,6 +2,7 @@
  * @capture/protocol — every wire and domain shape of Capture, defined once with effect/Schema.
  */
 export * from "./AiEvent.js"
+export * from "./AlertApiShapes.js"
 export * from "./CaptureApiShapes.js"
 export * from "./CaptureSession.js"
 export * from "./Channel.js"

@@ -70,8 +70,14 @@ export const formatAiStep = (step: AiReplayStep): string => {
       return `${head}  ${String(data.kind)} index ${String(data.index_id)} ${JSON.stringify(data.name)} ${JSON.stringify(data.batch)}`
     case "SceneIndexChanged":
       return `${head}  ${String(data.index_id)}${data.status === undefined ? "" : ` ${String(data.status)}`}${data.prompt === undefined ? "" : ` prompt ${JSON.stringify(data.prompt)}`}`
-    case "SceneIndexed":
-      return `${head}  ${String(data.index_id)} #${String(data.scene)} ${clock(Number(data.start))}–${clock(Number(data.end))} ${JSON.stringify(data.text)}`
+    case "SceneIndexed": {
+      const fired = (data.alerts as ReadonlyArray<{ label: string }> | undefined) ?? []
+      return `${head}  ${String(data.index_id)} #${String(data.scene)} ${clock(Number(data.start))}–${clock(Number(data.end))} ${JSON.stringify(data.text)}${fired.length === 0 ? "" : ` fires ${fired.map((a) => JSON.stringify(a.label)).join(", ")}`}`
+    }
+    case "AlertCreated":
+      return `${head}  ${String(data.alert_id)} on ${String(data.index_id)} for ${JSON.stringify(data.label)}`
+    case "AlertChanged":
+      return `${head}  ${String(data.alert_id)} ${data.enabled === true ? "enabled" : "disabled"}`
   }
 }
 

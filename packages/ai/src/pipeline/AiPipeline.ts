@@ -30,6 +30,7 @@ import {
 import type { SessionReadModel } from "@capture/session-actor"
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { firedAlerts } from "../alerts/Alerts.js"
 import { audioBatchDue, audioBatchScene } from "../audio/AudioBatches.js"
 import { AudioDecodeError, concatPcm, decodeToPcm, msToSamples, samplesToMs } from "../audio/Pcm.js"
 import {
@@ -346,6 +347,7 @@ export class AiPipeline {
       if (index.kind !== "audio" || index.status !== "connected") continue
       if (!audioBatchDue(index, record.start_ms + record.duration_ms, ended)) continue
       const scene = audioBatchScene(index.pending)
+      const alerts = firedAlerts(state, index.indexId, scene.text)
       await append({
         type: "SceneIndexed",
         id: `${rtstreamId}/index/${index.indexId}/scene/${index.scenes}`,
@@ -361,6 +363,7 @@ export class AiPipeline {
           end: Math.round(scene.end),
           engine: "transcript",
           routing: index.routing,
+          ...(alerts.length === 0 ? {} : { alerts }),
         },
       })
     }
@@ -440,6 +443,8 @@ export class AiPipeline {
         ) {
           return
         }
+        const text = describeScreen(lines)
+        const alerts = firedAlerts(state, index.indexId, text)
         await append({
           type: "SceneIndexed",
           id: `${rtstreamId}/index/${index.indexId}/scene/${scene}`,
@@ -450,11 +455,12 @@ export class AiPipeline {
             kind: "visual",
             index_name: index.name,
             scene,
-            text: describeScreen(lines),
+            text,
             start: Math.round(lane.origin_ms + scene * span),
             end: Math.round(Math.min(end, lane.origin_ms + (scene + 1) * span)),
             engine: "local",
             routing: index.routing,
+            ...(alerts.length === 0 ? {} : { alerts }),
           },
         })
       }

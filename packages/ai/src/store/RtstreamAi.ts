@@ -5,6 +5,8 @@
 import type {
   AiEvent,
   AiRouting,
+  AlertId,
+  DetectionEventId,
   IndexBatch,
   OpenUtterance,
   SceneIndexId,
@@ -42,6 +44,18 @@ export interface SceneIndexState {
   readonly pending: ReadonlyArray<PendingSpeech>
 }
 
+/** An alert on one of the rtstream's indexes. */
+export interface AlertState {
+  readonly alertId: AlertId
+  readonly indexId: SceneIndexId
+  readonly eventId: DetectionEventId
+  readonly label: string
+  readonly prompt: string
+  readonly callbackUrl: string | null
+  readonly routing: AiRouting
+  readonly enabled: boolean
+}
+
 /** A final transcript segment waiting in an audio index's batch. */
 export interface PendingSpeech {
   readonly text: string
@@ -68,6 +82,8 @@ export interface RtstreamAi {
   readonly indexes: ReadonlyArray<SceneIndexState>
   /** A display's running visual indexes, where the last segment taken left each. */
   readonly visual: ReadonlyArray<VisualLane>
+  /** Alerts on its indexes, oldest first. */
+  readonly alerts: ReadonlyArray<AlertState>
 }
 
 /** Whether any visual index of the rtstream runs: the display's lane takes segments. */
@@ -99,6 +115,7 @@ export const emptyRtstreamAi = (rtstreamId: string): RtstreamAi => ({
   epoch: 0,
   indexes: [],
   visual: [],
+  alerts: [],
 })
 
 /** `state` after `event`, stored at `streamSequence`. */
@@ -193,6 +210,32 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
       }
       return restarting ? { ...changed, ...activating(state, changed, streamSequence) } : changed
     }
+    case "AlertCreated": {
+      const d = event.data
+      return {
+        ...next,
+        alerts: [
+          ...state.alerts,
+          {
+            alertId: d.alert_id,
+            indexId: d.index_id,
+            eventId: d.event_id,
+            label: d.label,
+            prompt: d.prompt,
+            callbackUrl: d.callback_url,
+            routing: d.routing,
+            enabled: true,
+          },
+        ],
+      }
+    }
+    case "AlertChanged":
+      return {
+        ...next,
+        alerts: state.alerts.map((alert) =>
+          alert.alertId === event.data.alert_id ? { ...alert, enabled: event.data.enabled } : alert,
+        ),
+      }
     case "SceneIndexed":
       return {
         ...next,

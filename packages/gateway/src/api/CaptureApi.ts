@@ -39,6 +39,7 @@ import {
   OpenApi,
 } from "effect/http-api"
 import type { Principal } from "../accounts/AccountStore.js"
+import { AlertGroup } from "./AlertApi.js"
 import {
   BadRequest,
   CommonFailures,
@@ -190,6 +191,7 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(SessionsGroup)
   .add(TranscriptionGroup)
   .add(SceneIndexGroup)
+  .add(AlertGroup)
   .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)

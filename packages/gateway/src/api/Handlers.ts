@@ -24,6 +24,7 @@ import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
 import { credentialChain, type Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
 import { liveStreamUrl } from "../ingest/LiveRoutes.js"
+import { AlertLive } from "./AlertHandlers.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
 import { checkChannels, checkMetadata } from "./RequestLimits.js"
@@ -433,4 +434,10 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
 )
 
 /** Every handler group of the API. */
-export const HandlersLive = Layer.mergeAll(CollectionsLive, SessionsLive, TranscriptionLive, SceneIndexLive)
+export const HandlersLive = Layer.mergeAll(
+  CollectionsLive,
+  SessionsLive,
+  TranscriptionLive,
+  SceneIndexLive,
+  AlertLive,
+)

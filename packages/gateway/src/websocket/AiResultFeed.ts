@@ -4,12 +4,14 @@
  * rtstream's order. A transcript segment becomes a `transcript` message and an utterance an
  * engine could not transcribe an `error` message naming the rtstream; a visual index's scene is a
  * `visual_index` and a `scene_index` message (clients listen for either name: the seeds use
- * both), an audio index's batch an `audio_index` message. Each goes to the socket the call that
+ * both), an audio index's batch an `audio_index` message, and each alert a result fired an
+ * `alert` message. Each goes to the socket the call that
  * started the work named and to the sockets of the rtstream's collection connected here.
  * Best-effort, like every WebSocket message: the API's transcript is the durable read.
  */
 import { type AiStore, decodeAiEvent } from "@capture/ai"
 import type {
+  AlertMessage,
   AudioIndexMessage,
   ErrorMessage,
   SceneIndexMessage,
@@ -88,6 +90,27 @@ export class AiResultFeed {
           } else {
             const audio: AudioIndexMessage = { channel: "audio_index", ...fields }
             this.hub.sendAi(routing, JSON.stringify(audio))
+          }
+          // Each alert the result fired, to the alert's socket and the collection's.
+          for (const alert of event.data.alerts ?? []) {
+            const frame: AlertMessage = {
+              channel: "alert",
+              rtstream_id: event.rtstream_id,
+              rtstream_name: routing.rtstream_name,
+              index_id,
+              data: {
+                label: alert.label,
+                triggered: true,
+                confidence: alert.confidence,
+                alert_id: alert.alert_id,
+                event_id: alert.event_id,
+                text,
+                explanation: alert.explanation,
+                start,
+                end,
+              },
+            }
+            this.hub.sendAi(alert.routing, JSON.stringify(frame))
           }
         }
       }
