@@ -186,6 +186,19 @@ describe.skipIf(!festivalAvailable())("live transcription through capture serve 
       expect(audio.map((m) => m.data.text)).toEqual(finals.map((m) => m.data.text))
       expect(audio.every((m) => m.index_id === audioIndex.rtstream_index_id)).toBe(true)
 
+      // Search finds a spoken sentence, its time range inside the recording.
+      const spoken = await server.data("POST", `/rtstream/${mic}/search`, {
+        query: "budget discussion",
+        index_type: "spoken_word",
+      })
+      const shot = (
+        spoken.results as ReadonlyArray<{ text: string; start: number; end: number; kind: string }>
+      )[0]
+      expect(shot?.kind).toBe("transcript")
+      expect(shot?.text).toMatch(/budget|discussion/i)
+      expect((shot?.start ?? 0) * 1000).toBeGreaterThanOrEqual(startMs)
+      expect((shot?.end ?? 0) * 1000).toBeLessThanOrEqual(startMs + recording.durationMs)
+
       // The API: pages of one, then only what ended after the first.
       const page1 = await server.data("GET", `/rtstream/${mic}/transcription?page_size=1`)
       expect(page1).toMatchObject({

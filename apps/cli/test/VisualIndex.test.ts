@@ -135,6 +135,37 @@ describe.skipIf(!tesseractAvailable())("visual indexes through capture serve (lo
       expect(socket.messages.filter((m) => "channel" in m && m.channel === "scene_index")).toHaveLength(4)
       expect(socket.undecodable).toEqual([])
 
+      // Search finds the on-screen word in this rtstream and across the collection, with its time range.
+      const found = (await rtstream.search({ query: "invoice overdue" })).getShots()
+      expect(found.length).toBeGreaterThan(0)
+      const best = found[0]
+      expect(best?.text?.toLowerCase()).toContain("invoice")
+      expect((best?.start ?? 0) * 1000).toBeGreaterThanOrEqual(startMs + invoice.startMs - 1)
+      expect((best?.end ?? 0) * 1000).toBeLessThanOrEqual(startMs + invoice.endMs + 1)
+      const inCollection = await coll.search(
+        "quarterly budget",
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        "rtstream",
+      )
+      const shots = "getShots" in inCollection ? inCollection.getShots() : []
+      expect(shots.some((shot) => shot.rtstreamId === display && /budget/i.test(shot.text ?? ""))).toBe(true)
+      // A client token of another end user finds nothing of this session.
+      const token = (await server.data("POST", "/capture/session/token", { user_id: "someone-else" }))
+        .token as string
+      const stranger = await fetch(`${server.base}/rtstream/collection/default/search`, {
+        method: "POST",
+        headers: { "x-access-token": token, "content-type": "application/json" },
+        body: JSON.stringify({ query: "quarterly budget" }),
+      })
+      expect(stranger.status).toBe(200)
+      expect(((await stranger.json()) as { data: { results: Array<unknown> } }).data.results).toEqual([])
+      expect((await server.call("POST", `/rtstream/${display}/search`, { query: " " })).status).toBe(400)
+
       // A new prompt, stop and start.
       await index?.updateSceneIndex("What is on screen?")
       expect(index?.prompt).toBe("What is on screen?")

@@ -5,7 +5,7 @@
  * consumer, and follows the event stream for its own sockets.
  */
 
-import { AiStore, type EngineChoice } from "@capture/ai"
+import { AiStore, type EngineChoice, SearchIndex, SearchProjection } from "@capture/ai"
 import { ExportStore, MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -51,6 +51,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookResolve?: ((hostname: string) => Promise<ReadonlyArray<ResolvedAddress>>) | undefined
   /** Delays between webhook attempts, in ms; undefined: the default schedule. */
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
+  /** Where this process keeps its search index (SQLite); default in memory, rebuilt from the AI stream at start. */
+  readonly searchDbPath?: string | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
   readonly webSocket: WebSocketLimits
@@ -131,6 +133,13 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
   const ai = await AiStore.open(nc, topology)
   const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
+  // Search: this process's own projection of the AI results, in memory unless given a file.
+  const search = await SearchProjection.start(
+    nc,
+    ai,
+    SearchIndex.open(options.searchDbPath ?? ":memory:"),
+    options.log,
+  )
   const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, {
     secretsFor: (accountId) => accounts.webhookSecrets(accountId),
     policy,
@@ -149,6 +158,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     media,
     ai,
     detectionEvents: await DetectionEvents.open(nc, topology),
+    search,
     transcription: options.transcription ?? { offered: ["local"], default: "local" },
     exports,
     signer,
@@ -180,6 +190,8 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       stopClosingRevoked()
       await aiFeed.stop()
       await alertDispatcher.stop()
+      await search.stop()
+      search.index.close()
       await hub.stop()
       await dispatcher.stop()
       await quota.stop()

@@ -3,7 +3,7 @@
  * reads), the account store, where URLs the server hands out start, and the policies.
  */
 
-import type { AiStore, EngineChoice } from "@capture/ai"
+import type { AiStore, EngineChoice, SearchProjection } from "@capture/ai"
 import type { ExportStore, MediaStore } from "@capture/media"
 import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -31,6 +31,8 @@ export interface GatewayServicesShape {
   readonly ai: AiStore
   /** The accounts' detection events (alerts copy theirs when attached). */
   readonly detectionEvents: DetectionEvents
+  /** This process's search projection of the AI results (SQLite FTS5). */
+  readonly search: SearchProjection
   /** The transcription engines this server offers, and its default. */
   readonly transcription: EngineChoice
   /** Exported videos and raw assets (what the muxer wrote), read-only here. */

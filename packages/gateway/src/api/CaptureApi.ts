@@ -50,6 +50,7 @@ import {
 } from "./Failures.js"
 import { RtstreamsGroup } from "./RtstreamApi.js"
 import { SceneIndexGroup } from "./SceneIndexApi.js"
+import { SearchGroup } from "./SearchApi.js"
 import { TranscriptionGroup } from "./TranscriptionApi.js"
 
 /** The credential behind the current request. */
@@ -192,6 +193,7 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(TranscriptionGroup)
   .add(SceneIndexGroup)
   .add(AlertGroup)
+  .add(SearchGroup)
   .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)

@@ -29,6 +29,7 @@ import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
 import { checkChannels, checkMetadata } from "./RequestLimits.js"
 import { SceneIndexLive } from "./SceneIndexHandlers.js"
+import { SearchLive } from "./SearchHandlers.js"
 import { TranscriptionLive } from "./TranscriptionHandlers.js"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
@@ -440,4 +441,5 @@ export const HandlersLive = Layer.mergeAll(
   TranscriptionLive,
   SceneIndexLive,
   AlertLive,
+  SearchLive,
 )
