@@ -13,8 +13,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 # --- system packages (apt-get) ---------------------------------------------------------------
-# pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default.
-packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us)
+# pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default;
+# faad: the AI pipeline decodes the recorder's AAC with it (a few ms a segment, ffmpeg ~40 ms to start).
+packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us faad)
 # tesseract-ocr + its English model: the local visual index engine (OCR of display frames).
 packages+=(tesseract-ocr tesseract-ocr-eng)
 # g++, make, python3: node-gyp compiles better-sqlite3 (the search index) from source.

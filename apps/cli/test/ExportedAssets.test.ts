@@ -102,13 +102,15 @@ const recordSession = async (): Promise<{ id: string; stopped: CaptureSession }>
     }
   }
   await request("POST", `/capture/session/${id}/stop`)
-  // Every final segment is in: the session reactor finishes the stop without the stop timer.
+  // Every final segment is in: the session reactor finishes the stop without the stop timer. (The
+  // view may still show `active` at first look: it is projected after the stop is answered.)
   await expect
     .poll(
       async () =>
         data<CaptureSession>((await request("GET", `/collection/default/capture/session/${id}`)).body).status,
+      { timeout: 20_000 },
     )
-    .not.toBe("stopping")
+    .toMatch(/^(stopped|exported)$/)
   const stopped = await request("GET", `/collection/default/capture/session/${id}`)
   return { id, stopped: data<CaptureSession>(stopped.body) }
 }

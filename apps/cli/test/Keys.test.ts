@@ -76,7 +76,7 @@ describe("capture keys", () => {
     const again = await capture("keys", "revoke", keyId)
     expect(again.code).toBe(0)
     expect(again.stdout).toContain("already revoked")
-  })
+  }, 90_000)
 
   it("keeps a revoked CAPTURE_API_KEY revoked when serve starts again with it", async () => {
     const seed = "sk-seeded-key-for-the-revocation-test"
@@ -107,7 +107,7 @@ describe("capture keys", () => {
     } finally {
       await killIfRunning(second)
     }
-  })
+  }, 90_000)
 
   it("prints a first key when `keys list` ran before any server (and made the account)", async () => {
     const fresh = await startNatsServer()

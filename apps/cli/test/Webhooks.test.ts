@@ -164,7 +164,7 @@ describe("capture webhooks", () => {
     expect(text.stdout).toMatch(/^#1 capture_session\.created {2}delivered /m)
     expect(text.stdout).toContain("connection_error: ECONNREFUSED")
     expect(text.stdout).toContain(`${sessionId}: 3 deliveries, 3 delivered, 0 pending, 0 failed;`)
-  }, 45_000)
+  }, 120_000)
 
   it("rotates the signing secret, and exits 2 for an unknown session", async () => {
     await serve()
@@ -182,5 +182,5 @@ describe("capture webhooks", () => {
     const unknown = await capture("webhooks", "list", "--session", "cap-NOSUCHSESSION")
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toContain("session cap-NOSUCHSESSION not found")
-  })
+  }, 90_000)
 })

@@ -19,7 +19,7 @@ import {
   readScenes,
   readTranscript,
 } from "../src/index.js"
-import { activeSession, type Deployment, ffmpeg, openDeployment, putSegment } from "./support.js"
+import { activeSession, type Deployment, decoders, ffmpeg, openDeployment, putSegment } from "./support.js"
 
 const SENTENCES = ["Let's schedule the meeting for Thursday.", "The budget discussion is next week."]
 // Measured on Festival's slt voice through AAC segments: pocketsphinx hears most words.
@@ -57,7 +57,7 @@ describe.skipIf(!festivalAvailable())("the AI pipeline with the local engine", (
       store: deployment.store,
       readModel: deployment.runtime.readModel,
       engines: { local: engine },
-      ffmpeg,
+      decoders,
       prefix: "aipipe",
     })
     closers.push(() => pipeline.stop())

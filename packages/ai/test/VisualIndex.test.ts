@@ -29,7 +29,7 @@ import {
   type TranscriptionTarget,
   tesseractAvailable,
 } from "../src/index.js"
-import { ffmpeg } from "./support.js"
+import { decoders, ffmpeg } from "./support.js"
 
 const PREFIX = "aivisual"
 let nats: NatsServerHandle
@@ -76,7 +76,7 @@ describe.skipIf(!tesseractAvailable())("a visual index with the local engine", (
       readModel: runtime.readModel,
       engines: {},
       textReader: new TesseractReader(),
-      ffmpeg,
+      decoders,
       prefix: PREFIX,
     })
     closers.push(() => pipeline.stop())

@@ -1,5 +1,5 @@
 /** A session with a mic, recorded from known speech, on a real nats-server: what the pipeline tests share. */
-import { resolveFfmpeg } from "@capture/binaries"
+import { findOnPath, resolveFfmpeg } from "@capture/binaries"
 import { MediaStore, sha256Hex } from "@capture/media"
 import {
   type ChannelId,
@@ -17,6 +17,8 @@ import { AiStore } from "../src/index.js"
 import type { TranscriptionTarget } from "../src/Transcription.js"
 
 export const ffmpeg = resolveFfmpeg()
+/** The decoders a worker here has: faad where installed (scripts/bootstrap.sh installs it). */
+export const decoders = { ffmpeg, faad: findOnPath("faad") }
 
 export interface Deployment {
   readonly runtime: SessionRuntime

@@ -55,7 +55,7 @@ describe("a recorder killed mid-recording and restarted on the same spool", () =
     const first = startRecorder({ ...options, durationMs: 60_000 })
     await waitFor(
       () => channels.every((channelId) => server.segments(sessionId, channelId).length >= 2),
-      15_000,
+      45_000,
       `two segments per channel from the first recorder (${first.output().stderr})`,
     )
     first.process.kill("SIGKILL")
@@ -107,5 +107,5 @@ describe("a recorder killed mid-recording and restarted on the same spool", () =
       expect(gaps[0]).toBeGreaterThanOrEqual((beforeRestart.get(channelId) ?? 0) + 1)
     }
     expect(await readdir(spool.path)).not.toContain(sessionId)
-  })
+  }, 120_000)
 })

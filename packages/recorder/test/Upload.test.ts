@@ -36,9 +36,16 @@ describe.concurrent("segment upload against a failing or ending server", () => {
     const duplicates: number[] = []
     client.on("upload:progress", (event) => event.duplicate && duplicates.push(event.index))
     const sessionId = "cap-flaky1"
-    server.refuseFor(sessionId, 503, 3_500)
+    // Refused until three PUTs were (however long ffmpeg takes to start), then taken again.
+    server.refuseFor(sessionId, 503, 120_000)
     await client.startCaptureSession({ sessionId, channels: ["display:1", "mic:default"] })
-    await sleep(5_000)
+    await waitFor(() => server.refused(sessionId) > 2, 30_000, "three refused uploads")
+    server.refuseFor(sessionId, 503, 0)
+    await waitFor(
+      () => ["display:1", "mic:default"].every((c) => server.segments(sessionId, c).length >= 2),
+      30_000,
+      "two segments per channel after the refusals",
+    )
     await client.stopCapture()
     await client.shutdown()
 

@@ -11,7 +11,7 @@
  */
 import { resolve } from "node:path"
 import { AiPipeline, AiStore, closeEngines, TesseractReader, tesseractAvailable } from "@capture/ai"
-import { resolveFfmpegTools } from "@capture/binaries"
+import { findOnPath, resolveFfmpegTools } from "@capture/binaries"
 import {
   applyHttpTimeouts,
   type Gateway,
@@ -152,7 +152,9 @@ export const serve = (options: ServeOptions) =>
         Effect.tryPromise({
           try: async () =>
             startSessionRuntime(nats.nc, {
-              workers: true,
+              // The session workers (projector, timer wheel, reactor) run beside the gateway and
+              // the muxer; an AI worker only reads views, so it pays for none of them.
+              workers: options.role !== "ai",
               host: {
                 startTimeoutMs: options.startTimeoutMs,
                 stopTimeoutMs: options.stopTimeoutMs,
@@ -212,7 +214,8 @@ export const serve = (options: ServeOptions) =>
                 readModel: runtime.readModel,
                 engines,
                 ...(textReader === undefined ? {} : { textReader }),
-                ffmpeg: tools.ffmpeg,
+                // faad decodes the recorder's AAC for a fraction of ffmpeg's start-up cost.
+                decoders: { ffmpeg: tools.ffmpeg, faad: findOnPath("faad") },
                 prefix: runtime.topology.options.prefix,
                 interim: options.ai.interim,
                 parallel: options.ai.parallel,

@@ -32,7 +32,14 @@ import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { firedAlerts } from "../alerts/Alerts.js"
 import { audioBatchDue, audioBatchScene } from "../audio/AudioBatches.js"
-import { AudioDecodeError, concatPcm, decodeToPcm, msToSamples, samplesToMs } from "../audio/Pcm.js"
+import {
+  AudioDecodeError,
+  type AudioDecoders,
+  concatPcm,
+  decodeToPcm,
+  msToSamples,
+  samplesToMs,
+} from "../audio/Pcm.js"
 import {
   defaultVoiceActivity,
   detectVoiceActivity,
@@ -58,7 +65,8 @@ export interface AiPipelineOptions {
   readonly store: AiStore
   readonly readModel: SessionReadModel
   readonly engines: Engines
-  readonly ffmpeg: string
+  /** ffmpeg, and faad where installed (`AudioDecoders`). */
+  readonly decoders: AudioDecoders
   /** Durable name prefix (the deployment's: `capture`). */
   readonly prefix?: string
   /** Segments handled at once in this process (different rtstreams). */
@@ -107,6 +115,8 @@ export interface AiPipelineStats {
 export class AiPipeline {
   readonly stats: AiPipelineStats = { segments: 0, utterances: 0, failures: 0, frames: 0, reads: 0 }
   private readonly lanes = new Map<string, Promise<unknown>>()
+  /** Segments per rtstream queued in this process behind the one being taken. */
+  private readonly waiting = new Map<string, number>()
   private readonly states = new Map<string, RtstreamAi>()
   private readonly pcm = new Map<string, Map<number, Int16Array>>()
   private readonly rtstreams = new Map<string, { readonly id: RtstreamId } | null>()
@@ -149,10 +159,14 @@ export class AiPipeline {
     if (rtstream === null) return
     // One segment of an rtstream at a time in this process; other processes are held off by the lane.
     const previous = this.lanes.get(rtstream.id) ?? Promise.resolve()
-    const turn = previous.then(
-      () => this.take(rtstream.id, record, message),
-      () => this.take(rtstream.id, record, message),
-    )
+    this.waiting.set(rtstream.id, (this.waiting.get(rtstream.id) ?? 0) + 1)
+    const takeTurn = () => {
+      const left = (this.waiting.get(rtstream.id) ?? 1) - 1
+      if (left > 0) this.waiting.set(rtstream.id, left)
+      else this.waiting.delete(rtstream.id)
+      return this.take(rtstream.id, record, message)
+    }
+    const turn = previous.then(takeTurn, takeTurn)
     this.lanes.set(rtstream.id, turn)
     try {
       return await turn
@@ -319,7 +333,14 @@ export class AiPipeline {
         start_ms,
         spoken_ms: samplesToMs(activity.open.spoken),
       }
-      if ((this.options.interim ?? true) && stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)) {
+      // An interim is worth its engine time only while the lane keeps up: with the rtstream's
+      // next segment already waiting here it would be stale at once, and the finals wait for it.
+      const behind = (this.waiting.get(rtstreamId) ?? 0) > 0
+      if (
+        (this.options.interim ?? true) &&
+        !behind &&
+        stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)
+      ) {
         // One try: an interim that fails is simply not sent.
         const text = await engine?.transcribe(audio.subarray(activity.open.start)).catch(() => "")
         if (text !== undefined && text !== "") {
@@ -515,7 +536,7 @@ export class AiPipeline {
   ): Promise<Array<GreyFrame>> {
     const bytes = await this.options.media.read(record.session_id, record.channel_id, record.index)
     if (bytes === undefined) return []
-    return decodeFrames(this.options.ffmpeg, bytes, fps).catch((error: unknown) => {
+    return decodeFrames(this.options.decoders.ffmpeg, bytes, fps).catch((error: unknown) => {
       if (!(error instanceof FrameDecodeError)) throw error
       this.log(`ai: ${rtstreamId} segment ${record.index} does not decode (${error.message}); no frames`)
       return []
@@ -553,7 +574,7 @@ export class AiPipeline {
     const pcm =
       bytes === undefined
         ? new Int16Array(0)
-        : await decodeToPcm(this.options.ffmpeg, bytes).catch((error: unknown) => {
+        : await decodeToPcm(this.options.decoders, bytes).catch((error: unknown) => {
             // Retrying cannot fix stored bytes: the segment counts as silence.
             if (!(error instanceof AudioDecodeError)) throw error
             this.log(
