@@ -16,6 +16,10 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 # pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default;
 # faad: the AI pipeline decodes the recorder's AAC with it (a few ms a segment, ffmpeg ~40 ms to start).
 packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us faad)
+# tesseract-ocr + its English model: the local visual index engine (OCR of display frames).
+packages+=(tesseract-ocr tesseract-ocr-eng)
+# g++, make, python3: node-gyp compiles better-sqlite3 (the search index) from source.
+packages+=(g++ make python3)
 # festival + the slt HTS voice: the known speech transcription tests and bench:transcript use.
 $want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils festival festvox-us-slt-hts)
 missing=()
@@ -38,7 +42,11 @@ fi
 stamp=node_modules/.bootstrap-stamp
 if [[ ! -f $stamp ]] || [[ -n "$(find pnpm-lock.yaml pnpm-workspace.yaml package.json packages/*/package.json apps/*/package.json -newer "$stamp" 2>/dev/null)" ]]; then
   log "pnpm install"
-  pnpm install --frozen-lockfile --reporter=append-only >/dev/null
+  # Native modules (better-sqlite3) are compiled here, never fetched prebuilt from GitHub, against
+  # the installed Node's own headers (node-gyp would otherwise download them).
+  node_prefix="$(cd "$(dirname "$(command -v node)")/.." && pwd)"
+  [[ -f "$node_prefix/include/node/node.h" ]] && export npm_config_nodedir="$node_prefix"
+  npm_config_build_from_source=true pnpm install --frozen-lockfile --reporter=append-only >/dev/null
   touch "$stamp"
 fi
 

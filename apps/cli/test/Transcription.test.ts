@@ -1,4 +1,4 @@
-import type { SessionId, TranscriptMessage } from "@capture/protocol"
+import type { AudioIndexMessage, SessionId, TranscriptMessage } from "@capture/protocol"
 import {
   festivalAvailable,
   type NatsServerHandle,
@@ -141,6 +141,13 @@ describe.skipIf(!festivalAvailable())("live transcription through capture serve 
         ws_connection_id: socket.connectionId,
       })
       expect(started).toMatchObject({ rtstream_id: mic, status: "active", engine: "local" })
+      // An audio index of one sentence per batch (transcription runs already: not started again).
+      const audioIndex = await server.data("POST", `/rtstream/${mic}/index/scene`, {
+        extraction_type: "transcript",
+        extraction_config: { segmenter: "sentence", segmentation_value: 1 },
+        ws_connection_id: socket.connectionId,
+      })
+      expect(audioIndex).toMatchObject({ kind: "audio", status: "connected" })
       for (let index = 1; index < recording.segments.length; index++) {
         await uploadSegment(server, sessionId, recording, index, startMs)
       }
@@ -167,6 +174,30 @@ describe.skipIf(!festivalAvailable())("live transcription through capture serve 
         if (message.data.is_final) lastFinalEnd = message.data.end
       }
       expect(socket.undecodable).toEqual([])
+      // Each sentence is an audio_index message too: without a chat model, its transcript.
+      const audio = await pollUntil(
+        "audio_index messages",
+        async () =>
+          socket.messages.filter(
+            (m): m is AudioIndexMessage => "channel" in m && m.channel === "audio_index",
+          ),
+        (found) => found.length >= SENTENCES.length,
+      )
+      expect(audio.map((m) => m.data.text)).toEqual(finals.map((m) => m.data.text))
+      expect(audio.every((m) => m.index_id === audioIndex.rtstream_index_id)).toBe(true)
+
+      // Search finds a spoken sentence, its time range inside the recording.
+      const spoken = await server.data("POST", `/rtstream/${mic}/search`, {
+        query: "budget discussion",
+        index_type: "spoken_word",
+      })
+      const shot = (
+        spoken.results as ReadonlyArray<{ text: string; start: number; end: number; kind: string }>
+      )[0]
+      expect(shot?.kind).toBe("transcript")
+      expect(shot?.text).toMatch(/budget|discussion/i)
+      expect((shot?.start ?? 0) * 1000).toBeGreaterThanOrEqual(startMs)
+      expect((shot?.end ?? 0) * 1000).toBeLessThanOrEqual(startMs + recording.durationMs)
 
       // The API: pages of one, then only what ended after the first.
       const page1 = await server.data("GET", `/rtstream/${mic}/transcription?page_size=1`)
@@ -188,6 +219,7 @@ describe.skipIf(!festivalAvailable())("live transcription through capture serve 
       const replay = await runCli(["replay", sessionId, "--nats", nats.url])
       expect(replay.code).toBe(0)
       expect(replay.stdout).toContain("TranscriptionStarted")
+      expect(replay.stdout).toContain("SceneIndexCreated")
       expect(replay.stdout.match(/TranscriptProduced .*final/g)?.length).toBe(SENTENCES.length)
     } finally {
       socket.close()

@@ -48,12 +48,16 @@ export interface CaptureServer {
   readonly process: ServeProcess
   /** A JSON API call with the API key; resolves with the status and the parsed envelope. */
   readonly call: (
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PATCH",
     path: string,
     body?: object,
   ) => Promise<{ readonly status: number; readonly body: Record<string, unknown> }>
   /** A call that must answer 200; resolves with its `data`. */
-  readonly data: (method: "GET" | "POST", path: string, body?: object) => Promise<Record<string, unknown>>
+  readonly data: (
+    method: "GET" | "POST" | "PATCH",
+    path: string,
+    body?: object,
+  ) => Promise<Record<string, unknown>>
 }
 
 /** Starts `capture serve` against `natsUrl`: webhooks to 127.0.0.1 allowed, retried after 1 s. */
@@ -79,7 +83,7 @@ export const startCaptureServer = async (
     ...options.env,
   })
   await process.waitFor(/\[capture\] ready/, 60_000)
-  const call = async (method: "GET" | "POST", path: string, body?: object) => {
+  const call = async (method: "GET" | "POST" | "PATCH", path: string, body?: object) => {
     const response = await fetch(`${base}${path}`, {
       method,
       headers: {
@@ -90,7 +94,7 @@ export const startCaptureServer = async (
     })
     return { status: response.status, body: (await response.json()) as Record<string, unknown> }
   }
-  const data = async (method: "GET" | "POST", path: string, body?: object) => {
+  const data = async (method: "GET" | "POST" | "PATCH", path: string, body?: object) => {
     const answer = await call(method, path, body)
     if (answer.status !== 200) {
       throw new Error(`${method} ${path} answered ${answer.status}: ${JSON.stringify(answer.body)}`)

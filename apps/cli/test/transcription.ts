@@ -52,7 +52,7 @@ export const openSocket = async (
 export const uploadSegment = async (
   server: CaptureServer,
   sessionId: SessionId,
-  recording: SpeechRecording,
+  recording: Pick<SpeechRecording, "segments">,
   index: number,
   startMs: number,
   channelId = "mic:default",

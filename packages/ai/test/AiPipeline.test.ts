@@ -10,7 +10,15 @@ import {
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { AiPipeline, type AiStore, controlTranscription, LocalEngine, readTranscript } from "../src/index.js"
+import {
+  AiPipeline,
+  type AiStore,
+  controlTranscription,
+  createIndex,
+  LocalEngine,
+  readScenes,
+  readTranscript,
+} from "../src/index.js"
 import { activeSession, type Deployment, decoders, ffmpeg, openDeployment, putSegment } from "./support.js"
 
 const SENTENCES = ["Let's schedule the meeting for Thursday.", "The budget discussion is next week."]
@@ -97,5 +105,49 @@ describe.skipIf(!festivalAvailable())("the AI pipeline with the local engine", (
       expect(Math.abs(heard.start - (startMs + sentence.startMs))).toBeLessThan(400)
       expect(Math.abs(heard.end - (startMs + sentence.endMs))).toBeLessThan(400)
     }
+  }, 120_000)
+
+  it("batches the transcript into audio index scenes by sentences, and the rest when the audio ends", async () => {
+    const startMs = Date.now() - 60_000
+    const { target } = await activeSession(deployment, recording, startMs)
+    await controlTranscription(
+      deployment.store,
+      target,
+      { action: "start" },
+      { offered: ["local"], default: "local" },
+    )
+    const bySentence = Result.getOrThrow(
+      await createIndex(deployment.store, target, {
+        extraction_type: "transcript",
+        extraction_config: { segmenter: "sentence", segmentation_value: 1 },
+      }),
+    )
+    // 50 words are never reached: the batch is closed by the mic's final segment.
+    const byWords = Result.getOrThrow(await createIndex(deployment.store, target, {}))
+    expect(byWords).toMatchObject({
+      kind: "audio",
+      extraction_config: { segmenter: "word", segmentation_value: 50 },
+    })
+    for (let index = 1; index < recording.segments.length; index++) {
+      await putSegment(deployment, target.session_id, recording, index, startMs)
+    }
+    await waitFor(
+      () => deployment.store.load(target.rtstream_id),
+      (state) => state.nextIndex === recording.segments.length,
+      { timeoutMs: 90_000, intervalMs: 200 },
+    )
+    const transcript = await finals(deployment.store, target.rtstream_id)
+    const scenes = async (indexId: typeof bySentence.rtstream_index_id) =>
+      Result.getOrThrow(await readScenes(deployment.store, target.rtstream_id, indexId, {}))
+        .scene_index_records
+    // Without a chat model a scene is its batch's transcript: here one utterance each, in order.
+    const sentences = await scenes(bySentence.rtstream_index_id)
+    expect(sentences.map((scene) => scene.text)).toEqual(transcript.map((segment) => segment.text))
+    for (const [i, scene] of sentences.entries()) {
+      expect(scene.start * 1000).toBeCloseTo(transcript[i]?.start ?? 0, -1)
+      expect(scene.end * 1000).toBeCloseTo(transcript[i]?.end ?? 0, -1)
+    }
+    const all = await scenes(byWords.rtstream_index_id)
+    expect(all.map((scene) => scene.text)).toEqual([transcript.map((segment) => segment.text).join(" ")])
   }, 120_000)
 })

@@ -5,7 +5,7 @@
  * consumer, and follows the event stream for its own sockets.
  */
 
-import { AiStore, type EngineChoice } from "@capture/ai"
+import { AiStore, type EngineChoice, SearchIndex, SearchProjection } from "@capture/ai"
 import { ExportStore, MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -13,6 +13,8 @@ import { Layer, Result } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
+import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
+import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
@@ -50,6 +52,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookResolve?: ((hostname: string) => Promise<ReadonlyArray<ResolvedAddress>>) | undefined
   /** Delays between webhook attempts, in ms; undefined: the default schedule. */
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
+  /** Where this process keeps its search index (SQLite); default in memory, rebuilt from the AI stream at start. */
+  readonly searchDbPath?: string | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
   readonly webhookAckWaitMs?: number | undefined
   /** How often each gateway purges expired client tokens and revocation markers (ms; default a minute). */
@@ -147,6 +151,22 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
   const ai = await AiStore.open(nc, topology)
   const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
+  // Search: this process's own projection of the AI results, in memory unless given a file.
+  const search = await SearchProjection.start(
+    nc,
+    ai,
+    SearchIndex.open(options.searchDbPath ?? ":memory:"),
+    options.log,
+  )
+  const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, {
+    secretsFor: (accountId) => accounts.webhookSecrets(accountId),
+    policy,
+    log: options.log,
+    ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
+    ...(options.webhookRequestTimeoutMs === undefined
+      ? {}
+      : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
+  })
   await aiFeed.start()
   const bounded = boundedWebSocketClass(options.webSocket)
   const purgeExpired = () =>
@@ -164,6 +184,8 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     accounts,
     media,
     ai,
+    detectionEvents: await DetectionEvents.open(nc, topology),
+    search,
     transcription: options.transcription ?? { offered: ["local"], default: "local" },
     exports,
     signer,
@@ -196,6 +218,9 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       stopClosingRevoked()
       clearInterval(purgeTimer)
       await aiFeed.stop()
+      await alertDispatcher.stop()
+      await search.stop()
+      search.index.close()
       await hub.stop()
       await dispatcher.stop()
       await quota.stop()

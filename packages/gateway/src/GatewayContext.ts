@@ -3,13 +3,14 @@
  * reads), the account store, where URLs the server hands out start, and the policies.
  */
 
-import type { AiStore, EngineChoice } from "@capture/ai"
+import type { AiStore, EngineChoice, SearchProjection } from "@capture/ai"
 import type { ExportStore, MediaStore } from "@capture/media"
 import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { Context, type Result } from "effect"
 import type { UrlSigner } from "./access/SignedUrls.js"
 import type { AccountStore } from "./accounts/AccountStore.js"
+import type { DetectionEvents } from "./alerts/DetectionEvents.js"
 import type { StorageQuota } from "./ingest/StorageQuota.js"
 import type { UploadSlots } from "./ingest/UploadSlots.js"
 import type { GatewayLimits } from "./Limits.js"
@@ -28,6 +29,10 @@ export interface GatewayServicesShape {
   readonly media: MediaStore
   /** AI results and transcription control (`@capture/ai`). */
   readonly ai: AiStore
+  /** The accounts' detection events (alerts copy theirs when attached). */
+  readonly detectionEvents: DetectionEvents
+  /** This process's search projection of the AI results (SQLite FTS5). */
+  readonly search: SearchProjection
   /** The transcription engines this server offers, and its default. */
   readonly transcription: EngineChoice
   /** Exported videos and raw assets (what the muxer wrote), read-only here. */

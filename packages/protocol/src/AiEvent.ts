@@ -9,7 +9,7 @@
  */
 import { Schema } from "effect"
 import { ChannelId } from "./Channel.js"
-import { CollectionId, RtstreamId, SessionId } from "./Ids.js"
+import { AlertId, CollectionId, DetectionEventId, RtstreamId, SceneIndexId, SessionId } from "./Ids.js"
 
 /** The transcription engines a server may offer. */
 export const TranscriptionEngineName = Schema.Literals(["local", "openai"])
@@ -79,6 +79,27 @@ export const OpenUtterance = Schema.Struct({
 })
 export type OpenUtterance = typeof OpenUtterance.Type
 
+/**
+ * A visual index's place in the frames of a display: its scene grid, the scene still open at the
+ * end of the last segment taken (the lines read in it so far) and the last frame read (the change
+ * detector's thumbnail and its text), so whichever worker takes the next segment reads only a
+ * screen that changed.
+ */
+export const VisualLane = Schema.Struct({
+  index_id: SceneIndexId,
+  /** Epoch ms of scene 0's start: the first segment taken after the index started. */
+  origin_ms: Schema.Finite,
+  /** The open scene's number (scene n covers origin + n·time … origin + (n+1)·time). */
+  scene: Schema.Int,
+  /** Distinct lines read in the open scene so far, in order. */
+  lines: Schema.Array(Schema.String),
+  /** Base64 grey thumbnail of the last frame read; empty: none yet. */
+  thumbnail: Schema.String,
+  /** What the last frame read said. */
+  text: Schema.String,
+})
+export type VisualLane = typeof VisualLane.Type
+
 /** The lane moved past a media segment: every result of it is stored before this. */
 export const SegmentProcessed = event("SegmentProcessed", {
   index: Schema.Int,
@@ -87,6 +108,8 @@ export const SegmentProcessed = event("SegmentProcessed", {
   open: Schema.NullOr(OpenUtterance),
   /** Utterance numbers used so far (the next segment's complete utterances are numbered after it). */
   utterances: Schema.Int,
+  /** A display's visual indexes, each where this segment left it. */
+  visual: Schema.optionalKey(Schema.Array(VisualLane)),
 })
 
 /** An engine kept failing on an utterance: it is skipped (the recording goes on), and sockets are told. */
@@ -100,6 +123,93 @@ export const TranscriptionFailed = event("TranscriptionFailed", {
   routing: AiRouting,
 })
 
+/** What an index reads: a display's frames or an audio rtstream's transcript. */
+export const SceneIndexKind = Schema.Literals(["visual", "audio"])
+export type SceneIndexKind = typeof SceneIndexKind.Type
+
+/** A visual index's batches: a scene every `time` seconds, `frame_count` frames looked at in each. */
+export const VisualBatch = Schema.Struct({
+  type: Schema.Literal("time"),
+  time: Schema.Int,
+  frame_count: Schema.Int,
+})
+/** An audio index's batches of the transcript: so many words, sentences or seconds. */
+export const AudioBatch = Schema.Struct({
+  type: Schema.Literals(["word", "sentence", "time"]),
+  value: Schema.Int,
+})
+export const IndexBatch = Schema.Union([VisualBatch, AudioBatch])
+export type IndexBatch = typeof IndexBatch.Type
+
+/** An index was created on the rtstream (running from now: `status` connected). */
+export const SceneIndexCreated = event("SceneIndexCreated", {
+  index_id: SceneIndexId,
+  kind: SceneIndexKind,
+  name: Schema.String,
+  prompt: Schema.String,
+  /** As the caller sent them (echoed by list and get). */
+  extraction_type: Schema.String,
+  extraction_config: Schema.Record(Schema.String, Schema.Unknown),
+  batch: IndexBatch,
+  model_name: Schema.NullOr(Schema.String),
+  routing: AiRouting,
+})
+
+/** An index was stopped or started again, or given a new prompt. */
+export const SceneIndexChanged = event("SceneIndexChanged", {
+  index_id: SceneIndexId,
+  status: Schema.optionalKey(Schema.Literals(["connected", "stopped"])),
+  prompt: Schema.optionalKey(Schema.String),
+  /** Where results go from now on, when the call named a socket. */
+  routing: Schema.optionalKey(AiRouting),
+})
+
+/** An alert fired by a result: which, how sure, and where it goes. */
+export const FiredAlert = Schema.Struct({
+  alert_id: AlertId,
+  event_id: DetectionEventId,
+  label: Schema.String,
+  /** 0–1: the matcher's share of the event's terms found, or the chat model's confidence. */
+  confidence: Schema.Finite,
+  explanation: Schema.String,
+  callback_url: Schema.NullOr(Schema.String),
+  routing: AiRouting,
+})
+export type FiredAlert = typeof FiredAlert.Type
+
+/** One result of an index: what a batch of frames showed, or what a batch of speech said. */
+export const SceneIndexed = event("SceneIndexed", {
+  index_id: SceneIndexId,
+  kind: SceneIndexKind,
+  index_name: Schema.String,
+  /** 0, 1, … per index: the batch. */
+  scene: Schema.Int,
+  text: Schema.String,
+  /** Epoch ms on the recording's clock. */
+  start: Schema.Finite,
+  end: Schema.Finite,
+  /** Who described it: `local` (the text read on screen, or the transcript itself), or a chat model. */
+  engine: Schema.String,
+  routing: AiRouting,
+  /** The index's alerts this result fired: decided with the result, so each fires once. */
+  alerts: Schema.optionalKey(Schema.Array(FiredAlert)),
+})
+
+/** An alert was attached to an index: when its results match the event, it fires. */
+export const AlertCreated = event("AlertCreated", {
+  alert_id: AlertId,
+  index_id: SceneIndexId,
+  event_id: DetectionEventId,
+  /** The event's label and prompt, copied: the alert decides without reading the account's events. */
+  label: Schema.String,
+  prompt: Schema.String,
+  callback_url: Schema.NullOr(Schema.String),
+  routing: AiRouting,
+})
+
+/** An alert was enabled or disabled. */
+export const AlertChanged = event("AlertChanged", { alert_id: AlertId, enabled: Schema.Boolean })
+
 /** Every event of an rtstream's AI history. */
 export const AiEvent = Schema.Union([
   TranscriptionStarted,
@@ -107,6 +217,11 @@ export const AiEvent = Schema.Union([
   TranscriptProduced,
   SegmentProcessed,
   TranscriptionFailed,
+  SceneIndexCreated,
+  SceneIndexChanged,
+  SceneIndexed,
+  AlertCreated,
+  AlertChanged,
 ])
 export type AiEvent = typeof AiEvent.Type
 export type AiEventType = AiEvent["type"]

@@ -23,6 +23,7 @@ const codes = {
   checksum_mismatch: 400,
   unknown_engine: 400,
   rtstream_not_audio: 400,
+  rtstream_not_video: 400,
   invalid_time_range: 400,
   time_range_not_recorded: 400,
   // 401 / 402 / 403: who is asking
@@ -37,6 +38,9 @@ const codes = {
   collection_not_found: 404,
   rtstream_not_found: 404,
   token_not_found: 404,
+  index_not_found: 404,
+  event_not_found: 404,
+  alert_not_found: 404,
   // 409: the session's state does not allow it
   invalid_transition: 409,
   session_ended: 409,

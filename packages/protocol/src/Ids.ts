@@ -59,6 +59,15 @@ export type TokenId = typeof TokenId.Type
 /** A real-time stream, one per started channel: `rts-…`. */
 export const RtstreamId = prefixedString("rts-").pipe(Schema.brand("RtstreamId"))
 export type RtstreamId = typeof RtstreamId.Type
+/** An index of an rtstream (visual or audio), `rsi-…`. */
+export const SceneIndexId = prefixedString("rsi-").pipe(Schema.brand("SceneIndexId"))
+export type SceneIndexId = typeof SceneIndexId.Type
+/** A detection event (a prompt and a label alerts watch for), `aev-…`. */
+export const DetectionEventId = prefixedString("aev-").pipe(Schema.brand("DetectionEventId"))
+export type DetectionEventId = typeof DetectionEventId.Type
+/** An alert on an index, `alr-…`. */
+export const AlertId = prefixedString("alr-").pipe(Schema.brand("AlertId"))
+export type AlertId = typeof AlertId.Type
 /** An exported video: `m-…` (the muxed video, or the raw asset of a display or camera). */
 export const VideoId = prefixedString("m-").pipe(Schema.brand("VideoId"))
 export type VideoId = typeof VideoId.Type
@@ -101,6 +110,9 @@ export const DEFAULT_COLLECTION = "default" as CollectionId
 /** Fresh ids. */
 export const newSessionId = (now?: number): SessionId => `cap-${makeIdBody(now)}` as SessionId
 export const newRtstreamId = (): RtstreamId => `rts-${makeIdBody()}` as RtstreamId
+export const newSceneIndexId = (): SceneIndexId => `rsi-${makeIdBody()}` as SceneIndexId
+export const newDetectionEventId = (): DetectionEventId => `aev-${makeIdBody()}` as DetectionEventId
+export const newAlertId = (): AlertId => `alr-${makeIdBody()}` as AlertId
 export const newVideoId = (): VideoId => `m-${makeIdBody()}` as VideoId
 export const newEventId = (): EventId => `evt-${makeIdBody()}` as EventId
 export const newCommandId = (): CommandId => `cmd-${makeIdBody()}` as CommandId

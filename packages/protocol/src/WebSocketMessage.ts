@@ -6,7 +6,7 @@
  */
 import { Schema } from "effect"
 import { type CaptureError, ErrorCode } from "./ErrorCode.js"
-import { RtstreamId } from "./Ids.js"
+import { RtstreamId, SceneIndexId } from "./Ids.js"
 import { lifecycleUnion } from "./LifecycleEvent.js"
 
 /** The socket's first message: the id to pass as `ws_connection_id`. */
@@ -35,23 +35,38 @@ const aiMessage = <const C extends string, const F extends Schema.Struct.Fields>
 export const TranscriptMessage = aiMessage("transcript", { text: Schema.String, is_final: Schema.Boolean })
 export type TranscriptMessage = typeof TranscriptMessage.Type
 
+const indexMessage = <const C extends string>(channel: C) =>
+  Schema.Struct({
+    ...aiMessage(channel, { text: Schema.String }).fields,
+    /** The index that produced it (so the SDK's `stream({id})` can match it). */
+    index_id: SceneIndexId,
+  })
+
 /** A description of what a display shows. */
-export const VisualIndexMessage = aiMessage("visual_index", { text: Schema.String })
+export const VisualIndexMessage = indexMessage("visual_index")
 export type VisualIndexMessage = typeof VisualIndexMessage.Type
 
 /** A scene description (the name VideoDB's newer docs use for visual indexing). */
-export const SceneIndexMessage = aiMessage("scene_index", { text: Schema.String })
+export const SceneIndexMessage = indexMessage("scene_index")
 export type SceneIndexMessage = typeof SceneIndexMessage.Type
 
 /** A semantic summary of audio. */
-export const AudioIndexMessage = aiMessage("audio_index", { text: Schema.String })
+export const AudioIndexMessage = indexMessage("audio_index")
 export type AudioIndexMessage = typeof AudioIndexMessage.Type
 
-/** A detection rule fired (or cleared). */
-export const AlertMessage = aiMessage("alert", {
-  label: Schema.String,
-  triggered: Schema.Boolean,
-  confidence: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })),
+/** An alert fired on an index's result. */
+export const AlertMessage = Schema.Struct({
+  ...aiMessage("alert", {
+    label: Schema.String,
+    triggered: Schema.Boolean,
+    confidence: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })),
+    alert_id: Schema.String,
+    event_id: Schema.String,
+    /** The result that fired it, and why. */
+    text: Schema.String,
+    explanation: Schema.String,
+  }).fields,
+  index_id: SceneIndexId,
 })
 export type AlertMessage = typeof AlertMessage.Type
 

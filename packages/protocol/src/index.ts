@@ -2,6 +2,7 @@
  * @capture/protocol — every wire and domain shape of Capture, defined once with effect/Schema.
  */
 export * from "./AiEvent.js"
+export * from "./AlertApiShapes.js"
 export * from "./CaptureApiShapes.js"
 export * from "./CaptureSession.js"
 export * from "./Channel.js"
@@ -15,6 +16,8 @@ export * from "./Ids.js"
 export * from "./LifecycleEvent.js"
 export * from "./MediaSegment.js"
 export * from "./RtstreamApiShapes.js"
+export * from "./SceneIndexApiShapes.js"
+export * from "./SearchApiShapes.js"
 export * from "./SegmentIngest.js"
 export * from "./SessionCommand.js"
 export * from "./SessionEvent.js"

@@ -1,7 +1,7 @@
 /**
  * The AI part of a session's history: for each rtstream of the replayed session, its events on
  * the AI results stream (transcription started and stopped, transcript segments, failures, lane
- * moves), in order, as `capture replay` prints them after the session's own events.
+ * moves, indexes and their scenes), in order, as `capture replay` prints them after the session's own events.
  */
 import { type AiStore, UnreadableAiEvent } from "@capture/ai"
 import type { AiEvent } from "@capture/protocol"
@@ -66,6 +66,18 @@ export const formatAiStep = (step: AiReplayStep): string => {
       return `${head}  #${String(data.utterance)} ${String(data.message)}`
     case "SegmentProcessed":
       return `${head}  segment ${String(data.index)}${data.open === null ? "" : " (an utterance goes on)"}`
+    case "SceneIndexCreated":
+      return `${head}  ${String(data.kind)} index ${String(data.index_id)} ${JSON.stringify(data.name)} ${JSON.stringify(data.batch)}`
+    case "SceneIndexChanged":
+      return `${head}  ${String(data.index_id)}${data.status === undefined ? "" : ` ${String(data.status)}`}${data.prompt === undefined ? "" : ` prompt ${JSON.stringify(data.prompt)}`}`
+    case "SceneIndexed": {
+      const fired = (data.alerts as ReadonlyArray<{ label: string }> | undefined) ?? []
+      return `${head}  ${String(data.index_id)} #${String(data.scene)} ${clock(Number(data.start))}–${clock(Number(data.end))} ${JSON.stringify(data.text)}${fired.length === 0 ? "" : ` fires ${fired.map((a) => JSON.stringify(a.label)).join(", ")}`}`
+    }
+    case "AlertCreated":
+      return `${head}  ${String(data.alert_id)} on ${String(data.index_id)} for ${JSON.stringify(data.label)}`
+    case "AlertChanged":
+      return `${head}  ${String(data.alert_id)} ${data.enabled === true ? "enabled" : "disabled"}`
   }
 }
 

@@ -79,6 +79,8 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,
     webhookAckWaitMs: intFromEnv("CAPTURE_WEBHOOK_ACK_WAIT_MS", 30_000),
+    // The search index's SQLite file (one per process); unset: in memory, rebuilt at start.
+    searchDbPath: process.env.CAPTURE_SEARCH_DB || undefined,
     webSocket: {
       maxBufferedBytes: intFromEnv("CAPTURE_WS_MAX_BUFFERED_BYTES", 1024 * 1024),
       pingIntervalMs: intFromEnv("CAPTURE_WS_PING_INTERVAL_MS", 30_000),

@@ -10,7 +10,7 @@
  * held unacknowledged is redelivered to another instance.
  */
 import { resolve } from "node:path"
-import { AiPipeline, AiStore, closeEngines } from "@capture/ai"
+import { AiPipeline, AiStore, closeEngines, TesseractReader, tesseractAvailable } from "@capture/ai"
 import { findOnPath, resolveFfmpegTools } from "@capture/binaries"
 import {
   answerClientErrorsWithEnvelope,
@@ -207,6 +207,8 @@ export const serve = (options: ServeOptions) =>
           catch: (error) => unavailable(`the AI pipeline needs ffmpeg: ${describe(error)}`),
         })
         const engines = enginesOf(options.ai)
+        // The local visual engine: OCR with Tesseract where it is installed (bootstrap.sh installs it).
+        const textReader = tesseractAvailable() ? new TesseractReader() : undefined
         const pipeline = yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: async () =>
@@ -215,6 +217,7 @@ export const serve = (options: ServeOptions) =>
                 store: await AiStore.open(nats.nc, runtime.topology.options),
                 readModel: runtime.readModel,
                 engines,
+                ...(textReader === undefined ? {} : { textReader }),
                 // faad decodes the recorder's AAC for a fraction of ffmpeg's start-up cost.
                 decoders: { ffmpeg: tools.ffmpeg, faad: findOnPath("faad") },
                 prefix: runtime.topology.options.prefix,
@@ -234,7 +237,7 @@ export const serve = (options: ServeOptions) =>
             }),
         )
         log(
-          `AI pipeline started (engines ${options.ai.choice.offered.join(", ") || "none"}, default ${options.ai.choice.default})`,
+          `AI pipeline started (engines ${options.ai.choice.offered.join(", ") || "none"}, default ${options.ai.choice.default}; visual index ${textReader === undefined ? "off: no tesseract" : "local (tesseract)"})`,
         )
         void pipeline
       }

@@ -20,14 +20,18 @@ import { isWrongLastSequence, type Later, later, startDurableWork } from "@captu
 import type { MediaStore } from "@capture/media"
 import {
   type AiEvent,
+  channelKind,
   decodeUnknown,
   MediaSegment,
   type OpenUtterance,
   type RtstreamId,
+  type VisualLane,
 } from "@capture/protocol"
 import type { SessionReadModel } from "@capture/session-actor"
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { firedAlerts } from "../alerts/Alerts.js"
+import { audioBatchDue, audioBatchScene } from "../audio/AudioBatches.js"
 import {
   AudioDecodeError,
   type AudioDecoders,
@@ -41,10 +45,20 @@ import {
   detectVoiceActivity,
   type VoiceActivityOptions,
 } from "../audio/VoiceActivity.js"
+import { ocrLines, type TextReader } from "../engines/TesseractReader.js"
 import { EngineError, type Engines, type TranscriptionEngine } from "../engines/TranscriptionEngine.js"
 import type { AiStore } from "../store/AiStore.js"
-import { foldAiEvent, type RtstreamAi } from "../store/RtstreamAi.js"
+import { foldAiEvent, type RtstreamAi, visualActive } from "../store/RtstreamAi.js"
 import { isTranscribable } from "../Transcription.js"
+import {
+  decodeFrames,
+  FrameDecodeError,
+  type GreyFrame,
+  screenChanged,
+  thumbnailOf,
+  toPgm,
+} from "../visual/Frames.js"
+import { describeScreen } from "../visual/ScreenText.js"
 
 export interface AiPipelineOptions {
   readonly media: MediaStore
@@ -68,8 +82,20 @@ export interface AiPipelineOptions {
   /** How long a segment waits for its predecessor before the lane skips the missing one, ms. */
   readonly gapWaitMs?: number
   readonly voiceActivity?: VoiceActivityOptions
+  /** Reads the text on a display's frames for visual indexes (Tesseract); absent: displays are not indexed. */
+  readonly textReader?: TextReader
   readonly log?: (message: string) => void
 }
+
+/** Whether a channel carries frames a visual index reads. */
+export const isVisual = (channelId: MediaSegment["channel_id"]): boolean => {
+  const kind = channelKind(channelId)
+  return kind === "display" || kind === "screen" || kind === "camera"
+}
+
+/** Frames per second decoded from a display segment: what the busiest index samples, within 1–5. */
+const MIN_FPS = 1
+const MAX_FPS = 5
 
 const decodeRecord = decodeUnknown(MediaSegment)
 
@@ -81,10 +107,13 @@ export interface AiPipelineStats {
   segments: number
   utterances: number
   failures: number
+  /** Frames the visual indexes looked at, and those read by OCR (the screen had changed). */
+  frames: number
+  reads: number
 }
 
 export class AiPipeline {
-  readonly stats: AiPipelineStats = { segments: 0, utterances: 0, failures: 0 }
+  readonly stats: AiPipelineStats = { segments: 0, utterances: 0, failures: 0, frames: 0, reads: 0 }
   private readonly lanes = new Map<string, Promise<unknown>>()
   /** Segments per rtstream queued in this process behind the one being taken. */
   private readonly waiting = new Map<string, number>()
@@ -124,7 +153,8 @@ export class AiPipeline {
 
   /** Handles one media record; exported for tests that drive the pipeline without a consumer. */
   async onSegment(record: MediaSegment, message: JsMsg): Promise<Later | undefined> {
-    if (!isTranscribable(record.channel_id)) return
+    if (!isTranscribable(record.channel_id) && !(isVisual(record.channel_id) && this.options.textReader))
+      return
     const rtstream = await this.rtstreamOf(record)
     if (rtstream === null) return
     // One segment of an rtstream at a time in this process; other processes are held off by the lane.
@@ -184,12 +214,13 @@ export class AiPipeline {
     record: MediaSegment,
     message: JsMsg,
   ): Promise<Later | undefined> {
+    const visual = isVisual(record.channel_id)
     for (let attempt = 1; ; attempt++) {
       const state = await this.fresh(rtstreamId)
       const status = state.transcription.status
-      if (status === "inactive") return
+      if (visual ? !visualActive(state) : status === "inactive") return
       if (state.nextIndex !== null && record.index < state.nextIndex) return
-      if (status === "stopped" && state.open === null) return
+      if (!visual && status === "stopped" && state.open === null) return
       let gap = false
       if (state.nextIndex !== null && record.index > state.nextIndex) {
         // The one before is stored (its record on its way, or with a worker now): wait for it.
@@ -202,7 +233,8 @@ export class AiPipeline {
         gap = true
       }
       try {
-        await this.process(state, record, gap)
+        if (visual) await this.processVisual(state, record)
+        else await this.process(state, record, gap)
         this.stats.segments++
         return
       } catch (error) {
@@ -331,6 +363,31 @@ export class AiPipeline {
         }
       }
     }
+    // Audio indexes: each batch that is due becomes a scene (its transcript, without a chat model).
+    for (const index of state.indexes) {
+      if (index.kind !== "audio" || index.status !== "connected") continue
+      if (!audioBatchDue(index, record.start_ms + record.duration_ms, ended)) continue
+      const scene = audioBatchScene(index.pending)
+      const alerts = firedAlerts(state, index.indexId, scene.text)
+      await append({
+        type: "SceneIndexed",
+        id: `${rtstreamId}/index/${index.indexId}/scene/${index.scenes}`,
+        ...envelope,
+        time: new Date().toISOString(),
+        data: {
+          index_id: index.indexId,
+          kind: "audio",
+          index_name: index.name,
+          scene: index.scenes,
+          text: scene.text,
+          start: Math.round(scene.start),
+          end: Math.round(scene.end),
+          engine: "transcript",
+          routing: index.routing,
+          ...(alerts.length === 0 ? {} : { alerts }),
+        },
+      })
+    }
     await append({
       type: "SegmentProcessed",
       id: `${rtstreamId}/e${initial.epoch}/segment/${record.index}`,
@@ -342,6 +399,147 @@ export class AiPipeline {
         open: stillOpen,
         utterances: utterance,
       },
+    })
+  }
+
+  /**
+   * A display segment for its visual indexes: each samples `frame_count` frames per scene of
+   * `time` seconds on a grid from its origin; a frame is read (OCR) only when the screen changed
+   * since the index's last read, else its last text counts again. A scene is stored once the
+   * segments reach its end (or the display's last segment arrives), with the lines read in it;
+   * then `SegmentProcessed` carries each index's grid position, open scene and last read.
+   */
+  private async processVisual(initial: RtstreamAi, record: MediaSegment): Promise<void> {
+    const reader = this.options.textReader
+    const rtstreamId = initial.rtstreamId as RtstreamId
+    const indexes = initial.indexes.filter((index) => index.kind === "visual" && index.status === "connected")
+    let state = initial
+    const append = async (event: AiEvent) => {
+      const sequence = await this.options.store.append(event, state.lastSequence)
+      state = foldAiEvent(state, event, sequence)
+      this.remember(state)
+    }
+    const envelope = { rtstream_id: rtstreamId, session_id: record.session_id, channel_id: record.channel_id }
+    const segmentEnd = record.start_ms + record.duration_ms
+    let fps = MIN_FPS
+    for (const index of indexes) {
+      if (index.batch.type === "time" && "time" in index.batch) {
+        fps = Math.max(fps, Math.min(MAX_FPS, index.batch.frame_count / index.batch.time))
+      }
+    }
+    const frames = reader === undefined ? [] : await this.segmentFrames(rtstreamId, record, fps)
+    // A frame read once in this segment is not read again for another index.
+    const reads = new Map<number, Promise<Array<string>>>()
+    const readFrame = (position: number, frame: GreyFrame): Promise<Array<string>> => {
+      let read = reads.get(position)
+      if (read === undefined) {
+        this.stats.reads++
+        read = (reader as TextReader).read(toPgm(frame)).then(ocrLines, (error: unknown) => {
+          this.log(`ai: ${rtstreamId} segment ${record.index}: OCR failed (${String(error)}); frame skipped`)
+          return []
+        })
+        reads.set(position, read)
+      }
+      return read
+    }
+    const lanes: Array<VisualLane> = []
+    for (const index of indexes) {
+      if (!(index.batch.type === "time" && "time" in index.batch)) continue
+      const span = index.batch.time * 1000
+      const step = span / index.batch.frame_count
+      const previous = initial.visual.find((lane) => lane.index_id === index.indexId)
+      let lane: VisualLane = previous ?? {
+        index_id: index.indexId,
+        origin_ms: record.start_ms,
+        scene: 0,
+        lines: [],
+        thumbnail: "",
+        text: "",
+      }
+      const close = async (scene: number, lines: ReadonlyArray<string>, end: number) => {
+        // Stored already (by this worker before a retry, or one killed after it): not again.
+        if (
+          lines.length === 0 ||
+          scene < (state.indexes.find((i) => i.indexId === index.indexId)?.scenes ?? 0)
+        ) {
+          return
+        }
+        const text = describeScreen(lines)
+        const alerts = firedAlerts(state, index.indexId, text)
+        await append({
+          type: "SceneIndexed",
+          id: `${rtstreamId}/index/${index.indexId}/scene/${scene}`,
+          ...envelope,
+          time: new Date().toISOString(),
+          data: {
+            index_id: index.indexId,
+            kind: "visual",
+            index_name: index.name,
+            scene,
+            text,
+            start: Math.round(lane.origin_ms + scene * span),
+            end: Math.round(Math.min(end, lane.origin_ms + (scene + 1) * span)),
+            engine: "local",
+            routing: index.routing,
+            ...(alerts.length === 0 ? {} : { alerts }),
+          },
+        })
+      }
+      let thumbnail: Uint8Array | null =
+        lane.thumbnail === "" ? null : new Uint8Array(Buffer.from(lane.thumbnail, "base64"))
+      const first = Math.max(0, Math.ceil((record.start_ms - lane.origin_ms) / step))
+      for (let k = first; frames.length > 0; k++) {
+        const at = lane.origin_ms + k * step
+        if (at >= segmentEnd) break
+        const scene = Math.floor((k * step) / span)
+        if (scene > lane.scene) {
+          await close(lane.scene, lane.lines, at)
+          lane = { ...lane, scene, lines: [] }
+        }
+        const position = Math.min(
+          frames.length - 1,
+          Math.max(0, Math.floor(((at - record.start_ms) * fps) / 1000)),
+        )
+        const frame = frames[position] as GreyFrame
+        this.stats.frames++
+        const thumb = thumbnailOf(frame)
+        if (screenChanged(thumbnail, thumb)) {
+          const lines = await readFrame(position, frame)
+          thumbnail = thumb
+          lane = { ...lane, thumbnail: Buffer.from(thumb).toString("base64"), text: lines.join("\n") }
+        }
+        const seen = new Set(lane.lines)
+        const added = lane.text === "" ? [] : lane.text.split("\n").filter((line) => !seen.has(line))
+        if (added.length > 0) lane = { ...lane, lines: [...lane.lines, ...added].slice(0, 200) }
+      }
+      // The scene ends with this segment, or the display ends here.
+      if (segmentEnd >= lane.origin_ms + (lane.scene + 1) * span || record.final) {
+        await close(lane.scene, lane.lines, segmentEnd)
+        lane = { ...lane, scene: lane.scene + 1, lines: [] }
+      }
+      lanes.push(lane)
+    }
+    await append({
+      type: "SegmentProcessed",
+      id: `${rtstreamId}/e${initial.epoch}/segment/${record.index}`,
+      ...envelope,
+      time: new Date().toISOString(),
+      data: { index: record.index, end_ms: segmentEnd, open: null, utterances: 0, visual: lanes },
+    })
+  }
+
+  /** A display segment's frames; bytes that are gone or do not decode give none. */
+  private async segmentFrames(
+    rtstreamId: string,
+    record: MediaSegment,
+    fps: number,
+  ): Promise<Array<GreyFrame>> {
+    const bytes = await this.options.media.read(record.session_id, record.channel_id, record.index)
+    if (bytes === undefined) return []
+    return decodeFrames(this.options.decoders.ffmpeg, bytes, fps).catch((error: unknown) => {
+      if (!(error instanceof FrameDecodeError)) throw error
+      this.log(`ai: ${rtstreamId} segment ${record.index} does not decode (${error.message}); no frames`)
+      return []
     })
   }
 

@@ -41,6 +41,7 @@ import {
   OpenApi,
 } from "effect/http-api"
 import type { Principal } from "../accounts/AccountStore.js"
+import { AlertGroup } from "./AlertApi.js"
 import {
   BadRequest,
   CommonFailures,
@@ -50,6 +51,8 @@ import {
   UnsupportedMediaType,
 } from "./Failures.js"
 import { RtstreamsGroup } from "./RtstreamApi.js"
+import { SceneIndexGroup } from "./SceneIndexApi.js"
+import { SearchGroup } from "./SearchApi.js"
 import { TranscriptionGroup } from "./TranscriptionApi.js"
 
 /** The credential behind the current request. */
@@ -197,6 +200,9 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(CollectionsGroup)
   .add(SessionsGroup)
   .add(TranscriptionGroup)
+  .add(SceneIndexGroup)
+  .add(AlertGroup)
+  .add(SearchGroup)
   .add(RtstreamsGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)

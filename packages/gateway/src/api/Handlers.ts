@@ -24,9 +24,12 @@ import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
 import { credentialChain, type Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
 import { liveStreamUrl } from "../ingest/LiveRoutes.js"
+import { AlertLive } from "./AlertHandlers.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
 import { checkChannels, checkMetadata } from "./RequestLimits.js"
+import { SceneIndexLive } from "./SceneIndexHandlers.js"
+import { SearchLive } from "./SearchHandlers.js"
 import { TranscriptionLive } from "./TranscriptionHandlers.js"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
@@ -453,4 +456,11 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
 )
 
 /** Every handler group of the API. */
-export const HandlersLive = Layer.mergeAll(CollectionsLive, SessionsLive, TranscriptionLive)
+export const HandlersLive = Layer.mergeAll(
+  CollectionsLive,
+  SessionsLive,
+  TranscriptionLive,
+  SceneIndexLive,
+  AlertLive,
+  SearchLive,
+)

@@ -15,16 +15,16 @@ import { type Failure, toFailure } from "./Failures.js"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
-const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> =>
+export const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> =>
   Effect.tryPromise({
     try: f,
     catch: (error) => toFailure(captureError("unavailable", `${label}: ${describe(error)}`)),
   })
 
-const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
+export const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
 
 /** The rtstream as a transcription target, if `principal` may reach it (`RtstreamAccess`). */
-const findRtstream = (
+export const findRtstream = (
   services: GatewayServicesShape,
   principal: Principal,
   rtstreamId: RtstreamId,

@@ -46,8 +46,21 @@ const USER_AGENT = "Capture-Webhooks/2"
  * are not followed), a timeout or a connection error is a failed outcome, not a rejection; only a
  * failure to read the secrets rejects.
  */
-export const postWebhook = async (
+export const postWebhook = (
   lifecycle: LifecycleEvent,
+  url: string,
+  options: WebhookPostOptions,
+): Promise<AttemptOutcome> =>
+  postSignedJson(lifecycle.id, JSON.stringify(toWebhookEnvelope(lifecycle)), url, options)
+
+/**
+ * POSTs `body` to `url` with `webhook-id: id`, signed with every active secret, the URL checked
+ * against the policy first: what lifecycle webhooks and alerts share. Never rejects but for the
+ * secrets.
+ */
+export const postSignedJson = async (
+  id: string,
+  body: string,
   url: string,
   options: WebhookPostOptions,
 ): Promise<AttemptOutcome> => {
@@ -55,14 +68,11 @@ export const postWebhook = async (
   if (Result.isFailure(checked)) return { status_code: null, latency_ms: 0, error: checked.failure.reason }
   const secrets = await options.secrets()
   if (secrets.length === 0) return { status_code: null, latency_ms: 0, error: "no_signing_secret" }
-  const body = JSON.stringify(toWebhookEnvelope(lifecycle))
   const timestamp = Math.floor(Date.now() / 1000)
   const headers = {
-    [WEBHOOK_ID_HEADER]: lifecycle.id,
+    [WEBHOOK_ID_HEADER]: id,
     [WEBHOOK_TIMESTAMP_HEADER]: String(timestamp),
-    [WEBHOOK_SIGNATURE_HEADER]: secrets
-      .map((secret) => signWebhook(secret, lifecycle.id, timestamp, body))
-      .join(" "),
+    [WEBHOOK_SIGNATURE_HEADER]: secrets.map((secret) => signWebhook(secret, id, timestamp, body)).join(" "),
   }
   return send(checked.success, body, headers, options.timeoutMs, options.signal)
 }

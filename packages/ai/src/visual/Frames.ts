@@ -1,0 +1,148 @@
+/**
+ * Frames as the visual index looks at them: a display segment (MPEG-TS with H.264) decoded by
+ * ffmpeg through pipes into grey frames at a few per second, each a PGM image (what the OCR engine
+ * reads), and a small grey thumbnail per frame for the change detector: a screen whose thumbnail
+ * did not move is not read again.
+ */
+import { spawn } from "node:child_process"
+
+/** One decoded frame: `offsetMs` after the segment's first. */
+export interface GreyFrame {
+  readonly offsetMs: number
+  readonly width: number
+  readonly height: number
+  /** `width × height` bytes, one per pixel, rows top to bottom. */
+  readonly pixels: Uint8Array
+}
+
+/** ffmpeg could not decode a segment's video. */
+export class FrameDecodeError extends Error {
+  readonly _tag = "FrameDecodeError"
+}
+
+/** Frames wider than this are scaled down first: OCR of a 4K screen costs more and reads no more. */
+const MAX_WIDTH = 1920
+
+/** Splits ffmpeg's `image2pipe` PGM output (`P5\n<w> <h>\n255\n<bytes>` per frame). */
+export const parsePgmStream = (
+  bytes: Buffer,
+): Array<{ width: number; height: number; pixels: Uint8Array }> => {
+  const frames: Array<{ width: number; height: number; pixels: Uint8Array }> = []
+  let at = 0
+  const token = (): string => {
+    while (at < bytes.length && /\s/.test(String.fromCharCode(bytes[at] ?? 0))) at++
+    const from = at
+    while (at < bytes.length && !/\s/.test(String.fromCharCode(bytes[at] ?? 0))) at++
+    return bytes.subarray(from, at).toString("latin1")
+  }
+  while (at < bytes.length) {
+    if (token() !== "P5") break
+    const width = Number(token())
+    const height = Number(token())
+    const max = Number(token())
+    at++ // the single whitespace after the header
+    const size = width * height * (max > 255 ? 2 : 1)
+    if (!(width > 0 && height > 0) || at + size > bytes.length) break
+    frames.push({ width, height, pixels: new Uint8Array(bytes.subarray(at, at + size)) })
+    at += size
+  }
+  return frames
+}
+
+/** A segment's frames at `fps` per second (the first at its start), grey, at most 1920 wide. */
+export const decodeFrames = (ffmpeg: string, media: Uint8Array, fps: number): Promise<Array<GreyFrame>> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(
+      ffmpeg,
+      [
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-threads",
+        "1",
+        "-f",
+        "mpegts",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:v:0",
+        "-an",
+        "-vf",
+        `fps=${fps}:round=down,scale='min(${MAX_WIDTH},iw)':-2,format=gray`,
+        "-f",
+        "image2pipe",
+        "-c:v",
+        "pgm",
+        "pipe:1",
+      ],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    )
+    const chunks: Array<Buffer> = []
+    let errors = ""
+    child.stdout.on("data", (chunk: Buffer) => chunks.push(chunk))
+    child.stderr.on("data", (chunk: Buffer) => {
+      if (errors.length < 2_000) errors += chunk.toString()
+    })
+    child.on("error", (error) => reject(new FrameDecodeError(`ffmpeg: ${error.message}`)))
+    child.stdin.on("error", () => undefined)
+    child.on("close", (code) => {
+      if (code !== 0) {
+        reject(new FrameDecodeError(`ffmpeg exited ${code}: ${errors.trim().slice(0, 500)}`))
+        return
+      }
+      resolve(
+        parsePgmStream(Buffer.concat(chunks)).map((frame, position) => ({
+          ...frame,
+          offsetMs: (position * 1000) / fps,
+        })),
+      )
+    })
+    child.stdin.end(media)
+  })
+
+/** A frame as a binary PGM file (what tesseract reads on stdin). */
+export const toPgm = (frame: GreyFrame): Uint8Array => {
+  const header = Buffer.from(`P5\n${frame.width} ${frame.height}\n255\n`, "latin1")
+  const file = new Uint8Array(header.length + frame.pixels.length)
+  file.set(header, 0)
+  file.set(frame.pixels, header.length)
+  return file
+}
+
+/** Thumbnail size for the change detector: 48 × 27 cells (16:9), each the mean of its pixels. */
+const THUMB_W = 48
+const THUMB_H = 27
+
+/** The frame's thumbnail, `THUMB_W × THUMB_H` grey bytes. */
+export const thumbnailOf = (frame: GreyFrame): Uint8Array => {
+  const sums = new Float64Array(THUMB_W * THUMB_H)
+  const counts = new Uint32Array(THUMB_W * THUMB_H)
+  for (let y = 0; y < frame.height; y++) {
+    const row = Math.min(THUMB_H - 1, Math.floor((y * THUMB_H) / frame.height)) * THUMB_W
+    const line = y * frame.width
+    for (let x = 0; x < frame.width; x++) {
+      const cell = row + Math.min(THUMB_W - 1, Math.floor((x * THUMB_W) / frame.width))
+      sums[cell] = (sums[cell] ?? 0) + (frame.pixels[line + x] ?? 0)
+      counts[cell] = (counts[cell] ?? 0) + 1
+    }
+  }
+  const thumb = new Uint8Array(THUMB_W * THUMB_H)
+  for (let cell = 0; cell < thumb.length; cell++) {
+    thumb[cell] = Math.round((sums[cell] ?? 0) / Math.max(1, counts[cell] ?? 0))
+  }
+  return thumb
+}
+
+/**
+ * Whether the screen changed between two thumbnails: some cell moved by `threshold` grey levels
+ * or more. A line of text appearing moves its cells by tens of levels; video encoding noise on a
+ * still screen by one or two.
+ */
+export const screenChanged = (before: Uint8Array | null, after: Uint8Array, threshold = 6): boolean => {
+  if (before === null || before.length !== after.length) return true
+  for (let cell = 0; cell < after.length; cell++) {
+    if (Math.abs((before[cell] ?? 0) - (after[cell] ?? 0)) >= threshold) return true
+  }
+  return false
+}

@@ -1,0 +1,90 @@
+import type { AiEvent, ChannelId, CollectionId, RtstreamId, SceneIndexId, SessionId } from "@capture/protocol"
+import { describe, expect, it } from "vitest"
+import { ftsQueryOf, SearchIndex } from "../src/index.js"
+
+const routing = (account: string, endUser = "user-1") => ({
+  account_id: account,
+  end_user_id: endUser,
+  collection_id: "default" as CollectionId,
+  ws_connection_id: null,
+  rtstream_name: "mic:default",
+})
+
+const spoken = (id: string, account: string, text: string, start: number, endUser?: string): AiEvent => ({
+  type: "TranscriptProduced",
+  id,
+  rtstream_id: "rts-mic" as RtstreamId,
+  session_id: "cap-one" as SessionId,
+  channel_id: "mic:default" as ChannelId,
+  time: new Date(start).toISOString(),
+  data: {
+    utterance: 1,
+    is_final: true,
+    text,
+    start,
+    end: start + 2_000,
+    engine: "local",
+    segment_index: 0,
+    routing: routing(account, endUser),
+  },
+})
+
+const seen = (id: string, account: string, text: string, start: number): AiEvent => ({
+  type: "SceneIndexed",
+  id,
+  rtstream_id: "rts-screen" as RtstreamId,
+  session_id: "cap-one" as SessionId,
+  channel_id: "display:1" as ChannelId,
+  time: new Date(start).toISOString(),
+  data: {
+    index_id: "rsi-one" as SceneIndexId,
+    kind: "visual",
+    index_name: "screen",
+    scene: 0,
+    text,
+    start,
+    end: start + 2_000,
+    engine: "local",
+    routing: { ...routing(account), rtstream_name: "display:1" },
+  },
+})
+
+describe("the search index", () => {
+  it("finds what was said and seen, best first, in Unix seconds, within the account and end user", () => {
+    const index = SearchIndex.open()
+    const t = 1_763_000_000_000
+    index.apply([
+      { event: spoken("a/1", "acct-a", "Let's schedule the meeting for Thursday", t), streamSequence: 1 },
+      { event: spoken("a/2", "acct-a", "The budget discussion is next week", t + 5_000), streamSequence: 2 },
+      {
+        event: seen("a/3", "acct-a", 'Screen shows "Quarterly budget review"', t + 9_000),
+        streamSequence: 3,
+      },
+      { event: spoken("b/1", "acct-b", "Our budget discussion", t), streamSequence: 4 },
+      // Applied twice (a redelivery): one row.
+      { event: spoken("a/2", "acct-a", "The budget discussion is next week", t + 5_000), streamSequence: 5 },
+    ])
+    expect(index.streamSequence).toBe(5)
+    const hits = index.search({ query: "budget discussion", account_id: "acct-a" })
+    expect(hits.map((hit) => hit.text)).toEqual([
+      "The budget discussion is next week",
+      'Screen shows "Quarterly budget review"',
+    ])
+    expect(hits[0]).toMatchObject({ kind: "transcript", start: (t + 5_000) / 1000, end: (t + 7_000) / 1000 })
+    expect(hits[0]?.score).toBeGreaterThan(hits[1]?.score ?? 1)
+    // Stemmed: "budgets" finds "budget"; scoped by kind, end user and account.
+    expect(index.search({ query: "budgets", account_id: "acct-a", kind: "visual" })).toHaveLength(1)
+    expect(index.search({ query: "budget", account_id: "acct-a", end_user_id: "someone-else" })).toEqual([])
+    expect(index.search({ query: "budget", account_id: "acct-c" })).toEqual([])
+    expect(index.search({ query: "  ", account_id: "acct-a" })).toEqual([])
+    index.reset()
+    expect(index.streamSequence).toBe(0)
+    expect(index.search({ query: "budget", account_id: "acct-a" })).toEqual([])
+    index.close()
+  })
+
+  it("turns any user text into a safe FTS5 query", () => {
+    expect(ftsQueryOf('budget" OR x NEAR(')).toBe('"budget" OR "or" OR "x" OR "near"')
+    expect(ftsQueryOf("***")).toBeNull()
+  })
+})

@@ -1,0 +1,190 @@
+/**
+ * Alert webhooks: every gateway shares a durable consumer on the AI results stream
+ * (`<prefix>-ai-alerts`) and POSTs each fired alert (`SceneIndexed.alerts` with a `callback_url`)
+ * signed the Standard Webhooks way, with the same secrets, callback-URL policy (checked again at
+ * each attempt) and retry schedule as lifecycle webhooks. Each alert's attempts are recorded in a
+ * KV bucket (`<prefix>_alert_deliveries`, key `<alert_id>.<scene>`, compare-and-set), so whoever
+ * gets a redelivered result continues the schedule and a delivered alert is never sent again; the
+ * same `webhook-id` (`<alert_id>.<scene>`) on every attempt lets a receiver drop a repeat after a
+ * crash between POST and record.
+ */
+import { type AiStore, decodeAiEvent } from "@capture/ai"
+import { createRacing, isRevisionConflict, type Later, later, startDurableWork } from "@capture/jetstream"
+import type { AiEventOf, FiredAlert, WebhookAttempt, WebhookSecret } from "@capture/protocol"
+import type { TopologyOptions } from "@capture/session-actor"
+import { DeliverPolicy, jetstream } from "@nats-io/jetstream"
+import { type KV, Kvm } from "@nats-io/kv"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { Result } from "effect"
+import type { CallbackUrlPolicy } from "../webhooks/CallbackUrlPolicy.js"
+import {
+  defaultJitter,
+  defaultRetrySchedule,
+  type RetrySchedule,
+  retryDelay,
+  withJitter,
+} from "../webhooks/RetrySchedule.js"
+import { postSignedJson } from "../webhooks/WebhookPost.js"
+
+export interface AlertDispatcherOptions {
+  readonly secretsFor: (accountId: string) => Promise<ReadonlyArray<WebhookSecret>>
+  readonly policy: CallbackUrlPolicy
+  readonly schedule?: RetrySchedule | undefined
+  readonly requestTimeoutMs?: number | undefined
+  readonly ackWaitMs?: number | undefined
+  readonly log?: ((message: string) => void) | undefined
+}
+
+/** An alert's delivery: every attempt, and what is next. */
+export interface AlertDelivery {
+  readonly alert_id: string
+  readonly scene: number
+  readonly url: string
+  readonly status: "pending" | "delivered" | "failed"
+  readonly attempts: ReadonlyArray<WebhookAttempt>
+  readonly next_attempt_at: string | null
+}
+
+/** The alert webhook's body (VideoDB's documented fields, and which result fired it). */
+export const alertWebhookBody = (event: AiEventOf<"SceneIndexed">, alert: FiredAlert) => ({
+  type: "alert",
+  alert_id: alert.alert_id,
+  event_id: alert.event_id,
+  label: alert.label,
+  confidence: alert.confidence,
+  explanation: alert.explanation,
+  timestamp: event.time,
+  /** Unix seconds, as scenes and `generateStream` use. */
+  start_time: event.data.start / 1000,
+  end_time: event.data.end / 1000,
+  rtstream_id: event.rtstream_id,
+  rtstream_name: alert.routing.rtstream_name,
+  index_id: event.data.index_id,
+  text: event.data.text,
+})
+
+export class AlertDispatcher {
+  /** Alert webhooks this instance delivered (for tests and health). */
+  delivered = 0
+
+  private constructor(
+    private readonly bucket: KV,
+    private readonly options: AlertDispatcherOptions,
+    private readonly log: (message: string) => void,
+    private stopWork: () => Promise<void> = async () => {},
+    private readonly stopping = new AbortController(),
+  ) {}
+
+  static async start(
+    nc: NatsConnection,
+    ai: AiStore,
+    topology: TopologyOptions,
+    options: AlertDispatcherOptions,
+  ): Promise<AlertDispatcher> {
+    const bucket = await createRacing(() =>
+      new Kvm(jetstream(nc)).create(`${topology.prefix}_alert_deliveries`, {
+        replicas: topology.replicas,
+        history: 1,
+      }),
+    )
+    const log = options.log ?? (() => {})
+    const dispatcher = new AlertDispatcher(bucket, options, log)
+    const work = await startDurableWork(nc, {
+      stream: ai.topology.stream,
+      durable: `${topology.prefix}-ai-alerts`,
+      filterSubject: ai.topology.subjects,
+      deliverPolicy: DeliverPolicy.New,
+      parallel: 8,
+      ackWaitMs: options.ackWaitMs ?? 30_000,
+      retryDelayMs: 2_000,
+      decode: (message) => {
+        try {
+          return decodeAiEvent(message.json())
+        } catch (error) {
+          return Result.fail(error)
+        }
+      },
+      handle: (event) =>
+        event.type === "SceneIndexed" && (event.data.alerts ?? []).some((a) => a.callback_url !== null)
+          ? dispatcher.deliverAll(event)
+          : Promise.resolve(undefined),
+      log,
+    })
+    dispatcher.stopWork = work.stop
+    return dispatcher
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort()
+    await this.stopWork()
+  }
+
+  /** One attempt at each fired alert still to deliver; `later` while any waits for a retry. */
+  private async deliverAll(event: AiEventOf<"SceneIndexed">): Promise<Later | undefined> {
+    let wait: number | undefined
+    for (const alert of event.data.alerts ?? []) {
+      if (alert.callback_url === null) continue
+      const delay = await this.deliver(event, alert, alert.callback_url)
+      if (delay !== undefined) wait = Math.min(wait ?? delay, delay)
+    }
+    return wait === undefined ? undefined : later(wait)
+  }
+
+  /** Undefined once the alert is delivered or failed for good; else the ms until its next attempt. */
+  private async deliver(
+    event: AiEventOf<"SceneIndexed">,
+    alert: FiredAlert,
+    url: string,
+  ): Promise<number | undefined> {
+    const key = `${alert.alert_id}.${event.data.scene}`
+    const entry = await this.bucket.get(key)
+    const current = entry !== null && entry.operation === "PUT" ? (entry.json() as AlertDelivery) : undefined
+    if (current !== undefined && current.status !== "pending") return undefined
+    if (current?.next_attempt_at != null) {
+      const early = Date.parse(current.next_attempt_at) - Date.now()
+      if (early > 25) return early
+    }
+    const at = new Date()
+    const outcome = await postSignedJson(key, JSON.stringify(alertWebhookBody(event, alert)), url, {
+      policy: this.options.policy,
+      secrets: () => this.options.secretsFor(alert.routing.account_id),
+      timeoutMs: this.options.requestTimeoutMs ?? 15_000,
+      signal: this.stopping.signal,
+    })
+    const attempts = [
+      ...(current?.attempts ?? []),
+      { attempt: (current?.attempts.length ?? 0) + 1, at: at.toISOString(), ...outcome },
+    ]
+    const delay =
+      outcome.error === null
+        ? undefined
+        : retryDelay(this.options.schedule ?? defaultRetrySchedule, attempts.length)
+    const record: AlertDelivery = {
+      alert_id: alert.alert_id,
+      scene: event.data.scene,
+      url,
+      status: outcome.error === null ? "delivered" : delay === undefined ? "failed" : "pending",
+      attempts,
+      next_attempt_at:
+        outcome.error === null || delay === undefined
+          ? null
+          : new Date(Date.now() + withJitter(delay, defaultJitter)).toISOString(),
+    }
+    try {
+      if (entry === null) await this.bucket.create(key, JSON.stringify(record))
+      else await this.bucket.update(key, JSON.stringify(record), entry.revision)
+    } catch (error) {
+      // Another gateway recorded an attempt meanwhile: look again at the next delivery.
+      if (!isRevisionConflict(error)) throw error
+      return 250
+    }
+    if (record.status === "delivered") this.delivered++
+    else
+      this.log(
+        `alerts: ${key} attempt ${attempts.length} to ${url} failed (${outcome.error}); ${record.status}`,
+      )
+    return record.status === "pending" && record.next_attempt_at !== null
+      ? Math.max(0, Date.parse(record.next_attempt_at) - Date.now())
+      : undefined
+  }
+}
