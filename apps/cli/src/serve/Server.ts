@@ -28,7 +28,8 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer, Option, Result } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
-import { log, logEffect } from "../Log.js"
+import { log, logEffect, logFormat, showOnce } from "../Log.js"
+import { accessLog } from "./AccessLog.js"
 import { type AiSettings, enginesOf } from "./AiEnv.js"
 import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
@@ -191,10 +192,17 @@ export const serve = (options: ServeOptions) =>
           (started) => stopWithin(options.shutdownTimeoutMs, "gateway", () => started.stop()),
         )
         if (gateway.firstApiKey !== undefined) {
-          // Shown once: only its hash is stored.
-          log(
-            `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
-          )
+          // Shown once (only its hash is stored), and only to a person: JSON lines go to log
+          // stores, which must never hold a credential.
+          if (logFormat() === "pretty") {
+            showOnce(
+              `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
+            )
+          } else {
+            log(
+              "first start: created an API key for the first account; JSON logs never show it: run `capture keys create`, or set CAPTURE_API_KEY",
+            )
+          }
         }
       }
       if (options.role === "all" || options.role === "ai") {
@@ -267,6 +275,7 @@ export const serve = (options: ServeOptions) =>
         HttpRouter.serve(httpRoutes({ nats, runtime, gateway }), {
           disableLogger: true,
           disableListenLog: true,
+          middleware: accessLog,
         }).pipe(
           Layer.provideMerge(
             NodeHttpServer.layer(keptAliveServer(options.httpTimeouts), {
