@@ -35,6 +35,7 @@ import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
 import { createHoldingServer } from "./HoldingServer.js"
+import { metricsRoutes } from "./Metrics.js"
 import { type ServeNats, serveNats } from "./ServeNats.js"
 
 /** Which parts this process runs: everything (the default), only the HTTP gateway, the muxer or the AI pipeline. */
@@ -117,6 +118,7 @@ const stopWithin = (ms: number, part: string, stop: () => Promise<void>) =>
 const httpRoutes = (context: ServerContext) =>
   Layer.mergeAll(
     healthRoutes(context.nats, context.runtime.topology.eventStream),
+    metricsRoutes(context.nats, context.gateway),
     ...(context.gateway === undefined ? [] : [gatewayRoutes(context.gateway)]),
     notFound,
   )
