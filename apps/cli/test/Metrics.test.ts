@@ -45,7 +45,11 @@ const parsePrometheus = (text: string): ReadonlyArray<Sample> => {
   return samples
 }
 
-const valueOf = (samples: ReadonlyArray<Sample>, name: string, labels: Record<string, string> = {}): number =>
+const sampleSum = (
+  samples: ReadonlyArray<Sample>,
+  name: string,
+  labels: Record<string, string> = {},
+): number =>
   samples
     .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
     .reduce((sum, s) => sum + s.value, 0)
@@ -107,8 +111,8 @@ describe("GET /metrics", () => {
 
     const after = await scrape()
     const sessionCreates = { method: "POST", route: "/collection/{cid}/capture/session", status: "200" }
-    expect(valueOf(after, "capture_http_requests_total", sessionCreates)).toBe(
-      valueOf(before, "capture_http_requests_total", sessionCreates) + 1,
+    expect(sampleSum(after, "capture_http_requests_total", sessionCreates)).toBe(
+      sampleSum(before, "capture_http_requests_total", sessionCreates) + 1,
     )
     // Routes are labelled by their shape, never by a session or channel.
     const routes = new Set(
@@ -116,14 +120,14 @@ describe("GET /metrics", () => {
     )
     expect([...routes].some((route) => route?.includes(session))).toBe(false)
     expect(routes).toContain("/capture/session/{id}/channels/{channel}/segments/{n}")
-    expect(valueOf(after, "capture_http_request_duration_seconds_count", { method: "POST" })).toBeGreaterThan(
-      0,
-    )
+    expect(
+      sampleSum(after, "capture_http_request_duration_seconds_count", { method: "POST" }),
+    ).toBeGreaterThan(0)
 
-    expect(valueOf(after, "capture_ingest_segments_total")).toBeGreaterThan(
-      valueOf(before, "capture_ingest_segments_total"),
+    expect(sampleSum(after, "capture_ingest_segments_total")).toBeGreaterThan(
+      sampleSum(before, "capture_ingest_segments_total"),
     )
-    expect(valueOf(after, "capture_ingest_bytes_total")).toBeGreaterThan(10_000)
+    expect(sampleSum(after, "capture_ingest_bytes_total")).toBeGreaterThan(10_000)
     // Every durable consumer shows its lag; the projector's, once caught up, is zero.
     const consumers = new Set(
       after.filter((s) => s.name === "capture_consumer_pending_messages").map((s) => s.labels.consumer),
@@ -133,7 +137,7 @@ describe("GET /metrics", () => {
     const projectorLag = await pollUntil(
       "the projector caught up",
       async () =>
-        valueOf(await scrape(), "capture_consumer_pending_messages", { consumer: "capture-projector" }),
+        sampleSum(await scrape(), "capture_consumer_pending_messages", { consumer: "capture-projector" }),
       (lag) => lag === 0,
       { timeoutMs: 30_000 },
     )
