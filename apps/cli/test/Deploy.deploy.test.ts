@@ -1,9 +1,11 @@
 /**
  * `pnpm test:deploy`: the deployment recipes under infra/ on this machine's podman. Builds the image
  * (infra/image/build.sh) and runs `capture serve` in it; then starts infra/compose.yaml as a
- * podman-compose project of its own (3 NATS nodes, 2 gateways, 2 muxers, 2 AI workers), stops one
- * NATS node and records a session through one gateway until it is exported and downloadable. Slow
- * (an image build, nine containers), so `npm test` leaves it out.
+ * podman-compose project of its own (3 NATS nodes, 2 gateways, 2 muxers, 2 AI workers), checks that
+ * every stream is replicated three times, stops one NATS node, records a session through one
+ * gateway until the other shows it exported and its MP4 downloads, rebuilds the projections, and
+ * restores an offline backup of the three NATS volumes. Slow (an image build, nine containers), so
+ * `npm test` leaves it out.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
@@ -76,6 +78,8 @@ const statusOf = async (url: string): Promise<number> => {
 }
 
 let image: string
+/** NATS ≥ 2.9.12 (infra/image/nats-image.sh): bookworm's 2.9.10 times out reads with a node down. */
+let natsImage: string
 let work: string
 
 beforeAll(async () => {
@@ -84,6 +88,7 @@ beforeAll(async () => {
   const built = await runOk("bash", ["infra/image/build.sh"], { timeoutMs: 1_800_000 })
   image = built.trim().split("\n").at(-1) ?? ""
   expect(image).toMatch(/^localhost\/capture:/)
+  natsImage = (await runOk("bash", ["infra/image/nats-image.sh"], { timeoutMs: 300_000 })).trim()
   work = await mkdtemp(join(tmpdir(), "capture-deploy-"))
 }, 1_900_000)
 
@@ -111,7 +116,7 @@ describe("the image", () => {
     )
     expect((await runOk("podman", ["exec", name, "id", "-u"])).trim()).toBe("10001")
     expect((await runOk("podman", ["exec", name, "capture", "--version"])).trim()).toContain("0.1.0")
-    for (const tool of ["ffmpeg", "ffprobe", "nats-server", "pocketsphinx"]) {
+    for (const tool of ["ffmpeg", "ffprobe", "faad", "nats-server", "pocketsphinx_batch"]) {
       expect((await run("podman", ["exec", name, "sh", "-c", `command -v ${tool}`])).code, tool).toBe(0)
     }
 
@@ -119,14 +124,27 @@ describe("the image", () => {
     const exitCode = (await runOk("podman", ["inspect", "--format", "{{.State.ExitCode}}", name])).trim()
     const logs = await run("podman", ["logs", name])
     expect(exitCode, logs.stdout).toBe("0")
-    expect(logs.stdout).toContain("[capture] ready")
-    expect(logs.stdout).toContain("[capture] shutting down")
+    // Not a terminal: JSON lines, from the first start-up step to the last shutdown step.
+    const lines = logs.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { level: string; message: string; role: string })
+    expect(lines.every((line) => line.role === "all" && typeof line.level === "string")).toBe(true)
+    const messages = lines.map((line) => line.message)
+    expect(messages.some((message) => message.startsWith("ready"))).toBe(true)
+    expect(messages.some((message) => message.startsWith("shutting down"))).toBe(true)
+    // The first start made an API key, and no line shows it.
+    expect(messages.some((message) => message.startsWith("first start: created an API key"))).toBe(true)
+    expect(logs.stdout).not.toMatch(/sk-[A-Za-z0-9]/)
   }, 240_000)
 })
 
 describe("the compose topology (podman-compose)", () => {
   let gateway1: string
   let gateway2: string
+  let composeEnv: Record<string, string> = {}
+  /** The session the recording test exported, for the restore test. */
+  let exportedSession: string | undefined
   const children: ChildProcess[] = []
   const compose = (args: ReadonlyArray<string>, env: Record<string, string> = {}, timeoutMs = 600_000) =>
     run("podman-compose", ["-p", PROJECT, "-f", COMPOSE_FILE, ...args], { env, timeoutMs })
@@ -137,15 +155,38 @@ describe("the compose topology (podman-compose)", () => {
     const [port1, port2] = await getFreePorts(2)
     gateway1 = `http://${LOOPBACK}:${port1}`
     gateway2 = `http://${LOOPBACK}:${port2}`
-    const up = await compose(["up", "-d"], {
+    composeEnv = {
       CAPTURE_IMAGE: image,
-      NATS_IMAGE: "localhost/capture-nats:latest",
+      NATS_IMAGE: natsImage,
       CAPTURE_API_KEY: API_KEY,
       CAPTURE_PUBLIC_URL: gateway1,
       GATEWAY_1_PORT: String(port1),
       GATEWAY_2_PORT: String(port2),
-    })
-    expect(up.code, `${up.stderr}\n${up.stdout}`).toBe(0)
+    }
+    await up()
+  }, 900_000)
+
+  /**
+   * `podman-compose up -d`, until both gateways are ready: the NATS nodes first, until each has
+   * joined the JetStream meta group (its log names a metadata leader), then the Capture roles, as
+   * docs/deploy.md says to start it.
+   */
+  const up = async () => {
+    const nats = await compose(["up", "-d", "nats-1", "nats-2", "nats-3"], composeEnv)
+    expect(nats.code, `${nats.stderr}\n${nats.stdout}`).toBe(0)
+    for (const node of ["nats-1", "nats-2", "nats-3"]) {
+      await pollUntil(
+        `${node} in the JetStream meta group`,
+        async () => {
+          const logs = await run("podman", ["logs", container(node)])
+          return `${logs.stdout}${logs.stderr}`
+        },
+        (logs) => /metadata leader/.test(logs),
+        { timeoutMs: 120_000, intervalMs: 1_000 },
+      )
+    }
+    const started = await compose(["up", "-d"], composeEnv)
+    expect(started.code, `${started.stderr}\n${started.stdout}`).toBe(0)
     for (const base of [gateway1, gateway2]) {
       await pollUntil(
         `/readyz of ${base}`,
@@ -157,7 +198,7 @@ describe("the compose topology (podman-compose)", () => {
         },
       )
     }
-  }, 900_000)
+  }
 
   afterAll(async () => {
     for (const child of children) if (child.exitCode === null) child.kill("SIGKILL")
@@ -171,7 +212,7 @@ describe("the compose topology (podman-compose)", () => {
       "{{.Names}}",
     ])
     for (const name of ps.stdout.split("\n").filter(Boolean)) {
-      const logs = await run("podman", ["logs", "--tail", "40", name])
+      const logs = await run("podman", ["logs", name])
       await writeFile(join(tmpdir(), `${name}.log`), `${logs.stdout}${logs.stderr}`).catch(() => undefined)
     }
     await compose(["down", "-v", "-t", "5"], {}, 300_000)
@@ -191,6 +232,31 @@ describe("the compose topology (podman-compose)", () => {
       throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(envelope)}`)
     return envelope.data ?? {}
   }
+
+  it("replicates every stream and bucket on the three NATS nodes", async () => {
+    // From inside a gateway container, with the image's own nats.js.
+    const listing = await runOk("podman", [
+      "exec",
+      "-w",
+      "/opt/capture",
+      container("gateway-1"),
+      "node",
+      "--input-type=module",
+      "-e",
+      `import { connect } from "@nats-io/transport-node"
+       import { jetstreamManager } from "@nats-io/jetstream"
+       const nc = await connect({ servers: process.env.NATS_URL.split(",") })
+       const streams = []
+       for await (const info of (await jetstreamManager(nc)).streams.list()) streams.push([info.config.name, info.config.num_replicas])
+       console.log(JSON.stringify(streams))
+       await nc.close()`,
+    ])
+    const streams = new Map(JSON.parse(listing) as Array<[string, number]>)
+    expect([...streams.keys()]).toEqual(
+      expect.arrayContaining(["CAPTURE_EVENTS", "KV_capture_sessions", "KV_capture_accounts"]),
+    )
+    expect([...streams.entries()].filter(([, replicas]) => replicas !== 3)).toEqual([])
+  }, 60_000)
 
   it("records a session through one gateway and exports it while one NATS node is stopped", async () => {
     await runOk("podman", ["stop", "-t", "10", container("nats-2")])
@@ -245,6 +311,7 @@ describe("the compose topology (podman-compose)", () => {
       { timeoutMs: 180_000, intervalMs: 1_000 },
     )
     expect(exported.export_status).toBe("exported")
+    exportedSession = session
     const video = await call(
       gateway2,
       "GET",
@@ -259,5 +326,46 @@ describe("the compose topology (podman-compose)", () => {
     // The recorded span, give or take the recorder's start and the last segment's cut.
     expect(Number(probed.format.duration)).toBeGreaterThan(RECORD_MS / 1000 - 2)
     expect(Number(probed.format.duration)).toBeLessThan(RECORD_MS / 1000 + 3)
+
+    // docs/deploy.md's rebuild, from a gateway container, still with one node down.
+    const rebuilt = await runOk(
+      "podman",
+      ["exec", container("gateway-1"), "capture", "projections", "rebuild"],
+      {
+        timeoutMs: 120_000,
+      },
+    )
+    expect(rebuilt).toMatch(/rebuilt [1-9]\d* sessions/)
   }, 400_000)
+
+  it("restores an offline backup of the three NATS volumes into new volumes (docs/deploy.md)", async () => {
+    expect(exportedSession).toBeDefined()
+    const volume = (n: number) => `${PROJECT}_nats-${n}-data`
+    const stopped = await compose(["stop", "-t", "30"])
+    expect(stopped.code, stopped.stderr).toBe(0)
+    for (const n of [1, 2, 3])
+      await runOk("podman", ["volume", "export", volume(n), "-o", join(work, `nats-${n}.tar`)])
+    const down = await compose(["down", "-v", "-t", "5"])
+    expect(down.code, down.stderr).toBe(0)
+    expect((await run("podman", ["volume", "exists", volume(1)])).code).not.toBe(0)
+    for (const n of [1, 2, 3]) {
+      await runOk("podman", ["volume", "create", volume(n)])
+      await runOk("podman", ["volume", "import", volume(n), join(work, `nats-${n}.tar`)])
+    }
+    await up()
+
+    const view = await pollUntil(
+      "the restored session, through the restored cluster",
+      () =>
+        call(gateway2, "GET", `/collection/default/capture/session/${exportedSession as string}`).catch(
+          (): Record<string, unknown> => ({}),
+        ),
+      (found) => found.export_status === "exported",
+      { timeoutMs: 120_000, intervalMs: 1_000 },
+    )
+    const video = await call(gateway1, "GET", `/collection/default/video/${view.exported_video_id as string}`)
+    const download = await fetch(video.download_url as string)
+    expect(download.status).toBe(200)
+    expect((await download.arrayBuffer()).byteLength).toBeGreaterThan(10_000)
+  }, 900_000)
 })
