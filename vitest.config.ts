@@ -5,8 +5,9 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts"],
-    // Suites of minutes (transcription through several serve processes): `pnpm test:ai`.
-    exclude: ["**/node_modules/**", "**/*.slow.test.ts"],
+    // Suites of minutes: transcription through several serve processes (`pnpm test:ai`), the
+    // image and the compose topology (`pnpm test:deploy`).
+    exclude: ["**/node_modules/**", "**/*.slow.test.ts", "**/*.deploy.test.ts"],
     pool: "forks",
     testTimeout: 30_000,
     hookTimeout: 120_000,

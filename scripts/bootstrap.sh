@@ -2,12 +2,17 @@
 # Brings a fresh Debian + Node 20 machine to a runnable tree, and is quick when all is present.
 #   bootstrap.sh          what `npm start` needs: pnpm, nats-server, ffmpeg, node_modules, a build
 #   bootstrap.sh --test   also what `npm test` needs: podman + runc and the local NATS image
+#   bootstrap.sh --deploy also what `pnpm test:deploy` needs: podman-compose, the CNI dnsname plugin
+#                         (containers of a compose project find each other by name) and mmdebstrap
+#                         (the Debian base image, infra/image/build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PNPM_VERSION=10.34.9
 want_test=false
+want_deploy=false
 [[ "${1:-}" == "--test" ]] && want_test=true
+[[ "${1:-}" == "--deploy" ]] && want_test=true && want_deploy=true
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
@@ -22,6 +27,7 @@ packages+=(tesseract-ocr tesseract-ocr-eng)
 packages+=(g++ make python3)
 # festival + the slt HTS voice: the known speech transcription tests and bench:transcript use.
 $want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils festival festvox-us-slt-hts)
+$want_deploy && packages+=(podman-compose golang-github-containernetworking-plugin-dnsname mmdebstrap)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -14,7 +14,8 @@ const requireBuild = (): void => {
 /** The environment for a child: ours without NATS_URL, plus `env`. */
 const childEnv = (env: Record<string, string>): NodeJS.ProcessEnv => {
   const { NATS_URL: _ignored, ...rest } = process.env
-  return { ...rest, ...env }
+  // Suites follow `[capture] …` lines; Log.test reads the JSON a pipe gets by default.
+  return { ...rest, CAPTURE_LOG_FORMAT: "pretty", ...env }
 }
 
 export interface CliResult {

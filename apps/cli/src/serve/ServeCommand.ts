@@ -3,8 +3,9 @@
  */
 import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { stopsOnSignal } from "../Exit.js"
+import { stopsOnSignal, usage } from "../Exit.js"
 import { durationFlag, parseServers } from "../Flags.js"
+import { configureLog, LOG_FORMATS, type LogFormat } from "../Log.js"
 import { aiSettingsFromEnv } from "./AiEnv.js"
 import {
   gatewayOptionsFromEnv,
@@ -13,6 +14,16 @@ import {
   silenceTimeoutFromEnv,
 } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
+
+/** `CAPTURE_LOG_FORMAT`, when set. */
+const logFormatFromEnv = (): LogFormat | undefined => {
+  const raw = process.env.CAPTURE_LOG_FORMAT
+  if (raw === undefined || raw === "") return undefined
+  const format = LOG_FORMATS.find((known) => known === raw)
+  if (format === undefined)
+    throw usage(`CAPTURE_LOG_FORMAT must be one of ${LOG_FORMATS.join(", ")}, not "${raw}"`)
+  return format
+}
 
 /** The `serve` command. */
 export const serveCommand = Command.make(
@@ -67,6 +78,12 @@ export const serveCommand = Command.make(
       ),
       Flag.withDefault("all" as const),
     ),
+    logFormat: Flag.Literals("log-format", LOG_FORMATS).pipe(
+      Flag.withDescription(
+        "json (one object per line) or pretty ([capture] …); default: $CAPTURE_LOG_FORMAT, else pretty on a terminal and json otherwise",
+      ),
+      Flag.optional,
+    ),
     replicas: Flag.Int("replicas").pipe(
       Flag.withDescription("JetStream replicas for the stream and buckets: 1, or 3 on a cluster (default 1)"),
       Flag.withDefault(1),
@@ -74,6 +91,10 @@ export const serveCommand = Command.make(
   },
   (flags) =>
     Effect.suspend(() => {
+      configureLog({
+        format: Option.getOrUndefined(flags.logFormat) ?? logFormatFromEnv(),
+        fields: { role: flags.role },
+      })
       stopsOnSignal()
       return serve({
         role: flags.role,

@@ -29,12 +29,14 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer, Option, Result } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
-import { log, logEffect } from "../Log.js"
+import { log, logEffect, logFormat, showOnce } from "../Log.js"
+import { accessLog } from "./AccessLog.js"
 import { type AiSettings, enginesOf } from "./AiEnv.js"
 import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
 import { createHoldingServer } from "./HoldingServer.js"
+import { metricsRoutes } from "./Metrics.js"
 import { type ServeNats, serveNats } from "./ServeNats.js"
 
 /** Which parts this process runs: everything (the default), only the HTTP gateway, the muxer or the AI pipeline. */
@@ -120,6 +122,7 @@ const stopWithin = (ms: number, part: string, stop: () => Promise<void>) =>
 const httpRoutes = (context: ServerContext) =>
   Layer.mergeAll(
     healthRoutes(context.nats, context.runtime.topology.eventStream),
+    metricsRoutes(context.nats, context.gateway),
     ...(context.gateway === undefined ? [] : [gatewayRoutes(context.gateway)]),
     notFound,
   )
@@ -195,10 +198,17 @@ export const serve = (options: ServeOptions) =>
           (started) => stopWithin(options.shutdownTimeoutMs, "gateway", () => started.stop()),
         )
         if (gateway.firstApiKey !== undefined) {
-          // Shown once: only its hash is stored.
-          log(
-            `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
-          )
+          // Shown once (only its hash is stored), and only to a person: JSON lines go to log
+          // stores, which must never hold a credential.
+          if (logFormat() === "pretty") {
+            showOnce(
+              `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
+            )
+          } else {
+            log(
+              "first start: created an API key for the first account; JSON logs never show it: run `capture keys create`, or set CAPTURE_API_KEY",
+            )
+          }
         }
       }
       if (options.role === "all" || options.role === "ai") {
@@ -275,6 +285,7 @@ export const serve = (options: ServeOptions) =>
         HttpRouter.serve(httpRoutes({ nats, runtime, gateway }), {
           disableLogger: true,
           disableListenLog: true,
+          middleware: accessLog,
         }).pipe(
           Layer.provideMerge(
             NodeHttpServer.layer(keptAliveServer(options.httpTimeouts), {

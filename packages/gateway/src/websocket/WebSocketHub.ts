@@ -142,6 +142,11 @@ export class WebSocketHub {
     return sent
   }
 
+  /** How many sockets are connected here (for /metrics). */
+  get connectionCount(): number {
+    return this.connections.size
+  }
+
   /** Whether any socket is connected here (followers skip work when none is). */
   get listening(): boolean {
     return this.connections.size > 0

@@ -1,0 +1,371 @@
+/**
+ * `pnpm test:deploy`: the deployment recipes under infra/ on this machine's podman. Builds the image
+ * (infra/image/build.sh) and runs `capture serve` in it; then starts infra/compose.yaml as a
+ * podman-compose project of its own (3 NATS nodes, 2 gateways, 2 muxers, 2 AI workers), checks that
+ * every stream is replicated three times, stops one NATS node, records a session through one
+ * gateway until the other shows it exported and its MP4 downloads, rebuilds the projections, and
+ * restores an offline backup of the three NATS volumes. Slow (an image build, nine containers), so
+ * `npm test` leaves it out.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { getFreePorts, LOOPBACK } from "@capture/testkit"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { pollUntil } from "./endToEnd.js"
+import { probe } from "./media.js"
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url))
+const COMPOSE_FILE = join(ROOT, "infra/compose.yaml")
+const RECORDER = fileURLToPath(new URL("./fixtures/syntheticRecorder.mjs", import.meta.url))
+const API_KEY = "sk-deploy-test-key-0123456789abcdef"
+const PROJECT = `capture-deploy-${process.pid}`
+const RECORD_MS = 6_000
+
+interface Run {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs a command to completion (never rejects on a non-zero exit: the caller checks `code`). */
+const run = (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {},
+): Promise<Run> =>
+  new Promise((resolve) => {
+    execFile(
+      command,
+      [...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...options.env },
+        timeout: options.timeoutMs ?? 120_000,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1
+        resolve({ code, stdout, stderr: stderr || (error?.message ?? "") })
+      },
+    )
+  })
+
+/** `run` that must exit 0; resolves with stdout. */
+const runOk = async (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {},
+): Promise<string> => {
+  const result = await run(command, args, options)
+  if (result.code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} exited ${result.code}:\n${result.stderr}\n${result.stdout}`)
+  }
+  return result.stdout
+}
+
+/** The status of GET `url`, or 0 when nothing answers. */
+const statusOf = async (url: string): Promise<number> => {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) })
+    await response.arrayBuffer()
+    return response.status
+  } catch {
+    return 0
+  }
+}
+
+let image: string
+/** NATS ≥ 2.9.12 (infra/image/nats-image.sh): bookworm's 2.9.10 times out reads with a node down. */
+let natsImage: string
+let work: string
+
+beforeAll(async () => {
+  // Root podman and the local NATS image (what `npm test` prepares), then the Capture image.
+  await runOk("bash", ["infra/podman/setup.sh"], { timeoutMs: 300_000 })
+  const built = await runOk("bash", ["infra/image/build.sh"], { timeoutMs: 1_800_000 })
+  image = built.trim().split("\n").at(-1) ?? ""
+  expect(image).toMatch(/^localhost\/capture:/)
+  natsImage = (await runOk("bash", ["infra/image/nats-image.sh"], { timeoutMs: 300_000 })).trim()
+  work = await mkdtemp(join(tmpdir(), "capture-deploy-"))
+}, 1_900_000)
+
+afterAll(async () => {
+  if (work !== undefined) await rm(work, { recursive: true, force: true })
+})
+
+describe("the image", () => {
+  const name = `capture-deploy-serve-${process.pid}`
+  afterAll(async () => {
+    await run("podman", ["rm", "-f", "-t", "0", name])
+  })
+
+  it("runs capture serve (embedded NATS) as a non-root user, ready, and stops cleanly on SIGTERM", async () => {
+    const [port] = await getFreePorts(1)
+    await runOk("podman", ["run", "-d", "--name", name, "-p", `${LOOPBACK}:${port}:8080`, image])
+    await pollUntil(
+      "/readyz of capture serve in the image",
+      () => statusOf(`http://${LOOPBACK}:${port}/readyz`),
+      (s) => s === 200,
+      {
+        timeoutMs: 120_000,
+        intervalMs: 500,
+      },
+    )
+    expect((await runOk("podman", ["exec", name, "id", "-u"])).trim()).toBe("10001")
+    expect((await runOk("podman", ["exec", name, "capture", "--version"])).trim()).toContain("0.1.0")
+    for (const tool of ["ffmpeg", "ffprobe", "faad", "nats-server", "pocketsphinx_batch"]) {
+      expect((await run("podman", ["exec", name, "sh", "-c", `command -v ${tool}`])).code, tool).toBe(0)
+    }
+
+    await runOk("podman", ["stop", "-t", "60", name], { timeoutMs: 90_000 })
+    const exitCode = (await runOk("podman", ["inspect", "--format", "{{.State.ExitCode}}", name])).trim()
+    const logs = await run("podman", ["logs", name])
+    expect(exitCode, logs.stdout).toBe("0")
+    // Not a terminal: JSON lines, from the first start-up step to the last shutdown step.
+    const lines = logs.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { level: string; message: string; role: string })
+    expect(lines.every((line) => line.role === "all" && typeof line.level === "string")).toBe(true)
+    const messages = lines.map((line) => line.message)
+    expect(messages.some((message) => message.startsWith("ready"))).toBe(true)
+    expect(messages.some((message) => message.startsWith("shutting down"))).toBe(true)
+    // The first start made an API key, and no line shows it.
+    expect(messages.some((message) => message.startsWith("first start: created an API key"))).toBe(true)
+    expect(logs.stdout).not.toMatch(/sk-[A-Za-z0-9]/)
+  }, 240_000)
+})
+
+describe("the compose topology (podman-compose)", () => {
+  let gateway1: string
+  let gateway2: string
+  let composeEnv: Record<string, string> = {}
+  /** The session the recording test exported, for the restore test. */
+  let exportedSession: string | undefined
+  const children: ChildProcess[] = []
+  const compose = (args: ReadonlyArray<string>, env: Record<string, string> = {}, timeoutMs = 600_000) =>
+    run("podman-compose", ["-p", PROJECT, "-f", COMPOSE_FILE, ...args], { env, timeoutMs })
+  /** podman-compose names a service's container `<project>_<service>_1`. */
+  const container = (service: string) => `${PROJECT}_${service}_1`
+
+  beforeAll(async () => {
+    const [port1, port2] = await getFreePorts(2)
+    gateway1 = `http://${LOOPBACK}:${port1}`
+    gateway2 = `http://${LOOPBACK}:${port2}`
+    composeEnv = {
+      CAPTURE_IMAGE: image,
+      NATS_IMAGE: natsImage,
+      CAPTURE_API_KEY: API_KEY,
+      CAPTURE_PUBLIC_URL: gateway1,
+      GATEWAY_1_PORT: String(port1),
+      GATEWAY_2_PORT: String(port2),
+    }
+    await up()
+  }, 900_000)
+
+  /**
+   * `podman-compose up -d`, until both gateways are ready: the NATS nodes first, until each has
+   * joined the JetStream meta group (its log names a metadata leader), then the Capture roles, as
+   * docs/deploy.md says to start it.
+   */
+  const up = async () => {
+    const nats = await compose(["up", "-d", "nats-1", "nats-2", "nats-3"], composeEnv)
+    expect(nats.code, `${nats.stderr}\n${nats.stdout}`).toBe(0)
+    for (const node of ["nats-1", "nats-2", "nats-3"]) {
+      await pollUntil(
+        `${node} in the JetStream meta group`,
+        async () => {
+          const logs = await run("podman", ["logs", container(node)])
+          return `${logs.stdout}${logs.stderr}`
+        },
+        (logs) => /metadata leader/.test(logs),
+        { timeoutMs: 120_000, intervalMs: 1_000 },
+      )
+    }
+    const started = await compose(["up", "-d"], composeEnv)
+    expect(started.code, `${started.stderr}\n${started.stdout}`).toBe(0)
+    for (const base of [gateway1, gateway2]) {
+      await pollUntil(
+        `/readyz of ${base}`,
+        () => statusOf(`${base}/readyz`),
+        (s) => s === 200,
+        {
+          timeoutMs: 300_000,
+          intervalMs: 1_000,
+        },
+      )
+    }
+  }
+
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill("SIGKILL")
+    // What each container said, for a failed run.
+    const ps = await run("podman", [
+      "ps",
+      "-a",
+      "--filter",
+      `label=io.podman.compose.project=${PROJECT}`,
+      "--format",
+      "{{.Names}}",
+    ])
+    for (const name of ps.stdout.split("\n").filter(Boolean)) {
+      const logs = await run("podman", ["logs", name])
+      await writeFile(join(tmpdir(), `${name}.log`), `${logs.stdout}${logs.stderr}`).catch(() => undefined)
+    }
+    await compose(["down", "-v", "-t", "5"], {}, 300_000)
+  }, 400_000)
+
+  const call = async (base: string, method: "GET" | "POST", path: string, body?: object) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: {
+        "x-access-token": API_KEY,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
+    const envelope = (await response.json()) as { data?: Record<string, unknown> }
+    if (response.status !== 200)
+      throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(envelope)}`)
+    return envelope.data ?? {}
+  }
+
+  it("replicates every stream and bucket on the three NATS nodes", async () => {
+    // From inside a gateway container, with the image's own nats.js.
+    const listing = await runOk("podman", [
+      "exec",
+      "-w",
+      "/opt/capture",
+      container("gateway-1"),
+      "node",
+      "--input-type=module",
+      "-e",
+      `import { connect } from "@nats-io/transport-node"
+       import { jetstreamManager } from "@nats-io/jetstream"
+       const nc = await connect({ servers: process.env.NATS_URL.split(",") })
+       const streams = []
+       for await (const info of (await jetstreamManager(nc)).streams.list()) streams.push([info.config.name, info.config.num_replicas])
+       console.log(JSON.stringify(streams))
+       await nc.close()`,
+    ])
+    const streams = new Map(JSON.parse(listing) as Array<[string, number]>)
+    expect([...streams.keys()]).toEqual(
+      expect.arrayContaining(["CAPTURE_EVENTS", "KV_capture_sessions", "KV_capture_accounts"]),
+    )
+    expect([...streams.entries()].filter(([, replicas]) => replicas !== 3)).toEqual([])
+  }, 60_000)
+
+  it("records a session through one gateway and exports it while one NATS node is stopped", async () => {
+    await runOk("podman", ["stop", "-t", "10", container("nats-2")])
+    expect(
+      (await runOk("podman", ["inspect", "--format", "{{.State.Running}}", container("nats-2")])).trim(),
+    ).toBe("false")
+
+    const created = await call(gateway1, "POST", "/collection/default/capture/session", {
+      end_user_id: "user-deploy",
+    })
+    const session = created.id as string
+    const token = (await call(gateway1, "POST", "/capture/session/token", { user_id: "user-deploy" }))
+      .token as string
+
+    const recorded = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        [
+          RECORDER,
+          JSON.stringify({
+            server: gateway1,
+            token,
+            session,
+            spoolDir: join(work, "spool"),
+            durationMs: RECORD_MS,
+            channels: [
+              { id: "display:1", type: "video", primary: true },
+              { id: "mic:default", type: "audio", frequency: 440, beepFactor: 4 },
+            ],
+          }),
+        ],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      )
+      children.push(child)
+      let output = ""
+      child.stdout.on("data", (chunk: Buffer) => {
+        output += chunk.toString()
+      })
+      child.stderr.on("data", (chunk: Buffer) => {
+        output += chunk.toString()
+      })
+      child.once("error", reject)
+      child.once("close", (code) => resolve({ code, output }))
+    })
+    expect(recorded.code, recorded.output).toBe(0)
+
+    // The other gateway sees the export the muxers made.
+    const exported = await pollUntil(
+      "the session exported, seen through the other gateway",
+      () => call(gateway2, "GET", `/collection/default/capture/session/${session}`),
+      (view) => view.export_status === "exported" || view.export_status === "failed",
+      { timeoutMs: 180_000, intervalMs: 1_000 },
+    )
+    expect(exported.export_status).toBe("exported")
+    exportedSession = session
+    const video = await call(
+      gateway2,
+      "GET",
+      `/collection/default/video/${exported.exported_video_id as string}`,
+    )
+    const download = await fetch(video.download_url as string)
+    expect(download.status).toBe(200)
+    const file = join(work, "export.mp4")
+    await writeFile(file, new Uint8Array(await download.arrayBuffer()))
+    const probed = await probe(file)
+    expect(probed.streams.map((s) => s.codec_type).sort()).toEqual(["audio", "video"])
+    // The recorded span, give or take the recorder's start and the last segment's cut.
+    expect(Number(probed.format.duration)).toBeGreaterThan(RECORD_MS / 1000 - 2)
+    expect(Number(probed.format.duration)).toBeLessThan(RECORD_MS / 1000 + 3)
+
+    // docs/deploy.md's rebuild, from a gateway container, still with one node down.
+    const rebuilt = await runOk(
+      "podman",
+      ["exec", container("gateway-1"), "capture", "projections", "rebuild"],
+      {
+        timeoutMs: 120_000,
+      },
+    )
+    expect(rebuilt).toMatch(/rebuilt [1-9]\d* sessions/)
+  }, 400_000)
+
+  it("restores an offline backup of the three NATS volumes into new volumes (docs/deploy.md)", async () => {
+    expect(exportedSession).toBeDefined()
+    const volume = (n: number) => `${PROJECT}_nats-${n}-data`
+    const stopped = await compose(["stop", "-t", "30"])
+    expect(stopped.code, stopped.stderr).toBe(0)
+    for (const n of [1, 2, 3])
+      await runOk("podman", ["volume", "export", volume(n), "-o", join(work, `nats-${n}.tar`)])
+    const down = await compose(["down", "-v", "-t", "5"])
+    expect(down.code, down.stderr).toBe(0)
+    expect((await run("podman", ["volume", "exists", volume(1)])).code).not.toBe(0)
+    for (const n of [1, 2, 3]) {
+      await runOk("podman", ["volume", "create", volume(n)])
+      await runOk("podman", ["volume", "import", volume(n), join(work, `nats-${n}.tar`)])
+    }
+    await up()
+
+    const view = await pollUntil(
+      "the restored session, through the restored cluster",
+      () =>
+        call(gateway2, "GET", `/collection/default/capture/session/${exportedSession as string}`).catch(
+          (): Record<string, unknown> => ({}),
+        ),
+      (found) => found.export_status === "exported",
+      { timeoutMs: 120_000, intervalMs: 1_000 },
+    )
+    const video = await call(gateway1, "GET", `/collection/default/video/${view.exported_video_id as string}`)
+    const download = await fetch(video.download_url as string)
+    expect(download.status).toBe(200)
+    expect((await download.arrayBuffer()).byteLength).toBeGreaterThan(10_000)
+  }, 900_000)
+})
