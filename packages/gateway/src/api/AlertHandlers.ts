@@ -10,7 +10,8 @@ import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { GatewayServices } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
-import { call, findRtstream, refuse } from "./TranscriptionHandlers.js"
+import { call, refuse } from "./Handlers.js"
+import { checkNamedSocket, findRtstream } from "./TranscriptionHandlers.js"
 
 export const AlertLive = HttpApiBuilder.group(CaptureApi, "alerts", (handlers) =>
   Effect.gen(function* () {
@@ -56,15 +57,7 @@ export const AlertLive = HttpApiBuilder.group(CaptureApi, "alerts", (handlers) =
             if (Result.isFailure(checked)) return yield* refuse(checked.failure)
           }
           const socket = payload.ws_connection_id ?? null
-          if (socket !== null && !services.connectionIds.mayName(socket, principal, target)) {
-            return yield* refuse(
-              captureError(
-                "forbidden",
-                "ws_connection_id is not a WebSocket of this rtstream's end user or of its account",
-                { field: "ws_connection_id" },
-              ),
-            )
-          }
+          yield* checkNamedSocket(services, principal, target, socket)
           const created = yield* call("storing the alert", () =>
             createAlert(services.ai, target, params.index_id, {
               event,

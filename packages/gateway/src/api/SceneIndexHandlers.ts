@@ -15,12 +15,13 @@ import {
   listIndexes,
   readScenes,
 } from "@capture/ai"
-import { captureError, successOf } from "@capture/protocol"
+import { successOf } from "@capture/protocol"
 import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { GatewayServices } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
-import { call, findRtstream, refuse } from "./TranscriptionHandlers.js"
+import { call, refuse } from "./Handlers.js"
+import { checkNamedSocket, findRtstream } from "./TranscriptionHandlers.js"
 
 export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (handlers) =>
   Effect.gen(function* () {
@@ -30,20 +31,7 @@ export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const target = yield* findRtstream(services, principal, params.rtstream_id)
-          const socket = payload.ws_connection_id
-          if (
-            socket !== null &&
-            socket !== undefined &&
-            !services.connectionIds.mayName(socket, principal, target)
-          ) {
-            return yield* refuse(
-              captureError(
-                "forbidden",
-                "ws_connection_id is not a WebSocket of this rtstream's end user or of its account",
-                { field: "ws_connection_id" },
-              ),
-            )
-          }
+          yield* checkNamedSocket(services, principal, target, payload.ws_connection_id)
           // An audio index reads the transcript: it starts transcription unless told not to
           // (a repeat when it runs already). An engine this server lacks refuses the index too.
           // Checked first, so a refused index starts nothing.

@@ -10,7 +10,8 @@ import { HttpApiBuilder } from "effect/http-api"
 import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
-import { call, findRtstream } from "./TranscriptionHandlers.js"
+import { call } from "./Handlers.js"
+import { findRtstream } from "./TranscriptionHandlers.js"
 
 const kindOf = (indexType: SearchRequest["index_type"]): SearchKind | undefined => {
   switch (indexType) {

@@ -4,24 +4,35 @@
  * end user's rtstream is not found), then start, stop or read through `@capture/ai`.
  */
 import { controlTranscription, readTranscript, type TranscriptionTarget } from "@capture/ai"
-import { type CaptureError, captureError, type RtstreamId, successOf } from "@capture/protocol"
+import { captureError, type RtstreamId, successOf } from "@capture/protocol"
 import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { authorizeRtstream, rtstreamNotFound } from "../access/RtstreamAccess.js"
 import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
-import { type Failure, toFailure } from "./Failures.js"
+import type { Failure } from "./Failures.js"
+import { call, refuse } from "./Handlers.js"
 
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
-
-export const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Failure> =>
-  Effect.tryPromise({
-    try: f,
-    catch: (error) => toFailure(captureError("unavailable", `${label}: ${describe(error)}`)),
-  })
-
-export const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
+/**
+ * Refuses a `ws_connection_id` the caller may not name for this rtstream: results go only to a
+ * socket of the rtstream's end user, or an account-wide one.
+ */
+export const checkNamedSocket = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  target: TranscriptionTarget,
+  socket: string | null | undefined,
+): Effect.Effect<void, Failure> =>
+  socket === null || socket === undefined || services.connectionIds.mayName(socket, principal, target)
+    ? Effect.void
+    : refuse(
+        captureError(
+          "forbidden",
+          "ws_connection_id is not a WebSocket of this rtstream's end user or of its account",
+          { field: "ws_connection_id" },
+        ),
+      )
 
 /** The rtstream as a transcription target, if `principal` may reach it (`RtstreamAccess`). */
 export const findRtstream = (
@@ -60,21 +71,7 @@ export const TranscriptionLive = HttpApiBuilder.group(CaptureApi, "transcription
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const target = yield* findRtstream(services, principal, params.rtstream_id)
-          // Results go only to a socket of the session's end user, or an account-wide one.
-          const socket = payload.ws_connection_id
-          if (
-            socket !== null &&
-            socket !== undefined &&
-            !services.connectionIds.mayName(socket, principal, target)
-          ) {
-            return yield* refuse(
-              captureError(
-                "forbidden",
-                "ws_connection_id is not a WebSocket of this rtstream's end user or of its account",
-                { field: "ws_connection_id" },
-              ),
-            )
-          }
+          yield* checkNamedSocket(services, principal, target, payload.ws_connection_id)
           const outcome = yield* call("storing the transcription's start or stop", () =>
             controlTranscription(services.ai, target, payload, services.transcription),
           )
