@@ -26,4 +26,5 @@ export {
 } from "./JetStreamErrors.js"
 export { JetStreamPublisher, type PublishExpectations } from "./JetStreamPublisher.js"
 export { retryTransient } from "./Retries.js"
+export { SharedCounters, type SharedCountersOptions } from "./SharedCounters.js"
 export { createRacing, ensureStream, type StreamSpec } from "./Streams.js"

@@ -11,10 +11,10 @@
  * may admit what they receive within about one sync interval beyond a limit.
  */
 import { createHash } from "node:crypto"
-import { createRacing, isRevisionConflict } from "@capture/jetstream"
+import { createRacing, SharedCounters } from "@capture/jetstream"
 import { type CaptureError, captureError, failureOf, httpStatusOf } from "@capture/protocol"
 import { jetstream } from "@nats-io/jetstream"
-import { type KV, Kvm } from "@nats-io/kv"
+import { Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Effect, Option } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
@@ -39,44 +39,23 @@ interface Charge {
   readonly field: string
 }
 
-interface Known {
-  /** The shared count as last read or written. */
-  readonly total: number
-  /** When it was read or written (ms). */
-  readonly at: number
-}
-
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
 /** Counters remembered at once; the oldest is forgotten first (read again when needed). */
 const KNOWN_LIMIT = 20_000
 /** How long a request waits for a counter's shared count before it is admitted on what is known. */
 const READ_WAIT_MS = 250
-/** Counters added to the bucket at once by a sync. */
-const SYNC_PARALLELISM = 32
 
 const digest = (secret: string): string => createHash("sha256").update(secret).digest("hex").slice(0, 32)
 /** A KV-safe spelling of an address (`::ffff:127.0.0.1` → `__ffff_127_0_0_1`). */
 const addressKey = (address: string): string => address.replace(/[^A-Za-z0-9-]/g, "_").slice(0, 64)
 
 export class RateLimiter {
-  private readonly known = new Map<string, Known>()
-  /** Requests admitted here and not yet added to the bucket, by counter key. */
-  private readonly pending = new Map<string, number>()
-  private readonly reading = new Map<string, Promise<void>>()
-  private readonly timer: NodeJS.Timeout
-  private syncing: Promise<void> = Promise.resolve()
   private readonly windowMs: number
 
   private constructor(
-    private readonly kv: KV,
+    private readonly counters: SharedCounters,
     private readonly settings: RateLimitSettings,
-    private readonly syncMs: number,
-    private readonly log: (message: string) => void,
   ) {
     this.windowMs = settings.rateLimitWindowSeconds * 1000
-    this.timer = setInterval(() => void this.sync(), syncMs)
-    this.timer.unref()
   }
 
   static async open(
@@ -99,7 +78,16 @@ export class RateLimiter {
         ttl: 2 * windowMs,
       }),
     )
-    return new RateLimiter(kv, options.settings, options.syncMs ?? 250, options.log ?? (() => {}))
+    const log = options.log ?? (() => {})
+    const counters = new SharedCounters(kv, {
+      syncMs: options.syncMs ?? 250,
+      knownLimit: KNOWN_LIMIT,
+      // NATS unreachable: requests are admitted against what is known rather than all refused.
+      log: (message) => log(`rate limits: ${message}`),
+      // A past window's count is of no use any more; a current one is tried again next time.
+      dropOnFailure: (key) => Number(key.slice(key.lastIndexOf(".") + 1)) < Math.floor(Date.now() / windowMs),
+    })
+    return new RateLimiter(counters, options.settings)
   }
 
   /**
@@ -137,9 +125,7 @@ export class RateLimiter {
     await Promise.all(keys.map((key) => this.fresh(key, now)))
     // From here to the increment nothing awaits: two requests of this process never both take the last slot.
     for (const [i, charge] of charges.entries()) {
-      const key = keys[i] ?? ""
-      const used = (this.known.get(key)?.total ?? 0) + (this.pending.get(key) ?? 0)
-      if (used >= charge.limit) {
+      if (this.counters.total(keys[i] ?? "") >= charge.limit) {
         const retryAfterSeconds = Math.max(1, Math.ceil(((window + 1) * this.windowMs - Date.now()) / 1000))
         const whose = charge.field === "address" ? "this address" : "this credential"
         return {
@@ -152,97 +138,29 @@ export class RateLimiter {
         }
       }
     }
-    for (const key of keys) this.pending.set(key, (this.pending.get(key) ?? 0) + 1)
+    for (const key of keys) this.counters.count(key, 1)
     return undefined
   }
 
   /** Reads the shared count of `key` unless it was read or written within the last sync interval. */
   private fresh(key: string, now: number): Promise<void> {
-    const known = this.known.get(key)
-    if (known !== undefined && now - known.at < this.syncMs) return Promise.resolve()
     // A key this process has pending is synced by the timer; a request need not wait for that.
-    if (known !== undefined && this.pending.has(key)) return Promise.resolve()
-    const inFlight = this.reading.get(key)
-    if (inFlight !== undefined) return inFlight
-    const read = this.kv
-      .get(key)
-      .then((entry) => {
-        this.remember(key, entry === null || entry.operation !== "PUT" ? 0 : this.countOf(entry.value))
-      })
-      .catch((error: unknown) => {
-        // NATS unreachable: admit against what is known rather than refuse every request.
-        this.log(`rate limits: cannot read ${key}: ${error instanceof Error ? error.message : String(error)}`)
-      })
-      .finally(() => this.reading.delete(key))
-    this.reading.set(key, read)
+    if (this.counters.isFresh(key, now) || this.counters.isSyncing(key)) return Promise.resolve()
     // NATS slow or away: admit against what is known after a moment rather than hold the request.
-    return Promise.race([read, new Promise<void>((resolve) => setTimeout(resolve, READ_WAIT_MS).unref())])
+    return Promise.race([
+      this.counters.refresh(key),
+      new Promise<void>((resolve) => setTimeout(resolve, READ_WAIT_MS).unref()),
+    ])
   }
 
   /** Adds what was admitted here to the shared counts, and learns the others' requests. */
   sync(): Promise<void> {
-    this.syncing = this.syncing.then(async () => {
-      const batch = [...this.pending]
-      for (let i = 0; i < batch.length; i += SYNC_PARALLELISM) {
-        await Promise.all(
-          batch.slice(i, i + SYNC_PARALLELISM).map(([key, count]) => this.syncKey(key, count)),
-        )
-      }
-    })
-    return this.syncing
-  }
-
-  private async syncKey(key: string, count: number): Promise<void> {
-    try {
-      const total = await this.add(key, count)
-      const left = (this.pending.get(key) ?? 0) - count
-      if (left === 0) this.pending.delete(key)
-      else this.pending.set(key, left)
-      this.remember(key, total)
-    } catch (error) {
-      this.log(`rate limits: cannot count ${key}: ${error instanceof Error ? error.message : String(error)}`)
-      // A past window's count is of no use any more; a current one is tried again next time.
-      if (Number(key.slice(key.lastIndexOf(".") + 1)) < Math.floor(Date.now() / this.windowMs)) {
-        this.pending.delete(key)
-      }
-    }
+    return this.counters.sync()
   }
 
   /** Stops syncing, after adding what is pending. */
-  async stop(): Promise<void> {
-    clearInterval(this.timer)
-    await this.sync()
-  }
-
-  private countOf(value: Uint8Array): number {
-    const count = Number(decoder.decode(value))
-    return Number.isFinite(count) ? count : 0
-  }
-
-  private remember(key: string, total: number): void {
-    this.known.delete(key)
-    this.known.set(key, { total, at: Date.now() })
-    if (this.known.size > KNOWN_LIMIT) {
-      const oldest = this.known.keys().next().value
-      if (oldest !== undefined) this.known.delete(oldest)
-    }
-  }
-
-  /** Adds `count` to a key with compare-and-set; returns the new total. */
-  private async add(key: string, count: number): Promise<number> {
-    for (;;) {
-      const entry = await this.kv.get(key)
-      const current = entry === null || entry.operation !== "PUT" ? 0 : this.countOf(entry.value)
-      const total = current + count
-      try {
-        if (entry === null) await this.kv.create(key, encoder.encode(String(total)))
-        else await this.kv.update(key, encoder.encode(String(total)), entry.revision)
-        return total
-      } catch (error) {
-        // Another gateway added first: read again.
-        if (!isRevisionConflict(error)) throw error
-      }
-    }
+  stop(): Promise<void> {
+    return this.counters.stop()
   }
 }
 
