@@ -104,6 +104,11 @@ export class AccountBucket {
     await this.kv.create(key, encode(value))
   }
 
+  /** Rewrites the record at `key` if it is still at `revision`; rejects when it moved on. */
+  async replace(key: string, value: unknown, revision: number): Promise<void> {
+    await this.kv.update(key, encode(value), revision)
+  }
+
   async put(key: string, value: unknown): Promise<void> {
     await this.kv.put(key, encode(value))
   }

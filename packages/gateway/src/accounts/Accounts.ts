@@ -2,9 +2,10 @@
  * Accounts: who owns sessions, keys and webhook secrets. The first account is made on the first
  * start of a deployment, by exactly one of the gateways starting at once.
  */
+import { isRevisionConflict } from "@capture/jetstream"
 import { makeIdBody, newWebhookSecret, WebhookSecret } from "@capture/protocol"
 import { Schema } from "effect"
-import type { AccountBucket } from "./AccountBucket.js"
+import { type AccountBucket, UnreadableAccountRecord } from "./AccountBucket.js"
 
 /** An account as stored (`account.<id>`). */
 export const AccountRecord = Schema.Struct({
@@ -61,19 +62,24 @@ export class Accounts {
    * key is created by exactly one of them, and every other one reads the winner's account.
    */
   async firstAccount(): Promise<{ readonly account: Account; readonly created: boolean }> {
-    // Unreadable records throw: taking them as absent would only lose the race below forever.
-    const existing = await this.bucket.need(FirstAccount, "meta.first")
-    if (existing !== undefined) {
-      const account = await this.bucket.need(AccountRecord, accountKey(existing.account_id))
-      if (account !== undefined) return { account, created: false }
-    }
-    const account = await this.createAccount("default")
-    try {
-      await this.bucket.create("meta.first", { account_id: account.id })
-      return { account, created: true }
-    } catch {
-      await this.bucket.purge(accountKey(account.id))
-      return this.firstAccount()
+    for (;;) {
+      const first = await this.bucket.read(FirstAccount, "meta.first")
+      // Unreadable records throw: taking them as absent would only lose the race below forever.
+      if (first._tag === "Unreadable") throw new UnreadableAccountRecord("meta.first", first.reason)
+      if (first._tag === "Readable") {
+        const account = await this.bucket.need(AccountRecord, accountKey(first.value.account_id))
+        if (account !== undefined) return { account, created: false }
+      }
+      const account = await this.createAccount("default")
+      try {
+        if (first._tag === "Absent") await this.bucket.create("meta.first", { account_id: account.id })
+        // The first account was removed: a new one takes its place, unless another gateway's did.
+        else await this.bucket.replace("meta.first", { account_id: account.id }, first.revision)
+        return { account, created: true }
+      } catch (error) {
+        await this.bucket.purge(accountKey(account.id))
+        if (!isRevisionConflict(error)) throw error
+      }
     }
   }
 

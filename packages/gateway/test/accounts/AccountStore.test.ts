@@ -62,6 +62,22 @@ describe("AccountStore", () => {
     expect(urlKeys[0]).toHaveLength(32)
   })
 
+  it("makes a new first account when the one meta.first names was removed, once across gateways", async () => {
+    const deployment = newDeployment()
+    const [one, two] = await Promise.all([deployment.open(), deployment.open()])
+    if (one === undefined || two === undefined) throw new Error("no gateway")
+    const removed = (await one.firstAccount()).account.id
+    await (await deployment.raw()).purge(`account.${removed}`)
+    const firsts = await Promise.race([
+      Promise.all([one.firstAccount(), two.firstAccount()]),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("firstAccount hangs")), 10_000)),
+    ])
+    expect(firsts.filter((f) => f.created)).toHaveLength(1)
+    expect(new Set(firsts.map((f) => f.account.id)).size).toBe(1)
+    expect(firsts[0]?.account.id).not.toBe(removed)
+    expect((await one.accounts()).map((a) => a.id)).toEqual([firsts[0]?.account.id])
+  })
+
   it("signs with the new webhook secret first and the old one until its grace ends", async () => {
     const store = await newDeployment().open()
     const old = newWebhookSecret()
