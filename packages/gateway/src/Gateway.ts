@@ -16,6 +16,7 @@ import { AccountStore } from "./accounts/AccountStore.js"
 import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
 import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
+import { TrustedProxies } from "./api/ClientAddress.js"
 import { HandlersLive } from "./api/Handlers.js"
 import { AuthenticationLive, RequestDecodingLive } from "./api/Middleware.js"
 import { RateLimiter, rateLimits } from "./api/RateLimits.js"
@@ -62,6 +63,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly expirySlotMs?: number | undefined
   /** How often each gateway adds the requests it admitted to the shared rate limit counts (ms). */
   readonly rateLimitSyncMs?: number | undefined
+  /** Reverse proxies whose `X-Forwarded-For` names the client (`CAPTURE_TRUSTED_PROXIES`: addresses, CIDRs). */
+  readonly trustedProxies?: string | undefined
   readonly webSocket: WebSocketLimits
   /** Transcription engines offered (as the AI workers are configured) and the default; default: local only. */
   readonly transcription?: EngineChoice | undefined
@@ -91,6 +94,8 @@ export interface Gateway {
 export const startGateway = async (runtime: SessionRuntime, options: GatewayOptions): Promise<Gateway> => {
   const { nc, options: topology } = runtime.topology
   const limits = limitsOf(options)
+  // A wrong entry stops the start here, before anything is opened.
+  const trustedProxies = TrustedProxies.parse(options.trustedProxies ?? "")
   assertLimitsFit(limits, nc.info?.max_payload ?? 1024 * 1024)
   const accounts = await AccountStore.open(nc, {
     ...topology,
@@ -140,6 +145,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     ...topology,
     settings: limits,
     syncMs: options.rateLimitSyncMs,
+    trustedProxies,
     log: options.log,
   })
   const deploymentKey = await accounts.urlSigningKey()

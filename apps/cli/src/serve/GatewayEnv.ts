@@ -75,6 +75,7 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
       DEFAULT_LIMITS.rateLimitPerClientToken,
     ),
     rateLimitPerAddress: intFromEnv("CAPTURE_RATE_LIMIT_PER_ADDRESS", DEFAULT_LIMITS.rateLimitPerAddress),
+    trustedProxies: process.env.CAPTURE_TRUSTED_PROXIES ?? "",
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,

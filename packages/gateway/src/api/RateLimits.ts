@@ -18,6 +18,7 @@ import { Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Effect, Option } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { TrustedProxies } from "./ClientAddress.js"
 
 export interface RateLimitSettings {
   /** Length of a counting window, in seconds. */
@@ -54,6 +55,8 @@ export class RateLimiter {
   private constructor(
     private readonly counters: SharedCounters,
     private readonly settings: RateLimitSettings,
+    /** Whose `X-Forwarded-For` names the client a request is counted for. */
+    readonly trustedProxies: TrustedProxies,
   ) {
     this.windowMs = settings.rateLimitWindowSeconds * 1000
   }
@@ -66,6 +69,7 @@ export class RateLimiter {
       readonly settings: RateLimitSettings
       /** How often admitted requests are added to the shared counts (default 250 ms). */
       readonly syncMs?: number | undefined
+      readonly trustedProxies?: TrustedProxies | undefined
       readonly log?: (message: string) => void
     },
   ): Promise<RateLimiter> {
@@ -87,7 +91,7 @@ export class RateLimiter {
       // A past window's count is of no use any more; a current one is tried again next time.
       dropOnFailure: (key) => Number(key.slice(key.lastIndexOf(".") + 1)) < Math.floor(Date.now() / windowMs),
     })
-    return new RateLimiter(counters, options.settings)
+    return new RateLimiter(counters, options.settings, options.trustedProxies ?? TrustedProxies.none)
   }
 
   /**
@@ -183,7 +187,13 @@ export const rateLimits = (limiter: RateLimiter) =>
       Effect.gen(function* () {
         const request = yield* HttpServerRequest.HttpServerRequest
         const refused = yield* Effect.promise(() =>
-          limiter.admit(Option.getOrUndefined(request.remoteAddress), presentedCredential(request)),
+          limiter.admit(
+            limiter.trustedProxies.clientAddress(
+              Option.getOrUndefined(request.remoteAddress),
+              request.headers["x-forwarded-for"],
+            ),
+            presentedCredential(request),
+          ),
         )
         if (refused === undefined) return yield* httpEffect
         return HttpServerResponse.jsonUnsafe(failureOf(refused.error), {

@@ -110,6 +110,34 @@ describe("rate limits per source address", () => {
   })
 })
 
+describe("rate limits behind a trusted proxy", () => {
+  let nats: NatsServerHandle
+  let api: TestGateway
+  beforeAll(async () => {
+    nats = await startNatsServer()
+    api = await startTestGateway(nats.url, {
+      rateLimitWindowSeconds: HOUR,
+      rateLimitPerAddress: 3,
+      // The test is the proxy: it connects from loopback and says whom it forwards.
+      trustedProxies: "127.0.0.0/8, ::1",
+    })
+  }, 60_000)
+  afterAll(async () => {
+    await api?.stop()
+    await nats?.stop()
+  })
+
+  const from = (client: string) => () =>
+    fetch(`${api.url}/collection/default/capture/session`, { headers: { "x-forwarded-for": client } })
+
+  it("counts each forwarded client on its own, not the proxy's address for all of them", async () => {
+    expect(await statuses(4, from("198.51.100.1"))).toEqual([401, 401, 401, 429])
+    expect(await statuses(3, from("198.51.100.2"))).toEqual([401, 401, 401])
+    // What a client writes before the proxy's entry does not buy it a new count.
+    expect((await from("203.0.113.5, 198.51.100.1")()).status).toBe(429)
+  })
+})
+
 describe("rate limits over two gateways", () => {
   let nats: NatsServerHandle
   let a: TestGateway
