@@ -93,6 +93,8 @@ export interface CommandOutcome {
 
 export class ActorHost {
   private readonly cache = new Map<string, LoadedSession>()
+  /** Sessions with a message this code cannot read, and where: states from before it are not cached. */
+  private readonly unreadableAt = new Map<string, number>()
   private readonly inFlight = new Map<string, Promise<unknown>>()
   readonly options: ActorHostOptions
 
@@ -129,14 +131,23 @@ export class ActorHost {
     })
   }
 
-  /** Forgets one session's cached state: the next load reads its history again. */
-  forget(sessionId: string): void {
+  /**
+   * Forgets one session's cached state: the next load reads its history again. With
+   * `unreadableAt` (a message of the session this code cannot read), no state from before it is
+   * cached again, so a load or command still under way cannot bring back a state that would let
+   * later events fold past that message.
+   */
+  forget(sessionId: string, unreadableAt?: number): void {
     this.cache.delete(sessionId)
+    if (unreadableAt !== undefined) {
+      this.unreadableAt.set(sessionId, Math.max(unreadableAt, this.unreadableAt.get(sessionId) ?? 0))
+    }
   }
 
   /** Forgets cached states (e.g. after the stream was rebuilt). */
   clear(): void {
     this.cache.clear()
+    this.unreadableAt.clear()
   }
 
   private async run(command: SessionCommand): Promise<Result.Result<CommandOutcome, CaptureError>> {
@@ -239,6 +250,7 @@ export class ActorHost {
   }
 
   private remember(sessionId: string, loaded: LoadedSession): void {
+    if (loaded.streamSequence < (this.unreadableAt.get(sessionId) ?? 0)) return
     this.cache.delete(sessionId)
     this.cache.set(sessionId, loaded)
     if (this.cache.size > this.options.cacheSize) {

@@ -10,6 +10,7 @@ import {
   AckPolicy,
   type ConsumerMessages,
   DeliverPolicy,
+  type JsMsg,
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream"
@@ -31,15 +32,29 @@ export const projectSession = async (
   sessionId: string,
 ): Promise<void> => {
   const loaded = await host.load(sessionId)
-  await readModel.upsert(loaded.state, loaded.streamSequence)
+  // Timers first: a view that shows a state has that state's timers armed.
   await timers.reconcile(loaded.state)
+  await readModel.upsert(loaded.state, loaded.streamSequence)
+}
+
+/** Sessions projected at once by one projector; a session's own events are never projected in parallel. */
+const PARALLEL_SESSIONS = 32
+
+/** A session's projection under way, and the messages that arrived for it meanwhile. */
+interface SessionWork {
+  readonly done: Promise<void>
+  /** Covered by one more projection after this one (it loads the latest state, theirs included). */
+  readonly next: Array<JsMsg>
 }
 
 export class Projector {
   private messages: ConsumerMessages | undefined
   private running: Promise<void> | undefined
+  private readonly working = new Map<string, SessionWork>()
   /** Messages this instance has projected (for health and tests). */
   processed = 0
+  /** Projections run: fewer than messages when a session's events arrive together. */
+  projections = 0
 
   constructor(
     private readonly topology: Topology,
@@ -84,27 +99,55 @@ export class Projector {
             `projector: stream message ${message.seq} on ${message.subject} is not a known event; skipped`,
           )
           // The cached state skipped this message: drop it, so loads see the history as stored.
-          this.host.forget(message.subject.slice(this.topology.eventSubject("").length))
+          this.host.forget(message.subject.slice(this.topology.eventSubject("").length), message.seq)
           message.term()
           continue
         }
-        try {
-          this.host.observe(decoded.success, message.seq)
-          await projectSession(this.host, this.readModel, this.timers, decoded.success.session_id)
-          message.ack()
-          this.processed++
-        } catch (error) {
-          if (error instanceof UnreadableEvent || error instanceof UnappliableEvent) {
-            // The session's history does not fold: retrying cannot help. `replay --verify` reports it.
-            this.log(`projector: ${message.subject} cannot be projected: ${error.message}`)
-            message.term()
-            continue
-          }
-          this.log(`projector: ${message.subject} #${message.seq} failed (${String(error)}); will retry`)
-          message.nak(1_000)
+        // In stream order, before any load: the cached state follows the stream.
+        this.host.observe(decoded.success, message.seq)
+        const sessionId = decoded.success.session_id
+        const under = this.working.get(sessionId)
+        if (under !== undefined) {
+          under.next.push(message)
+          continue
+        }
+        while (this.working.size >= PARALLEL_SESSIONS) {
+          await Promise.race([...this.working.values()].map((w) => w.done))
+        }
+        this.project(sessionId, [message])
+      }
+      // A projection that ends may start its follow-up: wait until none is left.
+      while (this.working.size > 0) await Promise.all([...this.working.values()].map((w) => w.done))
+    })()
+  }
+
+  /**
+   * Projects a session's latest state once for `batch`, then once more for what arrived meanwhile.
+   * Each message is acked only after a projection that loaded it.
+   */
+  private project(sessionId: string, batch: ReadonlyArray<JsMsg>): void {
+    const next: Array<JsMsg> = []
+    const done = (async () => {
+      try {
+        this.projections++
+        await projectSession(this.host, this.readModel, this.timers, sessionId)
+        for (const message of batch) message.ack()
+        this.processed += batch.length
+      } catch (error) {
+        if (error instanceof UnreadableEvent || error instanceof UnappliableEvent) {
+          // The session's history does not fold: retrying cannot help. `replay --verify` reports it.
+          this.log(`projector: session ${sessionId} cannot be projected: ${error.message}`)
+          for (const message of batch) message.term()
+        } else {
+          this.log(`projector: session ${sessionId} failed (${String(error)}); will retry`)
+          for (const message of batch) message.nak(1_000)
         }
       }
-    })()
+    })().finally(() => {
+      this.working.delete(sessionId)
+      if (next.length > 0) this.project(sessionId, next)
+    })
+    this.working.set(sessionId, { done, next })
   }
 
   async stop(): Promise<void> {

@@ -148,4 +148,25 @@ describe("Projector", () => {
     expect(await timerOf(runtime, waiting, "start")).toEqual(armed)
     expect(await timerOf(runtime, done, "stop")).toBeUndefined()
   })
+
+  it("projects a backlog sessions side by side, once for the events of a session that arrive together", async () => {
+    const runtime = await newProcess(`pj${++deployments}`)
+    const ids = Array.from({ length: 120 }, () => newSessionId())
+    // Stored before any projector runs: a backlog, as after an outage or under a burst of writes.
+    for (const id of ids) {
+      for (const command of [create(id), start(id), media(id), stop(id), finish(id)])
+        await ok(runtime, command)
+    }
+    const projector = await newProjector(runtime)
+    await waitFor(
+      async () => projector.processed,
+      (processed) => processed === ids.length * 5,
+      { timeoutMs: 30_000 },
+    )
+    for (const id of ids) expect((await runtime.readModel.get(id))?.sequence).toBe(5)
+    expect(projector.projections).toBeLessThanOrEqual(2 * ids.length)
+    const jsm = await jetstreamManager(runtime.topology.nc)
+    const info = await jsm.consumers.info(runtime.topology.eventStream, projector.durableName)
+    expect({ pending: info.num_pending, unacked: info.num_ack_pending }).toEqual({ pending: 0, unacked: 0 })
+  })
 })
