@@ -24,7 +24,7 @@ import {
 } from "@capture/protocol"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import { startNatsServer } from "@capture/testkit"
-import { DeliverPolicy, jetstream } from "@nats-io/jetstream"
+import { DeliverPolicy, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { startCaptureServer } from "./lib/captureServer.js"
@@ -76,7 +76,35 @@ interface Round {
   readonly anyCommand: LatencyFigure
   readonly events: (LatencyFigure & Omit<EventDelaySamples, "delays">) | undefined
   readonly cpu: CpuShare
+  /** The server's projector over the round (gateway rounds only). */
+  readonly projector?: ProjectorFigure | undefined
 }
+
+/** Events the round stored, and how fast the server's projector made them views. */
+interface ProjectorFigure {
+  readonly events: number
+  readonly writtenPerSecond: number
+  readonly projectedPerSecond: number
+  /** From the round's last answer until the projector had acked every event. */
+  readonly caughtUpMs: number
+}
+
+const SERVER_EVENT_STREAM = "CAPTURE_EVENTS"
+const SERVER_PROJECTOR = "capture-projector"
+
+/** Waits until the server's projector has acked everything stored; ms waited. */
+const projectorCaughtUp = async (jsm: JetStreamManager): Promise<number> => {
+  const started = performance.now()
+  for (;;) {
+    const info = await jsm.consumers.info(SERVER_EVENT_STREAM, SERVER_PROJECTOR)
+    if (info.num_pending === 0 && info.num_ack_pending === 0) return performance.now() - started
+    if (performance.now() - started > EVENT_GRACE_MS * 4) throw new Error("the projector did not catch up")
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+const lastEventSequence = async (jsm: JetStreamManager): Promise<number> =>
+  (await jsm.streams.info(SERVER_EVENT_STREAM)).state.last_seq
 
 /** The processes whose CPU is counted; `server` undefined until it runs. */
 const processes = { server: undefined as number | undefined }
@@ -259,12 +287,14 @@ const gatewaySession = (client: JsonClient, connectionId: string, timings: Timin
 const gatewayRound = async (
   client: JsonClient,
   socket: Awaited<ReturnType<typeof openEventSocket>>,
+  jsm: JetStreamManager,
   count: number,
   concurrency: number = CONCURRENCY,
 ): Promise<Round> => {
   const timings = emptyTimings()
   const delays = new EventDelays()
   socket.listen(delays)
+  const firstSequence = await lastEventSequence(jsm)
   const [sessions, cpu] = await withCpu(() =>
     measure(
       `gateway over HTTP, ${concurrency} in flight`,
@@ -273,11 +303,19 @@ const gatewayRound = async (
       gatewaySession(client, socket.connectionId, timings, delays),
     ),
   )
+  const caughtUpMs = await projectorCaughtUp(jsm)
+  const stored = (await lastEventSequence(jsm)) - firstSequence
+  const projector: ProjectorFigure = {
+    events: stored,
+    writtenPerSecond: stored / sessions.seconds,
+    projectedPerSecond: stored / (sessions.seconds + caughtUpMs / 1000),
+    caughtUpMs,
+  }
   const events = eventFigure(
     `HTTP answer → WebSocket event, ${concurrency} in flight`,
     await delays.settle(EVENT_GRACE_MS),
   )
-  return { sessions, ...commandFigures("HTTP", timings), events, cpu }
+  return { sessions, ...commandFigures("HTTP", timings), events, cpu, projector }
 }
 
 // --- the run ------------------------------------------------------------------------------------
@@ -296,6 +334,7 @@ const main = async () => {
   try {
     // Its own prefix: the server's projector and WebSocket hub never see the baseline's events.
     const runtime = await startSessionRuntime(nc, { topology: { prefix: "bench" } })
+    const jsm = await jetstreamManager(nc)
     const socket = await openEventSocket(client)
     console.log(
       `server: capture serve child process (pid ${server.pid}) at ${server.url}, NATS: ${nats.kind} at ${nats.url}`,
@@ -306,7 +345,7 @@ const main = async () => {
 
     // Warm up JIT, sockets and stream files on both sides.
     await hostRound(runtime, WARM_UP)
-    await gatewayRound(client, socket, WARM_UP)
+    await gatewayRound(client, socket, jsm, WARM_UP)
     await hostEventsRound(runtime, WARM_UP)
 
     // The shapes alternate over several rounds and each reports its median round (see bench:actor).
@@ -323,13 +362,13 @@ const main = async () => {
       await settle()
       rounds.host.push(await hostRound(runtime, SESSIONS))
       await settle()
-      rounds.gateway.push(await gatewayRound(client, socket, SESSIONS))
+      rounds.gateway.push(await gatewayRound(client, socket, jsm, SESSIONS))
       await settle()
       rounds.hostEvents.push(await hostEventsRound(runtime, SESSIONS))
     }
     // Event delay without a backlog: one session at a time.
     await settle()
-    const alone = await gatewayRound(client, socket, ALONE, 1)
+    const alone = await gatewayRound(client, socket, jsm, ALONE, 1)
     const host = median(rounds.host)
     const gateway = median(rounds.gateway)
     const hostEvents = median(rounds.hostEvents)
@@ -381,6 +420,15 @@ const main = async () => {
       `\ngateway/actor: ${ratio.toFixed(2)}x (${gateway.sessions.perSecond.toFixed(0)} vs ${host.sessions.perSecond.toFixed(0)} sessions/s, ` +
         `${(gateway.sessions.perSecond * 3).toFixed(0)} vs ${(host.sessions.perSecond * 3).toFixed(0)} commands/s)`,
     )
+    const projector = gateway.projector
+    if (projector !== undefined) {
+      // The projector keeps up when it makes views as fast as the gateway stores events (≥ 1x).
+      console.log(
+        `projector: ${projector.projectedPerSecond.toFixed(0)} events/s made views against ${projector.writtenPerSecond.toFixed(0)} stored ` +
+          `(${(projector.projectedPerSecond / projector.writtenPerSecond).toFixed(2)}x; ${projector.events} events, ` +
+          `caught up ${projector.caughtUpMs.toFixed(0)} ms after the last answer)`,
+      )
+    }
     const file = writeResults("gateway", {
       at: new Date().toISOString(),
       node: process.version,
