@@ -68,7 +68,8 @@ describe("the OpenAI-compatible chat model", () => {
   }, 60_000)
 
   it("asks for JSON for a verdict and reads it from fences and prose", async () => {
-    answer = 'Sure.\n```json\n{"triggered": "yes", "confidence": "85", "explanation": "A budget is on screen."}\n```'
+    answer =
+      'Sure.\n```json\n{"triggered": "yes", "confidence": "85", "explanation": "A budget is on screen."}\n```'
     const model = new OpenAiChatModel({ baseUrl: provider.baseUrl, model: "gpt-4o-mini", apiKey: KEY })
     const verdict = await decideEvent(
       model,
