@@ -106,8 +106,6 @@ export const VisualLane = Schema.Struct({
    * segment and decode rate they come from, so whichever worker closes the scene finds them.
    */
   shots: Schema.optionalKey(Schema.Array(FrameRef)),
-  /** With a chat model: the last scene's description, the next one's when the screen stays still. */
-  description: Schema.optionalKey(Schema.String),
 })
 export type VisualLane = typeof VisualLane.Type
 

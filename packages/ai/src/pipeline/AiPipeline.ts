@@ -507,17 +507,18 @@ export class AiPipeline {
         thumbnail: "",
         text: "",
       }
+      // The index as the scenes stored so far left it.
+      const indexNow = () => state.indexes.find((i) => i.indexId === index.indexId) ?? index
       const close = async (scene: number, end: number) => {
         // Stored already (by this worker before a retry, or one killed after it): not again.
-        if (scene < (state.indexes.find((i) => i.indexId === index.indexId)?.scenes ?? 0)) return
+        if (scene < indexNow().scenes) return
         const sceneId = `${rtstreamId}/index/${index.indexId}/scene/${scene}`
         const described =
           chat === undefined
             ? { text: describeScreen(lane.lines), engine: "local" }
-            : await this.describeScene(chat, rtstreamId, record, index, sceneId, lane)
+            : await this.describeScene(chat, rtstreamId, record, indexNow(), sceneId, lane)
         // Nothing read on screen (or nothing to describe it with): no scene.
         if (described === undefined || described.text === "") return
-        if (chat !== undefined) lane = { ...lane, description: described.text }
         const alerts = await this.evaluateAlerts(state, index, sceneId, described.text)
         await append({
           type: "SceneIndexed",
@@ -625,9 +626,7 @@ export class AiPipeline {
       if (jpeg !== undefined) images.push({ mime: "image/jpeg", bytes: jpeg })
     }
     if (images.length === 0) {
-      return lane.description === undefined
-        ? undefined
-        : { text: lane.description, engine: this.chatEngineName() }
+      return index.lastText === null ? undefined : { text: index.lastText, engine: this.chatEngineName() }
     }
     const seconds = "time" in index.batch ? index.batch.time : 0
     const answer = await this.askChat(sceneId, () => describeFrames(chat, index.prompt, images, seconds))
