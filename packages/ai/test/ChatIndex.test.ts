@@ -333,6 +333,50 @@ describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", (
     expect(pipeline.stats.chatFailures).toBe(0)
   }, 180_000)
 
+  it("closes a scene on another worker with the frames the first one chose", async () => {
+    const prefix = "aichathandoff"
+    const deployment = await openDeployment(nc, prefix)
+    closers.push(() => deployment.runtime.stop())
+    const chat = new OpenAiChatModel({ baseUrl: provider.baseUrl, model: MODEL, apiKey: KEY })
+    const first = await startPipeline(deployment, prefix, { chat })
+    const startMs = Date.now() - 60_000
+    const target = await displaySession(deployment, startMs)
+    const PROMPT = "Name the window"
+    const index = Result.getOrThrow(
+      await createIndex(deployment.store, target, {
+        extraction_type: "time_based",
+        extraction_config: { time: 4, frame_count: 2 },
+        prompt: PROMPT,
+      }),
+    )
+    // Segment 1 (the budget screen's first half) is taken by the first worker, which then stops:
+    // the shot it chose is only a reference in the lane.
+    await putScreen(deployment, target.session_id, 1, startMs)
+    await waitFor(
+      () => deployment.store.load(target.rtstream_id),
+      (state) => state.nextIndex === 2,
+      { timeoutMs: 60_000, intervalMs: 200 },
+    )
+    await first.stop()
+    const lane = (await deployment.store.load(target.rtstream_id)).visual[0]
+    expect(lane?.shots).toEqual([{ segment: 1, fps: 1, position: 0 }])
+    const before = provider.requests.length
+    await startPipeline(deployment, prefix, { chat })
+    for (let i = 2; i < screens.segments.length; i++)
+      await putScreen(deployment, target.session_id, i, startMs)
+    await waitFor(
+      () => deployment.store.load(target.rtstream_id),
+      (state) => state.nextIndex === screens.segments.length,
+      { timeoutMs: 90_000, intervalMs: 200 },
+    )
+    // The second worker decoded segment 1 again from the media store for scene 0's frame.
+    const described = provider.requests.slice(before).filter((request) => request.text.startsWith(PROMPT))
+    expect(described.map((request) => request.images.length)).toEqual([1, 1])
+    const scenes = await storedScenes(deployment.store, target.rtstream_id, index.rtstream_index_id)
+    expect(words(scenes[0]?.text ?? "")).toEqual(expect.arrayContaining(["quarterly", "budget", "review"]))
+    expect(words(scenes[1]?.text ?? "")).toEqual(expect.arrayContaining(["invoice", "overdue", "reminder"]))
+  }, 180_000)
+
   it("falls back to the local engines when the provider keeps failing, and does not retry a refused key", async () => {
     const prefix = "aichatdown"
     const deployment = await openDeployment(nc, prefix)
