@@ -79,6 +79,10 @@ export const OpenUtterance = Schema.Struct({
 })
 export type OpenUtterance = typeof OpenUtterance.Type
 
+/** A frame of a display segment: decoded at `fps`, the `position`th. */
+export const FrameRef = Schema.Struct({ segment: Schema.Int, fps: Schema.Finite, position: Schema.Int })
+export type FrameRef = typeof FrameRef.Type
+
 /**
  * A visual index's place in the frames of a display: its scene grid, the scene still open at the
  * end of the last segment taken (the lines read in it so far) and the last frame read (the change
@@ -97,6 +101,11 @@ export const VisualLane = Schema.Struct({
   thumbnail: Schema.String,
   /** What the last frame read said. */
   text: Schema.String,
+  /**
+   * With a chat model: the open scene's frames to send (those where the screen changed), by the
+   * segment and decode rate they come from, so whichever worker closes the scene finds them.
+   */
+  shots: Schema.optionalKey(Schema.Array(FrameRef)),
 })
 export type VisualLane = typeof VisualLane.Type
 
@@ -188,7 +197,7 @@ export const SceneIndexed = event("SceneIndexed", {
   /** Epoch ms on the recording's clock. */
   start: Schema.Finite,
   end: Schema.Finite,
-  /** Who described it: `local` (the text read on screen, or the transcript itself), or a chat model. */
+  /** Who described it: `local` (the text read on screen), `transcript` (the batch itself), or `chat:<model>`. */
   engine: Schema.String,
   routing: AiRouting,
   /** The index's alerts this result fired: decided with the result, so each fires once. */

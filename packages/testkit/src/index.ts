@@ -5,6 +5,7 @@
  * colour).
  */
 export * from "./AvSync.js"
+export * from "./ChatProvider.js"
 export * from "./FreePorts.js"
 export * from "./LinuxDesktop.js"
 export * from "./MediaTools.js"

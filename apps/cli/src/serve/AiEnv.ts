@@ -2,9 +2,19 @@
  * The AI pipeline's settings from the environment: which transcription engines this server
  * offers and which one a call that names none gets. The local engine (pocketsphinx) needs no
  * configuration and is offered wherever it is installed; the OpenAI-compatible one once
- * `CAPTURE_OPENAI_BASE_URL` is set. A malformed value stops `serve` with a usage error.
+ * `CAPTURE_OPENAI_BASE_URL` is set. A chat model (OpenAI-compatible chat completions with image
+ * input) describes scenes and decides alerts once `CAPTURE_CHAT_BASE_URL` is set. A malformed
+ * value stops `serve` with a usage error.
  */
-import { type EngineChoice, type Engines, findPocketsphinx, LocalEngine, OpenAiEngine } from "@capture/ai"
+import {
+  type ChatModel,
+  type EngineChoice,
+  type Engines,
+  findPocketsphinx,
+  LocalEngine,
+  OpenAiChatModel,
+  OpenAiEngine,
+} from "@capture/ai"
 import type { TranscriptionEngineName } from "@capture/protocol"
 import { usage } from "../Exit.js"
 
@@ -17,6 +27,15 @@ export interface AiSettings {
         readonly model: string
         readonly apiKey: string | undefined
         readonly language: string | undefined
+        readonly timeoutMs: number
+      }
+    | undefined
+  /** The chat model for indexes and alerts; absent: the local engines and the deterministic matcher. */
+  readonly chat:
+    | {
+        readonly baseUrl: string
+        readonly model: string
+        readonly apiKey: string | undefined
         readonly timeoutMs: number
       }
     | undefined
@@ -59,6 +78,19 @@ export const aiSettingsFromEnv = (): AiSettings => {
   if (openai !== undefined && !/^https?:\/\//.test(openai.baseUrl)) {
     throw usage(`CAPTURE_OPENAI_BASE_URL must be an http(s) URL, got "${openai.baseUrl}"`)
   }
+  const chatBaseUrl = process.env.CAPTURE_CHAT_BASE_URL
+  const chat =
+    chatBaseUrl === undefined || chatBaseUrl === ""
+      ? undefined
+      : {
+          baseUrl: chatBaseUrl,
+          model: process.env.CAPTURE_CHAT_MODEL || "gpt-4o-mini",
+          apiKey: process.env.CAPTURE_CHAT_API_KEY || undefined,
+          timeoutMs: positiveInt("CAPTURE_CHAT_TIMEOUT_MS", 60_000),
+        }
+  if (chat !== undefined && !/^https?:\/\//.test(chat.baseUrl)) {
+    throw usage(`CAPTURE_CHAT_BASE_URL must be an http(s) URL, got "${chat.baseUrl}"`)
+  }
   const offered: Array<TranscriptionEngineName> = []
   if (findPocketsphinx() !== undefined) offered.push("local")
   if (openai !== undefined) offered.push("openai")
@@ -76,6 +108,7 @@ export const aiSettingsFromEnv = (): AiSettings => {
   return {
     choice: { offered, default: fallback },
     openai,
+    chat,
     interim: flag("CAPTURE_AI_INTERIM", true),
     parallel: positiveInt("CAPTURE_AI_PARALLEL", 4),
     engineAttempts: positiveInt("CAPTURE_AI_ENGINE_ATTEMPTS", 3),
@@ -89,3 +122,7 @@ export const enginesOf = (settings: AiSettings): Engines => ({
   ...(settings.choice.offered.includes("local") ? { local: new LocalEngine() } : {}),
   ...(settings.openai === undefined ? {} : { openai: new OpenAiEngine(settings.openai) }),
 })
+
+/** The chat model an AI worker asks with these settings, if any. */
+export const chatModelOf = (settings: AiSettings): ChatModel | undefined =>
+  settings.chat === undefined ? undefined : new OpenAiChatModel(settings.chat)

@@ -10,7 +10,14 @@
  * held unacknowledged is redelivered to another instance.
  */
 import { resolve } from "node:path"
-import { AiPipeline, AiStore, closeEngines, TesseractReader, tesseractAvailable } from "@capture/ai"
+import {
+  AiPipeline,
+  AiStore,
+  type ChatModel,
+  closeEngines,
+  TesseractReader,
+  tesseractAvailable,
+} from "@capture/ai"
 import { findOnPath, resolveFfmpegTools } from "@capture/binaries"
 import {
   answerClientErrorsWithEnvelope,
@@ -31,7 +38,7 @@ import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
 import { log, logEffect, logFormat, showOnce } from "../Log.js"
 import { accessLog } from "./AccessLog.js"
-import { type AiSettings, enginesOf } from "./AiEnv.js"
+import { type AiSettings, chatModelOf, enginesOf } from "./AiEnv.js"
 import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
@@ -105,6 +112,14 @@ const keptAliveServer = (timeouts: HttpTimeouts) => () => {
 }
 
 /** Stops one part within `ms`, logging the start and the outcome; never fails. */
+/** What describes a display's scenes on this worker, for its start-up line. */
+const visualIndexShown = (chat: ChatModel | undefined, tesseract: boolean): string =>
+  chat === undefined
+    ? tesseract
+      ? "local (tesseract)"
+      : "off: no tesseract"
+    : `chat (${chat.model}${tesseract ? ", tesseract when it fails" : ", no tesseract to fall back on"})`
+
 const stopWithin = (ms: number, part: string, stop: () => Promise<void>) =>
   Effect.gen(function* () {
     yield* logEffect(`stopping ${part}`)
@@ -219,6 +234,7 @@ export const serve = (options: ServeOptions) =>
         const engines = enginesOf(options.ai)
         // The local visual engine: OCR with Tesseract where it is installed (bootstrap.sh installs it).
         const textReader = tesseractAvailable() ? new TesseractReader() : undefined
+        const chat = chatModelOf(options.ai)
         const pipeline = yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: async () =>
@@ -228,6 +244,7 @@ export const serve = (options: ServeOptions) =>
                 readModel: runtime.readModel,
                 engines,
                 ...(textReader === undefined ? {} : { textReader }),
+                ...(chat === undefined ? {} : { chat }),
                 // faad decodes the recorder's AAC for a fraction of ffmpeg's start-up cost.
                 decoders: { ffmpeg: tools.ffmpeg, faad: findOnPath("faad") },
                 prefix: runtime.topology.options.prefix,
@@ -247,7 +264,7 @@ export const serve = (options: ServeOptions) =>
             }),
         )
         log(
-          `AI pipeline started (engines ${options.ai.choice.offered.join(", ") || "none"}, default ${options.ai.choice.default}; visual index ${textReader === undefined ? "off: no tesseract" : "local (tesseract)"})`,
+          `AI pipeline started (engines ${options.ai.choice.offered.join(", ") || "none"}, default ${options.ai.choice.default}; visual index ${visualIndexShown(chat, textReader !== undefined)}; alerts ${chat === undefined ? "matched by terms" : `decided by ${chat.model}`})`,
         )
         void pipeline
       }

@@ -129,21 +129,24 @@ export const listAlerts = async (
   )
 }
 
+/** The enabled alerts of an index. */
+export const alertsOf = (state: RtstreamAi, indexId: string): Array<AlertState> =>
+  state.alerts.filter((alert) => alert.indexId === indexId && alert.enabled)
+
+/** An alert as a result fires it. */
+export const firedAlert = (alert: AlertState, confidence: number, explanation: string): FiredAlert => ({
+  alert_id: alert.alertId as AlertId,
+  event_id: alert.eventId,
+  label: alert.label,
+  confidence,
+  explanation,
+  callback_url: alert.callbackUrl,
+  routing: alert.routing,
+})
+
 /** The enabled alerts of the index that `text` fires (the deterministic matcher). */
 export const firedAlerts = (state: RtstreamAi, indexId: string, text: string): Array<FiredAlert> =>
-  state.alerts.flatMap((alert) => {
-    if (alert.indexId !== indexId || !alert.enabled) return []
+  alertsOf(state, indexId).flatMap((alert) => {
     const match = matchEvent(text, alert.label, alert.prompt)
-    if (!match.fires) return []
-    return [
-      {
-        alert_id: alert.alertId as AlertId,
-        event_id: alert.eventId,
-        label: alert.label,
-        confidence: match.confidence,
-        explanation: match.explanation,
-        callback_url: alert.callbackUrl,
-        routing: alert.routing,
-      },
-    ]
+    return match.fires ? [firedAlert(alert, match.confidence, match.explanation)] : []
   })

@@ -22,6 +22,8 @@ import {
   type AiEvent,
   channelKind,
   decodeUnknown,
+  type FiredAlert,
+  type FrameRef,
   MediaSegment,
   type OpenUtterance,
   type RtstreamId,
@@ -30,7 +32,8 @@ import {
 import type { SessionReadModel } from "@capture/session-actor"
 import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { firedAlerts } from "../alerts/Alerts.js"
+import { matchEvent } from "../alerts/AlertMatcher.js"
+import { alertsOf, firedAlert, firedAlerts } from "../alerts/Alerts.js"
 import { audioBatchDue, audioBatchScene } from "../audio/AudioBatches.js"
 import {
   AudioDecodeError,
@@ -45,10 +48,17 @@ import {
   detectVoiceActivity,
   type VoiceActivityOptions,
 } from "../audio/VoiceActivity.js"
+import type { ChatImage, ChatModel } from "../engines/ChatModel.js"
+import {
+  answerOverTranscript,
+  decideEvent,
+  describeFrames,
+  type EventVerdict,
+} from "../engines/ChatPrompts.js"
 import { ocrLines, type TextReader } from "../engines/TesseractReader.js"
 import { EngineError, type Engines, type TranscriptionEngine } from "../engines/TranscriptionEngine.js"
 import type { AiStore } from "../store/AiStore.js"
-import { foldAiEvent, type RtstreamAi, visualActive } from "../store/RtstreamAi.js"
+import { foldAiEvent, type RtstreamAi, type SceneIndexState, visualActive } from "../store/RtstreamAi.js"
 import { isTranscribable } from "../Transcription.js"
 import {
   decodeFrames,
@@ -82,8 +92,17 @@ export interface AiPipelineOptions {
   /** How long a segment waits for its predecessor before the lane skips the missing one, ms. */
   readonly gapWaitMs?: number
   readonly voiceActivity?: VoiceActivityOptions
-  /** Reads the text on a display's frames for visual indexes (Tesseract); absent: displays are not indexed. */
+  /**
+   * Reads the text on a display's frames for visual indexes (Tesseract): the local description,
+   * and the fallback when the chat model fails. With neither this nor `chat`, displays are not indexed.
+   */
   readonly textReader?: TextReader
+  /**
+   * An OpenAI-compatible chat model with image input: describes visual scenes from their frames,
+   * answers audio indexes' prompts, decides alerts. Absent: the local engines and the matcher.
+   * Its calls are tried `engineAttempts` times, like transcription.
+   */
+  readonly chat?: ChatModel
   readonly log?: (message: string) => void
 }
 
@@ -99,6 +118,9 @@ const MAX_FPS = 5
 
 const decodeRecord = decodeUnknown(MediaSegment)
 
+/** A shot's key in the images kept for open scenes. */
+const frameKey = (shot: FrameRef): string => `${shot.segment}/${shot.fps}/${shot.position}`
+
 /** PCM of recent segments per rtstream, so a carried utterance is rarely decoded twice. */
 const CACHED_SEGMENTS = 16
 
@@ -110,16 +132,34 @@ export interface AiPipelineStats {
   /** Frames the visual indexes looked at, and those read by OCR (the screen had changed). */
   frames: number
   reads: number
+  /** Chat model calls answered, and those that failed past their retries (the local result was stored instead). */
+  chatCalls: number
+  chatFailures: number
 }
 
 export class AiPipeline {
-  readonly stats: AiPipelineStats = { segments: 0, utterances: 0, failures: 0, frames: 0, reads: 0 }
+  readonly stats: AiPipelineStats = {
+    segments: 0,
+    utterances: 0,
+    failures: 0,
+    frames: 0,
+    reads: 0,
+    chatCalls: 0,
+    chatFailures: 0,
+  }
   private readonly lanes = new Map<string, Promise<unknown>>()
   /** Segments per rtstream queued in this process behind the one being taken. */
   private readonly waiting = new Map<string, number>()
   private readonly states = new Map<string, RtstreamAi>()
   private readonly pcm = new Map<string, Map<number, Int16Array>>()
   private readonly rtstreams = new Map<string, { readonly id: RtstreamId } | null>()
+  /** JPEGs of the frames open scenes will send, per rtstream, by `frameKey`. */
+  private readonly shotImages = new Map<string, Map<string, Uint8Array>>()
+  /**
+   * Chat answers by the result (and alert) they are for: a lane that must try a segment again (its
+   * history moved under it) does not ask again. Only stored results count as done.
+   */
+  private readonly chatAnswers = new Map<string, string | EventVerdict>()
   private stopWork: (() => Promise<void>) | undefined
   private readonly log: (message: string) => void
 
@@ -153,8 +193,8 @@ export class AiPipeline {
 
   /** Handles one media record; exported for tests that drive the pipeline without a consumer. */
   async onSegment(record: MediaSegment, message: JsMsg): Promise<Later | undefined> {
-    if (!isTranscribable(record.channel_id) && !(isVisual(record.channel_id) && this.options.textReader))
-      return
+    const indexesVisual = this.options.textReader !== undefined || this.options.chat !== undefined
+    if (!isTranscribable(record.channel_id) && !(isVisual(record.channel_id) && indexesVisual)) return
     const rtstream = await this.rtstreamOf(record)
     if (rtstream === null) return
     // One segment of an rtstream at a time in this process; other processes are held off by the lane.
@@ -363,15 +403,24 @@ export class AiPipeline {
         }
       }
     }
-    // Audio indexes: each batch that is due becomes a scene (its transcript, without a chat model).
+    // Audio indexes: each batch that is due becomes a scene: the chat model's answer to the
+    // index's prompt over the batch, or (without one, or when it fails) the transcript itself.
     for (const index of state.indexes) {
       if (index.kind !== "audio" || index.status !== "connected") continue
       if (!audioBatchDue(index, record.start_ms + record.duration_ms, ended)) continue
       const scene = audioBatchScene(index.pending)
-      const alerts = firedAlerts(state, index.indexId, scene.text)
+      const sceneId = `${rtstreamId}/index/${index.indexId}/scene/${index.scenes}`
+      const chat = this.options.chat
+      const answer =
+        chat === undefined
+          ? undefined
+          : await this.askChat(sceneId, () => answerOverTranscript(chat, index.prompt, scene.text))
+      const described = typeof answer === "string" ? answer : undefined
+      const text = described ?? scene.text
+      const alerts = await this.evaluateAlerts(state, index, sceneId, text)
       await append({
         type: "SceneIndexed",
-        id: `${rtstreamId}/index/${index.indexId}/scene/${index.scenes}`,
+        id: sceneId,
         ...envelope,
         time: new Date().toISOString(),
         data: {
@@ -379,10 +428,10 @@ export class AiPipeline {
           kind: "audio",
           index_name: index.name,
           scene: index.scenes,
-          text: scene.text,
+          text,
           start: Math.round(scene.start),
           end: Math.round(scene.end),
-          engine: "transcript",
+          engine: described === undefined ? "transcript" : this.chatEngineName(),
           routing: index.routing,
           ...(alerts.length === 0 ? {} : { alerts }),
         },
@@ -404,13 +453,15 @@ export class AiPipeline {
 
   /**
    * A display segment for its visual indexes: each samples `frame_count` frames per scene of
-   * `time` seconds on a grid from its origin; a frame is read (OCR) only when the screen changed
-   * since the index's last read, else its last text counts again. A scene is stored once the
-   * segments reach its end (or the display's last segment arrives), with the lines read in it;
-   * then `SegmentProcessed` carries each index's grid position, open scene and last read.
+   * `time` seconds on a grid from its origin. A frame counts only when the screen changed since
+   * the index's last one (the change detector): the local engine reads it (OCR), else its last
+   * text counts again; with a chat model it joins the scene's shots, sent when the scene closes. A
+   * scene is stored once the segments reach its end (or the display's last segment arrives); then
+   * `SegmentProcessed` carries each index's grid position, open scene and last frame.
    */
   private async processVisual(initial: RtstreamAi, record: MediaSegment): Promise<void> {
     const reader = this.options.textReader
+    const chat = this.options.chat
     const rtstreamId = initial.rtstreamId as RtstreamId
     const indexes = initial.indexes.filter((index) => index.kind === "visual" && index.status === "connected")
     let state = initial
@@ -427,21 +478,21 @@ export class AiPipeline {
         fps = Math.max(fps, Math.min(MAX_FPS, index.batch.frame_count / index.batch.time))
       }
     }
-    const frames = reader === undefined ? [] : await this.segmentFrames(rtstreamId, record, fps)
+    const frames =
+      reader === undefined && chat === undefined
+        ? []
+        : await this.segmentFrames(rtstreamId, record, record.index, fps, chat !== undefined)
     // A frame read once in this segment is not read again for another index.
     const reads = new Map<number, Promise<Array<string>>>()
     const readFrame = (position: number, frame: GreyFrame): Promise<Array<string>> => {
       let read = reads.get(position)
       if (read === undefined) {
-        this.stats.reads++
-        read = (reader as TextReader).read(toPgm(frame)).then(ocrLines, (error: unknown) => {
-          this.log(`ai: ${rtstreamId} segment ${record.index}: OCR failed (${String(error)}); frame skipped`)
-          return []
-        })
+        read = this.readText(rtstreamId, record, toPgm(frame))
         reads.set(position, read)
       }
       return read
     }
+    const images = this.shotImagesOf(rtstreamId)
     const lanes: Array<VisualLane> = []
     for (const index of indexes) {
       if (!(index.batch.type === "time" && "time" in index.batch)) continue
@@ -456,19 +507,22 @@ export class AiPipeline {
         thumbnail: "",
         text: "",
       }
-      const close = async (scene: number, lines: ReadonlyArray<string>, end: number) => {
+      // The index as the scenes stored so far left it.
+      const indexNow = () => state.indexes.find((i) => i.indexId === index.indexId) ?? index
+      const close = async (scene: number, end: number) => {
         // Stored already (by this worker before a retry, or one killed after it): not again.
-        if (
-          lines.length === 0 ||
-          scene < (state.indexes.find((i) => i.indexId === index.indexId)?.scenes ?? 0)
-        ) {
-          return
-        }
-        const text = describeScreen(lines)
-        const alerts = firedAlerts(state, index.indexId, text)
+        if (scene < indexNow().scenes) return
+        const sceneId = `${rtstreamId}/index/${index.indexId}/scene/${scene}`
+        const described =
+          chat === undefined
+            ? { text: describeScreen(lane.lines), engine: "local" }
+            : await this.describeScene(chat, rtstreamId, record, indexNow(), sceneId, lane)
+        // Nothing read on screen (or nothing to describe it with): no scene.
+        if (described === undefined || described.text === "") return
+        const alerts = await this.evaluateAlerts(state, index, sceneId, described.text)
         await append({
           type: "SceneIndexed",
-          id: `${rtstreamId}/index/${index.indexId}/scene/${scene}`,
+          id: sceneId,
           ...envelope,
           time: new Date().toISOString(),
           data: {
@@ -476,10 +530,10 @@ export class AiPipeline {
             kind: "visual",
             index_name: index.name,
             scene,
-            text,
+            text: described.text,
             start: Math.round(lane.origin_ms + scene * span),
             end: Math.round(Math.min(end, lane.origin_ms + (scene + 1) * span)),
-            engine: "local",
+            engine: described.engine,
             routing: index.routing,
             ...(alerts.length === 0 ? {} : { alerts }),
           },
@@ -493,8 +547,8 @@ export class AiPipeline {
         if (at >= segmentEnd) break
         const scene = Math.floor((k * step) / span)
         if (scene > lane.scene) {
-          await close(lane.scene, lane.lines, at)
-          lane = { ...lane, scene, lines: [] }
+          await close(lane.scene, at)
+          lane = { ...lane, scene, lines: [], ...(chat === undefined ? {} : { shots: [] }) }
         }
         const position = Math.min(
           frames.length - 1,
@@ -503,7 +557,18 @@ export class AiPipeline {
         const frame = frames[position] as GreyFrame
         this.stats.frames++
         const thumb = thumbnailOf(frame)
-        if (screenChanged(thumbnail, thumb)) {
+        if (!screenChanged(thumbnail, thumb)) {
+          // A still screen: its last text counts again; a chat model is not shown it again.
+        } else if (chat !== undefined) {
+          thumbnail = thumb
+          const shot: FrameRef = { segment: record.index, fps, position }
+          if (frame.jpeg !== undefined) images.set(frameKey(shot), frame.jpeg)
+          lane = {
+            ...lane,
+            thumbnail: Buffer.from(thumb).toString("base64"),
+            shots: [...(lane.shots ?? []), shot],
+          }
+        } else {
           const lines = await readFrame(position, frame)
           thumbnail = thumb
           lane = { ...lane, thumbnail: Buffer.from(thumb).toString("base64"), text: lines.join("\n") }
@@ -514,11 +579,14 @@ export class AiPipeline {
       }
       // The scene ends with this segment, or the display ends here.
       if (segmentEnd >= lane.origin_ms + (lane.scene + 1) * span || record.final) {
-        await close(lane.scene, lane.lines, segmentEnd)
-        lane = { ...lane, scene: lane.scene + 1, lines: [] }
+        await close(lane.scene, segmentEnd)
+        lane = { ...lane, scene: lane.scene + 1, lines: [], ...(chat === undefined ? {} : { shots: [] }) }
       }
       lanes.push(lane)
     }
+    // Only the frames open scenes will still send are kept.
+    const kept = new Set(lanes.flatMap((lane) => (lane.shots ?? []).map(frameKey)))
+    for (const key of images.keys()) if (!kept.has(key)) images.delete(key)
     await append({
       type: "SegmentProcessed",
       id: `${rtstreamId}/e${initial.epoch}/segment/${record.index}`,
@@ -528,17 +596,156 @@ export class AiPipeline {
     })
   }
 
-  /** A display segment's frames; bytes that are gone or do not decode give none. */
+  /** The lines tesseract reads on an image (PGM or JPEG); none when it fails. */
+  private readText(rtstreamId: string, record: MediaSegment, image: Uint8Array): Promise<Array<string>> {
+    const reader = this.options.textReader
+    if (reader === undefined) return Promise.resolve([])
+    this.stats.reads++
+    return reader.read(image).then(ocrLines, (error: unknown) => {
+      this.log(`ai: ${rtstreamId} segment ${record.index}: OCR failed (${String(error)}); frame skipped`)
+      return []
+    })
+  }
+
+  /**
+   * A visual scene through the chat model: its shots (the frames where the screen changed) with
+   * the index's prompt. A scene whose screen never changed gets the last description again, with
+   * no call. When the model fails past its retries, the local engine reads the same frames.
+   */
+  private async describeScene(
+    chat: ChatModel,
+    rtstreamId: string,
+    record: MediaSegment,
+    index: SceneIndexState,
+    sceneId: string,
+    lane: VisualLane,
+  ): Promise<{ readonly text: string; readonly engine: string } | undefined> {
+    const images: Array<ChatImage> = []
+    for (const shot of lane.shots ?? []) {
+      const jpeg = await this.shotImage(rtstreamId, record, shot)
+      if (jpeg !== undefined) images.push({ mime: "image/jpeg", bytes: jpeg })
+    }
+    if (images.length === 0) {
+      return index.lastText === null ? undefined : { text: index.lastText, engine: this.chatEngineName() }
+    }
+    const seconds = "time" in index.batch ? index.batch.time : 0
+    const answer = await this.askChat(sceneId, () => describeFrames(chat, index.prompt, images, seconds))
+    if (typeof answer === "string") return { text: answer, engine: this.chatEngineName() }
+    const lines: Array<string> = []
+    for (const image of images) {
+      for (const line of await this.readText(sceneId, record, image.bytes)) {
+        if (!lines.includes(line)) lines.push(line)
+      }
+    }
+    return { text: describeScreen(lines), engine: "local" }
+  }
+
+  /** The JPEGs of an rtstream's open scenes' shots. */
+  private shotImagesOf(rtstreamId: string): Map<string, Uint8Array> {
+    let images = this.shotImages.get(rtstreamId)
+    if (images === undefined) {
+      images = new Map()
+      this.shotImages.set(rtstreamId, images)
+      if (this.shotImages.size > 1_000) this.shotImages.delete(this.shotImages.keys().next().value as string)
+    }
+    return images
+  }
+
+  /** A shot's JPEG: kept since its segment was taken here, else decoded again from the media store. */
+  private async shotImage(
+    rtstreamId: string,
+    record: MediaSegment,
+    shot: FrameRef,
+  ): Promise<Uint8Array | undefined> {
+    const images = this.shotImagesOf(rtstreamId)
+    const key = frameKey(shot)
+    const known = images.get(key)
+    if (known !== undefined) return known
+    const frames = await this.segmentFrames(rtstreamId, record, shot.segment, shot.fps, true)
+    for (const [position, frame] of frames.entries()) {
+      if (frame.jpeg !== undefined) images.set(frameKey({ ...shot, position }), frame.jpeg)
+    }
+    return images.get(key)
+  }
+
+  /** The engine a chat model's result names. */
+  private chatEngineName(): string {
+    return `chat:${this.options.chat?.model ?? ""}`
+  }
+
+  /**
+   * A chat model's answer for `key` (a result, or a result's alert), tried as transcription is;
+   * the error that outlasted the retries, logged, when it failed.
+   */
+  private async askChat<T extends string | EventVerdict>(
+    key: string,
+    ask: () => Promise<T>,
+  ): Promise<T | Error> {
+    const known = this.chatAnswers.get(key)
+    if (known !== undefined) return known as T
+    const outcome = await this.withRetries(ask)
+    if (outcome instanceof Error) {
+      this.stats.chatFailures++
+      this.log(`ai: ${key}: the chat model failed (${outcome.message}); the local result is stored instead`)
+      return outcome
+    }
+    this.stats.chatCalls++
+    this.chatAnswers.set(key, outcome)
+    if (this.chatAnswers.size > 2_000) this.chatAnswers.delete(this.chatAnswers.keys().next().value as string)
+    return outcome
+  }
+
+  /**
+   * The index's enabled alerts that a result fires: each decided by the chat model (a yes/no with
+   * a confidence) or, without one or when it fails, by the deterministic matcher.
+   */
+  private async evaluateAlerts(
+    state: RtstreamAi,
+    index: SceneIndexState,
+    sceneId: string,
+    text: string,
+  ): Promise<Array<FiredAlert>> {
+    const chat = this.options.chat
+    if (chat === undefined) return firedAlerts(state, index.indexId, text)
+    const decided = await Promise.all(
+      alertsOf(state, index.indexId).map(async (alert): Promise<Array<FiredAlert>> => {
+        const verdict = await this.askChat(`${sceneId}/alert/${alert.alertId}`, () =>
+          decideEvent(chat, alert, text, index.kind),
+        )
+        if (verdict instanceof Error) {
+          const match = matchEvent(text, alert.label, alert.prompt)
+          return match.fires
+            ? [
+                firedAlert(
+                  alert,
+                  match.confidence,
+                  `the chat model failed; matched by terms: ${match.explanation}`,
+                ),
+              ]
+            : []
+        }
+        if (!verdict.triggered) return []
+        return [
+          firedAlert(alert, verdict.confidence, verdict.explanation || `${chat.model} says it happened`),
+        ]
+      }),
+    )
+    return decided.flat()
+  }
+
+  /** A display segment's frames (with JPEGs when asked); bytes that are gone or do not decode give none. */
   private async segmentFrames(
     rtstreamId: string,
     record: MediaSegment,
+    segment: number,
     fps: number,
+    jpeg: boolean,
   ): Promise<Array<GreyFrame>> {
-    const bytes = await this.options.media.read(record.session_id, record.channel_id, record.index)
+    const bytes = await this.options.media.read(record.session_id, record.channel_id, segment)
     if (bytes === undefined) return []
-    return decodeFrames(this.options.decoders.ffmpeg, bytes, fps).catch((error: unknown) => {
+    return decodeFrames(this.options.decoders.ffmpeg, bytes, fps, { jpeg }).catch((error: unknown) => {
       if (!(error instanceof FrameDecodeError)) throw error
-      this.log(`ai: ${rtstreamId} segment ${record.index} does not decode (${error.message}); no frames`)
+      this.log(`ai: ${rtstreamId} segment ${segment} does not decode (${error.message}); no frames`)
       return []
     })
   }
@@ -550,11 +757,19 @@ export class AiPipeline {
     pcm: Int16Array,
   ): Promise<string | Error> {
     if (engine === undefined) return new EngineError(`engine ${name} is not configured on this worker`, false)
+    return this.withRetries(() => engine.transcribe(pcm))
+  }
+
+  /**
+   * A provider call tried `engineAttempts` times, pausing `engineRetryDelayMs` (doubling) between
+   * tries; an `EngineError` that is not retryable (a refused key or request) is not tried again.
+   */
+  private async withRetries<T>(call: () => Promise<T>): Promise<T | Error> {
     const attempts = this.options.engineAttempts ?? 3
     let pause = this.options.engineRetryDelayMs ?? 1_000
     for (let attempt = 1; ; attempt++) {
       try {
-        return await engine.transcribe(pcm)
+        return await call()
       } catch (error) {
         const failure = error instanceof Error ? error : new Error(String(error))
         const retryable = !(failure instanceof EngineError) || failure.retryable

@@ -40,6 +40,8 @@ export interface SceneIndexState {
   readonly status: SceneIndexStatus
   /** Scenes stored: the next scene number. */
   readonly scenes: number
+  /** The last scene's text: what a chat model's next scene repeats when the screen stayed still. */
+  readonly lastText: string | null
   /** An audio index's batch so far: the final transcript segments since its last scene. */
   readonly pending: ReadonlyArray<PendingSpeech>
 }
@@ -187,6 +189,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
             routing: d.routing,
             status: "connected",
             scenes: 0,
+            lastText: null,
             pending: [],
           },
         ],
@@ -242,6 +245,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
         indexes: withIndex(state, event.data.index_id, (index) => ({
           ...index,
           scenes: Math.max(index.scenes, event.data.scene + 1),
+          lastText: event.data.text,
           pending: index.pending.filter((speech) => speech.end > event.data.end),
         })),
       }

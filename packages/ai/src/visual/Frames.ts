@@ -13,6 +13,8 @@ export interface GreyFrame {
   readonly height: number
   /** `width × height` bytes, one per pixel, rows top to bottom. */
   readonly pixels: Uint8Array
+  /** The same frame in colour as a JPEG file, when asked for (what a chat model looks at). */
+  readonly jpeg?: Uint8Array
 }
 
 /** ffmpeg could not decode a segment's video. */
@@ -49,9 +51,87 @@ export const parsePgmStream = (
   return frames
 }
 
-/** A segment's frames at `fps` per second (the first at its start), grey, at most 1920 wide. */
-export const decodeFrames = (ffmpeg: string, media: Uint8Array, fps: number): Promise<Array<GreyFrame>> =>
+/**
+ * Splits ffmpeg's `image2pipe` MJPEG output into JPEG files: each runs from its SOI marker through
+ * its header segments (lengths given) and entropy-coded data (where 0xFF is stuffed or a restart
+ * marker) to its EOI.
+ */
+export const splitJpegStream = (bytes: Uint8Array): Array<Uint8Array> => {
+  const files: Array<Uint8Array> = []
+  let at = 0
+  while (at + 4 <= bytes.length && bytes[at] === 0xff && bytes[at + 1] === 0xd8) {
+    const start = at
+    let p = at + 2
+    let end = -1
+    while (p + 4 <= bytes.length && end < 0) {
+      if (bytes[p] !== 0xff) return files
+      const marker = bytes[p + 1] ?? 0
+      const length = ((bytes[p + 2] ?? 0) << 8) | (bytes[p + 3] ?? 0)
+      p += 2 + length
+      if (marker !== 0xda) continue
+      // Start of scan: entropy-coded data until a marker that is not stuffing or a restart.
+      while (p + 1 < bytes.length) {
+        if (bytes[p] === 0xff) {
+          const next = bytes[p + 1] ?? 0
+          if (next === 0xd9) {
+            end = p + 2
+            break
+          }
+          if (next !== 0x00 && !(next >= 0xd0 && next <= 0xd7) && next !== 0xff) break
+        }
+        p++
+      }
+    }
+    if (end < 0) return files
+    files.push(bytes.slice(start, end))
+    at = end
+  }
+  return files
+}
+
+/** What ffmpeg wrote to one pipe. */
+const collect = (stream: NodeJS.ReadableStream): Promise<Buffer> =>
   new Promise((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk))
+    stream.on("end", () => resolve(Buffer.concat(chunks)))
+    stream.on("error", reject)
+  })
+
+/**
+ * A segment's frames at `fps` per second (the first at its start), grey, at most 1920 wide; with
+ * `jpeg`, each also in colour as a JPEG (one ffmpeg writes both, on two pipes).
+ */
+export const decodeFrames = (
+  ffmpeg: string,
+  media: Uint8Array,
+  fps: number,
+  options: { readonly jpeg?: boolean } = {},
+): Promise<Array<GreyFrame>> =>
+  new Promise((resolve, reject) => {
+    const scaled = `fps=${fps}:round=down,scale='min(${MAX_WIDTH},iw)':-2`
+    const outputs = options.jpeg
+      ? [
+          "-filter_complex",
+          `[0:v:0]${scaled},split=2[a][b];[a]format=gray[grey];[b]format=yuvj420p[colour]`,
+          "-map",
+          "[grey]",
+          "-f",
+          "image2pipe",
+          "-c:v",
+          "pgm",
+          "pipe:1",
+          "-map",
+          "[colour]",
+          "-f",
+          "image2pipe",
+          "-c:v",
+          "mjpeg",
+          "-q:v",
+          "5",
+          "pipe:3",
+        ]
+      : ["-map", "0:v:0", "-an", "-vf", `${scaled},format=gray`, "-f", "image2pipe", "-c:v", "pgm", "pipe:1"]
     const child = spawn(
       ffmpeg,
       [
@@ -65,22 +145,14 @@ export const decodeFrames = (ffmpeg: string, media: Uint8Array, fps: number): Pr
         "mpegts",
         "-i",
         "pipe:0",
-        "-map",
-        "0:v:0",
-        "-an",
-        "-vf",
-        `fps=${fps}:round=down,scale='min(${MAX_WIDTH},iw)':-2,format=gray`,
-        "-f",
-        "image2pipe",
-        "-c:v",
-        "pgm",
-        "pipe:1",
+        ...outputs,
       ],
-      { stdio: ["pipe", "pipe", "pipe"] },
+      { stdio: ["pipe", "pipe", "pipe", "pipe"] },
     )
-    const chunks: Array<Buffer> = []
+    const grey = collect(child.stdout)
+    const colour = options.jpeg ? collect(child.stdio[3] as NodeJS.ReadableStream) : Promise.resolve(null)
+    colour.catch(() => undefined)
     let errors = ""
-    child.stdout.on("data", (chunk: Buffer) => chunks.push(chunk))
     child.stderr.on("data", (chunk: Buffer) => {
       if (errors.length < 2_000) errors += chunk.toString()
     })
@@ -91,12 +163,15 @@ export const decodeFrames = (ffmpeg: string, media: Uint8Array, fps: number): Pr
         reject(new FrameDecodeError(`ffmpeg exited ${code}: ${errors.trim().slice(0, 500)}`))
         return
       }
-      resolve(
-        parsePgmStream(Buffer.concat(chunks)).map((frame, position) => ({
-          ...frame,
-          offsetMs: (position * 1000) / fps,
-        })),
-      )
+      Promise.all([grey, colour]).then(([pgm, mjpeg]) => {
+        const jpegs = mjpeg === null ? [] : splitJpegStream(mjpeg)
+        resolve(
+          parsePgmStream(pgm).map((frame, position) => {
+            const jpeg = jpegs[position]
+            return { ...frame, offsetMs: (position * 1000) / fps, ...(jpeg === undefined ? {} : { jpeg }) }
+          }),
+        )
+      }, reject)
     })
     child.stdin.end(media)
   })
