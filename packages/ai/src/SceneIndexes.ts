@@ -29,7 +29,7 @@ import {
 import { Result } from "effect"
 import type { AiStore } from "./store/AiStore.js"
 import { emptyRtstreamAi, foldAiEvent, type RtstreamAi, type SceneIndexState } from "./store/RtstreamAi.js"
-import type { TranscriptionTarget } from "./Transcription.js"
+import { controlTranscription, type EngineChoice, type TranscriptionTarget } from "./Transcription.js"
 
 /** Defaults and bounds of `extraction_config` (docs/ai.md). */
 export const VISUAL_BATCH = {
@@ -293,6 +293,29 @@ export const changeIndex = async (
   const index = findIndex(stored.success, indexId)
   if (index === undefined) return Result.fail(indexNotFound(indexId))
   return Result.succeed(sceneIndexView(target.rtstream_id, index))
+}
+
+/**
+ * What stopping an rtstream means for its AI: its transcription stops (gracefully: the open
+ * utterance is finished) and each running index stops, as if each had been stopped on its own.
+ * Starting the rtstream again starts none of them; each is started again on its own route.
+ */
+export const stopRtstreamAi = async (
+  store: AiStore,
+  target: TranscriptionTarget,
+  choice: EngineChoice,
+): Promise<void> => {
+  const state = await store.load(target.rtstream_id)
+  if (state.transcription.status === "active") {
+    const stopped = await controlTranscription(store, target, { action: "stop" }, choice)
+    if (Result.isFailure(stopped)) throw new Error(`stopping transcription: ${stopped.failure.message}`)
+  }
+  for (const index of state.indexes) {
+    if (index.status !== "connected") continue
+    const stopped = await changeIndex(store, target, index.indexId, { action: "stop" })
+    if (Result.isFailure(stopped))
+      throw new Error(`stopping index ${index.indexId}: ${stopped.failure.message}`)
+  }
 }
 
 /** The rtstream's indexes, oldest first. */

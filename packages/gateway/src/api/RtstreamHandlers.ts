@@ -4,6 +4,7 @@
  * client tokens those of their own end user (all of the account's when issued without one); only
  * an API key exports.
  */
+import { stopRtstreamAi } from "@capture/ai"
 import {
   type CaptureSession,
   captureError,
@@ -35,6 +36,7 @@ import { clipUrls } from "../ingest/ClipRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import type { Failure } from "./Failures.js"
 import { call, execute, fromResult, refuse, requireApiKey, requireCollection } from "./Handlers.js"
+import { findRtstream } from "./TranscriptionHandlers.js"
 
 /** The rtstream `id` with its session, if the principal may reach it (else 404 `rtstream_not_found`). */
 export const reachRtstream = (services: GatewayServicesShape, principal: Principal, id: string) =>
@@ -315,6 +317,13 @@ export const RtstreamsLive = HttpApiBuilder.group(CaptureApi, "rtstreams", (hand
           const changed = after?.rtstreams.find((r) => r.rtstream_id === rtstream.rtstream_id)
           if (after === null || changed === undefined)
             return yield* refuse(rtstreamNotFound(params.rtstream_id))
+          if (payload.action === "stop") {
+            // Stored after the rtstream's stop: a retry of a half-done stop finishes it.
+            const target = yield* findRtstream(services, principal, rtstream.rtstream_id)
+            yield* call("stopping the rtstream's transcription and indexes", () =>
+              stopRtstreamAi(services.ai, target, services.transcription),
+            )
+          }
           return successOf(rtstreamResourceOf(after, changed))
         }),
       )

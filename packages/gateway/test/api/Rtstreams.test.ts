@@ -220,6 +220,36 @@ describe("rtstreams as resources", () => {
     }
   })
 
+  it("stops an rtstream's transcription and indexes with it; starting it again starts neither", async () => {
+    const id = await startSession("user-a")
+    await upload(id, "mic:default", 0)
+    const found = await waitFor(
+      () => rtstreamsOf(id),
+      (rtstreams) => rtstreams.some((r) => r.name === "mic:default"),
+    )
+    const rtstream = `/rtstream/${found.find((r) => r.name === "mic:default")?.rtstream_id}`
+    const transcription = await api.request("POST", `${rtstream}/transcription`, {
+      body: { action: "start" },
+    })
+    expect(data(transcription.body)).toMatchObject({ status: "active" })
+    const index = await api.request("POST", `${rtstream}/index/scene`, {
+      body: { extraction_type: "transcript", auto_start_transcript: false },
+    })
+    const indexId = data(index.body).rtstream_index_id as string
+    expect(data(index.body)).toMatchObject({ status: "connected" })
+    expect((await api.request("PATCH", `${rtstream}/status`, { body: { action: "stop" } })).status).toBe(200)
+    const indexStatus = async () => {
+      const listed = data((await api.request("GET", `${rtstream}/index/scene`)).body).scene_indexes
+      return (listed as Array<Record<string, unknown>>).find((i) => i.rtstream_index_id === indexId)?.status
+    }
+    expect(await indexStatus()).toBe("stopped")
+    expect(data((await api.request("GET", `${rtstream}/transcription`)).body)).toMatchObject({
+      status: "stopped",
+    })
+    await api.request("PATCH", `${rtstream}/status`, { body: { action: "start" } })
+    expect(await indexStatus()).toBe("stopped")
+  })
+
   it("stops and starts an rtstream as events of its session; repeats are idempotent; an ended session's stay stopped", async () => {
     const id = await startSession("user-a")
     await upload(id, "display:1", 0)
