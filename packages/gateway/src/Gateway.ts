@@ -13,6 +13,7 @@ import { Layer, Result } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
+import { AlertDeliveryLog } from "./alerts/AlertDeliveryLog.js"
 import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
 import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
@@ -124,6 +125,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     ...(options.webhookResolve === undefined ? {} : { resolve: options.webhookResolve }),
   }
   const deliveryLog = await DeliveryLog.open(runtime.topology)
+  const alertDeliveryLog = await AlertDeliveryLog.open(nc, topology)
   const dispatcher = await WebhookDispatcher.start(nc, runtime, {
     secretsFor: (accountId) => accounts.webhookSecrets(accountId),
     policy,
@@ -198,7 +200,13 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       defaultTokenSeconds: options.defaultTokenSeconds,
     },
     checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
-    webhookDeliveries: (sessionId: SessionId) => deliveryLog.list(sessionId),
+    webhookDeliveries: async (sessionId: SessionId) => {
+      const [deliveries, alert_deliveries] = await Promise.all([
+        deliveryLog.list(sessionId),
+        alertDeliveryLog.list(sessionId),
+      ])
+      return { deliveries, alert_deliveries }
+    },
   }
   return {
     accounts,

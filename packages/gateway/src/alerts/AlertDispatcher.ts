@@ -3,17 +3,20 @@
  * (`<prefix>-ai-alerts`) and POSTs each fired alert (`SceneIndexed.alerts` with a `callback_url`)
  * signed the Standard Webhooks way, with the same secrets, callback-URL policy (checked again at
  * each attempt) and retry schedule as lifecycle webhooks. Each alert's attempts are recorded in a
- * KV bucket (`<prefix>_alert_deliveries`, key `<alert_id>.<scene>`, compare-and-set), so whoever
- * gets a redelivered result continues the schedule and a delivered alert is never sent again; the
- * same `webhook-id` (`<alert_id>.<scene>`) on every attempt lets a receiver drop a repeat after a
- * crash between POST and record.
+ * KV bucket (`<prefix>_alert_deliveries`, key `<session_id>.<alert_id>.<scene>`, compare-and-set;
+ * the protocol's `AlertDelivery`), so whoever gets a redelivered result continues the schedule, a
+ * delivered alert is never sent again, and `GET /capture/session/:id/webhooks` lists a session's
+ * alert deliveries (`AlertDeliveryLog`). The same `webhook-id` (`<alert_id>.<scene>`) on every
+ * attempt lets a receiver drop a repeat after a crash between POST and record. A record that does
+ * not decode (written by a newer version, or corrupt) is logged and left as it is: that alert is
+ * not sent, since whether it was is unknown.
  */
 import { type AiStore, decodeAiEvent } from "@capture/ai"
-import { createRacing, isRevisionConflict, type Later, later, startDurableWork } from "@capture/jetstream"
-import type { AiEventOf, FiredAlert, WebhookAttempt, WebhookSecret } from "@capture/protocol"
+import { isRevisionConflict, type Later, later, startDurableWork } from "@capture/jetstream"
+import type { AiEventOf, AlertDelivery, FiredAlert, WebhookSecret } from "@capture/protocol"
 import type { TopologyOptions } from "@capture/session-actor"
-import { DeliverPolicy, jetstream } from "@nats-io/jetstream"
-import { type KV, Kvm } from "@nats-io/kv"
+import { DeliverPolicy } from "@nats-io/jetstream"
+import type { KV } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import type { CallbackUrlPolicy } from "../webhooks/CallbackUrlPolicy.js"
@@ -25,6 +28,7 @@ import {
   withJitter,
 } from "../webhooks/RetrySchedule.js"
 import { postSignedJson } from "../webhooks/WebhookPost.js"
+import { alertDeliveryKey, openAlertDeliveries, readAlertDeliveryEntry } from "./AlertDeliveryLog.js"
 
 export interface AlertDispatcherOptions {
   readonly secretsFor: (accountId: string) => Promise<ReadonlyArray<WebhookSecret>>
@@ -33,16 +37,6 @@ export interface AlertDispatcherOptions {
   readonly requestTimeoutMs?: number | undefined
   readonly ackWaitMs?: number | undefined
   readonly log?: ((message: string) => void) | undefined
-}
-
-/** An alert's delivery: every attempt, and what is next. */
-export interface AlertDelivery {
-  readonly alert_id: string
-  readonly scene: number
-  readonly url: string
-  readonly status: "pending" | "delivered" | "failed"
-  readonly attempts: ReadonlyArray<WebhookAttempt>
-  readonly next_attempt_at: string | null
 }
 
 /** The alert webhook's body (VideoDB's documented fields, and which result fired it). */
@@ -81,12 +75,7 @@ export class AlertDispatcher {
     topology: TopologyOptions,
     options: AlertDispatcherOptions,
   ): Promise<AlertDispatcher> {
-    const bucket = await createRacing(() =>
-      new Kvm(jetstream(nc)).create(`${topology.prefix}_alert_deliveries`, {
-        replicas: topology.replicas,
-        history: 1,
-      }),
-    )
+    const bucket = await openAlertDeliveries(nc, topology)
     const log = options.log ?? (() => {})
     const dispatcher = new AlertDispatcher(bucket, options, log)
     const work = await startDurableWork(nc, {
@@ -136,16 +125,23 @@ export class AlertDispatcher {
     alert: FiredAlert,
     url: string,
   ): Promise<number | undefined> {
-    const key = `${alert.alert_id}.${event.data.scene}`
+    const key = alertDeliveryKey(event.session_id, alert.alert_id, event.data.scene)
+    const webhookId = `${alert.alert_id}.${event.data.scene}`
     const entry = await this.bucket.get(key)
-    const current = entry !== null && entry.operation === "PUT" ? (entry.json() as AlertDelivery) : undefined
+    const read = readAlertDeliveryEntry(entry)
+    if (read._tag === "Unreadable") {
+      // Whether and how often it was sent is unknown: the record is left as it is, for someone to look at.
+      this.log(`alerts: ${key}: its delivery record is unreadable (${read.reason}); not sent`)
+      return undefined
+    }
+    const current = read._tag === "Readable" ? read.record : undefined
     if (current !== undefined && current.status !== "pending") return undefined
     if (current?.next_attempt_at != null) {
       const early = Date.parse(current.next_attempt_at) - Date.now()
       if (early > 25) return early
     }
     const at = new Date()
-    const outcome = await postSignedJson(key, JSON.stringify(alertWebhookBody(event, alert)), url, {
+    const outcome = await postSignedJson(webhookId, JSON.stringify(alertWebhookBody(event, alert)), url, {
       policy: this.options.policy,
       secrets: () => this.options.secretsFor(alert.routing.account_id),
       timeoutMs: this.options.requestTimeoutMs ?? 15_000,
@@ -161,6 +157,10 @@ export class AlertDispatcher {
         : retryDelay(this.options.schedule ?? defaultRetrySchedule, attempts.length)
     const record: AlertDelivery = {
       alert_id: alert.alert_id,
+      event_id: alert.event_id,
+      session_id: event.session_id,
+      rtstream_id: event.rtstream_id,
+      index_id: event.data.index_id,
       scene: event.data.scene,
       url,
       status: outcome.error === null ? "delivered" : delay === undefined ? "failed" : "pending",
