@@ -53,6 +53,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookResolve?: ((hostname: string) => Promise<ReadonlyArray<ResolvedAddress>>) | undefined
   /** Delays between webhook attempts, in ms; undefined: the default schedule. */
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
+  /** How long webhook lanes, delivery records and retry records are kept after their last write (ms; default 7 days). */
+  readonly webhookRetentionMs?: number | undefined
   /** Where this process keeps its search index (SQLite); default in memory, rebuilt from the AI stream at start. */
   readonly searchDbPath?: string | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
@@ -135,6 +137,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       ? {}
       : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
     ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
+    ...(options.webhookRetentionMs === undefined ? {} : { retentionMs: options.webhookRetentionMs }),
   })
   const media = await MediaStore.open(nc, { ...topology, log: options.log })
   const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
