@@ -79,9 +79,24 @@ export class ParkedRetries {
     this.watcher = watcher
     void (async () => {
       for await (const entry of watcher) this.track(entry, run)
-    })().catch((error: unknown) => {
-      if (!this.stopped) this.options.log(`webhooks: retry schedule watch ended: ${String(error)}`)
-    })
+    })()
+      .catch((error: unknown) => {
+        if (!this.stopped) this.options.log(`webhooks: retry schedule watch failed: ${String(error)}`)
+      })
+      .finally(() => {
+        if (this.stopped) return
+        this.options.log("webhooks: retry schedule watch ended; watching again")
+        this.watchAgain(run)
+      })
+  }
+
+  /** Watches again after a moment (NATS may be away): a new watch replays every record. */
+  private watchAgain(run: RunParked): void {
+    const timer = setTimeout(() => {
+      if (this.stopped) return
+      this.start(run).catch(() => this.watchAgain(run))
+    }, 1_000)
+    timer.unref()
   }
 
   /** Stops watching and waits for the lanes being run (their callers abort their POSTs). */

@@ -74,6 +74,8 @@ export interface WebhookDispatcherOptions {
   readonly maxAckPending?: number | undefined
   /** How long lanes, delivery records and retry records are kept after their last write (default 7 days). */
   readonly retentionMs?: number | undefined
+  /** How long a gateway's claim on a parked lane holds before another takes it over (default twice the request timeout plus 10 s). */
+  readonly retryLeaseMs?: number | undefined
   /** Messages this process works on at once (default 32). */
   readonly concurrency?: number | undefined
   /** Bounds of the wait before a message blocked behind its predecessor is looked at again (default 200 ms–30 s). */
@@ -190,7 +192,7 @@ export class WebhookDispatcher {
       new DeliveryRecords(deliveries, spacing),
       new ParkedRetries(retries, {
         // Long enough for a POST that times out, renewed at every event the runner passes.
-        leaseMs: 2 * requestTimeoutMs + 10_000,
+        leaseMs: options.retryLeaseMs ?? 2 * requestTimeoutMs + 10_000,
         concurrency: Math.max(1, options.concurrency ?? 32),
         log: options.log ?? (() => {}),
       }),

@@ -454,6 +454,49 @@ describe("WebhookDispatcher", () => {
     expect(receiver.eventsOf(id)).toEqual(["capture_session.created", ...wholeLifeEvents])
   })
 
+  it("takes a parked lane over when the gateway running its retry dies mid-POST", async () => {
+    const { runtime, log } = await newDeployment()
+    let release: (() => void) | undefined
+    const hung = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let createdTries = 0
+    const receiver = await newReceiver(async (r) => {
+      if (r.envelope.event !== "capture_session.created") return 204
+      createdTries++
+      if (createdTries === 1) return 503 // parks the lane
+      if (createdTries === 2) await hung // the retry's POST never ends on the dying gateway
+      return 204
+    })
+    const options = { schedule: [300, 300], retryLeaseMs: 1_500 }
+    const dying = await newConnection()
+    await newDispatcher(runtime, options, dying)
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url), start(id), media(id)])
+    await waitFor(
+      async () => createdTries,
+      (tries) => tries === 2,
+    )
+    // The gateway running the retry dies with the POST in flight: no attempt recorded, its claim held.
+    await dying.close()
+    const survivor = await newDispatcher(runtime, options)
+    const deliveries = await settled(log, id, 3, 15_000)
+    release?.()
+    expect(deliveries.map((d) => [d.event, d.status])).toEqual([
+      ["capture_session.created", "delivered"],
+      ["capture_session.starting", "delivered"],
+      ["capture_session.active", "delivered"],
+    ])
+    // The hung POST and the survivor's both reached the receiver (at-least-once), then the rest in order.
+    expect(collapsed(receiver.received.filter((r) => r.envelope.capture_session_id === id))).toEqual([
+      "capture_session.created",
+      "capture_session.starting",
+      "capture_session.active",
+    ])
+    expect(createdTries).toBe(3)
+    expect(survivor.completed).toBe(3)
+  })
+
   it("releases the lane of a session whose subject is purged while a delivery waits, and goes on with the others", async () => {
     const { runtime, log } = await newDeployment()
     const dead = `http://127.0.0.1:${await getFreePort()}/hooks`
