@@ -11,6 +11,7 @@ import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jet
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
+import { defaultWebhookRetentionMs } from "../webhooks/WebhookBuckets.js"
 
 /** The bucket of alert deliveries for a deployment prefix. */
 export const alertDeliveriesBucket = (prefix: string): string => `${prefix}_alert_deliveries`
@@ -55,6 +56,23 @@ export const readAlertDeliveryEntry = (entry: KvEntry | null): AlertDeliveryRead
         reason: decoded.failure instanceof Error ? decoded.failure.message : String(decoded.failure),
       }
 }
+
+/**
+ * Creates (if missing) and opens the alerts' retry schedule (`<prefix>_alert_retries`, key: the
+ * stream sequence of a result waiting for a retry; `ParkedRetries`), its records kept a week
+ * after their last write.
+ */
+export const openAlertRetries = (
+  nc: NatsConnection,
+  topology: Pick<TopologyOptions, "prefix" | "replicas">,
+): Promise<KV> =>
+  createRacing(() =>
+    new Kvm(jetstream(nc)).create(`${topology.prefix}_alert_retries`, {
+      replicas: topology.replicas,
+      history: 1,
+      ttl: defaultWebhookRetentionMs,
+    }),
+  )
 
 // Session ids are `cap-` plus [A-Za-z0-9_-]: anything else (wildcards, dots) never names one.
 const sessionKeyPattern = /^[A-Za-z0-9_-]{1,128}$/

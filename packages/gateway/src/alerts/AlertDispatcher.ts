@@ -12,14 +12,21 @@
  * not sent, since whether it was is unknown.
  */
 import { type AiStore, decodeAiEvent } from "@capture/ai"
-import { isRevisionConflict, type Later, later, startDurableWork } from "@capture/jetstream"
-import type { AiEventOf, AlertDelivery, FiredAlert, WebhookSecret } from "@capture/protocol"
+import {
+  isMessageNotFound,
+  isRevisionConflict,
+  type Later,
+  later,
+  startDurableWork,
+} from "@capture/jetstream"
+import type { AiEvent, AiEventOf, AlertDelivery, FiredAlert, WebhookSecret } from "@capture/protocol"
 import type { TopologyOptions } from "@capture/session-actor"
-import { DeliverPolicy } from "@nats-io/jetstream"
+import { DeliverPolicy, jetstreamManager, type StoredMsg } from "@nats-io/jetstream"
 import type { KV } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import type { CallbackUrlPolicy } from "../webhooks/CallbackUrlPolicy.js"
+import { ParkedRetries } from "../webhooks/ParkedRetries.js"
 import {
   defaultJitter,
   defaultRetrySchedule,
@@ -28,7 +35,12 @@ import {
   withJitter,
 } from "../webhooks/RetrySchedule.js"
 import { postSignedJson } from "../webhooks/WebhookPost.js"
-import { alertDeliveryKey, openAlertDeliveries, readAlertDeliveryEntry } from "./AlertDeliveryLog.js"
+import {
+  alertDeliveryKey,
+  openAlertDeliveries,
+  openAlertRetries,
+  readAlertDeliveryEntry,
+} from "./AlertDeliveryLog.js"
 
 export interface AlertDispatcherOptions {
   readonly secretsFor: (accountId: string) => Promise<ReadonlyArray<WebhookSecret>>
@@ -36,6 +48,10 @@ export interface AlertDispatcherOptions {
   readonly schedule?: RetrySchedule | undefined
   readonly requestTimeoutMs?: number | undefined
   readonly ackWaitMs?: number | undefined
+  /** The shared consumer's limit of unacknowledged messages, used when this process creates it (default 1 000). */
+  readonly maxAckPending?: number | undefined
+  /** How long a claim on a parked result holds before another gateway takes it over. */
+  readonly retryLeaseMs?: number | undefined
   readonly log?: ((message: string) => void) | undefined
 }
 
@@ -60,13 +76,15 @@ export const alertWebhookBody = (event: AiEventOf<"SceneIndexed">, alert: FiredA
 export class AlertDispatcher {
   /** Alert webhooks this instance delivered (for tests and health). */
   delivered = 0
+  private stopWork: () => Promise<void> = async () => {}
+  private readonly stopping = new AbortController()
 
   private constructor(
     private readonly bucket: KV,
+    private readonly retries: ParkedRetries,
+    private readonly readResult: (streamSequence: number) => Promise<AiEvent | undefined>,
     private readonly options: AlertDispatcherOptions,
     private readonly log: (message: string) => void,
-    private stopWork: () => Promise<void> = async () => {},
-    private readonly stopping = new AbortController(),
   ) {}
 
   static async start(
@@ -75,9 +93,33 @@ export class AlertDispatcher {
     topology: TopologyOptions,
     options: AlertDispatcherOptions,
   ): Promise<AlertDispatcher> {
-    const bucket = await openAlertDeliveries(nc, topology)
+    const [bucket, retryBucket, jsm] = await Promise.all([
+      openAlertDeliveries(nc, topology),
+      openAlertRetries(nc, topology),
+      jetstreamManager(nc),
+    ])
     const log = options.log ?? (() => {})
-    const dispatcher = new AlertDispatcher(bucket, options, log)
+    const requestTimeoutMs = options.requestTimeoutMs ?? 15_000
+    const retries = new ParkedRetries(retryBucket, {
+      name: "alerts",
+      leaseMs: options.retryLeaseMs ?? 2 * requestTimeoutMs + 10_000,
+      concurrency: 8,
+      log,
+    })
+    // A parked result is read back by its stream sequence; one purged meanwhile is gone.
+    const readResult = async (streamSequence: number): Promise<AiEvent | undefined> => {
+      let stored: StoredMsg | null
+      try {
+        stored = await jsm.streams.getMessage(ai.topology.stream, { seq: streamSequence })
+      } catch (error) {
+        if (isMessageNotFound(error)) return undefined
+        throw error
+      }
+      if (stored === null) return undefined
+      const decoded = decodeAiEvent(stored.json())
+      return Result.isSuccess(decoded) ? decoded.success : undefined
+    }
+    const dispatcher = new AlertDispatcher(bucket, retries, readResult, options, log)
     const work = await startDurableWork(nc, {
       stream: ai.topology.stream,
       durable: `${topology.prefix}-ai-alerts`,
@@ -86,6 +128,7 @@ export class AlertDispatcher {
       parallel: 8,
       ackWaitMs: options.ackWaitMs ?? 30_000,
       retryDelayMs: 2_000,
+      ...(options.maxAckPending === undefined ? {} : { maxAckPending: options.maxAckPending }),
       decode: (message) => {
         try {
           return decodeAiEvent(message.json())
@@ -93,19 +136,47 @@ export class AlertDispatcher {
           return Result.fail(error)
         }
       },
-      handle: (event) =>
-        event.type === "SceneIndexed" && (event.data.alerts ?? []).some((a) => a.callback_url !== null)
-          ? dispatcher.deliverAll(event)
-          : Promise.resolve(undefined),
+      handle: (event, message) => dispatcher.handle(event, message.seq),
       log,
     })
     dispatcher.stopWork = work.stop
+    await retries.start((key, revision) => dispatcher.runParked(key, revision))
     return dispatcher
   }
 
   async stop(): Promise<void> {
     this.stopping.abort()
     await this.stopWork()
+    await this.retries.stop()
+  }
+
+  /**
+   * A result from the shared consumer: one attempt at each alert it fired; one waiting for a
+   * retry parks the result in the schedule (key: its stream sequence), so the message is
+   * acknowledged and holds no slot of the consumer while it waits.
+   */
+  private async handle(event: AiEvent, streamSequence: number): Promise<unknown> {
+    if (event.type !== "SceneIndexed" || !(event.data.alerts ?? []).some((a) => a.callback_url !== null)) {
+      return undefined
+    }
+    const outcome = await this.deliverAll(event)
+    if (outcome === undefined) return undefined
+    if (this.stopping.signal.aborted) return outcome // Put back for another gateway.
+    await this.retries.park(String(streamSequence), Date.now() + outcome.delayMs)
+    return undefined
+  }
+
+  /** A parked result came due (this process holds its retry record at `revision`). */
+  private async runParked(key: string, revision: number): Promise<void> {
+    const event = await this.readResult(Number(key))
+    const outcome =
+      event === undefined || event.type !== "SceneIndexed" ? undefined : await this.deliverAll(event)
+    if (this.stopping.signal.aborted) {
+      await this.retries.reschedule(key, revision, Date.now()).catch(() => undefined)
+      return
+    }
+    if (outcome === undefined) await this.retries.release(key, revision)
+    else await this.retries.reschedule(key, revision, Date.now() + outcome.delayMs)
   }
 
   /** One attempt at each fired alert still to deliver; `later` while any waits for a retry. */

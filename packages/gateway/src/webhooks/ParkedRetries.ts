@@ -8,7 +8,8 @@
  * timer per record. When one comes due, the gateways race to claim it by compare-and-set (the
  * record's `due_at` moved a lease ahead); the winner runs the lane, and if it dies the lease runs
  * out and another claims it. The runner reschedules, renews or releases the record, each by
- * compare-and-set on the revision it holds.
+ * compare-and-set on the revision it holds. The alert dispatcher keeps a schedule of its own the
+ * same way (`<prefix>_alert_retries`, keyed by the waiting result's stream sequence).
  */
 import { isRevisionConflict } from "@capture/jetstream"
 import { decodeUnknown } from "@capture/protocol"
@@ -24,6 +25,8 @@ const decodeParked = decodeUnknown(ParkedRetry)
 export type RunParked = (sessionId: string, revision: number) => Promise<void>
 
 export interface ParkedRetriesOptions {
+  /** What the log lines start with (`webhooks`, `alerts`). */
+  readonly name?: string
   /** How long a claim holds before another gateway may take the lane over. */
   readonly leaseMs: number
   /** Lanes this process runs at once. */
@@ -38,11 +41,14 @@ export class ParkedRetries {
   private readonly queued = new Set<string>()
   private watcher: { stop(): void } | undefined
   private stopped = false
+  private readonly name: string
 
   constructor(
     private readonly bucket: KV,
     private readonly options: ParkedRetriesOptions,
-  ) {}
+  ) {
+    this.name = options.name ?? "webhooks"
+  }
 
   /** Parks a session's lane until `dueAt` (ms since epoch), whatever was there. */
   async park(sessionId: string, dueAt: number): Promise<void> {
@@ -81,11 +87,11 @@ export class ParkedRetries {
       for await (const entry of watcher) this.track(entry, run)
     })()
       .catch((error: unknown) => {
-        if (!this.stopped) this.options.log(`webhooks: retry schedule watch failed: ${String(error)}`)
+        if (!this.stopped) this.options.log(`${this.name}: retry schedule watch failed: ${String(error)}`)
       })
       .finally(() => {
         if (this.stopped) return
-        this.options.log("webhooks: retry schedule watch ended; watching again")
+        this.options.log(`${this.name}: retry schedule watch ended; watching again`)
         this.watchAgain(run)
       })
   }
@@ -127,7 +133,7 @@ export class ParkedRetries {
       decoded = Result.fail(error)
     }
     if (Result.isFailure(decoded)) {
-      this.options.log(`webhooks: retry record of ${sessionId} is unreadable; left as it is`)
+      this.options.log(`${this.name}: retry record ${sessionId} is unreadable; left as it is`)
       return
     }
     // A little spread, so the gateways do not all race for the same record at the same instant.
@@ -160,7 +166,9 @@ export class ParkedRetries {
       })()
         .catch((error: unknown) => {
           // The claim runs out and the lane is run again then.
-          this.options.log(`webhooks: running the parked lane of ${next.sessionId} failed: ${String(error)}`)
+          this.options.log(
+            `${this.name}: running the parked retry ${next.sessionId} failed: ${String(error)}`,
+          )
         })
         .finally(() => {
           this.queued.delete(next.sessionId)

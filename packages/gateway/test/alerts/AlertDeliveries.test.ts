@@ -6,11 +6,17 @@ import {
   type DetectionEventId,
   newRtstreamId,
   newSceneIndexId,
+  newWebhookSecret,
   type SessionId,
 } from "@capture/protocol"
-import { type NatsServerHandle, startNatsServer, waitFor } from "@capture/testkit"
+import { getFreePort, type NatsServerHandle, startNatsServer, waitFor } from "@capture/testkit"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
+import { Result } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { alertDeliveryKey, openAlertDeliveries } from "../../src/alerts/AlertDeliveryLog.js"
+import { AlertDeliveryLog, alertDeliveryKey, openAlertDeliveries } from "../../src/alerts/AlertDeliveryLog.js"
+import { AlertDispatcher } from "../../src/alerts/AlertDispatcher.js"
+import { parseAllowList } from "../../src/webhooks/CallbackUrlPolicy.js"
 import { startTestGateway, type TestGateway } from "../api/TestGateway.js"
 import { Receiver } from "../webhooks/receiver.js"
 
@@ -44,8 +50,10 @@ const createSession = async (): Promise<SessionId> => {
 const sceneIndexed = async (
   sessionId: SessionId,
   alertIds: ReadonlyArray<string>,
+  url: string = receiver.url,
+  account?: string,
 ): Promise<AiEventOf<"SceneIndexed">> => {
-  const { account_id } = (await api.runtime.host.load(sessionId)).state.context
+  const account_id = account ?? (await api.runtime.host.load(sessionId)).state.context.account_id
   const routing = {
     account_id,
     end_user_id: "user-a",
@@ -77,7 +85,7 @@ const sceneIndexed = async (
         label: "budget",
         confidence: 1,
         explanation: "budget",
-        callback_url: receiver.url,
+        callback_url: url,
         routing,
       })),
     },
@@ -135,5 +143,78 @@ describe("alert webhook deliveries", () => {
     expect((await bucket.get(alertDeliveryKey(id, unreadable, 0)))?.string()).toBe(corrupt)
     // Another session's list holds none of them.
     expect((await listed(await createSession())).alert_deliveries).toEqual([])
+  })
+})
+
+describe("alert webhook retries", () => {
+  it("park outside the shared consumer: dead endpoints never delay a live alert, and go out once they answer", async () => {
+    const nc = await connect({ servers: nats.url })
+    const secret = newWebhookSecret()
+    const prefix = "alertretries"
+    const ai = await AiStore.open(nc, { prefix })
+    const live = await Receiver.start()
+    const port = await getFreePort()
+    const dispatcher = await AlertDispatcher.start(
+      nc,
+      ai,
+      { prefix, replicas: 1 },
+      {
+        secretsFor: async () => [secret],
+        policy: Result.getOrThrow(parseAllowList("127.0.0.1")),
+        schedule: [3_000, 500],
+        requestTimeoutMs: 2_000,
+        maxAckPending: 2,
+      },
+    )
+    try {
+      const deadUrl = `http://127.0.0.1:${port}/alerts`
+      const deadSessions = Array.from(
+        { length: 6 },
+        (_, i) => `cap-01DEAD${i}0000000000000000000` as SessionId,
+      )
+      for (const [i, id] of deadSessions.entries()) {
+        await ai.append(await sceneIndexed(id, [`alr-01DEAD${i}000000000000000000`], deadUrl, "acct-x"), 0)
+      }
+      const log = await AlertDeliveryLog.open(nc, { prefix, replicas: 1 })
+      await waitFor(
+        () => Promise.all(deadSessions.map((id) => log.list(id))),
+        (all) => all.every((deliveries) => deliveries[0]?.attempts.length === 1),
+        { timeoutMs: 10_000 },
+      )
+      // Two slots, six dead results: were their retries held on the consumer, this would wait for them.
+      const liveSession = "cap-01LIVE00000000000000000000" as SessionId
+      const sent = Date.now()
+      await ai.append(
+        await sceneIndexed(liveSession, ["alr-01LIVE0000000000000000000"], live.url, "acct-x"),
+        0,
+      )
+      await waitFor(
+        () => log.list(liveSession),
+        (deliveries) => deliveries[0]?.status === "delivered",
+        { timeoutMs: 10_000 },
+      )
+      expect(Date.now() - sent).toBeLessThan(3_000)
+      const info = await (await jetstreamManager(nc)).consumers.info(
+        ai.topology.stream,
+        `${prefix}-ai-alerts`,
+      )
+      expect(info.num_ack_pending).toBe(0)
+      // The dead endpoint comes up: every parked alert goes out from the schedule.
+      const revived = await Receiver.start(() => 204, port)
+      try {
+        await waitFor(
+          () => Promise.all(deadSessions.map((id) => log.list(id))),
+          (all) => all.every((deliveries) => deliveries[0]?.status === "delivered"),
+          { timeoutMs: 15_000 },
+        )
+        expect(revived.received).toHaveLength(deadSessions.length)
+      } finally {
+        await revived.close()
+      }
+    } finally {
+      await dispatcher.stop()
+      await live.close()
+      await nc.close()
+    }
   })
 })
