@@ -13,6 +13,7 @@ import { Layer, Result } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
+import { AlertDeliveryLog } from "./alerts/AlertDeliveryLog.js"
 import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
 import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
@@ -53,6 +54,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webhookResolve?: ((hostname: string) => Promise<ReadonlyArray<ResolvedAddress>>) | undefined
   /** Delays between webhook attempts, in ms; undefined: the default schedule. */
   readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
+  /** How long webhook lanes, delivery records and retry records are kept after their last write (ms; default 7 days). */
+  readonly webhookRetentionMs?: number | undefined
   /** Where this process keeps its search index (SQLite); default in memory, rebuilt from the AI stream at start. */
   readonly searchDbPath?: string | undefined
   readonly webhookRequestTimeoutMs?: number | undefined
@@ -129,6 +132,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     ...(options.webhookResolve === undefined ? {} : { resolve: options.webhookResolve }),
   }
   const deliveryLog = await DeliveryLog.open(runtime.topology)
+  const alertDeliveryLog = await AlertDeliveryLog.open(nc, topology)
   const dispatcher = await WebhookDispatcher.start(nc, runtime, {
     secretsFor: (accountId) => accounts.webhookSecrets(accountId),
     policy,
@@ -138,6 +142,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       ? {}
       : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
     ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
+    ...(options.webhookRetentionMs === undefined ? {} : { retentionMs: options.webhookRetentionMs }),
   })
   const media = await MediaStore.open(nc, { ...topology, log: options.log })
   const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
@@ -204,7 +209,13 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       defaultTokenSeconds: options.defaultTokenSeconds,
     },
     checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
-    webhookDeliveries: (sessionId: SessionId) => deliveryLog.list(sessionId),
+    webhookDeliveries: async (sessionId: SessionId) => {
+      const [deliveries, alert_deliveries] = await Promise.all([
+        deliveryLog.list(sessionId),
+        alertDeliveryLog.list(sessionId),
+      ])
+      return { deliveries, alert_deliveries }
+    },
   }
   return {
     accounts,

@@ -5,7 +5,7 @@
 
 import type { AiStore, EngineChoice, SearchProjection } from "@capture/ai"
 import type { ExportStore, MediaStore } from "@capture/media"
-import type { CaptureError, SessionId, WebhookDelivery } from "@capture/protocol"
+import type { CaptureError, SessionId, WebhookDeliveryList } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
 import { Context, type Result } from "effect"
 import type { UrlSigner } from "./access/SignedUrls.js"
@@ -47,8 +47,8 @@ export interface GatewayServicesShape {
   readonly uploadSlots: UploadSlots
   /** Refuses a callback URL that is not http(s) or points at a private address (unless allowed). */
   readonly checkCallbackUrl: (url: string, field: string) => Promise<Result.Result<URL, CaptureError>>
-  /** A session's webhook deliveries, oldest first. */
-  readonly webhookDeliveries: (sessionId: SessionId) => Promise<ReadonlyArray<WebhookDelivery>>
+  /** A session's webhook deliveries: lifecycle ones oldest first, and its alerts'. */
+  readonly webhookDeliveries: (sessionId: SessionId) => Promise<WebhookDeliveryList>
 }
 
 export class GatewayServices extends Context.Service<GatewayServices, GatewayServicesShape>()(

@@ -3,6 +3,7 @@
  * over WebSocket, and signed, retried webhooks.
  */
 export * from "./accounts/AccountStore.js"
+export { AlertDeliveryLog } from "./alerts/AlertDeliveryLog.js"
 export * from "./api/CaptureApi.js"
 export * from "./api/ClientErrors.js"
 export * from "./Gateway.js"

@@ -36,6 +36,8 @@ export interface DurableWorkOptions<A> {
   readonly ackWaitMs: number
   /** Delay before a failed message is delivered again. */
   readonly retryDelayMs?: number
+  /** The consumer's limit of unacknowledged messages, used when this process creates it (default 1 000). */
+  readonly maxAckPending?: number
   readonly decode: (message: JsMsg) => Result.Result<A, unknown>
   /**
    * Handles a message; answering `later(ms)` means not yet: deliver it again after `ms` (no log).
@@ -73,7 +75,7 @@ export const startDurableWork = async <A>(
     deliver_policy: options.deliverPolicy ?? DeliverPolicy.All,
     filter_subject: options.filterSubject,
     ack_wait: options.ackWaitMs * 1_000_000,
-    max_ack_pending: 1_000,
+    max_ack_pending: options.maxAckPending ?? 1_000,
     max_deliver: -1,
   }
   await ensureDurableConsumer(await jetstreamManager(nc), options.stream, config)

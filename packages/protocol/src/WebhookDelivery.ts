@@ -1,10 +1,11 @@
 /**
  * Webhook deliveries as the API reports them: one record per lifecycle event sent to a session's
- * `callback_url`, with every attempt (time, HTTP status, latency, error) and, while the delivery
- * is still being retried, when the next attempt is due.
+ * `callback_url`, and one per AI alert a result of the session fired to the alert's
+ * `callback_url`, each with every attempt (time, HTTP status, latency, error) and, while the
+ * delivery is still being retried, when the next attempt is due.
  */
 import { Schema } from "effect"
-import { EventId, SessionId } from "./Ids.js"
+import { AlertId, DetectionEventId, EventId, RtstreamId, SceneIndexId, SessionId } from "./Ids.js"
 import { IsoTimestamp, LifecycleEventName } from "./LifecycleEvent.js"
 
 /** `pending` while attempts remain, then `delivered` (a 2xx answer) or `failed` (schedule exhausted). */
@@ -36,6 +37,32 @@ export const WebhookDelivery = Schema.Struct({
 })
 export type WebhookDelivery = typeof WebhookDelivery.Type
 
-/** `GET /capture/session/{session_id}/webhooks`: a session's deliveries in event order. */
-export const WebhookDeliveryList = Schema.Struct({ deliveries: Schema.Array(WebhookDelivery) })
+/**
+ * The delivery of one fired alert: an index result (`scene` of `index_id`) of one of the session's
+ * rtstreams matched the alert's event. `<alert_id>.<scene>` is the webhook's id, stable across attempts.
+ */
+export const AlertDelivery = Schema.Struct({
+  alert_id: AlertId,
+  /** The detection event the alert watches for (`aev-…`). */
+  event_id: DetectionEventId,
+  session_id: SessionId,
+  rtstream_id: RtstreamId,
+  index_id: SceneIndexId,
+  scene: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  url: Schema.String,
+  status: WebhookDeliveryStatus,
+  attempts: Schema.Array(WebhookAttempt),
+  /** When the next attempt is due; null once delivered or failed. */
+  next_attempt_at: Schema.NullOr(IsoTimestamp),
+})
+export type AlertDelivery = typeof AlertDelivery.Type
+
+/**
+ * `GET /capture/session/{session_id}/webhooks`: a session's lifecycle deliveries in event order,
+ * and its alert deliveries by rtstream, index and scene.
+ */
+export const WebhookDeliveryList = Schema.Struct({
+  deliveries: Schema.Array(WebhookDelivery),
+  alert_deliveries: Schema.Array(AlertDelivery),
+})
 export type WebhookDeliveryList = typeof WebhookDeliveryList.Type

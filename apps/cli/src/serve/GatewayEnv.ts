@@ -7,7 +7,9 @@ import {
   DEFAULT_LIMITS,
   DEFAULT_WS_MAX_MESSAGE_BYTES,
   type HttpTimeouts,
+  parseRetention,
   parseRetrySchedule,
+  RETENTION_ENV,
   SCHEDULE_ENV,
 } from "@capture/gateway"
 import type { WebhookSecret } from "@capture/protocol"
@@ -45,6 +47,13 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     if (Result.isFailure(parsed)) throw usage(`${SCHEDULE_ENV}: ${parsed.failure.message}`)
     webhookScheduleMs = parsed.success
   }
+  const retentionText = process.env[RETENTION_ENV]
+  let webhookRetentionMs: number | undefined
+  if (retentionText !== undefined && retentionText !== "") {
+    const parsed = parseRetention(retentionText, webhookScheduleMs)
+    if (Result.isFailure(parsed)) throw usage(parsed.failure.message)
+    webhookRetentionMs = parsed.success
+  }
   const secret = process.env.CAPTURE_WEBHOOK_SECRET
   if (secret !== undefined && secret !== "" && !secret.startsWith("whsec_")) {
     throw usage("CAPTURE_WEBHOOK_SECRET must look like whsec_<base64>")
@@ -79,6 +88,7 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",
     webhookScheduleMs,
+    webhookRetentionMs,
     webhookAckWaitMs: intFromEnv("CAPTURE_WEBHOOK_ACK_WAIT_MS", 30_000),
     // The search index's SQLite file (one per process); unset: in memory, rebuilt at start.
     searchDbPath: process.env.CAPTURE_SEARCH_DB || undefined,

@@ -2,7 +2,7 @@
  * `capture webhooks secret [--rotate]` (an account's signing secret) and `capture webhooks list
  * --session <id>` (a session's deliveries from the delivery log, with every attempt).
  */
-import { DeliveryLog } from "@capture/gateway"
+import { AlertDeliveryLog, DeliveryLog } from "@capture/gateway"
 import { SessionId, type WebhookDelivery } from "@capture/protocol"
 import { Console, Effect, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -123,7 +123,13 @@ const list = Command.make(
         const log = yield* storeCall("open the delivery log", () => DeliveryLog.open(runtime.topology))
         const deliveries = yield* storeCall("read the delivery log", () => log.list(sessionId))
         if (input.json) {
-          yield* Console.log(json({ session_id: sessionId, deliveries }))
+          const alerts = yield* storeCall("open the alert delivery log", () =>
+            AlertDeliveryLog.open(runtime.topology.nc, runtime.topology.options),
+          )
+          const alert_deliveries = yield* storeCall("read the alert delivery log", () =>
+            alerts.list(sessionId),
+          )
+          yield* Console.log(json({ session_id: sessionId, deliveries, alert_deliveries }))
           return
         }
         for (const delivery of deliveries) yield* Console.log(deliveryLines(delivery).join("\n"))

@@ -449,7 +449,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
           const deliveries = yield* call("reading webhook deliveries", () =>
             services.webhookDeliveries(params.session_id as SessionId),
           )
-          return successOf({ deliveries })
+          return successOf(deliveries)
         }),
       )
   }),

@@ -8,6 +8,9 @@ import { Data, Result } from "effect"
 /** Environment variable holding the schedule, e.g. `5s,5m,30m,2h,5h,10h`. */
 export const SCHEDULE_ENV = "CAPTURE_WEBHOOK_SCHEDULE"
 
+/** Environment variable holding how long webhook records are kept after their last write, e.g. `7d`. */
+export const RETENTION_ENV = "CAPTURE_WEBHOOK_RETENTION"
+
 /** Delays in milliseconds before the 2nd, 3rd, … attempt. */
 export type RetrySchedule = ReadonlyArray<number>
 
@@ -65,6 +68,41 @@ export const retryScheduleFromEnv = (
   return text === undefined || text.trim() === ""
     ? Result.succeed(defaultRetrySchedule)
     : parseRetrySchedule(text)
+}
+
+/**
+ * Parses the retention of webhook records (one duration, as in the schedule). It must outlast the
+ * schedule's longest delay with its jitter, or a lane waiting for a retry would expire meanwhile.
+ */
+export const parseRetention = (
+  input: string,
+  schedule: RetrySchedule = defaultRetrySchedule,
+): Result.Result<number, InvalidRetrySchedule> => {
+  const parsed = parseRetrySchedule(input)
+  if (Result.isFailure(parsed)) {
+    return Result.fail(
+      new InvalidRetrySchedule({
+        input,
+        message: parsed.failure.message.replace(SCHEDULE_ENV, RETENTION_ENV),
+      }),
+    )
+  }
+  const [retention, ...more] = parsed.success
+  if (retention === undefined || more.length > 0) {
+    return Result.fail(
+      new InvalidRetrySchedule({ input, message: `${RETENTION_ENV}: one duration, like 7d` }),
+    )
+  }
+  const longest = Math.max(0, ...schedule) * (1 + defaultJitter)
+  if (retention <= longest) {
+    return Result.fail(
+      new InvalidRetrySchedule({
+        input,
+        message: `${RETENTION_ENV}: ${input} does not outlast the longest retry delay (${Math.round(longest)} ms with jitter)`,
+      }),
+    )
+  }
+  return Result.succeed(retention)
 }
 
 /** The delay before the attempt after `attemptsMade` failed ones; undefined when none is left. */

@@ -7,14 +7,19 @@
  * others. Its parts, one file each:
  *
  * - lanes (`WebhookLanes`): per-session order across processes; only a lane's head is worked on;
- * - delivery records (`DeliveryRecords`): every attempt, so whoever gets a message next continues
- *   the retry schedule (a retry is a nak with the schedule's delay);
+ * - delivery records (`DeliveryRecords`): every attempt, so whoever works on an event next
+ *   continues its retry schedule;
+ * - the retry schedule (`ParkedRetries`): a failed attempt is acknowledged and its lane parked
+ *   there until the next attempt is due; the session's later events are acknowledged too and
+ *   delivered from the event stream by whichever gateway runs the retry, so waiting holds none
+ *   of the consumer's `max_ack_pending` slots;
  * - the POST (`WebhookPost`): the URL checked again, the envelope signed and sent;
  * - the state fold (`StateFold`): the session state after each event, which its announcement needs.
  *
- * Order of writes per event: POST → delivery record → lane → ack. A crash between any two repeats
- * at most the POST (at-least-once); nothing is skipped. A message that is not an event, or whose
- * lane or delivery record does not decode, is logged and parked (terminated); the consumer goes on.
+ * Order of writes per event: POST → delivery record → (retry record →) lane → ack. A crash
+ * between any two repeats at most the POST (at-least-once); nothing is skipped. A message that is
+ * not an event, or whose lane or delivery record does not decode, is logged and parked
+ * (terminated); the consumer goes on.
  */
 import { ensureDurableConsumer } from "@capture/jetstream"
 import { decodeUnknown, type LifecycleEvent, SessionEvent, type WebhookSecret } from "@capture/protocol"
@@ -23,7 +28,9 @@ import {
   nextRouting,
   type SessionRuntime,
   SnapshotStore,
+  type StoredEvent,
   type Topology,
+  UnreadableEvent,
 } from "@capture/session-actor"
 import {
   AckPolicy,
@@ -37,10 +44,18 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { type CallbackUrlPolicy, defaultCallbackUrlPolicy } from "./CallbackUrlPolicy.js"
 import { DeliveryRecords } from "./DeliveryRecords.js"
+import { ParkedRetries } from "./ParkedRetries.js"
 import { defaultJitter, defaultRetrySchedule, type RetrySchedule } from "./RetrySchedule.js"
 import { StateFold } from "./StateFold.js"
-import { openWebhookBucket } from "./WebhookBuckets.js"
-import { type BlockedDelayBounds, blockedDelay, WebhookLanes } from "./WebhookLanes.js"
+import { defaultWebhookRetentionMs, openWebhookBucket } from "./WebhookBuckets.js"
+import {
+  type BlockedDelayBounds,
+  blockedDelay,
+  type Lane,
+  passed,
+  type ReadableLane,
+  WebhookLanes,
+} from "./WebhookLanes.js"
 import { postWebhook } from "./WebhookPost.js"
 
 /** Dispatcher settings. Only `secretsFor` is required. */
@@ -55,8 +70,12 @@ export interface WebhookDispatcherOptions {
   readonly requestTimeoutMs?: number | undefined
   /** The consumer's ack wait, used when this process creates it (default 30 s). */
   readonly ackWaitMs?: number | undefined
-  /** The consumer's limit of unacknowledged messages, including those waiting for a retry (default 10 000). */
+  /** The consumer's limit of unacknowledged messages, used when this process creates it (default 10 000). */
   readonly maxAckPending?: number | undefined
+  /** How long lanes, delivery records and retry records are kept after their last write (default 7 days). */
+  readonly retentionMs?: number | undefined
+  /** How long a gateway's claim on a parked lane holds before another takes it over (default twice the request timeout plus 10 s). */
+  readonly retryLeaseMs?: number | undefined
   /** Messages this process works on at once (default 32). */
   readonly concurrency?: number | undefined
   /** Bounds of the wait before a message blocked behind its predecessor is looked at again (default 200 ms–30 s). */
@@ -65,6 +84,17 @@ export interface WebhookDispatcherOptions {
   readonly policy?: CallbackUrlPolicy | undefined
   readonly log?: ((message: string) => void) | undefined
 }
+
+/** What became of one attempt at a lane's head. */
+type HeadOutcome =
+  /** Done (delivered, failed for good, or nothing to send): the lane as moved past it, to write. */
+  | { readonly _tag: "Passed"; readonly lane: Lane }
+  /** Waits for its next attempt, due at `dueAt` (ms since epoch). */
+  | { readonly _tag: "Retry"; readonly dueAt: number }
+  /** Its delivery record cannot be read: whether and how often it was sent is unknown. */
+  | { readonly _tag: "Unreadable"; readonly reason: string }
+  /** This process is stopping: the POST was abandoned, nothing recorded. */
+  | { readonly _tag: "Aborted" }
 
 /** What becomes of a message: done, put back for later, or parked (logged and terminated). */
 type Verdict =
@@ -109,15 +139,17 @@ export class WebhookDispatcher {
   private readonly blockedDelayMs: BlockedDelayBounds
   private readonly policy: CallbackUrlPolicy
   private readonly log: (message: string) => void
+  private readonly retentionMs: number
   /** Deliveries this instance completed (delivered or failed), for health and tests. */
   completed = 0
 
   private constructor(
     private readonly nc: NatsConnection,
     private readonly topology: Topology,
-    events: EventStore,
+    private readonly events: EventStore,
     private readonly lanes: WebhookLanes,
     private readonly deliveries: DeliveryRecords,
+    private readonly retries: ParkedRetries,
     private readonly options: WebhookDispatcherOptions,
   ) {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15_000
@@ -126,6 +158,7 @@ export class WebhookDispatcher {
     this.policy = options.policy ?? defaultCallbackUrlPolicy
     this.log = options.log ?? (() => {})
     this.fold = new StateFold(events, new SnapshotStore(topology), this.log)
+    this.retentionMs = options.retentionMs ?? defaultWebhookRetentionMs
   }
 
   /**
@@ -140,20 +173,29 @@ export class WebhookDispatcher {
   ): Promise<WebhookDispatcher> {
     const topology = "eventStream" in source ? source : source.topology
     const events = "eventStream" in source ? await EventStore.make(source) : source.events
-    const [lanes, deliveries] = await Promise.all([
-      openWebhookBucket(nc, topology.options, "lanes"),
-      openWebhookBucket(nc, topology.options, "deliveries"),
+    const retention = options.retentionMs ?? defaultWebhookRetentionMs
+    const [lanes, deliveries, retries] = await Promise.all([
+      openWebhookBucket(nc, topology.options, "lanes", retention),
+      openWebhookBucket(nc, topology.options, "deliveries", retention),
+      openWebhookBucket(nc, topology.options, "retries", retention),
     ])
     const spacing = {
       schedule: options.schedule ?? defaultRetrySchedule,
       jitter: options.jitter ?? defaultJitter,
     }
+    const requestTimeoutMs = options.requestTimeoutMs ?? 15_000
     const dispatcher = new WebhookDispatcher(
       nc,
       topology,
       events,
       new WebhookLanes(lanes),
       new DeliveryRecords(deliveries, spacing),
+      new ParkedRetries(retries, {
+        // Long enough for a POST that times out, renewed at every event the runner passes.
+        leaseMs: options.retryLeaseMs ?? 2 * requestTimeoutMs + 10_000,
+        concurrency: Math.max(1, options.concurrency ?? 32),
+        log: options.log ?? (() => {}),
+      }),
       options,
     )
     await dispatcher.begin()
@@ -179,6 +221,12 @@ export class WebhookDispatcher {
     }
     await this.running
     await Promise.allSettled([...this.chains.values()])
+    await this.retries.stop()
+  }
+
+  /** Lanes parked in the retry schedule, as this process sees it (for health and tests). */
+  get parkedLanes(): number {
+    return this.retries.size
   }
 
   private async begin(): Promise<void> {
@@ -204,6 +252,7 @@ export class WebhookDispatcher {
     this.running = this.run(messages).catch((error) => {
       if (!this.stopping.signal.aborted) this.log(`webhooks: consumer ended: ${String(error)}`)
     })
+    await this.retries.start((sessionId, revision) => this.runParked(sessionId, revision))
   }
 
   private async run(messages: ConsumerMessages): Promise<void> {
@@ -283,53 +332,197 @@ export class WebhookDispatcher {
 
   private async dispatch(event: SessionEvent, message: JsMsg): Promise<Verdict> {
     const sessionId = event.session_id
-    const read = await this.lanes.read(sessionId)
-    // The lane is left as it is for someone to look at; the session's webhooks stop here.
-    if (read._tag === "Unreadable") return park(`its lane is unreadable (${read.reason})`)
-    const { lane } = read
-    if (event.sequence < lane.next_sequence) return ack // already dispatched: a redelivery
-    if (event.sequence > lane.next_sequence) {
-      const head = await this.deliveries.read(sessionId, lane.next_sequence)
-      // The head is parked for good: waiting behind it would only go round and round.
-      if (head._tag === "Unreadable") {
-        return park(`waits behind event ${lane.next_sequence}, whose delivery record is unreadable`)
+    for (;;) {
+      const read = await this.lanes.read(sessionId)
+      // The lane is left as it is for someone to look at; the session's webhooks stop here.
+      if (read._tag === "Unreadable") return park(`its lane is unreadable (${read.reason})`)
+      let lane = read.lane
+      if (event.sequence < lane.next_sequence) return ack // already dispatched: a redelivery
+      if (lane.parked === true) {
+        // Its head waits in the retry schedule: whoever runs it delivers this one from the stream
+        // after it. Noting it on the lane makes a runner about to unpark the lane look again.
+        if ((lane.waiting_through ?? 0) >= event.sequence) return ack
+        if (await this.lanes.write(sessionId, read.revision, { ...lane, waiting_through: event.sequence })) {
+          return ack
+        }
+        continue
       }
-      const record = head._tag === "Readable" ? head.record : undefined
-      return nak(blockedDelay(read, record, message.info.deliveryCount, this.blockedDelayMs))
-    }
-    const routing = nextRouting(lane.routing, event)
-    if (routing.callback_url !== null) {
-      const lifecycle = await this.fold.lifecycleOf(event, message.seq)
-      if (lifecycle !== undefined) {
-        const verdict = await this.deliver(event, lifecycle, routing.account_id, routing.callback_url)
-        if (verdict !== undefined) return verdict
+      if (event.sequence > lane.next_sequence) {
+        const restarted = await this.expiredLane(read, event, message.seq)
+        if (restarted === undefined) {
+          const head = await this.deliveries.read(sessionId, lane.next_sequence)
+          // The head is parked for good: waiting behind it would only go round and round.
+          if (head._tag === "Unreadable") {
+            return park(`waits behind event ${lane.next_sequence}, whose delivery record is unreadable`)
+          }
+          // Its head is in flight on another process (or its message not yet handed out): briefly.
+          const record = head._tag === "Readable" ? head.record : undefined
+          return nak(blockedDelay(read, record, message.info.deliveryCount, this.blockedDelayMs))
+        }
+        lane = restarted
+      }
+      const outcome = await this.attemptHead(event, message.seq, lane)
+      switch (outcome._tag) {
+        case "Aborted":
+          return nak(0)
+        case "Unreadable":
+          return park(`its delivery record is unreadable (${outcome.reason})`)
+        case "Passed":
+          if (await this.lanes.write(sessionId, read.revision, outcome.lane)) return ack
+          continue // Moved meanwhile: look again (a delivered record is not sent twice).
+        case "Retry":
+          // Retry record first: a parked lane always has one, so its later events are never stranded.
+          await this.retries.park(sessionId, outcome.dueAt)
+          if (
+            await this.lanes.write(sessionId, read.revision, {
+              ...lane,
+              after_stream_sequence: message.seq - 1,
+              parked: true,
+            })
+          ) {
+            return ack
+          }
+          continue
       }
     }
-    await this.lanes.advance(sessionId, read.revision, event.sequence, routing)
-    return ack
   }
 
   /**
-   * Makes one attempt at the event's delivery, if one is due. Returns the verdict while attempts
-   * remain, or undefined once the delivery is done (delivered or failed) and the lane may move on.
+   * When a session has no lane (never written, or expired after the retention period) and its
+   * event `sequence` > 1 comes: the lane restarted at this event when it expired, with the routing
+   * its history gives; undefined when its predecessor is recent (the session's first event is
+   * still being dispatched), so the event waits.
+   */
+  private async expiredLane(
+    read: ReadableLane,
+    event: SessionEvent,
+    streamSequence: number,
+  ): Promise<Lane | undefined> {
+    if (read.present) return undefined
+    let routing = read.lane.routing
+    let predecessor: SessionEvent | undefined
+    for await (const stored of this.events.read(event.session_id)) {
+      if (stored.event.sequence >= event.sequence) break
+      routing = nextRouting(routing, stored.event)
+      predecessor = stored.event
+    }
+    // No earlier event left (purged), or the last one older than what lanes are kept for.
+    const expired = predecessor === undefined || Date.now() - Date.parse(predecessor.time) > this.retentionMs
+    if (!expired) return undefined
+    this.log(`webhooks: the lane of ${event.session_id} had expired; restarted at event ${event.sequence}`)
+    return {
+      next_sequence: event.sequence,
+      routing,
+      moved_at: Date.now(),
+      after_stream_sequence: streamSequence - 1,
+    }
+  }
+
+  /**
+   * Runs a parked lane whose retry came due (this process holds its retry record at `revision`):
+   * its head's next attempt, then the session's later events from the stream, in order, until
+   * one must wait again (rescheduled) or none is left (the lane flows again, the record goes).
+   */
+  private async runParked(sessionId: string, revision: number): Promise<void> {
+    let held = revision
+    // Stopping: hand the lane back at once rather than when the claim runs out.
+    const handBack = () =>
+      this.retries.reschedule(sessionId, held, Date.now()).then(
+        () => undefined,
+        () => undefined,
+      )
+    for (;;) {
+      if (this.stopping.signal.aborted) return handBack()
+      const read = await this.lanes.read(sessionId)
+      if (read._tag === "Unreadable") {
+        this.log(`webhooks: the parked lane of ${sessionId} is unreadable (${read.reason}); left as it is`)
+        return this.retries.release(sessionId, held)
+      }
+      const { lane } = read
+      if (lane.parked !== true) return this.retries.release(sessionId, held)
+      let head: StoredEvent | undefined
+      try {
+        head = await this.headOf(sessionId, lane)
+      } catch (error) {
+        if (!(error instanceof UnreadableEvent)) throw error
+        this.log(`webhooks: the lane of ${sessionId} stops at an unreadable event (${error.message})`)
+        return this.retries.release(sessionId, held)
+      }
+      if (head === undefined) {
+        // Caught up, or the session's subject was purged: the consumer takes its events again.
+        const { parked: _parked, waiting_through: _waiting, ...flowing } = lane
+        if (await this.lanes.write(sessionId, read.revision, flowing))
+          return this.retries.release(sessionId, held)
+        continue // A later event was noted meanwhile.
+      }
+      if (head.event.sequence > lane.next_sequence) {
+        this.log(
+          `webhooks: ${sessionId} events ${lane.next_sequence}–${head.event.sequence - 1} are no longer in the stream; skipped`,
+        )
+      }
+      const outcome = await this.attemptHead(head.event, head.streamSequence, lane)
+      switch (outcome._tag) {
+        case "Aborted":
+          return handBack()
+        case "Unreadable":
+          this.log(
+            `webhooks: ${sessionId} #${head.event.sequence}: its delivery record is unreadable (${outcome.reason}); ` +
+              "the session's webhooks stop here",
+          )
+          return this.retries.release(sessionId, held)
+        case "Retry":
+          await this.retries.reschedule(sessionId, held, outcome.dueAt)
+          return
+        case "Passed": {
+          await this.lanes.write(sessionId, read.revision, { ...outcome.lane, parked: true })
+          const renewed = await this.retries.claim(sessionId, held)
+          if (renewed === undefined) return // Another gateway took the lane over.
+          held = renewed
+        }
+      }
+    }
+  }
+
+  /** The lane's head as stored: the session's first event at or after `next_sequence`, if any. */
+  private async headOf(sessionId: string, lane: Lane): Promise<StoredEvent | undefined> {
+    for await (const stored of this.events.read(sessionId, lane.after_stream_sequence ?? 0)) {
+      if (stored.event.sequence >= lane.next_sequence) return stored
+    }
+    return undefined
+  }
+
+  /** One attempt at the lane's head `event` (stored at `streamSequence`), if one is due. */
+  private async attemptHead(event: SessionEvent, streamSequence: number, lane: Lane): Promise<HeadOutcome> {
+    const routing = nextRouting(lane.routing, event)
+    if (routing.callback_url !== null) {
+      const lifecycle = await this.fold.lifecycleOf(event, streamSequence)
+      if (lifecycle !== undefined) {
+        const outcome = await this.deliver(event, lifecycle, routing.account_id, routing.callback_url)
+        if (outcome !== undefined) return outcome
+      }
+    }
+    return { _tag: "Passed", lane: passed(lane, event.sequence, streamSequence, routing) }
+  }
+
+  /**
+   * Makes one attempt at the event's delivery, if one is due. Returns undefined once the delivery
+   * is done (delivered or failed) and the lane may move on.
    */
   private async deliver(
     event: SessionEvent,
     lifecycle: LifecycleEvent,
     accountId: string,
     url: string,
-  ): Promise<Verdict | undefined> {
+  ): Promise<Exclude<HeadOutcome, { _tag: "Passed" }> | undefined> {
     const current = await this.deliveries.read(event.session_id, event.sequence)
-    if (current._tag === "Unreadable") {
-      // Whether and how often it was sent is unknown: the record is left as it is.
-      return park(`its delivery record is unreadable (${current.reason})`)
-    }
+    // Whether and how often it was sent is unknown: the record is left as it is.
+    if (current._tag === "Unreadable") return { _tag: "Unreadable", reason: current.reason }
     if (current._tag === "Readable" && current.record.status !== "pending") return undefined
     const dueAt = current._tag === "Readable" ? current.record.next_attempt_at : null
     if (dueAt !== null) {
-      // Redelivered before the retry is due (ack_wait ran out in a crashed process): keep the schedule.
+      // Looked at before the retry is due (a redelivery, or a runner woken early): keep the schedule.
       const early = Date.parse(dueAt) - Date.now()
-      if (early > EARLY_TOLERANCE_MS) return nak(early)
+      if (early > EARLY_TOLERANCE_MS) return { _tag: "Retry", dueAt: Date.parse(dueAt) }
     }
     const at = new Date()
     const outcome = await postWebhook(lifecycle, url, {
@@ -338,14 +531,14 @@ export class WebhookDispatcher {
       timeoutMs: this.requestTimeoutMs,
       signal: this.stopping.signal,
     })
-    if (outcome.error === "aborted" && this.stopping.signal.aborted) return nak(0)
+    if (outcome.error === "aborted" && this.stopping.signal.aborted) return { _tag: "Aborted" }
     const record = await this.deliveries.recordAttempt({ event, lifecycle, url }, at, outcome, current)
     if (record.status === "pending" && record.next_attempt_at !== null) {
       this.log(
         `webhooks: ${event.session_id} #${event.sequence} attempt ${record.attempts.length} failed ` +
           `(${outcome.error}${outcome.status_code === null ? "" : ` ${outcome.status_code}`}); next at ${record.next_attempt_at}`,
       )
-      return nak(Date.parse(record.next_attempt_at) - Date.now())
+      return { _tag: "Retry", dueAt: Date.parse(record.next_attempt_at) }
     }
     if (record.status === "failed") {
       this.log(

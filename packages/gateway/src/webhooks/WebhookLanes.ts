@@ -1,15 +1,19 @@
 /**
  * Lanes: each session's webhooks go out in its order, across processes. One KV record per session
- * (lanes bucket, key `<session_id>`) holds the sequence of the next event to dispatch and the
- * routing (account, callback URL) in force before it. Only that event, the lane's head, is worked
- * on: a later one waits (see `blockedDelay`), an earlier one is a redelivery. The lane moves on by
- * compare-and-set once its head is done, so two processes never both move it. A lane that does
- * not decode (written by a newer version, or corrupt) is reported as unreadable and never
- * overwritten.
+ * (lanes bucket, key `<session_id>`) holds the sequence of the next event to dispatch (the lane's
+ * head), the routing (account, callback URL) in force before it, and where in the event stream
+ * the head is looked for. Only the head is worked on; an earlier event is a redelivery. The lane
+ * moves on by compare-and-set once its head is done, so two processes never both move it.
+ *
+ * A lane is *flowing* while its head is worked on from the shared consumer, and *parked* while
+ * its head waits for a retry in the schedule (`WebhookRetries`): then the consumer acknowledges
+ * the session's later events after noting them on the lane (`waiting_through`), and whoever
+ * runs the retry delivers them from the event stream behind the head. A lane that does not
+ * decode (written by a newer version, or corrupt) is reported as unreadable and never overwritten.
  */
 import { isRevisionConflict } from "@capture/jetstream"
 import { decodeUnknown, type WebhookDelivery } from "@capture/protocol"
-import { type EventRouting, emptyRouting } from "@capture/session-actor"
+import { emptyRouting } from "@capture/session-actor"
 import type { KV } from "@nats-io/kv"
 import { Result, Schema } from "effect"
 
@@ -24,6 +28,12 @@ const Lane = Schema.Struct({
   }),
   /** When the lane last moved (ms since epoch): how long its head has been waiting. */
   moved_at: Schema.Finite,
+  /** The head is at a stream sequence after this one (0: anywhere in the session's subject). */
+  after_stream_sequence: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  /** The head waits in the retry schedule; later events are delivered from the stream by its runner. */
+  parked: Schema.optionalKey(Schema.Boolean),
+  /** While parked: the highest later event the consumer has seen and acknowledged. */
+  waiting_through: Schema.optionalKey(Schema.Int),
 })
 
 /** A session's progress: the next event to dispatch and the routing in force before it. */
@@ -34,32 +44,32 @@ export const startingLane: Lane = { next_sequence: 1, routing: emptyRouting, mov
 
 /**
  * A lane as read. `revision` is what moving it compares against: undefined when the key was
- * never written (moving creates it).
+ * never written (moving creates it). `present` is false when there is no lane (never written,
+ * deleted, or expired): `lane` is then the starting lane.
  */
 export type LaneRead =
-  | { readonly _tag: "Readable"; readonly lane: Lane; readonly revision: number | undefined }
+  | {
+      readonly _tag: "Readable"
+      readonly lane: Lane
+      readonly revision: number | undefined
+      readonly present: boolean
+    }
   | { readonly _tag: "Unreadable"; readonly reason: string; readonly revision: number }
 
-/** A lane this version cannot read, met while moving it. */
-export class UnreadableLane extends Error {
-  constructor(
-    readonly sessionId: string,
-    readonly reason: string,
-  ) {
-    super(`the webhook lane of ${sessionId} is unreadable: ${reason}`)
-  }
-}
+export type ReadableLane = Extract<LaneRead, { _tag: "Readable" }>
 
 const decodeLane = decodeUnknown(Lane)
 
 export class WebhookLanes {
   constructor(private readonly bucket: KV) {}
 
-  /** A session's lane; the starting lane when it has none (or it was deleted). */
+  /** A session's lane; the starting lane when it has none (or it was deleted or expired). */
   async read(sessionId: string): Promise<LaneRead> {
     const entry = await this.bucket.get(sessionId)
-    if (entry === null) return { _tag: "Readable", lane: startingLane, revision: undefined }
-    if (entry.operation !== "PUT") return { _tag: "Readable", lane: startingLane, revision: entry.revision }
+    if (entry === null) return { _tag: "Readable", lane: startingLane, revision: undefined, present: false }
+    if (entry.operation !== "PUT") {
+      return { _tag: "Readable", lane: startingLane, revision: entry.revision, present: false }
+    }
     let decoded: Result.Result<Lane, unknown>
     try {
       decoded = decodeLane(entry.json())
@@ -67,7 +77,7 @@ export class WebhookLanes {
       decoded = Result.fail(error)
     }
     return Result.isSuccess(decoded)
-      ? { _tag: "Readable", lane: decoded.success, revision: entry.revision }
+      ? { _tag: "Readable", lane: decoded.success, revision: entry.revision, present: true }
       : {
           _tag: "Unreadable",
           reason: decoded.failure instanceof Error ? decoded.failure.message : String(decoded.failure),
@@ -76,33 +86,34 @@ export class WebhookLanes {
   }
 
   /**
-   * Moves the lane past `sequence`, with `routing` as of that event, starting from the lane read
-   * at `revision` (compare-and-set; a lane another process moved past it is left alone). Throws
-   * `UnreadableLane` when the race was with a lane this version cannot read: it is left as it is.
+   * Writes `lane` if the session's lane is still at `revision` (compare-and-set). False when
+   * another process wrote it meanwhile: the caller reads it again and decides anew.
    */
-  async advance(
-    sessionId: string,
-    revision: number | undefined,
-    sequence: number,
-    routing: EventRouting,
-  ): Promise<void> {
-    const lane: Lane = { next_sequence: sequence + 1, routing, moved_at: Date.now() }
-    let current = revision
-    for (;;) {
-      try {
-        if (current === undefined) await this.bucket.create(sessionId, JSON.stringify(lane))
-        else await this.bucket.update(sessionId, JSON.stringify(lane), current)
-        return
-      } catch (error) {
-        if (!isRevisionConflict(error)) throw error
-        const read = await this.read(sessionId)
-        if (read._tag === "Unreadable") throw new UnreadableLane(sessionId, read.reason)
-        if (read.lane.next_sequence > sequence) return
-        current = read.revision
-      }
+  async write(sessionId: string, revision: number | undefined, lane: Lane): Promise<boolean> {
+    try {
+      if (revision === undefined) await this.bucket.create(sessionId, JSON.stringify(lane))
+      else await this.bucket.update(sessionId, JSON.stringify(lane), revision)
+      return true
+    } catch (error) {
+      if (!isRevisionConflict(error)) throw error
+      return false
     }
   }
 }
+
+/** The lane moved past the event at `sequence` (stored at `streamSequence`), with `routing` as of it. */
+export const passed = (
+  lane: Lane,
+  sequence: number,
+  streamSequence: number,
+  routing: Lane["routing"],
+): Lane => ({
+  ...lane,
+  next_sequence: sequence + 1,
+  routing,
+  moved_at: Date.now(),
+  after_stream_sequence: streamSequence,
+})
 
 /** Bounds of the wait before a message blocked behind its lane's head is looked at again. */
 export interface BlockedDelayBounds {
@@ -118,7 +129,7 @@ export interface BlockedDelayBounds {
  * little latency. `deliveryCount` counts the waiting message's deliveries.
  */
 export const blockedDelay = (
-  lane: Extract<LaneRead, { _tag: "Readable" }>,
+  lane: ReadableLane,
   head: WebhookDelivery | undefined,
   deliveryCount: number,
   { min, max }: BlockedDelayBounds,
@@ -128,7 +139,7 @@ export const blockedDelay = (
   if (head?.status === "pending" && head.next_attempt_at !== null) {
     const untilDue = Date.parse(head.next_attempt_at) - now
     wait = untilDue > 0 ? untilDue + min : min * (1 + Math.random())
-  } else if (lane.revision === undefined) {
+  } else if (!lane.present) {
     // No lane yet: the session's first event has not been dispatched. Back off per redelivery.
     wait = min * 2 ** Math.min(Math.max(deliveryCount - 1, 0), 16)
   } else {

@@ -2,6 +2,7 @@ import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import {
   defaultRetrySchedule,
+  parseRetention,
   parseRetrySchedule,
   retryDelay,
   retryScheduleFromEnv,
@@ -45,5 +46,18 @@ describe("RetrySchedule", () => {
       expect(delay).toBeGreaterThanOrEqual(4_500)
       expect(delay).toBeLessThanOrEqual(5_500)
     }
+  })
+
+  it("parses a retention that outlasts the longest retry delay, and refuses one that does not", () => {
+    expect(Result.getOrThrow(parseRetention("7d"))).toBe(7 * 86_400_000)
+    expect(Result.getOrThrow(parseRetention("2m", [1_000, 60_000]))).toBe(120_000)
+    const refused = (text: string, schedule?: ReadonlyArray<number>) => {
+      const parsed = parseRetention(text, schedule)
+      return Result.isFailure(parsed) ? parsed.failure.message : undefined
+    }
+    // The default schedule waits 10 h (up to 11 h with jitter) before its last attempt.
+    expect(refused("10h")).toMatch(/^CAPTURE_WEBHOOK_RETENTION: 10h does not outlast the longest retry delay/)
+    expect(refused("1d,2d")).toBe("CAPTURE_WEBHOOK_RETENTION: one duration, like 7d")
+    expect(refused("a week")).toMatch(/^CAPTURE_WEBHOOK_RETENTION: "a week" is not a duration/)
   })
 })

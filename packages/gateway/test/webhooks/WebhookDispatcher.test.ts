@@ -16,9 +16,19 @@ import { Result, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { defaultCallbackUrlPolicy, parseAllowList } from "../../src/webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "../../src/webhooks/DeliveryLog.js"
-import { deliveryKey, openWebhookBucket } from "../../src/webhooks/WebhookBuckets.js"
+import { deliveryKey, openWebhookBucket, webhookBucketNames } from "../../src/webhooks/WebhookBuckets.js"
 import { WebhookDispatcher, type WebhookDispatcherOptions } from "../../src/webhooks/WebhookDispatcher.js"
-import { create, start, wholeLife, wholeLifeEvents } from "./commands.js"
+import {
+  completeExport,
+  create,
+  exportOf,
+  finish,
+  media,
+  start,
+  stop,
+  wholeLife,
+  wholeLifeEvents,
+} from "./commands.js"
 import { waitFor } from "./poll.js"
 import { type Received, Receiver } from "./receiver.js"
 
@@ -372,6 +382,187 @@ describe("WebhookDispatcher", () => {
     // The hung POST counts once at the receiver; the survivor sent `starting` again (at-least-once).
     expect(receiver.eventsOf(id).filter((e) => e === "capture_session.starting").length).toBe(2)
     expect(beforeRelease).toBeGreaterThanOrEqual(2)
+  })
+
+  it("parks a failed attempt outside the consumer: many dead endpoints never delay a live tenant's webhooks", async () => {
+    const { runtime, log } = await newDeployment()
+    const dead = `http://127.0.0.1:${await getFreePort()}/hooks`
+    const receiver = await newReceiver()
+    // Few slots, many dead sessions: were retries held on the consumer, these would fill it for a minute.
+    const dispatcher = await newDispatcher(runtime, { maxAckPending: 4, concurrency: 4, schedule: [60_000] })
+    const deadIds = Array.from({ length: 16 }, () => newSessionId())
+    await Promise.all(
+      deadIds.map((id) => run(runtime, [create(id, dead, "acct-dead"), start(id), media(id)])),
+    )
+    await waitFor(
+      () => Promise.all(deadIds.map((id) => log.list(id))),
+      (all) => all.every((deliveries) => deliveries[0]?.attempts.length === 1),
+      { timeoutMs: 15_000 },
+    )
+    const live = newSessionId()
+    const sent = Date.now()
+    await run(runtime, wholeLife(live, receiver.url))
+    await settled(log, live, 6, 10_000)
+    expect(receiver.eventsOf(live)).toEqual(wholeLifeEvents)
+    // Promptly: not after a dead session's retry (a minute away).
+    expect(Date.now() - sent).toBeLessThan(10_000)
+    // Every dead session waits in the schedule, its later event noted behind its head; the consumer holds nothing.
+    const jsm = await jetstreamManager(await newConnection())
+    await waitFor(
+      () => jsm.consumers.info(runtime.topology.eventStream, dispatcher.durableName),
+      (info) => info.num_ack_pending === 0 && info.num_pending === 0,
+    )
+    expect(dispatcher.parkedLanes).toBe(deadIds.length)
+    for (const id of deadIds) {
+      const deliveries = await log.list(id)
+      expect(deliveries.map((d) => [d.sequence, d.status, d.attempts.length])).toEqual([[1, "pending", 1]])
+    }
+  })
+
+  it("delivers a parked lane's later events behind its head, in order, from whichever gateway runs the retry", async () => {
+    const { runtime, log } = await newDeployment()
+    let refusing = true
+    const receiver = await newReceiver(() => (refusing ? 503 : 204))
+    const first = await newDispatcher(runtime, { schedule: [1_500, 200] })
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url), start(id), media(id)])
+    await waitFor(
+      () => log.list(id),
+      (deliveries) => deliveries[0]?.attempts.length === 1,
+    )
+    // The gateway that parked it goes away; another one runs the retry and what waits behind it.
+    await first.stop()
+    const second = await newDispatcher(runtime, { schedule: [1_500, 200] })
+    refusing = false
+    await settled(log, id, 3, 15_000)
+    expect(second.completed).toBe(3)
+    // The lane flows again: the session's next events go out from the consumer.
+    await waitFor(
+      async () => second.parkedLanes,
+      (parked) => parked === 0,
+    )
+    await run(runtime, [stop(id), finish(id), exportOf(id), completeExport(id)])
+    const deliveries = await settled(log, id, 6)
+    expect(deliveries.map((d) => [d.event, d.status, d.attempts.length])).toEqual([
+      ["capture_session.created", "delivered", 2],
+      ["capture_session.starting", "delivered", 1],
+      ["capture_session.active", "delivered", 1],
+      ["capture_session.stopping", "delivered", 1],
+      ["capture_session.stopped", "delivered", 1],
+      ["capture_session.exported", "delivered", 1],
+    ])
+    expect(receiver.eventsOf(id)).toEqual(["capture_session.created", ...wholeLifeEvents])
+  })
+
+  it("takes a parked lane over when the gateway running its retry dies mid-POST", async () => {
+    const { runtime, log } = await newDeployment()
+    let release: (() => void) | undefined
+    const hung = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let createdTries = 0
+    const receiver = await newReceiver(async (r) => {
+      if (r.envelope.event !== "capture_session.created") return 204
+      createdTries++
+      if (createdTries === 1) return 503 // parks the lane
+      if (createdTries === 2) await hung // the retry's POST never ends on the dying gateway
+      return 204
+    })
+    const options = { schedule: [300, 300], retryLeaseMs: 1_500 }
+    const dying = await newConnection()
+    await newDispatcher(runtime, options, dying)
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url), start(id), media(id)])
+    await waitFor(
+      async () => createdTries,
+      (tries) => tries === 2,
+    )
+    // The gateway running the retry dies with the POST in flight: no attempt recorded, its claim held.
+    await dying.close()
+    const survivor = await newDispatcher(runtime, options)
+    const deliveries = await settled(log, id, 3, 15_000)
+    release?.()
+    expect(deliveries.map((d) => [d.event, d.status])).toEqual([
+      ["capture_session.created", "delivered"],
+      ["capture_session.starting", "delivered"],
+      ["capture_session.active", "delivered"],
+    ])
+    // The hung POST and the survivor's both reached the receiver (at-least-once), then the rest in order.
+    expect(collapsed(receiver.received.filter((r) => r.envelope.capture_session_id === id))).toEqual([
+      "capture_session.created",
+      "capture_session.starting",
+      "capture_session.active",
+    ])
+    expect(createdTries).toBe(3)
+    expect(survivor.completed).toBe(3)
+  })
+
+  it("releases the lane of a session whose subject is purged while a delivery waits, and goes on with the others", async () => {
+    const { runtime, log } = await newDeployment()
+    const dead = `http://127.0.0.1:${await getFreePort()}/hooks`
+    const receiver = await newReceiver()
+    const lines: Array<string> = []
+    const dispatcher = await newDispatcher(runtime, {
+      schedule: [1_000, 1_000, 1_000],
+      log: (l) => lines.push(l),
+    })
+    const purged = newSessionId()
+    await run(runtime, [create(purged, dead), start(purged)])
+    await waitFor(
+      () => log.list(purged),
+      (deliveries) => deliveries[0]?.attempts.length === 1,
+    )
+    const nc = await newConnection()
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.purge(runtime.topology.eventStream, { filter: runtime.topology.eventSubject(purged) })
+    // Its retry comes due, finds nothing left to deliver, and lets the lane go.
+    await waitFor(
+      async () => dispatcher.parkedLanes,
+      (parked) => parked === 0,
+      { timeoutMs: 10_000 },
+    )
+    const attempts = (await log.list(purged))[0]?.attempts.length
+    const later = newSessionId()
+    await run(runtime, wholeLife(later, receiver.url))
+    await settled(log, later, 6)
+    expect(receiver.eventsOf(later)).toEqual(wholeLifeEvents)
+    const retries = await openWebhookBucket(nc, runtime.topology.options, "retries")
+    expect(await retries.get(purged)).toMatchObject({ operation: "DEL" })
+    const lanes = await openWebhookBucket(nc, runtime.topology.options, "lanes")
+    expect(JSON.parse((await lanes.get(purged))?.string() ?? "{}")).not.toHaveProperty("parked")
+    // Nothing more is tried for it.
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
+    expect((await log.list(purged))[0]?.attempts.length).toBe(attempts)
+  })
+
+  it("lets lanes and delivery records expire after the retention period, and restarts an expired lane", async () => {
+    const { runtime, log } = await newDeployment()
+    const receiver = await newReceiver()
+    const nc = await newConnection()
+    await newDispatcher(runtime, { retentionMs: 2_000 })
+    const id = newSessionId()
+    await run(runtime, [create(id, receiver.url), start(id), media(id)])
+    await settled(log, id, 3)
+    const names = webhookBucketNames(runtime.topology.options.prefix)
+    const jsm = await jetstreamManager(nc)
+    for (const name of [names.lanes, names.deliveries, names.retries]) {
+      expect((await jsm.streams.info(`KV_${name}`)).config.max_age).toBe(2_000 * 1_000_000)
+    }
+    const lanes = await openWebhookBucket(nc, runtime.topology.options, "lanes")
+    await waitFor(
+      async () => [await lanes.get(id), await log.list(id)] as const,
+      ([lane, deliveries]) => lane === null && deliveries.length === 0,
+      { timeoutMs: 15_000 },
+    )
+    // The session's events after its lane expired still go out, with the routing its history gives.
+    await run(runtime, [stop(id), finish(id), exportOf(id), completeExport(id)])
+    const deliveries = await settled(log, id, 3)
+    expect(deliveries.map((d) => [d.event, d.status, d.url])).toEqual([
+      ["capture_session.stopping", "delivered", receiver.url],
+      ["capture_session.stopped", "delivered", receiver.url],
+      ["capture_session.exported", "delivered", receiver.url],
+    ])
+    expect(receiver.eventsOf(id)).toEqual(wholeLifeEvents)
   })
 
   it("parks what does not decode (an event, a lane, a delivery record) and keeps delivering the others", async () => {
