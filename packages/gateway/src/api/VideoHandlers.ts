@@ -12,11 +12,13 @@ import {
   type ExportMetadata,
   exportRangeUrls,
   exportUrls,
+  exportWallEndMs,
   type RtstreamView,
   successOf,
   type VideoId,
   type VideoSearchDoc,
   type VideoTimeline,
+  videoSecondsAt,
 } from "@capture/protocol"
 import { toCaptureSession } from "@capture/session-actor"
 import { Effect } from "effect"
@@ -51,31 +53,11 @@ const findVideo = (
     return { metadata, session }
   })
 
-/** Wall-clock end (epoch ms) of what the video shows: its length plus the paused time it left out. */
-const wallEndOf = (metadata: ExportMetadata): number =>
-  metadata.start_ms + metadata.duration_ms + (metadata.paused_ms_removed ?? 0)
-
-/** Seconds of the video at wall-clock `wallMs`: after its start, less the paused time before it, within its length. */
-export const videoSecondsAt = (metadata: ExportMetadata, wallMs: number): number => {
-  const paused = (metadata.paused_spans ?? []).reduce(
-    (sum, span) =>
-      sum +
-      Math.max(
-        0,
-        Math.min(wallMs, span.end_ms ?? Number.POSITIVE_INFINITY) -
-          Math.max(span.start_ms, metadata.start_ms),
-      ),
-    0,
-  )
-  const ms = Math.min(metadata.duration_ms, Math.max(0, wallMs - metadata.start_ms - paused))
-  return Math.round(ms) / 1000
-}
-
 /** The rtstreams of the export's channels: the audio mixed into it (spoken words), or its display (scenes). */
 const rtstreamsOf = ({ metadata, session }: ReachableVideo, kind: "spoken" | "scene"): Array<RtstreamView> =>
   session.rtstreams.filter((r) =>
     kind === "spoken"
-      ? metadata.audio_channel_ids.includes(r.name as never)
+      ? (metadata.audio_channel_ids as ReadonlyArray<string>).includes(r.name)
       : r.name === metadata.video_channel_id,
   )
 
@@ -104,7 +86,7 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
               audio.map((r) =>
                 readTranscript(services.ai, r.rtstream_id, {
                   start: metadata.start_ms,
-                  end: wallEndOf(metadata),
+                  end: exportWallEndMs(metadata),
                   page_size: 1,
                 }).then((page) => ({ rtstream: r, page })),
               ),
@@ -153,7 +135,7 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
               kind,
               index_id: payload.scene_index_id ?? undefined,
               from_ms: metadata.start_ms,
-              to_ms: wallEndOf(metadata),
+              to_ms: exportWallEndMs(metadata),
               limit: payload.result_threshold ?? undefined,
               score_threshold: payload.score_threshold ?? undefined,
             })

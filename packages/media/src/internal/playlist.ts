@@ -28,8 +28,9 @@ export const playlist = (manifest: Manifest): string =>
 
 /**
  * The playlist of the segments overlapping each range of `timeline` (seconds of the video), in
- * the timeline's order: a discontinuity where one range's segments do not follow the last, a
- * segment shared by overlapping ranges once, and the player started at the first range's start
+ * the timeline's order: a discontinuity where one range's segments do not follow the last (a
+ * range earlier in the video than the one before it, or after a gap), a segment shared with the
+ * run just written once, and the player started at the first range's start
  * (`EXT-X-START … PRECISE`). Undefined when no range holds any of the video.
  */
 export const rangePlaylist = (manifest: Manifest, timeline: VideoTimeline): string | undefined => {
@@ -40,16 +41,32 @@ export const rangePlaylist = (manifest: Manifest, timeline: VideoTimeline): stri
     at += segment.duration
   }
   const lines: Array<string> = []
+  // The run of segments written last: a range overlapping it continues it.
+  let runFirst: number | undefined
   let last: number | undefined
   let startOffset: number | undefined
   for (const [from, to] of timeline) {
-    const indexes = manifest.segments
+    let indexes = manifest.segments
       .map((segment, i) => ({ i, start: starts[i] ?? 0, end: (starts[i] ?? 0) + segment.duration }))
-      .filter((s) => s.start < to && s.end > from && (last === undefined || s.i > last))
+      .filter((s) => s.start < to && s.end > from)
+    const head = indexes[0]?.i
+    const previous = last
+    if (
+      head !== undefined &&
+      runFirst !== undefined &&
+      previous !== undefined &&
+      head >= runFirst &&
+      head <= previous
+    ) {
+      indexes = indexes.filter((s) => s.i > previous)
+    }
     const first = indexes[0]
     if (first === undefined) continue
     startOffset ??= Math.max(0, from - first.start)
-    if (last !== undefined && first.i !== last + 1) lines.push("#EXT-X-DISCONTINUITY")
+    if (last === undefined || first.i !== last + 1) {
+      if (last !== undefined) lines.push("#EXT-X-DISCONTINUITY")
+      runFirst = first.i
+    }
     for (const { i } of indexes) lines.push(...entry(manifest, i))
     last = indexes.at(-1)?.i
   }
