@@ -7,6 +7,7 @@
 import type { SessionId } from "@capture/protocol"
 import {
   festivalAvailable,
+  getFreePort,
   type NatsServerHandle,
   type SpeechRecording,
   speechRecording,
@@ -204,14 +205,20 @@ describe.skipIf(!festivalAvailable())("capture mcp (MCP SDK client over stdio)",
     expect(await refusalOf(client, "read_transcript", { session_id: "../etc" })).toMatch(/session_id|cap-/)
     expect((await call(client, "list_sessions", {})).isError).toBeFalsy()
 
-    // A client token of another end user finds nothing of this session and cannot read it.
-    const token = (await server.data("POST", "/capture/session/token", { user_id: "someone-else" }))
-      .token as string
-    const stranger = await mcpClient(token)
+    // A client token of the session's end user reads it; another end user's finds nothing of it.
+    const tokenOf = async (user: string) =>
+      (await server.data("POST", "/capture/session/token", { user_id: user })).token as string
+    const owner = await mcpClient(await tokenOf("mcp-user"))
+    const ownTranscript = await call(owner, "read_transcript", { session_id: sessionId })
+    expect(ownTranscript.structuredContent?.segments).toHaveLength(SENTENCES.length)
+    const stranger = await mcpClient(await tokenOf("someone-else"))
     const theirs = await call(stranger, "search", { query: "budget discussion" })
     expect(theirs.structuredContent?.results).toEqual([])
     expect(await refusalOf(stranger, "read_transcript", { rtstream_id: mic })).toMatch(
       /404 rtstream_not_found/,
+    )
+    expect(await refusalOf(stranger, "read_scenes", { session_id: sessionId })).toMatch(
+      /404 session_not_found/,
     )
   }, 300_000)
 
@@ -222,8 +229,16 @@ describe.skipIf(!festivalAvailable())("capture mcp (MCP SDK client over stdio)",
     const missing = await runCli(["mcp", "--server", server.base], { CAPTURE_API_KEY: "" })
     expect(missing.code).toBe(2)
     expect(missing.stderr).toMatch(/--api-key/)
-    const nobody = await runCli(["mcp", "--server", "http://127.0.0.1:9", "--api-key", server.apiKey])
+    // A port nothing listens on.
+    const nobody = await runCli([
+      "mcp",
+      "--server",
+      `http://127.0.0.1:${await getFreePort()}`,
+      "--api-key",
+      server.apiKey,
+    ])
     expect(nobody.code).toBe(3)
-    expect(nobody.stderr).toMatch(/did not answer/)
-  }, 60_000)
+    expect(nobody.stderr).toMatch(/did not answer: .*ECONNREFUSED/)
+    // Three process starts: seconds each on a loaded machine.
+  }, 180_000)
 })

@@ -104,11 +104,15 @@ const rtstreamsOf = async (
     return [{ rtstream_id: rtstream.id, name: rtstream.name, media_types: rtstream.media_types }]
   }
   if (input.session_id === undefined) throw new ToolInputError("give session_id or rtstream_id")
-  const session = await http.data<{ rtstreams: ReadonlyArray<RtstreamRef> }>(
-    "GET",
-    `/collection/${encodeURIComponent(input.collection_id)}/capture/session/${encodeURIComponent(input.session_id)}`,
-  )
-  return session.rtstreams.filter((r) => media === "any" || r.media_types.includes(media))
+  // The rtstream list (not the session view) answers a client token too, for its own end user.
+  const listed = await http.data<{
+    results: ReadonlyArray<{ id: string; name: string; media_types: ReadonlyArray<string> }>
+  }>("GET", "/rtstream", {
+    query: { session_id: input.session_id, collection_id: input.collection_id, limit: 100, ordering: "name" },
+  })
+  return listed.results
+    .map((r) => ({ rtstream_id: r.id, name: r.name, media_types: r.media_types }))
+    .filter((r) => media === "any" || r.media_types.includes(media))
 }
 
 /** Every page of a paged read, up to `MAX_ITEMS` items; `truncated` when there were more. */
