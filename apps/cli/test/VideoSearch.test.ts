@@ -149,6 +149,10 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
         headers: { "x-access-token": await token(user), "content-type": "application/json" },
         body: JSON.stringify({ query: "budget" }),
       })
+    const videoAs = async (user: string) =>
+      (await fetch(`${server.base}/video/${videoId}`, { headers: { "x-access-token": await token(user) } }))
+        .status
+    expect([await videoAs("someone-else"), await videoAs("video-user")]).toEqual([404, 200])
     const stranger = await asUser("someone-else")
     expect(stranger.status).toBe(404)
     expect(await stranger.json()).toMatchObject({ error_code: "not_found", field: "video_id" })

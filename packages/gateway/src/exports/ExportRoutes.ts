@@ -34,6 +34,7 @@ import {
 } from "@capture/protocol"
 import { Effect, Result, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { mayReach } from "../access/RtstreamAccess.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
 import { playerPage } from "./PlayerPage.js"
 
@@ -141,8 +142,9 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       if (found === undefined) return notFound
       const session = yield* Effect.promise(() => services.runtime.host.load(found.session_id))
       const context = session.state.context
+      // The session's account, and a client token's own end user only (as for the session itself).
       if (
-        context.account_id !== principal.success.account_id ||
+        !mayReach(principal.success, context) ||
         context.collection_id === null ||
         (collectionId !== null && context.collection_id !== collectionId)
       ) {
