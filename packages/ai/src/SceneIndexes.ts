@@ -370,7 +370,18 @@ export const readScenes = async (
       end,
       text: event.data.text,
       description: event.data.text,
-      metadata: { scene: event.data.scene, engine: event.data.engine },
+      metadata: {
+        scene: event.data.scene,
+        engine: event.data.engine,
+        // The alerts this result fired (once each, stored with it).
+        alerts: (event.data.alerts ?? []).map((alert) => ({
+          alert_id: alert.alert_id,
+          event_id: alert.event_id,
+          label: alert.label,
+          confidence: alert.confidence,
+          explanation: alert.explanation,
+        })),
+      },
     })
   }
   const index = findIndex(state, indexId)

@@ -77,6 +77,18 @@ describe("the search index", () => {
     expect(index.search({ query: "budget", account_id: "acct-a", end_user_id: "someone-else" })).toEqual([])
     expect(index.search({ query: "budget", account_id: "acct-c" })).toEqual([])
     expect(index.search({ query: "  ", account_id: "acct-a" })).toEqual([])
+    // An export's scope: its session, its channels' rtstreams, its time.
+    const inExport = (scope: object) =>
+      index.search({ query: "budget", account_id: "acct-a", ...scope }).map((hit) => hit.text)
+    expect(inExport({ session_id: "cap-one", rtstream_ids: ["rts-mic"] })).toEqual([
+      "The budget discussion is next week",
+    ])
+    expect(inExport({ session_id: "cap-other" })).toEqual([])
+    expect(inExport({ rtstream_ids: [] })).toEqual([])
+    expect(inExport({ rtstream_ids: ["rts-mic') OR 1=1 --"] })).toEqual([])
+    expect(inExport({ from_ms: t + 7_000 })).toEqual(['Screen shows "Quarterly budget review"'])
+    expect(inExport({ to_ms: t + 5_000 })).toEqual([])
+    expect(inExport({ from_ms: t + 6_000, to_ms: t + 9_001 })).toHaveLength(2)
     index.reset()
     expect(index.streamSequence).toBe(0)
     expect(index.search({ query: "budget", account_id: "acct-a" })).toEqual([])

@@ -19,7 +19,13 @@
  * if (file) for await (const chunk of file.body) res.write(chunk)
  * ```
  */
-import { type AssetId, decodeJson, type ExportAsset, type ExportMetadata } from "@capture/protocol"
+import {
+  type AssetId,
+  decodeJson,
+  type ExportAsset,
+  type ExportMetadata,
+  type VideoTimeline,
+} from "@capture/protocol"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { ExportBucket, type ExportBucketOptions } from "./ExportBucket.js"
 import {
@@ -34,7 +40,7 @@ import {
   upgradeManifest,
 } from "./ExportManifest.js"
 import { stampFragments } from "./FragmentedMp4.js"
-import { playlist } from "./internal/playlist.js"
+import { playlist, rangePlaylist } from "./internal/playlist.js"
 
 /** A byte range, both ends inclusive (as in HTTP `Range: bytes=start-end`). */
 export interface ByteRange {
@@ -156,6 +162,19 @@ export class ExportStore {
     const raw = manifest.raw.find((r: ManifestFile) => r.file === file)
     if (raw !== undefined) return this.assembled(raw.contentType, raw.init, raw.parts, range)
     return undefined
+  }
+
+  /**
+   * The HLS playlist of `timeline` (seconds of the video) of an export: the segments overlapping
+   * its ranges, beside `index.m3u8` so their URIs resolve alike. Undefined when there is no such
+   * export, or no range holds any of it.
+   */
+  async rangePlaylist(videoId: string, timeline: VideoTimeline): Promise<ExportFile | undefined> {
+    const manifest = await this.manifest(videoId)
+    const text = manifest === undefined ? undefined : rangePlaylist(manifest, timeline)
+    return text === undefined
+      ? undefined
+      : this.inline("application/vnd.apple.mpegurl", encoder.encode(text), undefined)
   }
 
   private async manifest(videoId: string): Promise<Manifest | undefined> {

@@ -236,6 +236,49 @@ describe("ExportStore", () => {
     )
   })
 
+  it("writes the playlist of a timeline's ranges: the segments holding them, started at the first range", async () => {
+    const { videoId } = await storeExport()
+    const of = async (timeline: ReadonlyArray<readonly [number, number]>) => {
+      const file = await exports.rangePlaylist(videoId, timeline)
+      if (file === undefined) return undefined
+      expect(file.contentType).toBe("application/vnd.apple.mpegurl")
+      return new TextDecoder()
+        .decode(await file.bytes())
+        .split("\n")
+        .filter(
+          (line) =>
+            line.startsWith("#EXT-X-START") || line.startsWith("#EXT-X-DISC") || line.startsWith("seg/"),
+        )
+    }
+    // Segments: 0 → [0, 2), 1 → [2, 3.5).
+    expect(await of([[2.5, 3]])).toEqual(["#EXT-X-START:TIME-OFFSET=0.500,PRECISE=YES", "seg/1.m4s"])
+    expect(await of([[0.25, 2.5]])).toEqual([
+      "#EXT-X-START:TIME-OFFSET=0.250,PRECISE=YES",
+      "seg/0.m4s",
+      "seg/1.m4s",
+    ])
+    // Overlapping ranges share a segment once; a range earlier than the last starts a discontinuity.
+    expect(
+      await of([
+        [0, 1],
+        [1.5, 3],
+      ]),
+    ).toEqual(["#EXT-X-START:TIME-OFFSET=0.000,PRECISE=YES", "seg/0.m4s", "seg/1.m4s"])
+    expect(
+      await of([
+        [2.2, 3],
+        [0, 1],
+      ]),
+    ).toEqual([
+      "#EXT-X-START:TIME-OFFSET=0.200,PRECISE=YES",
+      "seg/1.m4s",
+      "#EXT-X-DISCONTINUITY",
+      "seg/0.m4s",
+    ])
+    expect(await of([[10, 20]])).toBeUndefined()
+    expect(await exports.rangePlaylist("m-NOSUCHEXPORT", [[0, 1]])).toBeUndefined()
+  })
+
   it("assembles video.mp4 from its init and the stored pieces, each stamped for its place", async () => {
     const { videoId } = await storeExport()
     const video = await opened(videoId, "video.mp4")

@@ -49,6 +49,7 @@ const codes = {
   export_channel_not_found: 409,
   export_channel_not_stored: 409,
   no_media: 409,
+  no_transcript: 409,
   segment_conflict: 409,
   // 413 / 422 / 429
   payload_too_large: 413,

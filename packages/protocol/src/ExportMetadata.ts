@@ -83,3 +83,32 @@ export type ExportedAssetIds = typeof ExportedAssetIds.Type
 /** The asset ids of an export's raw assets, by channel. */
 export const assetIdsOf = (metadata: Pick<ExportMetadata, "channels">): ExportedAssetIds =>
   Object.fromEntries(metadata.channels.map((asset) => [asset.channel_id, asset.asset_id]))
+
+/**
+ * Seconds of an export's muxed video at wall-clock `wallMs` (epoch ms on the recorder's clock):
+ * after its `start_ms`, less the paused time it left out before then, within its length. (The
+ * video is cut at segment edges where a pause covers recorded frames, so around such a cut this is
+ * within a segment of the picture.)
+ */
+export const videoSecondsAt = (
+  metadata: Pick<ExportMetadata, "start_ms" | "duration_ms" | "paused_spans">,
+  wallMs: number,
+): number => {
+  const paused = (metadata.paused_spans ?? []).reduce(
+    (sum, span) =>
+      sum +
+      Math.max(
+        0,
+        Math.min(wallMs, span.end_ms ?? Number.POSITIVE_INFINITY) -
+          Math.max(span.start_ms, metadata.start_ms),
+      ),
+    0,
+  )
+  const ms = Math.min(metadata.duration_ms, Math.max(0, wallMs - metadata.start_ms - paused))
+  return Math.round(ms) / 1000
+}
+
+/** Wall-clock end (epoch ms) of what an export shows: its length plus the paused time it left out. */
+export const exportWallEndMs = (
+  metadata: Pick<ExportMetadata, "start_ms" | "duration_ms" | "paused_ms_removed">,
+): number => metadata.start_ms + metadata.duration_ms + (metadata.paused_ms_removed ?? 0)

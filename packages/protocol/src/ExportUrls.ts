@@ -50,3 +50,51 @@ export const exportUrls = (publicUrl: string, videoId: string): ExportUrls => ({
   player_url: playerUrl(publicUrl, videoId),
   download_url: mediaUrl(publicUrl, videoId, EXPORT_DOWNLOAD_FILE),
 })
+
+/** Ranges of an export's timeline, in seconds from its start: `[[start, end], …]`. */
+export type VideoTimeline = ReadonlyArray<readonly [number, number]>
+
+/** At most this many ranges in one timeline (a search's shots compiled, at most). */
+export const MAX_TIMELINE_RANGES = 100
+
+const seconds = (value: number): string => String(Math.round(value * 1000) / 1000)
+
+/** A timeline as a query value: `12.5-20,31-40.25`. */
+export const timelineParam = (timeline: VideoTimeline): string =>
+  timeline.map(([start, end]) => `${seconds(start)}-${seconds(end)}`).join(",")
+
+/** The timeline a query value names, or undefined when it is not one (empty, a range ending first, too many). */
+export const parseTimelineParam = (value: string): VideoTimeline | undefined => {
+  const ranges = value.split(",")
+  if (ranges.length > MAX_TIMELINE_RANGES) return undefined
+  const timeline: Array<readonly [number, number]> = []
+  for (const range of ranges) {
+    const match = /^(\d{1,7}(?:\.\d{1,6})?)-(\d{1,7}(?:\.\d{1,6})?)$/.exec(range)
+    if (match === null) return undefined
+    const start = Number(match[1])
+    const end = Number(match[2])
+    if (!(end > start)) return undefined
+    timeline.push([start, end])
+  }
+  return timeline
+}
+
+/**
+ * The URLs playing `timeline` of export `videoId`: its HLS playlist cut to those ranges (whole
+ * segments, the first range starting precisely) and the player page on it. Public like the export.
+ *
+ * @example
+ * exportRangeUrls("https://capture.example.com", "m-01J…", [[12, 20]]).stream_url
+ * // "https://capture.example.com/media/m-01J…/index.m3u8?timeline=12-20"
+ */
+export const exportRangeUrls = (
+  publicUrl: string,
+  videoId: string,
+  timeline: VideoTimeline,
+): Pick<ExportUrls, "stream_url" | "player_url"> => {
+  const query = `timeline=${timelineParam(timeline)}`
+  return {
+    stream_url: `${mediaUrl(publicUrl, videoId, EXPORT_PLAYLIST_FILE)}?${query}`,
+    player_url: `${playerUrl(publicUrl, videoId)}?${query}`,
+  }
+}

@@ -34,7 +34,11 @@ export const SearchRequest = Schema.Struct({
 })
 export type SearchRequest = typeof SearchRequest.Type
 
-/** A shot: `start`/`end` in Unix seconds (what `shot.generateStream()` takes). */
+/**
+ * A shot: `start`/`end` in Unix seconds (what `shot.generateStream()` takes), and signed URLs
+ * playing that range of the rtstream (as `generateStream` hands out; VideoDB's Node SDK asks
+ * `GET /rtstream/{id}/stream` itself, other clients can use them as they are).
+ */
 export const SearchResult = Schema.Struct({
   rtstream_id: RtstreamId,
   rtstream_name: Schema.String,
@@ -47,6 +51,8 @@ export const SearchResult = Schema.Struct({
   scene_index_id: Schema.NullOr(Schema.String),
   scene_index_name: Schema.NullOr(Schema.String),
   metadata: Schema.Record(Schema.String, Schema.Unknown),
+  stream_url: Schema.String,
+  player_url: Schema.String,
 })
 export type SearchResult = typeof SearchResult.Type
 

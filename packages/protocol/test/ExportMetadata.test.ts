@@ -1,7 +1,14 @@
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import { decodeUnknown } from "../src/Decode.js"
-import { assetIdsOf, ExportAsset, ExportedAssetIds, ExportMetadata } from "../src/ExportMetadata.js"
+import {
+  assetIdsOf,
+  ExportAsset,
+  ExportedAssetIds,
+  ExportMetadata,
+  exportWallEndMs,
+  videoSecondsAt,
+} from "../src/ExportMetadata.js"
 import { checkRoundTrip } from "./roundTrip.js"
 
 const asset = {
@@ -82,5 +89,33 @@ describe("ExportMetadata", () => {
     const decoded = decodeUnknown(ExportAsset)(asset)
     if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
     expect(assetIdsOf({ channels: [decoded.success] })).toEqual({ "mic:default": asset.asset_id })
+  })
+
+  it("places a wall-clock time on the video's timeline, closing over the paused time cut out", () => {
+    const t0 = 1_763_000_000_000
+    const plain = { start_ms: t0, duration_ms: 30_000 }
+    expect(videoSecondsAt(plain, t0 + 12_345)).toBe(12.345)
+    expect(videoSecondsAt(plain, t0 - 5_000)).toBe(0)
+    expect(videoSecondsAt(plain, t0 + 60_000)).toBe(30)
+    // Paused from 10 s to 15 s of the recording, and from 25 s to the end (open).
+    const paused = {
+      start_ms: t0,
+      duration_ms: 20_000,
+      paused_ms_removed: 10_000,
+      paused_spans: [
+        { start_ms: t0 + 10_000, end_ms: t0 + 15_000 },
+        { start_ms: t0 + 25_000, end_ms: null },
+      ],
+    }
+    expect(videoSecondsAt(paused, t0 + 9_000)).toBe(9)
+    expect(videoSecondsAt(paused, t0 + 12_000)).toBe(10)
+    expect(videoSecondsAt(paused, t0 + 15_000)).toBe(10)
+    expect(videoSecondsAt(paused, t0 + 20_000)).toBe(15)
+    expect(videoSecondsAt(paused, t0 + 27_000)).toBe(20)
+    expect(exportWallEndMs(paused)).toBe(t0 + 30_000)
+    // A pause before the export began takes nothing off.
+    expect(
+      videoSecondsAt({ ...plain, paused_spans: [{ start_ms: t0 - 9_000, end_ms: t0 }] }, t0 + 1_000),
+    ).toBe(1)
   })
 })

@@ -35,6 +35,12 @@ export interface SearchQuery {
   /** A client token of an end user sees only that end user's sessions. */
   readonly end_user_id?: string | undefined
   readonly rtstream_id?: string | undefined
+  readonly session_id?: string | undefined
+  /** Only these rtstreams (an export's channels); empty: nothing. */
+  readonly rtstream_ids?: ReadonlyArray<string> | undefined
+  /** Only shots overlapping `[from_ms, to_ms)` (epoch ms). */
+  readonly from_ms?: number | undefined
+  readonly to_ms?: number | undefined
   readonly index_id?: string | undefined
   readonly kind?: SearchKind | undefined
   readonly limit?: number | undefined
@@ -118,6 +124,14 @@ export class SearchIndex {
     if (query.collection_id !== undefined) where.push("s.collection_id = @collection_id")
     if (query.end_user_id !== undefined) where.push("s.end_user_id = @end_user_id")
     if (query.rtstream_id !== undefined) where.push("s.rtstream_id = @rtstream_id")
+    if (query.session_id !== undefined) where.push("s.session_id = @session_id")
+    if (query.rtstream_ids !== undefined) {
+      if (query.rtstream_ids.length === 0) return []
+      // Ids are bound as JSON, never spliced into the SQL.
+      where.push("s.rtstream_id IN (SELECT value FROM json_each(@rtstream_ids))")
+    }
+    if (query.from_ms !== undefined) where.push("s.end_ms > @from_ms")
+    if (query.to_ms !== undefined) where.push("s.start_ms < @to_ms")
     if (query.index_id !== undefined) where.push("s.index_id = @index_id")
     if (query.kind !== undefined) where.push("s.kind = @kind")
     const rows = this.db
@@ -131,6 +145,10 @@ export class SearchIndex {
         collection_id: query.collection_id ?? null,
         end_user_id: query.end_user_id ?? null,
         rtstream_id: query.rtstream_id ?? null,
+        session_id: query.session_id ?? null,
+        rtstream_ids: JSON.stringify(query.rtstream_ids ?? []),
+        from_ms: query.from_ms ?? null,
+        to_ms: query.to_ms ?? null,
         index_id: query.index_id ?? null,
         kind: query.kind ?? null,
         limit: Math.max(1, Math.min(1000, query.limit ?? 50)),

@@ -54,6 +54,7 @@ import { RtstreamsGroup } from "./RtstreamApi.js"
 import { SceneIndexGroup } from "./SceneIndexApi.js"
 import { SearchGroup } from "./SearchApi.js"
 import { TranscriptionGroup } from "./TranscriptionApi.js"
+import { VideosGroup } from "./VideoApi.js"
 
 /** The credential behind the current request. */
 export class CurrentPrincipal extends Context.Service<CurrentPrincipal, Principal>()(
@@ -204,6 +205,7 @@ export class CaptureApi extends HttpApi.make("capture")
   .add(AlertGroup)
   .add(SearchGroup)
   .add(RtstreamsGroup)
+  .add(VideosGroup)
   .middleware(RequestDecoding)
   .middleware(Authentication)
   // What /openapi.json promises (additionalProperties: false): a body field the API does not know is refused.

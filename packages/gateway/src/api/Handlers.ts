@@ -31,6 +31,7 @@ import { checkChannels, checkMetadata } from "./RequestLimits.js"
 import { SceneIndexLive } from "./SceneIndexHandlers.js"
 import { SearchLive } from "./SearchHandlers.js"
 import { TranscriptionLive } from "./TranscriptionHandlers.js"
+import { VideosLive } from "./VideoHandlers.js"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -463,4 +464,5 @@ export const HandlersLive = Layer.mergeAll(
   SceneIndexLive,
   AlertLive,
   SearchLive,
+  VideosLive,
 )

@@ -9,6 +9,7 @@ import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
+import { clipUrls } from "../ingest/ClipRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { call } from "./Handlers.js"
 import { findRtstream } from "./TranscriptionHandlers.js"
@@ -28,19 +29,31 @@ const kindOf = (indexType: SearchRequest["index_type"]): SearchKind | undefined 
   }
 }
 
-const resultOf = (hit: SearchHit): SearchResult => ({
-  rtstream_id: hit.rtstream_id as RtstreamId,
-  rtstream_name: hit.rtstream_name,
-  session_id: hit.session_id,
-  start: hit.start,
-  end: hit.end,
-  text: hit.text,
-  score: hit.score,
-  kind: hit.kind,
-  scene_index_id: hit.index_id,
-  scene_index_name: hit.index_name,
-  metadata: { collection_id: hit.collection_id },
-})
+/** A shot as the wire has it, with signed URLs playing its range of the rtstream (`generateStream`'s). */
+const resultOf = (services: GatewayServicesShape, hit: SearchHit): SearchResult => {
+  const urls = clipUrls(services.config.publicUrl, services.signer, {
+    sessionId: hit.session_id,
+    // The capture channel (`mic:default`): what media records and clips name.
+    channelId: hit.rtstream_name,
+    fromMs: Math.floor(hit.start * 1000),
+    toMs: Math.ceil(hit.end * 1000),
+  })
+  return {
+    rtstream_id: hit.rtstream_id as RtstreamId,
+    rtstream_name: hit.rtstream_name,
+    session_id: hit.session_id,
+    start: hit.start,
+    end: hit.end,
+    text: hit.text,
+    score: hit.score,
+    kind: hit.kind,
+    scene_index_id: hit.index_id,
+    scene_index_name: hit.index_name,
+    metadata: { collection_id: hit.collection_id },
+    stream_url: urls.hls,
+    player_url: urls.player,
+  }
+}
 
 const endUserOf = (principal: Principal): string | undefined =>
   principal.kind === "client_token" && principal.end_user_id !== null ? principal.end_user_id : undefined
@@ -48,7 +61,7 @@ const endUserOf = (principal: Principal): string | undefined =>
 const search = (services: GatewayServicesShape, query: SearchQuery) =>
   call("searching", async () => {
     await services.search.catchUp()
-    return { results: services.search.index.search(query).map(resultOf) }
+    return { results: services.search.index.search(query).map((hit) => resultOf(services, hit)) }
   })
 
 const scopeOf = (payload: SearchRequest) => ({

@@ -2,31 +2,39 @@
  * Exported videos, served from the export store any gateway can read:
  * - `GET /collection/{cid}/video/{video_id}` (API key): a VideoDB-style video object (`VideoView`);
  *   the id may also be a display's raw asset (`m-…`, an rtstream's `exported_asset_id`), answered
- *   as a `RawAssetView`;
+ *   as a `RawAssetView`; `GET /video/{video_id}?collection_id=` (`coll.getVideo`) the same;
  * - `GET /collection/{cid}/audio/{audio_id}` (API key): an audio channel's raw asset (`a-…`);
  * - `GET /media/{video_id}/{file…}`: the HLS playlist and pieces, the single-file MP4 (with byte
  *   ranges) and the raw channel assets — public by their unguessable video id, as a `stream_url`
- *   must be playable anywhere;
- * - `GET /player/{video_id}`: an embeddable player page, of an export or of a raw asset.
+ *   must be playable anywhere; `index.m3u8?timeline=12-20,31-40` the playlist of those ranges
+ *   (seconds of the video: a search's shot);
+ * - `GET /player/{video_id}[?timeline=…]`: an embeddable player page, of an export (or those
+ *   ranges of it) or of a raw asset.
  */
 
 import { type ExportStore, RangeNotSatisfiable, type RawAsset } from "@capture/media"
 import {
   type CollectionId,
   captureError,
+  EXPORT_PLAYLIST_FILE,
   type ExportMetadata,
+  exportRangeUrls,
   exportUrls,
   failureOf,
   httpStatusOf,
   MEDIA_ROUTE,
   mediaUrl,
   PLAYER_ROUTE,
+  parseTimelineParam,
   type RawAssetView,
   successOf,
+  VIDEO_ROUTE,
+  type VideoTimeline,
   type VideoView,
 } from "@capture/protocol"
 import { Effect, Result, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { mayReach } from "../access/RtstreamAccess.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
 import { playerPage } from "./PlayerPage.js"
 
@@ -44,6 +52,22 @@ const parseRange = (header: string | undefined): { start: number; end?: number }
   if (match === null) return undefined
   return { start: Number(match[1]), ...(match[2] === "" ? {} : { end: Number(match[2]) }) }
 }
+
+/**
+ * The `timeline` query value of a media or player URL: undefined when absent, null when it is
+ * not a timeline.
+ */
+const timelineOf = (url: string): VideoTimeline | null | undefined => {
+  const value = new URL(url, "http://localhost").searchParams.get("timeline")
+  return value === null ? undefined : (parseTimelineParam(value) ?? null)
+}
+
+const badTimeline = () =>
+  refusal(
+    "invalid_field",
+    "timeline must be ranges of seconds of the video, start-end, comma-separated (12-20,31.5-40)",
+    "timeline",
+  )
 
 /** Muxed videos and display assets are `m-…`, audio assets `a-…`. */
 const ID_PATTERN = { video: /^m-[A-Za-z0-9]{1,64}$/, audio: /^a-[A-Za-z0-9]{1,64}$/ } as const
@@ -87,6 +111,9 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const params = yield* HttpRouter.params
+      // `GET /video/{id}?collection_id=` names the collection in the query (VideoDB's SDK does).
+      const collectionId =
+        params.collection_id ?? new URL(request.url, "http://localhost").searchParams.get("collection_id")
       const principal = yield* Effect.promise(() =>
         services.accounts.authenticate(request.headers["x-access-token"]),
       )
@@ -115,10 +142,11 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       if (found === undefined) return notFound
       const session = yield* Effect.promise(() => services.runtime.host.load(found.session_id))
       const context = session.state.context
+      // The session's account, and a client token's own end user only (as for the session itself).
       if (
-        context.account_id !== principal.success.account_id ||
+        !mayReach(principal.success, context) ||
         context.collection_id === null ||
-        context.collection_id !== params.collection_id
+        (collectionId !== null && context.collection_id !== collectionId)
       ) {
         return notFound
       }
@@ -127,6 +155,7 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
 
   const video = HttpRouter.add("GET", "/collection/:collection_id/video/:video_id", exported("video"))
   const audio = HttpRouter.add("GET", "/collection/:collection_id/audio/:audio_id", exported("audio"))
+  const videoBySdk = HttpRouter.add("GET", VIDEO_ROUTE, exported("video"))
 
   const media = HttpRouter.add(
     "GET",
@@ -137,8 +166,13 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       const videoId = params.video_id ?? ""
       const file = params["*"] ?? ""
       const range = parseRange(request.headers.range)
+      const timeline = file === EXPORT_PLAYLIST_FILE ? timelineOf(request.url) : undefined
+      if (timeline === null) return badTimeline()
       const opened = yield* Effect.tryPromise({
-        try: () => exports.open(videoId, file, range),
+        try: () =>
+          timeline === undefined
+            ? exports.open(videoId, file, range)
+            : exports.rangePlaylist(videoId, timeline),
         catch: (error) => error,
       }).pipe(Effect.result)
       if (Result.isFailure(opened)) {
@@ -172,15 +206,28 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
     "GET",
     PLAYER_ROUTE,
     Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
       const params = yield* HttpRouter.params
       const videoId = params.video_id ?? ""
       const publicUrl = services.config.publicUrl
       const notFound = refusal("not_found", `no video ${videoId}`, "video_id")
       if (!ID_PATTERN.video.test(videoId) && !ID_PATTERN.audio.test(videoId)) return notFound
+      const timeline = timelineOf(request.url)
+      if (timeline === null) return badTimeline()
       const metadata = yield* Effect.promise(() => exports.get(videoId))
       if (metadata !== undefined) {
         const { stream_url, download_url } = exportUrls(publicUrl, videoId)
-        return HttpServerResponse.html(playerPage(videoId, { hls: stream_url, file: download_url }))
+        if (timeline === undefined) {
+          return HttpServerResponse.html(playerPage(videoId, { hls: stream_url, file: download_url }))
+        }
+        // The ranges' playlist; without HLS, the file from the first range's start (a media fragment).
+        const first = timeline[0] as readonly [number, number]
+        return HttpServerResponse.html(
+          playerPage(videoId, {
+            hls: exportRangeUrls(publicUrl, videoId, timeline).stream_url,
+            file: `${download_url}#t=${first[0]},${first[1]}`,
+          }),
+        )
       }
       // A raw asset (an exported rtstream): its file alone.
       const raw = yield* Effect.promise(() => exports.asset(videoId))
@@ -189,5 +236,5 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
     }),
   )
 
-  return [video, audio, media, player] as const
+  return [video, audio, videoBySdk, media, player] as const
 }

@@ -1,0 +1,200 @@
+/**
+ * Search of an exported video with VideoDB's own Node SDK (`videodb` 0.2.0, unchanged) against a
+ * real `capture serve`: a session's mic recorded from known speech (Festival), transcribed by the
+ * local engine while it records, stopped and exported; then the seed's
+ * `coll.getVideo(id)`, `video.indexSpokenWords()`, `video.search(query)` and `shot.generateStream()`.
+ */
+import type { SessionId } from "@capture/protocol"
+import {
+  festivalAvailable,
+  type NatsServerHandle,
+  type SpeechRecording,
+  speechRecording,
+  startNatsServer,
+  wordRecall,
+} from "@capture/testkit"
+import { connect } from "videodb"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { killIfRunning } from "./cli.js"
+import { type CaptureServer, pollUntil, startCaptureServer } from "./endToEnd.js"
+import { ffmpeg } from "./media.js"
+import { uploadSegment } from "./transcription.js"
+
+const SENTENCES = [
+  "Let's schedule the meeting for Thursday.",
+  "The budget discussion is next week.",
+  "Please send the report to the team before Friday.",
+]
+// Where the local engine puts a sentence against where it was spoken (as Transcription.test).
+const TOLERANCE_S = 0.4
+
+let nats: NatsServerHandle
+let server: CaptureServer
+let recording: SpeechRecording
+
+beforeAll(async () => {
+  nats = await startNatsServer()
+  server = await startCaptureServer(nats.url)
+  if (festivalAvailable()) recording = await speechRecording(ffmpeg, SENTENCES, { leadMs: 3_000 })
+}, 120_000)
+afterAll(async () => {
+  await killIfRunning(server?.process)
+  await nats?.stop()
+})
+
+/**
+ * A mic-only session of `endUser` recorded from the speech (transcribed when asked), stopped and
+ * exported: its id, the mic's rtstream and the export's video id.
+ */
+const exportedSession = async (endUser: string, startMs: number, transcribe: boolean) => {
+  const created = await server.data("POST", "/collection/default/capture/session", { end_user_id: endUser })
+  const sessionId = created.id as SessionId
+  await server.data("POST", "/capture/session/start", {
+    session_id: sessionId,
+    channels: [{ channel_id: "mic:default" }],
+  })
+  await uploadSegment(server, sessionId, recording, 0, startMs)
+  const view = await pollUntil(
+    "rtstreams",
+    () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
+    (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
+  )
+  const mic = (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
+  if (transcribe) await server.data("POST", `/rtstream/${mic}/transcription`, { action: "start" })
+  for (let index = 1; index < recording.segments.length; index++) {
+    await uploadSegment(server, sessionId, recording, index, startMs)
+  }
+  if (transcribe) {
+    await pollUntil(
+      "the final transcript",
+      () => server.data("GET", `/rtstream/${mic}/transcription`),
+      (page) => page.total === SENTENCES.length,
+      { timeoutMs: 120_000, intervalMs: 500 },
+    )
+  }
+  await server.data("POST", `/capture/session/${sessionId}/stop`)
+  // A stop exports the session.
+  const exported = await pollUntil(
+    "the export",
+    () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
+    (session) => session.status === "exported" || session.status === "failed",
+    { timeoutMs: 120_000, intervalMs: 250 },
+  )
+  expect(exported.status).toBe("exported")
+  return { sessionId, mic, videoId: exported.exported_video_id as string }
+}
+
+describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB's SDK", () => {
+  it("indexes the spoken words, finds a sentence at its time in the video and plays that range", async () => {
+    const startMs = Date.now() - 60_000
+    const { videoId } = await exportedSession("video-user", startMs, true)
+
+    const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
+    const coll = await conn.getCollection()
+    const video = await coll.getVideo(videoId)
+    expect(video).toMatchObject({ id: videoId, collectionId: "default" })
+    expect(Number(video.length)).toBeGreaterThan(recording.durationMs / 1000 - 2.5)
+
+    expect(await video.indexSpokenWords()).toMatchObject({ success: true })
+    const indexed = await server.data("POST", `/video/${videoId}/index`, { index_type: "spoken_word" })
+    expect(indexed).toMatchObject({
+      channel_ids: ["mic:default"],
+      segments: SENTENCES.length,
+      transcription_status: "active",
+    })
+
+    // The seed's call: the SDK's defaults (semantic, spoken_word, score ≥ 0.2, 50 results).
+    const result = await video.search("budget discussion")
+    const shot = result.shots[0]
+    expect(shot?.videoId).toBe(videoId)
+    expect(wordRecall(SENTENCES[1] ?? "", shot?.text ?? "")).toBeGreaterThanOrEqual(0.5)
+    // Seconds of the video: the export starts where the recording does.
+    const spoken = recording.sentences[1]
+    expect(Math.abs((shot?.start ?? 0) - (spoken?.startMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+    expect(Math.abs((shot?.end ?? 0) - (spoken?.endMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+    expect(shot?.searchScore).toBeGreaterThan(0.2)
+
+    // The shot plays: a playlist of the segments holding its range, starting at its start.
+    const url = (await shot?.generateStream()) ?? ""
+    expect(url).toContain(`/media/${videoId}/index.m3u8?timeline=`)
+    const playlist = await (await fetch(url)).text()
+    expect(playlist).toMatch(/#EXT-X-START:TIME-OFFSET=\d+\.\d{3},PRECISE=YES/)
+    const pieces = playlist.split("\n").filter((line) => /^seg\/\d+\.m4s$/.test(line))
+    expect(pieces.length).toBeGreaterThan(0)
+    expect(pieces.length).toBeLessThanOrEqual(
+      Math.ceil(((spoken?.endMs ?? 0) - (spoken?.startMs ?? 0)) / 2000) + 2,
+    )
+    const piece = await fetch(new URL(pieces[0] ?? "", url))
+    expect(piece.status).toBe(200)
+    expect((await piece.arrayBuffer()).byteLength).toBeGreaterThan(0)
+    expect((await fetch(shot?.playerUrl ?? "")).status).toBe(200)
+    // The raw answer carries the same URLs per shot.
+    const raw = await server.data("POST", `/video/${videoId}/search`, { query: "report friday" })
+    const docs = (
+      raw.results as ReadonlyArray<{ docs: ReadonlyArray<{ text: string; stream_url: string }> }>
+    )[0]?.docs
+    expect(docs?.[0]?.text).toMatch(/report|friday/i)
+    expect(docs?.[0]?.stream_url).toContain("timeline=")
+
+    // Nothing for words never said, or a scene search of a video without a display.
+    expect((await video.search("xylophone")).shots).toEqual([])
+    expect((await video.search("budget", "scene")).shots).toEqual([])
+
+    // Another end user's token does not find the video; its own end user's does.
+    const token = async (user: string) =>
+      (await server.data("POST", "/capture/session/token", { user_id: user })).token as string
+    const asUser = async (user: string) =>
+      fetch(`${server.base}/video/${videoId}/search`, {
+        method: "POST",
+        headers: { "x-access-token": await token(user), "content-type": "application/json" },
+        body: JSON.stringify({ query: "budget" }),
+      })
+    const videoAs = async (user: string) =>
+      (await fetch(`${server.base}/video/${videoId}`, { headers: { "x-access-token": await token(user) } }))
+        .status
+    expect([await videoAs("someone-else"), await videoAs("video-user")]).toEqual([404, 200])
+    const stranger = await asUser("someone-else")
+    expect(stranger.status).toBe(404)
+    expect(await stranger.json()).toMatchObject({ error_code: "not_found", field: "video_id" })
+    expect((await asUser("video-user")).status).toBe(200)
+  }, 300_000)
+
+  it("refuses bad input with a stable code and the field", async () => {
+    const { videoId } = await exportedSession("video-silent", Date.now() - 60_000, false)
+    // Never transcribed: there are no spoken words to index (transcribing an export is not done).
+    const notTranscribed = await server.call("POST", `/video/${videoId}/index`, { index_type: "spoken_word" })
+    expect([notTranscribed.status, notTranscribed.body.error_code]).toEqual([409, "no_transcript"])
+    const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
+    const video = await (await conn.getCollection()).getVideo(videoId)
+    // The SDK reports the status only (its InvalidRequestError).
+    await expect(video.indexSpokenWords()).rejects.toThrow(/409/)
+
+    const cases: ReadonlyArray<[string, object, number, string]> = [
+      ["index", { index_type: "scene" }, 400, "index_type"],
+      ["search", { query: "  " }, 400, "query"],
+      ["search", { query: "budget", index_type: "everything" }, 400, "index_type"],
+      ["search", { query: "budget", score_threshold: 2 }, 400, "score_threshold"],
+      ["stream", { timeline: [[5, 2]] }, 400, "timeline"],
+      ["stream", { timeline: [[100_000, 100_001]] }, 400, "timeline"],
+      ["stream", { timeline: "0-5" }, 400, "timeline"],
+    ]
+    for (const [route, body, status, field] of cases) {
+      const answer = await server.call("POST", `/video/${videoId}/${route}`, body)
+      expect([answer.status, answer.body.field], `${route} ${JSON.stringify(body)}`).toEqual([status, field])
+    }
+    const unknown = await server.call("POST", "/video/m-NOSUCHVIDEO0000/search", { query: "budget" })
+    expect([unknown.status, unknown.body.error_code, unknown.body.field]).toEqual([
+      404,
+      "not_found",
+      "video_id",
+    ])
+    const hostile = await server.call("POST", "/video/m-..%2A/search", { query: "budget" })
+    expect([hostile.status, hostile.body.field]).toEqual([400, "video_id"])
+    const badTimeline = await fetch(`${server.base}/media/${videoId}/index.m3u8?timeline=9-3`)
+    expect(badTimeline.status).toBe(400)
+    // A range of the whole video plays.
+    const whole = await server.data("POST", `/video/${videoId}/stream`, { timeline: [[0, 4]] })
+    expect(whole.timeline).toEqual([[0, 4]])
+    expect((await fetch(whole.stream_url as string)).status).toBe(200)
+  }, 300_000)
+})

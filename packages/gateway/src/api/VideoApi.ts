@@ -1,0 +1,48 @@
+/**
+ * Search of exported videos as VideoDB's SDKs call it on `coll.getVideo(id)`: the spoken-word
+ * index (`indexSpokenWords`), search (`video.search`) and playable ranges (`shot.generateStream`),
+ * in the wire format the SDK's `Video`, `SearchResult` and `Shot` read.
+ */
+import {
+  Success,
+  VIDEO_INDEX_ROUTE,
+  VIDEO_SEARCH_ROUTE,
+  VIDEO_STREAM_ROUTE,
+  VideoId,
+  VideoIndexRequest,
+  VideoIndexView,
+  VideoSearchRequest,
+  VideoSearchResults,
+  VideoStreamRequest,
+  VideoStreamView,
+} from "@capture/protocol"
+import { HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
+import { CommonFailures, Conflict } from "./Failures.js"
+
+const VideoParams = { video_id: VideoId }
+
+export class VideosGroup extends HttpApiGroup.make("videos")
+  .add(
+    HttpApiEndpoint.post("indexVideo", VIDEO_INDEX_ROUTE, {
+      params: VideoParams,
+      payload: VideoIndexRequest,
+      success: Success(VideoIndexView),
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("searchVideo", VIDEO_SEARCH_ROUTE, {
+      params: VideoParams,
+      payload: VideoSearchRequest,
+      success: Success(VideoSearchResults),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("streamVideo", VIDEO_STREAM_ROUTE, {
+      params: VideoParams,
+      payload: VideoStreamRequest,
+      success: Success(VideoStreamView),
+      error: CommonFailures,
+    }),
+  ) {}

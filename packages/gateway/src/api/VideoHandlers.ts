@@ -1,0 +1,209 @@
+/**
+ * Handlers of the exported-video routes. A video is reached as its session is (its account, and
+ * a client token's own end user only; anything else is 404 `not_found`). Its spoken words are the
+ * final transcript of the audio channels mixed into it, found in this process's search projection
+ * (`SearchIndex`) like the rtstream searches; results are moved onto the video's timeline, which
+ * starts at the export's `start_ms` and closes over the paused spans it left out.
+ */
+import { readTranscript, type SearchKind } from "@capture/ai"
+import {
+  type CaptureSession,
+  captureError,
+  type ExportMetadata,
+  exportRangeUrls,
+  exportUrls,
+  exportWallEndMs,
+  type RtstreamView,
+  successOf,
+  type VideoId,
+  type VideoSearchDoc,
+  type VideoTimeline,
+  videoSecondsAt,
+} from "@capture/protocol"
+import { toCaptureSession } from "@capture/session-actor"
+import { Effect } from "effect"
+import { HttpApiBuilder } from "effect/http-api"
+import { mayReach } from "../access/RtstreamAccess.js"
+import type { Principal } from "../accounts/AccountStore.js"
+import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
+import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
+import type { Failure } from "./Failures.js"
+import { call, refuse } from "./Handlers.js"
+
+/** An export the principal may reach, with its session as clients see it. */
+interface ReachableVideo {
+  readonly metadata: ExportMetadata
+  readonly session: CaptureSession
+}
+
+const videoNotFound = (videoId: string) =>
+  refuse(captureError("not_found", `no video ${videoId}`, { field: "video_id" }))
+
+const findVideo = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  videoId: VideoId,
+): Effect.Effect<ReachableVideo, Failure> =>
+  Effect.gen(function* () {
+    const metadata = yield* call("reading the export", () => services.exports.get(videoId))
+    if (metadata === undefined) return yield* videoNotFound(videoId)
+    const loaded = yield* call("loading the session", () => services.runtime.host.load(metadata.session_id))
+    const session = toCaptureSession(loaded.state)
+    if (session === null || !mayReach(principal, loaded.state.context)) return yield* videoNotFound(videoId)
+    return { metadata, session }
+  })
+
+/** The rtstreams of the export's channels: the audio mixed into it (spoken words), or its display (scenes). */
+const rtstreamsOf = ({ metadata, session }: ReachableVideo, kind: "spoken" | "scene"): Array<RtstreamView> =>
+  session.rtstreams.filter((r) =>
+    kind === "spoken"
+      ? (metadata.audio_channel_ids as ReadonlyArray<string>).includes(r.name)
+      : r.name === metadata.video_channel_id,
+  )
+
+/** The ranges of `timeline` within the video, in seconds; empty ones left out. */
+const clampTimeline = (metadata: ExportMetadata, timeline: VideoTimeline): VideoTimeline => {
+  const length = metadata.duration_ms / 1000
+  return timeline
+    .map(([start, end]) => [Math.min(start, length), Math.min(end, length)] as const)
+    .filter(([start, end]) => end > start)
+}
+
+export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) =>
+  Effect.gen(function* () {
+    const services = yield* GatewayServices
+    const publicUrl = services.config.publicUrl
+    return handlers
+      .handle("indexVideo", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const video = yield* findVideo(services, principal, params.video_id)
+          const { metadata } = video
+          const audio = rtstreamsOf(video, "spoken")
+          // Each channel's final transcript within the video's time.
+          const pages = yield* call("reading the transcript", () =>
+            Promise.all(
+              audio.map((r) =>
+                readTranscript(services.ai, r.rtstream_id, {
+                  start: metadata.start_ms,
+                  end: exportWallEndMs(metadata),
+                  page_size: 1,
+                }).then((page) => ({ rtstream: r, page })),
+              ),
+            ),
+          )
+          const transcribed = pages.filter(({ page }) => page.status !== "inactive")
+          if (transcribed.length === 0) {
+            return yield* refuse(
+              captureError(
+                "no_transcript",
+                audio.length === 0
+                  ? `video ${metadata.video_id} has no audio channel to have spoken words`
+                  : `the audio of video ${metadata.video_id} (${audio.map((r) => r.name).join(", ")}) was not ` +
+                      "transcribed while it recorded: start its transcription (or an audio index) during the session; " +
+                      "transcribing an export afterwards is not supported",
+              ),
+            )
+          }
+          const segments = transcribed.reduce((n, { page }) => n + page.total, 0)
+          const active = transcribed.some(({ page }) => page.status === "active")
+          return successOf({
+            success: true,
+            message: `spoken words of ${transcribed.map(({ rtstream }) => rtstream.name).join(", ")}: ${segments} segments`,
+            video_id: metadata.video_id,
+            session_id: metadata.session_id,
+            channel_ids: transcribed.map(({ rtstream }) => rtstream.name),
+            segments,
+            transcription_status: active ? ("active" as const) : ("stopped" as const),
+          })
+        }),
+      )
+      .handle("searchVideo", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const video = yield* findVideo(services, principal, params.video_id)
+          const { metadata, session } = video
+          const scenes = payload.index_type === "scene"
+          const kind: SearchKind = scenes ? "visual" : "transcript"
+          const hits = yield* call("searching", async () => {
+            await services.search.catchUp()
+            return services.search.index.search({
+              query: payload.query,
+              account_id: principal.account_id,
+              session_id: metadata.session_id,
+              rtstream_ids: rtstreamsOf(video, scenes ? "scene" : "spoken").map((r) => r.rtstream_id),
+              kind,
+              index_id: payload.scene_index_id ?? undefined,
+              from_ms: metadata.start_ms,
+              to_ms: exportWallEndMs(metadata),
+              limit: payload.result_threshold ?? undefined,
+              score_threshold: payload.score_threshold ?? undefined,
+            })
+          })
+          const docs: Array<VideoSearchDoc> = hits.flatMap((hit) => {
+            const start = videoSecondsAt(metadata, hit.start * 1000)
+            const end = videoSecondsAt(metadata, hit.end * 1000)
+            // Said entirely while paused: not in the video.
+            if (end <= start) return []
+            return [
+              {
+                start,
+                end,
+                text: hit.text,
+                score: hit.score,
+                scene_index_id: hit.index_id,
+                scene_index_name: hit.index_name,
+                metadata: { rtstream_id: hit.rtstream_id, channel_id: hit.rtstream_name, kind: hit.kind },
+                ...exportRangeUrls(publicUrl, metadata.video_id, [[start, end]]),
+              },
+            ]
+          })
+          return successOf({
+            results:
+              docs.length === 0
+                ? []
+                : [
+                    {
+                      video_id: metadata.video_id,
+                      collection_id: session.collection_id,
+                      title: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
+                      length: metadata.duration_ms / 1000,
+                      docs,
+                    },
+                  ],
+          })
+        }),
+      )
+      .handle("streamVideo", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const { metadata } = yield* findVideo(services, principal, params.video_id)
+          const asked = payload.timeline ?? undefined
+          if (asked === undefined) {
+            const whole = exportUrls(publicUrl, metadata.video_id)
+            return successOf({
+              video_id: metadata.video_id,
+              stream_url: whole.stream_url,
+              player_url: whole.player_url,
+              timeline: [[0, metadata.duration_ms / 1000] as const],
+            })
+          }
+          const timeline = clampTimeline(metadata, asked)
+          if (timeline.length === 0) {
+            return yield* refuse(
+              captureError(
+                "invalid_time_range",
+                `no range of timeline lies within the video (0 to ${metadata.duration_ms / 1000} s), each [start, end] with end after start`,
+                { field: "timeline" },
+              ),
+            )
+          }
+          return successOf({
+            video_id: metadata.video_id,
+            ...exportRangeUrls(publicUrl, metadata.video_id, timeline),
+            timeline,
+          })
+        }),
+      )
+  }),
+)

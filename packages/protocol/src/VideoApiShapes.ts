@@ -1,0 +1,134 @@
+/**
+ * Search of an exported video, as VideoDB's SDKs call it on `coll.getVideo(id)`:
+ * `video.indexSpokenWords()` (`POST /video/{id}/index`), `video.search(query)` (`POST
+ * /video/{id}/search`), and `shot.generateStream()` / `video.generateStream(timeline)` (`POST
+ * /video/{id}/stream`). The spoken words of an export are the final transcript of its session's
+ * audio rtstreams, already indexed as they were transcribed; times are seconds of the video.
+ */
+import { Schema } from "effect"
+import { MAX_TIMELINE_RANGES } from "./ExportUrls.js"
+import { SceneIndexId, SessionId, VideoId } from "./Ids.js"
+
+export const VIDEO_ROUTE = "/video/:video_id"
+export const VIDEO_INDEX_ROUTE = "/video/:video_id/index"
+export const VIDEO_SEARCH_ROUTE = "/video/:video_id/search"
+export const VIDEO_STREAM_ROUTE = "/video/:video_id/stream"
+
+/** `GET /video/{id}?collection_id=` (`coll.getVideo`): the collection the SDK names. */
+export const VideoQuery = Schema.Struct({
+  collection_id: Schema.optionalKey(Schema.String),
+})
+export type VideoQuery = typeof VideoQuery.Type
+
+/**
+ * `POST /video/{id}/index` (`indexSpokenWords(languageCode?, segmentationType?, force?,
+ * callbackUrl?)`): only `spoken_word`; the other fields are accepted and have no effect (the
+ * transcript exists already, in the engine's language and utterances).
+ */
+export const VideoIndexRequest = Schema.Struct({
+  index_type: Schema.Literals(["spoken_word"]),
+  language_code: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  segmentation_type: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  force: Schema.optionalKey(Schema.NullOr(Schema.Boolean)),
+  callback_url: Schema.optionalKey(Schema.NullOr(Schema.String)),
+})
+export type VideoIndexRequest = typeof VideoIndexRequest.Type
+
+/** The spoken-word index of an export: what its session's transcription stored. */
+export const VideoIndexView = Schema.Struct({
+  success: Schema.Boolean,
+  message: Schema.String,
+  video_id: VideoId,
+  session_id: SessionId,
+  /** The audio channels whose transcript it holds (those mixed into the video and transcribed). */
+  channel_ids: Schema.Array(Schema.String),
+  /** Final transcript segments inside the video's timeline. */
+  segments: Schema.Int,
+  /** `active` while a channel's transcription still runs (its last segments may still come), else `stopped`. */
+  transcription_status: Schema.Literals(["active", "stopped"]),
+})
+export type VideoIndexView = typeof VideoIndexView.Type
+
+/**
+ * `POST /video/{id}/search` (`video.search(query, searchType?, indexType?, resultThreshold?,
+ * scoreThreshold?, …)`). Every `search_type` runs the same full-text search; `index_type`
+ * `spoken_word` (the SDK's default) searches the transcript, `scene` the video channel's visual
+ * indexes.
+ */
+export const VideoSearchRequest = Schema.Struct({
+  query: Schema.String.check(
+    Schema.isMaxLength(1000),
+    Schema.makeFilter((text: string) => text.trim().length > 0 || "expected a non-empty query"),
+  ),
+  search_type: Schema.optionalKey(Schema.NullOr(Schema.Literals(["semantic", "keyword", "scene", "llm"]))),
+  index_type: Schema.optionalKey(Schema.NullOr(Schema.Literals(["spoken_word", "scene"]))),
+  scene_index_id: Schema.optionalKey(Schema.NullOr(SceneIndexId)),
+  result_threshold: Schema.optionalKey(
+    Schema.NullOr(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 }))),
+  ),
+  score_threshold: Schema.optionalKey(
+    Schema.NullOr(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
+  ),
+  dynamic_score_percentage: Schema.optionalKey(Schema.NullOr(Schema.Finite)),
+  filter: Schema.optionalKey(Schema.NullOr(Schema.Unknown)),
+  sort_docs_on: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  namespace: Schema.optionalKey(Schema.NullOr(Schema.String)),
+})
+export type VideoSearchRequest = typeof VideoSearchRequest.Type
+
+/** A shot of the video: `start`/`end` in seconds of the video, and URLs playing that range. */
+export const VideoSearchDoc = Schema.Struct({
+  start: Schema.Finite,
+  end: Schema.Finite,
+  text: Schema.String,
+  score: Schema.Finite,
+  scene_index_id: Schema.NullOr(Schema.String),
+  scene_index_name: Schema.NullOr(Schema.String),
+  metadata: Schema.Record(Schema.String, Schema.Unknown),
+  stream_url: Schema.String,
+  player_url: Schema.String,
+})
+export type VideoSearchDoc = typeof VideoSearchDoc.Type
+
+/** The SDK's `SearchResult`: one result per video, its shots in `docs`, best first. */
+export const VideoSearchResults = Schema.Struct({
+  results: Schema.Array(
+    Schema.Struct({
+      video_id: VideoId,
+      collection_id: Schema.String,
+      title: Schema.String,
+      /** Seconds. */
+      length: Schema.Finite,
+      docs: Schema.Array(VideoSearchDoc),
+    }),
+  ),
+})
+export type VideoSearchResults = typeof VideoSearchResults.Type
+
+const Seconds = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * `POST /video/{id}/stream` (`shot.generateStream()`, `video.generateStream(timeline)`):
+ * `timeline` ranges in seconds of the video (absent: the whole video); `length` is accepted.
+ */
+export const VideoStreamRequest = Schema.Struct({
+  timeline: Schema.optionalKey(
+    Schema.NullOr(
+      Schema.Array(Schema.Tuple([Seconds, Seconds])).check(
+        Schema.isMinLength(1),
+        Schema.isMaxLength(MAX_TIMELINE_RANGES),
+      ),
+    ),
+  ),
+  length: Schema.optionalKey(Schema.NullOr(Schema.Finite)),
+})
+export type VideoStreamRequest = typeof VideoStreamRequest.Type
+
+/** A playable range of an export: the ranges kept (clamped to the video), and their URLs. */
+export const VideoStreamView = Schema.Struct({
+  video_id: VideoId,
+  stream_url: Schema.String,
+  player_url: Schema.String,
+  timeline: Schema.Array(Schema.Tuple([Schema.Finite, Schema.Finite])),
+})
+export type VideoStreamView = typeof VideoStreamView.Type
