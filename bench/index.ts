@@ -526,7 +526,7 @@ const searchBench = async () => {
     )
     for (const figure of [engine, ours]) {
       console.log(
-        `${figure.name.padEnd(46)}${figure.perSecond.toFixed(0).padStart(11)}${figure.p50Ms.toFixed(2).padStart(9)}${figure.p99Ms.toFixed(2).padStart(9)}${figure.meanHits.toFixed(1).padStart(7)}${`${(figure.perSecond / engine.perSecond).toFixed(2)}x`.padStart(10)}`,
+        `${figure.name.padEnd(46)}${figure.perSecond.toFixed(figure.perSecond < 10 ? 2 : 0).padStart(11)}${figure.p50Ms.toFixed(2).padStart(9)}${figure.p99Ms.toFixed(2).padStart(9)}${figure.meanHits.toFixed(1).padStart(7)}${`${(figure.perSecond / engine.perSecond).toFixed(2)}x`.padStart(10)}`,
       )
     }
     console.log(
