@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import type { AiEvent, ChannelId, CollectionId, RtstreamId, SceneIndexId, SessionId } from "@capture/protocol"
+import Database from "better-sqlite3"
 import { describe, expect, it } from "vitest"
 import { ftsQueryOf, SearchIndex } from "../src/index.js"
 
@@ -93,6 +97,56 @@ describe("the search index", () => {
     expect(index.streamSequence).toBe(0)
     expect(index.search({ query: "budget", account_id: "acct-a" })).toEqual([])
     index.close()
+  })
+
+  it("narrows by rtstream and index, with scope values of any characters", () => {
+    const index = SearchIndex.open()
+    const t = 1_763_000_000_000
+    const odd = 'acct ä/"x" OR *'
+    index.apply([
+      { event: spoken("b/1", odd, "The budget discussion", t), streamSequence: 1 },
+      { event: seen("b/2", odd, "Budget review on screen", t), streamSequence: 2 },
+      { event: seen("b/3", "acct", "Budget review on screen", t), streamSequence: 3 },
+    ])
+    expect(index.search({ query: "budget", account_id: odd })).toHaveLength(2)
+    expect(index.search({ query: "budget", account_id: "acct" }).map((hit) => hit.text)).toEqual([
+      "Budget review on screen",
+    ])
+    expect(
+      index.search({ query: "budget", account_id: odd, rtstream_id: "rts-mic" }).map((h) => h.kind),
+    ).toEqual(["transcript"])
+    expect(
+      index.search({ query: "budget", account_id: odd, index_id: "rsi-one" }).map((h) => h.kind),
+    ).toEqual(["visual"])
+    expect(index.search({ query: "budget", account_id: odd, index_id: "rsi-other" })).toEqual([])
+    index.close()
+  })
+
+  it("rebuilds a file of an older layout from the stream (its cursor back at 0)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "capture-search-"))
+    try {
+      const file = join(dir, "search.db")
+      const old = new Database(file)
+      old.exec(`
+        CREATE TABLE cursor (id INTEGER PRIMARY KEY, stream_sequence INTEGER NOT NULL);
+        INSERT INTO cursor VALUES (1, 7);
+        CREATE TABLE shots (rowid INTEGER PRIMARY KEY, event_id TEXT, text TEXT);
+        CREATE VIRTUAL TABLE shots_text USING fts5(text, content='shots', content_rowid='rowid');
+      `)
+      old.close()
+      const index = SearchIndex.open(file)
+      expect(index.streamSequence).toBe(0)
+      index.apply([
+        { event: spoken("c/1", "acct", "The budget discussion", 1_763_000_000_000), streamSequence: 1 },
+      ])
+      index.close()
+      const again = SearchIndex.open(file)
+      expect(again.streamSequence).toBe(1)
+      expect(again.search({ query: "budget", account_id: "acct" })).toHaveLength(1)
+      again.close()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it("turns any user text into a safe FTS5 query", () => {

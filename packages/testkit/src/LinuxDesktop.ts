@@ -81,7 +81,8 @@ export const startXvfb = async (
       if (text.includes("\n")) resolve(text.trim())
     })
     xvfb.once("exit", () => reject(new Error(`Xvfb exited: ${log.trim()}`)))
-    timer = setTimeout(() => reject(new Error(`Xvfb did not report a display: ${log.trim()}`)), 10_000)
+    // 30 s: on a machine shared with other test suites Xvfb can take well over 10 s to start.
+    timer = setTimeout(() => reject(new Error(`Xvfb did not report a display: ${log.trim()}`)), 30_000)
   }).finally(() => clearTimeout(timer))
   return { xvfb, display: `:${displayNumber}` }
 }
