@@ -13,9 +13,11 @@
  * recorder's own capture runs on the client's machine and is not counted (nor made here: a
  * real-time 720p x264 encode per session would take the cores the server is measured on).
  *
- *   pnpm bench:cost [--minutes 2] [--sessions 1] [--split]
+ *   pnpm bench:cost [--minutes 2] [--sessions 1] [--split] [--mix native,ffmpeg]
  *   (--split: `capture serve --role gateway` and `--role muxer` as two processes, so the muxer's
- *   share is its own process: its work, its ffmpeg runs, and its share of the session workers)
+ *   share is its own process: its work, its ffmpeg runs, and its share of the session workers;
+ *   --mix: the muxer's mix windows in process and/or by one ffmpeg run per window, each through
+ *   its own servers on the same media, one after the other)
  */
 import { readFileSync } from "node:fs"
 import { loadavg } from "node:os"
@@ -42,7 +44,12 @@ import { accepted, makeJsonClient, stringField } from "./lib/jsonClient.js"
 import { waitForQuietChildren } from "./lib/quiet.js"
 import { makeSegmentClient } from "./lib/segmentClient.js"
 import { writeResults } from "./lib/stats.js"
-import { killGenerators, type RecordedChannel, syntheticRecording } from "./lib/syntheticRecording.js"
+import {
+  killGenerators,
+  type RecordedChannel,
+  type SyntheticRecording,
+  syntheticRecording,
+} from "./lib/syntheticRecording.js"
 import { Teardown } from "./lib/teardown.js"
 
 const API_KEY = "sk-bench-cost-key"
@@ -58,8 +65,13 @@ const { values: flags } = parseArgs({
     minutes: { type: "string", default: "2" },
     sessions: { type: "string", default: "1" },
     split: { type: "boolean", default: false },
+    mix: { type: "string", default: "native" },
   },
 })
+/** How the server's muxer mixes audio windows (`CAPTURE_MUXER_MIX`); several: each in turn, same media. */
+const MIX_MODES = (flags.mix ?? "native").split(",").map((part) => part.trim())
+if (MIX_MODES.some((m) => m !== "native" && m !== "ffmpeg"))
+  throw new Error(`--mix must be native and/or ffmpeg separated by commas, got "${flags.mix}"`)
 const MINUTES = Number(flags.minutes)
 const SESSIONS = Number(flags.sessions)
 if (!Number.isInteger(MINUTES) || MINUTES <= 0) throw new Error(`--minutes must be a positive integer`)
@@ -90,13 +102,13 @@ const main = async () => {
   const teardown = new Teardown()
   teardown.add("ffmpeg generating media", { stop: async () => killGenerators() })
   try {
-    await run(teardown)
+    await run()
   } finally {
     await teardown.run()
   }
 }
 
-const run = async (teardown: Teardown) => {
+const run = async () => {
   const started = performance.now()
   const loadBefore = loadavg()
   const recording = await syntheticRecording({
@@ -109,9 +121,112 @@ const run = async (teardown: Teardown) => {
     `${MINUTES} min recording (${recording.generated ? "generated" : "cached"}: ${recording.directory}), ` +
       `${SESSIONS} session(s) in real time, ${flags.split ? "gateway + muxer processes" : "one capture serve (all roles)"}`,
   )
+  const results: Array<Measured> = []
+  for (const mix of MIX_MODES) {
+    console.log(`\nmix ${mix}: ${SESSIONS} × ${MINUTES} min in real time…`)
+    const inner = new Teardown()
+    try {
+      results.push(await measure(inner, recording, mix))
+    } finally {
+      await inner.run()
+    }
+    await waitForQuietChildren({ timeoutMs: 10_000 })
+  }
+  const oneShot = await oneShotMux(recording)
+  const loadAfter = loadavg()
+  const problems = [
+    ...results.flatMap((r) => r.problems.map((p) => `mix ${r.mix}: ${p}`)),
+    ...oneShot.validation.problems.map((p) => `one-shot: ${p}`),
+  ]
+  const oneShotPerMinute = oneShot.cpuSeconds / MINUTES
+  const fixed = (v: number, d = 2) => v.toFixed(d)
+  const rows = results.map((r) => {
+    const per = (seconds: number) => seconds / (MINUTES * SESSIONS)
+    const muxer = r.muxerCpu
+    return {
+      mix: r.mix,
+      cpuPerRecordedMinute: {
+        serve: per(r.cpu.serve),
+        ffmpeg: per(r.cpu.ffmpeg),
+        nats: per(r.cpu.nats),
+        total: per(r.cpu.total),
+        ...(muxer === undefined ? {} : { muxer: per(muxer.serve), muxerFfmpeg: per(muxer.ffmpeg) }),
+      },
+      ratio: per(r.cpu.total) / oneShotPerMinute,
+      muxerRatio: muxer === undefined ? undefined : per(muxer.serve + muxer.ffmpeg) / oneShotPerMinute,
+      rssPerSessionMb: r.rss.map((x) => (x.peak - x.idle) / SESSIONS),
+      rss: r.rss,
+      maxBacklog: r.maxBacklog,
+      stopToExportedMs: r.stopToExportedMs,
+    }
+  })
+  for (const row of rows) {
+    const c = row.cpuPerRecordedMinute
+    console.log(
+      `\nmix ${row.mix}: CPU seconds per recorded minute (${SESSIONS} × ${MINUTES} min, create → exported)`,
+    )
+    console.log(
+      `  serve ${fixed(c.serve)}   its ffmpeg ${fixed(c.ffmpeg)}   nats-server ${fixed(c.nats)}   total ${fixed(c.total)}`,
+    )
+    if (c.muxer !== undefined)
+      console.log(
+        `  of which the muxer process: itself ${fixed(c.muxer)}, its ffmpeg ${fixed(c.muxerFfmpeg ?? 0)} (nats counted once)`,
+      )
+    console.log(
+      `  total / one-shot (${fixed(oneShotPerMinute)}): ${fixed(row.ratio)}x (target ≤ ${TARGET_TOTAL_RATIO}x: ${row.ratio <= TARGET_TOTAL_RATIO ? "met" : "NOT met"})`,
+    )
+    if (row.muxerRatio !== undefined)
+      console.log(
+        `  muxer / one-shot: ${fixed(row.muxerRatio)}x (target ≤ ${TARGET_MUXER_RATIO}x: ${row.muxerRatio <= TARGET_MUXER_RATIO ? "met" : "NOT met"})`,
+      )
+    row.rss.forEach((x, i) => {
+      console.log(
+        `  RSS ${i === 0 ? "serve" : "muxer"}: idle ${fixed(x.idle, 0)} MB, peak ${fixed(x.peak, 0)} MB: ` +
+          `${fixed(row.rssPerSessionMb[i] as number, 1)} MB per session (target ≤ ${TARGET_RSS_MB} MB at 200 sessions)`,
+      )
+    })
+    console.log(
+      `  muxer backlog at worst: ${row.maxBacklog} segment records (${3 * SESSIONS} = one segment per channel)`,
+    )
+    console.log(`  stop → exported (client): ${row.stopToExportedMs.map((ms) => fixed(ms, 0)).join(", ")} ms`)
+  }
+  console.log(`one-shot ffmpeg mux of the same media: ${fixed(oneShotPerMinute)} CPU s per recorded minute`)
+  console.log(
+    `load average before/after: ${loadBefore.map((l) => l.toFixed(1)).join(" ")} / ${loadAfter.map((l) => l.toFixed(1)).join(" ")} (2 cores, shared with other work)`,
+  )
+  if (problems.length > 0) {
+    console.log(`INVALID: ${problems.join("; ")}`)
+    process.exitCode = 1
+  }
+  const file = writeResults("cost", {
+    at: new Date().toISOString(),
+    node: process.version,
+    minutes: MINUTES,
+    sessions: SESSIONS,
+    split: flags.split,
+    oneShotCpuPerRecordedMinute: oneShotPerMinute,
+    rows,
+    problems,
+    loadavg: { before: loadBefore, after: loadAfter },
+    seconds: (performance.now() - started) / 1000,
+  })
+  console.log(`results: ${file}`)
+}
 
+/** One mode's figures. */
+interface Measured {
+  readonly mix: string
+  readonly cpu: CpuSeconds
+  readonly muxerCpu: CpuSeconds | undefined
+  readonly rss: ReadonlyArray<{ readonly idle: number; readonly peak: number }>
+  readonly maxBacklog: number
+  readonly stopToExportedMs: ReadonlyArray<number>
+  readonly problems: ReadonlyArray<string>
+}
+
+const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: string): Promise<Measured> => {
+  const env = { CAPTURE_SILENCE_TIMEOUT_MS: String(10 * 60_000), CAPTURE_MUXER_MIX: mix }
   const nats = teardown.add("nats-server", await startNatsServer({ kind: "process" }))
-  const env = { CAPTURE_SILENCE_TIMEOUT_MS: String(10 * 60_000) }
   const gateway = teardown.add(
     "capture serve",
     await startCaptureServer({
@@ -218,7 +333,6 @@ const run = async (teardown: Teardown) => {
   sampling = false
   await sampler
   const perServer = servers.map((_, i) => cpuSince(cpuBefore[i] as never, cpuAfter[i] as never))
-  const cpu = perServer.reduce(sumCpu)
 
   // The exports, read back (after the measurement).
   const problems: Array<string> = []
@@ -230,78 +344,15 @@ const run = async (teardown: Teardown) => {
     const checked = await validate(stringField(video, "download_url"), MINUTES)
     problems.push(...checked.problems.map((p) => `${s.sessionId}: ${p}`))
   }
-  const oneShot = await oneShotMux(recording)
-  problems.push(...oneShot.validation.problems.map((p) => `one-shot: ${p}`))
-  const loadAfter = loadavg()
-
-  const sessionMinutes = MINUTES * SESSIONS
-  const per = (seconds: number) => seconds / sessionMinutes
-  const oneShotPerMinute = oneShot.cpuSeconds / MINUTES
-  const ratio = per(cpu.total) / oneShotPerMinute
-  const muxer = flags.split ? (perServer[1] as CpuSeconds) : undefined
-  const muxerRatio = muxer === undefined ? undefined : per(muxer.serve + muxer.ffmpeg) / oneShotPerMinute
-  const rssPerSession = servers.map((_, i) => ((peakRss[i] as number) - (idleRss[i] as number)) / SESSIONS)
-  const fixed = (v: number, d = 2) => v.toFixed(d)
-
-  console.log(`\nCPU seconds per recorded minute (${SESSIONS} × ${MINUTES} min, create → exported):`)
-  console.log(
-    `  serve ${fixed(per(cpu.serve))}   its ffmpeg ${fixed(per(cpu.ffmpeg))}   nats-server ${fixed(per(cpu.nats))}`,
-  )
-  if (muxer !== undefined)
-    console.log(
-      `  of which the muxer process: itself ${fixed(per(muxer.serve))}, its ffmpeg ${fixed(per(muxer.ffmpeg))} (nats counted once, with the gateway)`,
-    )
-  console.log(
-    `  total ${fixed(per(cpu.total))}   one-shot ffmpeg mux of the same media ${fixed(oneShotPerMinute)}`,
-  )
-  console.log(
-    `  total / one-shot: ${fixed(ratio)}x (target ≤ ${TARGET_TOTAL_RATIO}x: ${ratio <= TARGET_TOTAL_RATIO ? "met" : "NOT met"})`,
-  )
-  if (muxerRatio !== undefined)
-    console.log(
-      `  muxer / one-shot: ${fixed(muxerRatio)}x (target ≤ ${TARGET_MUXER_RATIO}x: ${muxerRatio <= TARGET_MUXER_RATIO ? "met" : "NOT met"})`,
-    )
-  servers.forEach((s, i) => {
-    console.log(
-      `RSS ${i === 0 ? "serve" : "muxer"} (pid ${s.pid}): idle ${fixed(idleRss[i] as number, 0)} MB, peak ${fixed(peakRss[i] as number, 0)} MB: ` +
-        `${fixed(rssPerSession[i] as number, 1)} MB per session (target ≤ ${TARGET_RSS_MB} MB at 200 sessions)`,
-    )
-  })
-  console.log(
-    `muxer backlog at worst: ${maxBacklog} segment records (${3 * SESSIONS} = one segment per channel)`,
-  )
-  console.log(`stop → exported (client): ${sessions.map((s) => fixed(s.stopToExportedMs, 0)).join(", ")} ms`)
-  console.log(
-    `load average before/after: ${loadBefore.map((l) => l.toFixed(1)).join(" ")} / ${loadAfter.map((l) => l.toFixed(1)).join(" ")} (2 cores, shared with other work)`,
-  )
-  if (problems.length > 0) {
-    console.log(`INVALID: ${problems.join("; ")}`)
-    process.exitCode = 1
-  }
-  const file = writeResults("cost", {
-    at: new Date().toISOString(),
-    node: process.version,
-    minutes: MINUTES,
-    sessions: SESSIONS,
-    split: flags.split,
-    cpuPerRecordedMinute: {
-      serve: per(cpu.serve),
-      ffmpeg: per(cpu.ffmpeg),
-      nats: per(cpu.nats),
-      total: per(cpu.total),
-      oneShot: oneShotPerMinute,
-      ...(muxer === undefined ? {} : { muxer: per(muxer.serve), muxerFfmpeg: per(muxer.ffmpeg) }),
-    },
-    ratio,
-    muxerRatio,
-    rss: { idle: idleRss, peak: peakRss, perSession: rssPerSession },
+  return {
+    mix,
+    cpu: perServer.reduce(sumCpu),
+    muxerCpu: flags.split ? perServer[1] : undefined,
+    rss: servers.map((_, i) => ({ idle: idleRss[i] as number, peak: peakRss[i] as number })),
     maxBacklog,
     stopToExportedMs: sessions.map((s) => s.stopToExportedMs),
     problems,
-    loadavg: { before: loadBefore, after: loadAfter },
-    seconds: (performance.now() - started) / 1000,
-  })
-  console.log(`results: ${file}`)
+  }
 }
 
 await main()

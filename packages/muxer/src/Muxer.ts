@@ -102,6 +102,11 @@ export class Muxer {
     private readonly log: (message: string) => void,
   ) {}
 
+  /** Pieces this instance made (the ones it found stored are not counted). */
+  get piecesMade(): number {
+    return this.pipeline.piecesMade
+  }
+
   /** Resolves ffmpeg, opens the exports bucket and starts both consumers. */
   static async start(nc: NatsConnection, runtime: SessionRuntime, options: MuxerOptions): Promise<Muxer> {
     const tools = options.tools ?? resolveFfmpegTools()

@@ -95,8 +95,10 @@ export const mixPcm = async (
   const total = PRE_ROLL + length
   const runs = inputs.map((input) => ({ input, ...runAdts(input) }))
   const out = new Float32Array(total * 2)
-  for (const run of runs) {
-    const decoded = await faadDecode(faad, run.adts)
+  // The runs' decoders at once: a window waits for its slowest channel, not their sum.
+  const decodedRuns = await Promise.all(runs.map((run) => faadDecode(faad, run.adts)))
+  for (const [i, run] of runs.entries()) {
+    const decoded = decodedRuns[i] as Float32Array
     // faad outputs mono as two equal channels, and leaves out the decoder's first frame, which
     // ffmpeg outputs (its overlap with nothing): its samples start one frame after the run's.
     const frames = decoded.length / (2 * AAC_FRAME)
