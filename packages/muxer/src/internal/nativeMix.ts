@@ -10,6 +10,9 @@
  * else throws `NotNativeMix`, and the window is mixed by ffmpeg as before.
  */
 import { spawn } from "node:child_process"
+import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { FfmpegFailed } from "../Ffmpeg.js"
 import type { AacEncoderPool } from "./aacEncoder.js"
 import { AAC_FRAME, MIX_RATE, PRE_ROLL } from "./media.js"
@@ -29,34 +32,46 @@ export interface NativeMixInput {
 const AAC_LC = 2
 const TIMEOUT_MS = 60_000
 
-/** Runs faad over an ADTS stream: 32-bit float samples, interleaved, as many channels as it says. */
-const faadDecode = (faad: string, adts: Uint8Array): Promise<Float32Array> =>
-  new Promise((resolve, reject) => {
-    // -b 4: float; -f 2: raw; -w: to stdout; reads stdin ("-").
-    const child = spawn(faad, ["-q", "-w", "-b", "4", "-f", "2", "-"], { stdio: ["pipe", "pipe", "pipe"] })
-    const out: Buffer[] = []
-    let err = ""
-    const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT_MS)
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
-    child.stderr.on("data", (chunk: Buffer) => {
-      err = (err + chunk.toString("utf8")).slice(-1_000)
+/**
+ * Runs faad over an ADTS stream: 32-bit float samples, interleaved, as many channels as it says.
+ * faad writes its output in small pieces; to a file (tmpfs, usually) they cost the server one
+ * read instead of hundreds of pipe reads.
+ */
+const faadDecode = async (faad: string, adts: Uint8Array): Promise<Float32Array> => {
+  const dir = await mkdtemp(join(tmpdir(), "capture-mix-"))
+  const file = join(dir, "pcm.raw")
+  try {
+    await new Promise<void>((resolve, reject) => {
+      // -b 4: float; -f 2: raw; reads stdin ("-").
+      const child = spawn(faad, ["-q", "-b", "4", "-f", "2", "-o", file, "-"], {
+        stdio: ["pipe", "ignore", "pipe"],
+      })
+      let err = ""
+      const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT_MS)
+      child.stderr.on("data", (chunk: Buffer) => {
+        err = (err + chunk.toString("utf8")).slice(-1_000)
+      })
+      child.on("error", (error) => {
+        clearTimeout(timer)
+        reject(error)
+      })
+      child.on("close", (code) => {
+        clearTimeout(timer)
+        if (code === 0) resolve()
+        else reject(new FfmpegFailed(faad, code, err))
+      })
+      child.stdin.on("error", () => {})
+      child.stdin.end(Buffer.from(adts.buffer, adts.byteOffset, adts.byteLength))
     })
-    child.on("error", (error) => {
-      clearTimeout(timer)
-      reject(error)
-    })
-    child.on("close", (code) => {
-      clearTimeout(timer)
-      if (code !== 0) return reject(new FfmpegFailed(faad, code, err))
-      const bytes = Buffer.concat(out)
-      // A copy into an aligned buffer of whole samples.
-      const samples = new Float32Array(Math.floor(bytes.length / 4))
-      new Uint8Array(samples.buffer).set(bytes.subarray(0, samples.length * 4))
-      resolve(samples)
-    })
-    child.stdin.on("error", () => {})
-    child.stdin.end(Buffer.from(adts.buffer, adts.byteOffset, adts.byteLength))
-  })
+    const bytes = await readFile(file)
+    // A copy into an aligned buffer of whole samples.
+    const samples = new Float32Array(Math.floor(bytes.length / 4))
+    new Uint8Array(samples.buffer).set(bytes.subarray(0, samples.length * 4))
+    return samples
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
 
 /** A run's ADTS and its channel count, or `NotNativeMix` when it is not what this mixes. */
 const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: number; frames: number } => {
