@@ -57,14 +57,21 @@ export class ExportBucket {
     return { bucket, objects }
   }
 
-  /** Stores an object unless one with that name exists (names say what is in them). */
-  async putObject(name: string, data: Uint8Array): Promise<void> {
-    if ((await this.objects.info(name)) !== null) return
+  /**
+   * Stores an object unless one with that name exists (names say what is in them), and returns
+   * the size of what is stored: another writer's object of that name wins, and it may differ in
+   * its bytes where an encoder's output does (the same window of mixed audio, encoded twice).
+   */
+  async putObject(name: string, data: Uint8Array): Promise<number> {
+    const existing = await this.objects.info(name)
+    if (existing !== null) return existing.size
     try {
       await this.objects.putBlob(objectMeta(name), data, { previousRevision: 0 })
+      return data.length
     } catch (error) {
-      // Another writer stored it first: the same bytes, since the name says what they are.
+      // Another writer stored it first.
       if (!isWrongLastSequence(error)) throw error
+      return (await this.objects.info(name))?.size ?? data.length
     }
   }
 

@@ -16,7 +16,7 @@
  * produces the same outputs (asset ids included) and `exported` appears once.
  */
 
-import { type FfmpegTools, resolveFfmpegTools } from "@capture/binaries"
+import { type FfmpegTools, findOnPath, resolveFfmpegTools } from "@capture/binaries"
 import { ensureDurableConsumer } from "@capture/jetstream"
 import type { MediaStore } from "@capture/media"
 import { decodeSegmentRecord, ExportStore } from "@capture/media"
@@ -43,7 +43,7 @@ import {
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
-import type { RemuxMode } from "./internal/media.js"
+import type { MixMode, RemuxMode } from "./internal/media.js"
 import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
 import { Semaphore } from "./internal/semaphore.js"
 import { MuxerStore } from "./internal/store.js"
@@ -69,9 +69,17 @@ export interface MuxerOptions {
    * or by one ffmpeg run per segment (`ffmpeg`, the old way, kept for benchmarks to compare).
    */
   readonly remux?: RemuxMode
+  /**
+   * Mix windows made in process (`native`, the default: decoded by faad, summed here, encoded by a
+   * long-lived ffmpeg per concurrent window) or by one ffmpeg run per window (`ffmpeg`, the old
+   * way, kept for benchmarks to compare). Windows the native mix cannot reproduce go to ffmpeg.
+   */
+  readonly mix?: MixMode
+  /** The faad binary (default: `faad` on PATH); null: none, every window is mixed by ffmpeg. */
+  readonly faad?: string | null
 }
 
-export type { RemuxMode } from "./internal/media.js"
+export type { MixMode, RemuxMode } from "./internal/media.js"
 
 const decodeEventJson = decodeJson(SessionEvent)
 /** Deliveries of one export trigger before a persistent error fails the export. */
@@ -94,6 +102,11 @@ export class Muxer {
     private readonly log: (message: string) => void,
   ) {}
 
+  /** Pieces this instance made (the ones it found stored are not counted). */
+  get piecesMade(): number {
+    return this.pipeline.piecesMade
+  }
+
   /** Resolves ffmpeg, opens the exports bucket and starts both consumers. */
   static async start(nc: NatsConnection, runtime: SessionRuntime, options: MuxerOptions): Promise<Muxer> {
     const tools = options.tools ?? resolveFfmpegTools()
@@ -111,6 +124,10 @@ export class Muxer {
       options.concurrency ?? 2,
       log,
       options.remux ?? "native",
+      {
+        mode: options.mix ?? "native",
+        faad: (options.faad === undefined ? findOnPath("faad") : options.faad) ?? undefined,
+      },
     )
     const muxer = new Muxer(
       nc,
@@ -147,6 +164,7 @@ export class Muxer {
     for (const loop of this.loops) await loop.messages.close()
     await Promise.all(this.loops.map((l) => l.done))
     await Promise.allSettled([...this.handlers])
+    this.pipeline.close()
   }
 
   private get ackWaitMs(): number {

@@ -68,3 +68,16 @@ describe("MuxerStore records that do not decode", () => {
     expect(logs.filter((line) => line.includes("job claim"))).toHaveLength(1)
   })
 })
+
+describe("MuxerStore pieces made twice", () => {
+  it("records the size of the bytes stored first when a second instance's encode of a piece differs", async () => {
+    const sessionId = newSessionId()
+    const mix = (bytes: number): PieceInfo => ({ ...piece(`mix/${sessionId}`), kind: "mix", bytes })
+    const first = await store.putPiece(sessionId, mix(5), new Uint8Array(5).fill(1))
+    const second = await store.putPiece(sessionId, mix(7), new Uint8Array(7).fill(2))
+    expect(first.bytes).toBe(5)
+    expect(second.bytes).toBe(5)
+    expect(await store.getObject(mix(5).name)).toEqual(new Uint8Array(5).fill(1))
+    expect((await store.pieces(sessionId)).get(`mix/${sessionId}`)?.bytes).toBe(5)
+  })
+})

@@ -39,6 +39,17 @@ export const muxerRemuxFromEnv = (): "native" | "ffmpeg" => {
   throw usage(`CAPTURE_MUXER_REMUX must be native or ffmpeg, got "${raw}"`)
 }
 
+/**
+ * `CAPTURE_MUXER_MIX`: `native` (default) mixes audio windows in process (faad, one long-lived
+ * encoder); `ffmpeg` runs one ffmpeg per window, as before (benchmarks compare the two).
+ */
+export const muxerMixFromEnv = (): "native" | "ffmpeg" => {
+  const raw = process.env.CAPTURE_MUXER_MIX
+  if (raw === undefined || raw === "" || raw === "native") return "native"
+  if (raw === "ffmpeg") return "ffmpeg"
+  throw usage(`CAPTURE_MUXER_MIX must be native or ffmpeg, got "${raw}"`)
+}
+
 export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptions["gateway"] => {
   const scheduleText = process.env[SCHEDULE_ENV]
   let webhookScheduleMs: ReadonlyArray<number> | undefined

@@ -10,6 +10,7 @@ import { aiSettingsFromEnv } from "./AiEnv.js"
 import {
   gatewayOptionsFromEnv,
   httpTimeoutsFromEnv,
+  muxerMixFromEnv,
   muxerRemuxFromEnv,
   silenceTimeoutFromEnv,
 } from "./GatewayEnv.js"
@@ -106,6 +107,7 @@ export const serveCommand = Command.make(
         expireTimeoutMs: flags.expireTimeout,
         silenceTimeoutMs: silenceTimeoutFromEnv(),
         muxerRemux: muxerRemuxFromEnv(),
+        muxerMix: muxerMixFromEnv(),
         shutdownTimeoutMs: flags.shutdownTimeout,
         replicas: flags.replicas,
         natsServers: parseServers(process.env.NATS_URL ?? ""),

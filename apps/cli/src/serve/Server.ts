@@ -63,6 +63,8 @@ export interface ServeOptions {
   readonly silenceTimeoutMs: number
   /** How the muxer remuxes raw pieces (`CAPTURE_MUXER_REMUX`). */
   readonly muxerRemux?: "native" | "ffmpeg"
+  /** How the muxer mixes audio windows (`CAPTURE_MUXER_MIX`). */
+  readonly muxerMix?: "native" | "ffmpeg"
   /** How long each part may take to stop on shutdown. */
   readonly shutdownTimeoutMs: number
   readonly replicas: number
@@ -285,6 +287,7 @@ export const serve = (options: ServeOptions) =>
                 tools,
                 replicas: options.replicas,
                 remux: options.muxerRemux ?? "native",
+                mix: options.muxerMix ?? "native",
                 log: (message) => log(message),
               }),
             catch: (error) => unavailable(`cannot start the muxer: ${describe(error)}`),

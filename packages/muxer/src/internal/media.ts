@@ -36,6 +36,19 @@ export interface Remuxed {
 export type RemuxMode = "native" | "ffmpeg"
 
 /**
+ * How mix windows are made: `native` decodes with faad, mixes in process and encodes with a
+ * long-lived ffmpeg (`nativeMix.ts`; a window it cannot reproduce, or no faad, goes to ffmpeg);
+ * `ffmpeg` runs one ffmpeg per window, as before (kept to measure against).
+ */
+export type MixMode = "native" | "ffmpeg"
+
+export interface MixOptions {
+  readonly mode: MixMode
+  /** The faad binary; undefined: not installed, every window is mixed by ffmpeg. */
+  readonly faad: string | undefined
+}
+
+/**
  * Stream-copies the first video or audio stream of an MPEG-TS segment into fragmented MP4: in
  * process when it can (`tsRemux.ts`), else with ffmpeg, which also decides what is unusable.
  */
@@ -99,6 +112,33 @@ export const mixWindow = async (
   length: number,
 ): Promise<{ fragment: Uint8Array; frames: number }> => {
   const total = PRE_ROLL + length
+  const adts = await runMixGraph(tools, inputs, length, [...AAC_OUT(MIX_RATE, 2), "-f", "adts"])
+  const frames = adtsFrames(adts)
+  // Frame 0 is the encoder's priming; frame k + 1 decodes to samples [k·1024, (k + 1)·1024).
+  const kept = frames.slice(1 + PRE_ROLL / AAC_FRAME, 1 + total / AAC_FRAME)
+  if (kept.length !== length / AAC_FRAME)
+    throw new Error(`mix produced ${kept.length} frames, wanted ${length / AAC_FRAME}`)
+  return { fragment: aacFragment(kept), frames: kept.length }
+}
+
+/** `mixWindow`'s samples before encoding (interleaved stereo float, pre-roll included): for tests. */
+export const mixWindowPcm = async (
+  tools: FfmpegTools,
+  inputs: ReadonlyArray<MixInput>,
+  length: number,
+): Promise<Float32Array> => {
+  const out = await runMixGraph(tools, inputs, length, ["-f", "f32le"])
+  return new Float32Array(Uint8Array.from(out).buffer)
+}
+
+/** The mix graph over `PRE_ROLL + length` samples, written to stdout with `output` options. */
+const runMixGraph = (
+  tools: FfmpegTools,
+  inputs: ReadonlyArray<MixInput>,
+  length: number,
+  output: ReadonlyArray<string>,
+): Promise<Uint8Array> => {
+  const total = PRE_ROLL + length
   return withTempDir(async (dir) => {
     const args = ["-hide_banner", "-v", "error"]
     const filters: string[] = []
@@ -120,13 +160,7 @@ export const mixWindow = async (
     else if (inputs.length === 1) filters.push(`${labels}${pad}[out]`)
     else filters.push(`${labels}amix=inputs=${inputs.length}:normalize=0:duration=longest,${pad}[out]`)
     args.push("-filter_complex", filters.join(";"), "-map", "[out]")
-    const adts = await run(tools.ffmpeg, [...args, ...AAC_OUT(MIX_RATE, 2), "-f", "adts", "pipe:1"])
-    const frames = adtsFrames(adts)
-    // Frame 0 is the encoder's priming; frame k + 1 decodes to samples [k·1024, (k + 1)·1024).
-    const kept = frames.slice(1 + PRE_ROLL / AAC_FRAME, 1 + total / AAC_FRAME)
-    if (kept.length !== length / AAC_FRAME)
-      throw new Error(`mix produced ${kept.length} frames, wanted ${length / AAC_FRAME}`)
-    return { fragment: aacFragment(kept), frames: kept.length }
+    return run(tools.ffmpeg, [...args, ...output, "pipe:1"])
   })
 }
 

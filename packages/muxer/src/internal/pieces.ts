@@ -12,9 +12,12 @@ import type { FfmpegTools } from "@capture/binaries"
 import type { MediaStore } from "@capture/media"
 import type { Channel, ChannelId, MediaSegment } from "@capture/protocol"
 import { mainExportChannel } from "@capture/session-actor"
+import { FfmpegFailed } from "../Ffmpeg.js"
+import { AacEncoderPool } from "./aacEncoder.js"
 import {
   type FillSpec,
   MIX_RATE,
+  type MixOptions,
   makeFill,
   mixInit,
   mixWindow,
@@ -25,6 +28,7 @@ import {
   type StreamParams,
 } from "./media.js"
 import { concat, fragmentTiming, trackTimescale } from "./mp4.js"
+import { mixWindowNative, type NativeMixInput, NotNativeMix } from "./nativeMix.js"
 import {
   type AudioWindow,
   type ChannelLayout,
@@ -91,6 +95,7 @@ export class Pieces {
   private readonly inFlight = new Map<string, Promise<PieceInfo>>()
   private mixInitBytes: Promise<Uint8Array> | undefined
   private readonly ffmpeg: Semaphore
+  private readonly encoders: AacEncoderPool
   /** Pieces this instance made (the ones it found stored are not counted). */
   piecesMade = 0
 
@@ -101,8 +106,11 @@ export class Pieces {
     concurrency: number,
     private readonly log: (message: string) => void,
     private readonly remux: RemuxMode = "native",
+    private readonly mix: MixOptions = { mode: "native", faad: undefined },
   ) {
     this.ffmpeg = new Semaphore(concurrency)
+    // One encoder per window mixed at once (the semaphore admits `concurrency`).
+    this.encoders = new AacEncoderPool(tools.ffmpeg, concurrency)
   }
 
   /** Incremental work for one arriving record: its raw piece, then any settled mix windows. */
@@ -278,17 +286,15 @@ export class Pieces {
   ensureMix(work: SessionWork, sessionId: string, plan: ReturnType<typeof planMix>): Promise<PieceInfo> {
     const key = `mix/${plan.signature}`
     return this.piece(work, sessionId, key, async () => {
-      const inputs = await Promise.all(
+      const runs = await Promise.all(
         plan.runs.map(async (run) => {
           const bytes = await Promise.all(
             run.records.map((r) => this.media.read(sessionId, r.channel_id, r.index)),
           )
-          return { ts: concat(bytes.filter((b): b is Uint8Array => b !== undefined)), offset: run.offset }
+          return { segments: bytes.filter((b): b is Uint8Array => b !== undefined), offset: run.offset }
         }),
       )
-      const mixed = await this.ffmpeg.run(() =>
-        mixWindow(this.tools, inputs, plan.window.to - plan.window.from),
-      )
+      const mixed = await this.ffmpeg.run(() => this.mixRuns(runs, plan.window.to - plan.window.from))
       return {
         info: {
           key,
@@ -299,6 +305,29 @@ export class Pieces {
         data: mixed.fragment,
       }
     })
+  }
+
+  /** A window's mix: in process with faad and the long-lived encoder when it can, else by ffmpeg. */
+  private async mixRuns(
+    runs: ReadonlyArray<NativeMixInput>,
+    length: number,
+  ): Promise<{ fragment: Uint8Array; frames: number }> {
+    if (this.mix.mode === "native" && this.mix.faad !== undefined) {
+      try {
+        return await mixWindowNative(this.mix.faad, this.encoders, runs, length)
+      } catch (error) {
+        // Not AAC-LC 48 kHz mono/stereo, or faad refused it: ffmpeg decides what can be read.
+        if (!(error instanceof NotNativeMix || error instanceof FfmpegFailed)) throw error
+        this.log(`mixing a window with ffmpeg: ${error.message.slice(0, 200)}`)
+      }
+    }
+    const inputs = runs.map((run) => ({ ts: concat(run.segments), offset: run.offset }))
+    return mixWindow(this.tools, inputs, length)
+  }
+
+  /** Ends the long-lived encoders (the muxer stops). */
+  close(): void {
+    this.encoders.close()
   }
 
   private ensureFill(work: SessionWork, sessionId: string, spec: FillSpec): Promise<PieceInfo> {
@@ -334,9 +363,9 @@ export class Pieces {
     const made = (async () => {
       const { info, data } = await make()
       this.piecesMade++
-      await this.store.putPiece(sessionId, info, data)
-      work.pieces.set(key, info)
-      return info
+      const { session_id: _, ...stored } = await this.store.putPiece(sessionId, info, data)
+      work.pieces.set(key, stored)
+      return stored
     })().finally(() => this.inFlight.delete(flightKey))
     this.inFlight.set(flightKey, made)
     return made

@@ -7,7 +7,7 @@ import type { FfmpegTools } from "@capture/binaries"
 import type { MediaStore } from "@capture/media"
 import type { MediaSegment, TimeSpan } from "@capture/protocol"
 import { type AssembleResult, assembleExport } from "./assemble.js"
-import type { RemuxMode } from "./media.js"
+import type { MixOptions, RemuxMode } from "./media.js"
 import { Pieces, type SessionChannels } from "./pieces.js"
 import type { ExportJob, MuxerStore } from "./store.js"
 
@@ -24,8 +24,14 @@ export class Pipeline {
     concurrency: number,
     log: (message: string) => void,
     remux: RemuxMode = "native",
+    mix: MixOptions = { mode: "native", faad: undefined },
   ) {
-    this.pieces = new Pieces(tools, media, store, concurrency, log, remux)
+    this.pieces = new Pieces(tools, media, store, concurrency, log, remux, mix)
+  }
+
+  /** Ends the long-lived processes (the mix encoders). */
+  close(): void {
+    this.pieces.close()
   }
 
   /** Pieces this instance made (the ones it found stored are not counted). */

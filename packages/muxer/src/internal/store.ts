@@ -98,10 +98,14 @@ export class MuxerStore extends ExportBucket {
     return `${this.prefix}.muxer.pieces.${sessionId}`
   }
 
-  /** Stores a piece's bytes (if any), then its record on the index. */
+  /**
+   * Stores a piece's bytes (if any), then its record on the index. When another instance stored
+   * the piece first, the record describes the bytes stored (a mix window encoded twice has the
+   * same samples and timing, but its size may differ).
+   */
   async putPiece(sessionId: string, info: PieceInfo, data: Uint8Array | undefined): Promise<PieceRecord> {
-    if (data !== undefined) await this.putObject(info.name, data)
-    const record: PieceRecord = { ...info, session_id: sessionId }
+    const bytes = data === undefined ? info.bytes : await this.putObject(info.name, data)
+    const record: PieceRecord = { ...info, bytes, session_id: sessionId }
     await this.js.publish(this.piecesSubject(sessionId), encoder.encode(JSON.stringify(record)), {
       msgID: `${sessionId}/${info.key}`.slice(0, 250),
     })

@@ -474,12 +474,27 @@ const remuxH264 = (ts: Uint8Array): TsRemuxed => {
 
 const SAMPLE_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350]
 
-const remuxAac = (ts: Uint8Array): TsRemuxed => {
+/** The AAC of an MPEG-TS segment's first audio stream, as the ADTS stream it carries. */
+export interface TsAdts {
+  /** ADTS frames back to back, as a decoder reads them (the PES payloads, up to the last whole frame). */
+  readonly adts: Uint8Array
+  /** The raw frames, headers dropped (each decodes to 1024 samples). */
+  readonly frames: ReadonlyArray<Uint8Array>
+  /** Audio object type: 2 is AAC-LC. */
+  readonly profile: number
+  readonly rateIndex: number
+  readonly sampleRate: number
+  readonly channels: number
+}
+
+/** The ADTS AAC of `ts`; throws `NotRemuxable` for another codec or bytes it cannot read. */
+export const adtsOfTs = (ts: Uint8Array): TsAdts => {
   const { streamType, pes } = demux(ts, "audio")
   if (streamType !== STREAM_ADTS_AAC) throw new NotRemuxable(`audio stream type 0x${streamType.toString(16)}`)
   const stream = concat(pes.map((p) => p.data))
   const frames: Uint8Array[] = []
   let header: { profile: number; rateIndex: number; channels: number } | undefined
+  let end = 0
   for (let p = 0; p + 7 <= stream.length; ) {
     if (stream[p] !== 0xff || ((stream[p + 1] as number) & 0xf6) !== 0xf0)
       throw new NotRemuxable(`no ADTS sync at ${p}`)
@@ -493,10 +508,16 @@ const remuxAac = (ts: Uint8Array): TsRemuxed => {
     header ??= { profile: (b2 >> 6) + 1, rateIndex: (b2 >> 2) & 0xf, channels: ((b2 & 1) << 2) | (b3 >> 6) }
     frames.push(stream.subarray(p + headerSize, p + length))
     p += length
+    end = p
   }
-  const rate = header === undefined ? undefined : SAMPLE_RATES[header.rateIndex]
-  if (header === undefined || rate === undefined || frames.length === 0 || header.channels === 0)
+  const sampleRate = header === undefined ? undefined : SAMPLE_RATES[header.rateIndex]
+  if (header === undefined || sampleRate === undefined || frames.length === 0 || header.channels === 0)
     throw new NotRemuxable("no AAC frames")
+  return { adts: stream.subarray(0, end), frames, ...header, sampleRate }
+}
+
+const remuxAac = (ts: Uint8Array): TsRemuxed => {
+  const { frames, sampleRate: rate, ...header } = adtsOfTs(ts)
   const asc = u16((header.profile << 11) | (header.rateIndex << 7) | (header.channels << 3))
   const decoderSpecific = concat([u8(0x05, asc.length), asc])
   const decoderConfig = concat([

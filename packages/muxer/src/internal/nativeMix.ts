@@ -1,0 +1,151 @@
+/**
+ * A mix window without an ffmpeg run of its own: each run of a channel's segments is decoded by
+ * faad (Debian's `faad`, which starts in a few ms where ffmpeg takes ~40), the runs are placed and
+ * summed here as float PCM, and the window is encoded by a long-lived encoder (`aacEncoder.ts`).
+ * It reproduces `mixWindow`'s graph: samples decoded back to back from the run's first frame,
+ * placed at the run's offset, mono spread to both channels at −3 dB (as ffmpeg's `aformat` to
+ * stereo does), summed without normalisation, the pre-roll and the encoder's priming dropped.
+ *
+ * Only what it reproduces exactly is done here: AAC-LC at 48 kHz, mono or stereo, in ADTS. Anything
+ * else throws `NotNativeMix`, and the window is mixed by ffmpeg as before.
+ */
+import { spawn } from "node:child_process"
+import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { FfmpegFailed } from "../Ffmpeg.js"
+import type { AacEncoderPool } from "./aacEncoder.js"
+import { AAC_FRAME, MIX_RATE, PRE_ROLL } from "./media.js"
+import { aacFragment, concat } from "./mp4.js"
+import { adtsOfTs, NotRemuxable } from "./tsRemux.js"
+
+/** The window is one the native mix does not reproduce (the caller mixes it with ffmpeg). */
+export class NotNativeMix extends Error {}
+
+/** One channel's run: its segments' MPEG-TS bytes, each on its own, in order. */
+export interface NativeMixInput {
+  readonly segments: ReadonlyArray<Uint8Array>
+  /** Where the run's first sample falls, in samples from the window's start (pre-roll included). */
+  readonly offset: number
+}
+
+const AAC_LC = 2
+const TIMEOUT_MS = 60_000
+
+/**
+ * Runs faad over an ADTS stream: 32-bit float samples, interleaved, as many channels as it says.
+ * faad writes its output in small pieces; to a file (tmpfs, usually) they cost the server one
+ * read instead of hundreds of pipe reads.
+ */
+const faadDecode = async (faad: string, adts: Uint8Array): Promise<Float32Array> => {
+  const dir = await mkdtemp(join(tmpdir(), "capture-mix-"))
+  const file = join(dir, "pcm.raw")
+  try {
+    await new Promise<void>((resolve, reject) => {
+      // -b 4: float; -f 2: raw; reads stdin ("-").
+      const child = spawn(faad, ["-q", "-b", "4", "-f", "2", "-o", file, "-"], {
+        stdio: ["pipe", "ignore", "pipe"],
+      })
+      let err = ""
+      const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT_MS)
+      child.stderr.on("data", (chunk: Buffer) => {
+        err = (err + chunk.toString("utf8")).slice(-1_000)
+      })
+      child.on("error", (error) => {
+        clearTimeout(timer)
+        reject(error)
+      })
+      child.on("close", (code) => {
+        clearTimeout(timer)
+        if (code === 0) resolve()
+        else reject(new FfmpegFailed(faad, code, err))
+      })
+      child.stdin.on("error", () => {})
+      child.stdin.end(Buffer.from(adts.buffer, adts.byteOffset, adts.byteLength))
+    })
+    const bytes = await readFile(file)
+    // A copy into an aligned buffer of whole samples.
+    const samples = new Float32Array(Math.floor(bytes.length / 4))
+    new Uint8Array(samples.buffer).set(bytes.subarray(0, samples.length * 4))
+    return samples
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** A run's ADTS and its channel count, or `NotNativeMix` when it is not what this mixes. */
+const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: number; frames: number } => {
+  const parts = input.segments.map((ts) => {
+    try {
+      return adtsOfTs(ts)
+    } catch (error) {
+      if (error instanceof NotRemuxable) throw new NotNativeMix(error.message)
+      throw error
+    }
+  })
+  const first = parts[0]
+  if (first === undefined) throw new NotNativeMix("an empty run")
+  for (const p of parts) {
+    if (p.profile !== AAC_LC) throw new NotNativeMix(`AAC object type ${p.profile}`)
+    if (p.sampleRate !== MIX_RATE) throw new NotNativeMix(`${p.sampleRate} Hz`)
+    if (p.channels !== 1 && p.channels !== 2) throw new NotNativeMix(`${p.channels} channels`)
+    if (p.channels !== first.channels) throw new NotNativeMix("channel count changes within a run")
+  }
+  return {
+    adts: concat(parts.map((p) => p.adts)),
+    channels: first.channels,
+    frames: parts.reduce((n, p) => n + p.frames.length, 0),
+  }
+}
+
+/**
+ * The window's PCM (interleaved stereo, `PRE_ROLL + length` samples): every run decoded, placed
+ * and summed.
+ */
+export const mixPcm = async (
+  faad: string,
+  inputs: ReadonlyArray<NativeMixInput>,
+  length: number,
+): Promise<Float32Array> => {
+  const total = PRE_ROLL + length
+  const runs = inputs.map((input) => ({ input, ...runAdts(input) }))
+  const out = new Float32Array(total * 2)
+  // The runs' decoders at once: a window waits for its slowest channel, not their sum.
+  const decodedRuns = await Promise.all(runs.map((run) => faadDecode(faad, run.adts)))
+  for (const [i, run] of runs.entries()) {
+    const decoded = decodedRuns[i] as Float32Array
+    // faad outputs mono as two equal channels, and leaves out the decoder's first frame, which
+    // ffmpeg outputs (its overlap with nothing): its samples start one frame after the run's.
+    const frames = decoded.length / (2 * AAC_FRAME)
+    if (!Number.isInteger(frames) || frames > run.frames)
+      throw new NotNativeMix(`faad gave ${decoded.length} samples for ${run.frames} frames`)
+    const gain = run.channels === 1 ? Math.SQRT1_2 : 1
+    const start = run.input.offset + AAC_FRAME
+    const from = Math.max(0, -start)
+    const to = Math.min(decoded.length / 2, total - start)
+    for (let i = from; i < to; i++) {
+      const at = 2 * (start + i)
+      out[at] = (out[at] as number) + (decoded[2 * i] as number) * gain
+      out[at + 1] = (out[at + 1] as number) + (decoded[2 * i + 1] as number) * gain
+    }
+  }
+  return out
+}
+
+/**
+ * Mixes and encodes one window as `mixWindow` does: one fragment of the last `length / 1024`
+ * frames, the pre-roll dropped.
+ */
+export const mixWindowNative = async (
+  faad: string,
+  encoders: AacEncoderPool,
+  inputs: ReadonlyArray<NativeMixInput>,
+  length: number,
+): Promise<{ fragment: Uint8Array; frames: number }> => {
+  const pcm = await mixPcm(faad, inputs, length)
+  const frames = await encoders.encode(pcm)
+  const kept = frames.slice(PRE_ROLL / AAC_FRAME)
+  if (kept.length !== length / AAC_FRAME)
+    throw new Error(`mix produced ${kept.length} frames, wanted ${length / AAC_FRAME}`)
+  return { fragment: aacFragment(kept), frames: kept.length }
+}

@@ -1,0 +1,211 @@
+/**
+ * The in-process mix (faad, PCM summed here, one long-lived encoder) against ffmpeg's mix graph
+ * on the same segments: the same samples before encoding (up to the two decoders' rounding), the
+ * same sound after; and the long-lived encoder: frames by index across windows, one process for
+ * many windows, a new one after a crash.
+ */
+import { execFile } from "node:child_process"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { findOnPath, resolveFfmpegTools } from "@capture/binaries"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { AacEncoder, AacEncoderPool } from "../src/internal/aacEncoder.js"
+import { AAC_FRAME, MIX_RATE, mixInit, mixWindow, mixWindowPcm, PRE_ROLL } from "../src/internal/media.js"
+import { concat } from "../src/internal/mp4.js"
+import { mixPcm, mixWindowNative, NotNativeMix } from "../src/internal/nativeMix.js"
+import { beeper, type ChannelMedia, record } from "./fixtures.js"
+
+const exec = promisify(execFile)
+const tools = resolveFfmpegTools()
+const faad = findOnPath("faad")
+let dir: string
+let mic: ChannelMedia
+let system: ChannelMedia
+const WALL = 1_700_000_000_000
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "capture-native-mix-"))
+  const stereo = beeper("system_audio:default", { offsetMs: 300, seconds: 7, hz: 660 })
+  ;[mic, system] = await Promise.all([
+    record(dir, beeper("mic:default", { offsetMs: 0, seconds: 7, hz: 440 }), WALL),
+    // A stereo channel, starting 300 ms later.
+    record(dir, { ...stereo, args: [...stereo.args, "-ac", "2"] }, WALL),
+  ])
+})
+afterAll(async () => {
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+})
+
+/** Each channel's segments from the first as one run, placed for a window starting at `from`. */
+const runsFor = (from: number) =>
+  [mic, system].map((channel) => ({
+    segments: channel.segments.map((s) => s.data),
+    offset: Math.round((((channel.segments[0]?.startMs ?? 0) - WALL) * MIX_RATE) / 1000) - (from - PRE_ROLL),
+  }))
+
+const rms = (a: Float32Array) => Math.sqrt(a.reduce((sum, x) => sum + x * x, 0) / a.length)
+
+/** Decodes a mix piece (the mixed track's init + the fragment) to interleaved stereo float. */
+const decodePiece = async (name: string, init: Uint8Array, fragment: Uint8Array): Promise<Float32Array> => {
+  const file = join(dir, name)
+  await writeFile(file, concat([init, fragment]))
+  const { stdout } = await exec(tools.ffmpeg, ["-v", "error", "-i", file, "-f", "f32le", "pipe:1"], {
+    encoding: "buffer",
+    maxBuffer: 1e9,
+  })
+  return new Float32Array(Uint8Array.from(stdout).buffer)
+}
+
+/** RMS of each 10 ms of the left channel. */
+const envelope = (pcm: Float32Array): number[] => {
+  const block = MIX_RATE / 100
+  const out: number[] = []
+  for (let at = 0; (at + block) * 2 <= pcm.length; at += block) {
+    let sum = 0
+    for (let i = at; i < at + block; i++) sum += (pcm[2 * i] as number) ** 2
+    out.push(Math.sqrt(sum / block))
+  }
+  return out
+}
+
+describe.skipIf(faad === undefined)("native mix", () => {
+  for (const [what, from] of [
+    ["a window inside the recording (runs start before it)", 96 * AAC_FRAME],
+    ["the first window (a run starts inside it)", 0],
+  ] as const)
+    it(`sums ${what} as ffmpeg's mix graph does`, async () => {
+      const length = 96 * AAC_FRAME
+      const runs = runsFor(from)
+      const native = await mixPcm(faad as string, runs, length)
+      const reference = await mixWindowPcm(
+        tools,
+        runs.map((r) => ({ ts: concat(r.segments), offset: r.offset })),
+        length,
+      )
+      expect(native.length).toBe(reference.length)
+      expect(rms(reference)).toBeGreaterThan(0.01)
+      const difference = native.map((x, i) => x - (reference[i] as number))
+      // faad and ffmpeg's decoder round differently: about −74 dB apart on these tones.
+      expect(rms(difference)).toBeLessThan(rms(reference) / 100)
+    })
+
+  it("encodes a window that sounds as ffmpeg's does, beeps in the same place", async () => {
+    const from = 96 * AAC_FRAME
+    const length = 96 * AAC_FRAME
+    const runs = runsFor(from)
+    const pool = new AacEncoderPool(tools.ffmpeg, 1)
+    try {
+      const init = await mixInit(tools)
+      const native = await mixWindowNative(faad as string, pool, runs, length)
+      const reference = await mixWindow(
+        tools,
+        runs.map((r) => ({ ts: concat(r.segments), offset: r.offset })),
+        length,
+      )
+      expect(native.frames).toBe(96)
+      const [a, b] = await Promise.all([
+        decodePiece("native.mp4", init, native.fragment),
+        decodePiece("ffmpeg.mp4", init, reference.fragment),
+      ])
+      const ea = envelope(a)
+      const eb = envelope(b)
+      expect(ea.length).toBe(eb.length)
+      const loud = eb.map((v, i) => [v, i] as const).filter(([v]) => v > 0.1)
+      expect(loud.length).toBeGreaterThan(5)
+      for (const [v, i] of loud) expect(Math.abs((ea[i] as number) - v)).toBeLessThan(0.05)
+      const quietNative = ea.filter((_, i) => (eb[i] as number) < 0.001)
+      expect(Math.max(...quietNative)).toBeLessThan(0.02)
+    } finally {
+      pool.close()
+    }
+  })
+
+  it("leaves what it does not reproduce to ffmpeg: another codec, another rate", async () => {
+    const mp2 = join(dir, "mp2.ts")
+    await exec(tools.ffmpeg, [
+      ...["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:d=1"],
+      ...["-c:a", "mp2", "-f", "mpegts", mp2],
+    ])
+    const rate = join(dir, "44k.ts")
+    await exec(tools.ffmpeg, [
+      ...["-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:d=1"],
+      ...["-c:a", "aac", "-f", "mpegts", rate],
+    ])
+    const { readFile } = await import("node:fs/promises")
+    for (const file of [mp2, rate])
+      await expect(
+        mixPcm(faad as string, [{ segments: [await readFile(file)], offset: 0 }], 96 * AAC_FRAME),
+      ).rejects.toBeInstanceOf(NotNativeMix)
+  })
+})
+
+describe("long-lived AAC encoder", () => {
+  /** `frames` frames of silence with a loud 1 kHz tone in frame `loud`. */
+  const window = (frames: number, loud: number) => {
+    const pcm = new Float32Array(frames * AAC_FRAME * 2)
+    for (let i = loud * AAC_FRAME; i < (loud + 1) * AAC_FRAME; i++)
+      pcm[2 * i] = pcm[2 * i + 1] = 0.5 * Math.sin((2 * Math.PI * 1000 * i) / MIX_RATE)
+    return pcm
+  }
+  /** The frame each 1024 samples of input decoded to, loudest first. */
+  const loudest = async (name: string, frames: ReadonlyArray<Uint8Array>) => {
+    // ADTS around each raw frame (AAC-LC, 48 kHz, stereo), so ffmpeg decodes them as a stream.
+    const adts = concat(
+      frames.flatMap((f) => {
+        const length = f.length + 7
+        const header = Uint8Array.from([
+          0xff,
+          0xf1,
+          (1 << 6) | (3 << 2),
+          (2 << 6) | (length >> 11),
+          (length >> 3) & 0xff,
+          ((length & 7) << 5) | 0x1f,
+          0xfc,
+        ])
+        return [header, f]
+      }),
+    )
+    const file = join(dir, name)
+    await writeFile(file, adts)
+    const { stdout } = await exec(
+      tools.ffmpeg,
+      ["-v", "error", "-f", "aac", "-i", file, "-f", "f32le", "pipe:1"],
+      {
+        encoding: "buffer",
+        maxBuffer: 1e8,
+      },
+    )
+    const pcm = new Float32Array(Uint8Array.from(stdout).buffer)
+    const energy = Array.from({ length: frames.length }, (_, k) =>
+      pcm.subarray(k * AAC_FRAME * 2, (k + 1) * AAC_FRAME * 2).reduce((s, x) => s + x * x, 0),
+    )
+    return energy.indexOf(Math.max(...energy))
+  }
+
+  it("answers each window with its own frames, by index, from one process; a new one after a crash", async () => {
+    const encoder = new AacEncoder(tools.ffmpeg)
+    try {
+      for (const [n, loud] of [
+        [12, 3],
+        [40, 17],
+        [8, 6],
+      ] as const) {
+        const frames = await encoder.encode(window(n, loud))
+        expect(frames).toHaveLength(n)
+        // Decoded as a stream of its own, block k is the window's frame k (its first block has no
+        // frame before it to overlap, as in a piece played first).
+        expect(await loudest(`w${n}.aac`, frames)).toBe(loud)
+      }
+      expect(encoder.processesStarted).toBe(1)
+      await encoder.kill()
+      const after = await encoder.encode(window(20, 11))
+      expect(after).toHaveLength(20)
+      expect(await loudest("after.aac", after)).toBe(11)
+      expect(encoder.processesStarted).toBe(2)
+    } finally {
+      encoder.close()
+    }
+  })
+})
