@@ -8,6 +8,7 @@
  *   const nc = await connect({ servers: cluster.urls })
  *   await cluster.stopNode(0)                      // the other two keep quorum
  *   await cluster.restartNode(0)
+ *   await cluster.killNode(1)                      // SIGKILL, as in a crash
  *   await cluster.stop()
  */
 import { writeFileSync } from "node:fs"
@@ -25,6 +26,8 @@ const JETSTREAM_TIMEOUT_MS = 30_000
 export interface NatsClusterOptions {
   /** Number of nodes; 3 by default (the smallest cluster that keeps quorum with a node down). */
   readonly size?: number
+  /** The nats-server binary (default: `NATS_SERVER_BIN`, else `nats-server` on PATH, else /usr/sbin/nats-server). */
+  readonly bin?: string
 }
 
 export interface NatsClusterHandle {
@@ -34,6 +37,10 @@ export interface NatsClusterHandle {
   readonly servers: string
   /** Stops node `index` (0-based); its store is kept for `restartNode`. */
   stopNode(index: number): Promise<void>
+  /** SIGKILLs node `index` (a crash: no clean shutdown); its store is kept for `restartNode`. */
+  killNode(index: number): Promise<void>
+  /** The pid of node `index` while it runs. */
+  pidOf(index: number): number | undefined
   /** Stops node `index` if running and starts it again with the same ports and store. */
   restartNode(index: number): Promise<void>
   /** Stops every node and deletes their stores. Idempotent. */
@@ -46,7 +53,7 @@ export interface NatsClusterHandle {
 export const startNatsCluster = async (options: NatsClusterOptions = {}): Promise<NatsClusterHandle> => {
   const size = options.size ?? 3
   if (!Number.isInteger(size) || size < 1) throw new Error(`cluster size must be a positive integer: ${size}`)
-  const bin = resolveNatsServerBinary()
+  const bin = options.bin ?? resolveNatsServerBinary()
   const dir = makeTempDir("cluster")
   const ports = await getFreePorts(2 * size)
   const clientPorts = ports.slice(0, size)
@@ -74,6 +81,8 @@ export const startNatsCluster = async (options: NatsClusterOptions = {}): Promis
     urls,
     servers: urls.join(","),
     stopNode: (index) => node(index).stop(),
+    killNode: (index) => node(index).kill(),
+    pidOf: (index) => node(index).pid,
     restartNode: async (index) => {
       await node(index).stop()
       await node(index).start()
