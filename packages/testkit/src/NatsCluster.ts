@@ -28,6 +28,8 @@ export interface NatsClusterOptions {
   readonly size?: number
   /** The nats-server binary (default: `NATS_SERVER_BIN`, else `nats-server` on PATH, else /usr/sbin/nats-server). */
   readonly bin?: string
+  /** A folder to append each node's log to (`n1.log`, …), e.g. to find out why a node stayed out. */
+  readonly logDir?: string
 }
 
 export interface NatsClusterHandle {
@@ -68,7 +70,8 @@ export const startNatsCluster = async (options: NatsClusterOptions = {}): Promis
       configFile,
       nodeConfig({ name, clientPort, routePort: routePorts[i] ?? 0, routes, storeDir: join(dir.path, name) }),
     )
-    return natsProcess(`cluster node ${name} (:${clientPort})`, bin, ["-c", configFile])
+    const logFile = options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`)
+    return natsProcess(`cluster node ${name} (:${clientPort})`, bin, ["-c", configFile], logFile)
   })
   const node = (index: number): NatsServerProcess => {
     const found = nodes[index]
@@ -97,6 +100,9 @@ export const startNatsCluster = async (options: NatsClusterOptions = {}): Promis
   try {
     await Promise.all(nodes.map((n) => n.start()))
     await handle.waitForJetStream()
+    await waitForPlacement(urls, size, () =>
+      nodes.map((n) => `${n.options.name}:\n${n.recentLog}`).join("\n"),
+    )
   } catch (error) {
     await handle.stop()
     throw error
@@ -132,6 +138,37 @@ const nodeConfig = (node: NodeConfig): string => {
     `}`,
     "",
   ].join("\n")
+}
+
+/**
+ * Retries creating (and deleting) a stream with one replica per node until it succeeds: a meta
+ * leader is not enough, every node must have joined the meta group. On the loaded test machine a
+ * node sometimes stays out of it (2.10.27 as 2.9.10), and every R3 creation then fails with "no
+ * suitable peers for placement"; this says so at once, with the nodes' logs.
+ */
+const waitForPlacement = async (urls: readonly string[], size: number, logs: () => string): Promise<void> => {
+  const deadline = Date.now() + JETSTREAM_TIMEOUT_MS
+  const nc = await connect({ servers: [...urls], timeout: 2_000, maxReconnectAttempts: -1 })
+  try {
+    let lastError: unknown
+    while (Date.now() < deadline) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false })
+        const name = `TESTKIT_PLACEMENT_${Date.now()}`
+        await jsm.streams.add({ name, subjects: [`testkit.placement.${name}`], num_replicas: size })
+        await jsm.streams.delete(name)
+        return
+      } catch (error) {
+        lastError = error
+        await new Promise((resolve) => setTimeout(resolve, 1_000))
+      }
+    }
+    throw new Error(
+      `a stream of ${size} replicas cannot be placed after ${JETSTREAM_TIMEOUT_MS / 1000} s (a node out of the meta group?): ${String(lastError)}\n${logs()}`,
+    )
+  } finally {
+    await nc.close()
+  }
 }
 
 /** Retries a JetStream API request until it is answered, which needs an elected meta leader. */
