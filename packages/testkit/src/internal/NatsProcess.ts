@@ -20,5 +20,14 @@ export const natsProcess = (
     bin,
     args,
     onSpawn: (child) => onProcessExit(() => child.kill("SIGKILL")),
-    ...(logFile === undefined ? {} : { onLine: (line: string) => appendFileSync(logFile, `${line}\n`) }),
+    ...(logFile === undefined ? {} : { onLine: (line: string) => appendLine(logFile, line) }),
   })
+
+/** A log line kept where the caller asked; a folder removed meanwhile (the suite ended) is not an error. */
+const appendLine = (file: string, line: string): void => {
+  try {
+    appendFileSync(file, `${line}\n`)
+  } catch {
+    // gone with its folder
+  }
+}
