@@ -6,8 +6,8 @@ export default defineConfig({
   test: {
     include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts"],
     // Suites of minutes: transcription through several serve processes (`pnpm test:ai`), the
-    // image and the compose topology (`pnpm test:deploy`).
-    exclude: ["**/node_modules/**", "**/*.slow.test.ts", "**/*.deploy.test.ts"],
+    // image and the compose topology (`pnpm test:deploy`), kills under load (`pnpm test:chaos`).
+    exclude: ["**/node_modules/**", "**/*.slow.test.ts", "**/*.deploy.test.ts", "**/*.chaos.test.ts"],
     pool: "forks",
     testTimeout: 30_000,
     hookTimeout: 120_000,

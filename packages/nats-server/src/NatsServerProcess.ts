@@ -184,6 +184,15 @@ export class NatsServerProcess {
     throw new Error(`${name}: nats-server ${reason} (${bin} ${args.join(" ")})\n${this.recentLog}`)
   }
 
+  /** Kills the server at once (SIGKILL: no clean JetStream shutdown, as in a crash) and waits until it is gone. */
+  async kill(): Promise<void> {
+    const child = this.child
+    if (child === undefined) return
+    this.stopping = true
+    child.kill("SIGKILL")
+    await this.exited
+  }
+
   /** Stops the server (SIGTERM, so it shuts JetStream down cleanly; SIGKILL if it lingers). */
   async stop(): Promise<void> {
     const child = this.child

@@ -8,6 +8,7 @@
  *   const nc = await connect({ servers: cluster.urls })
  *   await cluster.stopNode(0)                      // the other two keep quorum
  *   await cluster.restartNode(0)
+ *   await cluster.killNode(1)                      // SIGKILL, as in a crash
  *   await cluster.stop()
  */
 import { writeFileSync } from "node:fs"
@@ -25,6 +26,10 @@ const JETSTREAM_TIMEOUT_MS = 30_000
 export interface NatsClusterOptions {
   /** Number of nodes; 3 by default (the smallest cluster that keeps quorum with a node down). */
   readonly size?: number
+  /** The nats-server binary (default: `NATS_SERVER_BIN`, else `nats-server` on PATH, else /usr/sbin/nats-server). */
+  readonly bin?: string
+  /** A folder to append each node's log to (`n1.log`, …), e.g. to find out why a node stayed out. */
+  readonly logDir?: string
 }
 
 export interface NatsClusterHandle {
@@ -34,6 +39,10 @@ export interface NatsClusterHandle {
   readonly servers: string
   /** Stops node `index` (0-based); its store is kept for `restartNode`. */
   stopNode(index: number): Promise<void>
+  /** SIGKILLs node `index` (a crash: no clean shutdown); its store is kept for `restartNode`. */
+  killNode(index: number): Promise<void>
+  /** The pid of node `index` while it runs. */
+  pidOf(index: number): number | undefined
   /** Stops node `index` if running and starts it again with the same ports and store. */
   restartNode(index: number): Promise<void>
   /** Stops every node and deletes their stores. Idempotent. */
@@ -46,7 +55,7 @@ export interface NatsClusterHandle {
 export const startNatsCluster = async (options: NatsClusterOptions = {}): Promise<NatsClusterHandle> => {
   const size = options.size ?? 3
   if (!Number.isInteger(size) || size < 1) throw new Error(`cluster size must be a positive integer: ${size}`)
-  const bin = resolveNatsServerBinary()
+  const bin = options.bin ?? resolveNatsServerBinary()
   const dir = makeTempDir("cluster")
   const ports = await getFreePorts(2 * size)
   const clientPorts = ports.slice(0, size)
@@ -61,7 +70,8 @@ export const startNatsCluster = async (options: NatsClusterOptions = {}): Promis
       configFile,
       nodeConfig({ name, clientPort, routePort: routePorts[i] ?? 0, routes, storeDir: join(dir.path, name) }),
     )
-    return natsProcess(`cluster node ${name} (:${clientPort})`, bin, ["-c", configFile])
+    const logFile = options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`)
+    return natsProcess(`cluster node ${name} (:${clientPort})`, bin, ["-c", configFile], logFile)
   })
   const node = (index: number): NatsServerProcess => {
     const found = nodes[index]
@@ -74,6 +84,8 @@ export const startNatsCluster = async (options: NatsClusterOptions = {}): Promis
     urls,
     servers: urls.join(","),
     stopNode: (index) => node(index).stop(),
+    killNode: (index) => node(index).kill(),
+    pidOf: (index) => node(index).pid,
     restartNode: async (index) => {
       await node(index).stop()
       await node(index).start()
@@ -88,6 +100,9 @@ export const startNatsCluster = async (options: NatsClusterOptions = {}): Promis
   try {
     await Promise.all(nodes.map((n) => n.start()))
     await handle.waitForJetStream()
+    await waitForPlacement(urls, size, () =>
+      nodes.map((n) => `${n.options.name}:\n${n.recentLog}`).join("\n"),
+    )
   } catch (error) {
     await handle.stop()
     throw error
@@ -123,6 +138,37 @@ const nodeConfig = (node: NodeConfig): string => {
     `}`,
     "",
   ].join("\n")
+}
+
+/**
+ * Retries creating (and deleting) a stream with one replica per node until it succeeds: a meta
+ * leader is not enough, every node must have joined the meta group. On the loaded test machine a
+ * node sometimes stays out of it (2.10.27 as 2.9.10), and every R3 creation then fails with "no
+ * suitable peers for placement"; this says so at once, with the nodes' logs.
+ */
+const waitForPlacement = async (urls: readonly string[], size: number, logs: () => string): Promise<void> => {
+  const deadline = Date.now() + JETSTREAM_TIMEOUT_MS
+  const nc = await connect({ servers: [...urls], timeout: 2_000, maxReconnectAttempts: -1 })
+  try {
+    let lastError: unknown
+    while (Date.now() < deadline) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false })
+        const name = `TESTKIT_PLACEMENT_${Date.now()}`
+        await jsm.streams.add({ name, subjects: [`testkit.placement.${name}`], num_replicas: size })
+        await jsm.streams.delete(name)
+        return
+      } catch (error) {
+        lastError = error
+        await new Promise((resolve) => setTimeout(resolve, 1_000))
+      }
+    }
+    throw new Error(
+      `a stream of ${size} replicas cannot be placed after ${JETSTREAM_TIMEOUT_MS / 1000} s (a node out of the meta group?): ${String(lastError)}\n${logs()}`,
+    )
+  } finally {
+    await nc.close()
+  }
 }
 
 /** Retries a JetStream API request until it is answered, which needs an elected meta leader. */
