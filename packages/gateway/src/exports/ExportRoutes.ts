@@ -180,12 +180,16 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       const metadata = yield* Effect.promise(() => exports.get(videoId))
       if (metadata !== undefined) {
         const { stream_url, download_url } = exportUrls(publicUrl, videoId)
-        return HttpServerResponse.html(playerPage(videoId, { hls: stream_url, file: download_url }))
+        return HttpServerResponse.html(
+          playerPage(videoId, { hls: stream_url, file: download_url }, publicUrl),
+        )
       }
       // A raw asset (an exported rtstream): its file alone.
       const raw = yield* Effect.promise(() => exports.asset(videoId))
       if (raw === undefined) return notFound
-      return HttpServerResponse.html(playerPage(videoId, { file: rawAssetFileUrl(publicUrl, raw) }))
+      return HttpServerResponse.html(
+        playerPage(videoId, { file: rawAssetFileUrl(publicUrl, raw) }, publicUrl),
+      )
     }),
   )
 
