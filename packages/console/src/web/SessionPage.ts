@@ -233,6 +233,7 @@ const aiSection = async (rtstream: CaptureSession["rtstreams"][number]): Promise
   }
   try {
     const { scene_indexes } = await api<SceneIndexList>(path`/rtstream/${id}/index/scene`)
+    if (scene_indexes.length === 0) parts.push(h("p", { class: "empty" }, "No scene indexes."))
     for (const index of scene_indexes) {
       const [scenes, alerts] = await Promise.all([
         api<ScenePage>(`${path`/rtstream/${id}/index/scene/${index.rtstream_index_id}`}?page_size=50`),
