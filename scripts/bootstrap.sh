@@ -26,8 +26,9 @@ packages+=(tesseract-ocr tesseract-ocr-eng)
 # g++, make, python3: node-gyp compiles better-sqlite3 (the search index) from source.
 packages+=(g++ make python3)
 # festival + the slt HTS voice: the known speech transcription tests and bench:transcript use;
-# xterm: the window of known text the visual index reads off an Xvfb screen (slow suite).
-$want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils xterm festival festvox-us-slt-hts)
+# xterm: the window of known text the visual index reads off an Xvfb screen (slow suite);
+# chromium: the browser tests (the console and the player) drive it with playwright-core.
+$want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils xterm festival festvox-us-slt-hts chromium)
 $want_deploy && packages+=(podman-compose golang-github-containernetworking-plugin-dnsname mmdebstrap)
 missing=()
 for pkg in "${packages[@]}"; do

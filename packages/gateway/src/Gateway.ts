@@ -1,6 +1,7 @@
 /**
  * One gateway instance: the account store, the WebSocket hub, the webhook dispatcher, and the
- * HTTP routes (the capture API, its OpenAPI document and docs page, the WebSocket endpoint).
+ * HTTP routes (the capture API, its OpenAPI document and docs page, the WebSocket endpoint, the
+ * console and the player's files).
  * Any number of instances may run against one NATS: each shares the stores and the webhook
  * consumer, and follows the event stream for its own sockets.
  */
@@ -24,6 +25,7 @@ import { RateLimiter, rateLimits } from "./api/RateLimits.js"
 import { jsonBodyLimits } from "./api/RequestLimits.js"
 import { responseEnvelope } from "./api/ResponseEnvelope.js"
 import { RtstreamHandlersLive } from "./api/RtstreamHandlers.js"
+import { consoleRoutes } from "./console/ConsoleRoutes.js"
 import { exportRoutes } from "./exports/ExportRoutes.js"
 import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "./GatewayContext.js"
 import { clipRoutes } from "./ingest/ClipRoutes.js"
@@ -264,6 +266,7 @@ export const gatewayRoutes = (gateway: Gateway) => {
     liveRoutes(gateway.services, gateway.services.media, gateway.services.signer),
     clipRoutes(gateway.services, gateway.services.media, gateway.services.signer, gateway.log),
     ...exportRoutes(gateway.services, gateway.exports),
+    consoleRoutes,
     responseEnvelope(gateway.log),
     jsonBodyLimits(gateway.services.config),
     rateLimits(gateway.rateLimiter),

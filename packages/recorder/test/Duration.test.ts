@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { formatBytes, parseChannelList } from "../src/cli/RecordCommand.js"
+import { parseChannelList } from "../src/cli/RecordCommand.js"
+import { formatBytes } from "../src/cli/RecordProgress.js"
 import { formatElapsed, parseDuration } from "../src/Duration.js"
 
 describe("parseDuration", () => {

@@ -55,20 +55,24 @@ export const recordCommandLine = Command.make(
       const channels = Option.getOrUndefined(flags.channels)
       const primary = Option.getOrUndefined(flags.primary)
       const spool = Option.getOrUndefined(flags.spool)
-      const summary = yield* Effect.tryPromise({
-        try: () =>
-          recordCommand({
-            server: flags.server,
-            token: flags.token,
-            session: flags.session,
-            synthetic: flags.synthetic,
-            ...(channels === undefined ? {} : { channels: parseChannelList(channels) }),
-            ...(primary === undefined ? {} : { primaryVideoChannelId: primary }),
-            ...(durationMs === undefined ? {} : { durationMs }),
-            ...(spool === undefined ? {} : { spoolDir: spool }),
-          }),
-        catch: (error) => failed(`record: ${describe(error)}`),
-      })
+      // Uninterruptible: on Ctrl-C the runtime would interrupt this at once and exit, before the
+      // recorder (which handles the signal itself) finished its segments and uploaded the rest.
+      const summary = yield* Effect.uninterruptible(
+        Effect.tryPromise({
+          try: () =>
+            recordCommand({
+              server: flags.server,
+              token: flags.token,
+              session: flags.session,
+              synthetic: flags.synthetic,
+              ...(channels === undefined ? {} : { channels: parseChannelList(channels) }),
+              ...(primary === undefined ? {} : { primaryVideoChannelId: primary }),
+              ...(durationMs === undefined ? {} : { durationMs }),
+              ...(spool === undefined ? {} : { spoolDir: spool }),
+            }),
+          catch: (error) => failed(`record: ${describe(error)}`),
+        }),
+      )
       if (summary.stoppedBy === "capture_failed") {
         return yield* Effect.fail(failed("capture failed on every stored channel; the session was failed"))
       }

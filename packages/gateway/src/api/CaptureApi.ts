@@ -18,6 +18,7 @@ import {
   PauseRequest,
   RESUME_CHANNELS_ROUTE,
   RevokedTokenView,
+  SessionHistory,
   SessionId,
   SessionList,
   START_SESSION_ROUTE,
@@ -186,6 +187,13 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
       payload: FailSessionRequest,
       success: Success(CaptureSession),
       error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("sessionHistory", "/collection/:collection_id/capture/session/:session_id/history", {
+      params: CollectionSessionParams,
+      success: Success(SessionHistory),
+      error: CommonFailures,
     }),
   )
   .add(

@@ -17,7 +17,7 @@ import {
   streamingChannel,
   successOf,
 } from "@capture/protocol"
-import { type LoadedSession, toCaptureSession } from "@capture/session-actor"
+import { type LoadedSession, replaySession, toCaptureSession } from "@capture/session-actor"
 import { Effect, Layer, Result, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
@@ -440,6 +440,27 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
             error: { code: payload.error.code, message: payload.error.message },
           })
           return successOf(yield* viewOf(outcome.state, sessionId))
+        }),
+      )
+      .handle("sessionHistory", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          yield* requireApiKey(principal)
+          const loaded = yield* loadOwned(services, principal, params.session_id)
+          if (loaded.state.context.collection_id !== params.collection_id) {
+            return yield* refuse(sessionNotFound(params.session_id))
+          }
+          const history = yield* call("reading the session's history", () =>
+            replaySession(services.runtime.events, params.session_id),
+          )
+          return successOf({
+            session_id: params.session_id as SessionId,
+            events: history.events.map((step) => ({
+              ...step,
+              state: { status: step.state.status, context: { ...step.state.context } },
+            })),
+            error: history.error,
+          })
         }),
       )
       .handle("webhookDeliveries", ({ params }) =>

@@ -218,21 +218,29 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       if (metadata !== undefined) {
         const { stream_url, download_url } = exportUrls(publicUrl, videoId)
         if (timeline === undefined) {
-          return HttpServerResponse.html(playerPage(videoId, { hls: stream_url, file: download_url }))
+          return HttpServerResponse.html(
+            playerPage(videoId, { hls: stream_url, file: download_url }, publicUrl),
+          )
         }
         // The ranges' playlist; without HLS, the file from the first range's start (a media fragment).
         const first = timeline[0] as readonly [number, number]
         return HttpServerResponse.html(
-          playerPage(videoId, {
-            hls: exportRangeUrls(publicUrl, videoId, timeline).stream_url,
-            file: `${download_url}#t=${first[0]},${first[1]}`,
-          }),
+          playerPage(
+            videoId,
+            {
+              hls: exportRangeUrls(publicUrl, videoId, timeline).stream_url,
+              file: `${download_url}#t=${first[0]},${first[1]}`,
+            },
+            publicUrl,
+          ),
         )
       }
       // A raw asset (an exported rtstream): its file alone.
       const raw = yield* Effect.promise(() => exports.asset(videoId))
       if (raw === undefined) return notFound
-      return HttpServerResponse.html(playerPage(videoId, { file: rawAssetFileUrl(publicUrl, raw) }))
+      return HttpServerResponse.html(
+        playerPage(videoId, { file: rawAssetFileUrl(publicUrl, raw) }, publicUrl),
+      )
     }),
   )
 

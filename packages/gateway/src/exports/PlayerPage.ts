@@ -1,23 +1,28 @@
 /**
- * The player page (`GET /player/{video_id}`, an export's `player_url`; a clip's `player`): an HLS
- * stream in a `<video>`, through hls.js where the browser lacks native HLS, else the file; or just
- * a file (a raw asset's MP4 or M4A).
+ * The player page (`GET /player/{video_id}`, an export's `player_url`; a clip's `player`; a live
+ * channel's `player`): a `<video>` that the console package's player script plays, hls.js bundled
+ * and served by this server (no CDN, so it plays without internet), falling back to the file.
  */
+import { PLAYER_SCRIPT, STATIC_PREFIX } from "@capture/console"
 
-/** Where the page plays from: an HLS playlist with a file to fall back on, or a file alone. */
+/** Where the page plays from: an HLS playlist with a file to fall back on, an HLS playlist alone (live), or a file alone. */
 export interface PlayerSources {
   readonly hls?: string
-  readonly file: string
+  readonly file?: string
 }
 
-/** The page titled `title`, playing `sources`. */
-export const playerPage = (title: string, sources: PlayerSources): string => {
-  const html = (s: string) =>
-    s.replace(
-      /[&<>"']/g,
-      (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
-    )
-  return `<!doctype html>
+const html = (s: string) =>
+  s.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
+  )
+
+/** The page titled `title`, playing `sources`, loading the player script from `publicUrl`. */
+export const playerPage = (
+  title: string,
+  sources: PlayerSources,
+  publicUrl: string,
+): string => `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -26,16 +31,8 @@ export const playerPage = (title: string, sources: PlayerSources): string => {
 <style>body{margin:0;background:#000;display:flex;align-items:center;justify-content:center;height:100vh}video{max-width:100%;max-height:100%}</style>
 </head>
 <body>
-<video id="v" controls playsinline data-hls="${html(sources.hls ?? "")}" data-file="${html(sources.file)}"></video>
-<script src="https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"></script>
-<script>
-const v = document.getElementById("v"), hls = v.dataset.hls, file = v.dataset.file
-if (hls === "") v.src = file
-else if (v.canPlayType("application/vnd.apple.mpegurl")) v.src = hls
-else if (window.Hls && Hls.isSupported()) { const h = new Hls(); h.loadSource(hls); h.attachMedia(v) }
-else v.src = file
-</script>
+<video id="v" controls playsinline data-capture-player data-hls="${html(sources.hls ?? "")}" data-file="${html(sources.file ?? "")}"></video>
+<script type="module" src="${html(`${publicUrl}${STATIC_PREFIX}${PLAYER_SCRIPT}`)}"></script>
 </body>
 </html>
 `
-}

@@ -163,7 +163,9 @@ export const clipRoutes = (
       if (file === "player") {
         // The files beside it, with the same signature.
         const sources = { hls: `index.m3u8${url.search}`, file: `clip.mp4${url.search}` }
-        return HttpServerResponse.html(playerPage(`${clip.sessionId} ${clip.channelId}`, sources))
+        return HttpServerResponse.html(
+          playerPage(`${clip.sessionId} ${clip.channelId}`, sources, services.config.publicUrl),
+        )
       }
       if (file === "clip.mp4") {
         if (remuxing >= MAX_CONCURRENT_REMUXES) {

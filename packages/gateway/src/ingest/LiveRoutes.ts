@@ -2,7 +2,7 @@
  * Live playback while recording: an HLS playlist per channel built from the segments stored so
  * far, and the segments themselves, at signed URLs (`?exp&sig`) a browser player can fetch.
  * The playlist ends (`#EXT-X-ENDLIST`) once the channel's final segment is in or the session
- * stopped recording.
+ * stopped recording. `…/player` with the same signature is a player page of the playlist.
  */
 
 import type { MediaStore } from "@capture/media"
@@ -16,6 +16,7 @@ import {
 import { Effect } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import type { UrlSigner } from "../access/SignedUrls.js"
+import { playerPage } from "../exports/PlayerPage.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
 
 const livePath = (sessionId: string, channelId: string) =>
@@ -84,6 +85,12 @@ export const liveRoutes = (services: GatewayServicesShape, media: MediaStore, si
         return HttpServerResponse.text(body, { contentType: "application/vnd.apple.mpegurl" }).pipe(
           HttpServerResponse.setHeader("cache-control", "no-cache"),
         )
+      }
+      if (file === "player") {
+        const title = `${sessionId} ${channelId} (live)`
+        return HttpServerResponse.html(
+          playerPage(title, { hls: `index.m3u8${url.search}` }, services.config.publicUrl),
+        ).pipe(HttpServerResponse.setHeader("cache-control", "no-cache"))
       }
       const match = /^(\d{1,8})\.ts$/.exec(file)
       if (match === null) return notFound("such file")

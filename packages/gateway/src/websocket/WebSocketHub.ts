@@ -1,8 +1,9 @@
 /**
  * Live events over WebSocket. Each gateway follows the event stream with its own ordered
  * consumer (only stored events: a publish JetStream refused is never announced) and sends each
- * lifecycle event to the sockets connected here that the session named, whichever gateway ran
- * the command. Best-effort by design: webhooks are the durable path. A message that does not
+ * lifecycle event to the sockets connected here that the session named, and to those that follow
+ * the session's collection (the console: `/ws?…&follow=collection`), whichever gateway ran the
+ * command. Best-effort by design: webhooks are the durable path. A message that does not
  * decode as a `SessionEvent` is logged and skipped.
  */
 import { type CaptureSessionMessage, decodeJson, SessionEvent } from "@capture/protocol"
@@ -34,6 +35,8 @@ interface Connection {
   readonly credentials: ReadonlyArray<string>
   /** The collection the socket was handed out for (`GET /collection/{cid}/websocket`), if known. */
   readonly collectionId: string | undefined
+  /** Hears every session of its account's collection `collectionId`, named or not. */
+  readonly followsCollection: boolean
   readonly socket: WebSocket
 }
 
@@ -54,9 +57,13 @@ const FOLLOWED_LIMIT = 10_000
 
 const decodeEvent = decodeJson(SessionEvent)
 
+const followerKey = (accountId: string, collectionId: string): string => `${accountId} ${collectionId}`
+
 export class WebSocketHub {
   private readonly connections = new Map<string, Connection>()
   private readonly followed = new Map<string, Followed>()
+  /** `<account> <collection>` → the ids of the connections here that follow it. */
+  private readonly followers = new Map<string, Set<string>>()
   private messages: ConsumerMessages | undefined
   private running: Promise<void> | undefined
 
@@ -98,6 +105,7 @@ export class WebSocketHub {
     await this.running
     for (const { socket } of this.connections.values()) socket.close(1001, "server shutting down")
     this.connections.clear()
+    this.followers.clear()
   }
 
   /** Registers a socket under `connectionId`; returns the function that unregisters it. */
@@ -107,18 +115,38 @@ export class WebSocketHub {
     credentials: ReadonlyArray<string>,
     socket: WebSocket,
     collectionId?: string,
+    followsCollection = false,
   ): () => void {
-    this.connections.set(connectionId, { owner, credentials, collectionId, socket })
+    const follows = followsCollection && collectionId !== undefined
+    this.connections.set(connectionId, {
+      owner,
+      credentials,
+      collectionId,
+      followsCollection: follows,
+      socket,
+    })
+    const key = follows ? followerKey(owner.account_id, collectionId) : undefined
+    if (key !== undefined) this.followers.set(key, (this.followers.get(key) ?? new Set()).add(connectionId))
     return () => {
-      if (this.connections.get(connectionId)?.socket === socket) this.connections.delete(connectionId)
+      if (this.connections.get(connectionId)?.socket === socket) this.forget(connectionId)
     }
+  }
+
+  private forget(connectionId: string): void {
+    const connection = this.connections.get(connectionId)
+    this.connections.delete(connectionId)
+    if (connection?.followsCollection !== true || connection.collectionId === undefined) return
+    const key = followerKey(connection.owner.account_id, connection.collectionId)
+    const ids = this.followers.get(key)
+    ids?.delete(connectionId)
+    if (ids?.size === 0) this.followers.delete(key)
   }
 
   /** Closes every socket here that `credentialId` (a key or token, revoked) opened or issued the token of. */
   closeOpenedBy(credentialId: string): void {
     for (const [id, connection] of this.connections) {
       if (!connection.credentials.includes(credentialId)) continue
-      this.connections.delete(id)
+      this.forget(id)
       connection.socket.close(CLOSE_REVOKED, "credential revoked")
     }
   }
@@ -170,7 +198,16 @@ export class WebSocketHub {
       data: lifecycle.data,
     } as CaptureSessionMessage
     const text = JSON.stringify(message)
-    for (const id of followed.routing.ws_connection_ids) {
+    const context = followed.state.context
+    const followers =
+      context.collection_id === null
+        ? undefined
+        : this.followers.get(followerKey(followed.routing.account_id, context.collection_id))
+    const recipients =
+      followers === undefined
+        ? followed.routing.ws_connection_ids
+        : new Set([...followed.routing.ws_connection_ids, ...followers])
+    for (const id of recipients) {
       const connection = this.connections.get(id)
       // A socket hears only its own account's sessions and, when opened for an end user, only theirs.
       if (connection === undefined || connection.owner.account_id !== followed.routing.account_id) continue

@@ -3,8 +3,9 @@
  * before the upgrade (a refused one gets the failure envelope, not a socket): in the URL
  * (`?token=`) only a WebSocket token, which opens sockets and nothing else; in the
  * `x-access-token` header any credential. The first message names the connection; lifecycle
- * events follow for sessions that name it, until the peer leaves or a credential behind the
- * socket is revoked.
+ * events follow for sessions that name it (with `&follow=collection`, for every session of the
+ * collection it was handed out for, as the console asks), until the peer leaves or a credential
+ * behind the socket is revoked.
  */
 import type { IncomingMessage } from "node:http"
 import { type CaptureError, captureError, failureOf, httpStatusOf } from "@capture/protocol"
@@ -73,12 +74,13 @@ export const webSocketRoute = (accounts: AccountStore, hub: WebSocketHub, connec
       yield* writer.write(JSON.stringify({ connection_id: connectionId }))
       const raw = socketsByConnection.get((request.source as IncomingMessage).socket)
       // The collection it was handed out for: AI results of that collection's rtstreams come here too.
-      const collectionId =
-        new URL(request.url, "http://localhost").searchParams.get("collection_id") ?? undefined
+      const query = new URL(request.url, "http://localhost").searchParams
+      const collectionId = query.get("collection_id") ?? undefined
+      const followsCollection = query.get("follow") === "collection"
       const detach =
         raw === undefined
           ? () => {}
-          : hub.attach(connectionId, owner, credentialChain(principal), raw, collectionId)
+          : hub.attach(connectionId, owner, credentialChain(principal), raw, collectionId, followsCollection)
       // A revocation heard between the check above and the attach closed nothing: look once more.
       const still = yield* Effect.promise(() =>
         accounts.authenticate(inUrl ?? request.headers["x-access-token"], "websocket"),

@@ -103,6 +103,37 @@ describe("WebSocket events across gateway instances", () => {
     bystander.socket.close()
   })
 
+  it("with follow=collection, hears every session of its account's collection, named or not, and no other", async () => {
+    const url = async (gateway: TestGateway, token?: string) =>
+      data(
+        (
+          await gateway.request("GET", "/collection/default/websocket", {
+            ...(token === undefined ? {} : { token }),
+          })
+        ).body,
+      ).websocket_url as string
+    const follower = await open(`${await url(a)}&follow=collection`)
+    const plain = await listen(a)
+    const other = await a.gateway.accounts.createAccount("followers elsewhere")
+    const { key } = await a.gateway.accounts.createApiKey(other.id)
+    const otherAccount = await open(`${await url(a, key)}&follow=collection`)
+    // Created on B, naming no socket.
+    const created = await b.request("POST", "/collection/default/capture/session", {
+      body: { end_user_id: "u" },
+    })
+    const id = data(created.body).id as string
+    await b.request("POST", `/capture/session/${id}/stop`)
+    await waitFor(() => follower.messages.some((m) => m.event === "capture_session.stopped"))
+    expect(follower.messages.slice(1).map((m) => [m.capture_session_id, m.event])).toEqual([
+      [id, "capture_session.created"],
+      [id, "capture_session.stopped"],
+    ])
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(plain.messages).toHaveLength(1)
+    expect(otherAccount.messages).toHaveLength(1)
+    for (const socket of [follower, plain, otherAccount]) socket.socket.close()
+  })
+
   it("skips a stream message that is not an event, and delivers the next good one", async () => {
     const listener = await listen(a)
     const created = await a.request("POST", "/collection/default/capture/session", {

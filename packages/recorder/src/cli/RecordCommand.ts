@@ -1,11 +1,12 @@
 /**
  * `capture record`: records a session until `--duration` elapses or the user interrupts (first
  * Ctrl-C: stop and upload the rest; second: leave at once, the spool keeps what is not uploaded),
- * with a live progress line on stderr: elapsed time, segments uploaded and pending, upload rate.
+ * with a live progress line on stderr (elapsed time; per channel segments uploaded, spooled and
+ * pending, bytes; upload rate; the last error) and a summary per channel at the end.
  */
 import { CaptureClient, type CaptureEvents } from "../CaptureClient.js"
 import type { Channel } from "../Channels.js"
-import { formatElapsed } from "../Duration.js"
+import { type LastError, progressLine, summaryLines } from "./RecordProgress.js"
 
 /** What `capture record` takes. */
 export interface RecordOptions {
@@ -32,7 +33,7 @@ export interface RecordOptions {
   /** Aborting stops the recording like the first Ctrl-C. When absent, SIGINT/SIGTERM are handled. */
   readonly signal?: AbortSignal
   /** Where the progress line goes (default `process.stderr`). */
-  readonly stderr?: NodeJS.WritableStream & { readonly isTTY?: boolean }
+  readonly stderr?: NodeJS.WritableStream & { readonly isTTY?: boolean; readonly columns?: number }
   /** How often the progress line is redrawn (default 1 s; without a TTY a line every 5 redraws). */
   readonly progressIntervalMs?: number
 }
@@ -62,14 +63,6 @@ export const parseChannelList = (text: string): ReadonlyArray<string> =>
     .map((id) => id.trim())
     .filter((id) => id !== "")
 
-/** `1.2 MB`-style sizes. */
-export const formatBytes = (bytes: number): string => {
-  if (bytes < 1_000) return `${bytes} B`
-  if (bytes < 1_000_000) return `${(bytes / 1_000).toFixed(1)} kB`
-  if (bytes < 1_000_000_000) return `${(bytes / 1_000_000).toFixed(1)} MB`
-  return `${(bytes / 1_000_000_000).toFixed(2)} GB`
-}
-
 const RATE_WINDOW_MS = 5_000
 
 /** Records a session; resolves when it is stopped and (unless interrupted twice) uploaded. */
@@ -85,6 +78,7 @@ export const recordCommand = async (options: RecordOptions): Promise<RecordSumma
   })
 
   let errors = 0
+  let lastError: LastError | undefined
   let line = ""
   const print = (text: string) => {
     if (out.isTTY && line !== "") out.write("\r\x1b[K")
@@ -94,6 +88,7 @@ export const recordCommand = async (options: RecordOptions): Promise<RecordSumma
   client.on("recording:error", ({ channelId, index, error }) => {
     errors += 1
     const where = channelId === undefined ? "" : ` ${channelId}${index === undefined ? "" : `#${index}`}`
+    lastError = { where: where.trim() || "session", message: error.message, count: errors }
     print(`recording error${where}: ${error.message}`)
   })
   client.on("error", ({ error }) => print(`error: ${error instanceof Error ? error.message : String(error)}`))
@@ -118,14 +113,14 @@ export const recordCommand = async (options: RecordOptions): Promise<RecordSumma
     while (samples.length > 1 && (samples[0]?.at ?? now) < now - RATE_WINDOW_MS) samples.shift()
     const first = samples[0] ?? { at: now, bytes: stats.uploadedBytes }
     const rate = now > first.at ? ((stats.uploadedBytes - first.bytes) * 1_000) / (now - first.at) : 0
-    const text =
-      `● ${formatElapsed(now - startedAt)}  uploaded ${stats.uploadedSegments} (${formatBytes(stats.uploadedBytes)})` +
-      `  pending ${stats.pendingSegments}  ${formatBytes(Math.round(rate))}/s` +
-      (stats.retries > 0 ? `  retries ${stats.retries}` : "")
+    const text = progressLine(now - startedAt, stats, rate, lastError)
     redraws += 1
     if (out.isTTY) {
-      out.write(`\r\x1b[K${text}`)
-      line = text
+      // One screen line, or `\r` would redraw only its last part.
+      const columns = out.columns
+      const shown = columns !== undefined && text.length >= columns ? `${text.slice(0, columns - 2)}…` : text
+      out.write(`\r\x1b[K${shown}`)
+      line = shown
     } else if (redraws % 5 === 0) {
       out.write(`${text}\n`)
     }
@@ -180,10 +175,7 @@ export const recordCommand = async (options: RecordOptions): Promise<RecordSumma
   drawProgress()
   await client.shutdown()
   const stats = client.uploadStats()
-  print(
-    `done: ${stats.uploadedSegments} segments (${formatBytes(stats.uploadedBytes)}) uploaded` +
-      (stats.pendingSegments > 0 ? `, ${stats.pendingSegments} left in the spool` : ""),
-  )
+  for (const summary of summaryLines(Date.now() - startedAt, stats, lastError)) print(summary)
   return {
     sessionId: options.session,
     channels: channels.map((channel) => channel.id),

@@ -5,9 +5,9 @@
 export { parseDuration } from "../Duration.js"
 export { type ListChannelsOptions, listChannelsCommand } from "./ListChannelsCommand.js"
 export {
-  formatBytes,
   parseChannelList,
   type RecordOptions,
   type RecordSummary,
   recordCommand,
 } from "./RecordCommand.js"
+export { formatBytes, type LastError, progressLine, summaryLines } from "./RecordProgress.js"
