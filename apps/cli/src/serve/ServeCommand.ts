@@ -14,6 +14,7 @@ import {
   silenceTimeoutFromEnv,
 } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
+import { tracingSettingsFromEnv, withTracing } from "./Tracing.js"
 
 /** `CAPTURE_LOG_FORMAT`, when set. */
 const logFormatFromEnv = (): LogFormat | undefined => {
@@ -96,7 +97,7 @@ export const serveCommand = Command.make(
         fields: { role: flags.role },
       })
       stopsOnSignal()
-      return serve({
+      const serving = serve({
         role: flags.role,
         port: flags.port,
         host: flags.host,
@@ -114,6 +115,7 @@ export const serveCommand = Command.make(
         httpTimeouts: httpTimeoutsFromEnv(),
         ai: aiSettingsFromEnv(),
       })
+      return withTracing(tracingSettingsFromEnv(), flags.role, serving)
     }),
 ).pipe(
   Command.withDescription(
