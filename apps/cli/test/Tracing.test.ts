@@ -181,7 +181,12 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
       { timeoutMs: 60_000 },
     )
 
-    // The trace the export is in: wait until its spans (the webhook's last) have all come in.
+    // The trace the export is in: wait until its spans have all come in (a parent ends after its
+    // children, so it may come in a later batch).
+    const orphansOf = (spans: ReadonlyArray<OtlpSpan>) => {
+      const ids = new Set(spans.map((span) => span.spanId))
+      return spans.filter((span) => span.parentSpanId && !ids.has(span.parentSpanId))
+    }
     const traceOfExport = () => {
       const muxer = otlp.spans.find(
         (span) =>
@@ -196,7 +201,9 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
       (spans) =>
         spans.some((s) => s.name === "webhook.deliver") &&
         spans.some((s) => s.kind === SERVER_KIND) &&
-        spans.some((s) => s.name === "capture-projector"),
+        spans.some((s) => s.name === "capture-projector") &&
+        spans.some((s) => s.name === "capture-webhooks") &&
+        orphansOf(spans).length === 0,
       { timeoutMs: 30_000 },
     )
     const names = new Set(trace.map((span) => span.name))
@@ -214,12 +221,10 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
     }
     // One tree: a single root, the HTTP request (no client context came with it), and every other
     // span's parent in the trace.
-    const ids = new Set(trace.map((span) => span.spanId))
     const roots = trace.filter((span) => span.parentSpanId === undefined || span.parentSpanId === "")
     expect(roots).toHaveLength(1)
     expect(roots[0]?.kind).toBe(SERVER_KIND)
-    const orphans = trace.filter((span) => span.parentSpanId && !ids.has(span.parentSpanId))
-    expect(orphans.map((span) => span.name)).toEqual([])
+    expect(orphansOf(trace).map((span) => span.name)).toEqual([])
     expect(trace.some((s) => s.attributes.some((a) => a.value.stringValue === session))).toBe(true)
     expect(otlp.services).toEqual(new Set(["capture-trace-test"]))
 

@@ -39,18 +39,30 @@ export const EXPORT_BOUNDARIES: ReadonlyArray<number> = [1, 2.5, 5, 10, 30, 60, 
 
 type Labels = Readonly<Record<string, string>>
 
-/** One series per label set, made on first use; the key is the label values in call order. */
+interface SeriesNode<M> {
+  readonly next: Map<string, SeriesNode<M>>
+  metric: M | undefined
+}
+
+/**
+ * One series per label set, made on first use, found by walking the label values in call order
+ * through nested maps: an update allocates nothing once its series exists.
+ */
 const family = <M>(make: (attributes: Labels) => M) => {
-  const series = new Map<string, M>()
+  const root: SeriesNode<M> = { next: new Map(), metric: undefined }
   return (labels: Labels): M => {
-    let key = ""
-    for (const name in labels) key += `${labels[name]}\u0000`
-    let metric = series.get(key)
-    if (metric === undefined) {
-      metric = make(labels)
-      series.set(key, metric)
+    let node = root
+    for (const name in labels) {
+      const value = labels[name] as string
+      let child = node.next.get(value)
+      if (child === undefined) {
+        child = { next: new Map(), metric: undefined }
+        node.next.set(value, child)
+      }
+      node = child
     }
-    return metric
+    node.metric ??= make({ ...labels })
+    return node.metric
   }
 }
 
