@@ -228,7 +228,14 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
     expect(trace.some((s) => s.attributes.some((a) => a.value.stringValue === session))).toBe(true)
     expect(otlp.services).toEqual(new Set(["capture-trace-test"]))
 
-    // No credential in any span.
+    // No credential in any span, not even one a client put in a query string.
+    await fetch(`${server.base}/collection/default/capture/session/${session}?token=${token}`)
+    await pollUntil(
+      "the span of the request with a token in its query",
+      async () => otlp.bodies.some((body) => body.includes("token=")),
+      (found) => found,
+      { timeoutMs: 10_000 },
+    )
     const exported = otlp.bodies.join("\n")
     expect(exported).not.toContain(server.apiKey)
     expect(exported).not.toContain(token)
