@@ -3,6 +3,9 @@
  * request id and the session a line is about), `[capture] …` with `--log-format pretty`, a clear
  * usage error for an unknown format, and never a credential in any line.
  */
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { getFreePort, type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { jsonLine, redact } from "../src/Log.js"
@@ -18,7 +21,12 @@ interface LogLine {
   readonly session_id?: string
   readonly request_id?: string
   readonly http_status?: number
+  readonly http_path?: string
+  readonly account_id?: string
 }
+
+// A credential as it is shaped (a masked one reads `st-[redacted]`, which this does not match).
+const CREDENTIAL = /\b(?:sk|st)-[A-Za-z0-9_-]{8,}/
 
 describe("jsonLine", () => {
   it("masks API keys, client tokens, webhook secrets and signed URL parameters", () => {
@@ -109,12 +117,57 @@ describe("capture serve logs (real process)", () => {
     expect(lines.every((line) => !Number.isNaN(Date.parse(line.time)) && line.role === "gateway")).toBe(true)
     const createdLine = lines.find((line) => line.message === "POST /collection/default/capture/session 200")
     expect(createdLine).toMatchObject({ level: "info", request_id: "req-from-client-1", http_status: 200 })
+    expect(createdLine?.account_id).toMatch(/^acct-/)
     const aboutSession = lines.filter((line) => line.session_id === session)
     expect(aboutSession.length).toBeGreaterThanOrEqual(3)
     expect(aboutSession.every((line) => line.request_id?.startsWith("req-"))).toBe(true)
     expect(output).not.toContain(API_KEY)
     expect(output).not.toContain(token)
   })
+
+  it("logs a recorded session's uploads with its session, account and request ids, and no credential", async () => {
+    const created = await call("POST", "/collection/default/capture/session", { end_user_id: "user-rec" })
+    const session = created.body.data.id as string
+    const token = (await call("POST", "/capture/session/token", { user_id: "user-rec" })).body.data
+      .token as string
+    const spool = await mkdtemp(join(tmpdir(), "capture-log-"))
+    try {
+      const recorded = await runCli([
+        "record",
+        "--server",
+        base,
+        "--token",
+        token,
+        "--session",
+        session,
+        "--synthetic",
+        "--duration",
+        "2s",
+        "--spool",
+        join(spool, "spool"),
+      ])
+      expect(recorded.code, `${recorded.stdout}${recorded.stderr}`).toBe(0)
+    } finally {
+      await rm(spool, { recursive: true, force: true })
+    }
+    await server.waitFor(new RegExp(`"message":"POST /capture/session/${session}/stop 200"`), 10_000)
+    const output = server.output()
+    const lines = output
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as LogLine)
+    const uploads = lines.filter((line) =>
+      line.http_path?.startsWith(`/capture/session/${session}/channels/`),
+    )
+    expect(uploads.length).toBeGreaterThan(0)
+    for (const line of uploads) {
+      expect(line).toMatchObject({ session_id: session, http_status: 200 })
+      expect(line.account_id).toMatch(/^acct-/)
+      expect(line.request_id).toMatch(/^req-/)
+    }
+    expect(output).not.toMatch(CREDENTIAL)
+    expect(output).not.toContain(token)
+  }, 90_000)
 })
 
 describe("--log-format", () => {

@@ -1,7 +1,8 @@
 /**
  * `GET /metrics` of a real `capture serve`: the whole body parses as Prometheus text (every sample
  * line `name{labels} value`, every family typed), and the values move when a session is recorded
- * through it: requests by route, segments and bytes ingested, durable consumers' lag.
+ * through it: requests by route, segments and bytes ingested, commands and appends with their
+ * latency, durable consumers' backlog and lag, the export's duration, sessions by status.
  */
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
@@ -143,5 +144,37 @@ describe("GET /metrics", () => {
     )
     expect(projectorLag).toBe(0)
     expect(after.some((s) => s.name === "capture_websocket_connections")).toBe(true)
+
+    // Commands by type and outcome, with their latency; appends with theirs; events by type.
+    const stored = (type: string, samples: ReadonlyArray<Sample>) =>
+      sampleSum(samples, "capture_commands_total", { type, outcome: "stored" })
+    expect(stored("CreateSession", after)).toBe(stored("CreateSession", before) + 1)
+    expect(stored("CompleteExport", after)).toBeGreaterThan(stored("CompleteExport", before))
+    expect(
+      sampleSum(after, "capture_command_duration_seconds_count", { type: "StartSession" }),
+    ).toBeGreaterThan(sampleSum(before, "capture_command_duration_seconds_count", { type: "StartSession" }))
+    expect(sampleSum(after, "capture_append_duration_seconds_count")).toBeGreaterThanOrEqual(
+      sampleSum(before, "capture_append_duration_seconds_count") + 6,
+    )
+    expect(after.some((s) => s.name === "capture_append_conflicts_total")).toBe(true)
+    expect(sampleSum(after, "capture_events_appended_total", { type: "ExportCompleted" })).toBeGreaterThan(
+      sampleSum(before, "capture_events_appended_total", { type: "ExportCompleted" }),
+    )
+    // How far behind the consumers ran: the projector's, the reactor's and the muxer's.
+    for (const consumer of ["capture-projector", "capture-reactor", "capture-muxer"]) {
+      expect(sampleSum(after, "capture_consumer_lag_seconds_count", { consumer }), consumer).toBeGreaterThan(
+        sampleSum(before, "capture_consumer_lag_seconds_count", { consumer }),
+      )
+    }
+    // The export, timed by outcome.
+    expect(
+      sampleSum(after, "capture_export_duration_seconds_count", { outcome: "completed" }),
+    ).toBeGreaterThan(sampleSum(before, "capture_export_duration_seconds_count", { outcome: "completed" }))
+    expect(sampleSum(after, "capture_exports_total", { outcome: "completed" })).toBeGreaterThan(
+      sampleSum(before, "capture_exports_total", { outcome: "completed" }),
+    )
+    // Sessions by live status: this one has ended, so none is left active.
+    const statuses = new Set(after.filter((s) => s.name === "capture_sessions").map((s) => s.labels.status))
+    expect([...statuses].sort()).toEqual(["active", "created", "starting", "stopping"])
   }, 120_000)
 })

@@ -2,6 +2,7 @@
  * @capture/gateway — the capture REST API (effect HttpApi), accounts and credentials, live events
  * over WebSocket, and signed, retried webhooks.
  */
+export * from "./access/RequestNotes.js"
 export * from "./accounts/AccountStore.js"
 export { AlertDeliveryLog } from "./alerts/AlertDeliveryLog.js"
 export * from "./api/CaptureApi.js"

@@ -21,8 +21,9 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { Result } from "effect"
+import { Result, type Tracer } from "effect"
 import { ensureDurableConsumer } from "./Consumers.js"
+import { consumeSpan, endSpan } from "./Telemetry.js"
 
 export interface DurableWorkOptions<A> {
   readonly stream: string
@@ -41,9 +42,10 @@ export interface DurableWorkOptions<A> {
   readonly decode: (message: JsMsg) => Result.Result<A, unknown>
   /**
    * Handles a message; answering `later(ms)` means not yet: deliver it again after `ms` (no log).
-   * Any other answer acknowledges it.
+   * Any other answer acknowledges it. `span` (tracing on) continues the trace of the message's
+   * publisher: commands the handler issues pass it on.
    */
-  readonly handle: (value: NoInfer<A>, message: JsMsg) => Promise<unknown>
+  readonly handle: (value: NoInfer<A>, message: JsMsg, span: Tracer.Span | undefined) => Promise<unknown>
   readonly log: (message: string) => void
 }
 
@@ -101,15 +103,18 @@ export const startDurableWork = async <A>(
       return
     }
     const alive = setInterval(() => message.working(), Math.max(200, options.ackWaitMs / 3))
+    const span = consumeSpan(options.durable, message)
     try {
-      const outcome = await options.handle(decoded.success, message)
+      const outcome = await options.handle(decoded.success, message, span)
       if (isLater(outcome)) message.nak(outcome.delayMs)
       else message.ack()
+      endSpan(span)
     } catch (error) {
       options.log(
         `${options.durable}: ${message.subject} #${message.seq} failed (${String(error)}); will retry`,
       )
       message.nak(options.retryDelayMs ?? 1_000)
+      endSpan(span, error)
     } finally {
       clearInterval(alive)
     }

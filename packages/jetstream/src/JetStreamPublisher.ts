@@ -25,6 +25,7 @@ import {
   type Subscription,
   TimeoutError,
 } from "@nats-io/transport-node"
+import { TRACEPARENT } from "./Telemetry.js"
 
 /** What the stream must hold for the publish to be stored (JetStream's publish headers). */
 export interface PublishExpectations {
@@ -71,9 +72,15 @@ export class JetStreamPublisher {
    * `JetStreamApiError` when JetStream refuses it (e.g. a wrong last subject sequence),
    * `NoRespondersError` when no stream takes the subject, `TimeoutError` when no ack came in time
    * (the message may still have been stored: publish again with the same `msgId`), and
-   * `ClosedConnectionError` once the publisher or its connection is closed.
+   * `ClosedConnectionError` once the publisher or its connection is closed. `traceparent`, when
+   * given, travels in the message's headers to whoever consumes it.
    */
-  publish(subject: string, data: Uint8Array, expect: PublishExpectations = {}): Promise<PubAck> {
+  publish(
+    subject: string,
+    data: Uint8Array,
+    expect: PublishExpectations = {},
+    traceparent?: string,
+  ): Promise<PubAck> {
     return new Promise<PubAck>((resolve, reject) => {
       if (this.closed || this.nc.isClosed()) {
         reject(new ClosedConnectionError())
@@ -86,6 +93,7 @@ export class JetStreamPublisher {
       if (expect.lastSubjectSequence !== undefined) {
         publishHeaders.set(PubHeaders.ExpectedLastSubjectSequenceHdr, `${expect.lastSubjectSequence}`)
       }
+      if (traceparent !== undefined) publishHeaders.set(TRACEPARENT, traceparent)
       this.waiting.set(token, { resolve, reject, subject, deadline: performance.now() + this.timeoutMs })
       this.sweeper ??= this.startSweeping()
       try {

@@ -10,7 +10,14 @@
  * A record on the stream that does not decode is logged and skipped by every read.
  */
 import { createHash } from "node:crypto"
-import { ensureStream, isMessageNotFound, isWrongLastSequence } from "@capture/jetstream"
+import {
+  ensureStream,
+  isMessageNotFound,
+  isWrongLastSequence,
+  type SpanParent,
+  TRACEPARENT,
+  traceparentOf,
+} from "@capture/jetstream"
 import { decodeJson, decodeUnknown, MediaSegment } from "@capture/protocol"
 import {
   DeliverPolicy,
@@ -20,7 +27,7 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream"
 import type { ObjectInfo, ObjectStore } from "@nats-io/obj"
-import type { NatsConnection } from "@nats-io/transport-node"
+import { headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { objectMeta, openObjectBucket } from "./ObjectBucket.js"
 
@@ -162,11 +169,13 @@ export class MediaStore {
    * `put` for bytes that arrive in chunks (an HTTP body): they go to the Object Store as they
    * come, each chunk written before the next is read, and their sha256 is checked at the end; a
    * mismatch stores nothing. An error `body` raises (the caller's own checks of the bytes) is
-   * thrown as is, and nothing is stored.
+   * thrown as is, and nothing is stored. The record carries `parent`'s trace context (the upload's
+   * request) to its consumers.
    */
   async putStream(
     input: SegmentInput,
     body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    parent?: SpanParent,
   ): Promise<PutResult> {
     const key = segmentKey(input.session_id, input.channel_id, input.index)
     const name = segmentObjectName(input.session_id, input.channel_id, input.index)
@@ -197,7 +206,7 @@ export class MediaStore {
       return this.settleStored(winner, name, key, input, bytes.length)
     }
     const record: MediaSegment = { ...decoded.success, bytes: bytes.length }
-    await this.publishRecord(key, record)
+    await this.publishRecord(key, record, parent)
     await this.markPublished(name, record)
     return { duplicate: false, record }
   }
@@ -340,9 +349,15 @@ export class MediaStore {
     await this.markPublished(name, record)
   }
 
-  private async publishRecord(key: string, record: MediaSegment): Promise<void> {
+  private async publishRecord(key: string, record: MediaSegment, parent?: SpanParent): Promise<void> {
+    let traced: MsgHdrs | undefined
+    if (parent !== undefined) {
+      traced = headers()
+      traced.set(TRACEPARENT, traceparentOf(parent))
+    }
     await this.js.publish(this.topology.subject(record.session_id), encoder.encode(JSON.stringify(record)), {
       msgID: key,
+      ...(traced === undefined ? {} : { headers: traced }),
     })
   }
 

@@ -17,7 +17,16 @@
  */
 
 import { type FfmpegTools, findOnPath, resolveFfmpegTools } from "@capture/binaries"
-import { ensureDurableConsumer } from "@capture/jetstream"
+import {
+  consumeSpan,
+  counter,
+  EXPORT_BOUNDARIES,
+  endSpan,
+  ensureDurableConsumer,
+  histogram,
+  type SpanParent,
+  secondsSince,
+} from "@capture/jetstream"
 import type { MediaStore } from "@capture/media"
 import { decodeSegmentRecord, ExportStore } from "@capture/media"
 import {
@@ -42,7 +51,7 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { Result } from "effect"
+import { Result, type Tracer } from "effect"
 import type { MixMode, RemuxMode } from "./internal/media.js"
 import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
 import { Semaphore } from "./internal/semaphore.js"
@@ -82,6 +91,16 @@ export interface MuxerOptions {
 export type { MixMode, RemuxMode } from "./internal/media.js"
 
 const decodeEventJson = decodeJson(SessionEvent)
+
+const exportsFinished = counter(
+  "capture_exports_total",
+  "Exports this muxer finished, by outcome (completed, failed)",
+)
+const exportSeconds = histogram(
+  "capture_export_duration_seconds",
+  "Time this muxer took to assemble an export, from its claim to its answer, by outcome",
+  EXPORT_BOUNDARIES,
+)
 /** Deliveries of one export trigger before a persistent error fails the export. */
 const MAX_EXPORT_DELIVERIES = 5
 
@@ -143,7 +162,7 @@ export class Muxer {
       `${prefix}-muxer`,
       runtime.topology.eventSubjects,
       2,
-      (m) => muxer.onEvent(m),
+      (m, span) => muxer.onEvent(m, span),
     )
     if (options.incremental !== false) {
       const media = options.mediaStore.topology
@@ -176,7 +195,7 @@ export class Muxer {
     durable: string,
     subjects: string,
     parallel: number,
-    handle: (message: JsMsg) => Promise<void>,
+    handle: (message: JsMsg, span: Tracer.Span | undefined) => Promise<void>,
   ): Promise<void> {
     const jsm = await jetstreamManager(this.nc)
     await ensureDurableConsumer(jsm, stream, {
@@ -197,7 +216,7 @@ export class Muxer {
         await new Promise<void>((started) => {
           const handler = slots.run(async () => {
             started()
-            await this.withHeartbeat(message, () => handle(message))
+            await this.withHeartbeat(message, durable, (span) => handle(message, span))
           })
           this.handlers.add(handler)
           void handler.finally(() => this.handlers.delete(handler))
@@ -208,14 +227,21 @@ export class Muxer {
   }
 
   /** Keeps a message from being redelivered while it is being worked on; acks or retries after. */
-  private async withHeartbeat(message: JsMsg, work: () => Promise<void>): Promise<void> {
+  private async withHeartbeat(
+    message: JsMsg,
+    durable: string,
+    work: (span: Tracer.Span | undefined) => Promise<void>,
+  ): Promise<void> {
     const timer = setInterval(() => message.working(), Math.max(500, this.ackWaitMs / 3))
+    const span = consumeSpan(durable, message)
     try {
-      await work()
+      await work(span)
       message.ack()
+      endSpan(span)
     } catch (error) {
       this.log(`muxer: ${message.subject} #${message.seq} failed (${String(error)}); will retry`)
       message.nak(2_000)
+      endSpan(span, error)
     } finally {
       clearInterval(timer)
     }
@@ -257,7 +283,7 @@ export class Muxer {
     await this.pipeline.onRecord(record, session.channels)
   }
 
-  private async onEvent(message: JsMsg): Promise<void> {
+  private async onEvent(message: JsMsg, span: Tracer.Span | undefined): Promise<void> {
     const decoded = decodeEventJson(message.data)
     if (Result.isFailure(decoded)) {
       this.log(`muxer: ${message.subject} #${message.seq} is not a known event; skipped`)
@@ -272,6 +298,7 @@ export class Muxer {
       event.data.attempt ?? 0,
       event.data.paused_spans ?? [],
       message,
+      span,
     )
   }
 
@@ -282,6 +309,7 @@ export class Muxer {
     /** Spans when every stored channel was paused: left out of the muxed video. */
     pausedSpans: ReadonlyArray<TimeSpan>,
     message: JsMsg,
+    cause: SpanParent | undefined,
   ): Promise<void> {
     const session = await this.sessionChannels(sessionId)
     if (session === undefined) throw new Error(`no view of session ${sessionId} yet`)
@@ -294,6 +322,7 @@ export class Muxer {
     })
     this.log(`muxer: export ${job.video_id} of ${sessionId} (${videoChannelId ?? "audio only"}) started`)
     const startedAt = Date.now()
+    const startedAtMonotonic = performance.now()
     let result: AssembleResult
     try {
       result = await this.pipeline.assemble(sessionId, session.channels, videoChannelId, job, pausedSpans)
@@ -309,25 +338,31 @@ export class Muxer {
     const videoId = job.video_id as VideoId
     // The session ignores an answer to a try that is no longer current (attempt) or a repeat.
     const outcome = result.ok
-      ? await this.runtime.host.execute({
-          type: "CompleteExport",
-          command_id: `mux-done-${videoId}` as CommandId,
-          session_id: sessionId,
-          video_channel_id: videoChannelId,
-          attempt,
-          video_id: videoId,
-          stream_url: exportUrls(this.options.publicUrl, videoId).stream_url,
-          player_url: exportUrls(this.options.publicUrl, videoId).player_url,
-          asset_ids: assetIdsOf(result.manifest.metadata),
-        })
-      : await this.runtime.host.execute({
-          type: "FailExport",
-          command_id: `mux-fail-${videoId}` as CommandId,
-          session_id: sessionId,
-          video_channel_id: videoChannelId,
-          attempt,
-          error: { code: result.code, message: result.message },
-        })
+      ? await this.runtime.host.execute(
+          {
+            type: "CompleteExport",
+            command_id: `mux-done-${videoId}` as CommandId,
+            session_id: sessionId,
+            video_channel_id: videoChannelId,
+            attempt,
+            video_id: videoId,
+            stream_url: exportUrls(this.options.publicUrl, videoId).stream_url,
+            player_url: exportUrls(this.options.publicUrl, videoId).player_url,
+            asset_ids: assetIdsOf(result.manifest.metadata),
+          },
+          cause,
+        )
+      : await this.runtime.host.execute(
+          {
+            type: "FailExport",
+            command_id: `mux-fail-${videoId}` as CommandId,
+            session_id: sessionId,
+            video_channel_id: videoChannelId,
+            attempt,
+            error: { code: result.code, message: result.message },
+          },
+          cause,
+        )
     if (Result.isFailure(outcome)) {
       this.log(
         `muxer: export ${videoId} of ${sessionId}: the session refused the result: ${outcome.failure.message}`,
@@ -339,6 +374,9 @@ export class Muxer {
         } in ${Date.now() - startedAt} ms`,
       )
     }
+    const outcomeLabel = { outcome: result.ok ? "completed" : "failed" }
+    exportsFinished.add(1, outcomeLabel)
+    exportSeconds.observe(secondsSince(startedAtMonotonic), outcomeLabel)
     this.completed.push({ videoId, ok: result.ok })
   }
 }

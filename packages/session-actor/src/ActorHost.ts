@@ -5,6 +5,16 @@
  * number of hosts may handle the same session; a sequence conflict means another host appended
  * first, so this one catches up from the stream and decides again (bounded).
  */
+
+import {
+  counter,
+  endSpan,
+  histogram,
+  LATENCY_BOUNDARIES,
+  type SpanParent,
+  secondsSince,
+  startSpan,
+} from "@capture/jetstream"
 import {
   type CaptureError,
   captureError,
@@ -12,7 +22,7 @@ import {
   type SessionEvent,
   type SessionId,
 } from "@capture/protocol"
-import { Result } from "effect"
+import { Result, type Tracer } from "effect"
 import { DEFAULT_EXPIRE_TIMEOUT_MS, type DecideOptions, decide, toEvent } from "./Decide.js"
 import type { TimerStore } from "./DurableTimers.js"
 import { type AppendAck, type EventStore, SequenceConflict } from "./EventStore.js"
@@ -91,6 +101,25 @@ export interface CommandOutcome {
   readonly duplicate: boolean
 }
 
+const commands = counter(
+  "capture_commands_total",
+  "Session commands run by this process, by type and outcome (stored, unchanged, duplicate, refused, error)",
+)
+const commandSeconds = histogram(
+  "capture_command_duration_seconds",
+  "Time from a command's arrival at the actor host to its outcome, by type",
+  LATENCY_BOUNDARIES,
+)
+
+const outcomeOf = (result: Result.Result<CommandOutcome, CaptureError>): string =>
+  Result.isFailure(result)
+    ? "refused"
+    : result.success.event !== null
+      ? "stored"
+      : result.success.duplicate
+        ? "duplicate"
+        : "unchanged"
+
 export class ActorHost {
   private readonly cache = new Map<string, LoadedSession>()
   /** Sessions with a message this code cannot read, and where: states from before it are not cached. */
@@ -109,10 +138,14 @@ export class ActorHost {
 
   /**
    * Runs a command. Commands for one session are serialized within this host; across hosts the
-   * event store's expected-sequence check keeps history linear.
+   * event store's expected-sequence check keeps history linear. `parent` is the span of the work
+   * that issued it (an HTTP request, a consumed message), which the command's trace continues.
    */
-  execute(command: SessionCommand): Promise<Result.Result<CommandOutcome, CaptureError>> {
-    return this.serialized(command.session_id, () => this.run(command))
+  execute(
+    command: SessionCommand,
+    parent?: SpanParent,
+  ): Promise<Result.Result<CommandOutcome, CaptureError>> {
+    return this.serialized(command.session_id, () => this.measured(command, parent))
   }
 
   /** The current state of a session, caught up with the stream. */
@@ -150,7 +183,36 @@ export class ActorHost {
     this.unreadableAt.clear()
   }
 
-  private async run(command: SessionCommand): Promise<Result.Result<CommandOutcome, CaptureError>> {
+  /** Runs a command, counting it and timing it (and tracing it when tracing is on). */
+  private async measured(
+    command: SessionCommand,
+    parent: SpanParent | undefined,
+  ): Promise<Result.Result<CommandOutcome, CaptureError>> {
+    const startedAt = performance.now()
+    const span = startSpan(`command ${command.type}`, {
+      parent,
+      attributes: { "capture.session_id": command.session_id, "capture.command_id": command.command_id },
+    })
+    let outcome = "error"
+    try {
+      const result = await this.run(command, span)
+      outcome = outcomeOf(result)
+      span?.attribute("capture.outcome", outcome)
+      endSpan(span)
+      return result
+    } catch (error) {
+      endSpan(span, error)
+      throw error
+    } finally {
+      commands.add(1, { type: command.type, outcome })
+      commandSeconds.observe(secondsSince(startedAt), { type: command.type })
+    }
+  }
+
+  private async run(
+    command: SessionCommand,
+    span: Tracer.Span | undefined,
+  ): Promise<Result.Result<CommandOutcome, CaptureError>> {
     // A new session id has no history: skip the read, and let a conflict tell us otherwise.
     let loaded: LoadedSession =
       this.cache.get(command.session_id) ??
@@ -176,7 +238,7 @@ export class ActorHost {
       const event = toEvent(loaded.state, command, draft, now)
       let ack: AppendAck
       try {
-        ack = await this.events.append(event, loaded.streamSequence, command.command_id)
+        ack = await this.events.append(event, loaded.streamSequence, command.command_id, span)
       } catch (error) {
         if (!(error instanceof SequenceConflict)) throw error
         loaded = await this.catchUp(command.session_id)

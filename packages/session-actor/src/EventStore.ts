@@ -3,7 +3,19 @@
  * (`Nats-Expected-Last-Subject-Sequence`) and idempotent (`Nats-Msg-Id` = command id), so two
  * writers can never fork a history and a retried command is stored once.
  */
-import { isWrongLastSequence, JetStreamPublisher, retryTransient } from "@capture/jetstream"
+import {
+  counter,
+  endSpan,
+  histogram,
+  isWrongLastSequence,
+  JetStreamPublisher,
+  LATENCY_BOUNDARIES,
+  retryTransient,
+  type SpanParent,
+  secondsSince,
+  startSpan,
+  traceparentOf,
+} from "@capture/jetstream"
 import { type CommandId, decodeUnknown, SessionEvent, type SessionId } from "@capture/protocol"
 import {
   DeliverPolicy,
@@ -52,6 +64,19 @@ export interface AppendAck {
   readonly duplicate: boolean
 }
 
+const appendSeconds = histogram(
+  "capture_append_duration_seconds",
+  "Time from an event's publish to JetStream's ack (conflicts and failures included)",
+  LATENCY_BOUNDARIES,
+)
+const appendConflicts = counter(
+  "capture_append_conflicts_total",
+  "Appends refused because another writer appended to the session first (then decided again)",
+)
+// Shown as 0 until the first one, so a rate over it is defined from the start.
+appendConflicts.add(0)
+const eventsAppended = counter("capture_events_appended_total", "Events this process appended, by type")
+
 const decodeEvent = decodeUnknown(SessionEvent)
 const encoder = new TextEncoder()
 
@@ -73,23 +98,41 @@ export class EventStore {
 
   /**
    * Appends one event, expecting the session's last stored event at `expectedStreamSequence`
-   * (0: no event yet). Throws `SequenceConflict` when another writer got there first.
+   * (0: no event yet). Throws `SequenceConflict` when another writer got there first. The event's
+   * message carries the append's trace context (child of `parent`) to every consumer.
    */
   async append(
     event: SessionEvent,
     expectedStreamSequence: number,
     commandId: CommandId,
+    parent?: SpanParent,
   ): Promise<AppendAck> {
+    const startedAt = performance.now()
+    const span = startSpan("events.append", {
+      parent,
+      kind: "producer",
+      attributes: { "capture.session_id": event.session_id, "capture.event_type": event.type },
+    })
     try {
       const ack = await this.publisher.publish(
         this.topology.eventSubject(event.session_id),
         encoder.encode(JSON.stringify(event)),
         { msgId: commandId, lastSubjectSequence: expectedStreamSequence },
+        span === undefined ? undefined : traceparentOf(span),
       )
+      if (!ack.duplicate) eventsAppended.add(1, { type: event.type })
+      endSpan(span)
       return { streamSequence: ack.seq, duplicate: ack.duplicate }
     } catch (error) {
-      if (isWrongLastSequence(error)) throw new SequenceConflict(event.session_id, expectedStreamSequence)
+      if (isWrongLastSequence(error)) {
+        appendConflicts.add(1)
+        endSpan(span)
+        throw new SequenceConflict(event.session_id, expectedStreamSequence)
+      }
+      endSpan(span, error)
       throw error
+    } finally {
+      appendSeconds.observe(secondsSince(startedAt))
     }
   }
 

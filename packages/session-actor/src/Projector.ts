@@ -4,7 +4,7 @@
  * one (same durable name). It writes each session's *latest* state with compare-and-set, so the
  * order in which instances see events does not matter, and a redelivery is a no-op.
  */
-import { ensureDurableConsumer } from "@capture/jetstream"
+import { endSpan, ensureDurableConsumer, observeLag, parentOf, startSpan } from "@capture/jetstream"
 import { decodeUnknown, SessionEvent } from "@capture/protocol"
 import {
   AckPolicy,
@@ -105,6 +105,7 @@ export class Projector {
         }
         // In stream order, before any load: the cached state follows the stream.
         this.host.observe(decoded.success, message.seq)
+        observeLag(this.durableName, message)
         const sessionId = decoded.success.session_id
         const under = this.working.get(sessionId)
         if (under !== undefined) {
@@ -128,12 +129,16 @@ export class Projector {
   private project(sessionId: string, batch: ReadonlyArray<JsMsg>): void {
     const next: Array<JsMsg> = []
     const done = (async () => {
+      // In the trace of the latest event projected, linked to the others'.
+      const span = this.spanOf(sessionId, batch)
       try {
         this.projections++
         await projectSession(this.host, this.readModel, this.timers, sessionId)
         for (const message of batch) message.ack()
         this.processed += batch.length
+        endSpan(span)
       } catch (error) {
+        endSpan(span, error)
         if (error instanceof UnreadableEvent || error instanceof UnappliableEvent) {
           // The session's history does not fold: retrying cannot help. `replay --verify` reports it.
           this.log(`projector: session ${sessionId} cannot be projected: ${error.message}`)
@@ -148,6 +153,23 @@ export class Projector {
       if (next.length > 0) this.project(sessionId, next)
     })
     this.working.set(sessionId, { done, next })
+  }
+
+  private spanOf(sessionId: string, batch: ReadonlyArray<JsMsg>) {
+    const last = batch[batch.length - 1]
+    const span = startSpan(this.durableName, {
+      parent: last === undefined ? undefined : parentOf(last),
+      kind: "consumer",
+      attributes: { "capture.session_id": sessionId, "capture.events": batch.length },
+    })
+    if (span !== undefined && batch.length > 1) {
+      const links = batch.slice(0, -1).flatMap((message) => {
+        const cause = parentOf(message)
+        return cause === undefined ? [] : [{ span: cause, attributes: {} }]
+      })
+      if (links.length > 0) span.addLinks(links)
+    }
+    return span
   }
 
   async stop(): Promise<void> {

@@ -19,7 +19,7 @@
  * repeat a JetStream duplicate). A reactor killed mid-message leaves it unacknowledged, so
  * another gets it again.
  */
-import { type DurableWork, startDurableWork } from "@capture/jetstream"
+import { type DurableWork, type SpanParent, startDurableWork } from "@capture/jetstream"
 import {
   type ChannelId,
   type CommandId,
@@ -122,7 +122,7 @@ export class SessionReactor {
         parallel,
         ackWaitMs,
         decode: (message: JsMsg) => decodeEventJson(message.data),
-        handle: (event) => reactor.onEvent(event),
+        handle: (event, _message, span) => reactor.onEvent(event, span),
         log: reactor.log,
       }),
       await startDurableWork(nc, {
@@ -133,7 +133,7 @@ export class SessionReactor {
         parallel,
         ackWaitMs,
         decode: (message: JsMsg) => decodeRecordJson(message.data),
-        handle: (record) => reactor.onSegment(record),
+        handle: (record, _message, span) => reactor.onSegment(record, span),
         log: reactor.log,
       }),
     )
@@ -145,16 +145,17 @@ export class SessionReactor {
     await Promise.all(this.work.map((w) => w.stop()))
   }
 
-  private async issue(command: SessionCommand): Promise<void> {
+  /** Issues a command; `cause` is the span of the message it follows from. */
+  private async issue(command: SessionCommand, cause?: SpanParent): Promise<void> {
     await this.options.beforeCommand?.(command)
-    const outcome = await this.host.execute(command)
+    const outcome = await this.host.execute(command, cause)
     if (Result.isFailure(outcome)) {
       // The session moved on (ended, or never existed here): nothing follows any more.
       this.log(`reactor: ${command.type} of ${command.session_id}: ${outcome.failure.message}`)
     }
   }
 
-  private async onEvent(event: SessionEvent): Promise<void> {
+  private async onEvent(event: SessionEvent, cause: SpanParent | undefined): Promise<void> {
     switch (event.type) {
       case "SessionActivated":
       case "ChannelsPaused":
@@ -166,26 +167,32 @@ export class SessionReactor {
       case "SessionStopping":
         await this.timers.cancel(event.session_id, "silence")
         if (event.data.reason === SILENT_STOP_REASON) {
-          await this.issue({
-            type: "FinishStopping",
-            command_id: `reactor-finish-${event.id}` as CommandId,
-            session_id: event.session_id,
-          })
+          await this.issue(
+            {
+              type: "FinishStopping",
+              command_id: `reactor-finish-${event.id}` as CommandId,
+              session_id: event.session_id,
+            },
+            cause,
+          )
           this.log(`session ${event.session_id}: recorder silent, stopped (${SILENT_STOP_REASON})`)
           return
         }
         // The recorder may have sent its final segments before the stop was stored.
-        return this.finishStopIfComplete(event.session_id)
+        return this.finishStopIfComplete(event.session_id, cause)
       case "SessionStopped": {
         if (event.data.reason === "aborted") return
         const { state } = await this.host.load(event.session_id)
         await this.dropUnstored(event.session_id, state)
-        await this.issue({
-          type: "RequestExport",
-          command_id: `reactor-export-${event.id}` as CommandId,
-          session_id: event.session_id,
-          automatic: true,
-        })
+        await this.issue(
+          {
+            type: "RequestExport",
+            command_id: `reactor-export-${event.id}` as CommandId,
+            session_id: event.session_id,
+            automatic: true,
+          },
+          cause,
+        )
         return
       }
       default:
@@ -193,27 +200,30 @@ export class SessionReactor {
     }
   }
 
-  private async onSegment(record: MediaSegment): Promise<void> {
+  private async onSegment(record: MediaSegment, cause: SpanParent | undefined): Promise<void> {
     const { state } = await this.host.load(record.session_id)
     if (state.value === "starting") {
-      await this.issue(mediaReceived(record.session_id, record.channel_id))
+      await this.issue(mediaReceived(record.session_id, record.channel_id), cause)
     }
-    if (record.final && state.value === "stopping") await this.finishStopIfComplete(record.session_id)
+    if (record.final && state.value === "stopping") await this.finishStopIfComplete(record.session_id, cause)
   }
 
   /** Finishes a stopping session once every channel has sent its final segment. */
-  private async finishStopIfComplete(sessionId: SessionId): Promise<void> {
+  private async finishStopIfComplete(sessionId: SessionId, cause: SpanParent | undefined): Promise<void> {
     const { state } = await this.host.load(sessionId)
     if (state.value !== "stopping") return
     const finals = new Set(
       (await this.options.segments.list(sessionId)).filter((r) => r.final).map((r) => r.channel_id),
     )
     if (!state.context.channels.every((c) => finals.has(c.channel_id))) return
-    await this.issue({
-      type: "FinishStopping",
-      command_id: `reactor-finish-${sessionId}-${state.context.stop_deadline ?? ""}` as CommandId,
-      session_id: sessionId,
-    })
+    await this.issue(
+      {
+        type: "FinishStopping",
+        command_id: `reactor-finish-${sessionId}-${state.context.stop_deadline ?? ""}` as CommandId,
+        session_id: sessionId,
+      },
+      cause,
+    )
   }
 
   /** Segments of `store: false` channels were only for live use: dropped once the session stopped. */

@@ -313,6 +313,17 @@ export class SessionReadModel {
   }
 
   /**
+   * How many sessions the index lists with `status`, over every account: one key listing, whose
+   * cost grows with the sessions that ever had the status (the index keeps a marker for each key
+   * it moved), so callers sample it, not count with it on a hot path.
+   */
+  async countWithStatus(status: string): Promise<number> {
+    let count = 0
+    for await (const _ of await this.topology.sessionIndex.keys(`*.*.${status}.*.*`)) count++
+    return count
+  }
+
+  /**
    * Every stored view matching the filters (`limit` and `cursor` aside), in key order, read in
    * batches: what a listing that needs every match (counting, sorting by another field) walks.
    */

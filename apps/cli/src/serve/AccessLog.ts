@@ -1,11 +1,13 @@
 /**
  * One log line per HTTP request answered: method, path (never the query string, which may carry a
  * token or a signature), status, duration and a request id (the client's `x-request-id` when it
- * is a plain token, else a new one), plus the session a path names. Health probes and scrapes
+ * is a plain token, else a new one), plus the session a path names and the account the request
+ * acted for (noted by the gateway once the credential checked out). Health probes and scrapes
  * that pass are left out: an orchestrator asks every few seconds. Each request is also counted
  * for /metrics.
  */
 import { randomBytes } from "node:crypto"
+import { CurrentRequestNotes, type RequestNotes } from "@capture/gateway"
 import { Effect } from "effect"
 import { HttpServerError, HttpServerRequest, type HttpServerResponse } from "effect/http"
 import { log } from "../Log.js"
@@ -27,7 +29,8 @@ export const accessLog = <E, R>(
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const started = performance.now()
-    const exit = yield* Effect.exit(app)
+    const notes: RequestNotes = { account_id: undefined }
+    const exit = yield* Effect.exit(Effect.provideService(app, CurrentRequestNotes, notes))
     const status = HttpServerError.exitResponse(exit).status
     const path = request.url.split(/[?#]/, 1)[0] ?? "/"
     const seconds = (performance.now() - started) / 1000
@@ -46,6 +49,7 @@ export const accessLog = <E, R>(
         http_path: path,
         http_status: status,
         duration_ms: Math.round(seconds * 10_000) / 10,
+        ...(notes.account_id === undefined ? {} : { account_id: notes.account_id }),
       })
     }
     return yield* exit

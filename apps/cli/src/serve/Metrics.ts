@@ -1,37 +1,40 @@
 /**
  * `GET /metrics`: this process's metrics in Prometheus text format, with effect's `Metric` module
- * (the default registry) and `PrometheusMetrics.format`. HTTP requests and their latency are
- * counted as they are answered (AccessLog); the rest is sampled at each scrape from what already
- * keeps it: every durable JetStream consumer's pending and unacknowledged messages (the
- * projector's and reactor's lag, the muxer's queue, webhook deliveries waiting or retried, the AI
- * pipeline's lag), the WebSocket hub's connections and its dropped and reaped sockets. Segments
- * and their bytes are counted as their uploads are answered.
+ * (the default registry) and `PrometheusMetrics.format`. The packages count what they do as they
+ * do it (`@capture/jetstream`'s `Telemetry`: commands, appends, consumers' lag, exports, webhook
+ * attempts); HTTP requests, their latency and ingested segments are counted here as they are
+ * answered (AccessLog). The rest is sampled at each scrape from what already keeps it: every
+ * durable JetStream consumer's pending and unacknowledged messages (the projector's and
+ * reactor's backlog, the muxer's queue, webhook deliveries waiting for a retry, the AI
+ * pipeline's backlog), the WebSocket hub's connections and its dropped and reaped sockets, and
+ * the sessions in each live status.
  */
 import type { Gateway } from "@capture/gateway"
+import { counter, gauge, histogram, LATENCY_BOUNDARIES } from "@capture/jetstream"
+import type { SessionReadModel } from "@capture/session-actor"
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
-import { Context, Effect, Layer, Metric } from "effect"
+import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import type { ServeNats } from "./ServeNats.js"
 
-const context = Context.empty()
-const LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
-
-const cached = new Map<string, Metric.Metric<number, unknown>>()
-/** One metric per name and label set, made once. */
-const labelled = <M extends Metric.Metric<number, unknown>>(
-  name: string,
-  labels: Record<string, string>,
-  make: (attributes: Record<string, string>) => M,
-): M => {
-  const key = `${name}${JSON.stringify(labels)}`
-  let metric = cached.get(key)
-  if (metric === undefined) {
-    metric = make(labels)
-    cached.set(key, metric)
-  }
-  return metric as M
-}
+const ingestSegments = counter(
+  "capture_ingest_segments_total",
+  "Media segments this gateway stored (or found already stored)",
+)
+const ingestBytes = counter(
+  "capture_ingest_bytes_total",
+  "Bytes of the media segments this gateway stored (their declared length)",
+)
+const httpRequests = counter(
+  "capture_http_requests_total",
+  "HTTP requests answered, by method, route and status",
+)
+const httpSeconds = histogram(
+  "capture_http_request_duration_seconds",
+  "Time from a request's arrival to its answer, by method and route",
+  LATENCY_BOUNDARIES,
+)
 
 // A label names a route, never one session, channel or file: ids, numbers, channel names and
 // file names become placeholders, and a path no route answered is "unmatched" (anyone can make
@@ -62,41 +65,42 @@ export const recordHttpRequest = (
   contentLength: number,
 ): void => {
   if (method === "PUT" && status < 300 && SEGMENT_UPLOAD.test(path)) {
-    labelled("capture_ingest_segments_total", {}, () =>
-      Metric.counter("capture_ingest_segments_total", {
-        description: "Media segments this gateway stored (or found already stored)",
-        incremental: true,
-      }),
-    ).updateUnsafe(1, context)
-    labelled("capture_ingest_bytes_total", {}, () =>
-      Metric.counter("capture_ingest_bytes_total", {
-        description: "Bytes of the media segments this gateway stored (their declared length)",
-        incremental: true,
-      }),
-    ).updateUnsafe(contentLength, context)
+    ingestSegments.add(1)
+    ingestBytes.add(contentLength)
   }
-  const labels = { method, route: routeOf(path, status), status: String(status) }
-  labelled("capture_http_requests_total", labels, (attributes) =>
-    Metric.counter("capture_http_requests_total", {
-      description: "HTTP requests answered, by method, route and status",
-      attributes,
-      incremental: true,
-    }),
-  ).updateUnsafe(1, context)
-  labelled("capture_http_request_duration_seconds", { method, route: labels.route }, (attributes) =>
-    Metric.histogram("capture_http_request_duration_seconds", {
-      description: "Time from a request's arrival to its answer, by method and route",
-      attributes,
-      boundaries: LATENCY_BOUNDARIES,
-    }),
-  ).updateUnsafe(seconds, context)
+  const route = routeOf(path, status)
+  httpRequests.add(1, { method, route, status: String(status) })
+  httpSeconds.observe(seconds, { method, route })
 }
 
-const setGauge = (name: string, description: string, labels: Record<string, string>, value: number): void =>
-  labelled(name, labels, (attributes) => Metric.gauge(name, { description, attributes })).updateUnsafe(
-    value,
-    context,
-  )
+const gauges = new Map<string, ReturnType<typeof gauge>>()
+const setGauge = (name: string, description: string, labels: Record<string, string>, value: number): void => {
+  let family = gauges.get(name)
+  if (family === undefined) {
+    family = gauge(name, description)
+    gauges.set(name, family)
+  }
+  family.set(value, labels)
+}
+
+// Sessions by status are counted from the read model's index, a key listing whose cost grows with
+// history: at most once per interval, whatever the scrape rate.
+const LIVE_STATUSES = ["created", "starting", "active", "stopping"] as const
+const SESSIONS_SAMPLE_INTERVAL_MS = 15_000
+let sessionsSampledAt = Number.NEGATIVE_INFINITY
+
+const sampleSessions = async (readModel: SessionReadModel): Promise<void> => {
+  if (performance.now() - sessionsSampledAt < SESSIONS_SAMPLE_INTERVAL_MS) return
+  sessionsSampledAt = performance.now()
+  for (const status of LIVE_STATUSES) {
+    setGauge(
+      "capture_sessions",
+      "Sessions in each live status (created, starting, active, stopping), over every account, sampled every 15 s",
+      { status },
+      await readModel.countWithStatus(status),
+    )
+  }
+}
 
 /** Every durable consumer of every stream: how far behind it is. */
 const sampleConsumers = async (jsm: JetStreamManager): Promise<void> => {
@@ -151,6 +155,7 @@ const sampleGateway = (gateway: Gateway): void => {
 /** The `/metrics` route. */
 export const metricsRoutes = (
   nats: ServeNats,
+  readModel: SessionReadModel,
   gateway: Gateway | undefined,
 ): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
   Layer.unwrap(
@@ -160,6 +165,7 @@ export const metricsRoutes = (
         if (gateway !== undefined) sampleGateway(gateway)
         // A scrape while NATS is away still answers, with the last known lags.
         yield* Effect.promise(() => sampleConsumers(jsm).catch(() => undefined))
+        yield* Effect.promise(() => sampleSessions(readModel).catch(() => undefined))
         const body = yield* PrometheusMetrics.format()
         return HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" })
       })

@@ -15,6 +15,7 @@ import {
   silenceTimeoutFromEnv,
 } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
+import { tracingSettingsFromEnv, withTracing } from "./Tracing.js"
 
 /** `CAPTURE_LOG_FORMAT`, when set. */
 const logFormatFromEnv = (): LogFormat | undefined => {
@@ -97,7 +98,7 @@ export const serveCommand = Command.make(
         fields: { role: flags.role },
       })
       stopsOnSignal()
-      return serve({
+      const serving = serve({
         role: flags.role,
         port: flags.port,
         host: flags.host,
@@ -116,6 +117,7 @@ export const serveCommand = Command.make(
         httpTimeouts: httpTimeoutsFromEnv(),
         ai: aiSettingsFromEnv(),
       })
+      return withTracing(tracingSettingsFromEnv(), flags.role, serving)
     }),
 ).pipe(
   Command.withDescription(

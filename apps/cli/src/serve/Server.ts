@@ -139,7 +139,7 @@ const stopWithin = (ms: number, part: string, stop: () => Promise<void>) =>
 const httpRoutes = (context: ServerContext) =>
   Layer.mergeAll(
     healthRoutes(context.nats, context.runtime.topology.eventStream),
-    metricsRoutes(context.nats, context.gateway),
+    metricsRoutes(context.nats, context.runtime.readModel, context.gateway),
     ...(context.gateway === undefined ? [] : [gatewayRoutes(context.gateway)]),
     notFound,
   )

@@ -2,6 +2,8 @@
  * The capture API's handlers: commands go to the session actor host, reads come from the read
  * model (falling back to the actor for a session the projector has not written yet).
  */
+
+import { currentSpanParent } from "@capture/jetstream"
 import {
   type CaptureError,
   type CaptureSession,
@@ -136,11 +138,16 @@ const readSession = (services: GatewayServicesShape, principal: Principal, sessi
     return view ?? (yield* refuse(sessionNotFound(sessionId)))
   })
 
-/** Runs a command on its session's actor; refusals keep their code, storage trouble is a 503. */
+/**
+ * Runs a command on its session's actor, in the trace of the request; refusals keep their code,
+ * storage trouble is a 503.
+ */
 export const execute = (services: GatewayServicesShape, command: SessionCommand) =>
-  Effect.flatMap(
-    call("storing the command", () => services.runtime.host.execute(command)),
-    fromResult,
+  currentSpanParent.pipe(
+    Effect.flatMap((parent) =>
+      call("storing the command", () => services.runtime.host.execute(command, parent)),
+    ),
+    Effect.flatMap(fromResult),
   )
 
 const viewOf = (

@@ -6,6 +6,7 @@
 import { captureError, failureOf, toCaptureError } from "@capture/protocol"
 import { Effect, Layer, Redacted, Result } from "effect"
 import { HttpApiMiddleware } from "effect/http-api"
+import { noteAccount } from "../access/RequestNotes.js"
 import { GatewayServices } from "../GatewayContext.js"
 import { Authentication, CurrentPrincipal, RequestDecoding } from "./CaptureApi.js"
 import { BadRequest, toFailure, type Unauthorized } from "./Failures.js"
@@ -26,6 +27,7 @@ export const AuthenticationLive = Layer.effect(
             Effect.orDie,
           )
           if (Result.isFailure(result)) return yield* Effect.fail(toFailure(result.failure) as Unauthorized)
+          yield* noteAccount(result.success.account_id)
           return yield* Effect.provideService(httpEffect, CurrentPrincipal, result.success)
         }),
     }

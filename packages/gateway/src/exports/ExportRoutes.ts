@@ -34,6 +34,7 @@ import {
 } from "@capture/protocol"
 import { Effect, Result, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { noteAccount } from "../access/RequestNotes.js"
 import { mayReach } from "../access/RtstreamAccess.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
 import { playerPage } from "./PlayerPage.js"
@@ -122,6 +123,7 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
           status: httpStatusOf(principal.failure.error_code),
         })
       }
+      yield* noteAccount(principal.success.account_id)
       const field = `${kind}_id`
       const id = params[field] ?? ""
       const notFound = refusal("not_found", `no ${kind} ${id}`, field)

@@ -13,6 +13,7 @@
  */
 
 import type { IncomingMessage } from "node:http"
+import { currentSpanParent } from "@capture/jetstream"
 import { type MediaStore, SegmentChecksumMismatch, SegmentConflict } from "@capture/media"
 import {
   type CaptureError,
@@ -31,6 +32,7 @@ import {
 import { mediaReceived } from "@capture/session-actor"
 import { Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { noteAccount } from "../access/RequestNotes.js"
 import { authorizeSession } from "../access/SessionAccess.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
 import { checkedSegmentBody, SegmentBodyRefused } from "./SegmentBody.js"
@@ -101,6 +103,7 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
         services.accounts.authenticate(headers[SegmentHeaders.token]),
       )
       if (Result.isFailure(principal)) return yield* refuse(principal.failure)
+      yield* noteAccount(principal.success.account_id)
 
       const sessionId = params.session_id ?? ""
       // The router has decoded it already; decoding again would turn %25 into % (or throw on it).
@@ -186,6 +189,8 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
         )
       }
       const accountId = credential.account_id
+      // The segment's record, and the report below, continue the upload's trace (tracing on).
+      const parent = yield* currentSpanParent
       const stored = yield* Effect.gen(function* () {
         const overQuota = yield* storage("reading the storage quota", () =>
           services.quota.admit(accountId, sessionId, Number.isFinite(length) ? length : 0),
@@ -211,13 +216,17 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
               container: "mpegts",
             },
             checkedSegmentBody(source, maxSegmentBytes),
+            parent,
           ),
         )
       }).pipe(Effect.ensuring(Effect.sync(release)))
       if (!stored.duplicate) services.quota.record(accountId, sessionId, stored.record.bytes)
       if (state.value === "starting") {
         const reported = yield* storage("reporting the media", () =>
-          services.runtime.host.execute(mediaReceived(sessionId as SessionId, channelId as ChannelId)),
+          services.runtime.host.execute(
+            mediaReceived(sessionId as SessionId, channelId as ChannelId),
+            parent,
+          ),
         )
         if (Result.isFailure(reported) && reported.failure.error_code !== "invalid_transition") {
           return yield* refuse(reported.failure)

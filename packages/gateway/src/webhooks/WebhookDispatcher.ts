@@ -21,7 +21,15 @@
  * not an event, or whose lane or delivery record does not decode, is logged and parked
  * (terminated); the consumer goes on.
  */
-import { ensureDurableConsumer } from "@capture/jetstream"
+import {
+  consumeSpan,
+  counter,
+  endSpan,
+  ensureDurableConsumer,
+  type SpanParent,
+  startSpan,
+  traceparentOf,
+} from "@capture/jetstream"
 import { decodeUnknown, type LifecycleEvent, SessionEvent, type WebhookSecret } from "@capture/protocol"
 import {
   EventStore,
@@ -107,6 +115,11 @@ const nak = (delayMs: number): Verdict => ({ _tag: "Nak", delayMs: Math.max(0, M
 const park = (reason: string): Verdict => ({ _tag: "Park", reason })
 
 const decodeEvent = decodeUnknown(SessionEvent)
+
+const attempts = counter(
+  "capture_webhook_attempts_total",
+  "Webhook POSTs this process made, by outcome: delivered, retry (failed, another attempt scheduled) or failed (the last attempt failed)",
+)
 
 /** Internal failures (NATS unavailable, account store down) retry soon, outside the schedule. */
 const INTERNAL_RETRY_MS = 2_000
@@ -274,8 +287,9 @@ export class WebhookDispatcher {
       this.held++
       const previous = this.chains.get(sessionId) ?? Promise.resolve()
       const current = previous.then(async () => {
+        const span = consumeSpan(this.durableName, message)
         try {
-          const verdict = await this.handle(message)
+          const verdict = await this.handle(message, span)
           if (verdict._tag === "Park") {
             this.log(
               `webhooks: stream message ${message.seq} on ${message.subject} parked: ${verdict.reason}`,
@@ -283,6 +297,7 @@ export class WebhookDispatcher {
           }
           settle(message, verdict)
         } finally {
+          endSpan(span)
           clearInterval(heartbeat)
           this.held--
           this.wake()
@@ -305,7 +320,7 @@ export class WebhookDispatcher {
   }
 
   /** Decides what to do with one message; never rejects. */
-  private async handle(message: JsMsg): Promise<Verdict> {
+  private async handle(message: JsMsg, cause: SpanParent | undefined): Promise<Verdict> {
     let decoded: Result.Result<SessionEvent, unknown>
     try {
       decoded = decodeEvent(message.json())
@@ -320,7 +335,7 @@ export class WebhookDispatcher {
       return park(`not a known event (${failure instanceof Error ? failure.message : String(failure)})`)
     }
     try {
-      return await this.dispatch(decoded.success, message)
+      return await this.dispatch(decoded.success, message, cause)
     } catch (error) {
       if (this.stopping.signal.aborted) return nak(0)
       this.log(
@@ -330,7 +345,11 @@ export class WebhookDispatcher {
     }
   }
 
-  private async dispatch(event: SessionEvent, message: JsMsg): Promise<Verdict> {
+  private async dispatch(
+    event: SessionEvent,
+    message: JsMsg,
+    cause: SpanParent | undefined,
+  ): Promise<Verdict> {
     const sessionId = event.session_id
     for (;;) {
       const read = await this.lanes.read(sessionId)
@@ -361,7 +380,7 @@ export class WebhookDispatcher {
         }
         lane = restarted
       }
-      const outcome = await this.attemptHead(event, message.seq, lane)
+      const outcome = await this.attemptHead(event, message.seq, lane, cause)
       switch (outcome._tag) {
         case "Aborted":
           return nak(0)
@@ -492,12 +511,17 @@ export class WebhookDispatcher {
   }
 
   /** One attempt at the lane's head `event` (stored at `streamSequence`), if one is due. */
-  private async attemptHead(event: SessionEvent, streamSequence: number, lane: Lane): Promise<HeadOutcome> {
+  private async attemptHead(
+    event: SessionEvent,
+    streamSequence: number,
+    lane: Lane,
+    cause?: SpanParent | undefined,
+  ): Promise<HeadOutcome> {
     const routing = nextRouting(lane.routing, event)
     if (routing.callback_url !== null) {
       const lifecycle = await this.fold.lifecycleOf(event, streamSequence)
       if (lifecycle !== undefined) {
-        const outcome = await this.deliver(event, lifecycle, routing.account_id, routing.callback_url)
+        const outcome = await this.deliver(event, lifecycle, routing.account_id, routing.callback_url, cause)
         if (outcome !== undefined) return outcome
       }
     }
@@ -513,6 +537,7 @@ export class WebhookDispatcher {
     lifecycle: LifecycleEvent,
     accountId: string,
     url: string,
+    cause?: SpanParent | undefined,
   ): Promise<Exclude<HeadOutcome, { _tag: "Passed" }> | undefined> {
     const current = await this.deliveries.read(event.session_id, event.sequence)
     // Whether and how often it was sent is unknown: the record is left as it is.
@@ -525,14 +550,26 @@ export class WebhookDispatcher {
       if (early > EARLY_TOLERANCE_MS) return { _tag: "Retry", dueAt: Date.parse(dueAt) }
     }
     const at = new Date()
+    const span = startSpan("webhook.deliver", {
+      parent: cause,
+      kind: "client",
+      attributes: { "capture.session_id": event.session_id, "capture.event_type": event.type },
+    })
     const outcome = await postWebhook(lifecycle, url, {
       policy: this.policy,
       secrets: () => this.options.secretsFor(accountId),
       timeoutMs: this.requestTimeoutMs,
       signal: this.stopping.signal,
+      ...(span === undefined ? {} : { traceparent: traceparentOf(span) }),
     })
+    if (span !== undefined) {
+      if (outcome.status_code !== null) span.attribute("http.response.status_code", outcome.status_code)
+      if (outcome.error !== null) span.attribute("capture.webhook_error", outcome.error)
+      endSpan(span)
+    }
     if (outcome.error === "aborted" && this.stopping.signal.aborted) return { _tag: "Aborted" }
     const record = await this.deliveries.recordAttempt({ event, lifecycle, url }, at, outcome, current)
+    attempts.add(1, { outcome: record.status === "pending" ? "retry" : record.status })
     if (record.status === "pending" && record.next_attempt_at !== null) {
       this.log(
         `webhooks: ${event.session_id} #${event.sequence} attempt ${record.attempts.length} failed ` +

@@ -37,6 +37,8 @@ export interface WebhookPostOptions {
   readonly timeoutMs: number
   /** Aborts the POST (the process is stopping): the outcome's error is then `aborted`. */
   readonly signal: AbortSignal
+  /** The W3C trace context sent along (tracing on), so the receiver may continue the trace. */
+  readonly traceparent?: string
 }
 
 const USER_AGENT = "Capture-Webhooks/2"
@@ -73,6 +75,7 @@ export const postSignedJson = async (
     [WEBHOOK_ID_HEADER]: id,
     [WEBHOOK_TIMESTAMP_HEADER]: String(timestamp),
     [WEBHOOK_SIGNATURE_HEADER]: secrets.map((secret) => signWebhook(secret, id, timestamp, body)).join(" "),
+    ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
   }
   return send(checked.success, body, headers, options.timeoutMs, options.signal)
 }

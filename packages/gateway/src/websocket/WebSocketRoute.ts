@@ -11,6 +11,7 @@ import type { IncomingMessage } from "node:http"
 import { type CaptureError, captureError, failureOf, httpStatusOf } from "@capture/protocol"
 import { Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { noteAccount } from "../access/RequestNotes.js"
 import { type AccountStore, credentialChain } from "../accounts/AccountStore.js"
 import { socketsByConnection } from "./BoundedWebSocket.js"
 import type { ConnectionIds } from "./ConnectionIds.js"
@@ -47,6 +48,7 @@ export const webSocketRoute = (accounts: AccountStore, hub: WebSocketHub, connec
       )
       if (Result.isFailure(result)) return refused(result.failure)
       const principal = result.success
+      yield* noteAccount(principal.account_id)
       if (inUrl !== null && (principal.kind !== "client_token" || principal.scope !== "websocket")) {
         return refused(
           captureError(

@@ -1,0 +1,244 @@
+/**
+ * OpenTelemetry traces of a real `capture serve`: with `OTEL_EXPORTER_OTLP_ENDPOINT` naming a
+ * local OTLP/HTTP receiver (JSON), a session recorded and exported through it gives one trace that
+ * follows it from an HTTP request through the append and, across NATS, to the projector, the
+ * reactor, the muxer and the webhook delivery it caused; no span carries a credential. Unset, the
+ * variables leave tracing off (the other suites run that way).
+ */
+import { once } from "node:events"
+import { mkdtemp, rm } from "node:fs/promises"
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { LOOPBACK, type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { tracingSettingsFromEnv } from "../src/serve/Tracing.js"
+import { killIfRunning, runCli } from "./cli.js"
+import {
+  type CaptureServer,
+  pollUntil,
+  startCaptureServer,
+  startWebhookReceiver,
+  type WebhookReceiver,
+} from "./endToEnd.js"
+
+interface OtlpValue {
+  readonly stringValue?: string
+  readonly intValue?: number | string
+}
+interface OtlpSpan {
+  readonly traceId: string
+  readonly spanId: string
+  readonly parentSpanId?: string
+  readonly name: string
+  readonly kind: number
+  readonly attributes: ReadonlyArray<{ readonly key: string; readonly value: OtlpValue }>
+}
+interface OtlpTraces {
+  readonly resourceSpans: ReadonlyArray<{
+    readonly resource: { readonly attributes: ReadonlyArray<{ key: string; value: OtlpValue }> }
+    readonly scopeSpans: ReadonlyArray<{ readonly spans: ReadonlyArray<OtlpSpan> }>
+  }>
+}
+
+const SERVER_KIND = 2
+
+/** An OTLP/HTTP receiver on 127.0.0.1: keeps every span posted to /v1/traces (JSON). */
+const startOtlpReceiver = async () => {
+  const spans: OtlpSpan[] = []
+  const bodies: string[] = []
+  const services = new Set<string>()
+  const server: Server = createServer((request, response) => {
+    const chunks: Buffer[] = []
+    request.on("data", (chunk: Buffer) => chunks.push(chunk))
+    request.on("end", () => {
+      if (request.url !== "/v1/traces" || request.headers["content-type"] !== "application/json") {
+        response.writeHead(415).end()
+        return
+      }
+      const body = Buffer.concat(chunks).toString("utf8")
+      bodies.push(body)
+      const traces = JSON.parse(body) as OtlpTraces
+      for (const resource of traces.resourceSpans) {
+        const name = resource.resource.attributes.find((a) => a.key === "service.name")
+        if (name?.value.stringValue !== undefined) services.add(name.value.stringValue)
+        for (const scope of resource.scopeSpans) spans.push(...scope.spans)
+      }
+      response.writeHead(200, { "content-type": "application/json" }).end("{}")
+    })
+  })
+  server.listen(0, LOOPBACK)
+  await once(server, "listening")
+  const { port } = server.address() as AddressInfo
+  return {
+    endpoint: `http://${LOOPBACK}:${port}`,
+    spans,
+    bodies,
+    services,
+    close: () => {
+      server.closeAllConnections()
+      return new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+describe("tracingSettingsFromEnv", () => {
+  it("is off without an endpoint or when disabled, and reads the standard variables", () => {
+    expect(tracingSettingsFromEnv({})).toBeUndefined()
+    expect(
+      tracingSettingsFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_SDK_DISABLED: "true" }),
+    ).toBeUndefined()
+    expect(
+      tracingSettingsFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318", OTEL_TRACES_EXPORTER: "none" }),
+    ).toBeUndefined()
+    expect(
+      tracingSettingsFromEnv({
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/",
+        OTEL_EXPORTER_OTLP_HEADERS: "x-tenant=a%20b",
+        OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=prod",
+      }),
+    ).toEqual({
+      url: "http://collector:4318/v1/traces",
+      protocol: "http/protobuf",
+      headers: { "x-tenant": "a b" },
+      serviceName: "capture",
+      resourceAttributes: { "deployment.environment": "prod" },
+      exportIntervalMs: 5_000,
+    })
+    expect(
+      tracingSettingsFromEnv({
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://collector:4318/traces",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_SERVICE_NAME: "capture-eu",
+      }),
+    ).toMatchObject({ url: "http://collector:4318/traces", protocol: "http/json", serviceName: "capture-eu" })
+    expect(() =>
+      tracingSettingsFromEnv({
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4317",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      }),
+    ).toThrow(/grpc is not supported/)
+    expect(() => tracingSettingsFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" })).toThrow(
+      /OTEL_EXPORTER_OTLP_ENDPOINT must be an http\(s\) URL/,
+    )
+  })
+})
+
+describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
+  let nats: NatsServerHandle
+  let otlp: Awaited<ReturnType<typeof startOtlpReceiver>>
+  let server: CaptureServer
+  let webhooks: WebhookReceiver
+  let work: string
+
+  beforeAll(async () => {
+    nats = await startNatsServer()
+    otlp = await startOtlpReceiver()
+    server = await startCaptureServer(nats.url, {
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_SERVICE_NAME: "capture-trace-test",
+        OTEL_BSP_SCHEDULE_DELAY: "200",
+      },
+    })
+    webhooks = await startWebhookReceiver(server.webhookSecret)
+    work = await mkdtemp(`${process.env.TMPDIR ?? "/tmp"}/capture-tracing-`)
+  }, 90_000)
+  afterAll(async () => {
+    await killIfRunning(server?.process)
+    await webhooks?.close()
+    await otlp?.close()
+    await nats?.stop()
+    if (work !== undefined) await rm(work, { recursive: true, force: true })
+  })
+
+  it("follows a recorded session from HTTP through the append, across NATS, to the projector, reactor, muxer and webhook", async () => {
+    const created = await server.data("POST", "/collection/default/capture/session", {
+      end_user_id: "user-t",
+      callback_url: webhooks.url,
+    })
+    const session = created.id as string
+    const token = (await server.data("POST", "/capture/session/token", { user_id: "user-t" })).token as string
+    const recorded = await runCli([
+      "record",
+      "--server",
+      server.base,
+      "--token",
+      token,
+      "--session",
+      session,
+      "--synthetic",
+      "--duration",
+      "3s",
+      "--spool",
+      `${work}/spool`,
+    ])
+    expect(recorded.code, `${recorded.stdout}${recorded.stderr}`).toBe(0)
+    await pollUntil(
+      "the exported webhook",
+      async () => webhooks.received.map((w) => w.envelope.event),
+      (events) => events.includes("capture_session.exported"),
+      { timeoutMs: 60_000 },
+    )
+
+    // The trace the export is in: wait until its spans have all come in (a parent ends after its
+    // children, so it may come in a later batch).
+    const orphansOf = (spans: ReadonlyArray<OtlpSpan>) => {
+      const ids = new Set(spans.map((span) => span.spanId))
+      return spans.filter((span) => span.parentSpanId && !ids.has(span.parentSpanId))
+    }
+    const traceOfExport = () => {
+      const muxer = otlp.spans.find(
+        (span) =>
+          span.name === "capture-muxer" &&
+          otlp.spans.some((s) => s.parentSpanId === span.spanId && s.name === "command CompleteExport"),
+      )
+      return muxer === undefined ? [] : otlp.spans.filter((span) => span.traceId === muxer.traceId)
+    }
+    const trace = await pollUntil(
+      "one trace from an HTTP request to the webhook delivery",
+      async () => traceOfExport(),
+      (spans) =>
+        spans.some((s) => s.name === "webhook.deliver") &&
+        spans.some((s) => s.kind === SERVER_KIND) &&
+        spans.some((s) => s.name === "capture-projector") &&
+        spans.some((s) => s.name === "capture-webhooks") &&
+        orphansOf(spans).length === 0,
+      { timeoutMs: 30_000 },
+    )
+    const names = new Set(trace.map((span) => span.name))
+    for (const name of [
+      "events.append",
+      "capture-projector",
+      "capture-reactor",
+      "command RequestExport",
+      "capture-muxer",
+      "command CompleteExport",
+      "capture-webhooks",
+      "webhook.deliver",
+    ]) {
+      expect(names, name).toContain(name)
+    }
+    // One tree: a single root, the HTTP request (no client context came with it), and every other
+    // span's parent in the trace.
+    const roots = trace.filter((span) => span.parentSpanId === undefined || span.parentSpanId === "")
+    expect(roots).toHaveLength(1)
+    expect(roots[0]?.kind).toBe(SERVER_KIND)
+    expect(orphansOf(trace).map((span) => span.name)).toEqual([])
+    expect(trace.some((s) => s.attributes.some((a) => a.value.stringValue === session))).toBe(true)
+    expect(otlp.services).toEqual(new Set(["capture-trace-test"]))
+
+    // No credential in any span, not even one a client put in a query string.
+    await fetch(`${server.base}/collection/default/capture/session/${session}?token=${token}`)
+    await pollUntil(
+      "the span of the request with a token in its query",
+      async () => otlp.bodies.some((body) => body.includes("token=")),
+      (found) => found,
+      { timeoutMs: 10_000 },
+    )
+    const exported = otlp.bodies.join("\n")
+    expect(exported).not.toContain(server.apiKey)
+    expect(exported).not.toContain(token)
+    expect(exported).not.toMatch(/\b(?:sk|st)-[A-Za-z0-9_-]{8,}/)
+  }, 150_000)
+})
