@@ -79,7 +79,7 @@ export const startCaptureServer = async (options: {
     }
     rmSync(dataDir, { recursive: true, force: true })
   }
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000)
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 120_000)
   for (;;) {
     if (exitCode !== undefined) {
       await stop()
