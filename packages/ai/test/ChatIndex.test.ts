@@ -1,16 +1,6 @@
-/**
- * Indexes and alerts with a chat model: the pipeline in-process on real nats-server, recorded
- * screens and speech, against an OpenAI-compatible chat provider on 127.0.0.1 that checks each
- * request as the real API does. The provider's "model" reads the frames it is sent with
- * tesseract, so a scene's description says what those frames showed.
- */
-import { sha256Hex } from "@capture/media"
 import {
-  type CollectionId,
   type DetectionEventView,
-  newCommandId,
   newDetectionEventId,
-  newSessionId,
   type RtstreamId,
   type SceneIndexId,
   type SessionId,
@@ -110,63 +100,12 @@ afterAll(async () => {
 
 const words = (text: string) => text.toLowerCase().match(/[a-z]+/g) ?? []
 
-const putScreen = (deployment: Deployment, sessionId: SessionId, index: number, startMs: number) => {
-  const segment = screens.segments[index]
-  if (segment === undefined) throw new Error(`no segment ${index}`)
-  return deployment.media.put(
-    {
-      session_id: sessionId,
-      channel_id: "display:1",
-      index,
-      start_ms: startMs + segment.offsetMs,
-      duration_ms: segment.durationMs,
-      sha256: sha256Hex(segment.bytes),
-      final: index === screens.segments.length - 1,
-      container: "mpegts",
-    },
-    segment.bytes,
-  )
-}
+const putScreen = (deployment: Deployment, sessionId: SessionId, index: number, startMs: number) =>
+  putSegment(deployment, sessionId, screens, index, startMs, "display:1")
 
 /** A started session whose display has sent segment 0, and its display rtstream. */
-const displaySession = async (deployment: Deployment, startMs: number): Promise<TranscriptionTarget> => {
-  const { runtime } = deployment
-  const sessionId = newSessionId()
-  for (const command of [
-    {
-      type: "CreateSession" as const,
-      command_id: newCommandId(),
-      session_id: sessionId,
-      collection_id: "default" as CollectionId,
-      end_user_id: "user-1",
-    },
-    {
-      type: "StartSession" as const,
-      command_id: newCommandId(),
-      session_id: sessionId,
-      channels: [{ channel_id: "display:1" as const }, { channel_id: "mic:default" as const }],
-    },
-  ]) {
-    const outcome = await runtime.host.execute(command)
-    if (Result.isFailure(outcome)) throw new Error(outcome.failure.message)
-  }
-  await putScreen(deployment, sessionId, 0, startMs)
-  const view = await waitFor(
-    () => runtime.readModel.get(sessionId),
-    (record) => (record?.session.rtstreams.length ?? 0) > 1,
-  )
-  const rtstream = view?.session.rtstreams.find((r) => r.name === "display:1")
-  if (view === undefined || rtstream === undefined) throw new Error("no display rtstream")
-  return {
-    rtstream_id: rtstream.rtstream_id as RtstreamId,
-    rtstream_name: rtstream.name,
-    session_id: sessionId,
-    channel_id: "display:1",
-    account_id: view.account_id,
-    end_user_id: view.session.end_user_id,
-    collection_id: view.session.collection_id,
-  }
-}
+const displaySession = async (deployment: Deployment, startMs: number): Promise<TranscriptionTarget> =>
+  (await activeSession(deployment, screens, startMs, "display:1")).target
 
 const detectionEvent = (label: string, prompt: string): DetectionEventView => ({
   event_id: newDetectionEventId(),

@@ -1,13 +1,4 @@
-import { MediaStore, sha256Hex } from "@capture/media"
-import {
-  type ChannelId,
-  type CollectionId,
-  newCommandId,
-  newSessionId,
-  type RtstreamId,
-  type SessionId,
-} from "@capture/protocol"
-import { startSessionRuntime } from "@capture/session-actor"
+import type { ChannelId, CollectionId, RtstreamId, SessionId } from "@capture/protocol"
 import {
   type NatsServerHandle,
   type ScreenRecording,
@@ -20,7 +11,7 @@ import { Result } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   AiPipeline,
-  AiStore,
+  type AiStore,
   createIndex,
   decideCreateIndex,
   emptyRtstreamAi,
@@ -29,7 +20,7 @@ import {
   type TranscriptionTarget,
   tesseractAvailable,
 } from "../src/index.js"
-import { decoders, ffmpeg } from "./support.js"
+import { activeSession, type Deployment, decoders, ffmpeg, openDeployment, putSegment } from "./support.js"
 
 const PREFIX = "aivisual"
 let nats: NatsServerHandle
@@ -56,24 +47,18 @@ afterAll(async () => {
 const words = (text: string) => text.toLowerCase().match(/[a-z]+/g) ?? []
 
 describe.skipIf(!tesseractAvailable())("a visual index with the local engine", () => {
-  let media: MediaStore
+  let deployment: Deployment
   let store: AiStore
   let pipeline: AiPipeline
-  let runtime: Awaited<ReturnType<typeof startSessionRuntime>>
 
   beforeAll(async () => {
-    media = await MediaStore.open(nc, { prefix: PREFIX })
-    runtime = await startSessionRuntime(nc, {
-      workers: true,
-      topology: { prefix: PREFIX },
-      reactor: { segments: media, silenceTimeoutMs: 600_000 },
-    })
-    closers.push(() => runtime.stop())
-    store = await AiStore.open(nc, { prefix: PREFIX })
+    deployment = await openDeployment(nc, PREFIX)
+    closers.push(() => deployment.runtime.stop())
+    store = deployment.store
     pipeline = await AiPipeline.start(nc, {
-      media,
+      media: deployment.media,
       store,
-      readModel: runtime.readModel,
+      readModel: deployment.runtime.readModel,
       engines: {},
       textReader: new TesseractReader(),
       decoders,
@@ -82,61 +67,11 @@ describe.skipIf(!tesseractAvailable())("a visual index with the local engine", (
     closers.push(() => pipeline.stop())
   })
 
-  const put = (sessionId: SessionId, index: number, startMs: number) => {
-    const segment = recording.segments[index]
-    if (segment === undefined) throw new Error(`no segment ${index}`)
-    return media.put(
-      {
-        session_id: sessionId,
-        channel_id: "display:1",
-        index,
-        start_ms: startMs + segment.offsetMs,
-        duration_ms: segment.durationMs,
-        sha256: sha256Hex(segment.bytes),
-        final: index === recording.segments.length - 1,
-        container: "mpegts",
-      },
-      segment.bytes,
-    )
-  }
+  const put = (sessionId: SessionId, index: number, startMs: number) =>
+    putSegment(deployment, sessionId, recording, index, startMs, "display:1")
 
-  const displaySession = async (startMs: number): Promise<TranscriptionTarget> => {
-    const sessionId = newSessionId()
-    for (const command of [
-      {
-        type: "CreateSession" as const,
-        command_id: newCommandId(),
-        session_id: sessionId,
-        collection_id: "default" as CollectionId,
-        end_user_id: "user-1",
-      },
-      {
-        type: "StartSession" as const,
-        command_id: newCommandId(),
-        session_id: sessionId,
-        channels: [{ channel_id: "display:1" as const }, { channel_id: "mic:default" as const }],
-      },
-    ]) {
-      const outcome = await runtime.host.execute(command)
-      if (Result.isFailure(outcome)) throw new Error(outcome.failure.message)
-    }
-    await put(sessionId, 0, startMs)
-    const view = await waitFor(
-      () => runtime.readModel.get(sessionId),
-      (record) => (record?.session.rtstreams.length ?? 0) > 1,
-    )
-    const rtstream = view?.session.rtstreams.find((r) => r.name === "display:1")
-    if (view === undefined || rtstream === undefined) throw new Error("no display rtstream")
-    return {
-      rtstream_id: rtstream.rtstream_id as RtstreamId,
-      rtstream_name: rtstream.name,
-      session_id: sessionId,
-      channel_id: "display:1",
-      account_id: view.account_id,
-      end_user_id: view.session.end_user_id,
-      collection_id: view.session.collection_id,
-    }
-  }
+  const displaySession = async (startMs: number): Promise<TranscriptionTarget> =>
+    (await activeSession(deployment, recording, startMs, "display:1")).target
 
   it("reads the words on screen into scenes of one batch window, reading a still screen once", async () => {
     const startMs = Date.now() - 60_000

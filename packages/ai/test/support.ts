@@ -10,7 +10,7 @@ import {
   type SessionId,
 } from "@capture/protocol"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
-import { type SpeechRecording, waitFor } from "@capture/testkit"
+import { waitFor } from "@capture/testkit"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { AiStore } from "../src/index.js"
@@ -43,10 +43,22 @@ const ok = async (runtime: SessionRuntime, command: Parameters<SessionRuntime["h
   return outcome.success
 }
 
-/** A started session whose mic has sent segment 0: active, with its rtstreams. */
+/** Segments recorded ahead of a test (speech or a screen), each at its offset in the recording. */
+export interface RecordedSegments {
+  readonly segments: ReadonlyArray<{
+    readonly offsetMs: number
+    readonly durationMs: number
+    readonly bytes: Uint8Array
+  }>
+}
+
+/**
+ * A started session whose `channelId` (the mic by default) has sent segment 0: active, with its
+ * rtstreams. Its other channel is the display, or the mic for a display session.
+ */
 export const activeSession = async (
   deployment: Deployment,
-  recording: SpeechRecording,
+  recording: RecordedSegments,
   startMs: number,
   channelId: ChannelId = "mic:default",
 ): Promise<{ readonly sessionId: SessionId; readonly target: TranscriptionTarget }> => {
@@ -63,12 +75,15 @@ export const activeSession = async (
     type: "StartSession",
     command_id: newCommandId(),
     session_id: sessionId,
-    channels: [{ channel_id: channelId }, { channel_id: "display:1" }],
+    channels: [
+      { channel_id: channelId },
+      { channel_id: channelId === "display:1" ? "mic:default" : "display:1" },
+    ],
   })
   await putSegment(deployment, sessionId, recording, 0, startMs, channelId)
   const view = await waitFor(
     () => runtime.readModel.get(sessionId),
-    (record) => (record?.session.rtstreams.length ?? 0) > 0,
+    (record) => record?.session.rtstreams.some((r) => r.name === channelId) === true,
   )
   const rtstream = view?.session.rtstreams.find((r) => r.name === channelId)
   if (view === undefined || rtstream === undefined) throw new Error("no rtstream")
@@ -90,7 +105,7 @@ export const activeSession = async (
 export const putSegment = async (
   deployment: Deployment,
   sessionId: SessionId,
-  recording: SpeechRecording,
+  recording: RecordedSegments,
   index: number,
   startMs: number,
   channelId: ChannelId = "mic:default",
