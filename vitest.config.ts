@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os"
 import { defineConfig } from "vitest/config"
 
 // One vitest run for the whole tree; integration suites start their own NATS servers, so they run
@@ -10,8 +11,8 @@ export default defineConfig({
     exclude: ["**/node_modules/**", "**/*.slow.test.ts", "**/*.deploy.test.ts", "**/*.chaos.test.ts"],
     pool: "forks",
     // vitest leaves one core free by default (one fork on a 2-core CI machine); these suites mostly
-    // wait on the processes they start, so two forks cut the run from ~14 to ~10 minutes.
-    maxWorkers: 2,
+    // wait on the processes they start, so two forks cut the run there from ~14 to ~10 minutes.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     testTimeout: 30_000,
     hookTimeout: 120_000,
     reporters: ["default", "./scripts/vitest-summary-reporter.ts"],
