@@ -7,6 +7,7 @@
  */
 
 import { AiStore, type EngineChoice, SearchIndex, SearchProjection } from "@capture/ai"
+import { resolveFfmpeg } from "@capture/binaries"
 import { ExportStore, MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -31,7 +32,11 @@ import { type GatewayConfig, GatewayServices, type GatewayServicesShape } from "
 import { clipRoutes } from "./ingest/ClipRoutes.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
+import { PublishLeases } from "./ingest/PublishLeases.js"
+import { RtmpIngest } from "./ingest/RtmpIngest.js"
+import { RtmpSessions } from "./ingest/RtmpSessions.js"
 import { StorageQuota } from "./ingest/StorageQuota.js"
+import { StreamKeys } from "./ingest/StreamKeys.js"
 import { UploadSlots } from "./ingest/UploadSlots.js"
 import { assertLimitsFit, DEFAULT_WS_MAX_MESSAGE_BYTES, type GatewayLimits, limitsOf } from "./Limits.js"
 import {
@@ -47,6 +52,24 @@ import { boundedWebSocketClass, type WebSocketLimits } from "./websocket/Bounded
 import { ConnectionIds } from "./websocket/ConnectionIds.js"
 import { WebSocketHub } from "./websocket/WebSocketHub.js"
 import { webSocketRoute } from "./websocket/WebSocketRoute.js"
+
+/** The RTMP listener for pushed sessions (`source: "rtmp"`); off unless given. */
+export interface RtmpOptions {
+  readonly host: string
+  /** 0: any free port (tests). */
+  readonly port: number
+  /** What publishers are told to push to, without the stream key; default `rtmp://<host>:<port>/live`. */
+  readonly publicUrl?: string | undefined
+  /** How long a session waits for its publisher to come back before it stops (ms; default 10 s). */
+  readonly graceMs?: number | undefined
+  /** How long a publish lease outlives the gateway holding it (ms; default 15 s). */
+  readonly leaseTtlMs?: number | undefined
+  /** Length of the segments a publish is cut into (s; default 2, as the recorder's). */
+  readonly segmentSeconds?: number | undefined
+}
+
+/** The RTMP application publishers push to: `rtmp://host:port/live/<stream key>`. */
+export const RTMP_APP = "live"
 
 /** The gateway's settings; a limit left out has its `DEFAULT_LIMITS` value. */
 export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>, Partial<GatewayLimits> {
@@ -77,6 +100,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly seedApiKey?: string | undefined
   /** `CAPTURE_WEBHOOK_SECRET`: the first account's signing secret. */
   readonly seedWebhookSecret?: WebhookSecret | undefined
+  /** RTMP ingest (`CAPTURE_RTMP_PORT`); undefined: off. */
+  readonly rtmp?: RtmpOptions | undefined
   readonly log: (message: string) => void
 }
 
@@ -89,6 +114,8 @@ export interface Gateway {
   /** The HTTP server's `ws` options: every upgraded socket is bounded and heartbeated. */
   readonly webSocketServerOptions: { readonly WebSocket: unknown; readonly maxPayload: number }
   readonly webSocketStats: { readonly dropped: number; readonly reaped: number }
+  /** The port the RTMP listener took, when it listens. */
+  readonly rtmpPort: number | undefined
   /** A plain API key created on this start (first start of a deployment), to print once. */
   readonly firstApiKey: string | undefined
   readonly log: (message: string) => void
@@ -192,6 +219,24 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   const purgeTimer = setInterval(purgeExpired, options.expiryPurgeIntervalMs ?? 60_000)
   purgeTimer.unref()
 
+  // Listening before the services exist (their RTMP URL names the port): a publish this early waits.
+  let rtmpSessions: RtmpSessions | undefined
+  const rtmpOptions = options.rtmp
+  const rtmpIngest =
+    rtmpOptions === undefined
+      ? undefined
+      : await RtmpIngest.listen({
+          host: rtmpOptions.host,
+          port: rtmpOptions.port,
+          ffmpegPath: resolveFfmpeg(),
+          ...(rtmpOptions.segmentSeconds === undefined ? {} : { segmentSeconds: rtmpOptions.segmentSeconds }),
+          admit: async (publish) =>
+            rtmpSessions === undefined ? { refused: "the server is starting" } : rtmpSessions.admit(publish),
+          log: options.log,
+        })
+  const rtmpKeys = new StreamKeys(deploymentKey)
+  const rtmpGraceMs = rtmpOptions?.graceMs ?? 10_000
+
   const services: GatewayServicesShape = {
     runtime,
     accounts,
@@ -205,6 +250,16 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     connectionIds: new ConnectionIds(deploymentKey),
     quota,
     uploadSlots: new UploadSlots(limits.maxUploadsPerCredential),
+    rtmp:
+      rtmpOptions === undefined || rtmpIngest === undefined
+        ? undefined
+        : {
+            publicUrl: (
+              rtmpOptions.publicUrl ?? `rtmp://${rtmpOptions.host}:${rtmpIngest.port}/${RTMP_APP}`
+            ).replace(/\/+$/, ""),
+            keys: rtmpKeys,
+            graceMs: rtmpGraceMs,
+          },
     config: {
       ...limits,
       publicUrl: options.publicUrl.replace(/\/+$/, ""),
@@ -219,6 +274,19 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       return { deliveries, alert_deliveries }
     },
   }
+  if (rtmpIngest !== undefined) {
+    const leaseTtlMs = rtmpOptions?.leaseTtlMs ?? 15_000
+    const leases = await PublishLeases.open(nc, { ...topology, ttlMs: leaseTtlMs, log: options.log })
+    rtmpSessions = new RtmpSessions(services, leases, rtmpKeys, {
+      app: RTMP_APP,
+      graceMs: rtmpGraceMs,
+      renewMs: Math.max(100, Math.floor(leaseTtlMs / 5)),
+      log: options.log,
+    })
+    options.log(
+      `rtmp listening on ${rtmpOptions?.host}:${rtmpIngest.port} (${services.rtmp?.publicUrl}/<stream key>)`,
+    )
+  }
   return {
     accounts,
     hub,
@@ -232,8 +300,12 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     },
     webSocketStats: bounded.stats,
     firstApiKey,
+    rtmpPort: rtmpIngest?.port,
     log: options.log,
     stop: async () => {
+      // Publishers first: their last segments are stored while NATS is still there.
+      await rtmpIngest?.close()
+      await rtmpSessions?.stop()
       stopClosingRevoked()
       clearInterval(purgeTimer)
       await aiFeed.stop()

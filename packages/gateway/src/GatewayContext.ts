@@ -12,6 +12,7 @@ import type { UrlSigner } from "./access/SignedUrls.js"
 import type { AccountStore } from "./accounts/AccountStore.js"
 import type { DetectionEvents } from "./alerts/DetectionEvents.js"
 import type { StorageQuota } from "./ingest/StorageQuota.js"
+import type { StreamKeys } from "./ingest/StreamKeys.js"
 import type { UploadSlots } from "./ingest/UploadSlots.js"
 import type { GatewayLimits } from "./Limits.js"
 import type { ConnectionIds } from "./websocket/ConnectionIds.js"
@@ -21,6 +22,15 @@ export interface GatewayConfig extends GatewayLimits {
   readonly publicUrl: string
   /** Lifetime of a client token when the request names none (seconds). */
   readonly defaultTokenSeconds: number
+}
+
+/** Where RTMP publishers push, when this gateway listens for them. */
+export interface RtmpEndpoint {
+  /** `rtmp://host:port/<app>`: a publish URL is this plus `/<stream key>`. */
+  readonly publicUrl: string
+  readonly keys: StreamKeys
+  /** How long a session waits for its publisher to come back before it stops. */
+  readonly graceMs: number
 }
 
 export interface GatewayServicesShape {
@@ -45,6 +55,8 @@ export interface GatewayServicesShape {
   readonly quota: StorageQuota
   /** Segment uploads in flight per credential on this process. */
   readonly uploadSlots: UploadSlots
+  /** RTMP ingest (`source: "rtmp"`); undefined when this gateway does not listen for it. */
+  readonly rtmp: RtmpEndpoint | undefined
   /** Refuses a callback URL that is not http(s) or points at a private address (unless allowed). */
   readonly checkCallbackUrl: (url: string, field: string) => Promise<Result.Result<URL, CaptureError>>
   /** A session's webhook deliveries: lifecycle ones oldest first, and its alerts'. */

@@ -107,19 +107,57 @@ export const STOP_SESSION_ROUTE = "/capture/session/:session_id/stop"
 export const stopSessionPath = (sessionId: string): string =>
   pathOf(STOP_SESSION_ROUTE, { session_id: sessionId })
 
-/** `POST /capture/session/start`. */
+/**
+ * What feeds a session: Capture's recorder uploading segments (the default), or a publisher
+ * pushing RTMP (OBS, ffmpeg) to the stream key the start answers with.
+ */
+export const SessionSource = Schema.Literals(["recorder", "rtmp"])
+export type SessionSource = typeof SessionSource.Type
+
+/** The channels an `rtmp` session gets when its start names none: the pushed video and audio. */
+export const RTMP_DEFAULT_CHANNELS: ReadonlyArray<ChannelInput> = [
+  { channel_id: "camera:rtmp", name: "RTMP video", type: "video", store: true, is_primary: true },
+  { channel_id: "mic:rtmp", name: "RTMP audio", type: "audio", store: true },
+]
+
+/** `POST /capture/session/start`: `channels` may be left out only with `source: "rtmp"`. */
 export const StartSessionRequest = Schema.Struct({
   session_id: SessionId,
-  channels: Schema.Array(ChannelInput).check(Schema.isMaxLength(32)),
+  channels: Schema.optionalKey(Schema.Array(ChannelInput).check(Schema.isMaxLength(32))),
+  source: Schema.optionalKey(Schema.NullOr(SessionSource)),
   primary_video_channel_id: Schema.optionalKey(Schema.NullOr(ChannelId)),
   ws_connection_id: Schema.optionalKey(Schema.NullOr(ConnectionId)),
   callback_url: Schema.optionalKey(Schema.NullOr(Url)),
 })
 export type StartSessionRequest = typeof StartSessionRequest.Type
 
+/** Where a publisher pushes an `rtmp` session (the live-streaming platforms' `rtmp` answer). */
+export const RtmpIngress = Schema.Struct({
+  /** The session's id: one ingress per session. */
+  ingress_id: Schema.String,
+  /** The full publish URL, stream key included (`ffmpeg … -f flv <url>`). */
+  url: Schema.String,
+  /** Secret: it opens only this session, and only while it records. */
+  stream_key: Schema.String,
+})
+export type RtmpIngress = typeof RtmpIngress.Type
+
+/** The same, split the way OBS Studio asks for it (Settings → Stream → Custom). */
+export const RtmpSetup = Schema.Struct({
+  server: Schema.String,
+  stream_key: Schema.String,
+  instructions: Schema.Struct({ step1: Schema.String, step2: Schema.String, step3: Schema.String }),
+})
+export type RtmpSetup = typeof RtmpSetup.Type
+
 export const StartSessionView = Schema.Struct({
   session_id: SessionId,
   status: SessionStatus,
+  /** `source: "rtmp"` only. */
+  rtmp: Schema.optionalKey(RtmpIngress),
+  rtmp_setup: Schema.optionalKey(RtmpSetup),
+  /** `source: "rtmp"` only: the live HLS playlist of the pushed video (signed; it lists segments as they come). */
+  hls_url: Schema.optionalKey(Schema.String),
 })
 export type StartSessionView = typeof StartSessionView.Type
 

@@ -26,6 +26,7 @@ const codes = {
   rtstream_not_video: 400,
   invalid_time_range: 400,
   time_range_not_recorded: 400,
+  source_unavailable: 400,
   // 401 / 402 / 403: who is asking
   unauthorized: 401,
   token_expired: 401,

@@ -10,6 +10,8 @@ import {
   parseRetention,
   parseRetrySchedule,
   RETENTION_ENV,
+  RTMP_APP,
+  type RtmpOptions,
   SCHEDULE_ENV,
 } from "@capture/gateway"
 import type { WebhookSecret } from "@capture/protocol"
@@ -48,6 +50,31 @@ export const muxerMixFromEnv = (): "native" | "ffmpeg" => {
   if (raw === undefined || raw === "" || raw === "native") return "native"
   if (raw === "ffmpeg") return "ffmpeg"
   throw usage(`CAPTURE_MUXER_MIX must be native or ffmpeg, got "${raw}"`)
+}
+
+/**
+ * The RTMP listener for pushed sessions: `CAPTURE_RTMP_PORT` turns it on (off when unset), on
+ * `CAPTURE_RTMP_HOST` (default: serve's `--host`); `CAPTURE_RTMP_PUBLIC_URL` is what publishers
+ * are told (default `rtmp://<host>:<port>/live`), `CAPTURE_RTMP_GRACE_MS` how long a session
+ * waits for its publisher to come back (default 10 s).
+ */
+export const rtmpOptionsFromEnv = (host: string): RtmpOptions | undefined => {
+  const raw = process.env.CAPTURE_RTMP_PORT
+  if (raw === undefined || raw === "") return undefined
+  const port = intFromEnv("CAPTURE_RTMP_PORT", 0)
+  if (port > 65_535) throw usage(`CAPTURE_RTMP_PORT must be a port number, got "${raw}"`)
+  const publicUrl = process.env.CAPTURE_RTMP_PUBLIC_URL
+  if (publicUrl !== undefined && publicUrl !== "" && !/^rtmps?:\/\/[^/]+\/[^/]+\/?$/.test(publicUrl)) {
+    throw usage(`CAPTURE_RTMP_PUBLIC_URL must look like rtmp://host:port/live, got "${publicUrl}"`)
+  }
+  const listenHost = process.env.CAPTURE_RTMP_HOST || host
+  const advertisedHost = listenHost === "0.0.0.0" || listenHost === "::" ? "127.0.0.1" : listenHost
+  return {
+    host: listenHost,
+    port,
+    publicUrl: publicUrl || `rtmp://${advertisedHost}:${port}/${RTMP_APP}`,
+    graceMs: intFromEnv("CAPTURE_RTMP_GRACE_MS", 10_000),
+  }
 }
 
 export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptions["gateway"] => {

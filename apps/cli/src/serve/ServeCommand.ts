@@ -12,6 +12,7 @@ import {
   httpTimeoutsFromEnv,
   muxerMixFromEnv,
   muxerRemuxFromEnv,
+  rtmpOptionsFromEnv,
   silenceTimeoutFromEnv,
 } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
@@ -113,7 +114,10 @@ export const serveCommand = Command.make(
         replicas: flags.replicas,
         natsServers: parseServers(process.env.NATS_URL ?? ""),
         natsPort: Option.getOrUndefined(flags.natsPort),
-        gateway: gatewayOptionsFromEnv(Option.getOrUndefined(flags.publicUrl)),
+        gateway: {
+          ...gatewayOptionsFromEnv(Option.getOrUndefined(flags.publicUrl)),
+          rtmp: rtmpOptionsFromEnv(flags.host),
+        },
         httpTimeouts: httpTimeoutsFromEnv(),
         ai: aiSettingsFromEnv(),
       })

@@ -13,6 +13,7 @@ import {
   newCommandId,
   newSessionId,
   type PauseRequest,
+  RTMP_DEFAULT_CHANNELS,
   type SessionCommand,
   type SessionId,
   SessionId as SessionIdSchema,
@@ -26,6 +27,7 @@ import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
 import { credentialChain, type Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
 import { liveStreamUrl } from "../ingest/LiveRoutes.js"
+import { checkPushChannels, pushChannels, rtmpAnswer } from "../ingest/RtmpSessions.js"
 import { AlertLive } from "./AlertHandlers.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
@@ -373,7 +375,24 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* refuseKeyOnlyField(principal, "callback_url", payload.callback_url)
-          yield* refuseIf(checkChannels(payload.channels, services.config))
+          const pushed = payload.source === "rtmp"
+          const channels = payload.channels ?? (pushed ? RTMP_DEFAULT_CHANNELS : [])
+          yield* refuseIf(checkChannels(channels, services.config))
+          const rtmp = services.rtmp
+          if (pushed) {
+            if (rtmp === undefined) {
+              return yield* refuse(
+                captureError(
+                  "source_unavailable",
+                  "this server does not listen for RTMP (CAPTURE_RTMP_PORT)",
+                  {
+                    field: "source",
+                  },
+                ),
+              )
+            }
+            yield* refuseIf(checkPushChannels(channels))
+          }
           const loaded = yield* loadOwned(services, principal, payload.session_id)
           yield* checkConnection(services, principal, loaded.state.context, payload.ws_connection_id)
           yield* checkCallback(services, payload.callback_url, "callback_url")
@@ -381,12 +400,29 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
             type: "StartSession",
             command_id: newCommandId(),
             session_id: payload.session_id,
-            channels: payload.channels,
+            channels,
             ...present("primary_video_channel_id", payload.primary_video_channel_id),
             ...present("ws_connection_id", payload.ws_connection_id),
             ...present("callback_url", payload.callback_url),
           } as SessionCommand)
-          return successOf({ session_id: payload.session_id, status: outcome.state.value as "starting" })
+          const started = { session_id: payload.session_id, status: outcome.state.value as "starting" }
+          if (!pushed || rtmp === undefined) return successOf(started)
+          const context = outcome.state.context
+          const video = pushChannels(context.channels, context.primary_video_channel_id).video
+          return successOf({
+            ...started,
+            ...rtmpAnswer(rtmp, payload.session_id),
+            ...(video === undefined
+              ? {}
+              : {
+                  hls_url: liveStreamUrl(
+                    services.config.publicUrl,
+                    services.signer,
+                    payload.session_id,
+                    video.channel_id,
+                  ),
+                }),
+          })
         }),
       )
       .handle("streamingView", ({ params }) =>

@@ -13,8 +13,7 @@
  */
 
 import type { IncomingMessage } from "node:http"
-import { currentSpanParent } from "@capture/jetstream"
-import { type MediaStore, SegmentChecksumMismatch, SegmentConflict } from "@capture/media"
+import type { MediaStore } from "@capture/media"
 import {
   type CaptureError,
   type ChannelId,
@@ -29,45 +28,18 @@ import {
   type SessionId,
   successOf,
 } from "@capture/protocol"
-import { mediaReceived } from "@capture/session-actor"
 import { Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { noteAccount } from "../access/RequestNotes.js"
 import { authorizeSession } from "../access/SessionAccess.js"
 import type { GatewayServicesShape } from "../GatewayContext.js"
-import { checkedSegmentBody, SegmentBodyRefused } from "./SegmentBody.js"
-
-const MAX_DURATION_MS = 60_000
+import { MAX_SEGMENT_DURATION_MS, refuse, storage, storeSegment } from "./StoreSegment.js"
 
 const refused = (error: CaptureError) =>
   HttpServerResponse.jsonUnsafe(failureOf(error), {
     status: httpStatusOf(error.error_code),
     ...(error.error_code === "rate_limited" ? { headers: { "retry-after": "1" } } : {}),
   })
-
-class Refused {
-  constructor(readonly error: CaptureError) {}
-}
-const refuse = (error: CaptureError): Effect.Effect<never, Refused> => Effect.fail(new Refused(error))
-
-/** Why a storage call failed, as the client is told: its own doing by name, else ours (503). */
-const refusalOf = (label: string, error: unknown): CaptureError => {
-  if (error instanceof SegmentBodyRefused) return error.error
-  if (error instanceof SegmentConflict) {
-    return captureError("segment_conflict", "this segment index was stored with other bytes", {
-      field: "index",
-    })
-  }
-  if (error instanceof SegmentChecksumMismatch) {
-    return captureError("checksum_mismatch", `the body does not match ${SegmentHeaders.sha256}`, {
-      field: SegmentHeaders.sha256,
-    })
-  }
-  return captureError("unavailable", `${label}: ${error instanceof Error ? error.message : String(error)}`)
-}
-
-const storage = <A>(label: string, f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (error) => new Refused(refusalOf(label, error)) })
 
 const integerHeader = (
   headers: Readonly<Record<string, string | undefined>>,
@@ -141,7 +113,7 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
       })
       const durationMs = yield* integerHeader(headers, SegmentHeaders.durationMs, {
         min: 0,
-        max: MAX_DURATION_MS,
+        max: MAX_SEGMENT_DURATION_MS,
       })
       const sha256 = headers[SegmentHeaders.sha256] ?? ""
       if (!/^[0-9a-fA-F]{64}$/.test(sha256)) {
@@ -188,50 +160,19 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
           ),
         )
       }
-      const accountId = credential.account_id
-      // The segment's record, and the report below, continue the upload's trace (tracing on).
-      const parent = yield* currentSpanParent
-      const stored = yield* Effect.gen(function* () {
-        const overQuota = yield* storage("reading the storage quota", () =>
-          services.quota.admit(accountId, sessionId, Number.isFinite(length) ? length : 0),
-        )
-        // A retry of a segment stored before the quota filled up still gets its acknowledgement.
-        if (
-          overQuota !== undefined &&
-          !(yield* storage("looking for the segment", () => media.has(sessionId, channelId, index)))
-        ) {
-          return yield* refuse(overQuota)
-        }
-        const source = request.source as IncomingMessage
-        return yield* storage("storing the segment", () =>
-          media.putStream(
-            {
-              session_id: sessionId as SessionId,
-              channel_id: channelId as ChannelId,
-              index,
-              start_ms: startMs,
-              duration_ms: durationMs,
-              sha256,
-              final,
-              container: "mpegts",
-            },
-            checkedSegmentBody(source, maxSegmentBytes),
-            parent,
-          ),
-        )
+      const stored = yield* storeSegment(services, media, {
+        accountId: credential.account_id,
+        sessionId,
+        channelId,
+        status: state.value,
+        index,
+        startMs,
+        durationMs,
+        sha256,
+        final,
+        length: Number.isFinite(length) ? length : undefined,
+        body: request.source as IncomingMessage,
       }).pipe(Effect.ensuring(Effect.sync(release)))
-      if (!stored.duplicate) services.quota.record(accountId, sessionId, stored.record.bytes)
-      if (state.value === "starting") {
-        const reported = yield* storage("reporting the media", () =>
-          services.runtime.host.execute(
-            mediaReceived(sessionId as SessionId, channelId as ChannelId),
-            parent,
-          ),
-        )
-        if (Result.isFailure(reported) && reported.failure.error_code !== "invalid_transition") {
-          return yield* refuse(reported.failure)
-        }
-      }
       const ack: SegmentAck = {
         session_id: sessionId as SessionId,
         channel_id: channelId as ChannelId,

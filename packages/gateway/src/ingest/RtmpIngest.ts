@@ -1,11 +1,13 @@
 /**
  * An RTMP listener for pushed sources (OBS, ffmpeg): node-media-server's RTMP protocol parser
  * (its handshake, chunk stream and AMF commands; not its server) behind our own TCP listener.
- * A publish is admitted or refused by `admit` (the stream key); an admitted one is written as FLV
- * to one ffmpeg that copies (no re-encoding) the video and the audio into MPEG-TS segments of
- * `segmentSeconds`, as the recorder cuts them. Each finished segment is handed to the publisher
- * in order; the last of each kind, once ffmpeg has ended, with `final`. A refused publish is
- * closed before any media is written anywhere.
+ * A publish is admitted or refused by `admit` (the stream key); an admitted one is answered
+ * `NetStream.Publish.Start` and written as FLV to one ffmpeg that copies (no re-encoding) the
+ * video and the audio into MPEG-TS segments of `segmentSeconds`, as the recorder cuts them. Each
+ * finished segment is handed to the publisher in order; the last of each kind of this publish,
+ * once ffmpeg has ended, with `final`. A refused publish is answered `NetStream.Publish.BadName`
+ * with the reason and closed before any media is written anywhere; so is one whose codecs the
+ * segments cannot carry (H.264 video and AAC audio only).
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { mkdtemp, readFile, rm } from "node:fs/promises"
@@ -39,21 +41,32 @@ export interface RtmpPublisher {
   readonly onEnd: (error?: Error) => Promise<void>
 }
 
+/** `admit`'s answer: the publisher to feed, or why the publish is refused. */
+export type RtmpAdmission = { readonly publisher: RtmpPublisher } | { readonly refused: string }
+
 export interface RtmpIngestOptions {
   readonly host: string
   readonly port: number
   readonly ffmpegPath: string
   readonly segmentSeconds?: number
-  /** `rtmp://host/<app>/<name>`: a publisher, or undefined to refuse (the socket is closed). */
+  /**
+   * `rtmp://host/<app>/<name>`: a publisher, or a refusal. `end` closes the publish from our side
+   * (ffmpeg still cuts and hands over what came, the last segments `final`).
+   */
   readonly admit: (publish: {
     readonly app: string
     readonly name: string
-  }) => Promise<RtmpPublisher | undefined>
+    readonly end: () => void
+  }) => Promise<RtmpAdmission>
   readonly log?: (message: string) => void
 }
 
 /** FLV tag types of the packets ffmpeg gets: audio and video (script data is left out). */
-const MEDIA_TAGS = new Set([8, 9])
+const AUDIO_TAG = 8
+const VIDEO_TAG = 9
+/** FLV codec ids the segments carry: AAC audio, H.264 (AVC) video. */
+const AAC = 10
+const H264 = 7
 /** Packets held while a publish is being admitted (a few seconds of media at most). */
 const MAX_PENDING_PACKETS = 2_000
 const LIST_POLL_MS = 200
@@ -122,6 +135,8 @@ class Publish {
   constructor(
     private readonly socket: Socket,
     private readonly options: RtmpIngestOptions,
+    /** Tells the publisher why, in RTMP's own way, before the socket closes. */
+    private readonly tellRefused: (reason: string) => void,
   ) {}
 
   admitted(publisher: RtmpPublisher, dir: string): void {
@@ -153,22 +168,30 @@ class Publish {
     const timer = setInterval(() => void drainAll(false).catch(() => this.socket.destroy()), LIST_POLL_MS)
     ffmpeg.on("close", (code) => {
       clearInterval(timer)
-      const failure = code === 0 ? undefined : new Error(`ffmpeg exited with ${code}: ${stderr.trim()}`)
-      void drainAll(true)
-        .then(
-          () => publisher.onEnd(failure),
-          (error: unknown) => publisher.onEnd(error instanceof Error ? error : new Error(String(error))),
-        )
+      // Refused mid-way (a codec the segments cannot carry): what ffmpeg still had is not handed over.
+      const ending = this.refused
+        ? draining.then(() => publisher.onEnd(new Error("the publish was refused")))
+        : drainAll(true).then(
+            () =>
+              publisher.onEnd(
+                code === 0 ? undefined : new Error(`ffmpeg exited with ${code}: ${stderr.trim()}`),
+              ),
+            (error: unknown) => publisher.onEnd(error instanceof Error ? error : new Error(String(error))),
+          )
+      void ending
+        .catch((error: unknown) => this.options.log?.(`rtmp publish end: ${String(error)}`))
         .finally(() => rm(dir, { recursive: true, force: true }))
       this.socket.destroy()
     })
   }
 
   refuse(reason: string): void {
+    if (this.refused) return
     this.refused = true
     this.pending.length = 0
     this.options.log?.(`rtmp publish refused: ${reason}`)
-    this.socket.destroy()
+    this.ffmpeg?.kill("SIGKILL")
+    this.tellRefused(reason)
   }
 
   packet(tag: Buffer): void {
@@ -188,6 +211,17 @@ class Publish {
     this.ended = true
     this.ffmpeg?.stdin.end()
   }
+}
+
+/** Why a media packet cannot go into the segments, if it cannot. */
+const unsupportedCodec = (packet: { codec_type: number; codec_id: number }): string | undefined => {
+  if (packet.codec_type === VIDEO_TAG && packet.codec_id !== H264) {
+    return `unsupported video codec (FLV codec id ${packet.codec_id}): push H.264`
+  }
+  if (packet.codec_type === AUDIO_TAG && packet.codec_id !== AAC) {
+    return `unsupported audio codec (FLV sound format ${packet.codec_id}): push AAC`
+  }
+  return undefined
 }
 
 export class RtmpIngest {
@@ -215,30 +249,40 @@ export class RtmpIngest {
   private accept(socket: Socket): void {
     this.sockets.add(socket)
     const rtmp = new Rtmp()
-    const publish = new Publish(socket, this.options)
+    const publish = new Publish(socket, this.options, (reason) => {
+      rtmp.sendStatusMessage(rtmp.streamId, "error", "NetStream.Publish.BadName", reason)
+      socket.end()
+      setTimeout(() => socket.destroy(), 1_000).unref()
+    })
     let path: { app: string; name: string } | undefined
     rtmp.onOutputCallback = (buffer: Buffer) => {
-      if (!socket.destroyed) socket.write(buffer)
+      if (!socket.destroyed && socket.writable) socket.write(buffer)
     }
     rtmp.onConnectCallback = (request: { app: string; name: string }) => {
       path = { app: request.app, name: request.name }
     }
+    // `NetStream.Publish.Start` only once the publish is admitted (the parser would send it at once).
+    rtmp.respondPublish = () => undefined
     // Nothing is played back from here.
     rtmp.onPlayCallback = () => socket.destroy()
     rtmp.onPushCallback = () => {
       if (path === undefined) return publish.refuse("no stream path")
       const asked = path
-      this.options.admit(asked).then(
-        async (publisher) => {
-          if (publisher === undefined) return publish.refuse(`stream key refused (${asked.app})`)
+      this.options.admit({ ...asked, end: () => socket.destroy() }).then(
+        async (admission) => {
+          if ("refused" in admission) return publish.refuse(admission.refused)
+          Rtmp.prototype.respondPublish.call(rtmp)
           // A publisher gone while its key was checked still ends cleanly: ffmpeg gets what came.
-          publish.admitted(publisher, await mkdtemp(join(tmpdir(), "capture-rtmp-")))
+          publish.admitted(admission.publisher, await mkdtemp(join(tmpdir(), "capture-rtmp-")))
         },
         (error: unknown) => publish.refuse(error instanceof Error ? error.message : String(error)),
       )
     }
-    rtmp.onPacketCallback = (packet: { codec_type: number }) => {
-      if (MEDIA_TAGS.has(packet.codec_type)) publish.packet(Flv.createMessage(packet))
+    rtmp.onPacketCallback = (packet: { codec_type: number; codec_id: number }) => {
+      if (packet.codec_type !== AUDIO_TAG && packet.codec_type !== VIDEO_TAG) return
+      const unsupported = unsupportedCodec(packet)
+      if (unsupported !== undefined) return publish.refuse(unsupported)
+      publish.packet(Flv.createMessage(packet))
     }
     socket.on("data", (data: Buffer) => {
       const error = rtmp.parserData(data)

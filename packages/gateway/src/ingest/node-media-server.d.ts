@@ -5,9 +5,12 @@ declare module "node-media-server/src/protocol/rtmp.js" {
     onConnectCallback: (request: { app: string; name: string }) => void
     onPlayCallback: () => void
     onPushCallback: () => void
-    onPacketCallback: (packet: { codec_type: number }) => void
+    onPacketCallback: (packet: { codec_type: number; codec_id: number }) => void
     onOutputCallback: (buffer: Buffer) => void
+    streamId: number
     parserData(data: Buffer): string | null | undefined
+    respondPublish(): void
+    sendStatusMessage(streamId: number, level: string, code: string, description: string): void
   }
 }
 declare module "node-media-server/src/protocol/flv.js" {

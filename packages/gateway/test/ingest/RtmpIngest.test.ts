@@ -51,12 +51,14 @@ describe("RtmpIngest", () => {
       ffmpegPath: ffmpeg,
       admit: async ({ app, name }) => {
         asked.push(`${app}/${name}`)
-        if (app !== "live" || name !== "good-key") return undefined
+        if (app !== "live" || name !== "good-key") return { refused: "unknown stream key" }
         return {
-          onSegment: async (segment) => {
-            segments.push(segment)
+          publisher: {
+            onSegment: async (segment) => {
+              segments.push(segment)
+            },
+            onEnd: async (error) => ended(error),
           },
-          onEnd: async (error) => ended(error),
         }
       },
     })
