@@ -37,9 +37,12 @@ export interface RtmpSegment {
 export interface RtmpPublisher {
   /** Called once per segment, in order per kind; awaited before the next of that kind. */
   readonly onSegment: (segment: RtmpSegment) => Promise<void>
-  /** The publish ended and every segment was handed over (or ffmpeg failed: `error`). */
+  /** The publish ended and every segment was handed over (or ffmpeg failed: `error`; refused: `RtmpPublishRefused`). */
   readonly onEnd: (error?: Error) => Promise<void>
 }
+
+/** The end of a publish refused after it was admitted (a codec the segments cannot carry). */
+export class RtmpPublishRefused extends Error {}
 
 /** `admit`'s answer: the publisher to feed, or why the publish is refused. */
 export type RtmpAdmission = { readonly publisher: RtmpPublisher } | { readonly refused: string }
@@ -130,6 +133,7 @@ class Publish {
   private ffmpeg: ChildProcessWithoutNullStreams | undefined
   private readonly pending: Array<Buffer> = []
   private refused = false
+  private refusal = ""
   private ended = false
 
   constructor(
@@ -170,7 +174,7 @@ class Publish {
       clearInterval(timer)
       // Refused mid-way (a codec the segments cannot carry): what ffmpeg still had is not handed over.
       const ending = this.refused
-        ? draining.then(() => publisher.onEnd(new Error("the publish was refused")))
+        ? draining.then(() => publisher.onEnd(new RtmpPublishRefused(this.refusal)))
         : drainAll(true).then(
             () =>
               publisher.onEnd(
@@ -188,6 +192,7 @@ class Publish {
   refuse(reason: string): void {
     if (this.refused) return
     this.refused = true
+    this.refusal = reason
     this.pending.length = 0
     this.options.log?.(`rtmp publish refused: ${reason}`)
     this.ffmpeg?.kill("SIGKILL")

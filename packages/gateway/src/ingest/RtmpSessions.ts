@@ -32,7 +32,13 @@ import type { ActorHost } from "@capture/session-actor"
 import { Effect, Result } from "effect"
 import type { GatewayServicesShape, RtmpEndpoint } from "../GatewayContext.js"
 import type { HeldLease, Lease, PublishLeases } from "./PublishLeases.js"
-import type { RtmpAdmission, RtmpMediaKind, RtmpPublisher, RtmpSegment } from "./RtmpIngest.js"
+import {
+  type RtmpAdmission,
+  type RtmpMediaKind,
+  type RtmpPublisher,
+  RtmpPublishRefused,
+  type RtmpSegment,
+} from "./RtmpIngest.js"
 import { MAX_SEGMENT_DURATION_MS, storeSegment } from "./StoreSegment.js"
 import type { StreamKeys } from "./StreamKeys.js"
 
@@ -294,7 +300,11 @@ class Publish implements RtmpPublisher {
     try {
       if (error !== undefined) this.log(`the publish ended: ${error.message}`)
       else this.log("the publisher left")
-      await this.afterEnd()
+      // Refused (its codecs): the publisher may try again right away, and nothing of it is kept.
+      if (error instanceof RtmpPublishRefused) {
+        this.heldBack.clear()
+        await this.leases.release(this.held)
+      } else await this.afterEnd()
     } catch (failure) {
       this.log(`after the publish: ${describe(failure)}`)
     } finally {

@@ -140,6 +140,17 @@ describe("RTMP push", () => {
     expect(bare.body).toMatchObject({ error_code: "no_channels" })
   })
 
+  it("refuses source rtmp on a gateway that does not listen for RTMP", async () => {
+    const plain = await startTestGateway(nats.url)
+    try {
+      const { started } = await startRtmpSession(plain)
+      expect(started.status).toBe(400)
+      expect(started.body).toMatchObject({ error_code: "source_unavailable", field: "source" })
+    } finally {
+      await plain.stop()
+    }
+  }, 60_000)
+
   it("refuses a wrong stream key and a key of another deployment, storing nothing", async () => {
     const { id, started } = await startRtmpSession(first)
     const key = (data(started.body).rtmp as Record<string, string>).stream_key as string
@@ -153,6 +164,27 @@ describe("RTMP push", () => {
     expect(await first.gateway.services.media.list(id)).toEqual([])
     expect(await status(first, id)).toBe("starting")
     expect(logs.filter((l) => l === "rtmp publish refused: unknown stream key")).toHaveLength(3)
+  }, 60_000)
+
+  it("refuses a codec the segments cannot carry, storing nothing, and takes the right one after it", async () => {
+    const { id, started } = await startRtmpSession(first)
+    const url = (data(started.body).rtmp as Record<string, string>).url as string
+    const child = spawn(ffmpeg, [
+      ...["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15"],
+      ...["-t", "3", "-c:v", "flv1", "-an", "-f", "flv", url],
+    ])
+    await new Promise((resolve) => child.on("close", resolve))
+    expect(logs.some((l) => l.startsWith("rtmp publish refused: unsupported video codec"))).toBe(true)
+    expect(await first.gateway.services.media.list(id)).toEqual([])
+    expect(await status(first, id)).toBe("starting")
+    // The lease went with the refused publish: a right one is admitted at once.
+    const right = push(url, 3)
+    expect((await right.exited).code).toBe(0)
+    await pollUntil(
+      "the session active",
+      () => status(first, id),
+      (now) => now === "active",
+    )
   }, 60_000)
 
   it("continues across a killed publisher reconnecting to another gateway, refuses a second publisher, and stops after the grace period", async () => {

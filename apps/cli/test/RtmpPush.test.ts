@@ -1,0 +1,139 @@
+/**
+ * ffmpeg (a publisher nobody here wrote) → RTMP → `capture serve` (gateway + muxer) → the
+ * exported MP4. A `source: "rtmp"` session is pushed a test pattern with a tone; its live HLS
+ * plays while it is pushed (ffprobe on the signed URL); the publisher is killed mid-way and
+ * pushes again; once it leaves for good the grace period stops the session, which exports one
+ * video with both streams as long as the two pushes and the hole between them.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { MediaStore } from "@capture/media"
+import { getFreePort, type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { killIfRunning } from "./cli.js"
+import { type CaptureServer, pollUntil, sleep, startCaptureServer } from "./endToEnd.js"
+import { probe } from "./media.js"
+
+const ffmpeg = process.env.FFMPEG_PATH ?? "ffmpeg"
+const SECOND_PUSH_S = 6
+
+let nats: NatsServerHandle
+let nc: NatsConnection
+let server: CaptureServer
+let rtmpPort: number
+let work: string
+const children = new Set<ChildProcess>()
+
+beforeAll(async () => {
+  nats = await startNatsServer()
+  nc = await connect({ servers: nats.url, maxReconnectAttempts: -1 })
+  rtmpPort = await getFreePort()
+  server = await startCaptureServer(nats.url, {
+    env: { CAPTURE_RTMP_PORT: String(rtmpPort), CAPTURE_RTMP_GRACE_MS: "3000" },
+  })
+  work = await mkdtemp(join(tmpdir(), "capture-rtmp-e2e-"))
+}, 120_000)
+afterAll(async () => {
+  for (const child of children) child.kill("SIGKILL")
+  await killIfRunning(server?.process)
+  await nc?.close()
+  await nats?.stop()
+  if (work !== undefined) await rm(work, { recursive: true, force: true })
+})
+
+/** ffmpeg pushing 640x360 H.264 (a keyframe every 2 s) and an AAC tone, `seconds` long or until killed. */
+const push = (url: string, seconds?: number) => {
+  const child = spawn(ffmpeg, [
+    ...["-hide_banner", "-loglevel", "error", "-re"],
+    ...["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440"],
+    ...(seconds === undefined ? [] : ["-t", String(seconds)]),
+    ...["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac", "-f", "flv", url],
+  ])
+  children.add(child)
+  let stderr = ""
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString()
+  })
+  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+    child.on("close", (code) => {
+      children.delete(child)
+      resolve({ code, stderr })
+    }),
+  )
+  return { child, exited }
+}
+
+describe("RTMP publisher → capture serve → exported (real processes)", () => {
+  it("records a pushed stream across a reconnect, plays it live over HLS and exports both streams", async () => {
+    const created = await server.data("POST", "/collection/default/capture/session", {
+      end_user_id: "obs-user",
+    })
+    const session = created.id as string
+    const started = await server.data("POST", "/capture/session/start", {
+      session_id: session,
+      source: "rtmp",
+    })
+    const rtmp = started.rtmp as { url: string; stream_key: string }
+    expect(rtmp.url).toBe(`rtmp://127.0.0.1:${rtmpPort}/live/${rtmp.stream_key}`)
+    const media = await MediaStore.open(nc)
+    const ofChannel = async (channel: string) =>
+      (await media.list(session)).filter((r) => r.channel_id === channel).sort((a, b) => a.index - b.index)
+
+    const first = push(rtmp.url)
+    await pollUntil(
+      "two video segments",
+      () => ofChannel("camera:rtmp"),
+      (records) => records.length >= 2,
+    )
+    // Live HLS of the pushed video, while it is pushed.
+    const live = await probe(started.hls_url as string)
+    expect(live.streams.map((s) => s.codec_type)).toContain("video")
+    expect((await server.data("GET", `/collection/default/capture/session/${session}`)).status).toBe("active")
+
+    first.child.kill("SIGKILL")
+    await first.exited
+    await sleep(500)
+    const second = push(rtmp.url, SECOND_PUSH_S)
+    expect((await second.exited).code).toBe(0)
+
+    const exported = await pollUntil(
+      "the session exported",
+      () => server.data("GET", `/collection/default/capture/session/${session}`),
+      (view) => view.status === "exported" || view.status === "failed",
+      { timeoutMs: 120_000 },
+    )
+    expect(exported.status).toBe("exported")
+
+    let recordedMs = 0
+    for (const channel of ["camera:rtmp", "mic:rtmp"]) {
+      const records = await ofChannel(channel)
+      // One run of indexes across both pushes, the last alone final.
+      expect(records.map((r) => r.index)).toEqual(records.map((_, i) => i))
+      expect(records.filter((r) => r.final).map((r) => r.index)).toEqual([records.length - 1])
+      const first = records[0]
+      const last = records.at(-1)
+      if (first !== undefined && last !== undefined) {
+        recordedMs = Math.max(recordedMs, last.start_ms + last.duration_ms - first.start_ms)
+      }
+    }
+
+    const videoId = exported.exported_video_id as string
+    expect(videoId).toMatch(/./)
+    const video = (await server.data("GET", `/collection/default/video/${videoId}`)) as {
+      download_url: string
+    }
+    const response = await fetch(video.download_url)
+    expect(response.status).toBe(200)
+    const file = join(work, "export.mp4")
+    await writeFile(file, new Uint8Array(await response.arrayBuffer()))
+    const probed = await probe(file)
+    expect(probed.streams.map((s) => s.codec_type).sort()).toEqual(["audio", "video"])
+    // As long as what was recorded: both pushes and the hole between them (filled).
+    const seconds = Number(probed.format.duration)
+    expect(seconds).toBeGreaterThan(SECOND_PUSH_S + 3)
+    expect(Math.abs(seconds - recordedMs / 1000)).toBeLessThan(2.5)
+  }, 240_000)
+})
