@@ -254,6 +254,43 @@ describe("RTMP push", () => {
     expect((await media.list(id)).length).toBe(records.length)
   }, 180_000)
 
+  it("hands a session over when the gateway holding its publisher away shuts down: a reconnect elsewhere continues it", async () => {
+    const third = await startTestGateway(nats.url, { rtmp, log })
+    let thirdStopped = false
+    try {
+      const { id, started } = await startRtmpSession(first)
+      const key = (data(started.body).rtmp as Record<string, string>).stream_key as string
+      const media = first.gateway.services.media
+      const publisher = push(`rtmp://127.0.0.1:${third.gateway.rtmpPort}/live/${key}`)
+      await pollUntil(
+        "two stored video segments",
+        () => media.list(id),
+        (records) => records.filter((r) => r.channel_id === "camera:rtmp").length >= 2,
+      )
+      publisher.child.kill("SIGKILL")
+      await publisher.exited
+      // Shut down within the grace period: the held-back segments are stored, not final.
+      await third.stop()
+      thirdStopped = true
+      const reconnect = push(`rtmp://127.0.0.1:${first.gateway.rtmpPort}/live/${key}`, 4)
+      expect((await reconnect.exited).code).toBe(0)
+      await pollUntil(
+        "the session stopped",
+        () => status(first, id),
+        (now) => now === "stopped" || now === "exported",
+      )
+      const records = await media.list(id)
+      for (const channel of ["camera:rtmp", "mic:rtmp"]) {
+        const ofChannel = records.filter((r) => r.channel_id === channel).sort((a, b) => a.index - b.index)
+        expect(ofChannel.map((r) => r.index)).toEqual(ofChannel.map((_, i) => i))
+        expect(ofChannel.filter((r) => r.final).map((r) => r.index)).toEqual([ofChannel.length - 1])
+        expect(ofChannel.reduce((sum, r) => sum + r.duration_ms, 0)).toBeGreaterThan(7_000)
+      }
+    } finally {
+      if (!thirdStopped) await third.stop()
+    }
+  }, 120_000)
+
   it("closes the publish when the session is stopped through the API; its last segments are final", async () => {
     const { id, started } = await startRtmpSession(first)
     const key = (data(started.body).rtmp as Record<string, string>).stream_key as string
