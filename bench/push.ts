@@ -11,7 +11,8 @@
  * - Capture: a nats-server child and `capture serve --role gateway` with `CAPTURE_RTMP_PORT`; a
  *   `source: "rtmp"` session is started and pushed to; the gateway's CPU (node and the ffmpeg it
  *   runs) from the start of the push until the session stopped (every segment stored, the last
- *   final), and nats-server's over the same span, printed apart.
+ *   final), and nats-server's over the same span, printed apart; so are the ffmpeg's share and the
+ *   same gateway's CPU while idle for as long before the push (its workers' own cost).
  *
  * Printed and written to bench/results/: CPU s per stream-minute for each and the ratio (target:
  * Capture's gateway ≤ 1.2× ffmpeg alone). WHIP is not built yet, so not measured.
@@ -57,23 +58,18 @@ const encodeStream = (dir: string): string => {
   return file
 }
 
-/** Publishes `file` in real time to `url`; resolves with ffmpeg's exit code. */
+/** Publishes `file` in real time to `url`; resolves with ffmpeg's exit code and what it said. */
 const publish = (file: string, url: string) =>
-  new Promise<number | null>((resolve) => {
+  new Promise<{ readonly code: number | null; readonly stderr: string }>((resolve) => {
     const child = spawn(ffmpeg, [
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-re",
-      "-i",
-      file,
-      "-c",
-      "copy",
-      "-f",
-      "flv",
-      url,
+      ...["-hide_banner", "-loglevel", "error", "-re", "-i", file],
+      ...["-c", "copy", "-f", "flv", url],
     ])
-    child.on("close", resolve)
+    let stderr = ""
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    child.on("close", (code) => resolve({ code, stderr }))
   })
 
 const segmentArgs = (kind: "video" | "audio", dir: string) => [
@@ -105,7 +101,7 @@ const ffmpegAlone = async (file: string): Promise<{ cpuMs: number; segments: num
     // ffmpeg takes a moment to listen; a publisher too early is refused, so try again.
     for (let attempt = 0; ; attempt++) {
       await new Promise((resolve) => setTimeout(resolve, attempt === 0 ? 1_000 : 300))
-      if ((await publish(file, url)) === 0 || attempt > 20) break
+      if ((await publish(file, url)).code === 0 || attempt > 20) break
     }
     await done
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
@@ -117,6 +113,10 @@ const ffmpegAlone = async (file: string): Promise<{ cpuMs: number; segments: num
 
 interface CaptureRun {
   readonly gatewayCpuMs: number
+  /** Of which the ffmpeg that cuts the publish into segments (the rest is node). */
+  readonly segmenterCpuMs: number
+  /** The same gateway idle for as long, before the push: its workers' own cost. */
+  readonly idleCpuMs: number
   readonly natsCpuMs: number
 }
 
@@ -136,6 +136,11 @@ const capture = async (file: string): Promise<CaptureRun> => {
     )
     const client = makeJsonClient(gateway.url, { "x-access-token": API_KEY }, { maxSockets: 2 })
     teardown.add("client", { stop: async () => client.close() })
+    // Before the session (a started one fails after --start-timeout without media): the gateway
+    // idle (its session workers, the quota and rate-limit syncs) for as long as the push.
+    const idle0 = treeCpuMs(gateway.pid)
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+    const idleCpuMs = treeCpuMs(gateway.pid) - idle0
     const created = accepted(
       "create",
       await client.send("POST", "/collection/default/capture/session", { end_user_id: "bench-push" }),
@@ -148,9 +153,11 @@ const capture = async (file: string): Promise<CaptureRun> => {
     const url = stringField(started.rtmp as Record<string, unknown>, "url")
     const natsPid = descendants(process.pid).find((pid) => commandOf(pid) === "nats-server")
     const gateway0 = treeCpuMs(gateway.pid)
+    const node0 = cpuMs(gateway.pid)
     const nats0 = natsPid === undefined ? 0 : cpuMs(natsPid)
-    const code = await publish(file, url)
-    if (code !== 0) throw new Error(`the publisher exited with ${code}`)
+    const published = await publish(file, url)
+    if (published.code !== 0)
+      throw new Error(`the publisher exited with ${published.code}: ${published.stderr}`)
     for (const deadline = Date.now() + 120_000; ; ) {
       const view = accepted(
         "session",
@@ -162,6 +169,8 @@ const capture = async (file: string): Promise<CaptureRun> => {
     }
     return {
       gatewayCpuMs: treeCpuMs(gateway.pid) - gateway0,
+      segmenterCpuMs: treeCpuMs(gateway.pid) - gateway0 - (cpuMs(gateway.pid) - node0),
+      idleCpuMs,
       natsCpuMs: natsPid === undefined ? Number.NaN : cpuMs(natsPid) - nats0,
     }
   } finally {
@@ -186,6 +195,12 @@ const main = async () => {
     )
     console.log(
       `${"capture gateway (node + its ffmpeg)".padEnd(44)}${perMinute(run.gatewayCpuMs).toFixed(2).padStart(22)}${`${(run.gatewayCpuMs / alone.cpuMs).toFixed(2)}x`.padStart(17)}`,
+    )
+    console.log(
+      `${"  of which its ffmpeg (segments)".padEnd(44)}${perMinute(run.segmenterCpuMs).toFixed(2).padStart(22)}`,
+    )
+    console.log(
+      `${"  the same gateway idle, for comparison".padEnd(44)}${perMinute(run.idleCpuMs).toFixed(2).padStart(22)}`,
     )
     console.log(
       `${"nats-server (storing the segments)".padEnd(44)}${perMinute(run.natsCpuMs).toFixed(2).padStart(22)}`,

@@ -276,9 +276,16 @@ export class RtmpIngest {
       this.options.admit({ ...asked, end: () => socket.destroy() }).then(
         async (admission) => {
           if ("refused" in admission) return publish.refuse(admission.refused)
+          const dir = await mkdtemp(join(tmpdir(), "capture-rtmp-")).catch(async (error: unknown) => {
+            const reason = `no room for its segments: ${error instanceof Error ? error.message : String(error)}`
+            await admission.publisher.onEnd(new RtmpPublishRefused(reason))
+            publish.refuse(reason)
+            return undefined
+          })
+          if (dir === undefined) return
           Rtmp.prototype.respondPublish.call(rtmp)
           // A publisher gone while its key was checked still ends cleanly: ffmpeg gets what came.
-          publish.admitted(admission.publisher, await mkdtemp(join(tmpdir(), "capture-rtmp-")))
+          publish.admitted(admission.publisher, dir)
         },
         (error: unknown) => publish.refuse(error instanceof Error ? error.message : String(error)),
       )
