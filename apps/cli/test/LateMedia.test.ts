@@ -17,7 +17,9 @@ import { type CaptureServer, pollUntil, sleep, startCaptureServer } from "./endT
 // the grace period ends, holds every one of those segments once.
 
 const SILENCE_TIMEOUT_MS = 5_000
-const GRACE = "40s"
+const GRACE = "60s"
+/** Late media is taken until this long before the grace period ends (at most half of it). */
+const REQUEST_TIMEOUT_MS = 10_000
 const CHANNELS = ["display:1", "mic:default"]
 
 let nats: NatsServerHandle
@@ -33,7 +35,12 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "capture-late-media-"))
   nats = await startNatsServer()
   server = await startCaptureServer(nats.url, {
-    env: { CAPTURE_SILENCE_TIMEOUT_MS: String(SILENCE_TIMEOUT_MS), CAPTURE_LATE_MEDIA_GRACE: GRACE },
+    env: {
+      CAPTURE_SILENCE_TIMEOUT_MS: String(SILENCE_TIMEOUT_MS),
+      CAPTURE_LATE_MEDIA_GRACE: GRACE,
+      CAPTURE_HTTP_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+      CAPTURE_HTTP_HEADERS_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+    },
   })
   const port = Number(new URL(server.base).port)
   proxy = await startCuttableProxy(() => [port])

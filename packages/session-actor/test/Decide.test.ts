@@ -529,7 +529,9 @@ describe("late media after an automatic stop", () => {
   it("arms the late_media timer, which asks for the automatic export once; any export closes the window", () => {
     const s = stoppingFor(SILENT_STOP_REASON)
     const finishing = finish(id)
-    const stopped = toEvent(s.state, finishing, draftOf(decide(s.state, finishing, now, graceful)), now)
+    const draft = draftOf(decide(s.state, finishing, now, graceful))
+    if (draft === null) throw new Error("no stop")
+    const stopped = toEvent(s.state, finishing, draft, now)
     const [state, effects] = applyEvent(s.state, stopped)
     const until = state.context.late_media_until ?? ""
     expect(until).not.toBe("")

@@ -114,6 +114,8 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
       DEFAULT_LIMITS.rateLimitPerClientToken,
     ),
     rateLimitPerAddress: intFromEnv("CAPTURE_RATE_LIMIT_PER_ADDRESS", DEFAULT_LIMITS.rateLimitPerAddress),
+    // An upload taken before the margin has ended (or been cut by the HTTP server) by the export.
+    lateMediaMarginMs: httpTimeoutsFromEnv().requestTimeoutMs,
     trustedProxies: process.env.CAPTURE_TRUSTED_PROXIES ?? "",
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",

@@ -93,23 +93,27 @@ const RECORDING = new Set(["starting", "active", "stopping"])
 
 /**
  * A segment for a session no longer recording: taken while an automatic stop's late-media window
- * is open (until `late_media_until`, and no export asked for yet) if its media starts before the
- * stop instant and its channel is stored; refused otherwise, `recorded_after_stop` for media
- * after the stop (so a recorder knows that channel is done) and `invalid_transition` once the
- * window is closed.
+ * is open (until `lateMediaMarginMs` before `late_media_until`; an export request clears it) if
+ * its media starts before the stop instant and its channel is stored. Refused otherwise:
+ * `recorded_after_stop` for media after the stop (so a recorder knows that channel is done),
+ * `invalid_transition` once the window is closed.
  */
 const lateMedia = (
   state: SessionState,
   channelId: string,
   startMs: number,
   now: number,
+  marginMs: number,
 ): "taken" | CaptureError => {
   const { late_media_until, media_before, channels } = state.context
+  const until = Date.parse(late_media_until ?? "")
+  const stoppedAt = Date.parse(media_before ?? "")
+  // Intake ends a request's length before the export reads (at most half the window).
+  const intakeEnds = until - Math.min(marginMs, (until - stoppedAt) / 2)
   const open =
     state.value === "stopped" &&
-    late_media_until !== null &&
     media_before !== null &&
-    now < Date.parse(late_media_until) &&
+    now < intakeEnds &&
     channels.some((c) => c.channel_id === channelId && c.store)
   if (!open || media_before === null) {
     return captureError("invalid_transition", `cannot upload media to a session that is ${state.value}`, {
@@ -203,7 +207,7 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
         )
       }
       if (!RECORDING.has(state.value)) {
-        const late = lateMedia(state, channelId, startMs, Date.now())
+        const late = lateMedia(state, channelId, startMs, Date.now(), services.config.lateMediaMarginMs)
         if (late !== "taken") return yield* refuse(late)
       }
 
