@@ -35,6 +35,12 @@ export interface GatewayLimits {
   readonly rateLimitPerClientToken: number
   /** Requests one source address may make per window, over all gateways (429 `rate_limited`). */
   readonly rateLimitPerAddress: number
+  /**
+   * How long before a late-media window's end (`late_media_until`, when the export is asked for)
+   * ingest stops taking late media, so every upload it took has finished before the export reads
+   * the segments: the HTTP request timeout (at most half the window).
+   */
+  readonly lateMediaMarginMs: number
 }
 
 const KiB = 1024
@@ -59,6 +65,7 @@ export const DEFAULT_LIMITS: GatewayLimits = {
   rateLimitPerApiKey: 10_000,
   rateLimitPerClientToken: 1_000,
   rateLimitPerAddress: 20_000,
+  lateMediaMarginMs: 120_000,
 }
 
 /** `DEFAULT_LIMITS` with what `given` sets. */

@@ -52,6 +52,8 @@ const codes = {
   no_media: 409,
   no_transcript: 409,
   segment_conflict: 409,
+  /** A segment whose media starts at or after an automatic stop (the late-media window takes only earlier ones). */
+  recorded_after_stop: 409,
   // 413 / 422 / 429
   payload_too_large: 413,
   unsupported_media_type: 415,

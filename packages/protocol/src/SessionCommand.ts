@@ -122,9 +122,10 @@ export const FailSession = command("FailSession", {
 
 /**
  * The durable timers a session arms. `silence` is the session reactor's own: when it comes due
- * the reactor looks at the session's last segment (the session itself ignores it).
+ * the reactor looks at the session's last segment (the session itself ignores it). `late_media`
+ * closes the late-media window of an automatic stop and asks for the automatic export.
  */
-export const TimerName = Schema.Literals(["start", "stop", "expire", "silence"])
+export const TimerName = Schema.Literals(["start", "stop", "expire", "silence", "late_media"])
 export type TimerName = typeof TimerName.Type
 
 /** A durable timer came due. Ignored when the session has moved on. */

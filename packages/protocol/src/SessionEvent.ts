@@ -62,6 +62,13 @@ export const SessionStopping = event("SessionStopping", {
 export const SessionStopped = event("SessionStopped", {
   /** `requested`, `stop_timeout`, or `aborted` (stopped before any media: nothing to export). */
   reason: Schema.String,
+  /**
+   * An automatic stop (silence, stop timeout) leaves a late-media window: segments whose media
+   * starts before `media_before` (the stop instant) are still taken until `late_media_until`,
+   * when the automatic export is asked for. Absent: no window (an explicit stop exports at once).
+   */
+  media_before: Schema.optionalKey(Schema.String),
+  late_media_until: Schema.optionalKey(Schema.String),
 })
 
 export const ExportRequested = event("ExportRequested", {

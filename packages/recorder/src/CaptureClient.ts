@@ -41,6 +41,7 @@ import {
   IngestClient,
   type IngestError,
   isAlreadyStarted,
+  isRecordedAfterStop,
   isRetryable,
   isSessionEnded,
   NetworkError,
@@ -647,6 +648,10 @@ export class CaptureClient {
   }
 
   #onUploadFailed(sessionId: string, record: SegmentRecord, error: IngestError): void {
+    if (isRecordedAfterStop(error)) {
+      void this.#uploadUntilStop("stopped")
+      return
+    }
     if (isSessionEnded(error)) {
       void this.#serverEnded(error.currentStatus ?? "stopped")
       return
@@ -657,6 +662,24 @@ export class CaptureClient {
       index: record.index,
       error,
     })
+  }
+
+  /**
+   * The server stopped the session by itself (its late-media window answered one channel's
+   * segment `recorded_after_stop`): capture stops, every channel uploads what it holds until it
+   * too reaches media after the stop (or drains), then the client ends as if the server ended it.
+   * A window that closes meanwhile (409 `invalid_transition`) ends it at once.
+   */
+  async #uploadUntilStop(status: string): Promise<void> {
+    const session = this.#session
+    if (session === undefined || this.#state !== "recording") return
+    this.#state = "stopping"
+    session.pauses.abort()
+    await Promise.all(session.pipelines.map((pipeline) => pipeline.capture?.stop()))
+    for (const pipeline of session.pipelines) pipeline.channel?.attach(undefined)
+    for (const pipeline of session.pipelines) pipeline.uploader.finish()
+    await Promise.all(session.pipelines.map((pipeline) => pipeline.uploader.done))
+    if (this.#state === "stopping") await this.#serverEnded(status)
   }
 
   /** The server ended the session: stop everything, keep the spool (marked ended), report it. */

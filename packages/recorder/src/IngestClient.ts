@@ -70,6 +70,13 @@ export const isSessionEnded = (error: IngestError): error is HttpError =>
   error.currentStatus !== undefined &&
   ENDED.includes(error.currentStatus)
 
+/**
+ * The server stopped the session by itself (silence, stop timeout) and takes only media recorded
+ * before the stop: this segment, and every later one of its channel, came after it.
+ */
+export const isRecordedAfterStop = (error: IngestError): boolean =>
+  error._tag === "HttpError" && error.status === 409 && error.errorCode === "recorded_after_stop"
+
 /** The session is already running on the server (409 with `current_status` starting or active). */
 export const isAlreadyStarted = (error: IngestError): error is HttpError =>
   error._tag === "HttpError" &&

@@ -33,6 +33,39 @@ export interface DecideOptions {
   readonly stopTimeoutMs: number
   /** How long a created session may wait to be started before it fails `expired` (default 24 h). */
   readonly expireTimeoutMs?: number
+  /**
+   * After an automatic stop (silence, stop timeout), how long segments recorded before the stop
+   * are still taken before the automatic export is asked for (default 0: none, export at once).
+   */
+  readonly lateMediaGraceMs?: number
+}
+
+/** The stop reason of a session whose recorder went silent. */
+export const SILENT_STOP_REASON = "recorder_silent"
+/** Stops nobody asked to finish: their recorder may still hold media recorded before them. */
+const AUTOMATIC_STOP_REASONS: ReadonlyArray<string> = [SILENT_STOP_REASON, "stop_timeout"]
+
+/**
+ * The `SessionStopped` of `reason`: an automatic stop of a session with a stored channel opens a
+ * late-media window (media before the stop instant, taken until the grace period ends).
+ */
+const stoppedEvent = (state: SessionState, reason: string, now: Date, options: DecideOptions): EventDraft => {
+  const grace = options.lateMediaGraceMs ?? 0
+  if (
+    grace <= 0 ||
+    !AUTOMATIC_STOP_REASONS.includes(reason) ||
+    !state.context.channels.some((c) => c.store)
+  ) {
+    return { type: "SessionStopped", data: { reason } }
+  }
+  return {
+    type: "SessionStopped",
+    data: {
+      reason,
+      media_before: state.context.stop_requested_at ?? isoTime(now),
+      late_media_until: new Date(now.getTime() + grace).toISOString(),
+    },
+  }
 }
 
 /** A created session never started fails after this long unless configured otherwise. */
@@ -431,7 +464,7 @@ export const decide = (
     }
     case "FinishStopping": {
       if (state.value === "stopping") {
-        return ok({ type: "SessionStopped", data: { reason: state.context.stop_reason ?? "requested" } })
+        return ok(stoppedEvent(state, state.context.stop_reason ?? "requested", now, options))
       }
       if (state.value === "stopped" || state.value === "exported" || state.value === "failed") return ok(null)
       return invalidTransition(state, "finish stopping")
@@ -515,7 +548,14 @@ export const decide = (
         state.value === "stopping" &&
         state.context.stop_deadline === command.deadline
       ) {
-        return ok({ type: "SessionStopped", data: { reason: "stop_timeout" } })
+        return ok(stoppedEvent(state, "stop_timeout", now, options))
+      }
+      if (
+        command.timer === "late_media" &&
+        state.value === "stopped" &&
+        state.context.late_media_until === command.deadline
+      ) {
+        return decideAutomaticExport(state)
       }
       return ok(null)
     }

@@ -39,7 +39,7 @@ const readTimer = (entry: KvEntry, log: (message: string) => void): TimerEntry |
 }
 
 /** The timers a session's state implies (the reactor's `silence` timer is its own business). */
-const STATE_TIMERS: ReadonlyArray<TimerName> = ["expire", "start", "stop"]
+const STATE_TIMERS: ReadonlyArray<TimerName> = ["expire", "start", "stop", "late_media"]
 
 const keyOf = (sessionId: string, timer: TimerName) => `${sessionId}.${timer}`
 
@@ -55,6 +55,9 @@ export const timersFor = (state: SessionState): ReadonlyArray<TimerEntry> => {
   }
   if (state.value === "stopping" && state.context.stop_deadline !== null) {
     return [{ session_id: sessionId, timer: "stop", deadline: state.context.stop_deadline }]
+  }
+  if (state.value === "stopped" && state.context.late_media_until !== null) {
+    return [{ session_id: sessionId, timer: "late_media", deadline: state.context.late_media_until }]
   }
   return []
 }

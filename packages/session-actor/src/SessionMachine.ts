@@ -8,6 +8,7 @@
  *   none → created → starting → active → stopping → stopped → exported
  *   created|starting ──stop──▶ stopped (aborted: no media, nothing to export)
  *   created ──expire timer──▶ failed (expired: never started)
+ *   stopped (automatic stop) ──late_media timer──▶ its automatic export is asked for
  *   any non-final ──fail──▶ failed (final)
  *   starting|active: channels pause and resume (self-transitions)
  *   active|stopping: rtstreams stop and start (self-transitions)
@@ -82,6 +83,12 @@ export interface SessionContext {
   readonly export_failures: Readonly<Record<string, number>>
   readonly error: FailureReason | null
   readonly stop_reason: string | null
+  /** When the stop was asked for (`SessionStopping`): an automatic stop's late-media cut. */
+  readonly stop_requested_at: string | null
+  /** An automatic stop's late-media window: segments starting before `media_before` are taken… */
+  readonly media_before: string | null
+  /** …until this instant, when the automatic export is asked for; null once it was (or none). */
+  readonly late_media_until: string | null
   /** When a session never started fails (`expired`); null once started or for older sessions. */
   readonly expire_deadline: string | null
   readonly start_deadline: string | null
@@ -117,6 +124,9 @@ const emptyContext: SessionContext = {
   export_failures: {},
   error: null,
   stop_reason: null,
+  stop_requested_at: null,
+  media_before: null,
+  late_media_until: null,
   expire_deadline: null,
   start_deadline: null,
   stop_deadline: null,
@@ -250,12 +260,15 @@ export const sessionReducers = {
   })),
   stopping: on("SessionStopping", (_, event) => ({
     stop_reason: event.data.reason,
+    stop_requested_at: event.time,
     stop_deadline: event.data.stop_deadline,
   })),
   stopped: on("SessionStopped", (context, event) => {
     const automatic = automaticExport(context.channels, context.primary_video_channel_id, event.data.reason)
     return {
       stop_reason: event.data.reason,
+      media_before: event.data.media_before ?? null,
+      late_media_until: event.data.late_media_until ?? null,
       expire_deadline: null,
       start_deadline: null,
       stop_deadline: null,
@@ -268,6 +281,8 @@ export const sessionReducers = {
     ws_connection_id: event.data.ws_connection_id ?? context.ws_connection_id,
     ws_connection_ids: withConnection(context.ws_connection_ids, event.data.ws_connection_id),
     automatic_export_requested: context.automatic_export_requested || event.data.automatic === true,
+    // Any export closes the late-media window: what it reads is what the video holds.
+    late_media_until: null,
   })),
   exportCompleted: on("ExportCompleted", (context, event) => ({
     exports: withExport(context.exports, {
@@ -290,6 +305,7 @@ export const sessionReducers = {
   })),
   failed: on("SessionFailed", (_, event) => ({
     error: event.data.error,
+    late_media_until: null,
     expire_deadline: null,
     start_deadline: null,
     stop_deadline: null,
@@ -408,6 +424,11 @@ export const sessionMachine = setup({
       },
     },
     stopped: {
+      entry: {
+        type: "scheduleTimer",
+        params: ({ context }) => ({ timer: "late_media", deadline: context.late_media_until ?? "" }),
+      },
+      exit: { type: "cancelTimer", params: { timer: "late_media" } },
       on: {
         ExportRequested: { actions: "exportRequested" },
         ExportCompleted: { target: "exported", actions: "exportCompleted" },

@@ -12,7 +12,9 @@
  *   session's last segment and either stops it or sets the timer again: no scan of sessions,
  *   no work per segment;
  * - a stopped session → its `store: false` segments dropped, and its automatic export asked for
- *   (`RequestExport` with `automatic`), which the muxer answers.
+ *   (`RequestExport` with `automatic`), which the muxer answers. An automatic stop with a
+ *   late-media window leaves the request to the session's `late_media` timer, when the window
+ *   closes.
  *
  * Any number of reactors may run: they share two durable consumers, and every command is
  * idempotent (the session decides; command ids derived from the triggering message make a
@@ -33,12 +35,10 @@ import {
 import { DeliverPolicy, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
 import { Result } from "effect"
 import type { ActorHost } from "./ActorHost.js"
+import { SILENT_STOP_REASON } from "./Decide.js"
 import type { TimerStore } from "./DurableTimers.js"
 import type { SessionState } from "./SessionMachine.js"
 import type { Topology } from "./Topology.js"
-
-/** The stop reason of a session whose recorder went silent. */
-export const SILENT_STOP_REASON = "recorder_silent"
 
 /** What the reactor needs of the segment store (`MediaStore` of `@capture/media` is one). */
 export interface SegmentRecords {
@@ -184,6 +184,8 @@ export class SessionReactor {
         if (event.data.reason === "aborted") return
         const { state } = await this.host.load(event.session_id)
         await this.dropUnstored(event.session_id, state)
+        // The session's own timer asks for it once the late media had its chance.
+        if (event.data.late_media_until !== undefined) return
         await this.issue(
           {
             type: "RequestExport",

@@ -28,9 +28,10 @@ import type { Topology } from "./Topology.js"
  * automatic export shows it as `exporting`; completed exports carry raw asset ids. 3: expiry of
  * `created` sessions, channel pauses, export attempts and the automatic export request. 4: the
  * context records when the session activated (`activated_at`, the rtstreams' `created_at`). 5:
- * rtstreams hold their category in `channel_id`, and stopped rtstreams are listed.
+ * rtstreams hold their category in `channel_id`, and stopped rtstreams are listed. 6: an
+ * automatic stop's late-media window (`stop_requested_at`, `media_before`, `late_media_until`).
  */
-export const MACHINE_VERSION = 5
+export const MACHINE_VERSION = 6
 
 const OptionalString = Schema.NullOr(Schema.String)
 
@@ -74,6 +75,9 @@ const StoredState: Schema.Codec<SessionState, unknown> = Schema.Struct({
     export_failures: Schema.Record(Schema.String, Schema.Int),
     error: Schema.NullOr(FailureReason),
     stop_reason: OptionalString,
+    stop_requested_at: OptionalString,
+    media_before: OptionalString,
+    late_media_until: OptionalString,
     expire_deadline: OptionalString,
     start_deadline: OptionalString,
     stop_deadline: OptionalString,

@@ -16,7 +16,14 @@ import {
 } from "@capture/protocol"
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
-import { DEFAULT_EXPIRE_TIMEOUT_MS, decide, type SessionState, toEvent } from "../src/index.js"
+import {
+  applyEvent,
+  DEFAULT_EXPIRE_TIMEOUT_MS,
+  decide,
+  type SessionState,
+  SILENT_STOP_REASON,
+  toEvent,
+} from "../src/index.js"
 import { cmd, create, exportOf, finish, media, start, stop } from "./commands.js"
 import { now, options, Session } from "./Session.js"
 
@@ -480,6 +487,66 @@ describe("decide", () => {
       expect(decided(stopping, timer("start", stopping.context.start_deadline ?? ""))).toBeNull()
       expect(decided(at("stopped"), timer("stop", stopping.context.stop_deadline ?? ""))).toBeNull()
     })
+  })
+})
+
+describe("late media after an automatic stop", () => {
+  const graceful = { ...options, lateMediaGraceMs: 60_000 }
+  const later = new Date(now.getTime() + 10_000)
+  const lateTimer = (deadline: string) => cmd("FireTimer", id, { timer: "late_media", deadline })
+  const stoppingFor = (reason: string): Session => {
+    const s = sessionAt("active")
+    s.ok(cmd("StopSession", id, { reason }))
+    return s
+  }
+  const draftOf = (decision: ReturnType<typeof decide>) => {
+    if (Result.isFailure(decision)) throw new Error(decision.failure.message)
+    return decision.success
+  }
+
+  it("opens a window on a silence or stop-timeout stop (media before the stop request), none on a requested one", () => {
+    const window = { media_before: now.toISOString(), late_media_until: "2026-01-01T00:01:10.000Z" }
+    const silent = stoppingFor(SILENT_STOP_REASON).state
+    expect(draftOf(decide(silent, finish(id), later, graceful))).toEqual({
+      type: "SessionStopped",
+      data: { reason: SILENT_STOP_REASON, ...window },
+    })
+    const requested = stoppingFor("requested").state
+    expect(
+      draftOf(decide(requested, timer("stop", requested.context.stop_deadline ?? ""), later, graceful)),
+    ).toEqual({ type: "SessionStopped", data: { reason: "stop_timeout", ...window } })
+    // A stop the client asked for and finished exports at once; so does any stop without a grace period.
+    expect(draftOf(decide(requested, finish(id), later, graceful))).toEqual({
+      type: "SessionStopped",
+      data: { reason: "requested" },
+    })
+    expect(draftOf(decide(silent, finish(id), later, options))).toEqual({
+      type: "SessionStopped",
+      data: { reason: SILENT_STOP_REASON },
+    })
+  })
+
+  it("arms the late_media timer, which asks for the automatic export once; any export closes the window", () => {
+    const s = stoppingFor(SILENT_STOP_REASON)
+    const finishing = finish(id)
+    const draft = draftOf(decide(s.state, finishing, now, graceful))
+    if (draft === null) throw new Error("no stop")
+    const stopped = toEvent(s.state, finishing, draft, now)
+    const [state, effects] = applyEvent(s.state, stopped)
+    const until = state.context.late_media_until ?? ""
+    expect(until).not.toBe("")
+    expect(effects).toContainEqual({ type: "scheduleTimer", timer: "late_media", deadline: until })
+    expect(draftOf(decide(state, lateTimer("1999-01-01T00:00:00.000Z"), now, graceful))).toBeNull()
+    const request = draftOf(decide(state, lateTimer(until), now, graceful))
+    expect(request).toMatchObject({
+      type: "ExportRequested",
+      data: { video_channel_id: "display:1", automatic: true },
+    })
+    if (request === null) throw new Error("no export request")
+    const requested = toEvent(state, lateTimer(until), request, now)
+    const [after] = applyEvent(state, requested)
+    expect(after.context.late_media_until).toBeNull()
+    expect(draftOf(decide(after, lateTimer(until), now, graceful))).toBeNull()
   })
 })
 

@@ -88,7 +88,7 @@ describe("SessionMachine lifecycle", () => {
     expect(s.history.map((e) => e.sequence)).toEqual([1, 2, 3, 4, 5, 6])
   })
 
-  it("arms the expiry on created, the start timer on starting and the stop timer on stopping, cancelling each on exit", () => {
+  it("arms the expiry on created, the start timer on starting, the stop timer on stopping and the late-media timer on stopped, cancelling each on exit", () => {
     const s = recorded()
     expect(s.effects).toEqual([
       { type: "scheduleTimer", timer: "expire", deadline: "2026-01-02T00:00:00.000Z" },
@@ -97,6 +97,8 @@ describe("SessionMachine lifecycle", () => {
       { type: "cancelTimer", timer: "start" },
       { type: "scheduleTimer", timer: "stop", deadline: "2026-01-01T00:00:03.000Z" },
       { type: "cancelTimer", timer: "stop" },
+      // A requested stop opens no late-media window: no deadline, so the host arms nothing.
+      { type: "scheduleTimer", timer: "late_media", deadline: "" },
     ])
   })
 

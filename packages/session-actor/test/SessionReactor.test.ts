@@ -29,7 +29,12 @@ afterAll(async () => {
 /** A process's worth of runtime on its own connection, with or without a reactor. */
 const open = async (
   prefix: string,
-  options: { readonly reactor: boolean; readonly silenceTimeoutMs?: number; readonly stopTimeoutMs?: number },
+  options: {
+    readonly reactor: boolean
+    readonly silenceTimeoutMs?: number
+    readonly stopTimeoutMs?: number
+    readonly lateMediaGraceMs?: number
+  },
 ) => {
   const nc = await connect({ servers: nats.url })
   connections.push(nc)
@@ -37,7 +42,10 @@ const open = async (
   const runtime = await startSessionRuntime(nc, {
     workers: true,
     topology: { prefix },
-    host: { stopTimeoutMs: options.stopTimeoutMs ?? 120_000 },
+    host: {
+      stopTimeoutMs: options.stopTimeoutMs ?? 120_000,
+      ...(options.lateMediaGraceMs === undefined ? {} : { lateMediaGraceMs: options.lateMediaGraceMs }),
+    },
     ...(options.reactor
       ? {
           reactor: { segments, silenceTimeoutMs: options.silenceTimeoutMs ?? 600_000, ackWaitMs: 2_000 },
@@ -222,6 +230,39 @@ describe("SessionReactor", () => {
         timeout: 10_000,
       })
       .not.toBe("PUT")
+  })
+
+  it("leaves a silence stop's export to its late_media timer, which asks for it once when the window closes, with two processes", {
+    timeout: 30_000,
+  }, async () => {
+    const settings = { reactor: true, silenceTimeoutMs: 1_000, lateMediaGraceMs: 3_000 }
+    const { runtime, segments } = await open("latemedia", settings)
+    await open("latemedia", settings)
+    const id = "cap-latemedia000000000000000000" as SessionId
+    await ok(runtime, create(id))
+    await ok(runtime, start(id, channels))
+    await segment(segments, id, "display:1", 0)
+    await expect
+      .poll(async () => (await runtime.host.load(id)).state.value, { timeout: 10_000 })
+      .toBe("stopped")
+    const stopped = (await runtime.host.load(id)).state
+    expect(stopped.context.stop_reason).toBe(SILENT_STOP_REASON)
+    const until = Date.parse(stopped.context.late_media_until ?? "")
+    expect(until).toBeGreaterThan(Date.now())
+    // The window is open: no export asked for yet, the timer armed in the shared bucket.
+    expect(count(await history(runtime, id), "ExportRequested")).toBe(0)
+    expect((await runtime.topology.timers.get(`${id}.late_media`))?.operation).toBe("PUT")
+    await expect
+      .poll(async () => count(await history(runtime, id), "ExportRequested"), { timeout: 15_000 })
+      .toBe(1)
+    const events = await history(runtime, id)
+    const requested = events.find((e) => e.type === "ExportRequested")
+    expect(requested?.data).toMatchObject({ video_channel_id: "display:1", automatic: true })
+    expect(Date.parse(requested?.time ?? "")).toBeGreaterThanOrEqual(until)
+    // Both wheels fired it, or one did: either way once, and the window is closed.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    expect(count(await history(runtime, id), "ExportRequested")).toBe(1)
+    expect((await runtime.host.load(id)).state.context.late_media_until).toBeNull()
   })
 
   it("does not count a pause as silence, and counts from the resume", {

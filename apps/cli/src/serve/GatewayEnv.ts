@@ -17,6 +17,7 @@ import {
 import type { WebhookSecret } from "@capture/protocol"
 import { Result } from "effect"
 import { usage } from "../Exit.js"
+import { parseDuration } from "../Flags.js"
 import type { ServeOptions } from "./Server.js"
 
 const intFromEnv = (name: string, fallback: number): number => {
@@ -29,6 +30,24 @@ const intFromEnv = (name: string, fallback: number): number => {
 
 /** `CAPTURE_SILENCE_TIMEOUT_MS`: an active session with no segment for this long is stopped. */
 export const silenceTimeoutFromEnv = (): number => intFromEnv("CAPTURE_SILENCE_TIMEOUT_MS", 60_000)
+
+/** The late-media grace period when `CAPTURE_LATE_MEDIA_GRACE` is unset. */
+export const DEFAULT_LATE_MEDIA_GRACE_MS = 5 * 60_000
+
+/**
+ * `CAPTURE_LATE_MEDIA_GRACE` (`5m`, `90s`, … or `0` for none): after an automatic stop, how long
+ * segments recorded before it are still taken before the automatic export starts.
+ */
+export const lateMediaGraceFromEnv = (): number => {
+  const raw = process.env.CAPTURE_LATE_MEDIA_GRACE
+  if (raw === undefined || raw === "") return DEFAULT_LATE_MEDIA_GRACE_MS
+  if (/^\s*0+\s*(ms|s|m|h)?\s*$/.test(raw)) return 0
+  try {
+    return parseDuration(raw)
+  } catch (error) {
+    throw usage(`CAPTURE_LATE_MEDIA_GRACE: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
 
 /**
  * `CAPTURE_MUXER_REMUX`: `native` (default) remuxes raw pieces in process; `ffmpeg` runs one
@@ -122,6 +141,8 @@ export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptio
       DEFAULT_LIMITS.rateLimitPerClientToken,
     ),
     rateLimitPerAddress: intFromEnv("CAPTURE_RATE_LIMIT_PER_ADDRESS", DEFAULT_LIMITS.rateLimitPerAddress),
+    // An upload taken before the margin has ended (or been cut by the HTTP server) by the export.
+    lateMediaMarginMs: httpTimeoutsFromEnv().requestTimeoutMs,
     trustedProxies: process.env.CAPTURE_TRUSTED_PROXIES ?? "",
     defaultTokenSeconds: 24 * 60 * 60,
     webhookAllowHosts: process.env.CAPTURE_WEBHOOK_ALLOW_HOSTS ?? "",

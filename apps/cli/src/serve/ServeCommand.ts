@@ -10,6 +10,7 @@ import { aiSettingsFromEnv } from "./AiEnv.js"
 import {
   gatewayOptionsFromEnv,
   httpTimeoutsFromEnv,
+  lateMediaGraceFromEnv,
   muxerMixFromEnv,
   muxerRemuxFromEnv,
   rtmpOptionsFromEnv,
@@ -108,6 +109,7 @@ export const serveCommand = Command.make(
         stopTimeoutMs: flags.stopTimeout,
         expireTimeoutMs: flags.expireTimeout,
         silenceTimeoutMs: silenceTimeoutFromEnv(),
+        lateMediaGraceMs: lateMediaGraceFromEnv(),
         muxerRemux: muxerRemuxFromEnv(),
         muxerMix: muxerMixFromEnv(),
         shutdownTimeoutMs: flags.shutdownTimeout,

@@ -61,6 +61,8 @@ export interface ServeOptions {
   readonly expireTimeoutMs: number
   /** An active session with no segment for this long is stopped (`recorder_silent`). */
   readonly silenceTimeoutMs: number
+  /** After an automatic stop, how long media recorded before it is still taken (`CAPTURE_LATE_MEDIA_GRACE`). */
+  readonly lateMediaGraceMs?: number
   /** How the muxer remuxes raw pieces (`CAPTURE_MUXER_REMUX`). */
   readonly muxerRemux?: "native" | "ffmpeg"
   /** How the muxer mixes audio windows (`CAPTURE_MUXER_MIX`). */
@@ -183,6 +185,9 @@ export const serve = (options: ServeOptions) =>
                 startTimeoutMs: options.startTimeoutMs,
                 stopTimeoutMs: options.stopTimeoutMs,
                 expireTimeoutMs: options.expireTimeoutMs,
+                ...(options.lateMediaGraceMs === undefined
+                  ? {}
+                  : { lateMediaGraceMs: options.lateMediaGraceMs }),
               },
               topology: { replicas: options.replicas },
               reactor: {

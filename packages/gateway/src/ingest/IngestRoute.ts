@@ -28,6 +28,7 @@ import {
   type SessionId,
   successOf,
 } from "@capture/protocol"
+import type { SessionState } from "@capture/session-actor"
 import { Effect, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { noteAccount } from "../access/RequestNotes.js"
@@ -62,6 +63,45 @@ const integerHeader = (
 }
 
 const RECORDING = new Set(["starting", "active", "stopping"])
+
+/**
+ * A segment for a session no longer recording: taken while an automatic stop's late-media window
+ * is open (until `lateMediaMarginMs` before `late_media_until`; an export request clears it) if
+ * its media starts before the stop instant and its channel is stored. Refused otherwise:
+ * `recorded_after_stop` for media after the stop (so a recorder knows that channel is done),
+ * `invalid_transition` once the window is closed.
+ */
+const lateMedia = (
+  state: SessionState,
+  channelId: string,
+  startMs: number,
+  now: number,
+  marginMs: number,
+): "taken" | CaptureError => {
+  const { late_media_until, media_before, channels } = state.context
+  const until = Date.parse(late_media_until ?? "")
+  const stoppedAt = Date.parse(media_before ?? "")
+  // Intake ends a request's length before the export reads (at most half the window).
+  const intakeEnds = until - Math.min(marginMs, (until - stoppedAt) / 2)
+  const open =
+    state.value === "stopped" &&
+    media_before !== null &&
+    now < intakeEnds &&
+    channels.some((c) => c.channel_id === channelId && c.store)
+  if (!open || media_before === null) {
+    return captureError("invalid_transition", `cannot upload media to a session that is ${state.value}`, {
+      current_status: state.value as Exclude<typeof state.value, "none">,
+    })
+  }
+  if (startMs >= Date.parse(media_before)) {
+    return captureError(
+      "recorded_after_stop",
+      `the session stopped at ${media_before}; it takes only media recorded before then`,
+      { field: SegmentHeaders.startMs, current_status: "stopped" },
+    )
+  }
+  return "taken"
+}
 
 export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, maxSegmentBytes: number) =>
   HttpRouter.add(
@@ -140,11 +180,8 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
         )
       }
       if (!RECORDING.has(state.value)) {
-        return yield* refuse(
-          captureError("invalid_transition", `cannot upload media to a session that is ${state.value}`, {
-            current_status: state.value as Exclude<typeof state.value, "none">,
-          }),
-        )
+        const late = lateMedia(state, channelId, startMs, Date.now(), services.config.lateMediaMarginMs)
+        if (late !== "taken") return yield* refuse(late)
       }
 
       const credential = principal.success

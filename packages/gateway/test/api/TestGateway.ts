@@ -70,6 +70,8 @@ export const startTestGateway = async (
   options: Partial<GatewayOptions> & {
     readonly replicas?: number
     readonly silenceTimeoutMs?: number
+    /** After an automatic stop, how long media recorded before it is still taken (default: none). */
+    readonly lateMediaGraceMs?: number
     /** The HTTP server's slow-client timeouts (default: `capture serve`'s). */
     readonly httpTimeouts?: HttpTimeouts
   } = {},
@@ -83,6 +85,9 @@ export const startTestGateway = async (
   const runtime = await startSessionRuntime(nc, {
     workers: true,
     topology: replicas,
+    ...(options.lateMediaGraceMs === undefined
+      ? {}
+      : { host: { lateMediaGraceMs: options.lateMediaGraceMs } }),
     reactor: {
       segments: await MediaStore.open(nc, replicas),
       silenceTimeoutMs: options.silenceTimeoutMs ?? 60_000,
