@@ -12,8 +12,8 @@ beforeAll(async () => {
     { lines: ["Invoice overdue reminder"], seconds: 4 },
   ])
 })
-afterAll(() => {
-  for (const decoder of decoders) decoder.close()
+afterAll(async () => {
+  await Promise.all(decoders.map((decoder) => decoder.close()))
 })
 
 /** The frame shown at the start of each `1/fps` slot of a segment: every 4th of its 10 fps frames. */

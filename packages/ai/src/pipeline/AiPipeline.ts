@@ -199,7 +199,7 @@ export class AiPipeline {
 
   async stop(): Promise<void> {
     await this.stopWork?.()
-    for (const decoder of this.displayDecoders.values()) decoder.close()
+    await Promise.all([...this.displayDecoders.values()].map((decoder) => decoder.close()))
     this.displayDecoders.clear()
   }
 
@@ -784,7 +784,7 @@ export class AiPipeline {
   ): Promise<Array<GreyFrame> | undefined> {
     let decoder = this.displayDecoders.get(rtstreamId)
     if (decoder !== undefined && decoder.fps !== fps) {
-      decoder.close()
+      void decoder.close()
       decoder = undefined
     }
     if (decoder === undefined) {
@@ -792,7 +792,7 @@ export class AiPipeline {
       this.displayDecoders.set(rtstreamId, decoder)
       if (this.displayDecoders.size > MAX_DISPLAY_DECODERS) {
         const [oldest, stale] = this.displayDecoders.entries().next().value as [string, DisplayDecoder]
-        stale.close()
+        void stale.close()
         this.displayDecoders.delete(oldest)
       }
     } else {

@@ -88,12 +88,12 @@ export class DisplayDecoder {
   async decode(index: number, bytes: Uint8Array): Promise<Array<GreyFrame> | undefined> {
     if (this.broken) return undefined
     clearTimeout(this.idle)
-    this.idle = setTimeout(() => this.close(), IDLE_MS)
+    this.idle = setTimeout(() => void this.close(), IDLE_MS)
     this.idle.unref()
     const pts = videoPtsOf(bytes)
     const first = pts[0]
     if (first === undefined || pts.some((p, i) => i > 0 && p <= (pts[i - 1] as number))) {
-      this.close()
+      void this.close()
       return undefined
     }
     const slotTicks = TICKS / this.fps
@@ -109,7 +109,7 @@ export class DisplayDecoder {
       Math.abs((first - this.origin) / slotTicks - Math.round((first - this.origin) / slotTicks)) <
         EPSILON_TICKS / slotTicks
     if (!continues) {
-      this.close()
+      void this.close()
       this.start(first)
     }
     // The frames ffmpeg's `select` takes: the first of each slot.
@@ -121,7 +121,7 @@ export class DisplayDecoder {
     }
     // The segment's last frame leaves the demuxer only with the next one's data.
     if (selected[selected.length - 1] === last && pts.length > 1) {
-      this.close()
+      void this.close()
       return undefined
     }
     const child = this.child as ChildProcessWithoutNullStreams
@@ -147,7 +147,7 @@ export class DisplayDecoder {
     const shown = this.shownPts.splice(0, selected.length)
     if (!ok || frames.length !== selected.length || shown.some((p, i) => p !== selected[i])) {
       if (!ok && !continues) this.broken = true
-      this.close()
+      void this.close()
       return undefined
     }
     this.nextIndex = index + 1
@@ -165,8 +165,8 @@ export class DisplayDecoder {
     return out
   }
 
-  /** Ends the process, if any. */
-  close(): void {
+  /** Ends the process, if any; resolves once it has exited. */
+  close(): Promise<void> {
     clearTimeout(this.idle)
     const child = this.child
     this.child = undefined
@@ -175,7 +175,10 @@ export class DisplayDecoder {
     this.pgm = []
     this.pgmBytes = 0
     this.nextIndex = -1
-    if (child !== undefined && child.exitCode === null) child.kill("SIGKILL")
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+    const exited = new Promise<void>((resolve) => child.once("close", () => resolve()))
+    child.kill("SIGKILL")
+    return exited
   }
 
   private start(origin: number): void {
