@@ -126,18 +126,15 @@ export class DisplayDecoder {
     }
     const child = this.child as ChildProcessWithoutNullStreams
     const arrived = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), FRAME_TIMEOUT_MS)
-      this.waiting = {
-        count: selected.length,
-        resolve: () => {
-          clearTimeout(timer)
-          resolve(true)
-        },
-      }
-      child.once("close", () => {
+      const settle = (ok: boolean) => {
         clearTimeout(timer)
-        resolve(false)
-      })
+        child.off("close", exited)
+        resolve(ok)
+      }
+      const exited = () => settle(false)
+      const timer = setTimeout(() => settle(false), FRAME_TIMEOUT_MS)
+      child.once("close", exited)
+      this.waiting = { count: selected.length, resolve: () => settle(true) }
       this.check()
     })
     child.stdin.write(bytes)
