@@ -60,6 +60,7 @@ import { EngineError, type Engines, type TranscriptionEngine } from "../engines/
 import type { AiStore } from "../store/AiStore.js"
 import { foldAiEvent, type RtstreamAi, type SceneIndexState, visualActive } from "../store/RtstreamAi.js"
 import { isTranscribable } from "../Transcription.js"
+import { DisplayDecoder } from "../visual/DisplayDecoder.js"
 import {
   decodeFrames,
   FrameDecodeError,
@@ -114,6 +115,8 @@ export const isVisual = (channelId: MediaSegment["channel_id"]): boolean => {
 
 /** Frames per second decoded from a display segment: what the busiest index samples, within 1–5. */
 const MIN_FPS = 1
+/** Long-lived display decoders kept per worker (each one ffmpeg); the least recently used is ended. */
+const MAX_DISPLAY_DECODERS = 32
 const MAX_FPS = 5
 
 const decodeRecord = decodeUnknown(MediaSegment)
@@ -160,6 +163,13 @@ export class AiPipeline {
    * history moved under it) does not ask again. Only stored results count as done.
    */
   private readonly chatAnswers = new Map<string, string | EventVerdict>()
+  /** A long-lived decoder per display rtstream taken here (segments in order skip ffmpeg's start). */
+  private readonly displayDecoders = new Map<string, DisplayDecoder>()
+  /** The frames of the segment last decoded per rtstream, for a lane that tries it again. */
+  private readonly lastFrames = new Map<
+    string,
+    { readonly segment: number; readonly fps: number; readonly frames: Array<GreyFrame> }
+  >()
   private stopWork: (() => Promise<void>) | undefined
   private readonly log: (message: string) => void
 
@@ -189,6 +199,8 @@ export class AiPipeline {
 
   async stop(): Promise<void> {
     await this.stopWork?.()
+    await Promise.all([...this.displayDecoders.values()].map((decoder) => decoder.close()))
+    this.displayDecoders.clear()
   }
 
   /** Handles one media record; exported for tests that drive the pipeline without a consumer. */
@@ -743,11 +755,52 @@ export class AiPipeline {
   ): Promise<Array<GreyFrame>> {
     const bytes = await this.options.media.read(record.session_id, record.channel_id, segment)
     if (bytes === undefined) return []
+    if (!jpeg) {
+      const known = this.lastFrames.get(rtstreamId)
+      if (known !== undefined && known.segment === segment && known.fps === fps) return known.frames
+      const frames = await this.streamFrames(rtstreamId, segment, fps, bytes)
+      if (frames !== undefined) {
+        this.lastFrames.delete(rtstreamId)
+        this.lastFrames.set(rtstreamId, { segment, fps, frames })
+        if (this.lastFrames.size > MAX_DISPLAY_DECODERS) {
+          this.lastFrames.delete(this.lastFrames.keys().next().value as string)
+        }
+        return frames
+      }
+    }
     return decodeFrames(this.options.decoders.ffmpeg, bytes, fps, { jpeg }).catch((error: unknown) => {
       if (!(error instanceof FrameDecodeError)) throw error
       this.log(`ai: ${rtstreamId} segment ${segment} does not decode (${error.message}); no frames`)
       return []
     })
+  }
+
+  /** A segment's grey frames from its rtstream's long-lived decoder; undefined when it cannot give them. */
+  private async streamFrames(
+    rtstreamId: string,
+    segment: number,
+    fps: number,
+    bytes: Uint8Array,
+  ): Promise<Array<GreyFrame> | undefined> {
+    let decoder = this.displayDecoders.get(rtstreamId)
+    if (decoder !== undefined && decoder.fps !== fps) {
+      void decoder.close()
+      decoder = undefined
+    }
+    if (decoder === undefined) {
+      decoder = new DisplayDecoder(this.options.decoders.ffmpeg, fps)
+      this.displayDecoders.set(rtstreamId, decoder)
+      if (this.displayDecoders.size > MAX_DISPLAY_DECODERS) {
+        const [oldest, stale] = this.displayDecoders.entries().next().value as [string, DisplayDecoder]
+        void stale.close()
+        this.displayDecoders.delete(oldest)
+      }
+    } else {
+      // Most recently used last, so the oldest is closed first.
+      this.displayDecoders.delete(rtstreamId)
+      this.displayDecoders.set(rtstreamId, decoder)
+    }
+    return decoder.decode(segment, bytes)
   }
 
   /** The words, or the error that outlasted the retries. */

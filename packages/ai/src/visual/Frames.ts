@@ -189,22 +189,38 @@ export const toPgm = (frame: GreyFrame): Uint8Array => {
 const THUMB_W = 48
 const THUMB_H = 27
 
-/** The frame's thumbnail, `THUMB_W × THUMB_H` grey bytes. */
+/**
+ * The frame's thumbnail, `THUMB_W × THUMB_H` grey bytes. Integer sums with each column's cell
+ * looked up once per width: it runs on every frame sampled, so it must cost little beside OCR.
+ */
 export const thumbnailOf = (frame: GreyFrame): Uint8Array => {
-  const sums = new Float64Array(THUMB_W * THUMB_H)
-  const counts = new Uint32Array(THUMB_W * THUMB_H)
-  for (let y = 0; y < frame.height; y++) {
-    const row = Math.min(THUMB_H - 1, Math.floor((y * THUMB_H) / frame.height)) * THUMB_W
-    const line = y * frame.width
-    for (let x = 0; x < frame.width; x++) {
-      const cell = row + Math.min(THUMB_W - 1, Math.floor((x * THUMB_W) / frame.width))
-      sums[cell] = (sums[cell] ?? 0) + (frame.pixels[line + x] ?? 0)
-      counts[cell] = (counts[cell] ?? 0) + 1
+  const { width, height, pixels } = frame
+  const columnCell = new Uint8Array(width)
+  const columnCount = new Uint32Array(THUMB_W)
+  for (let x = 0; x < width; x++) {
+    const cell = Math.min(THUMB_W - 1, Math.floor((x * THUMB_W) / width))
+    columnCell[x] = cell
+    columnCount[cell] = (columnCount[cell] as number) + 1
+  }
+  const sums = new Uint32Array(THUMB_W * THUMB_H)
+  const rowCount = new Uint32Array(THUMB_H)
+  for (let y = 0; y < height; y++) {
+    const band = Math.min(THUMB_H - 1, Math.floor((y * THUMB_H) / height))
+    rowCount[band] = (rowCount[band] as number) + 1
+    const row = band * THUMB_W
+    const line = y * width
+    for (let x = 0; x < width; x++) {
+      const cell = row + (columnCell[x] as number)
+      sums[cell] = (sums[cell] as number) + (pixels[line + x] as number)
     }
   }
   const thumb = new Uint8Array(THUMB_W * THUMB_H)
-  for (let cell = 0; cell < thumb.length; cell++) {
-    thumb[cell] = Math.round((sums[cell] ?? 0) / Math.max(1, counts[cell] ?? 0))
+  for (let band = 0; band < THUMB_H; band++) {
+    for (let column = 0; column < THUMB_W; column++) {
+      const count = (rowCount[band] as number) * (columnCount[column] as number)
+      const cell = band * THUMB_W + column
+      thumb[cell] = Math.round((sums[cell] as number) / Math.max(1, count))
+    }
   }
   return thumb
 }
