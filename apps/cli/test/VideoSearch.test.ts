@@ -159,16 +159,44 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     expect((await asUser("video-user")).status).toBe(200)
   }, 300_000)
 
-  it("refuses bad input with a stable code and the field", async () => {
-    const { videoId } = await exportedSession("video-silent", Date.now() - 60_000, false)
-    // Never transcribed: there are no spoken words to index (transcribing an export is not done).
-    const notTranscribed = await server.call("POST", `/video/${videoId}/index`, { index_type: "spoken_word" })
-    expect([notTranscribed.status, notTranscribed.body.error_code]).toEqual([409, "no_transcript"])
+  it("transcribes a video's audio from the recording when it was not transcribed live", async () => {
+    const startMs = Date.now() - 60_000
+    const { videoId, mic } = await exportedSession("video-later", startMs, false)
+    expect((await server.data("GET", `/rtstream/${mic}/transcription`)).status).toBe("inactive")
+    // Nothing to search yet; the raw call answers `processing` with the URL to poll.
+    expect((await server.data("POST", `/video/${videoId}/search`, { query: "budget" })).results).toEqual([])
+    const asked = await server.call("POST", `/video/${videoId}/index`, { index_type: "spoken_word" })
+    expect([asked.status, asked.body.status]).toEqual([202, "processing"])
+    const outputUrl = (asked.body.data as { output_url: string }).output_url
+    expect(outputUrl).toBe(`${server.base}/video/${videoId}/index`)
+
+    // The SDK polls it until the transcription is done.
     const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
     const video = await (await conn.getCollection()).getVideo(videoId)
-    // The SDK reports the status only (its InvalidRequestError).
-    await expect(video.indexSpokenWords()).rejects.toThrow(/409/)
+    expect(await video.indexSpokenWords()).toMatchObject({ success: true })
+    const index = await server.data("GET", `/video/${videoId}/index`)
+    expect(index).toMatchObject({
+      channel_ids: ["mic:default"],
+      segments: SENTENCES.length,
+      transcription_status: "stopped",
+      transcribed_from_recording: ["mic:default"],
+    })
+    // Asked again: nothing transcribed twice.
+    await video.indexSpokenWords()
+    const page = await server.data("GET", `/rtstream/${mic}/transcription?page_size=1000`)
+    const utterances = (page.segments as ReadonlyArray<{ utterance: number }>).map((s) => s.utterance)
+    expect(utterances).toEqual(SENTENCES.map((_, i) => i + 1))
+    expect(page.status).toBe("stopped")
 
+    const shot = (await video.search("budget discussion")).shots[0]
+    expect(wordRecall(SENTENCES[1] ?? "", shot?.text ?? "")).toBeGreaterThanOrEqual(0.5)
+    const spoken = recording.sentences[1]
+    expect(Math.abs((shot?.start ?? 0) - (spoken?.startMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+    expect(Math.abs((shot?.end ?? 0) - (spoken?.endMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+  }, 300_000)
+
+  it("refuses bad input with a stable code and the field", async () => {
+    const { videoId } = await exportedSession("video-silent", Date.now() - 60_000, false)
     const cases: ReadonlyArray<[string, object, number, string]> = [
       ["index", { index_type: "scene" }, 400, "index_type"],
       ["search", { query: "  " }, 400, "query"],

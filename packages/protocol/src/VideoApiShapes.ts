@@ -23,7 +23,9 @@ export type VideoQuery = typeof VideoQuery.Type
 /**
  * `POST /video/{id}/index` (`indexSpokenWords(languageCode?, segmentationType?, force?,
  * callbackUrl?)`): only `spoken_word`; the other fields are accepted and have no effect (the
- * transcript exists already, in the engine's language and utterances).
+ * transcript is the server's engine's, in its language and utterances). Audio never transcribed
+ * while it recorded is transcribed from its stored segments: the answer is `processing` (202)
+ * with `output_url` (`GET /video/{id}/index`) until that is done.
  */
 export const VideoIndexRequest = Schema.Struct({
   index_type: Schema.Literals(["spoken_word"]),
@@ -46,6 +48,8 @@ export const VideoIndexView = Schema.Struct({
   segments: Schema.Int,
   /** `active` while a channel's transcription still runs (its last segments may still come), else `stopped`. */
   transcription_status: Schema.Literals(["active", "stopped"]),
+  /** The channels transcribed from the recording after the fact (not while it recorded). */
+  transcribed_from_recording: Schema.Array(Schema.String),
 })
 export type VideoIndexView = typeof VideoIndexView.Type
 

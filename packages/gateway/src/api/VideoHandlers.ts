@@ -5,7 +5,13 @@
  * (`SearchIndex`) like the rtstream searches; results are moved onto the video's timeline, which
  * starts at the export's `start_ms` and closes over the paused spans it left out.
  */
-import { readTranscript, type SearchKind } from "@capture/ai"
+import {
+  type RtstreamAi,
+  readTranscript,
+  type SearchKind,
+  type TranscriptionTarget,
+  transcribeRecording,
+} from "@capture/ai"
 import {
   type CaptureSession,
   captureError,
@@ -13,15 +19,17 @@ import {
   exportRangeUrls,
   exportUrls,
   exportWallEndMs,
+  pathOf,
   type RtstreamView,
   successOf,
+  VIDEO_INDEX_ROUTE,
   type VideoId,
   type VideoSearchDoc,
   type VideoTimeline,
   videoSecondsAt,
 } from "@capture/protocol"
-import { toCaptureSession } from "@capture/session-actor"
-import { Effect } from "effect"
+import { type SessionContext, toCaptureSession } from "@capture/session-actor"
+import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { mayReach } from "../access/RtstreamAccess.js"
 import type { Principal } from "../accounts/AccountStore.js"
@@ -34,6 +42,8 @@ import { call, refuse } from "./Handlers.js"
 interface ReachableVideo {
   readonly metadata: ExportMetadata
   readonly session: CaptureSession
+  /** Its session's owners, as the actor holds them. */
+  readonly context: SessionContext
 }
 
 const videoNotFound = (videoId: string) =>
@@ -50,7 +60,7 @@ const findVideo = (
     const loaded = yield* call("loading the session", () => services.runtime.host.load(metadata.session_id))
     const session = toCaptureSession(loaded.state)
     if (session === null || !mayReach(principal, loaded.state.context)) return yield* videoNotFound(videoId)
-    return { metadata, session }
+    return { metadata, session, context: loaded.state.context }
   })
 
 /** The rtstreams of the export's channels: the audio mixed into it (spoken words), or its display (scenes). */
@@ -69,6 +79,85 @@ const clampTimeline = (metadata: ExportMetadata, timeline: VideoTimeline): Video
     .filter(([start, end]) => end > start)
 }
 
+/** An audio rtstream of the video as the target of its transcription. */
+const targetOf = (
+  { metadata, session, context }: ReachableVideo,
+  rtstream: RtstreamView,
+): TranscriptionTarget => ({
+  rtstream_id: rtstream.rtstream_id,
+  rtstream_name: rtstream.name,
+  session_id: metadata.session_id,
+  channel_id: rtstream.name,
+  account_id: context.account_id,
+  end_user_id: context.end_user_id,
+  collection_id: session.collection_id,
+})
+
+/**
+ * The video's spoken-word index as its audio channels' transcripts stand: `processing` (with the
+ * URL to poll) while one is being transcribed from the recording; 409 `no_transcript` when none
+ * was transcribed at all.
+ */
+const spokenWordIndex = (
+  services: GatewayServicesShape,
+  video: ReachableVideo,
+  audio: ReadonlyArray<RtstreamView>,
+) =>
+  Effect.gen(function* () {
+    const { metadata } = video
+    const states = yield* call("reading the transcription", () =>
+      Promise.all(audio.map((r) => services.ai.load(r.rtstream_id))),
+    )
+    const fromRecording = (state: RtstreamAi) => state.transcription.source === "recording"
+    if (states.some((state) => state.transcription.status === "active" && fromRecording(state))) {
+      return {
+        success: true as const,
+        status: "processing" as const,
+        data: {
+          output_url: `${services.config.publicUrl}${pathOf(VIDEO_INDEX_ROUTE, { video_id: metadata.video_id })}`,
+        },
+      }
+    }
+    // Each channel's final transcript within the video's time.
+    const pages = yield* call("reading the transcript", () =>
+      Promise.all(
+        audio.map((r) =>
+          readTranscript(services.ai, r.rtstream_id, {
+            start: metadata.start_ms,
+            end: exportWallEndMs(metadata),
+            page_size: 1,
+          }).then((page) => ({ rtstream: r, page })),
+        ),
+      ),
+    )
+    const transcribed = pages.filter(({ page }) => page.status !== "inactive")
+    if (transcribed.length === 0) {
+      return yield* refuse(
+        captureError(
+          "no_transcript",
+          audio.length === 0
+            ? `video ${metadata.video_id} has no audio channel to have spoken words`
+            : `the audio of video ${metadata.video_id} (${audio.map((r) => r.name).join(", ")}) is not transcribed: ` +
+                "index its spoken words (POST /video/{id}/index) first",
+        ),
+      )
+    }
+    const segments = transcribed.reduce((n, { page }) => n + page.total, 0)
+    const active = transcribed.some(({ page }) => page.status === "active")
+    return successOf({
+      success: true,
+      message: `spoken words of ${transcribed.map(({ rtstream }) => rtstream.name).join(", ")}: ${segments} segments`,
+      video_id: metadata.video_id,
+      session_id: metadata.session_id,
+      channel_ids: transcribed.map(({ rtstream }) => rtstream.name),
+      segments,
+      transcription_status: active ? ("active" as const) : ("stopped" as const),
+      transcribed_from_recording: audio
+        .filter((_, i) => states[i] !== undefined && fromRecording(states[i] as RtstreamAi))
+        .map((r) => r.name),
+    })
+  })
+
 export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) =>
   Effect.gen(function* () {
     const services = yield* GatewayServices
@@ -78,44 +167,30 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const video = yield* findVideo(services, principal, params.video_id)
-          const { metadata } = video
           const audio = rtstreamsOf(video, "spoken")
-          // Each channel's final transcript within the video's time.
-          const pages = yield* call("reading the transcript", () =>
-            Promise.all(
-              audio.map((r) =>
-                readTranscript(services.ai, r.rtstream_id, {
-                  start: metadata.start_ms,
-                  end: exportWallEndMs(metadata),
-                  page_size: 1,
-                }).then((page) => ({ rtstream: r, page })),
-              ),
-            ),
-          )
-          const transcribed = pages.filter(({ page }) => page.status !== "inactive")
-          if (transcribed.length === 0) {
+          if (audio.length === 0) {
             return yield* refuse(
               captureError(
                 "no_transcript",
-                audio.length === 0
-                  ? `video ${metadata.video_id} has no audio channel to have spoken words`
-                  : `the audio of video ${metadata.video_id} (${audio.map((r) => r.name).join(", ")}) was not ` +
-                      "transcribed while it recorded: start its transcription (or an audio index) during the session; " +
-                      "transcribing an export afterwards is not supported",
+                `video ${video.metadata.video_id} has no audio channel to have spoken words`,
               ),
             )
           }
-          const segments = transcribed.reduce((n, { page }) => n + page.total, 0)
-          const active = transcribed.some(({ page }) => page.status === "active")
-          return successOf({
-            success: true,
-            message: `spoken words of ${transcribed.map(({ rtstream }) => rtstream.name).join(", ")}: ${segments} segments`,
-            video_id: metadata.video_id,
-            session_id: metadata.session_id,
-            channel_ids: transcribed.map(({ rtstream }) => rtstream.name),
-            segments,
-            transcription_status: active ? ("active" as const) : ("stopped" as const),
-          })
+          // Audio never transcribed while it recorded is transcribed now, from its stored segments.
+          for (const rtstream of audio) {
+            const started = yield* call("starting the recording's transcription", () =>
+              transcribeRecording(services.ai, targetOf(video, rtstream), services.transcription),
+            )
+            if (Result.isFailure(started)) return yield* refuse(started.failure)
+          }
+          return yield* spokenWordIndex(services, video, audio)
+        }),
+      )
+      .handle("videoIndex", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const video = yield* findVideo(services, principal, params.video_id)
+          return yield* spokenWordIndex(services, video, rtstreamsOf(video, "spoken"))
         }),
       )
       .handle("searchVideo", ({ params, payload }) =>
