@@ -4,6 +4,11 @@
  * in the wire format the SDK's `Video`, `SearchResult` and `Shot` read.
  */
 import {
+  COLLECTION_VIDEO_SEARCH_ROUTE,
+  COMPILE_ROUTE,
+  CollectionId,
+  CompileRequest,
+  CompileView,
   Processing,
   Success,
   VIDEO_INDEX_ROUTE,
@@ -54,6 +59,21 @@ export class VideosGroup extends HttpApiGroup.make("videos")
       params: VideoParams,
       payload: VideoStreamRequest,
       success: Success(VideoStreamView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("compileShots", COMPILE_ROUTE, {
+      payload: CompileRequest,
+      success: Success(CompileView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("searchCollectionVideos", COLLECTION_VIDEO_SEARCH_ROUTE, {
+      params: { collection_id: CollectionId },
+      payload: VideoSearchRequest,
+      success: Success(VideoSearchResults),
       error: CommonFailures,
     }),
   ) {}

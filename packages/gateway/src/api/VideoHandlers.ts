@@ -3,24 +3,32 @@
  * a client token's own end user only; anything else is 404 `not_found`). Its spoken words are the
  * final transcript of the audio channels mixed into it, found in this process's search projection
  * (`SearchIndex`) like the rtstream searches; results are moved onto the video's timeline, which
- * starts at the export's `start_ms` and closes over the paused spans it left out.
+ * starts at the export's `start_ms` and closes over the paused spans it left out. Audio never
+ * transcribed live is transcribed from the recording when its spoken words are asked for (a job
+ * for the AI workers); a collection's search places each shot in the exported videos holding it;
+ * `POST /compile` plays a search's shots as one stream.
  */
 import {
   type RtstreamAi,
   readTranscript,
+  type SearchHit,
   type SearchKind,
   type TranscriptionTarget,
   transcribeRecording,
 } from "@capture/ai"
 import {
   type CaptureSession,
+  type CompiledPart,
   captureError,
+  compiledUrls,
   type ExportMetadata,
   exportRangeUrls,
   exportUrls,
   exportWallEndMs,
+  MAX_TIMELINE_RANGES,
   pathOf,
   type RtstreamView,
+  type SessionId,
   successOf,
   VIDEO_INDEX_ROUTE,
   type VideoId,
@@ -37,6 +45,7 @@ import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import type { Failure } from "./Failures.js"
 import { call, refuse } from "./Handlers.js"
+import { endUserOf } from "./SearchHandlers.js"
 
 /** An export the principal may reach, with its session as clients see it. */
 interface ReachableVideo {
@@ -158,6 +167,59 @@ const spokenWordIndex = (
     })
   })
 
+/** The SDK's default `result_threshold`, when a call gives none. */
+const DEFAULT_RESULTS = 50
+
+/**
+ * A hit as a shot of the video: seconds of the video (its wall-clock time less the export's start
+ * and the paused time cut out before it). Undefined when it lies outside the video, or was said
+ * entirely while paused.
+ */
+const docOf = (publicUrl: string, metadata: ExportMetadata, hit: SearchHit): VideoSearchDoc | undefined => {
+  if (hit.end * 1000 <= metadata.start_ms || hit.start * 1000 >= exportWallEndMs(metadata)) return undefined
+  const start = videoSecondsAt(metadata, hit.start * 1000)
+  const end = videoSecondsAt(metadata, hit.end * 1000)
+  if (end <= start) return undefined
+  return {
+    start,
+    end,
+    text: hit.text,
+    score: hit.score,
+    scene_index_id: hit.index_id,
+    scene_index_name: hit.index_name,
+    metadata: { rtstream_id: hit.rtstream_id, channel_id: hit.rtstream_name, kind: hit.kind },
+    ...exportRangeUrls(publicUrl, metadata.video_id, [[start, end]]),
+  }
+}
+
+/** One video's result: its shots in `docs`, best first. */
+const resultOf = ({ metadata, session }: ReachableVideo, docs: ReadonlyArray<VideoSearchDoc>) => ({
+  video_id: metadata.video_id,
+  collection_id: session.collection_id,
+  title: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
+  length: metadata.duration_ms / 1000,
+  docs,
+})
+
+/** The exported videos of a session the principal may reach (none when it may not). */
+const exportedVideos = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  sessionId: SessionId,
+): Effect.Effect<ReadonlyArray<ReachableVideo>, Failure> =>
+  call("reading the session's exports", async () => {
+    const loaded = await services.runtime.host.load(sessionId)
+    const session = toCaptureSession(loaded.state)
+    if (session === null || !mayReach(principal, loaded.state.context)) return []
+    const videos: Array<ReachableVideo> = []
+    for (const done of session.exports) {
+      if (done.export_status !== "exported" || done.video_id === null) continue
+      const metadata = await services.exports.get(done.video_id)
+      if (metadata !== undefined) videos.push({ metadata, session, context: loaded.state.context })
+    }
+    return videos
+  })
+
 export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) =>
   Effect.gen(function* () {
     const services = yield* GatewayServices
@@ -197,7 +259,7 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const video = yield* findVideo(services, principal, params.video_id)
-          const { metadata, session } = video
+          const { metadata } = video
           const scenes = payload.index_type === "scene"
           const kind: SearchKind = scenes ? "visual" : "transcript"
           const hits = yield* call("searching", async () => {
@@ -215,38 +277,51 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
               score_threshold: payload.score_threshold ?? undefined,
             })
           })
-          const docs: Array<VideoSearchDoc> = hits.flatMap((hit) => {
-            const start = videoSecondsAt(metadata, hit.start * 1000)
-            const end = videoSecondsAt(metadata, hit.end * 1000)
-            // Said entirely while paused: not in the video.
-            if (end <= start) return []
-            return [
-              {
-                start,
-                end,
-                text: hit.text,
-                score: hit.score,
-                scene_index_id: hit.index_id,
-                scene_index_name: hit.index_name,
-                metadata: { rtstream_id: hit.rtstream_id, channel_id: hit.rtstream_name, kind: hit.kind },
-                ...exportRangeUrls(publicUrl, metadata.video_id, [[start, end]]),
-              },
-            ]
+          const docs = hits.flatMap((hit) => docOf(publicUrl, metadata, hit) ?? [])
+          return successOf({ results: docs.length === 0 ? [] : [resultOf(video, docs)] })
+        }),
+      )
+      .handle("searchCollectionVideos", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const scenes = payload.index_type === "scene"
+          const limit = payload.result_threshold ?? DEFAULT_RESULTS
+          const hits = yield* call("searching", async () => {
+            await services.search.catchUp()
+            return services.search.index.search({
+              query: payload.query,
+              account_id: principal.account_id,
+              collection_id: params.collection_id,
+              end_user_id: endUserOf(principal),
+              kind: scenes ? "visual" : "transcript",
+              index_id: payload.scene_index_id ?? undefined,
+              // Shots of sessions never exported are left out below: ask for more.
+              limit: Math.min(1000, limit * 4),
+              score_threshold: payload.score_threshold ?? undefined,
+            })
           })
-          return successOf({
-            results:
-              docs.length === 0
-                ? []
-                : [
-                    {
-                      video_id: metadata.video_id,
-                      collection_id: session.collection_id,
-                      title: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
-                      length: metadata.duration_ms / 1000,
-                      docs,
-                    },
-                  ],
-          })
+          const videosOf = new Map<string, ReadonlyArray<ReachableVideo>>()
+          for (const sessionId of new Set(hits.map((hit) => hit.session_id))) {
+            videosOf.set(sessionId, yield* exportedVideos(services, principal, sessionId as SessionId))
+          }
+          // Best shot first; each video's result where its best shot ranks.
+          const results = new Map<string, { video: ReachableVideo; docs: Array<VideoSearchDoc> }>()
+          let kept = 0
+          for (const hit of hits) {
+            if (kept >= limit) break
+            for (const video of videosOf.get(hit.session_id) ?? []) {
+              const channels = rtstreamsOf(video, scenes ? "scene" : "spoken")
+              if (!channels.some((r) => r.rtstream_id === hit.rtstream_id)) continue
+              const doc = docOf(publicUrl, video.metadata, hit)
+              if (doc === undefined) continue
+              const id = video.metadata.video_id
+              const result = results.get(id) ?? { video, docs: [] }
+              result.docs.push(doc)
+              results.set(id, result)
+              kept++
+            }
+          }
+          return successOf({ results: [...results.values()].map(({ video, docs }) => resultOf(video, docs)) })
         }),
       )
       .handle("streamVideo", ({ params, payload }) =>
@@ -278,6 +353,39 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
             ...exportRangeUrls(publicUrl, metadata.video_id, timeline),
             timeline,
           })
+        }),
+      )
+      .handle("compileShots", ({ payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const videos = new Map<string, ReachableVideo>()
+          for (const { video_id } of payload) {
+            if (!videos.has(video_id)) videos.set(video_id, yield* findVideo(services, principal, video_id))
+          }
+          // The SDK sends a shot an entry: a video's shots in a row play as one part.
+          const parts: Array<CompiledPart & { readonly video_id: VideoId }> = []
+          for (const entry of payload) {
+            const metadata = (videos.get(entry.video_id) as ReachableVideo).metadata
+            const timeline = clampTimeline(metadata, entry.shots)
+            if (timeline.length === 0) continue
+            const last = parts.at(-1)
+            if (last?.video_id === entry.video_id)
+              parts[parts.length - 1] = { ...last, timeline: [...last.timeline, ...timeline] }
+            else parts.push({ video_id: entry.video_id, timeline })
+          }
+          const ranges = parts.reduce((n, part) => n + part.timeline.length, 0)
+          if (parts.length === 0 || ranges > MAX_TIMELINE_RANGES) {
+            return yield* refuse(
+              captureError(
+                "invalid_time_range",
+                parts.length === 0
+                  ? "no shot lies within its video, each [start, end] in seconds with end after start"
+                  : `at most ${MAX_TIMELINE_RANGES} shots compile into one stream`,
+                { field: "shots" },
+              ),
+            )
+          }
+          return successOf({ ...compiledUrls(publicUrl, parts), parts })
         }),
       )
   }),
