@@ -6,7 +6,14 @@
  * consumer, and follows the event stream for its own sockets.
  */
 
-import { AiStore, type EngineChoice, SearchIndex, SearchProjection } from "@capture/ai"
+import {
+  AiStore,
+  type ChatModelChoice,
+  type EngineChoice,
+  NO_CHAT_MODELS,
+  SearchIndex,
+  SearchProjection,
+} from "@capture/ai"
 import { ExportStore, MediaStore } from "@capture/media"
 import type { SessionId, WebhookSecret } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -73,6 +80,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webSocket: WebSocketLimits
   /** Transcription engines offered (as the AI workers are configured) and the default; default: local only. */
   readonly transcription?: EngineChoice | undefined
+  /** The chat models indexes may name (`CAPTURE_CHAT_MODEL`, `CAPTURE_CHAT_MODELS`); absent: none. */
+  readonly chatModels?: ChatModelChoice | undefined
   /** `CAPTURE_API_KEY`: a key the first account gets, for scripts and tests. */
   readonly seedApiKey?: string | undefined
   /** `CAPTURE_WEBHOOK_SECRET`: the first account's signing secret. */
@@ -200,6 +209,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     detectionEvents: await DetectionEvents.open(nc, topology),
     search,
     transcription: options.transcription ?? { offered: ["local"], default: "local" },
+    chatModels: options.chatModels ?? NO_CHAT_MODELS,
     exports,
     signer,
     connectionIds: new ConnectionIds(deploymentKey),

@@ -166,6 +166,11 @@ export const SceneIndexCreated = event("SceneIndexCreated", {
   extraction_config: Schema.Record(Schema.String, Schema.Unknown),
   batch: IndexBatch,
   model_name: Schema.NullOr(Schema.String),
+  /**
+   * The chat model `model_name` resolved to when the index was created (the provider's model id);
+   * absent or null: the worker's default model.
+   */
+  chat_model: Schema.optionalKey(Schema.NullOr(Schema.String)),
   routing: AiRouting,
 })
 

@@ -123,6 +123,9 @@ const decodeJob = decodeUnknown(RecordingTranscriptionJob)
 /** A shot's key in the images kept for open scenes. */
 const frameKey = (shot: FrameRef): string => `${shot.segment}/${shot.fps}/${shot.position}`
 
+/** The engine a chat model's result names. */
+const chatEngineName = (chat: ChatModel | undefined): string => `chat:${chat?.model ?? ""}`
+
 /** PCM of recent segments per rtstream, so a carried utterance is rarely decoded twice. */
 const CACHED_SEGMENTS = 16
 
@@ -503,7 +506,7 @@ export class AiPipeline {
       if (!audioBatchDue(index, record.start_ms + record.duration_ms, ended)) continue
       const scene = audioBatchScene(index.pending)
       const sceneId = `${rtstreamId}/index/${index.indexId}/scene/${index.scenes}`
-      const chat = this.options.chat
+      const chat = this.chatFor(index)
       const answer =
         chat === undefined
           ? undefined
@@ -524,7 +527,7 @@ export class AiPipeline {
           text,
           start: Math.round(scene.start),
           end: Math.round(scene.end),
-          engine: described === undefined ? "transcript" : this.chatEngineName(),
+          engine: described === undefined ? "transcript" : chatEngineName(chat),
           routing: index.routing,
           ...(alerts.length === 0 ? {} : { alerts }),
         },
@@ -609,7 +612,14 @@ export class AiPipeline {
         const described =
           chat === undefined
             ? { text: describeScreen(lane.lines), engine: "local" }
-            : await this.describeScene(chat, rtstreamId, record, indexNow(), sceneId, lane)
+            : await this.describeScene(
+                this.chatFor(index) ?? chat,
+                rtstreamId,
+                record,
+                indexNow(),
+                sceneId,
+                lane,
+              )
         // Nothing read on screen (or nothing to describe it with): no scene.
         if (described === undefined || described.text === "") return
         const alerts = await this.evaluateAlerts(state, index, sceneId, described.text)
@@ -719,11 +729,11 @@ export class AiPipeline {
       if (jpeg !== undefined) images.push({ mime: "image/jpeg", bytes: jpeg })
     }
     if (images.length === 0) {
-      return index.lastText === null ? undefined : { text: index.lastText, engine: this.chatEngineName() }
+      return index.lastText === null ? undefined : { text: index.lastText, engine: chatEngineName(chat) }
     }
     const seconds = "time" in index.batch ? index.batch.time : 0
     const answer = await this.askChat(sceneId, () => describeFrames(chat, index.prompt, images, seconds))
-    if (typeof answer === "string") return { text: answer, engine: this.chatEngineName() }
+    if (typeof answer === "string") return { text: answer, engine: chatEngineName(chat) }
     const lines: Array<string> = []
     for (const image of images) {
       for (const line of await this.readText(sceneId, record, image.bytes)) {
@@ -761,9 +771,15 @@ export class AiPipeline {
     return images.get(key)
   }
 
-  /** The engine a chat model's result names. */
-  private chatEngineName(): string {
-    return `chat:${this.options.chat?.model ?? ""}`
+  /**
+   * The chat model an index's results are asked of: the worker's, asking for the model the index
+   * named (`model_name` resolved when it was created) when it named one.
+   */
+  private chatFor(index: SceneIndexState): ChatModel | undefined {
+    const chat = this.options.chat
+    const model = index.chatModel
+    if (chat === undefined || model === null || model === chat.model) return chat
+    return { model, complete: (request) => chat.complete({ ...request, model }) }
   }
 
   /**
@@ -798,7 +814,7 @@ export class AiPipeline {
     sceneId: string,
     text: string,
   ): Promise<Array<FiredAlert>> {
-    const chat = this.options.chat
+    const chat = this.chatFor(index)
     if (chat === undefined) return firedAlerts(state, index.indexId, text)
     const decided = await Promise.all(
       alertsOf(state, index.indexId).map(async (alert): Promise<Array<FiredAlert>> => {

@@ -38,6 +38,8 @@ export interface SceneIndexState {
   readonly extractionConfig: { readonly [key: string]: unknown }
   readonly batch: IndexBatch
   readonly modelName: string | null
+  /** The chat model its results are asked of (`model_name` resolved); null: the worker's default. */
+  readonly chatModel: string | null
   readonly routing: AiRouting
   readonly status: SceneIndexStatus
   /** Scenes stored: the next scene number. */
@@ -196,6 +198,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
             extractionConfig: d.extraction_config,
             batch: d.batch,
             modelName: d.model_name,
+            chatModel: d.chat_model ?? null,
             routing: d.routing,
             status: "connected",
             scenes: 0,
