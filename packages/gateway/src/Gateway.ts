@@ -15,13 +15,13 @@ import {
   SearchProjection,
 } from "@capture/ai"
 import { ExportStore, MediaStore } from "@capture/media"
-import type { SessionId, WebhookSecret } from "@capture/protocol"
-import type { SessionRuntime } from "@capture/session-actor"
+import type { RtstreamId, SessionId, WebhookSecret } from "@capture/protocol"
+import { type SessionRuntime, toCaptureSession } from "@capture/session-actor"
 import { Layer, Result } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
-import { AlertDeliveryLog } from "./alerts/AlertDeliveryLog.js"
+import { AlertDeliveryLog, type AlertOwner } from "./alerts/AlertDeliveryLog.js"
 import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
 import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
@@ -224,7 +224,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     webhookDeliveries: async (sessionId: SessionId) => {
       const [deliveries, alert_deliveries] = await Promise.all([
         deliveryLog.list(sessionId),
-        alertDeliveryLog.list(sessionId),
+        alertDeliveryLog.list(sessionId, await alertsOfSession(runtime, ai, sessionId)),
       ])
       return { deliveries, alert_deliveries }
     },
@@ -258,6 +258,28 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       ai.close()
     },
   }
+}
+
+/**
+ * The alerts on a session's rtstreams, as their AI histories hold them: what the deliveries
+ * recorded before keys named the session (`legacyAlertDeliveryKey`) are found and completed by.
+ */
+const alertsOfSession = async (
+  runtime: SessionRuntime,
+  ai: AiStore,
+  sessionId: SessionId,
+): Promise<ReadonlyArray<AlertOwner>> => {
+  const session = toCaptureSession((await runtime.host.load(sessionId)).state)
+  const states = await Promise.all((session?.rtstreams ?? []).map((r) => ai.load(r.rtstream_id)))
+  return states.flatMap((state) =>
+    state.alerts.map((alert) => ({
+      alert_id: alert.alertId,
+      event_id: alert.eventId,
+      session_id: sessionId,
+      rtstream_id: state.rtstreamId as RtstreamId,
+      index_id: alert.indexId,
+    })),
+  )
 }
 
 /** Every HTTP route of the gateway, with the envelope and JSON-body middleware around them. */
