@@ -195,7 +195,7 @@ describe("alert deliveries recorded before their keys named the session (before 
     )
     // Its first attempt counts: this is the second.
     expect(
-      (continued?.attempts as ReadonlyArray<{ attempt: number; status_code: number }>).map((a) => [
+      ((continued?.attempts ?? []) as ReadonlyArray<{ attempt: number; status_code: number }>).map((a) => [
         a.attempt,
         a.status_code,
       ]),
