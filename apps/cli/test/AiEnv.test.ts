@@ -1,12 +1,13 @@
 import { OpenAiChatModel } from "@capture/ai"
 import { afterEach, describe, expect, it } from "vitest"
-import { aiSettingsFromEnv, chatModelOf } from "../src/serve/AiEnv.js"
+import { aiSettingsFromEnv, chatModelChoiceOf, chatModelOf } from "../src/serve/AiEnv.js"
 
 const CHAT = [
   "CAPTURE_CHAT_BASE_URL",
   "CAPTURE_CHAT_MODEL",
   "CAPTURE_CHAT_API_KEY",
   "CAPTURE_CHAT_TIMEOUT_MS",
+  "CAPTURE_CHAT_MODELS",
 ]
 const saved = Object.fromEntries(CHAT.map((name) => [name, process.env[name]]))
 
@@ -35,6 +36,7 @@ describe("the AI settings from the environment", () => {
       model: "gpt-4o-mini",
       apiKey: "sk-local",
       timeoutMs: 60_000,
+      models: new Map(),
     })
     process.env.CAPTURE_CHAT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
     process.env.CAPTURE_CHAT_TIMEOUT_MS = "90000"
@@ -51,5 +53,23 @@ describe("the AI settings from the environment", () => {
     process.env.CAPTURE_CHAT_BASE_URL = "http://127.0.0.1:8000"
     process.env.CAPTURE_CHAT_TIMEOUT_MS = "soon"
     expect(() => aiSettingsFromEnv()).toThrow(/CAPTURE_CHAT_TIMEOUT_MS must be a positive integer/)
+  })
+
+  it("reads the models an index may name; the default is one of them", () => {
+    process.env.CAPTURE_CHAT_BASE_URL = "http://127.0.0.1:8000"
+    process.env.CAPTURE_CHAT_MODEL = "small-vl"
+    process.env.CAPTURE_CHAT_MODELS = "pro=large-vl, llava"
+    const choice = chatModelChoiceOf(aiSettingsFromEnv())
+    expect(choice.default).toBe("small-vl")
+    expect([...choice.allowed]).toEqual([
+      ["small-vl", "small-vl"],
+      ["pro", "large-vl"],
+      ["llava", "llava"],
+    ])
+    process.env.CAPTURE_CHAT_MODELS = "pro=a=b"
+    expect(() => aiSettingsFromEnv()).toThrow(/CAPTURE_CHAT_MODELS must be names or name=model/)
+    delete process.env.CAPTURE_CHAT_BASE_URL
+    process.env.CAPTURE_CHAT_MODELS = "pro=large-vl"
+    expect(() => aiSettingsFromEnv()).toThrow(/CAPTURE_CHAT_MODELS needs CAPTURE_CHAT_BASE_URL/)
   })
 })

@@ -23,6 +23,8 @@ import { openSocket, uploadSegment } from "./transcription.js"
 
 const KEY = "sk-chat-serve-key"
 const MODEL = "qwen2.5-vl"
+/** What an index naming `pro` gets (`CAPTURE_CHAT_MODELS=pro=…`). */
+const PRO_MODEL = "qwen2.5-vl-72b"
 const tesseract = new TesseractReader()
 
 /** Frames are read by tesseract and described; a verdict says yes when the result names the label. */
@@ -45,9 +47,14 @@ let recording: ScreenRecording
 
 beforeAll(async () => {
   nats = await startNatsServer()
-  provider = await startChatProvider({ apiKey: KEY, models: [MODEL], answer })
+  provider = await startChatProvider({ apiKey: KEY, models: [MODEL, PRO_MODEL], answer })
   server = await startCaptureServer(nats.url, {
-    env: { CAPTURE_CHAT_BASE_URL: provider.baseUrl, CAPTURE_CHAT_MODEL: MODEL, CAPTURE_CHAT_API_KEY: KEY },
+    env: {
+      CAPTURE_CHAT_BASE_URL: provider.baseUrl,
+      CAPTURE_CHAT_MODEL: MODEL,
+      CAPTURE_CHAT_API_KEY: KEY,
+      CAPTURE_CHAT_MODELS: `pro=${PRO_MODEL}`,
+    },
   })
   recording = await screenRecording(ffmpeg, [
     { lines: [], seconds: 2 },
@@ -135,5 +142,63 @@ describe.skipIf(!tesseractAvailable())("a chat model through capture serve", () 
     } finally {
       socket.close()
     }
+  }, 180_000)
+
+  it("asks the model an index names, and refuses a name it does not offer", async () => {
+    const startMs = Date.now() - 60_000
+    const created = await server.data("POST", "/collection/default/capture/session", {
+      end_user_id: "u-model",
+    })
+    const sessionId = created.id as SessionId
+    await server.data("POST", "/capture/session/start", {
+      session_id: sessionId,
+      channels: [{ channel_id: "display:1" }],
+    })
+    await uploadSegment(server, sessionId, recording, 0, startMs, "display:1")
+    const view = await pollUntil(
+      "rtstreams",
+      () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
+      (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
+    )
+    const display = (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
+    const refused = await server.call("POST", `/rtstream/${display}/index/scene`, {
+      extraction_type: "time_based",
+      model_name: "gpt-imaginary",
+    })
+    expect([refused.status, refused.body.error_code, refused.body.field]).toEqual([
+      400,
+      "unknown_model",
+      "model_name",
+    ])
+    expect(refused.body.message).toMatch(new RegExp(`allowed: ${MODEL}, pro`))
+    const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
+    const rtstream = await (await conn.getCollection()).getRTStream(display)
+    // A VideoDB tier not configured here is the default model; a configured one, its model.
+    const ultra = await rtstream.indexVisuals({ modelName: "ultra", prompt: "Describe the screen" })
+    await ultra?.stop()
+    const pro = await rtstream.indexVisuals({
+      batchConfig: { type: "time", value: 2, frameCount: 2 },
+      prompt: "Which window is open?",
+      modelName: "pro",
+    })
+    expect(await server.data("GET", `/rtstream/${display}/index/${pro?.rtstreamIndexId}`)).toMatchObject({
+      model_name: "pro",
+    })
+    const asked = provider.requests.length
+    for (let i = 1; i < recording.segments.length; i++) {
+      await uploadSegment(server, sessionId, recording, i, startMs, "display:1")
+    }
+    const scenes = await pollUntil(
+      "the pro index's scenes",
+      async () => ((await pro?.getScenes())?.scenes ?? []) as ReadonlyArray<{ metadata: { engine: string } }>,
+      (found) => found.length === 2,
+      { timeoutMs: 90_000 },
+    )
+    expect(scenes.map((scene) => scene.metadata.engine)).toEqual([`chat:${PRO_MODEL}`, `chat:${PRO_MODEL}`])
+    const described = provider.requests.slice(asked).filter((r) => r.images.length > 0)
+    expect(described.map((r) => [r.model, r.status])).toEqual([
+      [PRO_MODEL, 200],
+      [PRO_MODEL, 200],
+    ])
   }, 180_000)
 })

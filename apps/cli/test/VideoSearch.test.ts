@@ -13,7 +13,7 @@ import {
   startNatsServer,
   wordRecall,
 } from "@capture/testkit"
-import { connect } from "videodb"
+import { connect, type SearchResult } from "videodb"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killIfRunning } from "./cli.js"
 import { type CaptureServer, pollUntil, startCaptureServer } from "./endToEnd.js"
@@ -31,6 +31,8 @@ const TOLERANCE_S = 0.4
 let nats: NatsServerHandle
 let server: CaptureServer
 let recording: SpeechRecording
+/** The video the first test transcribes live: the second finds it beside its own. */
+let liveVideoId = ""
 
 beforeAll(async () => {
   nats = await startNatsServer()
@@ -88,6 +90,7 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
   it("indexes the spoken words, finds a sentence at its time in the video and plays that range", async () => {
     const startMs = Date.now() - 60_000
     const { videoId } = await exportedSession("video-user", startMs, true)
+    liveVideoId = videoId
 
     const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
     const coll = await conn.getCollection()
@@ -128,6 +131,14 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     expect(piece.status).toBe(200)
     expect((await piece.arrayBuffer()).byteLength).toBeGreaterThan(0)
     expect((await fetch(shot?.playerUrl ?? "")).status).toBe(200)
+
+    // The search's shots compiled into one stream (`SearchResult.compile`, `POST /compile`).
+    const compiled = await result.compile()
+    expect(compiled).toContain(`/media/${videoId}/index.m3u8?timeline=`)
+    expect(result.playerUrl).toContain(`/player/${videoId}?timeline=`)
+    const compiledPlaylist = await (await fetch(compiled)).text()
+    expect(compiledPlaylist).toMatch(/^seg\/\d+\.m4s$/m)
+    expect((await fetch(result.playerUrl ?? "")).status).toBe(200)
     // The raw answer carries the same URLs per shot.
     const raw = await server.data("POST", `/video/${videoId}/search`, { query: "report friday" })
     const docs = (
@@ -159,16 +170,85 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     expect((await asUser("video-user")).status).toBe(200)
   }, 300_000)
 
-  it("refuses bad input with a stable code and the field", async () => {
-    const { videoId } = await exportedSession("video-silent", Date.now() - 60_000, false)
-    // Never transcribed: there are no spoken words to index (transcribing an export is not done).
-    const notTranscribed = await server.call("POST", `/video/${videoId}/index`, { index_type: "spoken_word" })
-    expect([notTranscribed.status, notTranscribed.body.error_code]).toEqual([409, "no_transcript"])
+  it("transcribes a video's audio from the recording when it was not transcribed live", async () => {
+    const startMs = Date.now() - 60_000
+    const { videoId, mic } = await exportedSession("video-later", startMs, false)
+    expect((await server.data("GET", `/rtstream/${mic}/transcription`)).status).toBe("inactive")
+    // Nothing to search yet; the raw call answers `processing` with the URL to poll.
+    expect((await server.data("POST", `/video/${videoId}/search`, { query: "budget" })).results).toEqual([])
+    const asked = await server.call("POST", `/video/${videoId}/index`, { index_type: "spoken_word" })
+    expect([asked.status, asked.body.status]).toEqual([202, "processing"])
+    const outputUrl = (asked.body.data as { output_url: string }).output_url
+    expect(outputUrl).toBe(`${server.base}/video/${videoId}/index`)
+
+    // The SDK polls it until the transcription is done.
     const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
     const video = await (await conn.getCollection()).getVideo(videoId)
-    // The SDK reports the status only (its InvalidRequestError).
-    await expect(video.indexSpokenWords()).rejects.toThrow(/409/)
+    expect(await video.indexSpokenWords()).toMatchObject({ success: true })
+    const index = await server.data("GET", `/video/${videoId}/index`)
+    expect(index).toMatchObject({
+      channel_ids: ["mic:default"],
+      segments: SENTENCES.length,
+      transcription_status: "stopped",
+      transcribed_from_recording: ["mic:default"],
+    })
+    // Asked again: nothing transcribed twice.
+    await video.indexSpokenWords()
+    const page = await server.data("GET", `/rtstream/${mic}/transcription?page_size=1000`)
+    const utterances = (page.segments as ReadonlyArray<{ utterance: number }>).map((s) => s.utterance)
+    expect(utterances).toEqual(SENTENCES.map((_, i) => i + 1))
+    expect(page.status).toBe("stopped")
 
+    const shot = (await video.search("budget discussion")).shots[0]
+    expect(wordRecall(SENTENCES[1] ?? "", shot?.text ?? "")).toBeGreaterThanOrEqual(0.5)
+    const spoken = recording.sentences[1]
+    expect(Math.abs((shot?.start ?? 0) - (spoken?.startMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+    expect(Math.abs((shot?.end ?? 0) - (spoken?.endMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+
+    // The collection's videos (`coll.search`): this one and the first test's said it too.
+    const coll = await conn.getCollection()
+    const found = (await coll.search("budget discussion")) as SearchResult
+    const videos = new Set(found.shots.map((s) => s.videoId))
+    expect(videos).toEqual(new Set([videoId, liveVideoId]))
+    for (const s of found.shots)
+      expect(wordRecall(SENTENCES[1] ?? "", s.text ?? "")).toBeGreaterThanOrEqual(0.5)
+    // Compiled: one playlist of both videos' ranges, each with its own init segment.
+    const both = await found.compile()
+    expect(both).toContain("/compile/index.m3u8?v=")
+    const playlist = await (await fetch(both)).text()
+    const maps = [...playlist.matchAll(/#EXT-X-MAP:URI="([^"]+)"/g)].map((m) => m[1] ?? "")
+    expect(new Set(maps)).toEqual(new Set([videoId, liveVideoId].map((id) => `../media/${id}/init.mp4`)))
+    expect(playlist).toContain("#EXT-X-DISCONTINUITY")
+    const pieces = playlist.split("\n").filter((line) => line.endsWith(".m4s"))
+    for (const piece of [pieces[0], pieces.at(-1)]) {
+      const answer = await fetch(new URL(piece ?? "", both))
+      expect([answer.status, (await answer.arrayBuffer()).byteLength > 0]).toEqual([200, true])
+    }
+    for (const map of maps) expect((await fetch(new URL(map, both))).status).toBe(200)
+    expect((await fetch(found.playerUrl ?? "")).status).toBe(200)
+
+    // A client token sees its own end user's videos only.
+    const token = (await server.data("POST", "/capture/session/token", { user_id: "video-later" }))
+      .token as string
+    const asUser = await fetch(`${server.base}/collection/default/search`, {
+      method: "POST",
+      headers: { "x-access-token": token, "content-type": "application/json" },
+      body: JSON.stringify({ query: "budget discussion" }),
+    })
+    const userResults = ((await asUser.json()) as { data: { results: ReadonlyArray<{ video_id: string }> } })
+      .data.results
+    expect(userResults.map((r) => r.video_id)).toEqual([videoId])
+    // Compiling another end user's video is refused as if it did not exist.
+    const foreign = await fetch(`${server.base}/compile`, {
+      method: "POST",
+      headers: { "x-access-token": token, "content-type": "application/json" },
+      body: JSON.stringify([{ video_id: liveVideoId, shots: [[0, 2]] }]),
+    })
+    expect([foreign.status, ((await foreign.json()) as { field?: string }).field]).toEqual([404, "video_id"])
+  }, 300_000)
+
+  it("refuses bad input with a stable code and the field", async () => {
+    const { videoId } = await exportedSession("video-silent", Date.now() - 60_000, false)
     const cases: ReadonlyArray<[string, object, number, string]> = [
       ["index", { index_type: "scene" }, 400, "index_type"],
       ["search", { query: "  " }, 400, "query"],
@@ -181,6 +261,27 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     for (const [route, body, status, field] of cases) {
       const answer = await server.call("POST", `/video/${videoId}/${route}`, body)
       expect([answer.status, answer.body.field], `${route} ${JSON.stringify(body)}`).toEqual([status, field])
+    }
+    const compileCases: ReadonlyArray<[unknown, number, string]> = [
+      [[], 400, "body"],
+      [[{ video_id: videoId, shots: [[5, 2]] }], 400, "shots"],
+      [[{ video_id: videoId, shots: [[100_000, 100_001]] }], 400, "shots"],
+      [[{ video_id: "m-NOSUCHVIDEO0000", shots: [[0, 2]] }], 404, "video_id"],
+    ]
+    for (const [body, status, field] of compileCases) {
+      const answer = await fetch(`${server.base}/compile`, {
+        method: "POST",
+        headers: { "x-access-token": server.apiKey, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      })
+      const parsed = (await answer.json()) as { field?: string }
+      expect([answer.status, parsed.field], `compile ${JSON.stringify(body)}`).toEqual([status, field])
+    }
+    const emptyQuery = await server.call("POST", "/collection/default/search", { query: " " })
+    expect([emptyQuery.status, emptyQuery.body.field]).toEqual([400, "query"])
+    for (const query of ["", "?v=nonsense", `?v=${videoId}:9-3`]) {
+      const answer = await fetch(`${server.base}/compile/index.m3u8${query}`)
+      expect([answer.status, ((await answer.json()) as { field?: string }).field]).toEqual([400, "v"])
     }
     const unknown = await server.call("POST", "/video/m-NOSUCHVIDEO0000/search", { query: "budget" })
     expect([unknown.status, unknown.body.error_code, unknown.body.field]).toEqual([

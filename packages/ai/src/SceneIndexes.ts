@@ -27,6 +27,7 @@ import {
   type ScenesQuery,
 } from "@capture/protocol"
 import { Result } from "effect"
+import { type ChatModelChoice, resolveChatModel } from "./engines/ChatModel.js"
 import type { AiStore } from "./store/AiStore.js"
 import { emptyRtstreamAi, foldAiEvent, type RtstreamAi, type SceneIndexState } from "./store/RtstreamAi.js"
 import { controlTranscription, type EngineChoice, type TranscriptionTarget } from "./Transcription.js"
@@ -149,6 +150,9 @@ const envelopeOf = (target: TranscriptionTarget, now: Date) => ({
   time: now.toISOString(),
 })
 
+/** No chat model: `model_name` may be absent or a VideoDB tier. */
+export const NO_CHAT_MODELS: ChatModelChoice = { default: null, allowed: new Map() }
+
 /** The event creating an index, or the refusal (wrong kind of rtstream, batches out of range, …). */
 export const decideCreateIndex = (
   state: RtstreamAi,
@@ -156,8 +160,11 @@ export const decideCreateIndex = (
   request: SceneIndexRequest,
   now: Date = new Date(),
   indexId: SceneIndexId = newSceneIndexId(),
+  models: ChatModelChoice = NO_CHAT_MODELS,
 ): Result.Result<AiEvent, CaptureError> => {
   const kind = indexKindOf(target)
+  const chatModel = resolveChatModel(request.model_name, models)
+  if (Result.isFailure(chatModel)) return Result.fail(chatModel.failure)
   const batch = batchOf(kind, request, target.rtstream_id)
   if (Result.isFailure(batch)) return Result.fail(batch.failure)
   const prompt = request.prompt ?? (kind === "visual" ? DEFAULT_VISUAL_PROMPT : DEFAULT_AUDIO_PROMPT)
@@ -182,6 +189,7 @@ export const decideCreateIndex = (
       extraction_config: extractionConfig,
       batch: batch.success,
       model_name: request.model_name ?? null,
+      chat_model: chatModel.success,
       routing: routingOf(target, request.ws_connection_id ?? null),
     },
   })
@@ -263,15 +271,16 @@ export const storeDecision = async (
   }
 }
 
-/** Creates an index; its view, or the refusal. */
+/** Creates an index (its `model_name` checked against `models`); its view, or the refusal. */
 export const createIndex = async (
   store: AiStore,
   target: TranscriptionTarget,
   request: SceneIndexRequest,
+  models: ChatModelChoice = NO_CHAT_MODELS,
 ): Promise<Result.Result<SceneIndexView, CaptureError>> => {
   const indexId = newSceneIndexId()
   const stored = await storeDecision(store, target.rtstream_id, (state) =>
-    decideCreateIndex(state, target, request, new Date(), indexId),
+    decideCreateIndex(state, target, request, new Date(), indexId, models),
   )
   if (Result.isFailure(stored)) return Result.fail(stored.failure)
   const index = findIndex(stored.success, indexId)

@@ -176,6 +176,47 @@ export const controlTranscription = async (
   }
 }
 
+/**
+ * Transcribes a finished channel's stored segments after the fact (an export's spoken words): when
+ * it was never transcribed, stores a start with `source: "recording"` and hands the AI workers a
+ * `RecordingTranscriptionJob` for it. While such a transcription runs, asking again hands the same
+ * job again (one job within JetStream's duplicate window; past it the job finds its work done), so
+ * a gateway that died between the two leaves nothing stuck. A channel transcribed live, or already
+ * from its recording, is left as it is. Returns the channel's state after.
+ */
+export const transcribeRecording = async (
+  store: AiStore,
+  target: TranscriptionTarget,
+  choice: EngineChoice,
+): Promise<Result.Result<RtstreamAi, CaptureError>> => {
+  let state = await store.load(target.rtstream_id)
+  for (let attempt = 1; ; attempt++) {
+    const current = state.transcription
+    if (current.status === "active" && current.source === "recording") {
+      await store.requestJob({
+        type: "TranscribeRecording",
+        rtstream_id: target.rtstream_id,
+        session_id: target.session_id,
+        channel_id: target.channel_id,
+        start_sequence: state.epoch,
+      })
+      return Result.succeed(state)
+    }
+    if (current.status !== "inactive") return Result.succeed(state)
+    const decided = decideTranscription(state, target, { action: "start" }, choice)
+    if (Result.isFailure(decided)) return Result.fail(decided.failure)
+    const start = decided.success
+    if (start === null || start.type !== "TranscriptionStarted") return Result.succeed(state)
+    try {
+      await store.append({ ...start, data: { ...start.data, source: "recording" } }, state.lastSequence)
+    } catch (error) {
+      if (!isWrongLastSequence(error) || attempt >= 8) throw error
+    }
+    // Either way the next turn reads who started it, and hands its job on.
+    state = await store.catchUp(state)
+  }
+}
+
 /** Epoch ms from a query time: values below 10^11 are seconds (as SDKs send them). */
 export const queryTimeMs = (value: number): number => (value < 1e11 ? value * 1000 : value)
 

@@ -6,16 +6,23 @@
  * consumer, and follows the event stream for its own sockets.
  */
 
-import { AiStore, type EngineChoice, SearchIndex, SearchProjection } from "@capture/ai"
+import {
+  AiStore,
+  type ChatModelChoice,
+  type EngineChoice,
+  NO_CHAT_MODELS,
+  SearchIndex,
+  SearchProjection,
+} from "@capture/ai"
 import { resolveFfmpeg } from "@capture/binaries"
 import { ExportStore, MediaStore } from "@capture/media"
-import type { SessionId, WebhookSecret } from "@capture/protocol"
-import type { SessionRuntime } from "@capture/session-actor"
+import type { RtstreamId, SessionId, WebhookSecret } from "@capture/protocol"
+import { type SessionRuntime, toCaptureSession } from "@capture/session-actor"
 import { Layer, Result } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
-import { AlertDeliveryLog } from "./alerts/AlertDeliveryLog.js"
+import { AlertDeliveryLog, type AlertOwner } from "./alerts/AlertDeliveryLog.js"
 import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
 import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
@@ -96,6 +103,8 @@ export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>
   readonly webSocket: WebSocketLimits
   /** Transcription engines offered (as the AI workers are configured) and the default; default: local only. */
   readonly transcription?: EngineChoice | undefined
+  /** The chat models indexes may name (`CAPTURE_CHAT_MODEL`, `CAPTURE_CHAT_MODELS`); absent: none. */
+  readonly chatModels?: ChatModelChoice | undefined
   /** `CAPTURE_API_KEY`: a key the first account gets, for scripts and tests. */
   readonly seedApiKey?: string | undefined
   /** `CAPTURE_WEBHOOK_SECRET`: the first account's signing secret. */
@@ -245,6 +254,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     detectionEvents: await DetectionEvents.open(nc, topology),
     search,
     transcription: options.transcription ?? { offered: ["local"], default: "local" },
+    chatModels: options.chatModels ?? NO_CHAT_MODELS,
     exports,
     signer,
     connectionIds: new ConnectionIds(deploymentKey),
@@ -269,7 +279,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     webhookDeliveries: async (sessionId: SessionId) => {
       const [deliveries, alert_deliveries] = await Promise.all([
         deliveryLog.list(sessionId),
-        alertDeliveryLog.list(sessionId),
+        alertDeliveryLog.list(sessionId, await alertsOfSession(runtime, ai, sessionId)),
       ])
       return { deliveries, alert_deliveries }
     },
@@ -320,6 +330,28 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       ai.close()
     },
   }
+}
+
+/**
+ * The alerts on a session's rtstreams, as their AI histories hold them: what the deliveries
+ * recorded before keys named the session (`legacyAlertDeliveryKey`) are found and completed by.
+ */
+const alertsOfSession = async (
+  runtime: SessionRuntime,
+  ai: AiStore,
+  sessionId: SessionId,
+): Promise<ReadonlyArray<AlertOwner>> => {
+  const session = toCaptureSession((await runtime.host.load(sessionId)).state)
+  const states = await Promise.all((session?.rtstreams ?? []).map((r) => ai.load(r.rtstream_id)))
+  return states.flatMap((state) =>
+    state.alerts.map((alert) => ({
+      alert_id: alert.alertId,
+      event_id: alert.eventId,
+      session_id: sessionId,
+      rtstream_id: state.rtstreamId as RtstreamId,
+      index_id: alert.indexId,
+    })),
+  )
 }
 
 /** Every HTTP route of the gateway, with the envelope and JSON-body middleware around them. */

@@ -3,7 +3,7 @@
  * reads), the account store, where URLs the server hands out start, and the policies.
  */
 
-import type { AiStore, EngineChoice, SearchProjection } from "@capture/ai"
+import type { AiStore, ChatModelChoice, EngineChoice, SearchProjection } from "@capture/ai"
 import type { ExportStore, MediaStore } from "@capture/media"
 import type { CaptureError, SessionId, WebhookDeliveryList } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
@@ -45,6 +45,8 @@ export interface GatewayServicesShape {
   readonly search: SearchProjection
   /** The transcription engines this server offers, and its default. */
   readonly transcription: EngineChoice
+  /** The chat models an index's `model_name` may name, and the default (null: none configured). */
+  readonly chatModels: ChatModelChoice
   /** Exported videos and raw assets (what the muxer wrote), read-only here. */
   readonly exports: ExportStore
   readonly signer: UrlSigner

@@ -40,7 +40,7 @@ import {
   upgradeManifest,
 } from "./ExportManifest.js"
 import { stampFragments } from "./FragmentedMp4.js"
-import { playlist, rangePlaylist } from "./internal/playlist.js"
+import { type CompiledPart, compiledPlaylist, playlist, rangePlaylist } from "./internal/playlist.js"
 
 /** A byte range, both ends inclusive (as in HTTP `Range: bytes=start-end`). */
 export interface ByteRange {
@@ -172,6 +172,27 @@ export class ExportStore {
   async rangePlaylist(videoId: string, timeline: VideoTimeline): Promise<ExportFile | undefined> {
     const manifest = await this.manifest(videoId)
     const text = manifest === undefined ? undefined : rangePlaylist(manifest, timeline)
+    return text === undefined
+      ? undefined
+      : this.inline("application/vnd.apple.mpegurl", encoder.encode(text), undefined)
+  }
+
+  /**
+   * One HLS playlist of ranges of several exports, in order (a search's shots compiled): each
+   * export's segments named through `prefixOf(videoId)` (where its files are, seen from the
+   * playlist). Undefined when an export is missing or no range holds any of them.
+   */
+  async compiledPlaylist(
+    parts: ReadonlyArray<{ readonly videoId: string; readonly timeline: VideoTimeline }>,
+    prefixOf: (videoId: string) => string,
+  ): Promise<ExportFile | undefined> {
+    const compiled: Array<CompiledPart> = []
+    for (const part of parts) {
+      const manifest = await this.manifest(part.videoId)
+      if (manifest === undefined) return undefined
+      compiled.push({ manifest, timeline: part.timeline, prefix: prefixOf(part.videoId) })
+    }
+    const text = compiledPlaylist(compiled)
     return text === undefined
       ? undefined
       : this.inline("application/vnd.apple.mpegurl", encoder.encode(text), undefined)

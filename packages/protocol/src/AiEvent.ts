@@ -46,6 +46,11 @@ export const TranscriptionStarted = event("TranscriptionStarted", {
   /** The engine the caller asked for, as given (e.g. VideoDB's default `assemblyai`). */
   requested_engine: Schema.NullOr(Schema.String),
   routing: AiRouting,
+  /**
+   * `recording`: the channel's stored segments are transcribed after the fact (an export's spoken
+   * words asked for when nothing was transcribed live), by a `RecordingTranscriptionJob`. Absent: live.
+   */
+  source: Schema.optionalKey(Schema.Literals(["live", "recording"])),
 })
 
 export const TranscriptionStopped = event("TranscriptionStopped", {
@@ -161,6 +166,11 @@ export const SceneIndexCreated = event("SceneIndexCreated", {
   extraction_config: Schema.Record(Schema.String, Schema.Unknown),
   batch: IndexBatch,
   model_name: Schema.NullOr(Schema.String),
+  /**
+   * The chat model `model_name` resolved to when the index was created (the provider's model id);
+   * absent or null: the worker's default model.
+   */
+  chat_model: Schema.optionalKey(Schema.NullOr(Schema.String)),
   routing: AiRouting,
 })
 
@@ -235,3 +245,19 @@ export const AiEvent = Schema.Union([
 export type AiEvent = typeof AiEvent.Type
 export type AiEventType = AiEvent["type"]
 export type AiEventOf<T extends AiEventType> = Extract<AiEvent, { readonly type: T }>
+
+/**
+ * Work for an AI worker: transcribe an rtstream's stored segments from its lane's position to the
+ * last one, then stop (its `TranscriptionStarted` has `source: "recording"`). On its own stream
+ * (`<PREFIX>_AI_JOBS`), shared by every AI worker through one durable; a job delivered twice, or
+ * to two workers, stores each utterance once (the lane's appends decide).
+ */
+export const RecordingTranscriptionJob = Schema.Struct({
+  type: Schema.Literal("TranscribeRecording"),
+  rtstream_id: RtstreamId,
+  session_id: SessionId,
+  channel_id: ChannelId,
+  /** Stream sequence of the start it carries out: its `Nats-Msg-Id` is `<rtstream>/recording/<start_sequence>`. */
+  start_sequence: Schema.Int,
+})
+export type RecordingTranscriptionJob = typeof RecordingTranscriptionJob.Type

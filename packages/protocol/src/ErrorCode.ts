@@ -22,6 +22,7 @@ const codes = {
   channel_not_found: 400,
   checksum_mismatch: 400,
   unknown_engine: 400,
+  unknown_model: 400,
   rtstream_not_audio: 400,
   rtstream_not_video: 400,
   invalid_time_range: 400,

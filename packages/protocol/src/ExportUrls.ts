@@ -98,3 +98,49 @@ export const exportRangeUrls = (
     player_url: `${playerUrl(publicUrl, videoId)}?${query}`,
   }
 }
+
+/** Ranges of one export in a compiled stream. */
+export interface CompiledPart {
+  readonly video_id: string
+  readonly timeline: VideoTimeline
+}
+
+/** A compiled stream's parts as its URLs' query: `v=m-…:12-20,31-40&v=m-…:3-9`. */
+export const compiledQuery = (parts: ReadonlyArray<CompiledPart>): string =>
+  parts.map((part) => `v=${part.video_id}:${timelineParam(part.timeline)}`).join("&")
+
+/** The parts a compiled stream's query names, or undefined when it names none or is malformed. */
+export const parseCompiledQuery = (
+  values: ReadonlyArray<string>,
+): ReadonlyArray<CompiledPart> | undefined => {
+  if (values.length === 0 || values.length > MAX_TIMELINE_RANGES) return undefined
+  const parts: Array<CompiledPart> = []
+  let ranges = 0
+  for (const value of values) {
+    const match = /^(m-[A-Za-z0-9_-]{1,64}):(.+)$/.exec(value)
+    const timeline = match === null ? undefined : parseTimelineParam(match[2] ?? "")
+    if (match === null || timeline === undefined) return undefined
+    ranges += timeline.length
+    if (ranges > MAX_TIMELINE_RANGES) return undefined
+    parts.push({ video_id: match[1] ?? "", timeline })
+  }
+  return parts
+}
+
+/**
+ * The URLs playing ranges of several exports as one stream (a search's shots compiled): for one
+ * export, its own range URLs (`exportRangeUrls`); else `/compile/index.m3u8?v=…` and its player
+ * page. Public like the exports: their ids are unguessable.
+ */
+export const compiledUrls = (
+  publicUrl: string,
+  parts: ReadonlyArray<CompiledPart>,
+): Pick<ExportUrls, "stream_url" | "player_url"> => {
+  const only = parts.length === 1 ? parts[0] : undefined
+  if (only !== undefined) return exportRangeUrls(publicUrl, only.video_id, only.timeline)
+  const query = compiledQuery(parts)
+  return {
+    stream_url: `${under(publicUrl, "/compile/index.m3u8")}?${query}`,
+    player_url: `${under(publicUrl, "/compile/player")}?${query}`,
+  }
+}

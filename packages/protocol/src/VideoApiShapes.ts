@@ -13,6 +13,8 @@ export const VIDEO_ROUTE = "/video/:video_id"
 export const VIDEO_INDEX_ROUTE = "/video/:video_id/index"
 export const VIDEO_SEARCH_ROUTE = "/video/:video_id/search"
 export const VIDEO_STREAM_ROUTE = "/video/:video_id/stream"
+/** `coll.search(query)` (not `namespace: "rtstream"`): the collection's exported videos. */
+export const COLLECTION_VIDEO_SEARCH_ROUTE = "/collection/:collection_id/search"
 
 /** `GET /video/{id}?collection_id=` (`coll.getVideo`): the collection the SDK names. */
 export const VideoQuery = Schema.Struct({
@@ -23,7 +25,9 @@ export type VideoQuery = typeof VideoQuery.Type
 /**
  * `POST /video/{id}/index` (`indexSpokenWords(languageCode?, segmentationType?, force?,
  * callbackUrl?)`): only `spoken_word`; the other fields are accepted and have no effect (the
- * transcript exists already, in the engine's language and utterances).
+ * transcript is the server's engine's, in its language and utterances). Audio never transcribed
+ * while it recorded is transcribed from its stored segments: the answer is `processing` (202)
+ * with `output_url` (`GET /video/{id}/index`) until that is done.
  */
 export const VideoIndexRequest = Schema.Struct({
   index_type: Schema.Literals(["spoken_word"]),
@@ -46,6 +50,8 @@ export const VideoIndexView = Schema.Struct({
   segments: Schema.Int,
   /** `active` while a channel's transcription still runs (its last segments may still come), else `stopped`. */
   transcription_status: Schema.Literals(["active", "stopped"]),
+  /** The channels transcribed from the recording after the fact (not while it recorded). */
+  transcribed_from_recording: Schema.Array(Schema.String),
 })
 export type VideoIndexView = typeof VideoIndexView.Type
 
@@ -132,3 +138,35 @@ export const VideoStreamView = Schema.Struct({
   timeline: Schema.Array(Schema.Tuple([Schema.Finite, Schema.Finite])),
 })
 export type VideoStreamView = typeof VideoStreamView.Type
+
+export const COMPILE_ROUTE = "/compile"
+/** A compiled playlist (public, like the exports it plays): `?v=<video_id>:<timeline>&v=…`. */
+export const COMPILED_PLAYLIST_ROUTE = "/compile/index.m3u8"
+/** The player page of a compiled playlist (same query). */
+export const COMPILED_PLAYER_ROUTE = "/compile/player"
+
+/**
+ * `POST /compile` (the SDK's `SearchResult.compile()`): the shots of a search, one entry per shot
+ * as the SDK sends them (`collection_id` is accepted), played in this order as one stream.
+ */
+export const CompileRequest = Schema.Array(
+  Schema.Struct({
+    video_id: VideoId,
+    collection_id: Schema.optionalKey(Schema.NullOr(Schema.String)),
+    shots: Schema.Array(Schema.Tuple([Seconds, Seconds])).check(Schema.isMinLength(1)),
+  }),
+).check(Schema.isMinLength(1), Schema.isMaxLength(MAX_TIMELINE_RANGES))
+export type CompileRequest = typeof CompileRequest.Type
+
+/** A compiled stream: the ranges kept per video (clamped to it), in order, and the URLs playing them. */
+export const CompileView = Schema.Struct({
+  stream_url: Schema.String,
+  player_url: Schema.String,
+  parts: Schema.Array(
+    Schema.Struct({
+      video_id: VideoId,
+      timeline: Schema.Array(Schema.Tuple([Schema.Finite, Schema.Finite])),
+    }),
+  ),
+})
+export type CompileView = typeof CompileView.Type

@@ -58,6 +58,20 @@ export const AlertDelivery = Schema.Struct({
 export type AlertDelivery = typeof AlertDelivery.Type
 
 /**
+ * An alert delivery as stored before its records named their session (key `<alert_id>.<scene>`,
+ * until 7749f0a): read after an upgrade, completed from the alert it belongs to.
+ */
+export const LegacyAlertDelivery = Schema.Struct({
+  alert_id: AlertId,
+  scene: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  url: Schema.String,
+  status: WebhookDeliveryStatus,
+  attempts: Schema.Array(WebhookAttempt),
+  next_attempt_at: Schema.NullOr(IsoTimestamp),
+})
+export type LegacyAlertDelivery = typeof LegacyAlertDelivery.Type
+
+/**
  * `GET /capture/session/{session_id}/webhooks`: a session's lifecycle deliveries in event order,
  * and its alert deliveries by rtstream, index and scene.
  */

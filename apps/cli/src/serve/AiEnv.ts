@@ -8,6 +8,7 @@
  */
 import {
   type ChatModel,
+  type ChatModelChoice,
   type EngineChoice,
   type Engines,
   findPocketsphinx,
@@ -37,6 +38,8 @@ export interface AiSettings {
         readonly model: string
         readonly apiKey: string | undefined
         readonly timeoutMs: number
+        /** The names an index's `model_name` may give (`CAPTURE_CHAT_MODELS`) → the provider's model. */
+        readonly models: ReadonlyMap<string, string>
       }
     | undefined
   readonly interim: boolean
@@ -87,9 +90,13 @@ export const aiSettingsFromEnv = (): AiSettings => {
           model: process.env.CAPTURE_CHAT_MODEL || "gpt-4o-mini",
           apiKey: process.env.CAPTURE_CHAT_API_KEY || undefined,
           timeoutMs: positiveInt("CAPTURE_CHAT_TIMEOUT_MS", 60_000),
+          models: chatModelsFromEnv(),
         }
   if (chat !== undefined && !/^https?:\/\//.test(chat.baseUrl)) {
     throw usage(`CAPTURE_CHAT_BASE_URL must be an http(s) URL, got "${chat.baseUrl}"`)
+  }
+  if (chat === undefined && (process.env.CAPTURE_CHAT_MODELS ?? "") !== "") {
+    throw usage("CAPTURE_CHAT_MODELS needs CAPTURE_CHAT_BASE_URL")
   }
   const offered: Array<TranscriptionEngineName> = []
   if (findPocketsphinx() !== undefined) offered.push("local")
@@ -116,6 +123,35 @@ export const aiSettingsFromEnv = (): AiSettings => {
     ackWaitMs: positiveInt("CAPTURE_AI_ACK_WAIT_MS", 30_000),
   }
 }
+
+/**
+ * `CAPTURE_CHAT_MODELS`: the models an index may name, comma-separated, each `name` (the
+ * provider's model id) or `name=model` (a name such as VideoDB's tiers `mini`, `pro` for a model).
+ */
+const chatModelsFromEnv = (): ReadonlyMap<string, string> => {
+  const raw = process.env.CAPTURE_CHAT_MODELS ?? ""
+  const models = new Map<string, string>()
+  for (const item of raw.split(",")) {
+    const entry = item.trim()
+    if (entry === "") continue
+    const match = /^([^=\s]{1,128})(?:=([^=\s]{1,128}))?$/.exec(entry)
+    if (match === null) {
+      throw usage(`CAPTURE_CHAT_MODELS must be names or name=model, comma-separated, got "${entry}"`)
+    }
+    const name = match[1] as string
+    models.set(name, match[2] ?? name)
+  }
+  return models
+}
+
+/** The models indexes may name with these settings: the listed ones and the default (by its own name). */
+export const chatModelChoiceOf = (settings: AiSettings): ChatModelChoice =>
+  settings.chat === undefined
+    ? { default: null, allowed: new Map() }
+    : {
+        default: settings.chat.model,
+        allowed: new Map([[settings.chat.model, settings.chat.model], ...settings.chat.models]),
+      }
 
 /** The engines an AI worker runs with these settings. */
 export const enginesOf = (settings: AiSettings): Engines => ({

@@ -38,7 +38,7 @@ import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
 import { log, logEffect, logFormat, showOnce } from "../Log.js"
 import { accessLog } from "./AccessLog.js"
-import { type AiSettings, chatModelOf, enginesOf } from "./AiEnv.js"
+import { type AiSettings, chatModelChoiceOf, chatModelOf, enginesOf } from "./AiEnv.js"
 import { dataDirLock, LOCK_FILE } from "./DataDirLock.js"
 import { embeddedNats } from "./EmbeddedNats.js"
 import { healthRoutes } from "./Health.js"
@@ -213,6 +213,7 @@ export const serve = (options: ServeOptions) =>
                 ...options.gateway,
                 publicUrl,
                 transcription: options.ai.choice,
+                chatModels: chatModelChoiceOf(options.ai),
                 log: (message) => log(message),
               }),
             catch: (error) => unavailable(`cannot start the gateway: ${describe(error)}`),

@@ -5,6 +5,8 @@
  * `choices[0].message.content`. A refused key or request is not retried; a timeout, a refused
  * connection, a 429 or a 5xx is (the pipeline retries, as it does transcription).
  */
+import { type CaptureError, captureError } from "@capture/protocol"
+import { Result } from "effect"
 import { EngineError } from "./TranscriptionEngine.js"
 
 export interface ChatModelOptions {
@@ -32,12 +34,53 @@ export interface ChatRequest {
   readonly images?: ReadonlyArray<ChatImage>
   /** Ask for a JSON object (`response_format: {type: "json_object"}`). */
   readonly json?: boolean
+  /** The provider's model to ask; absent: the model's own (`ChatModel.model`). */
+  readonly model?: string
 }
 
 /** A chat model: the answer's text, or an `EngineError`. */
 export interface ChatModel {
   readonly model: string
   readonly complete: (request: ChatRequest) => Promise<string>
+}
+
+/**
+ * The models an index's `model_name` may name: each name and the provider's model it means. The
+ * server's default model is always one of them (by its own name).
+ */
+export interface ChatModelChoice {
+  /** The provider's model an index that names none gets; null: no chat model is configured. */
+  readonly default: string | null
+  /** `model_name` → the provider's model id. */
+  readonly allowed: ReadonlyMap<string, string>
+}
+
+/** VideoDB's model tiers: code written against it sends these; a tier not configured here means the default. */
+export const VIDEODB_MODEL_TIERS: ReadonlyArray<string> = ["mini", "basic", "pro", "ultra"]
+
+/**
+ * The provider's model an index's `model_name` means: absent, the default; a configured name, its
+ * model; an unconfigured VideoDB tier, the default (null without a chat model). Anything else is
+ * `400 unknown_model` (field `model_name`), naming what is allowed.
+ */
+export const resolveChatModel = (
+  requested: string | null | undefined,
+  choice: ChatModelChoice,
+): Result.Result<string | null, CaptureError> => {
+  if (requested === undefined || requested === null || requested === "") return Result.succeed(choice.default)
+  const configured = choice.allowed.get(requested)
+  if (configured !== undefined) return Result.succeed(configured)
+  if (VIDEODB_MODEL_TIERS.includes(requested.toLowerCase())) return Result.succeed(choice.default)
+  const names = [...choice.allowed.keys()]
+  return Result.fail(
+    captureError(
+      "unknown_model",
+      choice.default === null
+        ? `model_name ${JSON.stringify(requested)}: no chat model is configured on this server (leave it out, or use ${VIDEODB_MODEL_TIERS.join(", ")})`
+        : `unknown model_name ${JSON.stringify(requested)} (allowed: ${[...names, ...VIDEODB_MODEL_TIERS.filter((t) => !names.includes(t))].join(", ")})`,
+      { field: "model_name" },
+    ),
+  )
 }
 
 /** The endpoint a base URL names. */
@@ -62,7 +105,7 @@ export class OpenAiChatModel implements ChatModel {
   async complete(request: ChatRequest): Promise<string> {
     const images = request.images ?? []
     const body = {
-      model: this.options.model,
+      model: request.model ?? this.options.model,
       messages: [
         { role: "system", content: request.system },
         {

@@ -26,6 +26,7 @@ import {
   type FrameRef,
   MediaSegment,
   type OpenUtterance,
+  RecordingTranscriptionJob,
   type RtstreamId,
   type VisualLane,
 } from "@capture/protocol"
@@ -120,9 +121,13 @@ const MAX_DISPLAY_DECODERS = 32
 const MAX_FPS = 5
 
 const decodeRecord = decodeUnknown(MediaSegment)
+const decodeJob = decodeUnknown(RecordingTranscriptionJob)
 
 /** A shot's key in the images kept for open scenes. */
 const frameKey = (shot: FrameRef): string => `${shot.segment}/${shot.fps}/${shot.position}`
+
+/** The engine a chat model's result names. */
+const chatEngineName = (chat: ChatModel | undefined): string => `chat:${chat?.model ?? ""}`
 
 /** PCM of recent segments per rtstream, so a carried utterance is rarely decoded twice. */
 const CACHED_SEGMENTS = 16
@@ -171,6 +176,7 @@ export class AiPipeline {
     { readonly segment: number; readonly fps: number; readonly frames: Array<GreyFrame> }
   >()
   private stopWork: (() => Promise<void>) | undefined
+  private stopJobs: (() => Promise<void>) | undefined
   private readonly log: (message: string) => void
 
   private constructor(private readonly options: AiPipelineOptions) {
@@ -194,13 +200,102 @@ export class AiPipeline {
       log: pipeline.log,
     })
     pipeline.stopWork = work.stop
+    // Recordings transcribed after the fact: one job per channel, run by whichever worker gets it.
+    const jobs = await startDurableWork(nc, {
+      stream: options.store.topology.jobsStream,
+      durable: `${options.prefix ?? "capture"}-ai-jobs`,
+      filterSubject: options.store.topology.jobsSubjects,
+      // Each job is a whole recording: a few at a time, beside the live segments.
+      parallel: 2,
+      ackWaitMs: options.ackWaitMs ?? 30_000,
+      retryDelayMs: 1_000,
+      decode: (message: JsMsg) => decodeJob(message.json()),
+      handle: (job) => pipeline.onRecordingJob(job),
+      log: pipeline.log,
+    })
+    pipeline.stopJobs = jobs.stop
     return pipeline
   }
 
   async stop(): Promise<void> {
+    await this.stopJobs?.()
     await this.stopWork?.()
     await Promise.all([...this.displayDecoders.values()].map((decoder) => decoder.close()))
     this.displayDecoders.clear()
+  }
+
+  /**
+   * Transcribes a recorded channel's stored segments in index order, from where its lane stands
+   * (a worker killed mid-job leaves the lane where it got to; the job, delivered again, goes on
+   * from there), through the lane's own appends: two workers on one job store each utterance once.
+   * The last segment closes the utterance left open; then the transcription is stopped. A start
+   * that is not this job's (a live one, or a stop in between) ends it.
+   */
+  async onRecordingJob(job: RecordingTranscriptionJob): Promise<void> {
+    const rtstreamId = job.rtstream_id
+    const records = (await this.options.media.list(job.session_id)).filter(
+      (record) => record.channel_id === job.channel_id,
+    )
+    const last = records.at(-1)
+    const ours = (state: RtstreamAi) =>
+      state.transcription.status === "active" &&
+      state.transcription.source === "recording" &&
+      state.epoch === job.start_sequence
+    for (const record of records) {
+      // The recording is over: its last stored segment ends the channel, whatever the recorder said.
+      const taken = record === last ? { ...record, final: true } : record
+      const going = await this.inLane(rtstreamId, async () => {
+        for (let attempt = 1; ; attempt++) {
+          const state = await this.fresh(rtstreamId)
+          if (!ours(state)) return false
+          if (state.nextIndex !== null && taken.index < state.nextIndex) return true
+          try {
+            await this.process(state, taken, state.nextIndex !== null && taken.index > state.nextIndex, false)
+            this.stats.segments++
+            return true
+          } catch (error) {
+            if (!isWrongLastSequence(error) || attempt >= 8) throw error
+            this.states.delete(rtstreamId)
+          }
+        }
+      })
+      if (!going) return
+    }
+    for (let attempt = 1; ; attempt++) {
+      const state = await this.fresh(rtstreamId)
+      if (!ours(state)) return
+      try {
+        await this.options.store.append(
+          {
+            type: "TranscriptionStopped",
+            id: `${rtstreamId}/recording/${job.start_sequence}/done`,
+            rtstream_id: rtstreamId,
+            session_id: job.session_id,
+            channel_id: job.channel_id,
+            time: new Date().toISOString(),
+            data: { mode: "graceful" },
+          },
+          state.lastSequence,
+        )
+        this.log(`ai: ${rtstreamId}: recording transcribed (${records.length} segments)`)
+        return
+      } catch (error) {
+        if (!isWrongLastSequence(error) || attempt >= 8) throw error
+        this.states.delete(rtstreamId)
+      }
+    }
+  }
+
+  /** Runs `work` in the rtstream's lane of this process: after the segments queued before it. */
+  private async inLane<T>(rtstreamId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.lanes.get(rtstreamId) ?? Promise.resolve()
+    const turn = previous.then(work, work)
+    this.lanes.set(rtstreamId, turn)
+    try {
+      return await turn
+    } finally {
+      if (this.lanes.get(rtstreamId) === turn) this.lanes.delete(rtstreamId)
+    }
   }
 
   /** Handles one media record; exported for tests that drive the pipeline without a consumer. */
@@ -286,7 +381,7 @@ export class AiPipeline {
       }
       try {
         if (visual) await this.processVisual(state, record)
-        else await this.process(state, record, gap)
+        else await this.process(state, record, gap, this.options.interim ?? true)
         this.stats.segments++
         return
       } catch (error) {
@@ -297,7 +392,12 @@ export class AiPipeline {
     }
   }
 
-  private async process(initial: RtstreamAi, record: MediaSegment, gap: boolean): Promise<void> {
+  private async process(
+    initial: RtstreamAi,
+    record: MediaSegment,
+    gap: boolean,
+    interim: boolean,
+  ): Promise<void> {
     const rtstreamId = initial.rtstreamId
     const transcription = initial.transcription
     const engineName = transcription.engine
@@ -388,11 +488,7 @@ export class AiPipeline {
       // An interim is worth its engine time only while the lane keeps up: with the rtstream's
       // next segment already waiting here it would be stale at once, and the finals wait for it.
       const behind = (this.waiting.get(rtstreamId) ?? 0) > 0
-      if (
-        (this.options.interim ?? true) &&
-        !behind &&
-        stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)
-      ) {
+      if (interim && !behind && stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)) {
         // One try: an interim that fails is simply not sent.
         const text = await engine?.transcribe(audio.subarray(activity.open.start)).catch(() => "")
         if (text !== undefined && text !== "") {
@@ -422,7 +518,7 @@ export class AiPipeline {
       if (!audioBatchDue(index, record.start_ms + record.duration_ms, ended)) continue
       const scene = audioBatchScene(index.pending)
       const sceneId = `${rtstreamId}/index/${index.indexId}/scene/${index.scenes}`
-      const chat = this.options.chat
+      const chat = this.chatFor(index)
       const answer =
         chat === undefined
           ? undefined
@@ -443,7 +539,7 @@ export class AiPipeline {
           text,
           start: Math.round(scene.start),
           end: Math.round(scene.end),
-          engine: described === undefined ? "transcript" : this.chatEngineName(),
+          engine: described === undefined ? "transcript" : chatEngineName(chat),
           routing: index.routing,
           ...(alerts.length === 0 ? {} : { alerts }),
         },
@@ -528,7 +624,14 @@ export class AiPipeline {
         const described =
           chat === undefined
             ? { text: describeScreen(lane.lines), engine: "local" }
-            : await this.describeScene(chat, rtstreamId, record, indexNow(), sceneId, lane)
+            : await this.describeScene(
+                this.chatFor(index) ?? chat,
+                rtstreamId,
+                record,
+                indexNow(),
+                sceneId,
+                lane,
+              )
         // Nothing read on screen (or nothing to describe it with): no scene.
         if (described === undefined || described.text === "") return
         const alerts = await this.evaluateAlerts(state, index, sceneId, described.text)
@@ -638,11 +741,11 @@ export class AiPipeline {
       if (jpeg !== undefined) images.push({ mime: "image/jpeg", bytes: jpeg })
     }
     if (images.length === 0) {
-      return index.lastText === null ? undefined : { text: index.lastText, engine: this.chatEngineName() }
+      return index.lastText === null ? undefined : { text: index.lastText, engine: chatEngineName(chat) }
     }
     const seconds = "time" in index.batch ? index.batch.time : 0
     const answer = await this.askChat(sceneId, () => describeFrames(chat, index.prompt, images, seconds))
-    if (typeof answer === "string") return { text: answer, engine: this.chatEngineName() }
+    if (typeof answer === "string") return { text: answer, engine: chatEngineName(chat) }
     const lines: Array<string> = []
     for (const image of images) {
       for (const line of await this.readText(sceneId, record, image.bytes)) {
@@ -680,9 +783,15 @@ export class AiPipeline {
     return images.get(key)
   }
 
-  /** The engine a chat model's result names. */
-  private chatEngineName(): string {
-    return `chat:${this.options.chat?.model ?? ""}`
+  /**
+   * The chat model an index's results are asked of: the worker's, asking for the model the index
+   * named (`model_name` resolved when it was created) when it named one.
+   */
+  private chatFor(index: SceneIndexState): ChatModel | undefined {
+    const chat = this.options.chat
+    const model = index.chatModel
+    if (chat === undefined || model === null || model === chat.model) return chat
+    return { model, complete: (request) => chat.complete({ ...request, model }) }
   }
 
   /**
@@ -717,7 +826,7 @@ export class AiPipeline {
     sceneId: string,
     text: string,
   ): Promise<Array<FiredAlert>> {
-    const chat = this.options.chat
+    const chat = this.chatFor(index)
     if (chat === undefined) return firedAlerts(state, index.indexId, text)
     const decided = await Promise.all(
       alertsOf(state, index.indexId).map(async (alert): Promise<Array<FiredAlert>> => {

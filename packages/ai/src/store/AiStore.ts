@@ -11,7 +11,7 @@
  * ```
  */
 import { ensureStream, isMessageNotFound, JetStreamPublisher } from "@capture/jetstream"
-import { AiEvent, decodeUnknown } from "@capture/protocol"
+import { AiEvent, decodeUnknown, type RecordingTranscriptionJob } from "@capture/protocol"
 import {
   DeliverPolicy,
   type JetStreamClient,
@@ -35,6 +35,10 @@ export interface AiTopology {
   readonly stream: string
   readonly subjects: string
   subject(rtstreamId: string): string
+  /** The jobs AI workers share (`RecordingTranscriptionJob`), one subject per rtstream. */
+  readonly jobsStream: string
+  readonly jobsSubjects: string
+  jobSubject(rtstreamId: string): string
 }
 
 /** A stored event and its stream sequence. */
@@ -72,11 +76,20 @@ export class AiStore {
       stream: `${prefix.toUpperCase()}_AI`,
       subjects: `${prefix}.ai.>`,
       subject: (rtstreamId) => `${prefix}.ai.${rtstreamId}`,
+      // Not under `<prefix>.ai.>`: the AI stream's followers never see a job.
+      jobsStream: `${prefix.toUpperCase()}_AI_JOBS`,
+      jobsSubjects: `${prefix}.ai-jobs.>`,
+      jobSubject: (rtstreamId) => `${prefix}.ai-jobs.${rtstreamId}`,
     }
     const jsm = await jetstreamManager(nc)
     await ensureStream(jsm, {
       name: topology.stream,
       subjects: [topology.subjects],
+      replicas: options.replicas ?? 1,
+    })
+    await ensureStream(jsm, {
+      name: topology.jobsStream,
+      subjects: [topology.jobsSubjects],
       replicas: options.replicas ?? 1,
     })
     return new AiStore(topology, jetstream(nc), jsm, new JetStreamPublisher(nc))
@@ -94,6 +107,21 @@ export class AiStore {
       { msgId: event.id, lastSubjectSequence: expectedLastSequence },
     )
     return ack.seq
+  }
+
+  /**
+   * Hands a job to the AI workers. Its id is the start it carries out, so asking again (a retry,
+   * another gateway) within JetStream's duplicate window stores one job; a job past it finds its
+   * work done.
+   */
+  async requestJob(job: RecordingTranscriptionJob): Promise<void> {
+    await this.publisher.publish(
+      this.topology.jobSubject(job.rtstream_id),
+      encoder.encode(JSON.stringify(job)),
+      {
+        msgId: `${job.rtstream_id}/recording/${job.start_sequence}`,
+      },
+    )
   }
 
   /** The stream sequence of the rtstream's last event; 0 when it has none. */

@@ -24,6 +24,8 @@ export interface TranscriptionState {
   readonly requestedEngine: string | null
   readonly routing: AiRouting | null
   readonly stopMode: "graceful" | "force" | null
+  /** `recording`: the stored segments are being (or were) transcribed after the fact, by a job. */
+  readonly source: "live" | "recording"
 }
 
 /** An index of the rtstream as its creation and later changes left it. */
@@ -36,6 +38,8 @@ export interface SceneIndexState {
   readonly extractionConfig: { readonly [key: string]: unknown }
   readonly batch: IndexBatch
   readonly modelName: string | null
+  /** The chat model its results are asked of (`model_name` resolved); null: the worker's default. */
+  readonly chatModel: string | null
   readonly routing: AiRouting
   readonly status: SceneIndexStatus
   /** Scenes stored: the next scene number. */
@@ -109,7 +113,14 @@ const activating = (before: RtstreamAi, after: RtstreamAi, streamSequence: numbe
 export const emptyRtstreamAi = (rtstreamId: string): RtstreamAi => ({
   rtstreamId,
   lastSequence: 0,
-  transcription: { status: "inactive", engine: null, requestedEngine: null, routing: null, stopMode: null },
+  transcription: {
+    status: "inactive",
+    engine: null,
+    requestedEngine: null,
+    routing: null,
+    stopMode: null,
+    source: "live",
+  },
   nextIndex: null,
   open: null,
   utterances: 0,
@@ -134,6 +145,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
           requestedEngine: event.data.requested_engine,
           routing: event.data.routing,
           stopMode: null,
+          source: event.data.source ?? "live",
         },
         // A lane stopped earlier starts again at whatever segment comes next.
         ...(restarting ? { nextIndex: null, open: null, epoch: streamSequence } : {}),
@@ -186,6 +198,7 @@ export const foldAiEvent = (state: RtstreamAi, event: AiEvent, streamSequence: n
             extractionConfig: d.extraction_config,
             batch: d.batch,
             modelName: d.model_name,
+            chatModel: d.chat_model ?? null,
             routing: d.routing,
             status: "connected",
             scenes: 0,

@@ -37,9 +37,11 @@ import {
 import { postSignedJson } from "../webhooks/WebhookPost.js"
 import {
   alertDeliveryKey,
+  legacyAlertDeliveryKey,
   openAlertDeliveries,
   openAlertRetries,
   readAlertDeliveryEntry,
+  readLegacyAlertDeliveryEntry,
 } from "./AlertDeliveryLog.js"
 
 export interface AlertDispatcherOptions {
@@ -199,7 +201,20 @@ export class AlertDispatcher {
     const key = alertDeliveryKey(event.session_id, alert.alert_id, event.data.scene)
     const webhookId = `${alert.alert_id}.${event.data.scene}`
     const entry = await this.bucket.get(key)
-    const read = readAlertDeliveryEntry(entry)
+    let read = readAlertDeliveryEntry(entry)
+    if (read._tag === "Absent") {
+      // Recorded before keys named the session (an upgrade): its attempts so far count.
+      read = readLegacyAlertDeliveryEntry(
+        await this.bucket.get(legacyAlertDeliveryKey(alert.alert_id, event.data.scene)),
+        {
+          alert_id: alert.alert_id,
+          event_id: alert.event_id,
+          session_id: event.session_id,
+          rtstream_id: event.rtstream_id,
+          index_id: event.data.index_id,
+        },
+      )
+    }
     if (read._tag === "Unreadable") {
       // Whether and how often it was sent is unknown: the record is left as it is, for someone to look at.
       this.log(`alerts: ${key}: its delivery record is unreadable (${read.reason}); not sent`)

@@ -35,7 +35,14 @@ export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (
           // An audio index reads the transcript: it starts transcription unless told not to
           // (a repeat when it runs already). An engine this server lacks refuses the index too.
           // Checked first, so a refused index starts nothing.
-          const checked = decideCreateIndex(emptyRtstreamAi(target.rtstream_id), target, payload)
+          const checked = decideCreateIndex(
+            emptyRtstreamAi(target.rtstream_id),
+            target,
+            payload,
+            new Date(),
+            undefined,
+            services.chatModels,
+          )
           if (Result.isFailure(checked)) return yield* refuse(checked.failure)
           if (indexKindOf(target) === "audio" && payload.auto_start_transcript !== false) {
             const started = yield* call("starting transcription", () =>
@@ -43,7 +50,9 @@ export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (
             )
             if (Result.isFailure(started)) return yield* refuse(started.failure)
           }
-          const created = yield* call("storing the index", () => createIndex(services.ai, target, payload))
+          const created = yield* call("storing the index", () =>
+            createIndex(services.ai, target, payload, services.chatModels),
+          )
           if (Result.isFailure(created)) return yield* refuse(created.failure)
           return successOf(created.success)
         }),

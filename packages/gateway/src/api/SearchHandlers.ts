@@ -55,7 +55,8 @@ const resultOf = (services: GatewayServicesShape, hit: SearchHit): SearchResult 
   }
 }
 
-const endUserOf = (principal: Principal): string | undefined =>
+/** The end user a client token is bound to: its searches see only that end user's sessions. */
+export const endUserOf = (principal: Principal): string | undefined =>
   principal.kind === "client_token" && principal.end_user_id !== null ? principal.end_user_id : undefined
 
 const search = (services: GatewayServicesShape, query: SearchQuery) =>

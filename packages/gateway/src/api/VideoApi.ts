@@ -4,6 +4,12 @@
  * in the wire format the SDK's `Video`, `SearchResult` and `Shot` read.
  */
 import {
+  COLLECTION_VIDEO_SEARCH_ROUTE,
+  COMPILE_ROUTE,
+  CollectionId,
+  CompileRequest,
+  CompileView,
+  Processing,
   Success,
   VIDEO_INDEX_ROUTE,
   VIDEO_SEARCH_ROUTE,
@@ -16,17 +22,27 @@ import {
   VideoStreamRequest,
   VideoStreamView,
 } from "@capture/protocol"
-import { HttpApiEndpoint, HttpApiGroup } from "effect/http-api"
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "effect/http-api"
 import { CommonFailures, Conflict } from "./Failures.js"
 
 const VideoParams = { video_id: VideoId }
+
+/** While the recording's audio is transcribed: VideoDB's SDK polls `output_url` until it is done. */
+const IndexProcessing = Processing.pipe(HttpApiSchema.status(202))
 
 export class VideosGroup extends HttpApiGroup.make("videos")
   .add(
     HttpApiEndpoint.post("indexVideo", VIDEO_INDEX_ROUTE, {
       params: VideoParams,
       payload: VideoIndexRequest,
-      success: Success(VideoIndexView),
+      success: [Success(VideoIndexView), IndexProcessing],
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("videoIndex", VIDEO_INDEX_ROUTE, {
+      params: VideoParams,
+      success: [Success(VideoIndexView), IndexProcessing],
       error: [...CommonFailures, Conflict],
     }),
   )
@@ -43,6 +59,21 @@ export class VideosGroup extends HttpApiGroup.make("videos")
       params: VideoParams,
       payload: VideoStreamRequest,
       success: Success(VideoStreamView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("compileShots", COMPILE_ROUTE, {
+      payload: CompileRequest,
+      success: Success(CompileView),
+      error: CommonFailures,
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("searchCollectionVideos", COLLECTION_VIDEO_SEARCH_ROUTE, {
+      params: { collection_id: CollectionId },
+      payload: VideoSearchRequest,
+      success: Success(VideoSearchResults),
       error: CommonFailures,
     }),
   ) {}

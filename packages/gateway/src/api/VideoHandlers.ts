@@ -3,25 +3,41 @@
  * a client token's own end user only; anything else is 404 `not_found`). Its spoken words are the
  * final transcript of the audio channels mixed into it, found in this process's search projection
  * (`SearchIndex`) like the rtstream searches; results are moved onto the video's timeline, which
- * starts at the export's `start_ms` and closes over the paused spans it left out.
+ * starts at the export's `start_ms` and closes over the paused spans it left out. Audio never
+ * transcribed live is transcribed from the recording when its spoken words are asked for (a job
+ * for the AI workers); a collection's search places each shot in the exported videos holding it;
+ * `POST /compile` plays a search's shots as one stream.
  */
-import { readTranscript, type SearchKind } from "@capture/ai"
+import {
+  type RtstreamAi,
+  readTranscript,
+  type SearchHit,
+  type SearchKind,
+  type TranscriptionTarget,
+  transcribeRecording,
+} from "@capture/ai"
 import {
   type CaptureSession,
+  type CompiledPart,
   captureError,
+  compiledUrls,
   type ExportMetadata,
   exportRangeUrls,
   exportUrls,
   exportWallEndMs,
+  MAX_TIMELINE_RANGES,
+  pathOf,
   type RtstreamView,
+  type SessionId,
   successOf,
+  VIDEO_INDEX_ROUTE,
   type VideoId,
   type VideoSearchDoc,
   type VideoTimeline,
   videoSecondsAt,
 } from "@capture/protocol"
-import { toCaptureSession } from "@capture/session-actor"
-import { Effect } from "effect"
+import { type SessionContext, toCaptureSession } from "@capture/session-actor"
+import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { mayReach } from "../access/RtstreamAccess.js"
 import type { Principal } from "../accounts/AccountStore.js"
@@ -29,11 +45,14 @@ import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import type { Failure } from "./Failures.js"
 import { call, refuse } from "./Handlers.js"
+import { endUserOf } from "./SearchHandlers.js"
 
 /** An export the principal may reach, with its session as clients see it. */
 interface ReachableVideo {
   readonly metadata: ExportMetadata
   readonly session: CaptureSession
+  /** Its session's owners, as the actor holds them. */
+  readonly context: SessionContext
 }
 
 const videoNotFound = (videoId: string) =>
@@ -50,7 +69,7 @@ const findVideo = (
     const loaded = yield* call("loading the session", () => services.runtime.host.load(metadata.session_id))
     const session = toCaptureSession(loaded.state)
     if (session === null || !mayReach(principal, loaded.state.context)) return yield* videoNotFound(videoId)
-    return { metadata, session }
+    return { metadata, session, context: loaded.state.context }
   })
 
 /** The rtstreams of the export's channels: the audio mixed into it (spoken words), or its display (scenes). */
@@ -69,6 +88,138 @@ const clampTimeline = (metadata: ExportMetadata, timeline: VideoTimeline): Video
     .filter(([start, end]) => end > start)
 }
 
+/** An audio rtstream of the video as the target of its transcription. */
+const targetOf = (
+  { metadata, session, context }: ReachableVideo,
+  rtstream: RtstreamView,
+): TranscriptionTarget => ({
+  rtstream_id: rtstream.rtstream_id,
+  rtstream_name: rtstream.name,
+  session_id: metadata.session_id,
+  channel_id: rtstream.name,
+  account_id: context.account_id,
+  end_user_id: context.end_user_id,
+  collection_id: session.collection_id,
+})
+
+/**
+ * The video's spoken-word index as its audio channels' transcripts stand: `processing` (with the
+ * URL to poll) while one is being transcribed from the recording; 409 `no_transcript` when none
+ * was transcribed at all.
+ */
+const spokenWordIndex = (
+  services: GatewayServicesShape,
+  video: ReachableVideo,
+  audio: ReadonlyArray<RtstreamView>,
+) =>
+  Effect.gen(function* () {
+    const { metadata } = video
+    const states = yield* call("reading the transcription", () =>
+      Promise.all(audio.map((r) => services.ai.load(r.rtstream_id))),
+    )
+    const fromRecording = (state: RtstreamAi) => state.transcription.source === "recording"
+    if (states.some((state) => state.transcription.status === "active" && fromRecording(state))) {
+      return {
+        success: true as const,
+        status: "processing" as const,
+        data: {
+          output_url: `${services.config.publicUrl}${pathOf(VIDEO_INDEX_ROUTE, { video_id: metadata.video_id })}`,
+        },
+      }
+    }
+    // Each channel's final transcript within the video's time.
+    const pages = yield* call("reading the transcript", () =>
+      Promise.all(
+        audio.map((r) =>
+          readTranscript(services.ai, r.rtstream_id, {
+            start: metadata.start_ms,
+            end: exportWallEndMs(metadata),
+            page_size: 1,
+          }).then((page) => ({ rtstream: r, page })),
+        ),
+      ),
+    )
+    const transcribed = pages.filter(({ page }) => page.status !== "inactive")
+    if (transcribed.length === 0) {
+      return yield* refuse(
+        captureError(
+          "no_transcript",
+          audio.length === 0
+            ? `video ${metadata.video_id} has no audio channel to have spoken words`
+            : `the audio of video ${metadata.video_id} (${audio.map((r) => r.name).join(", ")}) is not transcribed: ` +
+                "index its spoken words (POST /video/{id}/index) first",
+        ),
+      )
+    }
+    const segments = transcribed.reduce((n, { page }) => n + page.total, 0)
+    const active = transcribed.some(({ page }) => page.status === "active")
+    return successOf({
+      success: true,
+      message: `spoken words of ${transcribed.map(({ rtstream }) => rtstream.name).join(", ")}: ${segments} segments`,
+      video_id: metadata.video_id,
+      session_id: metadata.session_id,
+      channel_ids: transcribed.map(({ rtstream }) => rtstream.name),
+      segments,
+      transcription_status: active ? ("active" as const) : ("stopped" as const),
+      transcribed_from_recording: audio
+        .filter((_, i) => states[i] !== undefined && fromRecording(states[i] as RtstreamAi))
+        .map((r) => r.name),
+    })
+  })
+
+/** The SDK's default `result_threshold`, when a call gives none. */
+const DEFAULT_RESULTS = 50
+
+/**
+ * A hit as a shot of the video: seconds of the video (its wall-clock time less the export's start
+ * and the paused time cut out before it). Undefined when it lies outside the video, or was said
+ * entirely while paused.
+ */
+const docOf = (publicUrl: string, metadata: ExportMetadata, hit: SearchHit): VideoSearchDoc | undefined => {
+  if (hit.end * 1000 <= metadata.start_ms || hit.start * 1000 >= exportWallEndMs(metadata)) return undefined
+  const start = videoSecondsAt(metadata, hit.start * 1000)
+  const end = videoSecondsAt(metadata, hit.end * 1000)
+  if (end <= start) return undefined
+  return {
+    start,
+    end,
+    text: hit.text,
+    score: hit.score,
+    scene_index_id: hit.index_id,
+    scene_index_name: hit.index_name,
+    metadata: { rtstream_id: hit.rtstream_id, channel_id: hit.rtstream_name, kind: hit.kind },
+    ...exportRangeUrls(publicUrl, metadata.video_id, [[start, end]]),
+  }
+}
+
+/** One video's result: its shots in `docs`, best first. */
+const resultOf = ({ metadata, session }: ReachableVideo, docs: ReadonlyArray<VideoSearchDoc>) => ({
+  video_id: metadata.video_id,
+  collection_id: session.collection_id,
+  title: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
+  length: metadata.duration_ms / 1000,
+  docs,
+})
+
+/** The exported videos of a session the principal may reach (none when it may not). */
+const exportedVideos = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  sessionId: SessionId,
+): Effect.Effect<ReadonlyArray<ReachableVideo>, Failure> =>
+  call("reading the session's exports", async () => {
+    const loaded = await services.runtime.host.load(sessionId)
+    const session = toCaptureSession(loaded.state)
+    if (session === null || !mayReach(principal, loaded.state.context)) return []
+    const videos: Array<ReachableVideo> = []
+    for (const done of session.exports) {
+      if (done.export_status !== "exported" || done.video_id === null) continue
+      const metadata = await services.exports.get(done.video_id)
+      if (metadata !== undefined) videos.push({ metadata, session, context: loaded.state.context })
+    }
+    return videos
+  })
+
 export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) =>
   Effect.gen(function* () {
     const services = yield* GatewayServices
@@ -78,51 +229,37 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const video = yield* findVideo(services, principal, params.video_id)
-          const { metadata } = video
           const audio = rtstreamsOf(video, "spoken")
-          // Each channel's final transcript within the video's time.
-          const pages = yield* call("reading the transcript", () =>
-            Promise.all(
-              audio.map((r) =>
-                readTranscript(services.ai, r.rtstream_id, {
-                  start: metadata.start_ms,
-                  end: exportWallEndMs(metadata),
-                  page_size: 1,
-                }).then((page) => ({ rtstream: r, page })),
-              ),
-            ),
-          )
-          const transcribed = pages.filter(({ page }) => page.status !== "inactive")
-          if (transcribed.length === 0) {
+          if (audio.length === 0) {
             return yield* refuse(
               captureError(
                 "no_transcript",
-                audio.length === 0
-                  ? `video ${metadata.video_id} has no audio channel to have spoken words`
-                  : `the audio of video ${metadata.video_id} (${audio.map((r) => r.name).join(", ")}) was not ` +
-                      "transcribed while it recorded: start its transcription (or an audio index) during the session; " +
-                      "transcribing an export afterwards is not supported",
+                `video ${video.metadata.video_id} has no audio channel to have spoken words`,
               ),
             )
           }
-          const segments = transcribed.reduce((n, { page }) => n + page.total, 0)
-          const active = transcribed.some(({ page }) => page.status === "active")
-          return successOf({
-            success: true,
-            message: `spoken words of ${transcribed.map(({ rtstream }) => rtstream.name).join(", ")}: ${segments} segments`,
-            video_id: metadata.video_id,
-            session_id: metadata.session_id,
-            channel_ids: transcribed.map(({ rtstream }) => rtstream.name),
-            segments,
-            transcription_status: active ? ("active" as const) : ("stopped" as const),
-          })
+          // Audio never transcribed while it recorded is transcribed now, from its stored segments.
+          for (const rtstream of audio) {
+            const started = yield* call("starting the recording's transcription", () =>
+              transcribeRecording(services.ai, targetOf(video, rtstream), services.transcription),
+            )
+            if (Result.isFailure(started)) return yield* refuse(started.failure)
+          }
+          return yield* spokenWordIndex(services, video, audio)
+        }),
+      )
+      .handle("videoIndex", ({ params }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const video = yield* findVideo(services, principal, params.video_id)
+          return yield* spokenWordIndex(services, video, rtstreamsOf(video, "spoken"))
         }),
       )
       .handle("searchVideo", ({ params, payload }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const video = yield* findVideo(services, principal, params.video_id)
-          const { metadata, session } = video
+          const { metadata } = video
           const scenes = payload.index_type === "scene"
           const kind: SearchKind = scenes ? "visual" : "transcript"
           const hits = yield* call("searching", async () => {
@@ -140,38 +277,51 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
               score_threshold: payload.score_threshold ?? undefined,
             })
           })
-          const docs: Array<VideoSearchDoc> = hits.flatMap((hit) => {
-            const start = videoSecondsAt(metadata, hit.start * 1000)
-            const end = videoSecondsAt(metadata, hit.end * 1000)
-            // Said entirely while paused: not in the video.
-            if (end <= start) return []
-            return [
-              {
-                start,
-                end,
-                text: hit.text,
-                score: hit.score,
-                scene_index_id: hit.index_id,
-                scene_index_name: hit.index_name,
-                metadata: { rtstream_id: hit.rtstream_id, channel_id: hit.rtstream_name, kind: hit.kind },
-                ...exportRangeUrls(publicUrl, metadata.video_id, [[start, end]]),
-              },
-            ]
+          const docs = hits.flatMap((hit) => docOf(publicUrl, metadata, hit) ?? [])
+          return successOf({ results: docs.length === 0 ? [] : [resultOf(video, docs)] })
+        }),
+      )
+      .handle("searchCollectionVideos", ({ params, payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const scenes = payload.index_type === "scene"
+          const limit = payload.result_threshold ?? DEFAULT_RESULTS
+          const hits = yield* call("searching", async () => {
+            await services.search.catchUp()
+            return services.search.index.search({
+              query: payload.query,
+              account_id: principal.account_id,
+              collection_id: params.collection_id,
+              end_user_id: endUserOf(principal),
+              kind: scenes ? "visual" : "transcript",
+              index_id: payload.scene_index_id ?? undefined,
+              // Shots of sessions never exported are left out below: ask for more.
+              limit: Math.min(1000, limit * 4),
+              score_threshold: payload.score_threshold ?? undefined,
+            })
           })
-          return successOf({
-            results:
-              docs.length === 0
-                ? []
-                : [
-                    {
-                      video_id: metadata.video_id,
-                      collection_id: session.collection_id,
-                      title: `${metadata.session_id} ${metadata.video_channel_id ?? "audio"}`,
-                      length: metadata.duration_ms / 1000,
-                      docs,
-                    },
-                  ],
-          })
+          const videosOf = new Map<string, ReadonlyArray<ReachableVideo>>()
+          for (const sessionId of new Set(hits.map((hit) => hit.session_id))) {
+            videosOf.set(sessionId, yield* exportedVideos(services, principal, sessionId as SessionId))
+          }
+          // Best shot first; each video's result where its best shot ranks.
+          const results = new Map<string, { video: ReachableVideo; docs: Array<VideoSearchDoc> }>()
+          let kept = 0
+          for (const hit of hits) {
+            if (kept >= limit) break
+            for (const video of videosOf.get(hit.session_id) ?? []) {
+              const channels = rtstreamsOf(video, scenes ? "scene" : "spoken")
+              if (!channels.some((r) => r.rtstream_id === hit.rtstream_id)) continue
+              const doc = docOf(publicUrl, video.metadata, hit)
+              if (doc === undefined) continue
+              const id = video.metadata.video_id
+              const result = results.get(id) ?? { video, docs: [] }
+              result.docs.push(doc)
+              results.set(id, result)
+              kept++
+            }
+          }
+          return successOf({ results: [...results.values()].map(({ video, docs }) => resultOf(video, docs)) })
         }),
       )
       .handle("streamVideo", ({ params, payload }) =>
@@ -203,6 +353,39 @@ export const VideosLive = HttpApiBuilder.group(CaptureApi, "videos", (handlers) 
             ...exportRangeUrls(publicUrl, metadata.video_id, timeline),
             timeline,
           })
+        }),
+      )
+      .handle("compileShots", ({ payload }) =>
+        Effect.gen(function* () {
+          const principal = yield* CurrentPrincipal
+          const videos = new Map<string, ReachableVideo>()
+          for (const { video_id } of payload) {
+            if (!videos.has(video_id)) videos.set(video_id, yield* findVideo(services, principal, video_id))
+          }
+          // The SDK sends a shot an entry: a video's shots in a row play as one part.
+          const parts: Array<CompiledPart & { readonly video_id: VideoId }> = []
+          for (const entry of payload) {
+            const metadata = (videos.get(entry.video_id) as ReachableVideo).metadata
+            const timeline = clampTimeline(metadata, entry.shots)
+            if (timeline.length === 0) continue
+            const last = parts.at(-1)
+            if (last?.video_id === entry.video_id)
+              parts[parts.length - 1] = { ...last, timeline: [...last.timeline, ...timeline] }
+            else parts.push({ video_id: entry.video_id, timeline })
+          }
+          const ranges = parts.reduce((n, part) => n + part.timeline.length, 0)
+          if (parts.length === 0 || ranges > MAX_TIMELINE_RANGES) {
+            return yield* refuse(
+              captureError(
+                "invalid_time_range",
+                parts.length === 0
+                  ? "no shot lies within its video, each [start, end] in seconds with end after start"
+                  : `at most ${MAX_TIMELINE_RANGES} shots compile into one stream`,
+                { field: "shots" },
+              ),
+            )
+          }
+          return successOf({ ...compiledUrls(publicUrl, parts), parts })
         }),
       )
   }),

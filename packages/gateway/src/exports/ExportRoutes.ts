@@ -9,22 +9,29 @@
  *   must be playable anywhere; `index.m3u8?timeline=12-20,31-40` the playlist of those ranges
  *   (seconds of the video: a search's shot);
  * - `GET /player/{video_id}[?timeline=…]`: an embeddable player page, of an export (or those
- *   ranges of it) or of a raw asset.
+ *   ranges of it) or of a raw asset;
+ * - `GET /compile/index.m3u8?v=<video_id>:<timeline>&v=…` and `GET /compile/player?…`: ranges of
+ *   several exports as one playlist (a search's shots compiled, `POST /compile`), public likewise.
  */
 
 import { type ExportStore, RangeNotSatisfiable, type RawAsset } from "@capture/media"
 import {
+  COMPILED_PLAYER_ROUTE,
+  COMPILED_PLAYLIST_ROUTE,
   type CollectionId,
   captureError,
+  compiledQuery,
   EXPORT_PLAYLIST_FILE,
   type ExportMetadata,
   exportRangeUrls,
   exportUrls,
   failureOf,
   httpStatusOf,
+  MAX_TIMELINE_RANGES,
   MEDIA_ROUTE,
   mediaUrl,
   PLAYER_ROUTE,
+  parseCompiledQuery,
   parseTimelineParam,
   type RawAssetView,
   successOf,
@@ -246,5 +253,56 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
     }),
   )
 
-  return [video, audio, videoBySdk, media, player] as const
+  /** The compiled stream's parts (`?v=…&v=…`), or a refusal naming `v`. */
+  const compiledParts = (url: string) => {
+    const parts = parseCompiledQuery(new URL(url, "http://localhost").searchParams.getAll("v"))
+    return parts === undefined
+      ? Result.fail(
+          refusal(
+            "invalid_field",
+            `v must be <video_id>:<timeline> (m-…:12-20,31.5-40), once per video, at most ${MAX_TIMELINE_RANGES} ranges in all`,
+            "v",
+          ),
+        )
+      : Result.succeed(parts)
+  }
+
+  const compiledPlaylist = HttpRouter.add(
+    "GET",
+    COMPILED_PLAYLIST_ROUTE,
+    Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const parts = compiledParts(request.url)
+      if (Result.isFailure(parts)) return parts.failure
+      const found = yield* Effect.promise(() =>
+        exports.compiledPlaylist(
+          parts.success.map((part) => ({ videoId: part.video_id, timeline: part.timeline })),
+          // Relative to /compile/: each export's own files.
+          (videoId) => `../media/${videoId}/`,
+        ),
+      )
+      if (found === undefined)
+        return refusal("not_found", "no such video, or no range within its videos", "v")
+      return HttpServerResponse.uint8Array(yield* Effect.promise(() => found.bytes()), {
+        contentType: found.contentType,
+      })
+    }),
+  )
+
+  const compiledPlayer = HttpRouter.add(
+    "GET",
+    COMPILED_PLAYER_ROUTE,
+    Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const parts = compiledParts(request.url)
+      if (Result.isFailure(parts)) return parts.failure
+      const publicUrl = services.config.publicUrl
+      const query = compiledQuery(parts.success)
+      return HttpServerResponse.html(
+        playerPage("compiled shots", { hls: `${publicUrl}${COMPILED_PLAYLIST_ROUTE}?${query}` }, publicUrl),
+      )
+    }),
+  )
+
+  return [video, audio, videoBySdk, media, player, compiledPlaylist, compiledPlayer] as const
 }

@@ -14,7 +14,12 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { AlertDeliveryLog, alertDeliveryKey, openAlertDeliveries } from "../../src/alerts/AlertDeliveryLog.js"
+import {
+  AlertDeliveryLog,
+  alertDeliveryKey,
+  legacyAlertDeliveryKey,
+  openAlertDeliveries,
+} from "../../src/alerts/AlertDeliveryLog.js"
 import { AlertDispatcher } from "../../src/alerts/AlertDispatcher.js"
 import { parseAllowList } from "../../src/webhooks/CallbackUrlPolicy.js"
 import { startTestGateway, type TestGateway } from "../api/TestGateway.js"
@@ -143,6 +148,96 @@ describe("alert webhook deliveries", () => {
     expect((await bucket.get(alertDeliveryKey(id, unreadable, 0)))?.string()).toBe(corrupt)
     // Another session's list holds none of them.
     expect((await listed(await createSession())).alert_deliveries).toEqual([])
+  })
+})
+
+describe("alert deliveries recorded before their keys named the session (before 7749f0a)", () => {
+  it("are read after an upgrade: a delivered one is not sent again, a pending one goes on, all are listed", async () => {
+    const ai = await AiStore.open(api.nc)
+    const bucket = await openAlertDeliveries(api.nc, { prefix: "capture", replicas: 1 })
+    const id = await createSession()
+    const [delivered, pending, unseen] = [
+      "alr-01OLDDELIVERED00000000000",
+      "alr-01OLDPENDING0000000000000",
+      "alr-01OLDUNSEEN00000000000000",
+    ]
+    const at = "2026-12-01T10:00:00.000Z"
+    // The records as that layout wrote them: key `<alert_id>.<scene>`, no session, rtstream, index or event.
+    const legacy = (alertId: string, scene: number, status: string, statusCode: number) =>
+      JSON.stringify({
+        alert_id: alertId,
+        scene,
+        url: receiver.url,
+        status,
+        attempts: [
+          {
+            attempt: 1,
+            at,
+            status_code: statusCode,
+            latency_ms: 12,
+            error: statusCode === 204 ? null : `HTTP ${statusCode}`,
+          },
+        ],
+        next_attempt_at: status === "pending" ? "2026-12-01T10:00:01.000Z" : null,
+      })
+    await bucket.put(legacyAlertDeliveryKey(delivered, 0), legacy(delivered, 0, "delivered", 204))
+    await bucket.put(legacyAlertDeliveryKey(pending, 0), legacy(pending, 0, "pending", 503))
+    await bucket.put(legacyAlertDeliveryKey(unseen, 3), legacy(unseen, 3, "failed", 500))
+    const before = receiver.received.length
+    // The result that fired two of them is delivered again (as after a crash, or a parked retry).
+    const event = await sceneIndexed(id, [delivered, pending])
+    await ai.append(event, 0)
+
+    const continued = await waitFor(
+      async () => (await bucket.get(alertDeliveryKey(id, pending, 0)))?.json<Record<string, unknown>>(),
+      (record) => record?.status === "delivered",
+      { timeoutMs: 10_000 },
+    )
+    // Its first attempt counts: this is the second.
+    expect(
+      ((continued?.attempts ?? []) as ReadonlyArray<{ attempt: number; status_code: number }>).map((a) => [
+        a.attempt,
+        a.status_code,
+      ]),
+    ).toEqual([
+      [1, 503],
+      [2, 204],
+    ])
+    expect(continued).toMatchObject({
+      session_id: id,
+      rtstream_id: event.rtstream_id,
+      index_id: event.data.index_id,
+    })
+    const sent = receiver.received.slice(before)
+    expect(sent.map((r) => (JSON.parse(r.body) as { alert_id: string }).alert_id)).toEqual([pending])
+    expect(sent[0]?.headers["webhook-id"]).toBe(`${pending}.0`)
+    // The delivered one was not sent again, and its record was left as it was.
+    expect(await bucket.get(alertDeliveryKey(id, delivered, 0))).toBeNull()
+
+    const owner = (alertId: string, rtstreamId = event.rtstream_id, indexId = event.data.index_id) => ({
+      alert_id: alertId as AlertId,
+      event_id: "aev-01BUDGET000000000000000000" as DetectionEventId,
+      session_id: id,
+      rtstream_id: rtstreamId,
+      index_id: indexId,
+    })
+    const otherIndex = newSceneIndexId()
+    const log = await AlertDeliveryLog.open(api.nc, { prefix: "capture", replicas: 1 })
+    const listedNow = await log.list(id, [
+      owner(delivered),
+      owner(pending),
+      owner(unseen, event.rtstream_id, otherIndex),
+    ])
+    const rows = listedNow
+      .map((d) => [d.alert_id, d.scene, d.status, d.attempts.length, d.session_id] as const)
+      .sort((a, b) => a[0].localeCompare(b[0]))
+    expect(rows).toEqual([
+      [delivered, 0, "delivered", 1, id],
+      [pending, 0, "delivered", 2, id],
+      [unseen, 3, "failed", 1, id],
+    ])
+    // Without the session's alerts, only the records of the new layout.
+    expect((await log.list(id)).map((d) => d.alert_id)).toEqual([pending])
   })
 })
 

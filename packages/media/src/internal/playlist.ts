@@ -26,14 +26,20 @@ export const playlist = (manifest: Manifest): string =>
     "",
   ].join("\n")
 
+/** A run of segments of one export: the lines naming them, and where playing starts in the first. */
+interface RangeEntries {
+  readonly lines: ReadonlyArray<string>
+  readonly startOffset: number
+}
+
 /**
- * The playlist of the segments overlapping each range of `timeline` (seconds of the video), in
+ * The entries of the segments overlapping each range of `timeline` (seconds of the video), in
  * the timeline's order: a discontinuity where one range's segments do not follow the last (a
  * range earlier in the video than the one before it, or after a gap), a segment shared with the
- * run just written once, and the player started at the first range's start
- * (`EXT-X-START … PRECISE`). Undefined when no range holds any of the video.
+ * run just written once. `prefix` goes before each segment's URI. Undefined when no range holds
+ * any of the video.
  */
-export const rangePlaylist = (manifest: Manifest, timeline: VideoTimeline): string | undefined => {
+const rangeEntries = (manifest: Manifest, timeline: VideoTimeline, prefix = ""): RangeEntries | undefined => {
   const starts: Array<number> = []
   let at = 0
   for (const segment of manifest.segments) {
@@ -67,12 +73,65 @@ export const rangePlaylist = (manifest: Manifest, timeline: VideoTimeline): stri
       if (last !== undefined) lines.push("#EXT-X-DISCONTINUITY")
       runFirst = first.i
     }
-    for (const { i } of indexes) lines.push(...entry(manifest, i))
+    for (const { i } of indexes) {
+      const [extinf, uri] = entry(manifest, i)
+      lines.push(extinf as string, `${prefix}${uri}`)
+    }
     last = indexes.at(-1)?.i
+  }
+  return startOffset === undefined ? undefined : { lines, startOffset }
+}
+
+/**
+ * The playlist of the segments overlapping each range of `timeline` (seconds of the video), in
+ * the timeline's order (`rangeEntries`), the player started at the first range's start
+ * (`EXT-X-START … PRECISE`). Undefined when no range holds any of the video.
+ */
+export const rangePlaylist = (manifest: Manifest, timeline: VideoTimeline): string | undefined => {
+  const entries = rangeEntries(manifest, timeline)
+  if (entries === undefined) return undefined
+  return [
+    ...header(manifest),
+    `#EXT-X-START:TIME-OFFSET=${entries.startOffset.toFixed(3)},PRECISE=YES`,
+    ...entries.lines,
+    "#EXT-X-ENDLIST",
+    "",
+  ].join("\n")
+}
+
+/** Ranges of one export in a compiled playlist, and the URI prefix of its files from the playlist. */
+export interface CompiledPart {
+  readonly manifest: Manifest
+  readonly timeline: VideoTimeline
+  /** e.g. `../media/m-…/`: where the export's `init.mp4` and `seg/` are, relative to the playlist. */
+  readonly prefix: string
+}
+
+/**
+ * One playlist of ranges of several exports, in order (a search's shots compiled): each export's
+ * run opens with a discontinuity and its own `EXT-X-MAP` (each export has its own init segment).
+ * Undefined when no range holds any video.
+ */
+export const compiledPlaylist = (parts: ReadonlyArray<CompiledPart>): string | undefined => {
+  const lines: Array<string> = []
+  let startOffset: number | undefined
+  let target = 1
+  for (const part of parts) {
+    const entries = rangeEntries(part.manifest, part.timeline, part.prefix)
+    if (entries === undefined) continue
+    startOffset ??= entries.startOffset
+    target = Math.max(target, ...part.manifest.segments.map((s) => Math.ceil(s.duration)))
+    if (lines.length > 0) lines.push("#EXT-X-DISCONTINUITY")
+    lines.push(`#EXT-X-MAP:URI="${part.prefix}init.mp4"`, ...entries.lines)
   }
   if (startOffset === undefined) return undefined
   return [
-    ...header(manifest),
+    "#EXTM3U",
+    "#EXT-X-VERSION:7",
+    `#EXT-X-TARGETDURATION:${target}`,
+    "#EXT-X-MEDIA-SEQUENCE:0",
+    "#EXT-X-PLAYLIST-TYPE:VOD",
+    "#EXT-X-INDEPENDENT-SEGMENTS",
     `#EXT-X-START:TIME-OFFSET=${startOffset.toFixed(3)},PRECISE=YES`,
     ...lines,
     "#EXT-X-ENDLIST",
