@@ -13,9 +13,10 @@
  * recorder's own capture runs on the client's machine and is not counted (nor made here: a
  * real-time 720p x264 encode per session would take the cores the server is measured on).
  *
- *   pnpm bench:cost [--minutes 2] [--sessions 1] [--mix native,ffmpeg]
- *   (--mix: the muxer's mix windows in process and/or by one ffmpeg run per window, each through
- *   its own servers on the same media, one after the other)
+ *   pnpm bench:cost [--minutes 2] [--sessions 1] [--mix native,faad,ffmpeg]
+ *   (--mix: the muxer's mix windows in process with long-lived decoders (native), with one faad
+ *   per channel run (faad), or by one ffmpeg run per window (ffmpeg); each through its own
+ *   servers on the same media, one after the other)
  */
 import { readFileSync } from "node:fs"
 import { loadavg } from "node:os"
@@ -67,8 +68,8 @@ const { values: flags } = parseArgs({
 })
 /** How the server's muxer mixes audio windows (`CAPTURE_MUXER_MIX`); several: each in turn, same media. */
 const MIX_MODES = (flags.mix ?? "native").split(",").map((part) => part.trim())
-if (MIX_MODES.some((m) => m !== "native" && m !== "ffmpeg"))
-  throw new Error(`--mix must be native and/or ffmpeg separated by commas, got "${flags.mix}"`)
+if (MIX_MODES.some((m) => m !== "native" && m !== "faad" && m !== "ffmpeg"))
+  throw new Error(`--mix must be native, faad and/or ffmpeg separated by commas, got "${flags.mix}"`)
 const MINUTES = Number(flags.minutes)
 const SESSIONS = Number(flags.sessions)
 if (!Number.isInteger(MINUTES) || MINUTES <= 0) throw new Error(`--minutes must be a positive integer`)
