@@ -17,6 +17,7 @@ import { type ChildProcessByStdio, spawn } from "node:child_process"
 import type { Readable, Writable } from "node:stream"
 import { FfmpegFailed } from "../Ffmpeg.js"
 import { AAC_FRAME, MIX_RATE } from "./media.js"
+import { countStart } from "./process.js"
 
 /** Silence written after a run; more follows while its last frames are still held back. */
 const FLUSH_FRAMES = 2
@@ -207,6 +208,7 @@ export class AacDecoder {
 
   private spawn(): ChildProcessByStdio<Writable, Readable, Readable> {
     const child = spawn(this.ffmpeg, argsFor(this.channels), { stdio: ["pipe", "pipe", "pipe"] })
+    countStart(this.ffmpeg, "long_lived")
     this.processesStarted++
     this.child = child
     this.written = 0

@@ -22,6 +22,7 @@ import type { AacDecoderPool } from "./aacDecoder.js"
 import type { AacEncoderPool } from "./aacEncoder.js"
 import { AAC_FRAME, MIX_RATE, PRE_ROLL } from "./media.js"
 import { aacFragment, concat } from "./mp4.js"
+import { countStart } from "./process.js"
 import { adtsOfTs, NotRemuxable } from "./tsRemux.js"
 
 /** The window is one the native mix does not reproduce (the caller mixes it with ffmpeg). */
@@ -48,6 +49,7 @@ const faadDecode = async (faad: string, adts: Uint8Array): Promise<Float32Array>
   try {
     await new Promise<void>((resolve, reject) => {
       // -b 4: float; -f 2: raw; reads stdin ("-").
+      countStart(faad, "one_shot")
       const child = spawn(faad, ["-q", "-b", "4", "-f", "2", "-o", file, "-"], {
         stdio: ["pipe", "ignore", "pipe"],
       })
