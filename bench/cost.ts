@@ -13,9 +13,10 @@
  * recorder's own capture runs on the client's machine and is not counted (nor made here: a
  * real-time 720p x264 encode per session would take the cores the server is measured on).
  *
- *   pnpm bench:cost [--minutes 2] [--sessions 1] [--mix native,ffmpeg]
- *   (--mix: the muxer's mix windows in process and/or by one ffmpeg run per window, each through
- *   its own servers on the same media, one after the other)
+ *   pnpm bench:cost [--minutes 2] [--sessions 1] [--mix native,faad,ffmpeg]
+ *   (--mix: the muxer's mix windows in process with long-lived decoders (native), with one faad
+ *   per channel run (faad), or by one ffmpeg run per window (ffmpeg); each through its own
+ *   servers on the same media, one after the other)
  */
 import { readFileSync } from "node:fs"
 import { loadavg } from "node:os"
@@ -67,12 +68,26 @@ const { values: flags } = parseArgs({
 })
 /** How the server's muxer mixes audio windows (`CAPTURE_MUXER_MIX`); several: each in turn, same media. */
 const MIX_MODES = (flags.mix ?? "native").split(",").map((part) => part.trim())
-if (MIX_MODES.some((m) => m !== "native" && m !== "ffmpeg"))
-  throw new Error(`--mix must be native and/or ffmpeg separated by commas, got "${flags.mix}"`)
+if (MIX_MODES.some((m) => m !== "native" && m !== "faad" && m !== "ffmpeg"))
+  throw new Error(`--mix must be native, faad and/or ffmpeg separated by commas, got "${flags.mix}"`)
 const MINUTES = Number(flags.minutes)
 const SESSIONS = Number(flags.sessions)
 if (!Number.isInteger(MINUTES) || MINUTES <= 0) throw new Error(`--minutes must be a positive integer`)
 if (!Number.isInteger(SESSIONS) || SESSIONS <= 0) throw new Error(`--sessions must be a positive integer`)
+
+/** The muxer's process starts so far, by `tool/lifetime`, from the server's `/metrics`. */
+const processStarts = async (url: string): Promise<Record<string, number>> => {
+  const response = await fetch(`${url}/metrics`, { headers: { "x-access-token": API_KEY } })
+  const text = await response.text()
+  const out: Record<string, number> = {}
+  for (const match of text.matchAll(/^capture_muxer_processes_started_total\{([^}]*)\} (\S+)$/gm)) {
+    const labels = Object.fromEntries(
+      [...(match[1] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]] as const),
+    )
+    out[`${labels.tool ?? "?"}/${labels.lifetime ?? "?"}`] = Number(match[2])
+  }
+  return out
+}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)))
 
@@ -155,6 +170,9 @@ const run = async () => {
       rss: r.rss,
       maxBacklog: r.maxBacklog,
       stopToExportedMs: r.stopToExportedMs,
+      processesStartedPerRecordedMinute: Object.fromEntries(
+        Object.entries(r.processesStarted).map(([key, n]) => [key, per(n)]),
+      ),
     }
   })
   for (const row of rows) {
@@ -185,6 +203,12 @@ const run = async () => {
     console.log(
       `  muxer backlog at worst: ${row.maxBacklog} segment records (${3 * SESSIONS} = one segment per channel)`,
     )
+    const starts = Object.entries(row.processesStartedPerRecordedMinute)
+    console.log(
+      `  processes the muxer started per recorded minute: ${
+        starts.length === 0 ? "none" : starts.map(([key, n]) => `${key} ${fixed(n, 1)}`).join(", ")
+      }`,
+    )
     console.log(`  stop → exported (client): ${row.stopToExportedMs.map((ms) => fixed(ms, 0)).join(", ")} ms`)
   }
   console.log(`one-shot ffmpeg mux of the same media: ${fixed(oneShotPerMinute)} CPU s per recorded minute`)
@@ -212,6 +236,8 @@ const run = async () => {
 /** One mode's figures. */
 interface Measured {
   readonly mix: string
+  /** Child processes the muxer started, by `tool/lifetime` (its `/metrics` counter). */
+  readonly processesStarted: Readonly<Record<string, number>>
   readonly cpu: CpuSeconds
   readonly muxerCpu: CpuSeconds | undefined
   readonly rss: ReadonlyArray<{ readonly idle: number; readonly peak: number }>
@@ -270,6 +296,7 @@ const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: s
     }
   })()
 
+  const startsBefore = await processStarts(gateway.url)
   const cpuBefore = servers.map((s) => cpuNow(s))
   const session = async (n: number) => {
     await sleep((n * 2_000) / SESSIONS)
@@ -314,6 +341,7 @@ const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: s
   }
   const sessions = await Promise.all(Array.from({ length: SESSIONS }, (_, n) => session(n)))
   const cpuAfter = servers.map((s) => cpuNow(s))
+  const startsAfter = await processStarts(gateway.url)
   sampling = false
   await sampler
   const perServer = servers.map((_, i) => cpuSince(cpuBefore[i] as never, cpuAfter[i] as never))
@@ -330,6 +358,9 @@ const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: s
   }
   return {
     mix,
+    processesStarted: Object.fromEntries(
+      Object.entries(startsAfter).map(([key, n]) => [key, n - (startsBefore[key] ?? 0)]),
+    ),
     cpu: perServer.reduce(sumCpu),
     // The muxer runs in the same process as the gateway: its share is not told apart.
     muxerCpu: undefined,

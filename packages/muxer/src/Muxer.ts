@@ -79,12 +79,13 @@ export interface MuxerOptions {
    */
   readonly remux?: RemuxMode
   /**
-   * Mix windows made in process (`native`, the default: decoded by faad, summed here, encoded by a
-   * long-lived ffmpeg per concurrent window) or by one ffmpeg run per window (`ffmpeg`, the old
-   * way, kept for benchmarks to compare). Windows the native mix cannot reproduce go to ffmpeg.
+   * Mix windows made in process (`native`, the default: decoded by long-lived ffmpeg decoders,
+   * summed here, encoded by a long-lived ffmpeg encoder, so a window starts no process), the same
+   * with one faad per channel run (`faad`), or by one ffmpeg run per window (`ffmpeg`); the last
+   * two are kept for benchmarks to compare. Windows the native mix cannot reproduce go to ffmpeg.
    */
   readonly mix?: MixMode
-  /** The faad binary (default: `faad` on PATH); null: none, every window is mixed by ffmpeg. */
+  /** The faad binary of the `faad` mix (default: `faad` on PATH); null: none, its windows are mixed by ffmpeg. */
   readonly faad?: string | null
 }
 

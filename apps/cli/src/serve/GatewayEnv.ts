@@ -61,14 +61,15 @@ export const muxerRemuxFromEnv = (): "native" | "ffmpeg" => {
 }
 
 /**
- * `CAPTURE_MUXER_MIX`: `native` (default) mixes audio windows in process (faad, one long-lived
- * encoder); `ffmpeg` runs one ffmpeg per window, as before (benchmarks compare the two).
+ * `CAPTURE_MUXER_MIX`: `native` (default) mixes audio windows in process (long-lived ffmpeg
+ * decoders and encoder, no process per window); `faad` the same with one faad per channel run;
+ * `ffmpeg` runs one ffmpeg per window (benchmarks compare the three).
  */
-export const muxerMixFromEnv = (): "native" | "ffmpeg" => {
+export const muxerMixFromEnv = (): "native" | "faad" | "ffmpeg" => {
   const raw = process.env.CAPTURE_MUXER_MIX
   if (raw === undefined || raw === "" || raw === "native") return "native"
-  if (raw === "ffmpeg") return "ffmpeg"
-  throw usage(`CAPTURE_MUXER_MIX must be native or ffmpeg, got "${raw}"`)
+  if (raw === "ffmpeg" || raw === "faad") return raw
+  throw usage(`CAPTURE_MUXER_MIX must be native, faad or ffmpeg, got "${raw}"`)
 }
 
 /**

@@ -66,7 +66,7 @@ export interface ServeOptions {
   /** How the muxer remuxes raw pieces (`CAPTURE_MUXER_REMUX`). */
   readonly muxerRemux?: "native" | "ffmpeg"
   /** How the muxer mixes audio windows (`CAPTURE_MUXER_MIX`). */
-  readonly muxerMix?: "native" | "ffmpeg"
+  readonly muxerMix?: "native" | "faad" | "ffmpeg"
   /** How long each part may take to stop on shutdown. */
   readonly shutdownTimeoutMs: number
   readonly replicas: number

@@ -13,6 +13,7 @@ import { type ChildProcessByStdio, spawn } from "node:child_process"
 import type { Readable, Writable } from "node:stream"
 import { FfmpegFailed } from "../Ffmpeg.js"
 import { AAC_FRAME, MIX_RATE } from "./media.js"
+import { countStart } from "./process.js"
 
 /** Bytes of one frame of input (1024 stereo float samples). */
 const FRAME_BYTES = AAC_FRAME * 2 * 4
@@ -122,6 +123,7 @@ export class AacEncoder {
 
   private spawn(): ChildProcessByStdio<Writable, Readable, Readable> {
     const child = spawn(this.ffmpeg, args, { stdio: ["pipe", "pipe", "pipe"] })
+    countStart(this.ffmpeg, "long_lived")
     this.processesStarted++
     this.child = child
     this.written = 0

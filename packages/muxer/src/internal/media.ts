@@ -36,15 +36,16 @@ export interface Remuxed {
 export type RemuxMode = "native" | "ffmpeg"
 
 /**
- * How mix windows are made: `native` decodes with faad, mixes in process and encodes with a
- * long-lived ffmpeg (`nativeMix.ts`; a window it cannot reproduce, or no faad, goes to ffmpeg);
- * `ffmpeg` runs one ffmpeg per window, as before (kept to measure against).
+ * How mix windows are made: `native` decodes with long-lived ffmpeg decoders, mixes in process and
+ * encodes with a long-lived ffmpeg (`nativeMix.ts`; a window it cannot reproduce goes to ffmpeg),
+ * so a window starts no process; `faad` is the same with one faad process per channel run (the
+ * previous native mix); `ffmpeg` runs one ffmpeg per window. The last two are kept to measure against.
  */
-export type MixMode = "native" | "ffmpeg"
+export type MixMode = "native" | "faad" | "ffmpeg"
 
 export interface MixOptions {
   readonly mode: MixMode
-  /** The faad binary; undefined: not installed, every window is mixed by ffmpeg. */
+  /** The faad binary (`faad` mode); undefined: not installed, every window is mixed by ffmpeg. */
   readonly faad: string | undefined
 }
 

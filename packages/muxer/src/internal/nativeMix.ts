@@ -1,10 +1,14 @@
 /**
- * A mix window without an ffmpeg run of its own: each run of a channel's segments is decoded by
- * faad (Debian's `faad`, which starts in a few ms where ffmpeg takes ~40), the runs are placed and
- * summed here as float PCM, and the window is encoded by a long-lived encoder (`aacEncoder.ts`).
+ * A mix window without an ffmpeg run of its own: each run of a channel's segments is decoded by a
+ * long-lived decoder (`aacDecoder.ts`; or, in the `faad` mode kept to measure against, by one faad
+ * per run), the runs are placed and summed here as float PCM, and the window is encoded by a
+ * long-lived encoder (`aacEncoder.ts`). So a window starts no process at all.
  * It reproduces `mixWindow`'s graph: samples decoded back to back from the run's first frame,
  * placed at the run's offset, mono spread to both channels at −3 dB (as ffmpeg's `aformat` to
  * stereo does), summed without normalisation, the pre-roll and the encoder's priming dropped.
+ * A run's first frame of samples is left out (faad does not output it; the long-lived decoder's
+ * overlaps what it decoded before): it lies in the window's pre-roll unless the run starts inside
+ * the window, where it is the decoder's start-up, near silence.
  *
  * Only what it reproduces exactly is done here: AAC-LC at 48 kHz, mono or stereo, in ADTS. Anything
  * else throws `NotNativeMix`, and the window is mixed by ffmpeg as before.
@@ -14,9 +18,11 @@ import { mkdtemp, readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { FfmpegFailed } from "../Ffmpeg.js"
+import type { AacDecoderPool } from "./aacDecoder.js"
 import type { AacEncoderPool } from "./aacEncoder.js"
 import { AAC_FRAME, MIX_RATE, PRE_ROLL } from "./media.js"
 import { aacFragment, concat } from "./mp4.js"
+import { countStart } from "./process.js"
 import { adtsOfTs, NotRemuxable } from "./tsRemux.js"
 
 /** The window is one the native mix does not reproduce (the caller mixes it with ffmpeg). */
@@ -43,6 +49,7 @@ const faadDecode = async (faad: string, adts: Uint8Array): Promise<Float32Array>
   try {
     await new Promise<void>((resolve, reject) => {
       // -b 4: float; -f 2: raw; reads stdin ("-").
+      countStart(faad, "one_shot")
       const child = spawn(faad, ["-q", "-b", "4", "-f", "2", "-o", file, "-"], {
         stdio: ["pipe", "ignore", "pipe"],
       })
@@ -73,8 +80,31 @@ const faadDecode = async (faad: string, adts: Uint8Array): Promise<Float32Array>
   }
 }
 
+/**
+ * Decodes one run (ADTS, its channel count and frames): interleaved samples from the run's second
+ * frame on, in `channels` channels.
+ */
+export type RunDecoder = (
+  adts: Uint8Array,
+  frames: number,
+  channels: 1 | 2,
+) => Promise<{ samples: Float32Array; channels: 1 | 2 }>
+
+/** Runs decoded by one faad process each (faad outputs mono as two equal channels). */
+export const faadRunDecoder =
+  (faad: string): RunDecoder =>
+  async (adts) => ({ samples: await faadDecode(faad, adts), channels: 2 })
+
+/** Runs decoded by the long-lived decoders of `pool`, their first frame dropped. */
+export const pooledRunDecoder =
+  (pool: AacDecoderPool): RunDecoder =>
+  async (adts, frames, channels) => ({
+    samples: (await pool.decode(adts, frames, channels)).subarray(AAC_FRAME * channels),
+    channels,
+  })
+
 /** A run's ADTS and its channel count, or `NotNativeMix` when it is not what this mixes. */
-const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: number; frames: number } => {
+const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: 1 | 2; frames: number } => {
   const parts = input.segments.map((ts) => {
     try {
       return adtsOfTs(ts)
@@ -93,7 +123,7 @@ const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: number; f
   }
   return {
     adts: concat(parts.map((p) => p.adts)),
-    channels: first.channels,
+    channels: first.channels as 1 | 2,
     frames: parts.reduce((n, p) => n + p.frames.length, 0),
   }
 }
@@ -103,7 +133,7 @@ const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: number; f
  * and summed.
  */
 export const mixPcm = async (
-  faad: string,
+  decode: RunDecoder,
   inputs: ReadonlyArray<NativeMixInput>,
   length: number,
 ): Promise<Float32Array> => {
@@ -111,22 +141,24 @@ export const mixPcm = async (
   const runs = inputs.map((input) => ({ input, ...runAdts(input) }))
   const out = new Float32Array(total * 2)
   // The runs' decoders at once: a window waits for its slowest channel, not their sum.
-  const decodedRuns = await Promise.all(runs.map((run) => faadDecode(faad, run.adts)))
-  for (const [i, run] of runs.entries()) {
-    const decoded = decodedRuns[i] as Float32Array
-    // faad outputs mono as two equal channels, and leaves out the decoder's first frame, which
-    // ffmpeg outputs (its overlap with nothing): its samples start one frame after the run's.
-    const frames = decoded.length / (2 * AAC_FRAME)
-    if (!Number.isInteger(frames) || frames > run.frames)
-      throw new NotNativeMix(`faad gave ${decoded.length} samples for ${run.frames} frames`)
+  const decodedRuns = await Promise.all(runs.map((run) => decode(run.adts, run.frames, run.channels)))
+  for (const [r, run] of runs.entries()) {
+    const { samples, channels } = decodedRuns[r] as Awaited<ReturnType<RunDecoder>>
+    // Samples start one frame after the run's (its first frame is left out: see the top).
+    const frames = samples.length / (channels * AAC_FRAME)
+    if (!Number.isInteger(frames) || frames >= run.frames)
+      throw new NotNativeMix(`the decoder gave ${samples.length} samples for ${run.frames} frames`)
     const gain = run.channels === 1 ? Math.SQRT1_2 : 1
     const start = run.input.offset + AAC_FRAME
+    const count = samples.length / channels
     const from = Math.max(0, -start)
-    const to = Math.min(decoded.length / 2, total - start)
+    const to = Math.min(count, total - start)
     for (let i = from; i < to; i++) {
       const at = 2 * (start + i)
-      out[at] = (out[at] as number) + (decoded[2 * i] as number) * gain
-      out[at + 1] = (out[at + 1] as number) + (decoded[2 * i + 1] as number) * gain
+      const left = samples[channels * i] as number
+      const right = channels === 2 ? (samples[2 * i + 1] as number) : left
+      out[at] = (out[at] as number) + left * gain
+      out[at + 1] = (out[at + 1] as number) + right * gain
     }
   }
   return out
@@ -137,12 +169,12 @@ export const mixPcm = async (
  * frames, the pre-roll dropped.
  */
 export const mixWindowNative = async (
-  faad: string,
+  decode: RunDecoder,
   encoders: AacEncoderPool,
   inputs: ReadonlyArray<NativeMixInput>,
   length: number,
 ): Promise<{ fragment: Uint8Array; frames: number }> => {
-  const pcm = await mixPcm(faad, inputs, length)
+  const pcm = await mixPcm(decode, inputs, length)
   const frames = await encoders.encode(pcm)
   const kept = frames.slice(PRE_ROLL / AAC_FRAME)
   if (kept.length !== length / AAC_FRAME)

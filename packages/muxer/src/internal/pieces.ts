@@ -13,6 +13,7 @@ import type { MediaStore } from "@capture/media"
 import type { Channel, ChannelId, MediaSegment } from "@capture/protocol"
 import { mainExportChannel } from "@capture/session-actor"
 import { FfmpegFailed } from "../Ffmpeg.js"
+import { AacDecoderPool } from "./aacDecoder.js"
 import { AacEncoderPool } from "./aacEncoder.js"
 import {
   type FillSpec,
@@ -28,7 +29,14 @@ import {
   type StreamParams,
 } from "./media.js"
 import { concat, fragmentTiming, trackTimescale } from "./mp4.js"
-import { mixWindowNative, type NativeMixInput, NotNativeMix } from "./nativeMix.js"
+import {
+  faadRunDecoder,
+  mixWindowNative,
+  type NativeMixInput,
+  NotNativeMix,
+  pooledRunDecoder,
+  type RunDecoder,
+} from "./nativeMix.js"
 import {
   type AudioWindow,
   type ChannelLayout,
@@ -96,6 +104,9 @@ export class Pieces {
   private mixInitBytes: Promise<Uint8Array> | undefined
   private readonly ffmpeg: Semaphore
   private readonly encoders: AacEncoderPool
+  private readonly decoders: AacDecoderPool
+  /** How the native mix decodes a run (undefined: every window is mixed by ffmpeg). */
+  private readonly runDecoder: RunDecoder | undefined
   /** Pieces this instance made (the ones it found stored are not counted). */
   piecesMade = 0
 
@@ -106,11 +117,18 @@ export class Pieces {
     concurrency: number,
     private readonly log: (message: string) => void,
     private readonly remux: RemuxMode = "native",
-    private readonly mix: MixOptions = { mode: "native", faad: undefined },
+    mix: MixOptions = { mode: "native", faad: undefined },
   ) {
     this.ffmpeg = new Semaphore(concurrency)
     // One encoder per window mixed at once (the semaphore admits `concurrency`).
     this.encoders = new AacEncoderPool(tools.ffmpeg, concurrency)
+    this.decoders = new AacDecoderPool(tools.ffmpeg, concurrency)
+    this.runDecoder =
+      mix.mode === "native"
+        ? pooledRunDecoder(this.decoders)
+        : mix.mode === "faad" && mix.faad !== undefined
+          ? faadRunDecoder(mix.faad)
+          : undefined
   }
 
   /** Incremental work for one arriving record: its raw piece, then any settled mix windows. */
@@ -307,16 +325,16 @@ export class Pieces {
     })
   }
 
-  /** A window's mix: in process with faad and the long-lived encoder when it can, else by ffmpeg. */
+  /** A window's mix: in process with the long-lived decoders and encoder when it can, else by ffmpeg. */
   private async mixRuns(
     runs: ReadonlyArray<NativeMixInput>,
     length: number,
   ): Promise<{ fragment: Uint8Array; frames: number }> {
-    if (this.mix.mode === "native" && this.mix.faad !== undefined) {
+    if (this.runDecoder !== undefined) {
       try {
-        return await mixWindowNative(this.mix.faad, this.encoders, runs, length)
+        return await mixWindowNative(this.runDecoder, this.encoders, runs, length)
       } catch (error) {
-        // Not AAC-LC 48 kHz mono/stereo, or faad refused it: ffmpeg decides what can be read.
+        // Not AAC-LC 48 kHz mono/stereo, or the decoder refused it: ffmpeg decides what can be read.
         if (!(error instanceof NotNativeMix || error instanceof FfmpegFailed)) throw error
         this.log(`mixing a window with ffmpeg: ${error.message.slice(0, 200)}`)
       }
@@ -325,9 +343,10 @@ export class Pieces {
     return mixWindow(this.tools, inputs, length)
   }
 
-  /** Ends the long-lived encoders (the muxer stops). */
+  /** Ends the long-lived encoders and decoders (the muxer stops). */
   close(): void {
     this.encoders.close()
+    this.decoders.close()
   }
 
   private ensureFill(work: SessionWork, sessionId: string, spec: FillSpec): Promise<PieceInfo> {

@@ -1,6 +1,17 @@
-/** Running a tool as a child process, bytes in and bytes out. */
+/** Running a tool as a child process, bytes in and bytes out; every start counted. */
 import { spawn } from "node:child_process"
+import { basename } from "node:path"
+import { counter } from "@capture/jetstream"
 import { FfmpegFailed } from "../Ffmpeg.js"
+
+const processesStarted = counter(
+  "capture_muxer_processes_started_total",
+  "Child processes the muxer started, by tool (ffmpeg, faad) and lifetime (one_shot: one piece; long_lived: many)",
+)
+
+/** Counts one start of `binary` (a process start is most of a short run's CPU). */
+export const countStart = (binary: string, lifetime: "one_shot" | "long_lived"): void =>
+  processesStarted.add(1, { tool: basename(binary), lifetime })
 
 /** No single piece takes anywhere near this long; a run that does is stuck. */
 const TIMEOUT_MS = 120_000
@@ -13,6 +24,7 @@ export const run = (
   timeoutMs = TIMEOUT_MS,
 ): Promise<Uint8Array> =>
   new Promise((resolve, reject) => {
+    countStart(binary, "one_shot")
     const child = spawn(binary, args, { stdio: ["pipe", "pipe", "pipe"] })
     const out: Buffer[] = []
     const err: Buffer[] = []
