@@ -241,4 +241,54 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
     expect(exported).not.toContain(token)
     expect(exported).not.toMatch(/\b(?:sk|st)-[A-Za-z0-9_-]{8,}/)
   }, 150_000)
+
+  it("continues the trace of a session's create into the timer that expires it, whichever process fires it", async () => {
+    // Another gateway on the same NATS, whose sessions expire 2 s after their creation if never started.
+    const gateway = await startCaptureServer(nats.url, {
+      args: ["--role", "gateway", "--expire-timeout", "2s"],
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_SERVICE_NAME: "capture-trace-test",
+        OTEL_BSP_SCHEDULE_DELAY: "200",
+      },
+    })
+    try {
+      const created = await gateway.data("POST", "/collection/default/capture/session", {
+        end_user_id: "user-timer",
+      })
+      const session = created.id as string
+      await pollUntil(
+        "the session expired",
+        () => server.data("GET", `/collection/default/capture/session/${session}`),
+        (view) => view.status === "failed",
+        { timeoutMs: 30_000 },
+      )
+      const createOf = () =>
+        otlp.spans.find(
+          (span) =>
+            span.name === "command CreateSession" &&
+            span.attributes.some((a) => a.value.stringValue === session),
+        )
+      const trace = await pollUntil(
+        "the timer's spans in the create's trace",
+        async () => {
+          const create = createOf()
+          return create === undefined ? [] : otlp.spans.filter((span) => span.traceId === create.traceId)
+        },
+        (spans) =>
+          spans.some((s) => s.name === "timer expire") &&
+          spans.some((s) => s.name === "command FireTimer") &&
+          spans.filter((s) => s.name === "events.append").length >= 2,
+        { timeoutMs: 30_000 },
+      )
+      const timer = trace.find((span) => span.name === "timer expire")
+      const fire = trace.find((span) => span.name === "command FireTimer")
+      expect(fire?.parentSpanId).toBe(timer?.spanId)
+      // The timer hangs off the command that armed it.
+      expect(timer?.parentSpanId).toBe(createOf()?.spanId)
+    } finally {
+      await killIfRunning(gateway.process)
+    }
+  }, 120_000)
 })
