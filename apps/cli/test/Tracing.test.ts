@@ -293,14 +293,18 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
           }
           return []
         },
-        (spans) => spans.some((s) => s.kind === SERVER_KIND) && spans.some((s) => s.name === "capture-ai"),
+        (spans) =>
+          spans.some((s) => s.kind === SERVER_KIND) &&
+          spans.some((s) => s.name === "capture-ai") &&
+          spans.some((s) => s.name === "capture-ai-alerts"),
         { timeoutMs: 120_000, intervalMs: 250 },
       )
       const byId = new Map(trace.map((span) => [span.spanId, span]))
       const append = trace.find(isTranscriptAppend)
       const consumer = byId.get(append?.parentSpanId ?? "")
       // The stored transcript reaches the AI stream's consumers (the alert dispatcher) in the same trace.
-      expect(trace.some((s) => s.name === "capture-ai-alerts" && s.parentSpanId === append?.spanId)).toBe(
+      const appendIds = new Set(trace.filter(isTranscriptAppend).map((s) => s.spanId))
+      expect(trace.some((s) => s.name === "capture-ai-alerts" && appendIds.has(s.parentSpanId ?? ""))).toBe(
         true,
       )
       expect(consumer?.name).toBe("capture-ai")
