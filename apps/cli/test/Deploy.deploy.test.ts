@@ -116,8 +116,35 @@ describe("the image", () => {
     )
     expect((await runOk("podman", ["exec", name, "id", "-u"])).trim()).toBe("10001")
     expect((await runOk("podman", ["exec", name, "capture", "--version"])).trim()).toContain("0.1.0")
-    for (const tool of ["ffmpeg", "ffprobe", "faad", "nats-server", "pocketsphinx_batch"]) {
+    for (const tool of ["ffmpeg", "ffprobe", "faad", "nats-server", "pocketsphinx_batch", "tesseract"]) {
       expect((await run("podman", ["exec", name, "sh", "-c", `command -v ${tool}`])).code, tool).toBe(0)
+    }
+    // The visual index's OCR has its English model.
+    expect(await runOk("podman", ["exec", name, "tesseract", "--list-langs"])).toMatch(/^eng$/m)
+    // The search index's native addon (better-sqlite3) was compiled for the image's Node.
+    const sqlite = await runOk("podman", [
+      "exec",
+      name,
+      "node",
+      "-e",
+      `const { createRequire } = require("node:module")
+       const ai = require("node:fs").realpathSync("/opt/capture/node_modules/@capture/ai/package.json")
+       const Database = createRequire(ai)("better-sqlite3")
+       console.log(new Database(":memory:").prepare("select sqlite_version() as v").get().v)`,
+    ])
+    expect(sqlite.trim()).toMatch(/^3\.\d+\.\d+$/)
+    // The console and the player have their Vite-built files.
+    const page = await fetch(`http://${LOOPBACK}:${port}/console`)
+    expect(page.status).toBe(200)
+    const html = await page.text()
+    // Every script and style the page names (the entry, its shared chunks: player.js is a small
+    // entry importing the Player chunk) is served, none of them empty.
+    const assets = [...html.matchAll(/(?:src|href)="(\/static\/[^"]+)"/g)].map((m) => m[1] as string)
+    expect(assets).toContain("/static/console.js")
+    for (const path of [...assets, "/static/player.js"]) {
+      const asset = await fetch(`http://${LOOPBACK}:${port}${path}`)
+      expect(asset.status, path).toBe(200)
+      expect((await asset.text()).length, path).toBeGreaterThan(100)
     }
 
     await runOk("podman", ["stop", "-t", "60", name], { timeoutMs: 90_000 })

@@ -9,7 +9,14 @@ import { once } from "node:events"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
-import { LOOPBACK, type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import type { SessionId } from "@capture/protocol"
+import {
+  festivalAvailable,
+  LOOPBACK,
+  type NatsServerHandle,
+  speechRecording,
+  startNatsServer,
+} from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { tracingSettingsFromEnv } from "../src/serve/Tracing.js"
 import { killIfRunning, runCli } from "./cli.js"
@@ -20,6 +27,8 @@ import {
   startWebhookReceiver,
   type WebhookReceiver,
 } from "./endToEnd.js"
+import { ffmpeg } from "./media.js"
+import { uploadSegment } from "./transcription.js"
 
 interface OtlpValue {
   readonly stringValue?: string
@@ -241,4 +250,124 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
     expect(exported).not.toContain(token)
     expect(exported).not.toMatch(/\b(?:sk|st)-[A-Za-z0-9_-]{8,}/)
   }, 150_000)
+
+  it.skipIf(!festivalAvailable())(
+    "continues a segment upload's trace into the AI pipeline: its transcription and the transcript stored",
+    async () => {
+      const recording = await speechRecording(ffmpeg, ["Please send the report to the team before Friday."], {
+        leadMs: 3_000,
+      })
+      const created = await server.data("POST", "/collection/default/capture/session", {
+        end_user_id: "user-ai",
+      })
+      const sessionId = created.id as SessionId
+      await server.data("POST", "/capture/session/start", {
+        session_id: sessionId,
+        channels: [{ channel_id: "mic:default" }],
+      })
+      const startMs = Date.now() - 30_000
+      await uploadSegment(server, sessionId, recording, 0, startMs)
+      const view = await pollUntil(
+        "the mic's rtstream",
+        () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
+        (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
+      )
+      const [mic] = view.rtstreams as ReadonlyArray<{ rtstream_id: string }>
+      await server.data("POST", `/rtstream/${mic?.rtstream_id}/transcription`, { action: "start" })
+      for (let index = 1; index < recording.segments.length; index++) {
+        await uploadSegment(server, sessionId, recording, index, startMs)
+      }
+      const isTranscriptAppend = (span: OtlpSpan) =>
+        span.name === "ai.append" &&
+        span.attributes.some(
+          (a) => a.key === "capture.ai_event_type" && a.value.stringValue === "TranscriptProduced",
+        ) &&
+        span.attributes.some((a) => a.value.stringValue === sessionId)
+      const trace = await pollUntil(
+        "the stored transcript's trace, back to a segment's upload",
+        async () => {
+          // Each segment's upload starts a trace: the one whose handling transcribed and stored a transcript.
+          for (const append of otlp.spans.filter(isTranscriptAppend)) {
+            const spans = otlp.spans.filter((span) => span.traceId === append.traceId)
+            if (spans.some((s) => s.name === "ai.transcribe")) return spans
+          }
+          return []
+        },
+        (spans) =>
+          spans.some((s) => s.kind === SERVER_KIND) &&
+          spans.some((s) => s.name === "capture-ai") &&
+          spans.some((s) => s.name === "capture-ai-alerts"),
+        { timeoutMs: 120_000, intervalMs: 250 },
+      )
+      const byId = new Map(trace.map((span) => [span.spanId, span]))
+      const append = trace.find(isTranscriptAppend)
+      const consumer = byId.get(append?.parentSpanId ?? "")
+      // The stored transcript reaches the AI stream's consumers (the alert dispatcher) in the same trace.
+      const appendIds = new Set(trace.filter(isTranscriptAppend).map((s) => s.spanId))
+      expect(trace.some((s) => s.name === "capture-ai-alerts" && appendIds.has(s.parentSpanId ?? ""))).toBe(
+        true,
+      )
+      expect(consumer?.name).toBe("capture-ai")
+      expect(trace.find((s) => s.name === "ai.transcribe")?.parentSpanId).toBe(consumer?.spanId)
+      // The AI consumer continues the upload's: the PUT of a segment is the trace's root.
+      const roots = trace.filter((span) => span.parentSpanId === undefined || span.parentSpanId === "")
+      expect(roots.map((span) => span.kind)).toEqual([SERVER_KIND])
+      expect(
+        roots[0]?.attributes.some((a) =>
+          a.value.stringValue?.includes(`/capture/session/${sessionId}/channels/`),
+        ),
+      ).toBe(true)
+    },
+    180_000,
+  )
+
+  it("continues the trace of a session's create into the timer that expires it, whichever process fires it", async () => {
+    // Another gateway on the same NATS, whose sessions expire 2 s after their creation if never started.
+    const gateway = await startCaptureServer(nats.url, {
+      args: ["--role", "gateway", "--expire-timeout", "2s"],
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_SERVICE_NAME: "capture-trace-test",
+        OTEL_BSP_SCHEDULE_DELAY: "200",
+      },
+    })
+    try {
+      const created = await gateway.data("POST", "/collection/default/capture/session", {
+        end_user_id: "user-timer",
+      })
+      const session = created.id as string
+      await pollUntil(
+        "the session expired",
+        () => server.data("GET", `/collection/default/capture/session/${session}`),
+        (view) => view.status === "failed",
+        { timeoutMs: 30_000 },
+      )
+      const createOf = () =>
+        otlp.spans.find(
+          (span) =>
+            span.name === "command CreateSession" &&
+            span.attributes.some((a) => a.value.stringValue === session),
+        )
+      const trace = await pollUntil(
+        "the timer's spans in the create's trace",
+        async () => {
+          const create = createOf()
+          return create === undefined ? [] : otlp.spans.filter((span) => span.traceId === create.traceId)
+        },
+        (spans) =>
+          spans.some((s) => s.name === "timer expire") &&
+          spans.some((s) => s.name === "command FireTimer") &&
+          spans.filter((s) => s.name === "events.append").length >= 2,
+        { timeoutMs: 30_000 },
+      )
+      const timer = trace.find((span) => span.name === "timer expire")
+      const fire = trace.find((span) => span.name === "command FireTimer")
+      expect(fire?.parentSpanId).toBe(timer?.spanId)
+      // The timer hangs off the command that armed it.
+      expect(timer?.parentSpanId).toBe(createOf()?.spanId)
+    } finally {
+      await killIfRunning(gateway.process)
+    }
+  }, 120_000)
 })

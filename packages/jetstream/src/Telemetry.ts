@@ -189,8 +189,15 @@ export const parentOf = (message: {
   readonly headers?: { get(name: string): string } | undefined
 }): SpanParent | undefined => {
   if (tracer === undefined) return undefined
-  const header = message.headers?.get(TRACEPARENT)
-  if (header === undefined || header === "") return undefined
+  return parentFromTraceparent(message.headers?.get(TRACEPARENT))
+}
+
+/**
+ * The span a `traceparent` value names (one kept with a record, as a durable timer keeps the
+ * trace of the command that armed it), if tracing is on and it names one.
+ */
+export const parentFromTraceparent = (header: string | undefined): SpanParent | undefined => {
+  if (tracer === undefined || header === undefined || header === "") return undefined
   return Option.getOrUndefined(HttpTraceContext.w3c(Headers.fromRecordUnsafe({ [TRACEPARENT]: header })))
 }
 

@@ -41,6 +41,7 @@ export {
   LAG_BOUNDARIES,
   LATENCY_BOUNDARIES,
   observeLag,
+  parentFromTraceparent,
   parentOf,
   type SpanParent,
   secondsSince,

@@ -14,6 +14,7 @@ import {
   type SpanParent,
   secondsSince,
   startSpan,
+  traceparentOf,
 } from "@capture/jetstream"
 import {
   type CaptureError,
@@ -256,7 +257,7 @@ export class ActorHost {
         streamSequence: ack.streamSequence,
         recentCommands: loaded.recentCommands.add(command.command_id),
       })
-      if (effects.length > 0) await this.runEffects(next, effects)
+      if (effects.length > 0) await this.runEffects(next, effects, span)
       this.maybeSnapshot(command.session_id, next, ack.streamSequence)
       return Result.succeed({ state: next, event, duplicate: false })
     }
@@ -290,7 +291,12 @@ export class ActorHost {
     return caughtUp
   }
 
-  private async runEffects(state: SessionState, effects: ReadonlyArray<SessionEffect>): Promise<void> {
+  /** Arms and cancels timers; an armed timer keeps `span`'s trace context, which its firing continues. */
+  private async runEffects(
+    state: SessionState,
+    effects: ReadonlyArray<SessionEffect>,
+    span: Tracer.Span | undefined,
+  ): Promise<void> {
     const timers = this.timers
     const sessionId = state.context.session_id
     if (timers === undefined || sessionId === null) return
@@ -298,7 +304,8 @@ export class ActorHost {
       if (effect.type === "scheduleTimer") {
         // A session stored before its timer existed (no deadline) arms nothing.
         if (effect.deadline === "") continue
-        await timers.schedule({ session_id: sessionId, timer: effect.timer, deadline: effect.deadline })
+        const entry = { session_id: sessionId, timer: effect.timer, deadline: effect.deadline }
+        await timers.schedule(span === undefined ? entry : { ...entry, traceparent: traceparentOf(span) })
       } else {
         await timers.cancel(sessionId, effect.timer)
       }

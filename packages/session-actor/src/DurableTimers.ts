@@ -6,6 +6,8 @@
  * id is derived from the deadline and a stale timer is ignored by the session. An entry that does
  * not decode as a `TimerEntry` is logged and skipped (and replaced when the session is reconciled).
  */
+
+import { parentFromTraceparent, type SpanParent } from "@capture/jetstream"
 import {
   type CommandId,
   decodeJson,
@@ -25,6 +27,8 @@ export const TimerEntry = Schema.Struct({
   timer: TimerName,
   /** When the timer fires. */
   deadline: IsoTimestamp,
+  /** The W3C trace context of the command that armed it (tracing on): its firing continues that trace. */
+  traceparent: Schema.optionalKey(Schema.String),
 })
 export type TimerEntry = typeof TimerEntry.Type
 
@@ -104,8 +108,9 @@ export class TimerStore {
 }
 
 /**
- * Watches the timer bucket and sends `FireTimer` for each due entry. `fire` must be idempotent;
- * on failure the timer is retried after `retryMs`.
+ * Watches the timer bucket and sends `FireTimer` for each due entry, with the span of the command
+ * that armed it as `parent` (tracing on). `fire` must be idempotent; on failure the timer is
+ * retried after `retryMs`.
  */
 export class TimerWheel {
   private readonly pending = new Map<string, NodeJS.Timeout>()
@@ -113,7 +118,7 @@ export class TimerWheel {
 
   constructor(
     private readonly topology: Topology,
-    private readonly fire: (command: SessionCommand) => Promise<void>,
+    private readonly fire: (command: SessionCommand, parent: SpanParent | undefined) => Promise<void>,
     private readonly log: (message: string) => void = () => {},
     private readonly retryMs = 1_000,
   ) {}
@@ -151,7 +156,7 @@ export class TimerWheel {
     const handle = setTimeout(() => {
       const remaining = Date.parse(timer.deadline) - Date.now()
       if (remaining > 0) return this.arm(key, timer, remaining)
-      this.fire(fireCommand(timer)).then(
+      this.fire(fireCommand(timer), parentFromTraceparent(timer.traceparent)).then(
         () => this.pending.delete(key),
         () => this.arm(key, timer, this.retryMs),
       )

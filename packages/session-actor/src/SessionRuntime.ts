@@ -3,6 +3,7 @@
  * the stores, the actor host and, when asked, the background workers (projector, timer wheel,
  * and the session reactor when given the segment records it reads).
  */
+import { inSpan } from "@capture/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { ActorHost, type ActorHostOptions } from "./ActorHost.js"
 import { TimerStore, TimerWheel } from "./DurableTimers.js"
@@ -55,13 +56,18 @@ export const startSessionRuntime = async (
     projector = new Projector(topology, host, readModel, timers, log)
     timerWheel = new TimerWheel(
       topology,
-      async (command) => {
+      async (command, parent) => {
         if (command.type === "FireTimer" && command.timer === "silence") {
           // The reactor's own timer: a process without a reactor leaves it to one that has.
           await reactor?.checkSilence(command.session_id)
           return
         }
-        const outcome = await host.execute(command)
+        // A span of its own in the trace of the command that armed it (tracing on).
+        const outcome = await inSpan(
+          `timer ${command.type === "FireTimer" ? command.timer : command.type}`,
+          { parent, attributes: { "capture.session_id": command.session_id } },
+          (span) => host.execute(command, span),
+        )
         if (outcome._tag === "Failure" && outcome.failure.error_code !== "session_not_found") {
           log(`timer ${command.command_id}: ${outcome.failure.message}`)
         }

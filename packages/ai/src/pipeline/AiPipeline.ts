@@ -16,7 +16,14 @@
  * An engine that keeps failing costs its utterance (a `TranscriptionFailed`, which the WebSocket
  * reports), never the session: recording, ingest and export do not wait on this worker.
  */
-import { isWrongLastSequence, type Later, later, startDurableWork } from "@capture/jetstream"
+import {
+  inSpan,
+  isWrongLastSequence,
+  type Later,
+  later,
+  type SpanParent,
+  startDurableWork,
+} from "@capture/jetstream"
 import type { MediaStore } from "@capture/media"
 import {
   type AiEvent,
@@ -196,7 +203,7 @@ export class AiPipeline {
       ackWaitMs: options.ackWaitMs ?? 30_000,
       retryDelayMs: 1_000,
       decode: (message: JsMsg) => decodeRecord(message.json()),
-      handle: (record, message) => pipeline.onSegment(record, message),
+      handle: (record, message, span) => pipeline.onSegment(record, message, span),
       log: pipeline.log,
     })
     pipeline.stopWork = work.stop
@@ -250,7 +257,13 @@ export class AiPipeline {
           if (!ours(state)) return false
           if (state.nextIndex !== null && taken.index < state.nextIndex) return true
           try {
-            await this.process(state, taken, state.nextIndex !== null && taken.index > state.nextIndex, false)
+            await this.process(
+              state,
+              taken,
+              state.nextIndex !== null && taken.index > state.nextIndex,
+              false,
+              undefined,
+            )
             this.stats.segments++
             return true
           } catch (error) {
@@ -298,8 +311,12 @@ export class AiPipeline {
     }
   }
 
-  /** Handles one media record; exported for tests that drive the pipeline without a consumer. */
-  async onSegment(record: MediaSegment, message: JsMsg): Promise<Later | undefined> {
+  /**
+   * Handles one media record; exported for tests that drive the pipeline without a consumer.
+   * `parent` (tracing on: the consumer's span, in the trace of the segment's upload) is what the
+   * results it stores continue.
+   */
+  async onSegment(record: MediaSegment, message: JsMsg, parent?: SpanParent): Promise<Later | undefined> {
     const indexesVisual = this.options.textReader !== undefined || this.options.chat !== undefined
     if (!isTranscribable(record.channel_id) && !(isVisual(record.channel_id) && indexesVisual)) return
     const rtstream = await this.rtstreamOf(record)
@@ -311,7 +328,7 @@ export class AiPipeline {
       const left = (this.waiting.get(rtstream.id) ?? 1) - 1
       if (left > 0) this.waiting.set(rtstream.id, left)
       else this.waiting.delete(rtstream.id)
-      return this.take(rtstream.id, record, message)
+      return this.take(rtstream.id, record, message, parent)
     }
     const turn = previous.then(takeTurn, takeTurn)
     this.lanes.set(rtstream.id, turn)
@@ -360,6 +377,7 @@ export class AiPipeline {
     rtstreamId: RtstreamId,
     record: MediaSegment,
     message: JsMsg,
+    parent: SpanParent | undefined,
   ): Promise<Later | undefined> {
     const visual = isVisual(record.channel_id)
     for (let attempt = 1; ; attempt++) {
@@ -380,8 +398,8 @@ export class AiPipeline {
         gap = true
       }
       try {
-        if (visual) await this.processVisual(state, record)
-        else await this.process(state, record, gap, this.options.interim ?? true)
+        if (visual) await this.processVisual(state, record, parent)
+        else await this.process(state, record, gap, this.options.interim ?? true, parent)
         this.stats.segments++
         return
       } catch (error) {
@@ -397,6 +415,7 @@ export class AiPipeline {
     record: MediaSegment,
     gap: boolean,
     interim: boolean,
+    parent: SpanParent | undefined,
   ): Promise<void> {
     const rtstreamId = initial.rtstreamId
     const transcription = initial.transcription
@@ -419,7 +438,7 @@ export class AiPipeline {
     const activity = detectVoiceActivity(audio, ended, this.options.voiceActivity ?? defaultVoiceActivity)
     let state = initial
     const append = async (event: AiEvent) => {
-      const sequence = await this.options.store.append(event, state.lastSequence)
+      const sequence = await this.options.store.append(event, state.lastSequence, parent)
       state = foldAiEvent(state, event, sequence)
       this.remember(state)
     }
@@ -436,7 +455,11 @@ export class AiPipeline {
       if (utterance <= initial.utterances) continue
       const start = origin + samplesToMs(span.start)
       const end = origin + samplesToMs(span.end)
-      const outcome = await this.transcribe(engine, engineName, audio.subarray(span.start, span.end))
+      const outcome = await inSpan(
+        "ai.transcribe",
+        { parent, attributes: { "capture.session_id": record.session_id, "capture.engine": engineName } },
+        () => this.transcribe(engine, engineName, audio.subarray(span.start, span.end)),
+      )
       const time = new Date().toISOString()
       if (typeof outcome === "string") {
         this.stats.utterances++
@@ -490,7 +513,19 @@ export class AiPipeline {
       const behind = (this.waiting.get(rtstreamId) ?? 0) > 0
       if (interim && !behind && stillOpen.spoken_ms >= (this.options.interimMinMs ?? 600)) {
         // One try: an interim that fails is simply not sent.
-        const text = await engine?.transcribe(audio.subarray(activity.open.start)).catch(() => "")
+        const open = activity.open
+        const text = await inSpan(
+          "ai.transcribe",
+          {
+            parent,
+            attributes: {
+              "capture.session_id": record.session_id,
+              "capture.engine": engineName,
+              "capture.interim": true,
+            },
+          },
+          async () => engine?.transcribe(audio.subarray(open.start)).catch(() => ""),
+        )
         if (text !== undefined && text !== "") {
           await append({
             type: "TranscriptProduced",
@@ -567,14 +602,18 @@ export class AiPipeline {
    * scene is stored once the segments reach its end (or the display's last segment arrives); then
    * `SegmentProcessed` carries each index's grid position, open scene and last frame.
    */
-  private async processVisual(initial: RtstreamAi, record: MediaSegment): Promise<void> {
+  private async processVisual(
+    initial: RtstreamAi,
+    record: MediaSegment,
+    parent: SpanParent | undefined,
+  ): Promise<void> {
     const reader = this.options.textReader
     const chat = this.options.chat
     const rtstreamId = initial.rtstreamId as RtstreamId
     const indexes = initial.indexes.filter((index) => index.kind === "visual" && index.status === "connected")
     let state = initial
     const append = async (event: AiEvent) => {
-      const sequence = await this.options.store.append(event, state.lastSequence)
+      const sequence = await this.options.store.append(event, state.lastSequence, parent)
       state = foldAiEvent(state, event, sequence)
       this.remember(state)
     }

@@ -10,7 +10,14 @@
  * await store.append(event, state.lastSequence)
  * ```
  */
-import { ensureStream, isMessageNotFound, JetStreamPublisher } from "@capture/jetstream"
+import {
+  ensureStream,
+  inSpan,
+  isMessageNotFound,
+  JetStreamPublisher,
+  type SpanParent,
+  traceparentOf,
+} from "@capture/jetstream"
 import { AiEvent, decodeUnknown, type RecordingTranscriptionJob } from "@capture/protocol"
 import {
   DeliverPolicy,
@@ -100,13 +107,26 @@ export class AiStore {
    * Rejects with JetStream's wrong-last-sequence error otherwise (`isWrongLastSequence`).
    * Returns the stream sequence (the first one's, when the id was stored before: a duplicate).
    */
-  async append(event: AiEvent, expectedLastSequence: number): Promise<number> {
-    const ack = await this.publisher.publish(
-      this.topology.subject(event.rtstream_id),
-      encoder.encode(JSON.stringify(event)),
-      { msgId: event.id, lastSubjectSequence: expectedLastSequence },
+  async append(event: AiEvent, expectedLastSequence: number, parent?: SpanParent): Promise<number> {
+    // Tracing on: a span in the trace of what caused it, whose context the message carries to
+    // the AI stream's consumers (alerts).
+    return inSpan(
+      "ai.append",
+      {
+        parent,
+        kind: "producer",
+        attributes: { "capture.session_id": event.session_id, "capture.ai_event_type": event.type },
+      },
+      async (span) => {
+        const ack = await this.publisher.publish(
+          this.topology.subject(event.rtstream_id),
+          encoder.encode(JSON.stringify(event)),
+          { msgId: event.id, lastSubjectSequence: expectedLastSequence },
+          span === undefined ? undefined : traceparentOf(span),
+        )
+        return ack.seq
+      },
     )
-    return ack.seq
   }
 
   /**

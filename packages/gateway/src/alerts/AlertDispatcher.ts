@@ -104,6 +104,7 @@ export class AlertDispatcher {
     const requestTimeoutMs = options.requestTimeoutMs ?? 15_000
     const retries = new ParkedRetries(retryBucket, {
       name: "alerts",
+      bucketName: `${topology.prefix}_alert_retries`,
       leaseMs: options.retryLeaseMs ?? 2 * requestTimeoutMs + 10_000,
       concurrency: 8,
       log,

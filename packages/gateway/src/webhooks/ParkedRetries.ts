@@ -11,7 +11,7 @@
  * compare-and-set on the revision it holds. The alert dispatcher keeps a schedule of its own the
  * same way (`<prefix>_alert_retries`, keyed by the waiting result's stream sequence).
  */
-import { isRevisionConflict } from "@capture/jetstream"
+import { gauge, isRevisionConflict } from "@capture/jetstream"
 import { decodeUnknown } from "@capture/protocol"
 import type { KV, KvEntry } from "@nats-io/kv"
 import { Result, Schema } from "effect"
@@ -21,12 +21,19 @@ const ParkedRetry = Schema.Struct({ due_at: Schema.Finite })
 
 const decodeParked = decodeUnknown(ParkedRetry)
 
+const parkedGauge = gauge(
+  "capture_parked_retries",
+  "Records in a retry schedule bucket (<prefix>_webhook_retries: sessions whose webhook delivery waits for its next attempt; <prefix>_alert_retries: alert results), as this process's watch of it sees them",
+)
+
 /** Runs the lane of a session whose record came due; `revision` is the record as claimed. */
 export type RunParked = (sessionId: string, revision: number) => Promise<void>
 
 export interface ParkedRetriesOptions {
   /** What the log lines start with (`webhooks`, `alerts`). */
   readonly name?: string
+  /** The bucket's name: the `bucket` label of the `capture_parked_retries` gauge. */
+  readonly bucketName: string
   /** How long a claim holds before another gateway may take the lane over. */
   readonly leaseMs: number
   /** Lanes this process runs at once. */
@@ -39,6 +46,8 @@ export class ParkedRetries {
   private readonly running = new Set<Promise<void>>()
   private readonly queue: Array<{ readonly sessionId: string; readonly revision: number }> = []
   private readonly queued = new Set<string>()
+  /** The keys with a record in the bucket now (parked, or claimed and being run). */
+  private readonly parked = new Set<string>()
   private watcher: { stop(): void } | undefined
   private stopped = false
   private readonly name: string
@@ -83,6 +92,9 @@ export class ParkedRetries {
   async start(run: RunParked): Promise<void> {
     const watcher = await this.bucket.watch({ key: ">" })
     this.watcher = watcher
+    // A new watch replays every record: what was seen before may have been removed meanwhile.
+    this.parked.clear()
+    this.reportParked()
     void (async () => {
       for await (const entry of watcher) this.track(entry, run)
     })()
@@ -112,6 +124,8 @@ export class ParkedRetries {
     for (const timer of this.timers.values()) clearTimeout(timer)
     this.timers.clear()
     this.queue.length = 0
+    this.parked.clear()
+    this.reportParked()
     await Promise.allSettled([...this.running])
   }
 
@@ -120,12 +134,25 @@ export class ParkedRetries {
     return this.timers.size
   }
 
+  /** Records in the bucket now, waiting or being run (the `capture_parked_retries` gauge). */
+  get parkedCount(): number {
+    return this.parked.size
+  }
+
+  private reportParked(): void {
+    parkedGauge.set(this.parked.size, { bucket: this.options.bucketName })
+  }
+
   private track(entry: KvEntry, run: RunParked): void {
     const sessionId = entry.key
     const previous = this.timers.get(sessionId)
     if (previous !== undefined) clearTimeout(previous)
     this.timers.delete(sessionId)
-    if (entry.operation !== "PUT" || this.stopped) return
+    if (this.stopped) return
+    if (entry.operation === "PUT") this.parked.add(sessionId)
+    else this.parked.delete(sessionId)
+    this.reportParked()
+    if (entry.operation !== "PUT") return
     let decoded: Result.Result<typeof ParkedRetry.Type, unknown>
     try {
       decoded = decodeParked(entry.json())

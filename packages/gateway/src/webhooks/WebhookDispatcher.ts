@@ -55,7 +55,7 @@ import { DeliveryRecords } from "./DeliveryRecords.js"
 import { ParkedRetries } from "./ParkedRetries.js"
 import { defaultJitter, defaultRetrySchedule, type RetrySchedule } from "./RetrySchedule.js"
 import { StateFold } from "./StateFold.js"
-import { defaultWebhookRetentionMs, openWebhookBucket } from "./WebhookBuckets.js"
+import { defaultWebhookRetentionMs, openWebhookBucket, webhookBucketNames } from "./WebhookBuckets.js"
 import {
   type BlockedDelayBounds,
   blockedDelay,
@@ -204,6 +204,7 @@ export class WebhookDispatcher {
       new WebhookLanes(lanes),
       new DeliveryRecords(deliveries, spacing),
       new ParkedRetries(retries, {
+        bucketName: webhookBucketNames(topology.options.prefix).retries,
         // Long enough for a POST that times out, renewed at every event the runner passes.
         leaseMs: options.retryLeaseMs ?? 2 * requestTimeoutMs + 10_000,
         concurrency: Math.max(1, options.concurrency ?? 32),

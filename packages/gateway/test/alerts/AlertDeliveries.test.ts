@@ -12,7 +12,8 @@ import {
 import { getFreePort, type NatsServerHandle, startNatsServer, waitFor } from "@capture/testkit"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
-import { Result } from "effect"
+import { Effect, Result } from "effect"
+import { PrometheusMetrics } from "effect/observability"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   AlertDeliveryLog,
@@ -241,6 +242,13 @@ describe("alert deliveries recorded before their keys named the session (before 
   })
 })
 
+/** The `capture_parked_retries` gauge of a retry bucket, as `/metrics` would show it (undefined: no sample). */
+const parkedGauge = async (bucket: string): Promise<number | undefined> => {
+  const text = await Effect.runPromise(PrometheusMetrics.format())
+  const line = text.split("\n").find((l) => l.startsWith(`capture_parked_retries{bucket="${bucket}"} `))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1))
+}
+
 describe("alert webhook retries", () => {
   it("park outside the shared consumer: dead endpoints never delay a live alert, and go out once they answer", async () => {
     const nc = await connect({ servers: nats.url })
@@ -294,6 +302,11 @@ describe("alert webhook retries", () => {
         `${prefix}-ai-alerts`,
       )
       expect(info.num_ack_pending).toBe(0)
+      // Each dead result waits in the schedule, and the gauge counts it.
+      await waitFor(
+        () => parkedGauge(`${prefix}_alert_retries`),
+        (parked) => parked === deadSessions.length,
+      )
       // The dead endpoint comes up: every parked alert goes out from the schedule.
       const revived = await Receiver.start(() => 204, port)
       try {
@@ -303,6 +316,10 @@ describe("alert webhook retries", () => {
           { timeoutMs: 15_000 },
         )
         expect(revived.received).toHaveLength(deadSessions.length)
+        await waitFor(
+          () => parkedGauge(`${prefix}_alert_retries`),
+          (parked) => parked === 0,
+        )
       } finally {
         await revived.close()
       }

@@ -12,7 +12,8 @@ import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor
 import { getFreePort, type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { Result, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
+import { PrometheusMetrics } from "effect/observability"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { defaultCallbackUrlPolicy, parseAllowList } from "../../src/webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "../../src/webhooks/DeliveryLog.js"
@@ -59,6 +60,13 @@ const newConnection = async () => {
   const nc = await connect({ servers: server.url })
   connections.push(nc)
   return nc
+}
+
+/** The `capture_parked_retries` gauge of a retry bucket, as `/metrics` would show it (undefined: no sample). */
+const parkedGauge = async (bucket: string): Promise<number | undefined> => {
+  const text = await Effect.runPromise(PrometheusMetrics.format())
+  const line = text.split("\n").find((l) => l.startsWith(`capture_parked_retries{bucket="${bucket}"} `))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1))
 }
 
 /** A deployment of its own (stream, buckets, consumer under a fresh prefix), so tests do not share work. */
@@ -413,6 +421,9 @@ describe("WebhookDispatcher", () => {
       (info) => info.num_ack_pending === 0 && info.num_pending === 0,
     )
     expect(dispatcher.parkedLanes).toBe(deadIds.length)
+    expect(await parkedGauge(webhookBucketNames(runtime.topology.options.prefix).retries)).toBe(
+      deadIds.length,
+    )
     for (const id of deadIds) {
       const deliveries = await log.list(id)
       expect(deliveries.map((d) => [d.sequence, d.status, d.attempts.length])).toEqual([[1, "pending", 1]])
@@ -430,6 +441,11 @@ describe("WebhookDispatcher", () => {
       () => log.list(id),
       (deliveries) => deliveries[0]?.attempts.length === 1,
     )
+    const retryBucket = webhookBucketNames(runtime.topology.options.prefix).retries
+    await waitFor(
+      () => parkedGauge(retryBucket),
+      (parked) => parked === 1,
+    )
     // The gateway that parked it goes away; another one runs the retry and what waits behind it.
     await first.stop()
     const second = await newDispatcher(runtime, { schedule: [1_500, 200] })
@@ -439,6 +455,11 @@ describe("WebhookDispatcher", () => {
     // The lane flows again: the session's next events go out from the consumer.
     await waitFor(
       async () => second.parkedLanes,
+      (parked) => parked === 0,
+    )
+    // Its record is gone from the schedule, and the gauge says so.
+    await waitFor(
+      () => parkedGauge(retryBucket),
       (parked) => parked === 0,
     )
     await run(runtime, [stop(id), finish(id), exportOf(id), completeExport(id)])
