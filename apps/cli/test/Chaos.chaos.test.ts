@@ -436,6 +436,16 @@ describe("chaos: kills and a network cut while sessions record and export", () =
         { timeoutMs: Math.max(1_000, settleBy - Date.now()), intervalMs: 1_000 },
       ).catch((error: unknown) => say(String(error)))
 
+      // Webhooks are delivered at least once, eventually: one a killed gateway held comes back
+      // after the dispatcher's ack wait (30 s) and its lane's wait. Given until the settle deadline
+      // (at least 90 s); what is still missing then is counted as lost below.
+      await pollUntil(
+        "every announced webhook delivered",
+        () => undeliveredWebhooks(recordings, runtime, hooks),
+        (missing) => missing === 0,
+        { timeoutMs: Math.max(90_000, settleBy - Date.now()), intervalMs: 1_000 },
+      ).catch((error: unknown) => say(String(error)))
+
       // The projector settles: nothing pending or unacknowledged on its durable.
       const jsm = await jetstreamManager(natsConnection)
       await pollUntil(
@@ -468,6 +478,25 @@ describe("chaos: kills and a network cut while sessions record and export", () =
     }
   })
 })
+
+/** Lifecycle events the sessions' logs announce that the receiver has not had yet. */
+const undeliveredWebhooks = async (
+  recordings: ReadonlyArray<Recording>,
+  runtime: Awaited<ReturnType<typeof startSessionRuntime>>,
+  hooks: WebhookReceiver,
+): Promise<number> => {
+  const received = new Set(hooks.received.map((w) => w.envelope.id))
+  let missing = 0
+  for (const recording of recordings) {
+    let state: SessionState = initialState
+    for await (const { event } of runtime.events.read(recording.sessionId)) {
+      state = foldEvent(state, event)
+      const lifecycle = toLifecycleEvent(event, state)
+      if (lifecycle !== undefined && !received.has(lifecycle.id)) missing += 1
+    }
+  }
+  return missing
+}
 
 /** Every stream and bucket the roles created has three replicas. */
 const expectEveryStreamReplicated = async (nc: NatsConnection): Promise<void> => {
