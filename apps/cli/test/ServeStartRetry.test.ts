@@ -7,7 +7,13 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NatsServerProcess, resolveNatsServerBinary } from "@capture/nats-server"
-import { getFreePorts, LOOPBACK, type NatsClusterHandle, startNatsCluster } from "@capture/testkit"
+import {
+  getFreePorts,
+  LOOPBACK,
+  type NatsClusterHandle,
+  startNatsCluster,
+  startNatsServer,
+} from "@capture/testkit"
 import { afterAll, describe, expect, it } from "vitest"
 import { type ServeProcess, startServe } from "./cli.js"
 
@@ -62,6 +68,25 @@ describe("capture serve started while NATS is down", () => {
     expect(serve.output()).toMatch(/start failed: cannot connect to NATS/)
     expect(serve.output()).toMatch(/capture: cannot connect to NATS[^\n]*\(gave up after \d+ tries\)/)
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(3_000)
+  }, 120_000)
+
+  it("does not retry a start that fails for a bad setting: exit 3 at once", async () => {
+    const nats = await startNatsServer()
+    try {
+      const [httpPort = 0] = await getFreePorts(1)
+      const serve = startServe(["--role", "gateway", "--port", String(httpPort), "--start-retry", "5m"], {
+        NATS_URL: nats.url,
+        // A session this large would not fit in a NATS message: the gateway refuses to start.
+        CAPTURE_MAX_METADATA_BYTES: String(8 * 1024 * 1024),
+      })
+      running.push(serve)
+      const exit = await serve.exited
+      expect(exit, serve.output()).toEqual({ code: 3, signal: null })
+      expect(serve.output()).toMatch(/capture: cannot start the gateway: [^\n]*max_payload/)
+      expect(serve.output()).not.toMatch(/start failed/)
+    } finally {
+      await nats.stop()
+    }
   }, 120_000)
 
   it("retries while a cluster without quorum cannot place its streams, and starts once it can", async () => {

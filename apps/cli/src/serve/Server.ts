@@ -95,6 +95,37 @@ export interface ServerContext {
 /** A start step that failed because NATS could not serve it (yet): the start is tried again. */
 class StartUnavailable extends Data.TaggedError("StartUnavailable")<{ readonly message: string }> {}
 
+/** Errors of nats.js that say NATS cannot serve a request now, not that the request is wrong. */
+const TRANSIENT_NATS_ERRORS = new Set([
+  "TimeoutError",
+  "NoResponders",
+  "RequestError",
+  "ConnectionError",
+  "JetStreamNotEnabled",
+])
+/** JetStream API answers of a cluster without quorum, an election or a node down. */
+const TRANSIENT_JETSTREAM_ANSWER =
+  /no suitable peers|temporarily unavailable|insufficient resources|offline|leader|not current|heartbeats missed/i
+
+/** Whether `error` (or what caused it) is NATS being unavailable for now: worth another start. */
+const isNatsUnavailable = (error: unknown): boolean => {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if (TRANSIENT_NATS_ERRORS.has(cause.name)) return true
+    if (
+      (cause.name === "JetStreamApiError" || cause.name === "JetStreamError") &&
+      TRANSIENT_JETSTREAM_ANSWER.test(cause.message)
+    )
+      return true
+  }
+  return false
+}
+
+/** A part's start failure: retried when NATS was unavailable, else exit 3 at once (say a bad setting). */
+const startFailure = (what: string, error: unknown): StartUnavailable | CommandError => {
+  const message = `cannot start the ${what}: ${describe(error)}`
+  return isNatsUnavailable(error) ? new StartUnavailable({ message }) : unavailable(message)
+}
+
 /** Delay before the first new try of a failed start; doubled after each, up to the maximum. */
 const START_RETRY_FIRST_MS = 1_000
 const START_RETRY_MAX_MS = 15_000
@@ -240,8 +271,7 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
             },
             log: (message) => log(message),
           }),
-        catch: (error) =>
-          new StartUnavailable({ message: `cannot start the session runtime: ${describe(error)}` }),
+        catch: (error) => startFailure("session runtime", error),
       }),
       (runtime) => stopWithin(options.shutdownTimeoutMs, "workers", () => runtime.stop()),
     )
@@ -260,7 +290,7 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
               transcription: options.ai.choice,
               log: (message) => log(message),
             }),
-          catch: (error) => new StartUnavailable({ message: `cannot start the gateway: ${describe(error)}` }),
+          catch: (error) => startFailure("gateway", error),
         }),
         (started) => stopWithin(options.shutdownTimeoutMs, "gateway", () => started.stop()),
       )
@@ -307,8 +337,7 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
               ackWaitMs: options.ai.ackWaitMs,
               log: (message) => log(message),
             }),
-          catch: (error) =>
-            new StartUnavailable({ message: `cannot start the AI pipeline: ${describe(error)}` }),
+          catch: (error) => startFailure("AI pipeline", error),
         }),
         (started) =>
           stopWithin(options.shutdownTimeoutMs, "AI pipeline", async () => {
@@ -341,7 +370,7 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
               mix: options.muxerMix ?? "native",
               log: (message) => log(message),
             }),
-          catch: (error) => new StartUnavailable({ message: `cannot start the muxer: ${describe(error)}` }),
+          catch: (error) => startFailure("muxer", error),
         }),
         (started) => stopWithin(options.shutdownTimeoutMs, "muxer", () => started.stop()),
       )
