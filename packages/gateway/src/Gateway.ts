@@ -138,197 +138,229 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   // A wrong entry stops the start here, before anything is opened.
   const trustedProxies = TrustedProxies.parse(options.trustedProxies ?? "")
   assertLimitsFit(limits, nc.info?.max_payload ?? 1024 * 1024)
-  const accounts = await AccountStore.open(nc, {
-    ...topology,
-    log: options.log,
-    expirySlotMs: options.expirySlotMs,
-  })
-  const first = await accounts.firstAccount()
-  let firstApiKey: string | undefined
-  if (options.seedApiKey !== undefined && options.seedApiKey !== "") {
-    const seeded = await accounts.ensureApiKey(first.account.id, options.seedApiKey)
-    if (seeded.revoked_at !== null) {
-      options.log(
-        `CAPTURE_API_KEY names key ${seeded.key_id}, revoked at ${seeded.revoked_at}: it stays revoked`,
-      )
-    } else if (seeded.account_id !== first.account.id) {
-      options.log(
-        `CAPTURE_API_KEY names key ${seeded.key_id} of account ${seeded.account_id}, not the first account`,
-      )
-    }
-  } else {
-    firstApiKey = await accounts.createFirstApiKey(first.account.id)
-  }
-  if (options.seedWebhookSecret !== undefined) {
-    await accounts.ensureWebhookSecret(first.account.id, options.seedWebhookSecret)
-  }
-
-  const allowList = parseAllowList(options.webhookAllowHosts)
-  if (Result.isFailure(allowList)) throw new Error(allowList.failure.message)
-  const policy: CallbackUrlPolicy = {
-    ...allowList.success,
-    ...(options.webhookResolve === undefined ? {} : { resolve: options.webhookResolve }),
-  }
-  const deliveryLog = await DeliveryLog.open(runtime.topology)
-  const alertDeliveryLog = await AlertDeliveryLog.open(nc, topology)
-  const dispatcher = await WebhookDispatcher.start(nc, runtime, {
-    secretsFor: (accountId) => accounts.webhookSecrets(accountId),
-    policy,
-    log: options.log,
-    ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
-    ...(options.webhookRequestTimeoutMs === undefined
-      ? {}
-      : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
-    ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
-    ...(options.webhookRetentionMs === undefined ? {} : { retentionMs: options.webhookRetentionMs }),
-  })
-  const media = await MediaStore.open(nc, { ...topology, log: options.log })
-  const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
-  const rateLimiter = await RateLimiter.open(nc, {
-    ...topology,
-    settings: limits,
-    syncMs: options.rateLimitSyncMs,
-    trustedProxies,
-    log: options.log,
-  })
-  const deploymentKey = await accounts.urlSigningKey()
-  const signer = new UrlSigner(deploymentKey)
-  const exports = await ExportStore.open(nc, { ...topology, log: options.log })
-  const hub = new WebSocketHub(runtime, options.log)
-  await hub.start()
-  // Revoked on any gateway: this one closes the sockets it holds for that credential.
-  const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
-  const ai = await AiStore.open(nc, topology)
-  const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
-  // Search: this process's own projection of the AI results, in memory unless given a file.
-  const search = await SearchProjection.start(
-    nc,
-    ai,
-    SearchIndex.open(options.searchDbPath ?? ":memory:"),
-    options.log,
-  )
-  const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, {
-    secretsFor: (accountId) => accounts.webhookSecrets(accountId),
-    policy,
-    log: options.log,
-    ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
-    ...(options.webhookRequestTimeoutMs === undefined
-      ? {}
-      : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
-  })
-  await aiFeed.start()
-  const bounded = boundedWebSocketClass(options.webSocket)
-  const purgeExpired = () =>
-    void accounts.purgeExpired().catch((error: unknown) => {
-      options.log(
-        `accounts: purging expired tokens: ${error instanceof Error ? error.message : String(error)}`,
-      )
+  // What has started so far, stopped again (last first) when a later step fails, say NATS timing
+  // out while a node is down: a failed start leaves nothing running, so the caller may retry it.
+  const undo: Array<() => unknown> = []
+  try {
+    const accounts = await AccountStore.open(nc, {
+      ...topology,
+      log: options.log,
+      expirySlotMs: options.expirySlotMs,
     })
-  purgeExpired()
-  const purgeTimer = setInterval(purgeExpired, options.expiryPurgeIntervalMs ?? 60_000)
-  purgeTimer.unref()
+    undo.push(() => accounts.close())
+    const first = await accounts.firstAccount()
+    let firstApiKey: string | undefined
+    if (options.seedApiKey !== undefined && options.seedApiKey !== "") {
+      const seeded = await accounts.ensureApiKey(first.account.id, options.seedApiKey)
+      if (seeded.revoked_at !== null) {
+        options.log(
+          `CAPTURE_API_KEY names key ${seeded.key_id}, revoked at ${seeded.revoked_at}: it stays revoked`,
+        )
+      } else if (seeded.account_id !== first.account.id) {
+        options.log(
+          `CAPTURE_API_KEY names key ${seeded.key_id} of account ${seeded.account_id}, not the first account`,
+        )
+      }
+    } else {
+      firstApiKey = await accounts.createFirstApiKey(first.account.id)
+    }
+    if (options.seedWebhookSecret !== undefined) {
+      await accounts.ensureWebhookSecret(first.account.id, options.seedWebhookSecret)
+    }
 
-  // Listening before the services exist (their RTMP URL names the port): a publish this early waits.
-  let rtmpSessions: RtmpSessions | undefined
-  const rtmpOptions = options.rtmp
-  const rtmpIngest =
-    rtmpOptions === undefined
-      ? undefined
-      : await RtmpIngest.listen({
-          host: rtmpOptions.host,
-          port: rtmpOptions.port,
-          ffmpegPath: resolveFfmpeg(),
-          ...(rtmpOptions.segmentSeconds === undefined ? {} : { segmentSeconds: rtmpOptions.segmentSeconds }),
-          admit: async (publish) =>
-            rtmpSessions === undefined ? { refused: "the server is starting" } : rtmpSessions.admit(publish),
-          log: options.log,
-        })
-  const rtmpKeys = new StreamKeys(deploymentKey)
-  const rtmpGraceMs = rtmpOptions?.graceMs ?? 10_000
-
-  const services: GatewayServicesShape = {
-    runtime,
-    accounts,
-    media,
-    ai,
-    detectionEvents: await DetectionEvents.open(nc, topology),
-    search,
-    transcription: options.transcription ?? { offered: ["local"], default: "local" },
-    chatModels: options.chatModels ?? NO_CHAT_MODELS,
-    exports,
-    signer,
-    connectionIds: new ConnectionIds(deploymentKey),
-    quota,
-    uploadSlots: new UploadSlots(limits.maxUploadsPerCredential),
-    rtmp:
-      rtmpOptions === undefined || rtmpIngest === undefined
-        ? undefined
-        : {
-            publicUrl: (
-              rtmpOptions.publicUrl ?? `rtmp://${rtmpOptions.host}:${rtmpIngest.port}/${RTMP_APP}`
-            ).replace(/\/+$/, ""),
-            keys: rtmpKeys,
-            graceMs: rtmpGraceMs,
-          },
-    config: {
-      ...limits,
-      publicUrl: options.publicUrl.replace(/\/+$/, ""),
-      defaultTokenSeconds: options.defaultTokenSeconds,
-    },
-    checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
-    webhookDeliveries: async (sessionId: SessionId) => {
-      const [deliveries, alert_deliveries] = await Promise.all([
-        deliveryLog.list(sessionId),
-        alertDeliveryLog.list(sessionId, await alertsOfSession(runtime, ai, sessionId)),
-      ])
-      return { deliveries, alert_deliveries }
-    },
-  }
-  if (rtmpIngest !== undefined) {
-    const leaseTtlMs = rtmpOptions?.leaseTtlMs ?? 15_000
-    const leases = await PublishLeases.open(nc, { ...topology, ttlMs: leaseTtlMs, log: options.log })
-    rtmpSessions = new RtmpSessions(services, leases, rtmpKeys, {
-      app: RTMP_APP,
-      graceMs: rtmpGraceMs,
-      renewMs: Math.max(100, Math.floor(leaseTtlMs / 5)),
+    const allowList = parseAllowList(options.webhookAllowHosts)
+    if (Result.isFailure(allowList)) throw new Error(allowList.failure.message)
+    const policy: CallbackUrlPolicy = {
+      ...allowList.success,
+      ...(options.webhookResolve === undefined ? {} : { resolve: options.webhookResolve }),
+    }
+    const deliveryLog = await DeliveryLog.open(runtime.topology)
+    const alertDeliveryLog = await AlertDeliveryLog.open(nc, topology)
+    const dispatcher = await WebhookDispatcher.start(nc, runtime, {
+      secretsFor: (accountId) => accounts.webhookSecrets(accountId),
+      policy,
+      log: options.log,
+      ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
+      ...(options.webhookRequestTimeoutMs === undefined
+        ? {}
+        : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
+      ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
+      ...(options.webhookRetentionMs === undefined ? {} : { retentionMs: options.webhookRetentionMs }),
+    })
+    undo.push(() => dispatcher.stop())
+    const media = await MediaStore.open(nc, { ...topology, log: options.log })
+    const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
+    undo.push(() => quota.stop())
+    const rateLimiter = await RateLimiter.open(nc, {
+      ...topology,
+      settings: limits,
+      syncMs: options.rateLimitSyncMs,
+      trustedProxies,
       log: options.log,
     })
-    options.log(
-      `rtmp listening on ${rtmpOptions?.host}:${rtmpIngest.port} (${services.rtmp?.publicUrl}/<stream key>)`,
+    undo.push(() => rateLimiter.stop())
+    const deploymentKey = await accounts.urlSigningKey()
+    const signer = new UrlSigner(deploymentKey)
+    const exports = await ExportStore.open(nc, { ...topology, log: options.log })
+    const hub = new WebSocketHub(runtime, options.log)
+    undo.push(() => hub.stop())
+    await hub.start()
+    // Revoked on any gateway: this one closes the sockets it holds for that credential.
+    const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
+    undo.push(stopClosingRevoked)
+    const ai = await AiStore.open(nc, topology)
+    undo.push(() => ai.close())
+    const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
+    // Search: this process's own projection of the AI results, in memory unless given a file.
+    const search = await SearchProjection.start(
+      nc,
+      ai,
+      SearchIndex.open(options.searchDbPath ?? ":memory:"),
+      options.log,
     )
-  }
-  return {
-    accounts,
-    hub,
-    exports,
-    services,
-    rateLimiter,
-    webSocketServerOptions: {
-      WebSocket: bounded.WebSocket,
-      // `ws` buffers a message whole before it is read: its size is the bound on that buffer.
-      maxPayload: options.webSocket.maxMessageBytes ?? DEFAULT_WS_MAX_MESSAGE_BYTES,
-    },
-    webSocketStats: bounded.stats,
-    firstApiKey,
-    rtmpPort: rtmpIngest?.port,
-    log: options.log,
-    stop: async () => {
-      // Publishers first: their last segments are stored while NATS is still there.
-      await rtmpIngest?.close()
-      await rtmpSessions?.stop()
-      stopClosingRevoked()
-      clearInterval(purgeTimer)
-      await aiFeed.stop()
-      await alertDispatcher.stop()
+    undo.push(async () => {
       await search.stop()
       search.index.close()
-      await hub.stop()
-      await dispatcher.stop()
-      await quota.stop()
-      await rateLimiter.stop()
-      accounts.close()
-      ai.close()
-    },
+    })
+    const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, {
+      secretsFor: (accountId) => accounts.webhookSecrets(accountId),
+      policy,
+      log: options.log,
+      ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
+      ...(options.webhookRequestTimeoutMs === undefined
+        ? {}
+        : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
+    })
+    undo.push(() => alertDispatcher.stop())
+    undo.push(() => aiFeed.stop())
+    await aiFeed.start()
+    const bounded = boundedWebSocketClass(options.webSocket)
+    const purgeExpired = () =>
+      void accounts.purgeExpired().catch((error: unknown) => {
+        options.log(
+          `accounts: purging expired tokens: ${error instanceof Error ? error.message : String(error)}`,
+        )
+      })
+    purgeExpired()
+    const purgeTimer = setInterval(purgeExpired, options.expiryPurgeIntervalMs ?? 60_000)
+    purgeTimer.unref()
+    undo.push(() => clearInterval(purgeTimer))
+
+    // Listening before the services exist (their RTMP URL names the port): a publish this early waits.
+    let rtmpSessions: RtmpSessions | undefined
+    const rtmpOptions = options.rtmp
+    const rtmpIngest =
+      rtmpOptions === undefined
+        ? undefined
+        : await RtmpIngest.listen({
+            host: rtmpOptions.host,
+            port: rtmpOptions.port,
+            ffmpegPath: resolveFfmpeg(),
+            ...(rtmpOptions.segmentSeconds === undefined
+              ? {}
+              : { segmentSeconds: rtmpOptions.segmentSeconds }),
+            admit: async (publish) =>
+              rtmpSessions === undefined
+                ? { refused: "the server is starting" }
+                : rtmpSessions.admit(publish),
+            log: options.log,
+          })
+    if (rtmpIngest !== undefined) undo.push(() => rtmpIngest.close())
+    const rtmpKeys = new StreamKeys(deploymentKey)
+    const rtmpGraceMs = rtmpOptions?.graceMs ?? 10_000
+
+    const services: GatewayServicesShape = {
+      runtime,
+      accounts,
+      media,
+      ai,
+      detectionEvents: await DetectionEvents.open(nc, topology),
+      search,
+      transcription: options.transcription ?? { offered: ["local"], default: "local" },
+      chatModels: options.chatModels ?? NO_CHAT_MODELS,
+      exports,
+      signer,
+      connectionIds: new ConnectionIds(deploymentKey),
+      quota,
+      uploadSlots: new UploadSlots(limits.maxUploadsPerCredential),
+      rtmp:
+        rtmpOptions === undefined || rtmpIngest === undefined
+          ? undefined
+          : {
+              publicUrl: (
+                rtmpOptions.publicUrl ?? `rtmp://${rtmpOptions.host}:${rtmpIngest.port}/${RTMP_APP}`
+              ).replace(/\/+$/, ""),
+              keys: rtmpKeys,
+              graceMs: rtmpGraceMs,
+            },
+      config: {
+        ...limits,
+        publicUrl: options.publicUrl.replace(/\/+$/, ""),
+        defaultTokenSeconds: options.defaultTokenSeconds,
+      },
+      checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
+      webhookDeliveries: async (sessionId: SessionId) => {
+        const [deliveries, alert_deliveries] = await Promise.all([
+          deliveryLog.list(sessionId),
+          alertDeliveryLog.list(sessionId, await alertsOfSession(runtime, ai, sessionId)),
+        ])
+        return { deliveries, alert_deliveries }
+      },
+    }
+    if (rtmpIngest !== undefined) {
+      const leaseTtlMs = rtmpOptions?.leaseTtlMs ?? 15_000
+      const leases = await PublishLeases.open(nc, { ...topology, ttlMs: leaseTtlMs, log: options.log })
+      const sessions = new RtmpSessions(services, leases, rtmpKeys, {
+        app: RTMP_APP,
+        graceMs: rtmpGraceMs,
+        renewMs: Math.max(100, Math.floor(leaseTtlMs / 5)),
+        log: options.log,
+      })
+      rtmpSessions = sessions
+      undo.push(() => sessions.stop())
+      options.log(
+        `rtmp listening on ${rtmpOptions?.host}:${rtmpIngest.port} (${services.rtmp?.publicUrl}/<stream key>)`,
+      )
+    }
+    return {
+      accounts,
+      hub,
+      exports,
+      services,
+      rateLimiter,
+      webSocketServerOptions: {
+        WebSocket: bounded.WebSocket,
+        // `ws` buffers a message whole before it is read: its size is the bound on that buffer.
+        maxPayload: options.webSocket.maxMessageBytes ?? DEFAULT_WS_MAX_MESSAGE_BYTES,
+      },
+      webSocketStats: bounded.stats,
+      firstApiKey,
+      rtmpPort: rtmpIngest?.port,
+      log: options.log,
+      stop: async () => {
+        // Publishers first: their last segments are stored while NATS is still there.
+        await rtmpIngest?.close()
+        await rtmpSessions?.stop()
+        stopClosingRevoked()
+        clearInterval(purgeTimer)
+        await aiFeed.stop()
+        await alertDispatcher.stop()
+        await search.stop()
+        search.index.close()
+        await hub.stop()
+        await dispatcher.stop()
+        await quota.stop()
+        await rateLimiter.stop()
+        accounts.close()
+        ai.close()
+      },
+    }
+  } catch (error) {
+    for (const step of undo.reverse())
+      await Promise.resolve()
+        .then(step)
+        .catch(() => undefined)
+    throw error
   }
 }
 

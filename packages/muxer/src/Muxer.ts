@@ -42,19 +42,11 @@ import {
   type VideoId,
 } from "@capture/protocol"
 import type { SessionRuntime } from "@capture/session-actor"
-import {
-  AckPolicy,
-  type ConsumerMessages,
-  DeliverPolicy,
-  type JsMsg,
-  jetstream,
-  jetstreamManager,
-} from "@nats-io/jetstream"
+import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result, type Tracer } from "effect"
 import type { MixMode, RemuxMode } from "./internal/media.js"
 import { type AssembleResult, Pipeline, type SessionChannels } from "./internal/pipeline.js"
-import { Semaphore } from "./internal/semaphore.js"
 import { MuxerStore } from "./internal/store.js"
 
 export interface MuxerOptions {
@@ -102,12 +94,19 @@ const exportSeconds = histogram(
   "Time this muxer took to assemble an export, from its claim to its answer, by outcome",
   EXPORT_BOUNDARIES,
 )
+/** How long one pull waits for a message before the slot pulls again. */
+const PULL_EXPIRES_MS = 10_000
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
 /** Deliveries of one export trigger before a persistent error fails the export. */
 const MAX_EXPORT_DELIVERIES = 5
 
 /** A running muxer. */
 export class Muxer {
-  private readonly loops: Array<{ messages: ConsumerMessages; done: Promise<void> }> = []
+  /** The pulling slots of both durables; each ends on its own once `stopped` is set. */
+  private readonly loops: Array<Promise<void>> = []
+  private stopped = false
   private readonly handlers = new Set<Promise<void>>()
   /** Exports this instance completed or failed (for tests and health). */
   readonly completed: Array<{ readonly videoId: string; readonly ok: boolean }> = []
@@ -158,31 +157,39 @@ export class Muxer {
       ExportStore.fromStore(store),
       log,
     )
-    await muxer.consume(
-      runtime.topology.eventStream,
-      `${prefix}-muxer`,
-      runtime.topology.eventSubjects,
-      2,
-      (m, span) => muxer.onEvent(m, span),
-    )
-    if (options.incremental !== false) {
-      const media = options.mediaStore.topology
+    try {
       await muxer.consume(
-        media.stream,
-        `${prefix}-muxer-media`,
-        media.subjects,
-        options.concurrency ?? 2,
-        (m) => muxer.onMediaRecord(m),
+        runtime.topology.eventStream,
+        `${prefix}-muxer`,
+        runtime.topology.eventSubjects,
+        2,
+        (m, span) => muxer.onEvent(m, span),
       )
+      if (options.incremental !== false) {
+        const media = options.mediaStore.topology
+        await muxer.consume(
+          media.stream,
+          `${prefix}-muxer-media`,
+          media.subjects,
+          options.concurrency ?? 2,
+          (m) => muxer.onMediaRecord(m),
+        )
+      }
+    } catch (error) {
+      // Half started (NATS away): nothing left pulling, so the caller may retry the start.
+      await muxer.stop()
+      throw error
     }
     log(`muxer: started (ffmpeg ${tools.ffmpeg}, bucket ${store.bucket})`)
     return muxer
   }
 
-  /** Stops consuming and waits for work in progress (unacknowledged work is redelivered elsewhere). */
+  /**
+   * Stops pulling and waits for work in progress (unacknowledged work is redelivered elsewhere). A
+   * pull still open is not waited for: what it brings is put back.
+   */
   async stop(): Promise<void> {
-    for (const loop of this.loops) await loop.messages.close()
-    await Promise.all(this.loops.map((l) => l.done))
+    this.stopped = true
     await Promise.allSettled([...this.handlers])
     this.pipeline.close()
   }
@@ -191,6 +198,14 @@ export class Muxer {
     return this.options.ackWaitMs ?? 30_000
   }
 
+  /**
+   * Works on a durable with `parallel` slots, each pulling one message only when it is free.
+   * Nothing waits in this process unacknowledged for a slot: an export takes minutes on a busy
+   * machine, and a message buffered that long would outlive its ack wait, be redelivered to
+   * another muxer and then be assembled by both at once (and meanwhile not by an idle one). A pull
+   * that fails (a NATS node down, the consumer's leader moving, the consumer lost) is tried again
+   * a second later, creating the durable again when it is gone.
+   */
   private async consume(
     stream: string,
     durable: string,
@@ -199,7 +214,7 @@ export class Muxer {
     handle: (message: JsMsg, span: Tracer.Span | undefined) => Promise<void>,
   ): Promise<void> {
     const jsm = await jetstreamManager(this.nc)
-    await ensureDurableConsumer(jsm, stream, {
+    const config = {
       durable_name: durable,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
@@ -207,24 +222,45 @@ export class Muxer {
       ack_wait: this.ackWaitMs * 1_000_000,
       max_ack_pending: 1_000,
       max_deliver: -1,
-    })
-    const consumer = await jetstream(this.nc).consumers.get(stream, durable)
-    const messages = await consumer.consume({ max_messages: Math.max(4, parallel * 2) })
-    const slots = new Semaphore(parallel)
-    const done = (async () => {
-      for await (const message of messages) {
-        // Wait for a free slot before taking the next message, so the rest stay available to others.
-        await new Promise<void>((started) => {
-          const handler = slots.run(async () => {
-            started()
-            await this.withHeartbeat(message, durable, (span) => handle(message, span))
-          })
-          this.handlers.add(handler)
-          void handler.finally(() => this.handlers.delete(handler))
-        })
+    }
+    await ensureDurableConsumer(jsm, stream, config)
+    const js = jetstream(this.nc)
+    let consumer = await js.consumers.get(stream, durable)
+    const slot = async (): Promise<void> => {
+      while (!this.stopped) {
+        let message: JsMsg | null
+        try {
+          message = await consumer.next({ expires: PULL_EXPIRES_MS })
+        } catch (error) {
+          if (this.stopped) return
+          this.log(`muxer: pulling from ${durable} failed (${String(error)}); again in 1 s`)
+          await sleep(1_000)
+          try {
+            if (String(error).includes("consumer not found")) await ensureDurableConsumer(jsm, stream, config)
+            consumer = await js.consumers.get(stream, durable)
+          } catch {
+            // NATS still away: the next pull says so.
+          }
+          continue
+        }
+        if (message === null) continue
+        const taken = message
+        // Pulled as this muxer stops: put back at once rather than after the ack wait.
+        if (this.stopped) {
+          taken.nak()
+          return
+        }
+        const handler = this.withHeartbeat(taken, durable, (span) => handle(taken, span))
+        this.handlers.add(handler)
+        await handler.finally(() => this.handlers.delete(handler))
       }
-    })()
-    this.loops.push({ messages, done })
+    }
+    for (let i = 0; i < parallel; i++) {
+      // A slot ends only when stopping; an ack or nak on a closed connection must not crash the process.
+      this.loops.push(
+        slot().catch((error: unknown) => this.log(`muxer: ${durable} slot ended: ${String(error)}`)),
+      )
+    }
   }
 
   /** Keeps a message from being redelivered while it is being worked on; acks or retries after. */

@@ -94,7 +94,17 @@ export interface CaptureClientOptions {
    * later, until 5 failures within 60 s).
    */
   readonly restart?: Partial<RestartPolicy>
+  /**
+   * How long `startCaptureSession` keeps asking the server to start (or resume) the session while
+   * it is unreachable or answers 408/429/5xx, with the upload backoff between tries (each try is a
+   * `recording:error`); default 5 minutes. A recorder resumed on its spool after a crash must outlast
+   * a server outage rather than give up with its segments still spooled.
+   */
+  readonly startRetryMs?: number
 }
+
+/** Default of `CaptureClientOptions.startRetryMs`. */
+export const DEFAULT_START_RETRY_MS = 300_000
 
 /** What `startCaptureSession` takes: channels as objects from `listChannels()` or by id. */
 export interface StartCaptureSessionOptions {
@@ -538,7 +548,7 @@ export class CaptureClient {
     body: typeof StartSessionRequest.Encoded,
   ): Promise<boolean> {
     try {
-      await this.#withRetry(() => client.startSession(body))
+      await this.#untilStarted(() => client.startSession(body), body.session_id)
       return false
     } catch (error) {
       if (isIngestError(error) && isAlreadyStarted(error)) return true
@@ -785,7 +795,36 @@ export class CaptureClient {
     })
   }
 
-  /** A control call (start, stop) retried like an upload, at most 5 times. */
+  /**
+   * The start call, retried with the upload backoff while the failure is retryable and
+   * `startRetryMs` has not run out; each retry is reported as a `recording:error`.
+   */
+  async #untilStarted<A>(call: () => Promise<A>, sessionId: string): Promise<A> {
+    const giveUpAt = Date.now() + (this.#options.startRetryMs ?? DEFAULT_START_RETRY_MS)
+    const maxDelayMs = this.#options.upload?.maxDelayMs ?? 10_000
+    let delayMs = this.#options.upload?.baseDelayMs ?? 250
+    for (;;) {
+      try {
+        return await call()
+      } catch (thrown) {
+        const error = isIngestError(thrown)
+          ? thrown
+          : new NetworkError({ message: String(thrown), cause: thrown })
+        // Jittered like the uploads, so many recorders coming back do not call at the same instant.
+        const waitMs = Math.max(
+          delayMs * (0.8 + Math.random() * 0.4),
+          error instanceof HttpError ? (error.retryAfterMs ?? 0) : 0,
+        )
+        if (!isRetryable(error) || Date.now() + waitMs > giveUpAt) throw error
+        this.#retries += 1
+        this.#events.emit("recording:error", { sessionId, error })
+        await new Promise((resolve) => setTimeout(resolve, waitMs))
+        delayMs = Math.min(delayMs * 2, maxDelayMs)
+      }
+    }
+  }
+
+  /** A control call (stop, fail) retried like an upload, at most 5 times. */
   async #withRetry<A>(call: () => Promise<A>): Promise<A> {
     const schedule = retrySchedule({
       baseDelayMs: this.#options.upload?.baseDelayMs ?? 250,

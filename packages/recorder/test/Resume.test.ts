@@ -109,3 +109,85 @@ describe("a recorder killed mid-recording and restarted on the same spool", () =
     expect(await readdir(spool.path)).not.toContain(sessionId)
   }, 120_000)
 })
+
+describe("a recorder resumed on its spool while the server is down", () => {
+  let server: IngestServer
+  let spool: Awaited<ReturnType<typeof tempDir>>
+  beforeAll(async () => {
+    server = await startIngestServer()
+    spool = await tempDir("resume-offline")
+  })
+  afterAll(async () => {
+    await server?.close()
+    await spool?.remove()
+  })
+
+  const channels = ["display:1", "mic:default"]
+  const options = (sessionId: string) => ({
+    server: server.url,
+    token: "st-test",
+    session: sessionId,
+    channels,
+    synthetic: true,
+    spoolDir: spool.path,
+    segmentSeconds: 1,
+  })
+  /** A first recorder killed after two segments per channel: its spool is left to resume. */
+  const crashedRecording = async (sessionId: string) => {
+    const first = startRecorder({ ...options(sessionId), durationMs: 60_000 })
+    await waitFor(
+      () => channels.every((channelId) => server.segments(sessionId, channelId).length >= 2),
+      45_000,
+      `two segments per channel from the first recorder (${first.output().stderr})`,
+    )
+    first.process.kill("SIGKILL")
+    await first.exited
+    await waitFor(
+      async () => (await processesMentioning(join(spool.path, sessionId))).length === 0,
+      5_000,
+      "orphaned ffmpeg",
+    )
+  }
+
+  it("keeps retrying its start until the server is back, then uploads everything once", async () => {
+    const sessionId = "cap-offline1"
+    await crashedRecording(sessionId)
+    await server.goOffline()
+    // Far more than the five tries a start used to get (about 8 s with the default backoff).
+    const second = startRecorder({ ...options(sessionId), durationMs: 2_500, startRetryMs: 120_000 })
+    await waitFor(
+      () => (second.output().stderr.match(/recording error: /g) ?? []).length >= 6,
+      60_000,
+      `six failed starts (${second.output().stderr})`,
+    )
+    expect(second.process.exitCode).toBeNull()
+    await server.goOnline()
+    const exit = await second.exited
+    expect(exit, second.output().stderr).toEqual({ code: 0, signal: null })
+    const summary = JSON.parse(second.output().stdout) as RecordSummary
+    expect(summary).toMatchObject({ sessionId, stoppedBy: "duration", pendingSegments: 0 })
+    for (const channelId of channels) {
+      const segments = server.segments(sessionId, channelId)
+      expect(indexesOf(segments)).toEqual(range(segments.length))
+      expect(segments.at(-1)?.final).toBe(true)
+    }
+    expect(server.sessions.get(sessionId)).toMatchObject({ status: "stopped", starts: 2, stops: 1 })
+    expect(await readdir(spool.path)).not.toContain(sessionId)
+  }, 150_000)
+
+  it("gives up after startRetryMs, its spool left for a later run", async () => {
+    const sessionId = "cap-offline2"
+    await crashedRecording(sessionId)
+    await server.goOffline()
+    try {
+      const startedAt = Date.now()
+      const second = startRecorder({ ...options(sessionId), durationMs: 2_500, startRetryMs: 3_000 })
+      const exit = await second.exited
+      expect(exit.code, second.output().stderr).not.toBe(0)
+      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(2_000)
+      expect(await readdir(spool.path)).toContain(sessionId)
+    } finally {
+      await server.goOnline()
+    }
+  }, 120_000)
+})

@@ -74,12 +74,19 @@ export const startSessionRuntime = async (
       },
       log,
     )
-    await projector.start()
-    // Before the wheel: the reactor handles the `silence` timers the wheel fires.
-    if (options.reactor !== undefined) {
-      reactor = await SessionReactor.start({ topology, host, timers }, { ...options.reactor, log })
+    try {
+      await projector.start()
+      // Before the wheel: the reactor handles the `silence` timers the wheel fires.
+      if (options.reactor !== undefined) {
+        reactor = await SessionReactor.start({ topology, host, timers }, { ...options.reactor, log })
+      }
+      await timerWheel.start()
+    } catch (error) {
+      // A start that failed half-way (NATS away) leaves nothing running, so a caller may retry it.
+      await Promise.allSettled([reactor?.stop(), timerWheel.stop(), projector.stop()])
+      events.close()
+      throw error
     }
-    await timerWheel.start()
   }
   return {
     topology,

@@ -40,6 +40,12 @@ export const recordCommandLine = Command.make(
       Flag.withDescription("Stop after this long (30s, 5m); default: until Ctrl-C"),
       Flag.optional,
     ),
+    startRetry: Flag.String("start-retry").pipe(
+      Flag.withDescription(
+        "How long to keep retrying the start while the server is unreachable (default 5m; a resumed recording keeps its spool meanwhile)",
+      ),
+      Flag.optional,
+    ),
     spool: Flag.String("spool").pipe(
       Flag.withDescription("Spool folder for segments not yet uploaded (default ~/.capture/spool)"),
       Flag.optional,
@@ -51,6 +57,11 @@ export const recordCommandLine = Command.make(
       const durationMs = yield* Effect.try({
         try: () => (durationText === undefined ? undefined : parseDuration(durationText)),
         catch: (error) => usage(describe(error)),
+      })
+      const startRetryText = Option.getOrUndefined(flags.startRetry)
+      const startRetryMs = yield* Effect.try({
+        try: () => (startRetryText === undefined ? undefined : parseDuration(startRetryText)),
+        catch: (error) => usage(`--start-retry: ${describe(error)}`),
       })
       const channels = Option.getOrUndefined(flags.channels)
       const primary = Option.getOrUndefined(flags.primary)
@@ -69,6 +80,7 @@ export const recordCommandLine = Command.make(
               ...(primary === undefined ? {} : { primaryVideoChannelId: primary }),
               ...(durationMs === undefined ? {} : { durationMs }),
               ...(spool === undefined ? {} : { spoolDir: spool }),
+              ...(startRetryMs === undefined ? {} : { startRetryMs }),
             }),
           catch: (error) => failed(`record: ${describe(error)}`),
         }),

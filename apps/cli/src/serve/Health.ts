@@ -35,7 +35,11 @@ export const healthRoutes = (
 ): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
   Layer.unwrap(
     Effect.gen(function* () {
-      const jsm = yield* Effect.promise(() => jetstreamManager(nats.nc, { timeout: PROBE_TIMEOUT_MS }))
+      // No API check here: it is a NATS request, and one timing out (a node down, an election)
+      // while the routes are built would end the process; the probe itself asks the stream.
+      const jsm = yield* Effect.promise(() =>
+        jetstreamManager(nats.nc, { timeout: PROBE_TIMEOUT_MS, checkAPI: false }),
+      )
       const readyz = Effect.promise(() => notReadyReason(nats, jsm, stream)).pipe(
         Effect.map((probe) =>
           "reason" in probe

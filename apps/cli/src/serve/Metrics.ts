@@ -160,7 +160,8 @@ export const metricsRoutes = (
 ): Layer.Layer<never, never, HttpRouter.HttpRouter> =>
   Layer.unwrap(
     Effect.gen(function* () {
-      const jsm = yield* Effect.promise(() => jetstreamManager(nats.nc, { timeout: 2_000 }))
+      // No API check (a NATS request that could time out while the routes are built).
+      const jsm = yield* Effect.promise(() => jetstreamManager(nats.nc, { timeout: 2_000, checkAPI: false }))
       const scrape = Effect.gen(function* () {
         if (gateway !== undefined) sampleGateway(gateway)
         // A scrape while NATS is away still answers, with the last known lags.

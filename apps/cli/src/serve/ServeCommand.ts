@@ -59,6 +59,11 @@ export const serveCommand = Command.make(
       "24h",
       "How long a created session may wait to be started before it fails (expired)",
     ),
+    startRetry: durationFlag(
+      "start-retry",
+      "5m",
+      "How long to keep retrying the start while NATS cannot serve it (unreachable, a node down, no peers for a stream) before exiting 3",
+    ),
     shutdownTimeout: durationFlag(
       "shutdown-timeout",
       "10s",
@@ -112,6 +117,7 @@ export const serveCommand = Command.make(
         lateMediaGraceMs: lateMediaGraceFromEnv(),
         muxerRemux: muxerRemuxFromEnv(),
         muxerMix: muxerMixFromEnv(),
+        startRetryMs: flags.startRetry,
         shutdownTimeoutMs: flags.shutdownTimeout,
         replicas: flags.replicas,
         natsServers: parseServers(process.env.NATS_URL ?? ""),

@@ -33,7 +33,7 @@ import { MediaStore } from "@capture/media"
 import { Muxer } from "@capture/muxer"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Context, Effect, Layer, Option, Result } from "effect"
+import { Context, Data, Effect, Exit, Layer, Option, Result } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { CommandError, describe, ExitCode, unavailable } from "../Exit.js"
 import { log, logEffect, logFormat, showOnce } from "../Log.js"
@@ -67,6 +67,11 @@ export interface ServeOptions {
   readonly muxerRemux?: "native" | "ffmpeg"
   /** How the muxer mixes audio windows (`CAPTURE_MUXER_MIX`). */
   readonly muxerMix?: "native" | "faad" | "ffmpeg"
+  /**
+   * How long serve keeps trying to start while NATS cannot serve it (unreachable, a node down,
+   * no peers to place a stream, a request timing out during an election) before it exits 3.
+   */
+  readonly startRetryMs: number
   /** How long each part may take to stop on shutdown. */
   readonly shutdownTimeoutMs: number
   readonly replicas: number
@@ -88,6 +93,69 @@ export interface ServerContext {
   readonly runtime: SessionRuntime
   readonly gateway: Gateway | undefined
 }
+
+/** A start step that failed because NATS could not serve it (yet): the start is tried again. */
+class StartUnavailable extends Data.TaggedError("StartUnavailable")<{ readonly message: string }> {}
+
+/** Errors of nats.js that say NATS cannot serve a request now, not that the request is wrong. */
+const TRANSIENT_NATS_ERRORS = new Set([
+  "TimeoutError",
+  "NoResponders",
+  "RequestError",
+  "ConnectionError",
+  "JetStreamNotEnabled",
+])
+/** JetStream API answers of a cluster without quorum, an election or a node down. */
+const TRANSIENT_JETSTREAM_ANSWER =
+  /no suitable peers|temporarily unavailable|insufficient resources|offline|leader|not current|heartbeats missed/i
+
+/** Whether `error` (or what caused it) is NATS being unavailable for now: worth another start. */
+const isNatsUnavailable = (error: unknown): boolean => {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if (TRANSIENT_NATS_ERRORS.has(cause.name)) return true
+    if (
+      (cause.name === "JetStreamApiError" || cause.name === "JetStreamError") &&
+      TRANSIENT_JETSTREAM_ANSWER.test(cause.message)
+    )
+      return true
+  }
+  return false
+}
+
+/** A part's start failure: retried when NATS was unavailable, else exit 3 at once (say a bad setting). */
+const startFailure = (what: string, error: unknown): StartUnavailable | CommandError => {
+  const message = `cannot start the ${what}: ${describe(error)}`
+  return isNatsUnavailable(error) ? new StartUnavailable({ message }) : unavailable(message)
+}
+
+/** Delay before the first new try of a failed start; doubled after each, up to the maximum. */
+const START_RETRY_FIRST_MS = 1_000
+const START_RETRY_MAX_MS = 15_000
+
+/**
+ * Runs `start` again, after a growing delay, while it fails with `StartUnavailable` and
+ * `retryMs` has not run out; each failure is logged. Then that failure ends serve with exit 3;
+ * any other failure ends it at once.
+ */
+const retryingStart = <A, E, R>(retryMs: number, start: Effect.Effect<A, E | StartUnavailable, R>) =>
+  Effect.gen(function* () {
+    const giveUpAt = Date.now() + retryMs
+    let delayMs = START_RETRY_FIRST_MS
+    for (let attempt = 1; ; attempt++) {
+      const exit = yield* Effect.exit(start)
+      if (Exit.isSuccess(exit)) return exit.value
+      const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
+      if (!(failure instanceof StartUnavailable)) return yield* Effect.failCause(exit.cause as never)
+      const leftMs = giveUpAt - Date.now()
+      if (leftMs < delayMs)
+        return yield* Effect.fail(unavailable(`${failure.message} (gave up after ${attempt} tries)`))
+      log(
+        `start failed: ${failure.message}; trying again in ${delayMs / 1_000} s (try ${attempt}, giving up in ${Math.round(leftMs / 1_000)} s)`,
+      )
+      yield* Effect.sleep(delayMs)
+      delayMs = Math.min(delayMs * 2, START_RETRY_MAX_MS)
+    }
+  })
 
 /** Unknown paths answer in the API's failure envelope. */
 const notFound = HttpRouter.add("*", "/*", (request) =>
@@ -169,170 +237,181 @@ export const serve = (options: ServeOptions) =>
         log(`embedded nats-server pid ${embedded.pid} at ${embedded.url} (store ${embedded.storeDir})`)
         servers = [embedded.url]
       }
-      const nats = yield* serveNats(servers, options.shutdownTimeoutMs).pipe(
-        Effect.mapError((error) => unavailable(error.message)),
+      const natsServers = servers
+      const nats = yield* retryingStart(
+        options.startRetryMs,
+        serveNats(natsServers, options.shutdownTimeoutMs).pipe(
+          Effect.mapError((error) => new StartUnavailable({ message: error.message })),
+        ),
       )
       log(`nats connected: ${servers.join(",")}`)
-
-      const runtime = yield* Effect.acquireRelease(
-        Effect.tryPromise({
-          try: async () =>
-            startSessionRuntime(nats.nc, {
-              // The session workers (projector, timer wheel, reactor) run beside the gateway and
-              // the muxer; an AI worker only reads views, so it pays for none of them.
-              workers: options.role !== "ai",
-              host: {
-                startTimeoutMs: options.startTimeoutMs,
-                stopTimeoutMs: options.stopTimeoutMs,
-                expireTimeoutMs: options.expireTimeoutMs,
-                ...(options.lateMediaGraceMs === undefined
-                  ? {}
-                  : { lateMediaGraceMs: options.lateMediaGraceMs }),
-              },
-              topology: { replicas: options.replicas },
-              reactor: {
-                segments: await MediaStore.open(nats.nc, { replicas: options.replicas }),
-                silenceTimeoutMs: options.silenceTimeoutMs,
-              },
-              log: (message) => log(message),
-            }),
-          catch: (error) => unavailable(`cannot start the session runtime: ${describe(error)}`),
-        }),
-        (runtime) => stopWithin(options.shutdownTimeoutMs, "workers", () => runtime.stop()),
-      )
-      log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
-
-      const listenHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host
-      const publicUrl = options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`
-      let gateway: Gateway | undefined
-      if (options.role === "all" || options.role === "gateway") {
-        gateway = yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            try: () =>
-              startGateway(runtime, {
-                ...options.gateway,
-                publicUrl,
-                transcription: options.ai.choice,
-                chatModels: chatModelChoiceOf(options.ai),
-                log: (message) => log(message),
-              }),
-            catch: (error) => unavailable(`cannot start the gateway: ${describe(error)}`),
-          }),
-          (started) => stopWithin(options.shutdownTimeoutMs, "gateway", () => started.stop()),
-        )
-        if (gateway.firstApiKey !== undefined) {
-          // Shown once (only its hash is stored), and only to a person: JSON lines go to log
-          // stores, which must never hold a credential.
-          if (logFormat() === "pretty") {
-            showOnce(
-              `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
-            )
-          } else {
-            log(
-              "first start: created an API key for the first account; JSON logs never show it: run `capture keys create`, or set CAPTURE_API_KEY",
-            )
-          }
-        }
-      }
-      if (options.role === "all" || options.role === "ai") {
-        const tools = yield* Effect.try({
-          try: () => resolveFfmpegTools(),
-          catch: (error) => unavailable(`the AI pipeline needs ffmpeg: ${describe(error)}`),
-        })
-        const engines = enginesOf(options.ai)
-        // The local visual engine: OCR with Tesseract where it is installed (bootstrap.sh installs it).
-        const textReader = tesseractAvailable() ? new TesseractReader() : undefined
-        const chat = chatModelOf(options.ai)
-        const pipeline = yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            try: async () =>
-              AiPipeline.start(nats.nc, {
-                media: await MediaStore.open(nats.nc, runtime.topology.options),
-                store: await AiStore.open(nats.nc, runtime.topology.options),
-                readModel: runtime.readModel,
-                engines,
-                ...(textReader === undefined ? {} : { textReader }),
-                ...(chat === undefined ? {} : { chat }),
-                // faad decodes the recorder's AAC for a fraction of ffmpeg's start-up cost.
-                decoders: { ffmpeg: tools.ffmpeg, faad: findOnPath("faad") },
-                prefix: runtime.topology.options.prefix,
-                interim: options.ai.interim,
-                parallel: options.ai.parallel,
-                engineAttempts: options.ai.engineAttempts,
-                engineRetryDelayMs: options.ai.engineRetryDelayMs,
-                ackWaitMs: options.ai.ackWaitMs,
-                log: (message) => log(message),
-              }),
-            catch: (error) => unavailable(`cannot start the AI pipeline: ${describe(error)}`),
-          }),
-          (started) =>
-            stopWithin(options.shutdownTimeoutMs, "AI pipeline", async () => {
-              await started.stop()
-              await closeEngines(engines)
-            }),
-        )
-        log(
-          `AI pipeline started (engines ${options.ai.choice.offered.join(", ") || "none"}, default ${options.ai.choice.default}; visual index ${visualIndexShown(chat, textReader !== undefined)}; alerts ${chat === undefined ? "matched by terms" : `decided by ${chat.model}`})`,
-        )
-        void pipeline
-      }
-      if (options.role === "all" || options.role === "muxer") {
-        const tools = yield* Effect.try({
-          try: () => resolveFfmpegTools(),
-          catch: (error) => unavailable(`the muxer needs ffmpeg: ${describe(error)}`),
-        })
-        const muxer = yield* Effect.acquireRelease(
-          Effect.tryPromise({
-            try: async () =>
-              Muxer.start(nats.nc, runtime, {
-                mediaStore: await MediaStore.open(nats.nc, {
-                  ...runtime.topology.options,
-                  log: (message) => log(message),
-                }),
-                publicUrl,
-                tools,
-                replicas: options.replicas,
-                remux: options.muxerRemux ?? "native",
-                mix: options.muxerMix ?? "native",
-                log: (message) => log(message),
-              }),
-            catch: (error) => unavailable(`cannot start the muxer: ${describe(error)}`),
-          }),
-          (started) => stopWithin(options.shutdownTimeoutMs, "muxer", () => started.stop()),
-        )
-        log(`muxer started (ffmpeg ${tools.ffmpeg})`)
-        void muxer
-      }
-
-      let listening = false
-      // Registered before the server so that it runs after the server has closed.
-      yield* Effect.addFinalizer(() => (listening ? logEffect("http server closed") : Effect.void))
-      const http = yield* Layer.build(
-        HttpRouter.serve(httpRoutes({ nats, runtime, gateway }), {
-          disableLogger: true,
-          disableListenLog: true,
-          middleware: accessLog,
-        }).pipe(
-          Layer.provideMerge(
-            NodeHttpServer.layer(keptAliveServer(options.httpTimeouts), {
-              port: options.port,
-              host: options.host,
-              gracefulShutdownTimeout: "5 seconds",
-              ...(gateway === undefined ? {} : { websocket: gateway.webSocketServerOptions as never }),
-            }),
-          ),
-        ),
-      ).pipe(
-        Effect.mapError((error) =>
-          unavailable(`cannot listen on ${options.host}:${options.port}: ${describe(error.cause)}`),
-        ),
-      )
-      listening = true
-      const address = HttpServer.formatAddress(Context.get(http, HttpServer.HttpServer).address)
-      log(`http listening on ${address}`)
-      log(`ready (nats ${servers.join(",")})`)
-      // Runs first on shutdown: the finalizers above run after it, in reverse order.
-      yield* Effect.addFinalizer(() => logEffect("shutting down: closing http server"))
-      return yield* Effect.never
+      // The parts are started together, in their own scope: a failed start stops what it started,
+      // and the whole start is tried again while NATS cannot serve it yet.
+      return yield* retryingStart(options.startRetryMs, Effect.scoped(startParts(options, nats, natsServers)))
     }),
   )
+
+/** The session runtime, the role's parts and the HTTP server, running until interrupted. */
+const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const runtime = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () =>
+          startSessionRuntime(nats.nc, {
+            // The session workers (projector, timer wheel, reactor) run beside the gateway and
+            // the muxer; an AI worker only reads views, so it pays for none of them.
+            workers: options.role !== "ai",
+            host: {
+              startTimeoutMs: options.startTimeoutMs,
+              stopTimeoutMs: options.stopTimeoutMs,
+              expireTimeoutMs: options.expireTimeoutMs,
+              ...(options.lateMediaGraceMs === undefined
+                ? {}
+                : { lateMediaGraceMs: options.lateMediaGraceMs }),
+            },
+            topology: { replicas: options.replicas },
+            reactor: {
+              segments: await MediaStore.open(nats.nc, { replicas: options.replicas }),
+              silenceTimeoutMs: options.silenceTimeoutMs,
+            },
+            log: (message) => log(message),
+          }),
+        catch: (error) => startFailure("session runtime", error),
+      }),
+      (runtime) => stopWithin(options.shutdownTimeoutMs, "workers", () => runtime.stop()),
+    )
+    log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
+
+    const listenHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host
+    const publicUrl = options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`
+    let gateway: Gateway | undefined
+    if (options.role === "all" || options.role === "gateway") {
+      gateway = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () =>
+            startGateway(runtime, {
+              ...options.gateway,
+              publicUrl,
+              transcription: options.ai.choice,
+              chatModels: chatModelChoiceOf(options.ai),
+              log: (message) => log(message),
+            }),
+          catch: (error) => startFailure("gateway", error),
+        }),
+        (started) => stopWithin(options.shutdownTimeoutMs, "gateway", () => started.stop()),
+      )
+      if (gateway.firstApiKey !== undefined) {
+        // Shown once (only its hash is stored), and only to a person: JSON lines go to log
+        // stores, which must never hold a credential.
+        if (logFormat() === "pretty") {
+          showOnce(
+            `first start: created an API key for the first account (shown once, keep it): ${gateway.firstApiKey}`,
+          )
+        } else {
+          log(
+            "first start: created an API key for the first account; JSON logs never show it: run `capture keys create`, or set CAPTURE_API_KEY",
+          )
+        }
+      }
+    }
+    if (options.role === "all" || options.role === "ai") {
+      const tools = yield* Effect.try({
+        try: () => resolveFfmpegTools(),
+        catch: (error) => unavailable(`the AI pipeline needs ffmpeg: ${describe(error)}`),
+      })
+      const engines = enginesOf(options.ai)
+      // The local visual engine: OCR with Tesseract where it is installed (bootstrap.sh installs it).
+      const textReader = tesseractAvailable() ? new TesseractReader() : undefined
+      const chat = chatModelOf(options.ai)
+      const pipeline = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: async () =>
+            AiPipeline.start(nats.nc, {
+              media: await MediaStore.open(nats.nc, runtime.topology.options),
+              store: await AiStore.open(nats.nc, runtime.topology.options),
+              readModel: runtime.readModel,
+              engines,
+              ...(textReader === undefined ? {} : { textReader }),
+              ...(chat === undefined ? {} : { chat }),
+              // faad decodes the recorder's AAC for a fraction of ffmpeg's start-up cost.
+              decoders: { ffmpeg: tools.ffmpeg, faad: findOnPath("faad") },
+              prefix: runtime.topology.options.prefix,
+              interim: options.ai.interim,
+              parallel: options.ai.parallel,
+              engineAttempts: options.ai.engineAttempts,
+              engineRetryDelayMs: options.ai.engineRetryDelayMs,
+              ackWaitMs: options.ai.ackWaitMs,
+              log: (message) => log(message),
+            }),
+          catch: (error) => startFailure("AI pipeline", error),
+        }),
+        (started) =>
+          stopWithin(options.shutdownTimeoutMs, "AI pipeline", async () => {
+            await started.stop()
+            await closeEngines(engines)
+          }),
+      )
+      log(
+        `AI pipeline started (engines ${options.ai.choice.offered.join(", ") || "none"}, default ${options.ai.choice.default}; visual index ${visualIndexShown(chat, textReader !== undefined)}; alerts ${chat === undefined ? "matched by terms" : `decided by ${chat.model}`})`,
+      )
+      void pipeline
+    }
+    if (options.role === "all" || options.role === "muxer") {
+      const tools = yield* Effect.try({
+        try: () => resolveFfmpegTools(),
+        catch: (error) => unavailable(`the muxer needs ffmpeg: ${describe(error)}`),
+      })
+      const muxer = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: async () =>
+            Muxer.start(nats.nc, runtime, {
+              mediaStore: await MediaStore.open(nats.nc, {
+                ...runtime.topology.options,
+                log: (message) => log(message),
+              }),
+              publicUrl,
+              tools,
+              replicas: options.replicas,
+              remux: options.muxerRemux ?? "native",
+              mix: options.muxerMix ?? "native",
+              log: (message) => log(message),
+            }),
+          catch: (error) => startFailure("muxer", error),
+        }),
+        (started) => stopWithin(options.shutdownTimeoutMs, "muxer", () => started.stop()),
+      )
+      log(`muxer started (ffmpeg ${tools.ffmpeg})`)
+      void muxer
+    }
+
+    let listening = false
+    // Registered before the server so that it runs after the server has closed.
+    yield* Effect.addFinalizer(() => (listening ? logEffect("http server closed") : Effect.void))
+    const http = yield* Layer.build(
+      HttpRouter.serve(httpRoutes({ nats, runtime, gateway }), {
+        disableLogger: true,
+        disableListenLog: true,
+        middleware: accessLog,
+      }).pipe(
+        Layer.provideMerge(
+          NodeHttpServer.layer(keptAliveServer(options.httpTimeouts), {
+            port: options.port,
+            host: options.host,
+            gracefulShutdownTimeout: "5 seconds",
+            ...(gateway === undefined ? {} : { websocket: gateway.webSocketServerOptions as never }),
+          }),
+        ),
+      ),
+    ).pipe(
+      Effect.mapError((error) =>
+        unavailable(`cannot listen on ${options.host}:${options.port}: ${describe(error.cause)}`),
+      ),
+    )
+    listening = true
+    const address = HttpServer.formatAddress(Context.get(http, HttpServer.HttpServer).address)
+    log(`http listening on ${address}`)
+    log(`ready (nats ${servers.join(",")})`)
+    // Runs first on shutdown: the finalizers above run after it, in reverse order.
+    yield* Effect.addFinalizer(() => logEffect("shutting down: closing http server"))
+    return yield* Effect.never
+  })

@@ -60,6 +60,10 @@ export const gatewayOptions = (url: string): GatewayOptions => ({
 
 const httpServer = (timeouts: HttpTimeouts) => {
   const server = createServer(httpServerOptions(timeouts))
+  // As `capture serve` keeps them (65 s), not Node's 5 s: on a loaded machine a test that pauses
+  // longer between requests would otherwise send its next one into a socket the server is
+  // closing, and read ECONNRESET.
+  server.keepAliveTimeout = 65_000
   applyHttpTimeouts(server, timeouts)
   answerClientErrorsWithEnvelope(server)
   return server

@@ -30,6 +30,8 @@ export interface RecordOptions {
   readonly spoolDir?: string
   readonly segmentSeconds?: number
   readonly ffmpegPath?: string
+  /** How long the start is retried while the server is unreachable (`--start-retry 5m`; default 5 minutes). */
+  readonly startRetryMs?: number
   /** Aborting stops the recording like the first Ctrl-C. When absent, SIGINT/SIGTERM are handled. */
   readonly signal?: AbortSignal
   /** Where the progress line goes (default `process.stderr`). */
@@ -75,6 +77,7 @@ export const recordCommand = async (options: RecordOptions): Promise<RecordSumma
     ...(options.segmentSeconds === undefined ? {} : { segmentSeconds: options.segmentSeconds }),
     ...(options.ffmpegPath === undefined ? {} : { ffmpegPath: options.ffmpegPath }),
     ...(options.synthetic ? { synthetic: true } : {}),
+    ...(options.startRetryMs === undefined ? {} : { startRetryMs: options.startRetryMs }),
   })
 
   let errors = 0

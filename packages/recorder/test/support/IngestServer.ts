@@ -66,6 +66,10 @@ export interface IngestServer {
   refusedPauses(sessionId: string): number
   /** Ends a session as an operator would: later requests get 409 with `current_status`. */
   endSession(sessionId: string, status: "stopped" | "exported" | "failed"): void
+  /** Stops listening (connections refused, as with a server that is down), keeping its state. */
+  goOffline(): Promise<void>
+  /** Listens again on the same port. */
+  goOnline(): Promise<void>
   close(): Promise<void>
 }
 
@@ -298,8 +302,15 @@ export const startIngestServer = async (): Promise<IngestServer> => {
       const session = sessions.get(sessionId)
       if (session !== undefined) session.status = status
     },
+    goOffline: () =>
+      new Promise<void>((resolve) => {
+        httpServer.closeAllConnections()
+        httpServer.close(() => resolve())
+      }),
+    goOnline: () => new Promise<void>((resolve) => httpServer.listen(port, "127.0.0.1", resolve)),
     close: () =>
       new Promise<void>((resolve) => {
+        if (!httpServer.listening) return resolve()
         httpServer.closeAllConnections()
         httpServer.close(() => resolve())
       }),
