@@ -8,7 +8,9 @@
  * child process; the client is node:http with a keep-alive Agent and `ws`. The actor host
  * baseline runs in this process on its own stream prefix.
  *
- *   pnpm bench:gateway [--sessions 2000] [--concurrency 32] [--rounds 3] [--quick]
+ *   pnpm bench:gateway [--sessions 2000] [--concurrency 32] [--rounds 3] [--cpu-prof DIR] [--quick]
+ *
+ * `--cpu-prof DIR` writes the server's V8 CPU profile (`node --cpu-prof`) into DIR when it stops.
  */
 import { parseArgs } from "node:util"
 import {
@@ -44,6 +46,7 @@ const { values: flags } = parseArgs({
     sessions: { type: "string" },
     concurrency: { type: "string" },
     rounds: { type: "string" },
+    "cpu-prof": { type: "string" },
     quick: { type: "boolean", default: false },
   },
 })
@@ -323,7 +326,11 @@ const gatewayRound = async (
 const main = async () => {
   const runStarted = performance.now()
   const nats = await startNatsServer({ kind: "process" })
-  const server = await startCaptureServer({ natsUrl: nats.url, apiKey: API_KEY }).catch(async (error) => {
+  const server = await startCaptureServer({
+    natsUrl: nats.url,
+    apiKey: API_KEY,
+    nodeArgs: flags["cpu-prof"] === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${flags["cpu-prof"]}`],
+  }).catch(async (error) => {
     await nats.stop()
     throw error
   })

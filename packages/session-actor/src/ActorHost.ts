@@ -154,6 +154,26 @@ export class ActorHost {
     return this.serialized(sessionId, () => this.catchUp(sessionId))
   }
 
+  /**
+   * The session's state as this host holds it when that already covers the stream up to
+   * `streamSequence`, else caught up with the stream like `load`. A projector that has seen an
+   * event needs a state at least that new, not a lookup of the session's last event to prove it
+   * is the newest (a newer event brings its own projection).
+   */
+  async loadCovering(sessionId: SessionId | string, streamSequence: number): Promise<LoadedSession> {
+    const cached = this.cache.get(sessionId)
+    return cached !== undefined && cached.streamSequence >= streamSequence ? cached : this.load(sessionId)
+  }
+
+  /**
+   * The session as this host last knew it, loaded only when it knows nothing of it. Enough for
+   * what never changes once stored (its account, end user and collection: who may act on it);
+   * anything that moves (status, channels) wants `load`.
+   */
+  async loadKnown(sessionId: SessionId | string): Promise<LoadedSession> {
+    return this.loadCovering(sessionId, 1)
+  }
+
   /** Folds an event this host learned about elsewhere (e.g. from a consumer) if it is the next one. */
   observe(event: SessionEvent, streamSequence: number): void {
     const cached = this.cache.get(event.session_id)
@@ -300,16 +320,24 @@ export class ActorHost {
     const timers = this.timers
     const sessionId = state.context.session_id
     if (timers === undefined || sessionId === null) return
-    for (const effect of effects) {
-      if (effect.type === "scheduleTimer") {
-        // A session stored before its timer existed (no deadline) arms nothing.
-        if (effect.deadline === "") continue
-        const entry = { session_id: sessionId, timer: effect.timer, deadline: effect.deadline }
-        await timers.schedule(span === undefined ? entry : { ...entry, traceparent: traceparentOf(span) })
-      } else {
-        await timers.cancel(sessionId, effect.timer)
-      }
-    }
+    // Each timer is its own key: different timers are written at once (one round trip, not one
+    // each), one timer's effects in their order.
+    const byTimer = new Map<string, Array<SessionEffect>>()
+    for (const effect of effects) byTimer.set(effect.timer, [...(byTimer.get(effect.timer) ?? []), effect])
+    await Promise.all(
+      [...byTimer.values()].map(async (timerEffects) => {
+        for (const effect of timerEffects) {
+          if (effect.type === "scheduleTimer") {
+            // A session stored before its timer existed (no deadline) arms nothing.
+            if (effect.deadline === "") continue
+            const entry = { session_id: sessionId, timer: effect.timer, deadline: effect.deadline }
+            await timers.schedule(span === undefined ? entry : { ...entry, traceparent: traceparentOf(span) })
+          } else {
+            await timers.cancel(sessionId, effect.timer)
+          }
+        }
+      }),
+    )
   }
 
   private maybeSnapshot(sessionId: string, state: SessionState, streamSequence: number): void {

@@ -95,15 +95,18 @@ export class TimerStore {
     const sessionId = state.context.session_id
     if (sessionId === null) return
     const wanted = timersFor(state)
-    for (const timer of STATE_TIMERS) {
-      const entry = wanted.find((w) => w.timer === timer)
-      const current = await this.topology.timers.get(keyOf(sessionId, timer))
-      const stored = current !== null && current.operation === "PUT" ? current : undefined
-      const armed = stored === undefined ? undefined : readTimer(stored, this.log)
-      if (entry !== undefined && armed?.deadline !== entry.deadline) await this.schedule(entry)
-      // An unreadable entry is removed too: nothing would ever fire it.
-      if (entry === undefined && stored !== undefined) await this.cancel(sessionId, timer)
-    }
+    // One key per timer: all of them are looked at (and put right) at once.
+    await Promise.all(
+      STATE_TIMERS.map(async (timer) => {
+        const entry = wanted.find((w) => w.timer === timer)
+        const current = await this.topology.timers.get(keyOf(sessionId, timer))
+        const stored = current !== null && current.operation === "PUT" ? current : undefined
+        const armed = stored === undefined ? undefined : readTimer(stored, this.log)
+        if (entry !== undefined && armed?.deadline !== entry.deadline) await this.schedule(entry)
+        // An unreadable entry is removed too: nothing would ever fire it.
+        if (entry === undefined && stored !== undefined) await this.cancel(sessionId, timer)
+      }),
+    )
   }
 }
 

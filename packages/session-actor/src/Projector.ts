@@ -1,8 +1,9 @@
 /**
  * The projector: a JetStream durable consumer of the event stream that keeps the read model and
  * the timer bucket in step with each session's history. Work is shared by every process running
- * one (same durable name). It writes each session's *latest* state with compare-and-set, so the
- * order in which instances see events does not matter, and a redelivery is a no-op.
+ * one (same durable name). It writes each session's state, at least as new as the events it
+ * acknowledges, with compare-and-set on the view's sequence, so the order in which instances see
+ * events does not matter, a view never moves backwards, and a redelivery is a no-op.
  */
 import { endSpan, ensureDurableConsumer, observeLag, parentOf, startSpan } from "@capture/jetstream"
 import { decodeUnknown, SessionEvent } from "@capture/protocol"
@@ -24,14 +25,20 @@ import type { Topology } from "./Topology.js"
 
 const decodeEvent = decodeUnknown(SessionEvent)
 
-/** Keeps the read model and timers in step with one session's stored history. */
+/**
+ * Keeps the read model and timers in step with one session's stored history: its latest state,
+ * or with `covering`, a state that folds at least the events up to that stream sequence (the
+ * host's own when it already does: no lookup of the session's last event).
+ */
 export const projectSession = async (
   host: ActorHost,
   readModel: SessionReadModel,
   timers: TimerStore,
   sessionId: string,
+  covering?: number,
 ): Promise<void> => {
-  const loaded = await host.load(sessionId)
+  const loaded =
+    covering === undefined ? await host.load(sessionId) : await host.loadCovering(sessionId, covering)
   // Timers first: a view that shows a state has that state's timers armed.
   await timers.reconcile(loaded.state)
   await readModel.upsert(loaded.state, loaded.streamSequence)
@@ -43,7 +50,7 @@ const PARALLEL_SESSIONS = 32
 /** A session's projection under way, and the messages that arrived for it meanwhile. */
 interface SessionWork {
   readonly done: Promise<void>
-  /** Covered by one more projection after this one (it loads the latest state, theirs included). */
+  /** Covered by one more projection after this one (its state covers them). */
   readonly next: Array<JsMsg>
 }
 
@@ -123,7 +130,7 @@ export class Projector {
   }
 
   /**
-   * Projects a session's latest state once for `batch`, then once more for what arrived meanwhile.
+   * Projects a session's state once for `batch`, then once more for what arrived meanwhile.
    * Each message is acked only after a projection that loaded it.
    */
   private project(sessionId: string, batch: ReadonlyArray<JsMsg>): void {
@@ -133,7 +140,10 @@ export class Projector {
       const span = this.spanOf(sessionId, batch)
       try {
         this.projections++
-        await projectSession(this.host, this.readModel, this.timers, sessionId)
+        // Every message of the batch was folded into the host's cache as it arrived (`observe`),
+        // or the load catches up: either way the state covers the batch.
+        const covering = Math.max(...batch.map((message) => message.seq))
+        await projectSession(this.host, this.readModel, this.timers, sessionId, covering)
         for (const message of batch) message.ack()
         this.processed += batch.length
         endSpan(span)

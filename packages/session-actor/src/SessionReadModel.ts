@@ -190,7 +190,13 @@ export interface SessionPage {
   readonly next_page: string | null
 }
 
+/** How many sessions' last written views a process remembers (see `upsert`). */
+const WRITTEN_LIMIT = 10_000
+
 export class SessionReadModel {
+  /** The view this process last wrote per session, and its revision, oldest first. */
+  private readonly written = new Map<string, { readonly revision: number; readonly record: SessionRecord }>()
+
   constructor(
     private readonly topology: Topology,
     private readonly log: (message: string) => void = () => {},
@@ -209,6 +215,8 @@ export class SessionReadModel {
   /**
    * Writes a state's view unless the stored one is as new or newer. Compare-and-set on the KV
    * revision, so concurrent projectors (any number of processes) never move a view backwards.
+   * A view this process wrote itself is not read again first: the write's revision check stands
+   * for the read (a state no newer than the one it wrote is not written at all).
    */
   async upsert(state: SessionState, streamSequence: number): Promise<boolean> {
     const session = toCaptureSession(state)
@@ -220,10 +228,19 @@ export class SessionReadModel {
       session,
     }
     const bucket = this.topology.sessions
+    // The view this process wrote last, when it has one: compared with as if read (the write's
+    // compare-and-set proves it is still the stored one, or the loop reads it again).
+    let written = this.written.get(session.id)
     for (;;) {
-      const entry = await bucket.get(session.id)
+      const entry = written === undefined ? await bucket.get(session.id) : undefined
+      const revision = written !== undefined ? written.revision : entry === null ? undefined : entry?.revision
       // A stored view that does not decode is overwritten.
-      const current = entry !== null && entry.operation === "PUT" ? decodePosition(entry.value) : undefined
+      const current =
+        written !== undefined
+          ? Result.succeed(written.record)
+          : entry !== null && entry !== undefined && entry.operation === "PUT"
+            ? decodePosition(entry.value)
+            : undefined
       if (current !== undefined && Result.isSuccess(current) && current.success.sequence >= record.sequence)
         return false
       // Before the view lists them, so an rtstream a client can see can always be found.
@@ -239,13 +256,19 @@ export class SessionReadModel {
       const after = indexKeyOf(record)
       // Before the view: a list finds every view by its index key (one a view no longer matches is skipped).
       if (after !== before && isIndexable(record)) await this.topology.sessionIndex.put(after, "")
+      let stored: number
       try {
-        if (entry === null) await bucket.create(session.id, JSON.stringify(record))
-        else await bucket.update(session.id, JSON.stringify(record), entry.revision)
+        stored =
+          revision === undefined
+            ? await bucket.create(session.id, JSON.stringify(record))
+            : await bucket.update(session.id, JSON.stringify(record), revision)
       } catch (error) {
+        this.forgetWritten(session.id)
+        written = undefined
         if (!isRevisionConflict(error)) throw error
         continue
       }
+      this.rememberWritten(session.id, { revision: stored, record })
       if (before !== undefined && before !== after) await this.topology.sessionIndex.purge(before)
       return true
     }
@@ -255,6 +278,22 @@ export class SessionReadModel {
   async rtstream(rtstreamId: string): Promise<RtstreamRecord | undefined> {
     const entry = await this.topology.rtstreams.get(rtstreamId)
     return entry === null || entry.operation !== "PUT" ? undefined : entry.json<RtstreamRecord>()
+  }
+
+  private rememberWritten(
+    sessionId: string,
+    written: { readonly revision: number; readonly record: SessionRecord },
+  ): void {
+    this.written.delete(sessionId)
+    this.written.set(sessionId, written)
+    if (this.written.size > WRITTEN_LIMIT) {
+      const oldest = this.written.keys().next().value
+      if (oldest !== undefined) this.written.delete(oldest)
+    }
+  }
+
+  private forgetWritten(sessionId: string): void {
+    this.written.delete(sessionId)
   }
 
   private async indexRtstreams(record: SessionRecord): Promise<void> {
@@ -340,6 +379,7 @@ export class SessionReadModel {
 
   /** Removes every view and index key (before a rebuild). */
   async clear(): Promise<void> {
+    this.written.clear()
     for await (const key of await this.topology.sessions.keys()) await this.topology.sessions.purge(key)
     for await (const key of await this.topology.sessionIndex.keys())
       await this.topology.sessionIndex.purge(key)

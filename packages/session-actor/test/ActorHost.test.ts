@@ -77,6 +77,30 @@ describe("ActorHost on JetStream", () => {
     expect(events.filter((e) => e.type === "SessionActivated")).toHaveLength(1)
   })
 
+  it("loadKnown and loadCovering answer from the cache when it covers what is asked, else catch up", async () => {
+    const a = await newRuntime()
+    const b = await newRuntime()
+    const id = newSessionId()
+    const created = await ok(a, create(id))
+    const known = await a.host.load(id)
+    const started = await ok(b, start(id)) // stored by another host: a's cache knows nothing of it
+    const startedAt = (await b.host.load(id)).streamSequence
+    expect(created.state.value).toBe("created")
+    expect(started.state.value).toBe("starting")
+    // What a gateway checks before a command (who owns the session) never changes once stored.
+    const cached = await a.host.loadKnown(id)
+    expect(cached.state.value).toBe("created")
+    expect(cached.state.context.account_id).toBe(known.state.context.account_id)
+    expect((await a.host.loadCovering(id, known.streamSequence)).state.value).toBe("created")
+    // Asked to cover an event it has not folded, it reads the stream.
+    expect((await a.host.loadCovering(id, startedAt)).state.value).toBe("starting")
+    expect((await a.host.loadKnown(id)).state.value).toBe("starting")
+    // A session this host never saw is read from the stream.
+    const other = await newRuntime()
+    expect((await other.host.loadKnown(id)).state.value).toBe("starting")
+    expect((await other.host.loadKnown(newSessionId())).state.value).toBe("none")
+  })
+
   it("answers a retry whose first try landed (reply lost) as a duplicate, not a refusal", async () => {
     const a = await newRuntime()
     const b = await newRuntime()

@@ -13,14 +13,19 @@ const isSessionId = Schema.is(SessionId)
 export const sessionNotFound = (id: string): CaptureError =>
   captureError("session_not_found", `no capture session ${id}`, { field: "session_id" })
 
-/** The session as its actor holds it, if `principal` may act on it. Throws only on storage errors. */
+/**
+ * The session as its actor holds it, if `principal` may act on it. Throws only on storage errors.
+ * `known`: the state this host last knew, when the caller needs only who may act on the session
+ * (its account and end user never change once stored), which spares a lookup on the stream.
+ */
 export const authorizeSession = async (
   host: ActorHost,
   principal: Principal,
   sessionId: string,
+  freshness: "current" | "known" = "current",
 ): Promise<Result.Result<LoadedSession, CaptureError>> => {
   if (!isSessionId(sessionId)) return Result.fail(sessionNotFound(sessionId))
-  const loaded = await host.load(sessionId)
+  const loaded = freshness === "known" ? await host.loadKnown(sessionId) : await host.load(sessionId)
   const context = loaded.state.context
   if (loaded.state.value === "none" || context.account_id !== principal.account_id) {
     return Result.fail(sessionNotFound(sessionId))

@@ -126,6 +126,21 @@ const loadOwned = (
     fromResult,
   )
 
+/**
+ * The session as this gateway last knew it, if this principal may act on it: for a command,
+ * which the actor judges on current state anyway, and for what never changes once stored
+ * (account, end user, collection). No lookup on the stream for a session it knows.
+ */
+const requireOwned = (
+  services: GatewayServicesShape,
+  principal: Principal,
+  sessionId: string,
+): Effect.Effect<LoadedSession, Failure> =>
+  Effect.flatMap(
+    call("loading the session", () => authorizeSession(services.runtime.host, principal, sessionId, "known")),
+    fromResult,
+  )
+
 /** The client view of a session read from the read model, or from the actor when not projected yet. */
 const readSession = (services: GatewayServicesShape, principal: Principal, sessionId: string) =>
   Effect.gen(function* () {
@@ -169,7 +184,7 @@ const pauseOrResume = (
 ) =>
   Effect.gen(function* () {
     const principal = yield* CurrentPrincipal
-    yield* loadOwned(services, principal, params.session_id)
+    yield* requireOwned(services, principal, params.session_id)
     const sessionId = params.session_id as SessionId
     const outcome = yield* execute(services, {
       type,
@@ -302,7 +317,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* requireApiKey(principal)
-          const loaded = yield* loadOwned(services, principal, params.session_id)
+          const loaded = yield* requireOwned(services, principal, params.session_id)
           if (loaded.state.context.collection_id !== params.collection_id) {
             return yield* refuse(sessionNotFound(params.session_id))
           }
@@ -393,7 +408,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
             }
             yield* refuseIf(checkPushChannels(channels))
           }
-          const loaded = yield* loadOwned(services, principal, payload.session_id)
+          const loaded = yield* requireOwned(services, principal, payload.session_id)
           yield* checkConnection(services, principal, loaded.state.context, payload.ws_connection_id)
           yield* checkCallback(services, payload.callback_url, "callback_url")
           const outcome = yield* execute(services, {
@@ -454,7 +469,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
       .handle("stopSession", ({ params }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
-          yield* loadOwned(services, principal, params.session_id)
+          yield* requireOwned(services, principal, params.session_id)
           const sessionId = params.session_id as SessionId
           const outcome = yield* execute(services, {
             type: "StopSession",
@@ -473,7 +488,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
       .handle("failSession", ({ params, payload }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
-          yield* loadOwned(services, principal, params.session_id)
+          yield* requireOwned(services, principal, params.session_id)
           const sessionId = params.session_id as SessionId
           // The recorder's reason becomes the session's `error`: failed once, a repeat changes nothing.
           const outcome = yield* execute(services, {
@@ -489,7 +504,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* requireApiKey(principal)
-          const loaded = yield* loadOwned(services, principal, params.session_id)
+          const loaded = yield* requireOwned(services, principal, params.session_id)
           if (loaded.state.context.collection_id !== params.collection_id) {
             return yield* refuse(sessionNotFound(params.session_id))
           }
@@ -510,7 +525,7 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* requireApiKey(principal)
-          yield* loadOwned(services, principal, params.session_id)
+          yield* requireOwned(services, principal, params.session_id)
           const deliveries = yield* call("reading webhook deliveries", () =>
             services.webhookDeliveries(params.session_id as SessionId),
           )
