@@ -111,7 +111,10 @@ describe("media ingest", () => {
     const fetched = await fetch(new URL(segmentLines[0] ?? "", display?.stream_url ?? "").toString())
     expect(sha(new Uint8Array(await fetched.arrayBuffer()))).toBe(sha(segments[0] as Uint8Array))
     // A playlist URL with its signature tampered with is refused.
-    const tampered = (display?.stream_url ?? "").replace(/sig=./, "sig=A")
+    const tampered = (display?.stream_url ?? "").replace(
+      /sig=(.)/,
+      (_, c: string) => `sig=${c === "A" ? "B" : "A"}`,
+    )
     expect((await fetch(tampered)).status).toBe(401)
   })
 
