@@ -5,12 +5,12 @@
  * pushes again; once it leaves for good the grace period stops the session, which exports one
  * video with both streams as long as the two pushes and the hole between them.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MediaStore } from "@capture/media"
-import { getFreePort, type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { getFreePort, type NatsServerHandle, publishRtmp, startNatsServer } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killIfRunning } from "./cli.js"
@@ -44,27 +44,9 @@ afterAll(async () => {
   if (work !== undefined) await rm(work, { recursive: true, force: true })
 })
 
-/** ffmpeg pushing 640x360 H.264 (a keyframe every 2 s) and an AAC tone, `seconds` long or until killed. */
-const push = (url: string, seconds?: number) => {
-  const child = spawn(ffmpeg, [
-    ...["-hide_banner", "-loglevel", "error", "-re"],
-    ...["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440"],
-    ...(seconds === undefined ? [] : ["-t", String(seconds)]),
-    ...["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac", "-f", "flv", url],
-  ])
-  children.add(child)
-  let stderr = ""
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString()
-  })
-  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) =>
-    child.on("close", (code) => {
-      children.delete(child)
-      resolve({ code, stderr })
-    }),
-  )
-  return { child, exited }
-}
+/** A publisher pushing 640x360 at 25 fps and a tone, `seconds` long or until killed. */
+const push = (url: string, seconds?: number) =>
+  publishRtmp(ffmpeg, url, { size: "640x360", rate: 25, seconds }, children)
 
 describe("RTMP publisher → capture serve → exported (real processes)", () => {
   it("records a pushed stream across a reconnect, plays it live over HLS and exports both streams", async () => {

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { MediaSegment } from "@capture/protocol"
-import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
+import { type NatsServerHandle, publishRtmp, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { PUBLISHER_DISCONNECTED } from "../../src/ingest/RtmpSessions.js"
 import { startTestGateway, type TestGateway } from "../api/TestGateway.js"
@@ -49,27 +49,9 @@ afterAll(async () => {
 const data = (body: Record<string, unknown>) => body.data as Record<string, unknown>
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** A publisher: ffmpeg pushing 320x180 H.264 (a keyframe every 2 s) and an AAC tone, `seconds` long or until killed. */
-const push = (url: string, seconds?: number) => {
-  const child = spawn(ffmpeg, [
-    ...["-hide_banner", "-loglevel", "error", "-re"],
-    ...["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15", "-f", "lavfi", "-i", "sine=frequency=440"],
-    ...(seconds === undefined ? [] : ["-t", String(seconds)]),
-    ...["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-f", "flv", url],
-  ])
-  children.add(child)
-  let stderr = ""
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString()
-  })
-  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) =>
-    child.on("close", (code) => {
-      children.delete(child)
-      resolve({ code, stderr })
-    }),
-  )
-  return { child, exited }
-}
+/** A publisher pushing 320x180 at 15 fps and a tone, `seconds` long or until killed. */
+const push = (url: string, seconds?: number) =>
+  publishRtmp(ffmpeg, url, { size: "320x180", rate: 15, seconds }, children)
 
 const pollUntil = async <A>(what: string, probe: () => Promise<A>, done: (value: A) => boolean) => {
   const deadline = Date.now() + 60_000
