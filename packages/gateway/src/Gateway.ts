@@ -176,14 +176,18 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     }
     const deliveryLog = await DeliveryLog.open(runtime.topology)
     const alertDeliveryLog = await AlertDeliveryLog.open(nc, topology)
-    const dispatcher = await WebhookDispatcher.start(nc, runtime, {
-      secretsFor: (accountId) => accounts.webhookSecrets(accountId),
+    // Session webhooks and alert webhooks: the same secrets, address policy and attempt schedule.
+    const signedDeliveries = {
+      secretsFor: (accountId: string) => accounts.webhookSecrets(accountId),
       policy,
       log: options.log,
       ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
       ...(options.webhookRequestTimeoutMs === undefined
         ? {}
         : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
+    }
+    const dispatcher = await WebhookDispatcher.start(nc, runtime, {
+      ...signedDeliveries,
       ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
       ...(options.webhookRetentionMs === undefined ? {} : { retentionMs: options.webhookRetentionMs }),
     })
@@ -222,15 +226,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       await search.stop()
       search.index.close()
     })
-    const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, {
-      secretsFor: (accountId) => accounts.webhookSecrets(accountId),
-      policy,
-      log: options.log,
-      ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
-      ...(options.webhookRequestTimeoutMs === undefined
-        ? {}
-        : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
-    })
+    const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, signedDeliveries)
     undo.push(() => alertDispatcher.stop())
     undo.push(() => aiFeed.stop())
     await aiFeed.start()
