@@ -2,13 +2,15 @@
  * Search of an exported video with VideoDB's own Node SDK (`videodb` 0.2.0, unchanged) against a
  * real `capture serve`: a session's mic recorded from known speech (Festival), transcribed by the
  * local engine while it records, stopped and exported; then the seed's
- * `coll.getVideo(id)`, `video.indexSpokenWords()`, `video.search(query)` and `shot.generateStream()`.
+ * `coll.getVideo(id)`, `video.indexSpokenWords()`, `video.search(query)` and `shot.generateStream()`,
+ * and the transcript (`getTranscript`, `getTranscriptText`, `generateTranscript`).
  */
-import type { SessionId } from "@capture/protocol"
 import {
   festivalAvailable,
   type NatsServerHandle,
+  type ScreenRecording,
   type SpeechRecording,
+  screenRecording,
   speechRecording,
   startNatsServer,
   wordRecall,
@@ -18,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killIfRunning } from "./cli.js"
 import { type CaptureServer, pollUntil, startCaptureServer } from "./endToEnd.js"
 import { ffmpeg } from "./media.js"
-import { uploadSegment } from "./transcription.js"
+import { startedSession, uploadSegment } from "./transcription.js"
 
 const SENTENCES = [
   "Let's schedule the meeting for Thursday.",
@@ -31,6 +33,8 @@ const TOLERANCE_S = 0.4
 let nats: NatsServerHandle
 let server: CaptureServer
 let recording: SpeechRecording
+/** A screen with no sound: a display-only export has no spoken words. */
+let screen: ScreenRecording
 /** The video the first test transcribes live: the second finds it beside its own. */
 let liveVideoId = ""
 
@@ -38,6 +42,7 @@ beforeAll(async () => {
   nats = await startNatsServer()
   server = await startCaptureServer(nats.url)
   if (festivalAvailable()) recording = await speechRecording(ffmpeg, SENTENCES, { leadMs: 3_000 })
+  screen = await screenRecording(ffmpeg, [{ lines: ["Nothing said here"], seconds: 4 }])
 }, 120_000)
 afterAll(async () => {
   await killIfRunning(server?.process)
@@ -45,26 +50,20 @@ afterAll(async () => {
 })
 
 /**
- * A mic-only session of `endUser` recorded from the speech (transcribed when asked), stopped and
- * exported: its id, the mic's rtstream and the export's video id.
+ * A one-channel session of `endUser` (the mic recorded from the speech, transcribed when asked, or
+ * a display), stopped and exported: its id, the channel's rtstream and the export's video id.
  */
-const exportedSession = async (endUser: string, startMs: number, transcribe: boolean) => {
-  const created = await server.data("POST", "/collection/default/capture/session", { end_user_id: endUser })
-  const sessionId = created.id as SessionId
-  await server.data("POST", "/capture/session/start", {
-    session_id: sessionId,
-    channels: [{ channel_id: "mic:default" }],
-  })
-  await uploadSegment(server, sessionId, recording, 0, startMs)
-  const view = await pollUntil(
-    "rtstreams",
-    () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
-    (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
-  )
-  const mic = (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
+const exportedSession = async (
+  endUser: string,
+  startMs: number,
+  transcribe: boolean,
+  channelId = "mic:default",
+  source: Pick<SpeechRecording, "segments"> = recording,
+) => {
+  const { sessionId, rtstream: mic } = await startedSession(server, source, { endUser, startMs, channelId })
   if (transcribe) await server.data("POST", `/rtstream/${mic}/transcription`, { action: "start" })
-  for (let index = 1; index < recording.segments.length; index++) {
-    await uploadSegment(server, sessionId, recording, index, startMs)
+  for (let index = 1; index < source.segments.length; index++) {
+    await uploadSegment(server, sessionId, source, index, startMs, channelId)
   }
   if (transcribe) {
     await pollUntil(
@@ -86,6 +85,18 @@ const exportedSession = async (endUser: string, startMs: number, transcribe: boo
   return { sessionId, mic, videoId: exported.exported_video_id as string }
 }
 
+/** A transcript grouped by sentence: one a spoken sentence (pocketsphinx does not punctuate: an utterance), where it was said. */
+const expectSentencesAt = (answer: Record<string, unknown>) => {
+  const sentences = answer.word_timestamps as ReadonlyArray<{ start: number; end: number; text: string }>
+  expect(sentences).toHaveLength(SENTENCES.length)
+  for (const [i, sentence] of sentences.entries()) {
+    const spoken = recording.sentences[i]
+    expect(wordRecall(SENTENCES[i] ?? "", sentence.text)).toBeGreaterThanOrEqual(0.5)
+    expect(Math.abs(sentence.start - (spoken?.startMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+    expect(Math.abs(sentence.end - (spoken?.endMs ?? 0) / 1000)).toBeLessThan(TOLERANCE_S)
+  }
+}
+
 describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB's SDK", () => {
   it("indexes the spoken words, finds a sentence at its time in the video and plays that range", async () => {
     const startMs = Date.now() - 60_000
@@ -105,6 +116,24 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
       segments: SENTENCES.length,
       transcription_status: "active",
     })
+
+    // Its transcript (`getTranscript`, `getTranscriptText`): each word timed inside its sentence.
+    const transcript = await video.getTranscript()
+    expect(transcript.wordTimestamps.map((w) => w.word).join(" ")).toBe(transcript.text)
+    for (const sentence of SENTENCES)
+      expect(wordRecall(sentence, transcript.text)).toBeGreaterThanOrEqual(0.5)
+    for (const word of transcript.wordTimestamps) {
+      const inside = recording.sentences.some(
+        (spoken) =>
+          word.start >= spoken.startMs / 1000 - TOLERANCE_S && word.end <= spoken.endMs / 1000 + TOLERANCE_S,
+      )
+      expect(inside, `${word.word} at ${word.start}-${word.end}`).toBe(true)
+    }
+    const second = recording.sentences[1]
+    const said = await video.getTranscriptText((second?.startMs ?? 0) / 1000, (second?.endMs ?? 0) / 1000)
+    expect(wordRecall(SENTENCES[1] ?? "", said)).toBeGreaterThanOrEqual(0.5)
+    expect(wordRecall(SENTENCES[2] ?? "", said)).toBeLessThan(0.5)
+    expectSentencesAt(await server.data("GET", `/video/${videoId}/transcription?segmenter=sentence`))
 
     // The seed's call: the SDK's defaults (semantic, spoken_word, score ≥ 0.2, 50 results).
     const result = await video.search("budget discussion")
@@ -247,6 +276,48 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     expect([foreign.status, ((await foreign.json()) as { field?: string }).field]).toEqual([404, "video_id"])
   }, 300_000)
 
+  it("transcribes a video's audio from the recording when its transcript is asked for", async () => {
+    const { videoId, mic } = await exportedSession("video-transcript", Date.now() - 60_000, false)
+    // VideoDB generates a transcript that is not there: the answer is the job, and where to poll.
+    const query = "segmenter=sentence&length=1"
+    const asked = await server.call("GET", `/video/${videoId}/transcription?${query}`)
+    expect([asked.status, asked.body.status]).toEqual([202, "processing"])
+    const outputUrl = (asked.body.data as { output_url: string }).output_url
+    expect(outputUrl).toBe(`${server.base}/video/${videoId}/transcription?${query}`)
+
+    // The SDK's `generateTranscript` polls the job until it is done.
+    const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
+    const video = await (await conn.getCollection()).getVideo(videoId)
+    expect(await video.generateTranscript()).toEqual({
+      success: true,
+      message: "Transcript generated successfully",
+    })
+    const text = await video.getTranscriptText()
+    for (const sentence of SENTENCES) expect(wordRecall(sentence, text)).toBeGreaterThanOrEqual(0.5)
+    const bySentence = await server.data("GET", new URL(outputUrl).pathname + new URL(outputUrl).search)
+    expectSentencesAt(bySentence)
+    expect(bySentence).toMatchObject({
+      channel_ids: ["mic:default"],
+      transcription_status: "stopped",
+      transcribed_from_recording: ["mic:default"],
+    })
+    // Asked again, and through the index: nothing transcribed twice.
+    expect(await video.indexSpokenWords()).toMatchObject({ success: true })
+    expect((await video.getTranscript(0, 1_000, "word", 1, true)).text).toBe(text)
+    const page = await server.data("GET", `/rtstream/${mic}/transcription?page_size=1000`)
+    expect((page.segments as ReadonlyArray<{ utterance: number }>).map((s) => s.utterance)).toEqual(
+      SENTENCES.map((_, i) => i + 1),
+    )
+
+    // Another end user's token does not reach it.
+    const token = (await server.data("POST", "/capture/session/token", { user_id: "someone-else" }))
+      .token as string
+    const foreign = await fetch(`${server.base}/video/${videoId}/transcription`, {
+      headers: { "x-access-token": token },
+    })
+    expect([foreign.status, ((await foreign.json()) as { field?: string }).field]).toEqual([404, "video_id"])
+  }, 300_000)
+
   it("refuses bad input with a stable code and the field", async () => {
     const { videoId } = await exportedSession("video-silent", Date.now() - 60_000, false)
     const cases: ReadonlyArray<[string, object, number, string]> = [
@@ -283,6 +354,40 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
       const answer = await fetch(`${server.base}/compile/index.m3u8${query}`)
       expect([answer.status, ((await answer.json()) as { field?: string }).field]).toEqual([400, "v"])
     }
+    for (const [name, value] of [
+      ["segmenter", "paragraph"],
+      ["length", "0"],
+      ["start", "-1"],
+      ["force", "maybe"],
+    ]) {
+      const answer = await server.call("GET", `/video/${videoId}/transcription?${name}=${value}`)
+      expect([answer.status, answer.body.field], `transcription ${name}=${value}`).toEqual([400, name])
+    }
+    // A display-only export has no spoken words: every route asking for them says so.
+    const { videoId: silentVideo } = await exportedSession(
+      "video-display",
+      Date.now() - 60_000,
+      false,
+      "display:1",
+      screen,
+    )
+    for (const [method, route, body] of [
+      ["POST", "index", { index_type: "spoken_word" }],
+      ["GET", "index", undefined],
+      ["GET", "transcription", undefined],
+      ["POST", "transcription", { force: false }],
+    ] as const) {
+      const answer = await server.call(method, `/video/${silentVideo}/${route}`, body)
+      expect([answer.status, answer.body.error_code, answer.body.field], `${method} ${route}`).toEqual([
+        409,
+        "no_transcript",
+        "video_id",
+      ])
+    }
+    const silent = await (
+      await connect({ apiKey: server.apiKey, baseUrl: server.base }).getCollection()
+    ).getVideo(silentVideo)
+    await expect(silent.getTranscript()).rejects.toThrow()
     const unknown = await server.call("POST", "/video/m-NOSUCHVIDEO0000/search", { query: "budget" })
     expect([unknown.status, unknown.body.error_code, unknown.body.field]).toEqual([
       404,
