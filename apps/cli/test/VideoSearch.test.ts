@@ -19,7 +19,7 @@ import { connect, type SearchResult } from "videodb"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killIfRunning } from "./cli.js"
 import { type CaptureServer, pollUntil, startCaptureServer } from "./endToEnd.js"
-import { ffmpeg } from "./media.js"
+import { decodeErrors, ffmpeg, probe } from "./media.js"
 import { startedSession, uploadSegment } from "./transcription.js"
 
 const SENTENCES = [
@@ -83,6 +83,28 @@ const exportedSession = async (
   )
   expect(exported.status).toBe("exported")
   return { sessionId, mic, videoId: exported.exported_video_id as string }
+}
+
+/** The files a player page falls back on without HLS (its `data-files`). */
+const fallbackFiles = async (pageUrl: string): Promise<ReadonlyArray<string>> => {
+  const page = await (await fetch(pageUrl)).text()
+  return JSON.parse(
+    (/data-files="([^"]*)"/.exec(page)?.[1] ?? "[]").replaceAll("&quot;", '"'),
+  ) as Array<string>
+}
+
+/**
+ * An MP4 of ranges of a video: it decodes cleanly from 0 and lasts at least `seconds` (what its
+ * ranges hold) and less than `under` (it is not the whole video); its length.
+ */
+const expectRangeMp4 = async (url: string, seconds: number, under: number) => {
+  expect(url).toMatch(/\/media\/m-[^/]+\/video\.mp4\?timeline=/)
+  expect(await decodeErrors(url)).toBe("")
+  const { format } = await probe(url)
+  expect(Number(format.start_time ?? 0)).toBeLessThan(0.1)
+  expect(Number(format.duration)).toBeGreaterThanOrEqual(seconds - 0.1)
+  expect(Number(format.duration)).toBeLessThan(under)
+  return Number(format.duration)
 }
 
 /** A transcript grouped by sentence: one a spoken sentence (pocketsphinx does not punctuate: an utterance), where it was said. */
@@ -161,6 +183,12 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     expect((await piece.arrayBuffer()).byteLength).toBeGreaterThan(0)
     expect((await fetch(shot?.playerUrl ?? "")).status).toBe(200)
 
+    // Without HLS, the player plays the MP4 of the shot's range: its segments from 0, not the whole video.
+    const shotFiles = await fallbackFiles(shot?.playerUrl ?? "")
+    expect(shotFiles).toHaveLength(1)
+    const shotLength = (shot?.end ?? 0) - (shot?.start ?? 0)
+    await expectRangeMp4(shotFiles[0] ?? "", shotLength, shotLength + 2 * 2.2)
+
     // The search's shots compiled into one stream (`SearchResult.compile`, `POST /compile`).
     const compiled = await result.compile()
     expect(compiled).toContain(`/media/${videoId}/index.m3u8?timeline=`)
@@ -168,6 +196,11 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     const compiledPlaylist = await (await fetch(compiled)).text()
     expect(compiledPlaylist).toMatch(/^seg\/\d+\.m4s$/m)
     expect((await fetch(result.playerUrl ?? "")).status).toBe(200)
+    // Its MP4 fallback holds every shot's range.
+    const compiledFiles = await fallbackFiles(result.playerUrl ?? "")
+    expect(compiledFiles).toHaveLength(1)
+    const shotsLength = result.shots.reduce((sum, s) => sum + (s.end - s.start), 0)
+    await expectRangeMp4(compiledFiles[0] ?? "", shotsLength, Number(video.length) + 0.5)
     // The raw answer carries the same URLs per shot.
     const raw = await server.data("POST", `/video/${videoId}/search`, { query: "report friday" })
     const docs = (
@@ -255,6 +288,16 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     }
     for (const map of maps) expect((await fetch(new URL(map, both))).status).toBe(200)
     expect((await fetch(found.playerUrl ?? "")).status).toBe(200)
+    // Without HLS, the compiled player plays each video's ranges as an MP4, one after the other.
+    const files = await fallbackFiles(found.playerUrl ?? "")
+    expect(files.map((file) => /\/media\/(m-[^/]+)\//.exec(file)?.[1])).toEqual([
+      ...new Set(found.shots.map((s) => s.videoId)),
+    ])
+    for (const file of files) {
+      const shotsOf = found.shots.filter((s) => file.includes(`/media/${s.videoId}/`))
+      const length = shotsOf.reduce((sum, s) => sum + (s.end - s.start), 0)
+      await expectRangeMp4(file, length, recording.durationMs / 1000 + 0.5)
+    }
 
     // A client token sees its own end user's videos only.
     const token = (await server.data("POST", "/capture/session/token", { user_id: "video-later" }))
