@@ -17,6 +17,7 @@ import {
 } from "@capture/testkit"
 import { connect, type SearchResult } from "videodb"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { launchChromium, play, playedPast } from "./browser.js"
 import { killIfRunning } from "./cli.js"
 import { type CaptureServer, pollUntil, startCaptureServer } from "./endToEnd.js"
 import { decodeErrors, ffmpeg, probe } from "./media.js"
@@ -84,6 +85,16 @@ const exportedSession = async (
   expect(exported.status).toBe("exported")
   return { sessionId, mic, videoId: exported.exported_video_id as string }
 }
+
+/** A page script taking HLS away: no Media Source Extensions (so no hls.js) and no native HLS. */
+const WITHOUT_HLS = `
+  for (const name of ["MediaSource", "ManagedMediaSource", "WebKitMediaSource"])
+    Object.defineProperty(window, name, { value: undefined, configurable: true })
+  const canPlayType = HTMLMediaElement.prototype.canPlayType
+  HTMLMediaElement.prototype.canPlayType = function (type) {
+    return /mpegurl/i.test(type) ? "" : canPlayType.call(this, type)
+  }
+`
 
 /** The files a player page falls back on without HLS (its `data-files`). */
 const fallbackFiles = async (pageUrl: string): Promise<ReadonlyArray<string>> => {
@@ -297,6 +308,21 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
       const shotsOf = found.shots.filter((s) => file.includes(`/media/${s.videoId}/`))
       const length = shotsOf.reduce((sum, s) => sum + (s.end - s.start), 0)
       await expectRangeMp4(file, length, recording.durationMs / 1000 + 0.5)
+    }
+    // A browser without HLS (no Media Source Extensions, no native HLS) plays them in order.
+    const browser = await launchChromium()
+    try {
+      const context = await browser.newContext()
+      await context.addInitScript({ content: WITHOUT_HLS })
+      const page = await context.newPage()
+      await page.goto(found.playerUrl ?? "")
+      await page.waitForSelector("video[data-engine='file'][data-file='0']")
+      await play(page, "video")
+      await page.waitForSelector("video[data-file='1']", { timeout: 60_000 })
+      await playedPast(page, "video", 0.5, 30_000)
+      expect(await page.$eval("video", (video: PageVideo) => video.currentSrc)).toBe(files[1])
+    } finally {
+      await browser.close()
     }
 
     // A client token sees its own end user's videos only.
