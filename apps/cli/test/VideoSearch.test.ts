@@ -465,8 +465,18 @@ describe.skipIf(!festivalAvailable())("search of an exported video with VideoDB'
     ])
     const hostile = await server.call("POST", "/video/m-..%2A/search", { query: "budget" })
     expect([hostile.status, hostile.body.field]).toEqual([400, "video_id"])
-    const badTimeline = await fetch(`${server.base}/media/${videoId}/index.m3u8?timeline=9-3`)
-    expect(badTimeline.status).toBe(400)
+    for (const file of ["index.m3u8", "video.mp4"]) {
+      const badTimeline = await fetch(`${server.base}/media/${videoId}/${file}?timeline=9-3`)
+      expect([badTimeline.status, ((await badTimeline.json()) as { field?: string }).field]).toEqual([
+        400,
+        "timeline",
+      ])
+    }
+    // The MP4 of a range answers byte ranges, as the whole file does.
+    const rangeBytes = await fetch(`${server.base}/media/${videoId}/video.mp4?timeline=0-2`, {
+      headers: { range: "bytes=0-99" },
+    })
+    expect([rangeBytes.status, (await rangeBytes.arrayBuffer()).byteLength]).toEqual([206, 100])
     // A range of the whole video plays.
     const whole = await server.data("POST", `/video/${videoId}/stream`, { timeline: [[0, 4]] })
     expect(whole.timeline).toEqual([[0, 4]])
