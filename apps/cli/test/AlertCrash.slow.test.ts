@@ -6,25 +6,14 @@
  */
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
-import { LocalEngine, pcmOfWav } from "@capture/ai"
-import { type SessionId, verifyWebhook } from "@capture/protocol"
-import {
-  festivalAvailable,
-  getFreePort,
-  type NatsServerHandle,
-  type SpeechRecording,
-  speechRecording,
-  startNatsServer,
-  startTranscriptionProvider,
-  type TranscriptionProvider,
-} from "@capture/testkit"
+import { verifyWebhook } from "@capture/protocol"
+import { festivalAvailable, type SpeechRecording, speechRecording } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { killIfRunning, type ServeProcess, startServe } from "./cli.js"
-import { type CaptureServer, pollUntil, startCaptureServer } from "./endToEnd.js"
+import { type AiCluster, settle, startAiCluster } from "./aiCluster.js"
+import { pollUntil } from "./endToEnd.js"
 import { ffmpeg } from "./media.js"
-import { uploadSegment } from "./transcription.js"
+import { startedSession, uploadSegment } from "./transcription.js"
 
-const KEY = "sk-alert-crash-provider"
 const SENTENCES = [
   "The budget discussion is next week.",
   "Let's schedule the meeting for Thursday.",
@@ -34,12 +23,8 @@ const SENTENCES = [
   "The project deadline moved to the end of the month.",
 ]
 
-let nats: NatsServerHandle
-let gateway: CaptureServer
-let provider: TranscriptionProvider
-let local: LocalEngine
+let cluster: AiCluster
 let recording: SpeechRecording
-const workers: Array<ServeProcess> = []
 
 interface Received {
   readonly id: string
@@ -57,7 +42,7 @@ const receiver = createServer((request, response) => {
     received.push({
       id,
       verified: verifyWebhook(
-        gateway.webhookSecret,
+        cluster.gateway.webhookSecret,
         { id, timestamp: header("webhook-timestamp"), signature: header("webhook-signature") },
         raw,
       ),
@@ -67,32 +52,8 @@ const receiver = createServer((request, response) => {
   })
 })
 
-const aiEnv = (): Record<string, string> => ({
-  NATS_URL: nats.url,
-  CAPTURE_OPENAI_BASE_URL: provider.baseUrl,
-  CAPTURE_OPENAI_API_KEY: KEY,
-  CAPTURE_TRANSCRIPTION_ENGINE: "openai",
-  // A killed worker's segment goes to another one after 3 s.
-  CAPTURE_AI_ACK_WAIT_MS: "3000",
-})
-
-const startWorker = async (): Promise<ServeProcess> => {
-  const worker = startServe(["--role", "ai", "--port", String(await getFreePort())], aiEnv())
-  workers.push(worker)
-  await worker.waitFor(/\[capture\] ready/, 180_000)
-  return worker
-}
-
 beforeAll(async () => {
-  nats = await startNatsServer()
-  local = new LocalEngine()
-  // A slow provider (1.2 s an utterance): the worker is caught with a request in flight.
-  provider = await startTranscriptionProvider({
-    apiKey: KEY,
-    delayMs: 1_200,
-    transcribe: (wav) => local.transcribe(pcmOfWav(wav)),
-  })
-  gateway = await startCaptureServer(nats.url, { env: aiEnv(), args: ["--role", "gateway"] })
+  cluster = await startAiCluster("sk-alert-crash-provider")
   receiver.listen(0, "127.0.0.1")
   await new Promise((resolve) => receiver.once("listening", resolve))
   if (festivalAvailable()) {
@@ -100,33 +61,20 @@ beforeAll(async () => {
   }
 }, 300_000)
 afterAll(async () => {
-  for (const worker of workers) await killIfRunning(worker)
-  await killIfRunning(gateway?.process)
   receiver.closeAllConnections()
   await new Promise((resolve) => receiver.close(resolve))
-  await provider?.close()
-  await local?.close()
-  await nats?.stop()
+  await cluster?.stop()
 })
 
 describe.skipIf(!festivalAvailable())("an alert across a SIGKILL of the AI worker", () => {
   it("reaches the callback signed, exactly once per matching result", async () => {
-    const workerA = await startWorker()
+    const { gateway } = cluster
+    const workerA = await cluster.startRole("ai")
     const startMs = Date.now() - 120_000
-    const sessionId = (
-      await gateway.data("POST", "/collection/default/capture/session", { end_user_id: "user-alert" })
-    ).id as SessionId
-    await gateway.data("POST", "/capture/session/start", {
-      session_id: sessionId,
-      channels: [{ channel_id: "mic:default" }],
+    const { sessionId, rtstream: mic } = await startedSession(gateway, recording, {
+      endUser: "user-alert",
+      startMs,
     })
-    await uploadSegment(gateway, sessionId, recording, 0, startMs)
-    const view = await pollUntil(
-      "rtstream",
-      () => gateway.data("GET", `/collection/default/capture/session/${sessionId}`),
-      (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
-    )
-    const mic = (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
     // One result per sentence; the index starts transcription itself (auto_start_transcript).
     const index = await gateway.data("POST", `/rtstream/${mic}/index/scene`, {
       extraction_type: "transcript",
@@ -150,15 +98,7 @@ describe.skipIf(!festivalAvailable())("an alert across a SIGKILL of the AI worke
       (await gateway.data("GET", `/rtstream/${mic}/index/scene/${indexId}?page_size=1000`))
         .scene_index_records as ReadonlyArray<Scene>
     // Killed mid-stream: once a first result is stored and the next utterance is in flight.
-    await pollUntil(
-      "a first result, with the next utterance in flight",
-      async () => ({ stored: (await scenes()).length, inFlight: provider.inFlight() }),
-      (now) => now.stored >= 1 && now.inFlight >= 1,
-      { timeoutMs: 120_000, intervalMs: 50 },
-    )
-    workerA.child.kill("SIGKILL")
-    await workerA.exited
-    await startWorker()
+    await cluster.killMidUtterance(workerA, async () => (await scenes()).length)
 
     // Every sentence transcribed and in a stored result (a segment's utterances batch together).
     const words = (texts: ReadonlyArray<{ text: string }>) =>
@@ -188,8 +128,7 @@ describe.skipIf(!festivalAvailable())("an alert across a SIGKILL of the AI worke
       (n) => n >= matching.length,
       { timeoutMs: 60_000 },
     )
-    // Let a late duplicate show itself, if there were one.
-    await new Promise((resolve) => setTimeout(resolve, 5_000))
+    await settle()
     expect(words(stored)).toEqual(words(settled.finals))
     expect(received).toHaveLength(matching.length)
     expect(new Set(received.map((r) => r.id)).size).toBe(received.length)

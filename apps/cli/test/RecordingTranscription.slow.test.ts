@@ -5,28 +5,15 @@
  * utterance in flight and the job is published again; every utterance is still stored once, and
  * search finds what was said.
  */
-import { AiStore, LocalEngine, pcmOfWav } from "@capture/ai"
-import type { SessionId } from "@capture/protocol"
-import {
-  festivalAvailable,
-  getFreePort,
-  type NatsServerHandle,
-  type SpeechRecording,
-  speechRecording,
-  startNatsServer,
-  startTranscriptionProvider,
-  type TranscriptionProvider,
-  wordRecall,
-} from "@capture/testkit"
-import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { AiStore } from "@capture/ai"
+import { festivalAvailable, type SpeechRecording, speechRecording, wordRecall } from "@capture/testkit"
 import { connect as connectVideoDb } from "videodb"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { killIfRunning, type ServeProcess, startServe } from "./cli.js"
-import { type CaptureServer, pollUntil, startCaptureServer } from "./endToEnd.js"
+import { type AiCluster, settle, startAiCluster } from "./aiCluster.js"
+import { pollUntil } from "./endToEnd.js"
 import { ffmpeg } from "./media.js"
-import { uploadSegment } from "./transcription.js"
+import { startedSession, uploadSegment } from "./transcription.js"
 
-const KEY = "sk-recording-test-provider"
 const SENTENCES = [
   "Let's schedule the meeting for Thursday.",
   "The budget discussion is next week.",
@@ -35,66 +22,26 @@ const SENTENCES = [
   "I will call you back in ten minutes.",
 ]
 
-let nats: NatsServerHandle
-let nc: NatsConnection
-let gateway: CaptureServer
-let provider: TranscriptionProvider
-let local: LocalEngine
+let cluster: AiCluster
 let recording: SpeechRecording
-const processes: Array<ServeProcess> = []
-
-const aiEnv = (): Record<string, string> => ({
-  NATS_URL: nats.url,
-  CAPTURE_OPENAI_BASE_URL: provider.baseUrl,
-  CAPTURE_OPENAI_API_KEY: KEY,
-  CAPTURE_TRANSCRIPTION_ENGINE: "openai",
-  // A killed worker's job goes to another one after 3 s.
-  CAPTURE_AI_ACK_WAIT_MS: "3000",
-})
-
-const startRole = async (role: "ai" | "muxer"): Promise<ServeProcess> => {
-  const started = startServe(["--role", role, "--port", String(await getFreePort())], aiEnv())
-  processes.push(started)
-  await started.waitFor(/\[capture\] ready/, 60_000)
-  return started
-}
 
 beforeAll(async () => {
-  nats = await startNatsServer()
-  nc = await connect({ servers: nats.url })
-  local = new LocalEngine()
-  // A slow provider (1.2 s an utterance): a worker is caught with a request in flight.
-  provider = await startTranscriptionProvider({
-    apiKey: KEY,
-    delayMs: 1_200,
-    transcribe: (wav) => local.transcribe(pcmOfWav(wav)),
-  })
-  gateway = await startCaptureServer(nats.url, { env: aiEnv(), args: ["--role", "gateway"] })
-  await startRole("muxer")
+  cluster = await startAiCluster("sk-recording-test-provider")
+  await cluster.startRole("muxer")
   if (festivalAvailable()) recording = await speechRecording(ffmpeg, SENTENCES, { leadMs: 3_000 })
-}, 180_000)
-afterAll(async () => {
-  for (const started of processes) await killIfRunning(started)
-  await killIfRunning(gateway?.process)
-  await provider?.close()
-  await local?.close()
-  await nc?.close()
-  await nats?.stop()
-})
+}, 300_000)
+afterAll(() => cluster?.stop())
 
 describe.skipIf(!festivalAvailable())("an export's audio transcribed from the recording", () => {
   it("stores every utterance once across a SIGKILLed worker and a job delivered twice", async () => {
-    const workerA = await startRole("ai")
+    const { gateway, nc } = cluster
+    const workerA = await cluster.startRole("ai")
     const startMs = Date.now() - 120_000
-    const created = await gateway.data("POST", "/collection/default/capture/session", {
-      end_user_id: "user-later",
+    const { sessionId, rtstream: mic } = await startedSession(gateway, recording, {
+      endUser: "user-later",
+      startMs,
     })
-    const sessionId = created.id as SessionId
-    await gateway.data("POST", "/capture/session/start", {
-      session_id: sessionId,
-      channels: [{ channel_id: "mic:default" }],
-    })
-    for (let index = 0; index < recording.segments.length; index++) {
+    for (let index = 1; index < recording.segments.length; index++) {
       await uploadSegment(gateway, sessionId, recording, index, startMs)
     }
     await gateway.data("POST", `/capture/session/${sessionId}/stop`)
@@ -106,7 +53,6 @@ describe.skipIf(!festivalAvailable())("an export's audio transcribed from the re
     )
     expect(exported.status).toBe("exported")
     const videoId = exported.exported_video_id as string
-    const mic = (exported.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
 
     const asked = await gateway.call("POST", `/video/${videoId}/index`, { index_type: "spoken_word" })
     expect([asked.status, asked.body.status]).toEqual([202, "processing"])
@@ -116,15 +62,7 @@ describe.skipIf(!festivalAvailable())("an export's audio transcribed from the re
         utterance: number
       }>
     // Kill the worker holding the job once a first result is stored and the next is in flight.
-    await pollUntil(
-      "a first result, with the next utterance in flight",
-      async () => ({ stored: (await transcript()).length, inFlight: provider.inFlight() }),
-      (now) => now.stored >= 1 && now.inFlight >= 1,
-      { timeoutMs: 120_000, intervalMs: 50 },
-    )
-    workerA.child.kill("SIGKILL")
-    await workerA.exited
-    await startRole("ai")
+    await cluster.killMidUtterance(workerA, async () => (await transcript()).length)
     // The same job again, past deduplication (as if asked again after JetStream's window): two
     // workers may now hold it at once.
     const ai = await AiStore.open(nc)
@@ -149,8 +87,7 @@ describe.skipIf(!festivalAvailable())("an export's audio transcribed from the re
       transcription_status: "stopped",
       transcribed_from_recording: ["mic:default"],
     })
-    // Let a late duplicate show itself, if there were one.
-    await new Promise((resolve) => setTimeout(resolve, 5_000))
+    await settle()
     const stored = await transcript()
     expect(stored.map((s) => s.utterance)).toEqual(SENTENCES.map((_, i) => i + 1))
     for (const [i, sentence] of SENTENCES.entries()) {

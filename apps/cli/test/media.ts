@@ -54,7 +54,7 @@ export interface Probe {
     readonly width?: number
     readonly height?: number
   }>
-  readonly format: { readonly duration: string; readonly format_name: string }
+  readonly format: { readonly duration: string; readonly format_name: string; readonly start_time?: string }
 }
 
 export const probe = async (file: string): Promise<Probe> => {
@@ -68,6 +68,12 @@ export const probe = async (file: string): Promise<Probe> => {
     file,
   ])
   return JSON.parse(stdout.toString()) as Probe
+}
+
+/** ffmpeg's errors decoding all of `file` (a path or URL): empty when it decoded cleanly. */
+export const decodeErrors = async (file: string): Promise<string> => {
+  const result = await runTool(ffmpeg, ["-v", "error", "-i", file, "-map", "0", "-f", "null", "-"])
+  return result.code === 0 ? result.stderr.toString().trim() : `exit ${result.code}: ${result.stderr}`
 }
 
 /** Times (s, on the file's timeline) of the test pattern's flashes. */

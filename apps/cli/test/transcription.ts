@@ -7,7 +7,7 @@ import { decodeUnknown, type SessionId, WebSocketMessage } from "@capture/protoc
 import { LOOPBACK, type SpeechRecording } from "@capture/testkit"
 import { Result } from "effect"
 import { WebSocket } from "ws"
-import type { CaptureServer } from "./endToEnd.js"
+import { type CaptureServer, pollUntil } from "./endToEnd.js"
 
 const decodeMessage = decodeUnknown(WebSocketMessage)
 
@@ -76,6 +76,40 @@ export const uploadSegment = async (
   )
   if (response.status !== 200)
     throw new Error(`segment ${index}: ${response.status} ${await response.text()}`)
+}
+
+/**
+ * A session of `endUser` recording one channel (the mic unless told), created and started, with
+ * segment 0 of `source` uploaded: its id and the channel's rtstream.
+ */
+export const startedSession = async (
+  server: CaptureServer,
+  source: Pick<SpeechRecording, "segments">,
+  options: {
+    readonly endUser: string
+    readonly startMs: number
+    readonly channelId?: string
+    readonly wsConnectionId?: string
+  },
+): Promise<{ readonly sessionId: SessionId; readonly rtstream: string }> => {
+  const channelId = options.channelId ?? "mic:default"
+  const created = await server.data("POST", "/collection/default/capture/session", {
+    end_user_id: options.endUser,
+    ...(options.wsConnectionId === undefined ? {} : { ws_connection_id: options.wsConnectionId }),
+  })
+  const sessionId = created.id as SessionId
+  await server.data("POST", "/capture/session/start", {
+    session_id: sessionId,
+    channels: [{ channel_id: channelId }],
+  })
+  await uploadSegment(server, sessionId, source, 0, options.startMs, channelId)
+  const view = await pollUntil(
+    "the rtstream",
+    () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
+    (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
+  )
+  const rtstream = (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
+  return { sessionId, rtstream }
 }
 
 export { LOOPBACK }

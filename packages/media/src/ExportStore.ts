@@ -39,8 +39,14 @@ import {
   StoredManifest,
   upgradeManifest,
 } from "./ExportManifest.js"
-import { stampFragments } from "./FragmentedMp4.js"
-import { type CompiledPart, compiledPlaylist, playlist, rangePlaylist } from "./internal/playlist.js"
+import { stampFragments, withDuration } from "./FragmentedMp4.js"
+import {
+  type CompiledPart,
+  compiledPlaylist,
+  playlist,
+  rangePlaylist,
+  rangeSegments,
+} from "./internal/playlist.js"
 
 /** A byte range, both ends inclusive (as in HTTP `Range: bytes=start-end`). */
 export interface ByteRange {
@@ -178,6 +184,42 @@ export class ExportStore {
   }
 
   /**
+   * The MP4 of `timeline` (seconds of the video), for players without HLS: the segments its range
+   * playlist names, in that order, re-stamped to play one after another from 0 (each track's
+   * fragments go on where its last one ended, sequence numbers count on), after `init.mp4`
+   * declaring their length. Byte ranges as `open`. Undefined when there is no such export, or no
+   * range holds any of it.
+   */
+  async rangeMp4(
+    videoId: string,
+    timeline: VideoTimeline,
+    range?: ByteRange,
+  ): Promise<ExportFile | undefined> {
+    const manifest = await this.manifest(videoId)
+    const segments = manifest === undefined ? undefined : rangeSegments(manifest, timeline)
+    if (manifest === undefined || segments === undefined) return undefined
+    const taken = segments.runs.flat().flatMap((i) => {
+      const segment = manifest.segments[i]
+      return segment === undefined ? [] : [segment]
+    })
+    const trackTime = new Map<number, number>()
+    let sequence = 1
+    const parts = taken
+      .flatMap((segment) => manifest.video.parts.slice(segment.first, segment.first + segment.count))
+      .map((part) => {
+        const base = trackTime.get(part.track) ?? 0
+        trackTime.set(part.track, base + part.duration)
+        const stamped = { ...part, seq: sequence, base }
+        sequence += part.moofs
+        return stamped
+      })
+    const init = await this.objects.getObject(manifest.video.init.name)
+    if (init === undefined) throw new Error(`export piece ${manifest.video.init.name} is missing`)
+    const seconds = taken.reduce((sum, segment) => sum + segment.duration, 0)
+    return this.assembled("video/mp4", withDuration(init, seconds), parts, range)
+  }
+
+  /**
    * One HLS playlist of ranges of several exports, in order (a search's shots compiled): each
    * export's segments named through `prefixOf(videoId)` (where its files are, seen from the
    * playlist). Undefined when an export is missing or no range holds any of them.
@@ -229,14 +271,19 @@ export class ExportStore {
     }
   }
 
+  /** A file of `init` (stored, or given as bytes) and `parts`, each stamped as its part says. */
   private assembled(
     contentType: string,
-    init: ManifestObject | undefined,
+    init: ManifestObject | Uint8Array | undefined,
     parts: ReadonlyArray<ManifestPart>,
     range: ByteRange | undefined,
   ): ExportFile {
-    const pieces: Array<{ object: ManifestObject; part: ManifestPart | undefined }> = [
-      ...(init === undefined ? [] : [{ object: init, part: undefined }]),
+    const pieces: Array<{ object: ManifestObject; part: ManifestPart | undefined; data?: Uint8Array }> = [
+      ...(init === undefined
+        ? []
+        : init instanceof Uint8Array
+          ? [{ object: { name: "init", bytes: init.length }, part: undefined, data: init }]
+          : [{ object: init, part: undefined }]),
       ...parts.map((part) => ({ object: part, part })),
     ]
     const size = pieces.reduce((n, p) => n + p.object.bytes, 0)
@@ -252,7 +299,7 @@ export class ExportStore {
         offset += piece.object.bytes
       }
       const fetch = async ({ piece }: (typeof wanted)[number]) => {
-        const data = await objects.getObject(piece.object.name)
+        const data = piece.data ?? (await objects.getObject(piece.object.name))
         if (data === undefined) throw new Error(`export piece ${piece.object.name} is missing`)
         const { part } = piece
         return part === undefined

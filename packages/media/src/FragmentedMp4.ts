@@ -97,3 +97,29 @@ export const stampFragments = (b: Uint8Array, stamp: FragmentStamp): Uint8Array 
   }
   return out
 }
+
+/**
+ * A copy of init segment `b` declaring a length of `seconds` (`mvhd`'s duration in its timescale,
+ * and `mehd`'s fragment duration when there is one), so a player shows the length of what follows.
+ */
+export const withDuration = (b: Uint8Array, seconds: number): Uint8Array => {
+  const out = new Uint8Array(b)
+  const dv = view(out)
+  const moov = boxes(out).find((x) => x.type === "moov")
+  if (moov === undefined) throw new Error("init without moov")
+  const mvhd = childBox(out, moov, "mvhd")
+  if (mvhd === undefined) throw new Error("init without mvhd")
+  const at = mvhd.start + mvhd.headerSize
+  const v1 = dv.getUint8(at) === 1
+  const duration = Math.round(seconds * dv.getUint32(at + (v1 ? 20 : 12)))
+  if (v1) dv.setBigUint64(at + 24, BigInt(duration))
+  else dv.setUint32(at + 16, duration)
+  const mvex = childBox(out, moov, "mvex")
+  const mehd = mvex === undefined ? undefined : childBox(out, mvex, "mehd")
+  if (mehd !== undefined) {
+    const m = mehd.start + mehd.headerSize
+    if (dv.getUint8(m) === 1) dv.setBigUint64(m + 4, BigInt(duration))
+    else dv.setUint32(m + 4, duration)
+  }
+  return out
+}

@@ -12,6 +12,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   assetIndexName,
+  boxes,
   ExportBucket,
   type ExportFile,
   ExportStore,
@@ -22,7 +23,7 @@ import {
   RangeNotSatisfiable,
   type StoredManifest,
 } from "../src/index.js"
-import { concat, fragment, fragmentsOf, init } from "./fragments.js"
+import { concat, declaredDurations, fragment, fragmentsOf, init } from "./fragments.js"
 
 let nats: NatsServerHandle
 let nc: NatsConnection
@@ -297,6 +298,50 @@ describe("ExportStore", () => {
     expect(await streamed(await opened(videoId, "video.mp4"))).toEqual(whole)
     // The stored pieces are left as the muxer made them.
     expect(await bucket.getObject(pieces.video1.name)).toEqual(pieces.video1.data)
+  })
+
+  it("makes the MP4 of a timeline's ranges: their segments one after another from 0, the init declaring their length", async () => {
+    const { videoId } = await storeExport()
+    const of = async (timeline: ReadonlyArray<readonly [number, number]>) => {
+      const file = await exports.rangeMp4(videoId, timeline)
+      if (file === undefined) return undefined
+      expect(file.contentType).toBe("video/mp4")
+      const bytes = await bytesOf(file)
+      const firstFragment = boxes(bytes).find((box) => box.type === "moof")?.start ?? bytes.length
+      return { init: declaredDurations(bytes), fragments: fragmentsOf(bytes.subarray(firstFragment)) }
+    }
+    // Segments: 0 → [0, 2) (video0 + mic0), 1 → [2, 3.5) (video1).
+    expect(await of([[2.5, 3]])).toEqual({
+      init: { mvhd: 1500, mehd: 1500 },
+      fragments: [{ sequence: 1, track: 1, time: 0, data: "v1a" }],
+    })
+    // Later first: segment 1 then 0, each track going on where it ended.
+    expect(
+      await of([
+        [2.2, 3],
+        [0, 1],
+      ]),
+    ).toEqual({
+      init: { mvhd: 3500, mehd: 3500 },
+      fragments: [
+        { sequence: 1, track: 1, time: 0, data: "v1a" },
+        { sequence: 2, track: 1, time: 512, data: "v0a" },
+        { sequence: 3, track: 1, time: 1024, data: "v0b" },
+        { sequence: 4, track: 2, time: 0, data: "m0a" },
+        { sequence: 5, track: 2, time: 1024, data: "m0b" },
+      ],
+    })
+    // The whole video in order is video.mp4's fragments, under an init of its length.
+    const whole = await of([[0, 3.5]])
+    expect(whole?.fragments).toEqual(
+      fragmentsOf((await bytesOf(await opened(videoId, "video.mp4"))).subarray(init("video+mic").length)),
+    )
+    expect(whole?.init).toEqual({ mvhd: 3500, mehd: 3500 })
+    // Byte ranges, as any file.
+    const ranged = await exports.rangeMp4(videoId, [[2.5, 3]], { start: 4, end: 11 })
+    expect([ranged?.start, ranged?.end]).toEqual([4, 11])
+    expect(await exports.rangeMp4(videoId, [[10, 20]])).toBeUndefined()
+    expect(await exports.rangeMp4("m-NOSUCHEXPORT", [[0, 1]])).toBeUndefined()
   })
 
   it("serves HLS segments that are runs of the same parts, so init + segments is the MP4", async () => {

@@ -48,9 +48,34 @@ export const fragment = (time: number, text: string, version: 0 | 1 = 1): Uint8A
     box("mdat", encoder.encode(text)),
   ])
 
-/** An init segment stand-in: ftyp + moov with a marker, enough to find it in a file. */
+/** A version 0 `mvhd` payload: timescale 1000, duration 0, the rest zeros. */
+const mvhd = (): Uint8Array => concat([u32(0, 0, 0, 1000, 0), new Uint8Array(80)])
+
+/** A version 1 `mehd` payload: fragment duration 0. */
+const mehd = (): Uint8Array => concat([u32(0x01000000), new Uint8Array(8)])
+
+/**
+ * An init segment stand-in: ftyp + moov holding an `mvhd` and `mvex`/`mehd` (timescale 1000,
+ * duration 0) and a marker, enough to find it in a file.
+ */
 export const init = (marker: string): Uint8Array =>
-  concat([box("ftyp", encoder.encode("isom")), box("moov", encoder.encode(marker))])
+  concat([
+    box("ftyp", encoder.encode("isom")),
+    box("moov", box("mvhd", mvhd()), box("mvex", box("mehd", mehd())), box("udta", encoder.encode(marker))),
+  ])
+
+/** The durations an init declares: `mvhd`'s and `mehd`'s, in its timescale (as `init` writes them). */
+export const declaredDurations = (file: Uint8Array) => {
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength)
+  const moov = boxes(file).find((b) => b.type === "moov")
+  const mvhdBox = moov === undefined ? undefined : childBox(file, moov, "mvhd")
+  const mvex = moov === undefined ? undefined : childBox(file, moov, "mvex")
+  const mehdBox = mvex === undefined ? undefined : childBox(file, mvex, "mehd")
+  return {
+    mvhd: mvhdBox === undefined ? undefined : view.getUint32(mvhdBox.start + 8 + 16),
+    mehd: mehdBox === undefined ? undefined : Number(view.getBigUint64(mehdBox.start + 8 + 4)),
+  }
+}
 
 /** What each fragment in `file` says: its sequence, track, decode time and media data. */
 export const fragmentsOf = (file: Uint8Array) => {

@@ -99,6 +99,13 @@ export const exportRangeUrls = (
   }
 }
 
+/**
+ * The MP4 of `timeline` of export `videoId` (`video.mp4?timeline=…`): the segments of its range
+ * playlist one after another, for players without HLS. Public like the export.
+ */
+export const exportRangeFileUrl = (publicUrl: string, videoId: string, timeline: VideoTimeline): string =>
+  `${mediaUrl(publicUrl, videoId, EXPORT_DOWNLOAD_FILE)}?timeline=${timelineParam(timeline)}`
+
 /** Ranges of one export in a compiled stream. */
 export interface CompiledPart {
   readonly video_id: string

@@ -13,6 +13,8 @@ export const VIDEO_ROUTE = "/video/:video_id"
 export const VIDEO_INDEX_ROUTE = "/video/:video_id/index"
 export const VIDEO_SEARCH_ROUTE = "/video/:video_id/search"
 export const VIDEO_STREAM_ROUTE = "/video/:video_id/stream"
+/** `video.getTranscript()`, `getTranscriptText()` (GET) and `generateTranscript()` (POST). */
+export const VIDEO_TRANSCRIPTION_ROUTE = "/video/:video_id/transcription"
 /** `coll.search(query)` (not `namespace: "rtstream"`): the collection's exported videos. */
 export const COLLECTION_VIDEO_SEARCH_ROUTE = "/collection/:collection_id/search"
 
@@ -170,3 +172,80 @@ export const CompileView = Schema.Struct({
   ),
 })
 export type CompileView = typeof CompileView.Type
+
+/** How `GET /video/{id}/transcription` groups words: `length` words, sentences or seconds a timestamp. */
+export const TranscriptSegmenter = Schema.Literals(["word", "sentence", "time"])
+export type TranscriptSegmenter = typeof TranscriptSegmenter.Type
+
+/** The largest `length` of a transcript's timestamps (words, sentences or seconds). */
+export const MAX_TRANSCRIPT_SEGMENT_LENGTH = 3600
+
+const SecondsFromString = Schema.NumberFromString.check(
+  Schema.isFinite(),
+  Schema.isGreaterThanOrEqualTo(0, { message: "expected seconds of the video, not negative" }),
+)
+
+/**
+ * `GET /video/{id}/transcription` (`video.getTranscript(start?, end?, segmenter?, length?,
+ * force?)`, `getTranscriptText(start, end)`): the words said within [start, end] (seconds of the
+ * video; absent: all of it), grouped by `segmenter` (default `word`) `length` at a time (default
+ * 1). `force` is accepted and changes nothing (the transcript is the one stored).
+ */
+export const VideoTranscriptQuery = Schema.Struct({
+  start: Schema.optionalKey(SecondsFromString),
+  end: Schema.optionalKey(SecondsFromString),
+  segmenter: Schema.optionalKey(TranscriptSegmenter),
+  length: Schema.optionalKey(
+    Schema.NumberFromString.check(
+      Schema.isInt(),
+      Schema.isBetween(
+        { minimum: 1, maximum: MAX_TRANSCRIPT_SEGMENT_LENGTH },
+        { message: `expected an integer from 1 to ${MAX_TRANSCRIPT_SEGMENT_LENGTH}` },
+      ),
+    ),
+  ),
+  force: Schema.optionalKey(Schema.Literals(["true", "false"])),
+})
+export type VideoTranscriptQuery = typeof VideoTranscriptQuery.Type
+
+/**
+ * `POST /video/{id}/transcription` (`video.generateTranscript(force?)`): transcribes the video's
+ * audio from the recording when it was never transcribed; `force` is accepted and changes nothing.
+ */
+export const VideoTranscriptionRequest = Schema.Struct({
+  force: Schema.optionalKey(Schema.NullOr(Schema.Boolean)),
+  language_code: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  callback_url: Schema.optionalKey(Schema.NullOr(Schema.String)),
+})
+export type VideoTranscriptionRequest = typeof VideoTranscriptionRequest.Type
+
+/**
+ * A timestamped piece of the transcript: seconds of the video. Its words are in `text` (as
+ * VideoDB's API answers) and again in `word` (the name the Node SDK's `Transcript` type reads).
+ */
+export const TranscriptTimestamp = Schema.Struct({
+  start: Schema.Finite,
+  end: Schema.Finite,
+  text: Schema.String,
+  word: Schema.String,
+})
+export type TranscriptTimestamp = typeof TranscriptTimestamp.Type
+
+/**
+ * An export's transcript as VideoDB answers it: `word_timestamps` (the SDK's `getTranscript()`)
+ * and the plain `text` (`getTranscriptText()`), with where it comes from.
+ */
+export const VideoTranscriptView = Schema.Struct({
+  video_id: VideoId,
+  text: Schema.String,
+  word_timestamps: Schema.Array(TranscriptTimestamp),
+  segmenter: TranscriptSegmenter,
+  length: Schema.Int,
+  /** The audio channels whose transcript it is (mixed into the video and transcribed). */
+  channel_ids: Schema.Array(Schema.String),
+  /** `active` while a channel's transcription still runs (its last words may still come), else `stopped`. */
+  transcription_status: Schema.Literals(["active", "stopped"]),
+  /** The channels transcribed from the recording after the fact (not while it recorded). */
+  transcribed_from_recording: Schema.Array(Schema.String),
+})
+export type VideoTranscriptView = typeof VideoTranscriptView.Type

@@ -401,7 +401,7 @@ export const sessionPage = (root: HTMLElement, feed: LiveFeed, sessionId: string
           try {
             const video = await api<VideoView>(path`/collection/${collectionId}/video/${videoId}`)
             const made = player(
-              { hls: video.stream_url, file: video.download_url },
+              { hls: video.stream_url, files: [video.download_url] },
               [
                 `${e.video_channel_id ?? "audio"} · ${video.length.toFixed(1)} s · `,
                 h("a", { href: video.player_url, target: "_blank" }, "player"),

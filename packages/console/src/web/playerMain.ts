@@ -1,9 +1,9 @@
 /**
  * The player page's script (`/static/player.js`): plays every `video[data-capture-player]` from its
- * `data-hls` playlist and `data-file` fallback.
+ * `data-hls` playlist and `data-files` fallback (a JSON array of URLs, played one after another).
  */
-import { attachPlayer } from "./Player.js"
+import { attachPlayer, filesOf } from "./Player.js"
 
 for (const video of document.querySelectorAll<HTMLVideoElement>("video[data-capture-player]")) {
-  attachPlayer(video, { hls: video.dataset.hls, file: video.dataset.file })
+  attachPlayer(video, { hls: video.dataset.hls, files: filesOf(video.dataset.files) })
 }

@@ -1,6 +1,7 @@
 /**
  * Search of exported videos as VideoDB's SDKs call it on `coll.getVideo(id)`: the spoken-word
- * index (`indexSpokenWords`), search (`video.search`) and playable ranges (`shot.generateStream`),
+ * index (`indexSpokenWords`), its transcript (`getTranscript`, `getTranscriptText`,
+ * `generateTranscript`), search (`video.search`) and playable ranges (`shot.generateStream`),
  * in the wire format the SDK's `Video`, `SearchResult` and `Shot` read.
  */
 import {
@@ -14,6 +15,7 @@ import {
   VIDEO_INDEX_ROUTE,
   VIDEO_SEARCH_ROUTE,
   VIDEO_STREAM_ROUTE,
+  VIDEO_TRANSCRIPTION_ROUTE,
   VideoId,
   VideoIndexRequest,
   VideoIndexView,
@@ -21,6 +23,9 @@ import {
   VideoSearchResults,
   VideoStreamRequest,
   VideoStreamView,
+  VideoTranscriptionRequest,
+  VideoTranscriptQuery,
+  VideoTranscriptView,
 } from "@capture/protocol"
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "effect/http-api"
 import { CommonFailures, Conflict } from "./Failures.js"
@@ -29,6 +34,7 @@ const VideoParams = { video_id: VideoId }
 
 /** While the recording's audio is transcribed: VideoDB's SDK polls `output_url` until it is done. */
 const IndexProcessing = Processing.pipe(HttpApiSchema.status(202))
+const TranscriptAnswer = [Success(VideoTranscriptView), IndexProcessing]
 
 export class VideosGroup extends HttpApiGroup.make("videos")
   .add(
@@ -43,6 +49,22 @@ export class VideosGroup extends HttpApiGroup.make("videos")
     HttpApiEndpoint.get("videoIndex", VIDEO_INDEX_ROUTE, {
       params: VideoParams,
       success: [Success(VideoIndexView), IndexProcessing],
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.get("videoTranscript", VIDEO_TRANSCRIPTION_ROUTE, {
+      params: VideoParams,
+      query: VideoTranscriptQuery,
+      success: TranscriptAnswer,
+      error: [...CommonFailures, Conflict],
+    }),
+  )
+  .add(
+    HttpApiEndpoint.post("transcribeVideo", VIDEO_TRANSCRIPTION_ROUTE, {
+      params: VideoParams,
+      payload: VideoTranscriptionRequest,
+      success: TranscriptAnswer,
       error: [...CommonFailures, Conflict],
     }),
   )

@@ -21,8 +21,10 @@ import {
   type CollectionId,
   captureError,
   compiledQuery,
+  EXPORT_DOWNLOAD_FILE,
   EXPORT_PLAYLIST_FILE,
   type ExportMetadata,
+  exportRangeFileUrl,
   exportRangeUrls,
   exportUrls,
   failureOf,
@@ -175,13 +177,16 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       const videoId = params.video_id ?? ""
       const file = params["*"] ?? ""
       const range = parseRange(request.headers.range)
-      const timeline = file === EXPORT_PLAYLIST_FILE ? timelineOf(request.url) : undefined
+      const ranged = file === EXPORT_PLAYLIST_FILE || file === EXPORT_DOWNLOAD_FILE
+      const timeline = ranged ? timelineOf(request.url) : undefined
       if (timeline === null) return badTimeline()
       const opened = yield* Effect.tryPromise({
         try: () =>
           timeline === undefined
             ? exports.open(videoId, file, range)
-            : exports.rangePlaylist(videoId, timeline),
+            : file === EXPORT_PLAYLIST_FILE
+              ? exports.rangePlaylist(videoId, timeline)
+              : exports.rangeMp4(videoId, timeline, range),
         catch: (error) => error,
       }).pipe(Effect.result)
       if (Result.isFailure(opened)) {
@@ -225,20 +230,19 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       if (timeline === null) return badTimeline()
       const metadata = yield* Effect.promise(() => exports.get(videoId))
       if (metadata !== undefined) {
-        const { stream_url, download_url } = exportUrls(publicUrl, videoId)
         if (timeline === undefined) {
+          const { stream_url, download_url } = exportUrls(publicUrl, videoId)
           return HttpServerResponse.html(
-            playerPage(videoId, { hls: stream_url, file: download_url }, publicUrl),
+            playerPage(videoId, { hls: stream_url, files: [download_url] }, publicUrl),
           )
         }
-        // The ranges' playlist; without HLS, the file from the first range's start (a media fragment).
-        const first = timeline[0] as readonly [number, number]
+        // The ranges' playlist; without HLS, the MP4 of the same ranges.
         return HttpServerResponse.html(
           playerPage(
             videoId,
             {
               hls: exportRangeUrls(publicUrl, videoId, timeline).stream_url,
-              file: `${download_url}#t=${first[0]},${first[1]}`,
+              files: [exportRangeFileUrl(publicUrl, videoId, timeline)],
             },
             publicUrl,
           ),
@@ -248,7 +252,7 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       const raw = yield* Effect.promise(() => exports.asset(videoId))
       if (raw === undefined) return notFound
       return HttpServerResponse.html(
-        playerPage(videoId, { file: rawAssetFileUrl(publicUrl, raw) }, publicUrl),
+        playerPage(videoId, { files: [rawAssetFileUrl(publicUrl, raw)] }, publicUrl),
       )
     }),
   )
@@ -298,8 +302,16 @@ export const exportRoutes = (services: GatewayServicesShape, exports: ExportStor
       if (Result.isFailure(parts)) return parts.failure
       const publicUrl = services.config.publicUrl
       const query = compiledQuery(parts.success)
+      // Without HLS, each video's ranges as an MP4, played one after another.
       return HttpServerResponse.html(
-        playerPage("compiled shots", { hls: `${publicUrl}${COMPILED_PLAYLIST_ROUTE}?${query}` }, publicUrl),
+        playerPage(
+          "compiled shots",
+          {
+            hls: `${publicUrl}${COMPILED_PLAYLIST_ROUTE}?${query}`,
+            files: parts.success.map((part) => exportRangeFileUrl(publicUrl, part.video_id, part.timeline)),
+          },
+          publicUrl,
+        ),
       )
     }),
   )

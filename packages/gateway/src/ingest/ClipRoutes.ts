@@ -162,7 +162,7 @@ export const clipRoutes = (
       }
       if (file === "player") {
         // The files beside it, with the same signature.
-        const sources = { hls: `index.m3u8${url.search}`, file: `clip.mp4${url.search}` }
+        const sources = { hls: `index.m3u8${url.search}`, files: [`clip.mp4${url.search}`] }
         return HttpServerResponse.html(
           playerPage(`${clip.sessionId} ${clip.channelId}`, sources, services.config.publicUrl),
         )

@@ -26,28 +26,27 @@ export const playlist = (manifest: Manifest): string =>
     "",
   ].join("\n")
 
-/** A run of segments of one export: the lines naming them, and where playing starts in the first. */
-interface RangeEntries {
-  readonly lines: ReadonlyArray<string>
+/** The segments of an export's ranges, in runs (a run follows on in the video), and where playing starts in the first. */
+export interface RangeSegments {
+  readonly runs: ReadonlyArray<ReadonlyArray<number>>
   readonly startOffset: number
 }
 
 /**
- * The entries of the segments overlapping each range of `timeline` (seconds of the video), in
- * the timeline's order: a discontinuity where one range's segments do not follow the last (a
- * range earlier in the video than the one before it, or after a gap), a segment shared with the
- * run just written once. `prefix` goes before each segment's URI. Undefined when no range holds
- * any of the video.
+ * The segments overlapping each range of `timeline` (seconds of the video), in the timeline's
+ * order: a new run where one range's segments do not follow the last (a range earlier in the
+ * video than the one before it, or after a gap), a segment shared with the run just taken once.
+ * Undefined when no range holds any of the video.
  */
-const rangeEntries = (manifest: Manifest, timeline: VideoTimeline, prefix = ""): RangeEntries | undefined => {
+export const rangeSegments = (manifest: Manifest, timeline: VideoTimeline): RangeSegments | undefined => {
   const starts: Array<number> = []
   let at = 0
   for (const segment of manifest.segments) {
     starts.push(at)
     at += segment.duration
   }
-  const lines: Array<string> = []
-  // The run of segments written last: a range overlapping it continues it.
+  const runs: Array<Array<number>> = []
+  // The run of segments taken last: a range overlapping it continues it.
   let runFirst: number | undefined
   let last: number | undefined
   let startOffset: number | undefined
@@ -70,16 +69,33 @@ const rangeEntries = (manifest: Manifest, timeline: VideoTimeline, prefix = ""):
     if (first === undefined) continue
     startOffset ??= Math.max(0, from - first.start)
     if (last === undefined || first.i !== last + 1) {
-      if (last !== undefined) lines.push("#EXT-X-DISCONTINUITY")
+      runs.push([])
       runFirst = first.i
     }
-    for (const { i } of indexes) {
-      const [extinf, uri] = entry(manifest, i)
-      lines.push(extinf as string, `${prefix}${uri}`)
-    }
+    runs.at(-1)?.push(...indexes.map(({ i }) => i))
     last = indexes.at(-1)?.i
   }
-  return startOffset === undefined ? undefined : { lines, startOffset }
+  return startOffset === undefined ? undefined : { runs, startOffset }
+}
+
+/** A run of segments of one export: the lines naming them, and where playing starts in the first. */
+interface RangeEntries {
+  readonly lines: ReadonlyArray<string>
+  readonly startOffset: number
+}
+
+/** `rangeSegments` as playlist entries (a discontinuity between runs), `prefix` before each URI. */
+const rangeEntries = (manifest: Manifest, timeline: VideoTimeline, prefix = ""): RangeEntries | undefined => {
+  const segments = rangeSegments(manifest, timeline)
+  if (segments === undefined) return undefined
+  const lines = segments.runs.flatMap((run, r) => [
+    ...(r === 0 ? [] : ["#EXT-X-DISCONTINUITY"]),
+    ...run.flatMap((i) => {
+      const [extinf, uri] = entry(manifest, i)
+      return [extinf as string, `${prefix}${uri}`]
+    }),
+  ])
+  return { lines, startOffset: segments.startOffset }
 }
 
 /**
