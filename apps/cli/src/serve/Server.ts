@@ -15,7 +15,7 @@ import {
   AiStore,
   type ChatModel,
   closeEngines,
-  TesseractReader,
+  TesseractEngine,
   tesseractAvailable,
 } from "@capture/ai"
 import { findOnPath, resolveFfmpegTools } from "@capture/binaries"
@@ -320,8 +320,9 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
         catch: (error) => unavailable(`the AI pipeline needs ffmpeg: ${describe(error)}`),
       })
       const engines = enginesOf(options.ai)
-      // The local visual engine: OCR with Tesseract where it is installed (bootstrap.sh installs it).
-      const textReader = tesseractAvailable() ? new TesseractReader() : undefined
+      // The local visual engine: OCR with Tesseract where it is installed (bootstrap.sh installs it),
+      // kept loaded in a child process (the CLI per read where its library does not load).
+      const textReader = tesseractAvailable() ? new TesseractEngine() : undefined
       const chat = chatModelOf(options.ai)
       const pipeline = yield* Effect.acquireRelease(
         Effect.tryPromise({
@@ -349,6 +350,7 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
           stopWithin(options.shutdownTimeoutMs, "AI pipeline", async () => {
             await started.stop()
             await closeEngines(engines)
+            await textReader?.close()
           }),
       )
       log(
