@@ -24,7 +24,7 @@
  *
  * Targets (issue 13): the visual index ≤ 5 % of a core; search ≥ 0.5× FTS5's own queries/s.
  *
- *   pnpm bench:index [--minutes 1] [--change-seconds 10] [--rows 1000000] [--queries 2000] [--skip-visual] [--skip-search]
+ *   pnpm bench:index [--minutes 1] [--change-seconds 10] [--rows 1000000] [--queries 2000] [--skip-visual] [--skip-search] [--profile-worker <dir>]
  */
 import { createHash } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -60,6 +60,9 @@ const SEGMENT_SECONDS = 2
 /** The default batch (docs/ai.md): 5 frames per 2 s scene, decoded at 2.5 fps. */
 const BATCH = { time: 2, frame_count: 5 }
 const FPS = BATCH.frame_count / BATCH.time
+/** How long the AI worker's idle CPU is measured before the index starts. */
+const IDLE_MS = 20_000
+const IDLE_SETTLE_MS = 5_000
 const { values: flags } = parseArgs({
   options: {
     minutes: { type: "string", default: "1" },
@@ -68,6 +71,8 @@ const { values: flags } = parseArgs({
     queries: { type: "string", default: "2000" },
     "skip-visual": { type: "boolean", default: false },
     "skip-search": { type: "boolean", default: false },
+    /** Write the AI worker's CPU profile (`node --cpu-prof`) into this directory. */
+    "profile-worker": { type: "string" },
     /** Keep the search index in this file (kept after the run; inserted only when empty). */
     db: { type: "string" },
   },
@@ -234,6 +239,8 @@ interface PipelineRun {
   readonly cpuMs: number
   readonly wallMs: number
   readonly gatewayCpuMs: number
+  /** The AI worker's CPU per ms while idle (the session open, no index yet): what it costs anyway. */
+  readonly idleCpuPerMs: number
   /** Scenes stored (each 2 s of display): what the CPU figure is divided by. */
   readonly scenes: number
   /** Scenes whose text holds the words of the screen shown then (at least 60 % of them). */
@@ -260,12 +267,22 @@ const pipeline = async (natsUrl: string, recording: ScreenRecording): Promise<Pi
         natsUrl,
         apiKey: API_KEY,
         args: ["--role", "ai"],
+        ...(flags["profile-worker"] === undefined
+          ? {}
+          : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${flags["profile-worker"]}`] }),
         readyPath: "/healthz",
         readyTimeoutMs: 120_000,
       }),
     )
     const client = makeJsonClient(gateway.url, { "x-access-token": API_KEY }, { maxSockets: 4 })
     teardown.add("client", { stop: async () => client.close() })
+    // The worker's own cost with nothing to index (consumers, heartbeats), before the session starts
+    // and once its start (tesseract's load among it) is over.
+    await sleep(IDLE_SETTLE_MS)
+    const idleBefore = treeCpuMs(worker.pid)
+    const idleFrom = Date.now()
+    await sleep(IDLE_MS)
+    const idleCpuPerMs = (treeCpuMs(worker.pid) - idleBefore) / (Date.now() - idleFrom)
     const sessionId = stringField(
       accepted(
         "create",
@@ -368,7 +385,15 @@ const pipeline = async (natsUrl: string, recording: ScreenRecording): Promise<Pi
       return found >= 0.6 * expectedWords.length
     }).length
     const wordRecall = wordsShown === 0 ? 0 : wordsFound / wordsShown
-    return { cpuMs: cpu, wallMs, gatewayCpuMs: gatewayCpu, scenes: scenes.length, scenesRead, wordRecall }
+    return {
+      cpuMs: cpu,
+      wallMs,
+      gatewayCpuMs: gatewayCpu,
+      idleCpuPerMs,
+      scenes: scenes.length,
+      scenesRead,
+      wordRecall,
+    }
   } finally {
     await teardown.run()
   }
@@ -415,6 +440,8 @@ const visualBench = async () => {
     ["change detector thumbnails (node)", alone.thumbnailCpuMs],
     ["components together (as used)", alone.engineCpuMs + alone.streamDecodeCpuMs + alone.thumbnailCpuMs],
     ["pipeline: AI worker (node + ffmpeg + tesseract)", run.cpuMs, pipelineMinutes],
+    ["  of which the worker idle (no index; same wall time)", run.idleCpuPerMs * run.wallMs, pipelineMinutes],
+    ["  pipeline above the idle worker", run.cpuMs - run.idleCpuPerMs * run.wallMs, pipelineMinutes],
   ]
   console.log(
     `\n${"".padEnd(58)}${"CPU s".padStart(8)}${"CPU s / display-min".padStart(21)}${"of a core".padStart(11)}`,
