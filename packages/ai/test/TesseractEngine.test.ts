@@ -66,6 +66,19 @@ describe.skipIf(!tesseractAvailable())("tesseract kept loaded", () => {
     expect(ocrLines(await new TesseractReader().read(screen))).toEqual(first)
   })
 
+  it("reads a JPEG (what a chat model is sent, read when the model fails) as well", async () => {
+    const jpeg = execFileSync(
+      ffmpeg,
+      [
+        ...["-nostdin", "-hide_banner", "-loglevel", "error", "-f", "pgm_pipe", "-i", "pipe:0"],
+        ...["-frames:v", "1", "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "5", "pipe:1"],
+      ],
+      { input: screen },
+    )
+    expect([jpeg[0], jpeg[1]]).toEqual([0xff, 0xd8])
+    expect(ocrLines(await engineOf().read(jpeg))).toEqual(LINES)
+  })
+
   it("reads images in turn when many are asked at once", async () => {
     const engine = engineOf()
     const texts = await Promise.all([1, 2, 3].map(() => engine.read(screen)))
