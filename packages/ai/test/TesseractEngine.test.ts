@@ -8,7 +8,15 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { SCREEN_FONT, waitFor } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { OcrError, ocrLines, TesseractEngine, TesseractReader, tesseractAvailable } from "../src/index.js"
+import {
+  cropPgm,
+  OcrError,
+  ocrLines,
+  type ScreenRegion,
+  TesseractEngine,
+  TesseractReader,
+  tesseractAvailable,
+} from "../src/index.js"
 import { ffmpeg } from "./support.js"
 
 const LINES = ["Quarterly budget review", "Invoice overdue reminder for Thursday"]
@@ -23,9 +31,9 @@ const engineOf = (options?: ConstructorParameters<typeof TesseractEngine>[0]) =>
 /** The CLI, counting the reads it was given. */
 class CountingCli extends TesseractReader {
   reads = 0
-  override read(image: Uint8Array): Promise<string> {
+  override read(image: Uint8Array, region?: ScreenRegion): Promise<string> {
     this.reads++
-    return super.read(image)
+    return super.read(image, region)
   }
 }
 
@@ -77,6 +85,25 @@ describe.skipIf(!tesseractAvailable())("tesseract kept loaded", () => {
     )
     expect([jpeg[0], jpeg[1]]).toEqual([0xff, 0xd8])
     expect(ocrLines(await engineOf().read(jpeg))).toEqual(LINES)
+  })
+
+  it("reads only a region when asked: the engine's rectangle, the CLI's crop", async () => {
+    // The second line is drawn at y = 180 (32 px text), the first at y = 100.
+    const secondLine = { left: 40, top: 165, width: 1200, height: 70 }
+    expect(ocrLines(await engineOf().read(screen, secondLine))).toEqual([LINES[1]])
+    const cli = new CountingCli()
+    const fallback = engineOf({ library: "libtesseract-missing.so.5", fallback: cli })
+    expect(ocrLines(await fallback.read(screen, secondLine))).toEqual([LINES[1]])
+    expect(cli.reads).toBe(1)
+    // A crop is the region's pixels, clamped to the image; outside it, nothing to crop.
+    const crop = cropPgm(screen, { left: 1200, top: 700, width: 200, height: 50 })
+    expect(
+      Buffer.from(crop ?? [])
+        .subarray(0, 13)
+        .toString("latin1"),
+    ).toBe("P5\n80 20\n255\n")
+    expect(crop?.length).toBe(13 + 80 * 20)
+    expect(cropPgm(screen, { left: 1280, top: 0, width: 10, height: 10 })).toBeUndefined()
   })
 
   it("reads images in turn when many are asked at once", async () => {

@@ -12,7 +12,7 @@ import { type ChildProcessByStdio, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
-import { OcrError, TesseractReader, type TextReader } from "./TesseractReader.js"
+import { OcrError, type ScreenRegion, TesseractReader, type TextReader } from "./TesseractReader.js"
 
 /** A read taking longer than this (a 1080p screen of text takes ~0.5 s) is taken as a hung engine. */
 const READ_TIMEOUT_MS = 60_000
@@ -32,6 +32,7 @@ const hostScript = (): string => {
 
 interface Read {
   readonly image: Uint8Array
+  readonly region: ScreenRegion | undefined
   readonly resolve: (text: string) => void
   readonly reject: (error: Error) => void
   attempts: number
@@ -80,9 +81,10 @@ export class TesseractEngine implements TextReader {
     return (await this.start()) === undefined ? "cli" : "library"
   }
 
-  read(image: Uint8Array): Promise<string> {
+  /** The text of an image (PGM, JPEG, PNG); in `region` only, if given (tesseract's rectangle). */
+  read(image: Uint8Array, region?: ScreenRegion): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ image, resolve, reject, attempts: 0 })
+      this.queue.push({ image, region, resolve, reject, attempts: 0 })
       void this.drain()
     })
   }
@@ -117,21 +119,28 @@ export class TesseractEngine implements TextReader {
       const host = await this.start()
       if (host === undefined) break
       read.attempts++
-      const answered = await this.ask(host, read.image)
+      const answered = await this.ask(host, read)
       if (answered === undefined) continue // the engine died under this read: a new one tries it
       if (answered.status === STATUS_TEXT) return read.resolve(answered.text)
       if (answered.status === STATUS_UNREADABLE)
         return read.reject(new OcrError(`tesseract: ${answered.text}`))
     }
-    this.fallback.read(read.image).then(read.resolve, read.reject)
+    this.fallback.read(read.image, read.region).then(read.resolve, read.reject)
   }
 
   /** The host's answer to one image, or undefined when it died (or hung) before answering. */
-  private ask(host: Host, image: Uint8Array): Promise<{ status: number; text: string } | undefined> {
+  private ask(host: Host, { image, region }: Read): Promise<{ status: number; text: string } | undefined> {
     if (host.exitCode !== null || host.signalCode !== null) return Promise.resolve(undefined)
     const id = this.nextId++
     const header = Buffer.alloc(24)
     header.writeUInt32LE(id, 0)
+    if (region !== undefined) {
+      // Clamped by tesseract to the image; a rectangle of no pixel is sent as one.
+      header.writeInt32LE(Math.max(0, Math.floor(region.left)), 4)
+      header.writeInt32LE(Math.max(0, Math.floor(region.top)), 8)
+      header.writeInt32LE(Math.max(1, Math.ceil(region.width)), 12)
+      header.writeInt32LE(Math.max(1, Math.ceil(region.height)), 16)
+    }
     header.writeUInt32LE(image.length, 20)
     return new Promise((resolve) => {
       const settle = (result: { status: number; text: string } | undefined) => {
