@@ -21,7 +21,8 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 # pocketsphinx + its en-us model: the local transcription engine `npm start` uses by default;
 # faad: the AI pipeline decodes the recorder's AAC with it (a few ms a segment, ffmpeg ~40 ms to start).
 packages=(nats-server ffmpeg pocketsphinx pocketsphinx-en-us faad)
-# tesseract-ocr + its English model: the local visual index engine (OCR of display frames).
+# tesseract-ocr + its English model: the local visual index engine (OCR of display frames); the AI
+# worker keeps it loaded through its library (libtesseract5, a dependency) with koffi (node_modules).
 packages+=(tesseract-ocr tesseract-ocr-eng)
 # g++, make, python3: node-gyp compiles better-sqlite3 (the search index) from source.
 packages+=(g++ make python3)

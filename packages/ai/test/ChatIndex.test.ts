@@ -12,7 +12,6 @@ import {
   type NatsServerHandle,
   type ScreenRecording,
   type SpeechRecording,
-  screenRecording,
   speechRecording,
   startChatProvider,
   startNatsServer,
@@ -38,7 +37,17 @@ import {
   type TranscriptionTarget,
   tesseractAvailable,
 } from "../src/index.js"
-import { activeSession, type Deployment, decoders, ffmpeg, openDeployment, putSegment } from "./support.js"
+import {
+  activeSession,
+  budgetThenInvoice,
+  closeAll,
+  type Deployment,
+  decoders,
+  ffmpeg,
+  openDeployment,
+  putSegment,
+  words,
+} from "./support.js"
 
 const KEY = "sk-chat-index-key"
 const MODEL = "llava-test"
@@ -85,20 +94,9 @@ beforeAll(async () => {
   nc = await connect({ servers: nats.url })
   provider = await startChatProvider({ apiKey: KEY, models: [MODEL], answer })
   closers.push(() => provider.close())
-  // A blank screen (segment 0, before the index starts), a budget review, then an invoice.
-  screens = await screenRecording(ffmpeg, [
-    { lines: [], seconds: 2 },
-    { lines: ["Quarterly budget review", "Slack general channel"], seconds: 4 },
-    { lines: ["Invoice overdue reminder"], seconds: 4 },
-  ])
+  screens = await budgetThenInvoice()
 })
-afterAll(async () => {
-  for (const close of closers.reverse()) await close()
-  await nc?.close()
-  await nats?.stop()
-})
-
-const words = (text: string) => text.toLowerCase().match(/[a-z]+/g) ?? []
+afterAll(() => closeAll(closers, nc, nats))
 
 const putScreen = (deployment: Deployment, sessionId: SessionId, index: number, startMs: number) =>
   putSegment(deployment, sessionId, screens, index, startMs, "display:1")
@@ -161,13 +159,45 @@ const startPipeline = async (
   return pipeline
 }
 
+/** A deployment under `prefix` with a pipeline on it (`extra` over the defaults), both stopped after the suite. */
+const deployWithPipeline = async (prefix: string, extra: Partial<Parameters<typeof AiPipeline.start>[1]>) => {
+  const deployment = await openDeployment(nc, prefix)
+  closers.push(() => deployment.runtime.stop())
+  const pipeline = await startPipeline(deployment, prefix, extra)
+  return { deployment, pipeline }
+}
+
+/** Puts the screens' segments from `from` on, then waits until the pipeline has taken them all. */
+const playScreens = async (
+  deployment: Deployment,
+  target: TranscriptionTarget,
+  startMs: number,
+  from = 1,
+) => {
+  for (let i = from; i < screens.segments.length; i++)
+    await putScreen(deployment, target.session_id, i, startMs)
+  await waitFor(
+    () => deployment.store.load(target.rtstream_id),
+    (state) => state.nextIndex === screens.segments.length,
+    { timeoutMs: 90_000, intervalMs: 200 },
+  )
+}
+
+/** A visual index of 4 s scenes seen in 2 frames each: one scene per screen of the recording. */
+const wideIndex = async (store: AiStore, target: TranscriptionTarget, prompt?: string) =>
+  Result.getOrThrow(
+    await createIndex(store, target, {
+      extraction_type: "time_based",
+      extraction_config: { time: 4, frame_count: 2 },
+      ...(prompt === undefined ? {} : { prompt }),
+    }),
+  )
+
 describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", () => {
   it("describes each visual scene from the frames where the screen changed, and decides alerts, each once", async () => {
     const prefix = "aichatvis"
-    const deployment = await openDeployment(nc, prefix)
-    closers.push(() => deployment.runtime.stop())
     const chat = new OpenAiChatModel({ baseUrl: provider.baseUrl, model: MODEL, apiKey: KEY })
-    const pipeline = await startPipeline(deployment, prefix, { chat })
+    const { deployment, pipeline } = await deployWithPipeline(prefix, { chat })
     const startMs = Date.now() - 60_000
     const target = await displaySession(deployment, startMs)
     const PROMPT = "Describe what the user is working on"
@@ -181,23 +211,11 @@ describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", (
     )
     // Scenes of 4 s: each spans two segments; the frame that changed, taken from the first, is
     // sent when the second closes the scene.
-    const wide = Result.getOrThrow(
-      await createIndex(deployment.store, target, {
-        extraction_type: "time_based",
-        extraction_config: { time: 4, frame_count: 2 },
-        prompt: "What is on screen?",
-      }),
-    )
+    const wide = await wideIndex(deployment.store, target, "What is on screen?")
     const budgetAlert = await alertOn(deployment.store, target, index.rtstream_index_id, "Budget")
     await alertOn(deployment.store, target, index.rtstream_index_id, "Payroll")
     const before = provider.requests.length
-    for (let i = 1; i < screens.segments.length; i++)
-      await putScreen(deployment, target.session_id, i, startMs)
-    await waitFor(
-      () => deployment.store.load(target.rtstream_id),
-      (state) => state.nextIndex === screens.segments.length,
-      { timeoutMs: 90_000, intervalMs: 200 },
-    )
+    await playScreens(deployment, target, startMs)
     const requests = provider.requests.slice(before)
     expect(requests.every((request) => request.status === 200)).toBe(true)
     expect(
@@ -274,20 +292,12 @@ describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", (
 
   it("closes a scene on another worker with the frames the first one chose", async () => {
     const prefix = "aichathandoff"
-    const deployment = await openDeployment(nc, prefix)
-    closers.push(() => deployment.runtime.stop())
     const chat = new OpenAiChatModel({ baseUrl: provider.baseUrl, model: MODEL, apiKey: KEY })
-    const first = await startPipeline(deployment, prefix, { chat })
+    const { deployment, pipeline: first } = await deployWithPipeline(prefix, { chat })
     const startMs = Date.now() - 60_000
     const target = await displaySession(deployment, startMs)
     const PROMPT = "Name the window"
-    const index = Result.getOrThrow(
-      await createIndex(deployment.store, target, {
-        extraction_type: "time_based",
-        extraction_config: { time: 4, frame_count: 2 },
-        prompt: PROMPT,
-      }),
-    )
+    const index = await wideIndex(deployment.store, target, PROMPT)
     // Segment 1 (the budget screen's first half) is taken by the first worker, which then stops:
     // the shot it chose is only a reference in the lane.
     await putScreen(deployment, target.session_id, 1, startMs)
@@ -301,13 +311,7 @@ describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", (
     expect(lane?.shots).toEqual([{ segment: 1, fps: 1, position: 0 }])
     const before = provider.requests.length
     await startPipeline(deployment, prefix, { chat })
-    for (let i = 2; i < screens.segments.length; i++)
-      await putScreen(deployment, target.session_id, i, startMs)
-    await waitFor(
-      () => deployment.store.load(target.rtstream_id),
-      (state) => state.nextIndex === screens.segments.length,
-      { timeoutMs: 90_000, intervalMs: 200 },
-    )
+    await playScreens(deployment, target, startMs, 2)
     // The second worker decoded segment 1 again from the media store for scene 0's frame.
     const described = provider.requests.slice(before).filter((request) => request.text.startsWith(PROMPT))
     expect(described.map((request) => request.images.length)).toEqual([1, 1])
@@ -317,30 +321,16 @@ describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", (
   }, 180_000)
 
   it("falls back to the local engines when the provider keeps failing, and does not retry a refused key", async () => {
-    const prefix = "aichatdown"
-    const deployment = await openDeployment(nc, prefix)
-    closers.push(() => deployment.runtime.stop())
     const down = await startChatProvider({ apiKey: KEY, models: [MODEL], answer })
     closers.push(() => down.close())
     down.setDown(true)
     const chat = new OpenAiChatModel({ baseUrl: down.baseUrl, model: MODEL, apiKey: KEY })
-    const pipeline = await startPipeline(deployment, prefix, { chat })
+    const { deployment, pipeline } = await deployWithPipeline("aichatdown", { chat })
     const startMs = Date.now() - 60_000
     const target = await displaySession(deployment, startMs)
-    const index = Result.getOrThrow(
-      await createIndex(deployment.store, target, {
-        extraction_type: "time_based",
-        extraction_config: { time: 4, frame_count: 2 },
-      }),
-    )
+    const index = await wideIndex(deployment.store, target)
     await alertOn(deployment.store, target, index.rtstream_index_id, "Budget")
-    for (let i = 1; i < screens.segments.length; i++)
-      await putScreen(deployment, target.session_id, i, startMs)
-    await waitFor(
-      () => deployment.store.load(target.rtstream_id),
-      (state) => state.nextIndex === screens.segments.length,
-      { timeoutMs: 90_000, intervalMs: 200 },
-    )
+    await playScreens(deployment, target, startMs)
     // Each scene: the description (2 tries), then its alert (2 tries); then the local engines.
     const stored = await storedScenes(deployment.store, target.rtstream_id, index.rtstream_index_id)
     expect(stored.map((scene) => scene.engine)).toEqual(["local", "local"])
@@ -353,27 +343,13 @@ describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", (
     expect(pipeline.stats.chatFailures).toBe(4)
 
     // A refused key is not tried again: one request per call, then the local result.
-    const refusedPrefix = "aichatkey"
-    const refusedDeployment = await openDeployment(nc, refusedPrefix)
-    closers.push(() => refusedDeployment.runtime.stop())
     down.setDown(false)
     const refused = new OpenAiChatModel({ baseUrl: down.baseUrl, model: MODEL, apiKey: "sk-wrong" })
-    await startPipeline(refusedDeployment, refusedPrefix, { chat: refused })
+    const { deployment: refusedDeployment } = await deployWithPipeline("aichatkey", { chat: refused })
     const other = await displaySession(refusedDeployment, startMs)
-    const otherIndex = Result.getOrThrow(
-      await createIndex(refusedDeployment.store, other, {
-        extraction_type: "time_based",
-        extraction_config: { time: 4, frame_count: 2 },
-      }),
-    )
+    const otherIndex = await wideIndex(refusedDeployment.store, other)
     const sent = down.requests.length
-    for (let i = 1; i < screens.segments.length; i++)
-      await putScreen(refusedDeployment, other.session_id, i, startMs)
-    await waitFor(
-      () => refusedDeployment.store.load(other.rtstream_id),
-      (state) => state.nextIndex === screens.segments.length,
-      { timeoutMs: 90_000, intervalMs: 200 },
-    )
+    await playScreens(refusedDeployment, other, startMs)
     expect(down.requests.slice(sent).map((request) => request.status)).toEqual([401, 401])
     const refusedScenes = await storedScenes(
       refusedDeployment.store,
@@ -394,12 +370,9 @@ describe.skipIf(!tesseractAvailable())("indexes and alerts with a chat model", (
     })
 
     it("answers an audio index's prompt over each batch of transcript, and decides its alerts", async () => {
-      const prefix = "aichataudio"
-      const deployment = await openDeployment(nc, prefix)
-      closers.push(() => deployment.runtime.stop())
       const chat = new OpenAiChatModel({ baseUrl: provider.baseUrl, model: MODEL, apiKey: KEY })
       const engine = new OpenAiEngine({ baseUrl: transcriber.baseUrl, model: "whisper-1", apiKey: KEY })
-      await startPipeline(deployment, prefix, { chat, engines: { openai: engine } })
+      const { deployment } = await deployWithPipeline("aichataudio", { chat, engines: { openai: engine } })
       const startMs = Date.now() - 60_000
       const { target } = await activeSession(deployment, recording, startMs)
       await controlTranscription(

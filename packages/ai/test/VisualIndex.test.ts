@@ -1,11 +1,5 @@
 import type { ChannelId, CollectionId, RtstreamId, SessionId } from "@capture/protocol"
-import {
-  type NatsServerHandle,
-  type ScreenRecording,
-  screenRecording,
-  startNatsServer,
-  waitFor,
-} from "@capture/testkit"
+import { type NatsServerHandle, type ScreenRecording, startNatsServer, waitFor } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -20,7 +14,16 @@ import {
   type TranscriptionTarget,
   tesseractAvailable,
 } from "../src/index.js"
-import { activeSession, type Deployment, decoders, ffmpeg, openDeployment, putSegment } from "./support.js"
+import {
+  activeSession,
+  budgetThenInvoice,
+  closeAll,
+  type Deployment,
+  decoders,
+  openDeployment,
+  putSegment,
+  words,
+} from "./support.js"
 
 const PREFIX = "aivisual"
 let nats: NatsServerHandle
@@ -31,20 +34,9 @@ const closers: Array<() => Promise<void>> = []
 beforeAll(async () => {
   nats = await startNatsServer()
   nc = await connect({ servers: nats.url })
-  // A blank screen (segment 0, before the index starts), a budget review, then an invoice.
-  recording = await screenRecording(ffmpeg, [
-    { lines: [], seconds: 2 },
-    { lines: ["Quarterly budget review", "Slack general channel"], seconds: 4 },
-    { lines: ["Invoice overdue reminder"], seconds: 4 },
-  ])
+  recording = await budgetThenInvoice()
 })
-afterAll(async () => {
-  for (const close of closers.reverse()) await close()
-  await nc?.close()
-  await nats?.stop()
-})
-
-const words = (text: string) => text.toLowerCase().match(/[a-z]+/g) ?? []
+afterAll(() => closeAll(closers, nc, nats))
 
 describe.skipIf(!tesseractAvailable())("a visual index with the local engine", () => {
   let deployment: Deployment

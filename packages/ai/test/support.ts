@@ -10,7 +10,7 @@ import {
   type SessionId,
 } from "@capture/protocol"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
-import { waitFor } from "@capture/testkit"
+import { type NatsServerHandle, type ScreenRecording, screenRecording, waitFor } from "@capture/testkit"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 import { AiStore } from "../src/index.js"
@@ -126,3 +126,25 @@ export const putSegment = async (
     segment.bytes,
   )
 }
+
+/** A blank screen (segment 0, before an index starts), a budget review for 4 s, then an invoice for 4 s. */
+export const budgetThenInvoice = (): Promise<ScreenRecording> =>
+  screenRecording(ffmpeg, [
+    { lines: [], seconds: 2 },
+    { lines: ["Quarterly budget review", "Slack general channel"], seconds: 4 },
+    { lines: ["Invoice overdue reminder"], seconds: 4 },
+  ])
+
+/** A suite's teardown: its closers last-first, then its connection and its nats-server. */
+export const closeAll = async (
+  closers: Array<() => Promise<void>>,
+  nc: NatsConnection | undefined,
+  nats: NatsServerHandle | undefined,
+): Promise<void> => {
+  for (const close of closers.reverse()) await close()
+  await nc?.close()
+  await nats?.stop()
+}
+
+/** The lower-case words of a text. */
+export const words = (text: string): Array<string> => text.toLowerCase().match(/[a-z]+/g) ?? []

@@ -5,10 +5,43 @@
  */
 import { spawn, spawnSync } from "node:child_process"
 
+/** A rectangle of a frame, in pixels from its top left corner. */
+export interface ScreenRegion {
+  readonly left: number
+  readonly top: number
+  readonly width: number
+  readonly height: number
+}
+
 /** Reads the text on a frame. */
 export interface TextReader {
-  /** The text of a PGM image, lines as tesseract found them. */
-  read(pgm: Uint8Array): Promise<string>
+  /** The text of an image (PGM, or JPEG), lines as tesseract found them; in `region` only, if given. */
+  read(image: Uint8Array, region?: ScreenRegion): Promise<string>
+}
+
+/**
+ * `region` of a binary PGM (`P5 <w> <h> 255`), clamped to the image, as a PGM; undefined when the
+ * image is not one (a JPEG is read whole) or the region holds no pixel.
+ */
+export const cropPgm = (pgm: Uint8Array, region: ScreenRegion): Uint8Array | undefined => {
+  const header = /^P5\s+(\d+)\s+(\d+)\s+255\s/.exec(Buffer.from(pgm.subarray(0, 32)).toString("latin1"))
+  if (header === null) return undefined
+  const width = Number(header[1])
+  const height = Number(header[2])
+  const left = Math.max(0, Math.floor(region.left))
+  const top = Math.max(0, Math.floor(region.top))
+  const right = Math.min(width, Math.ceil(region.left + region.width))
+  const bottom = Math.min(height, Math.ceil(region.top + region.height))
+  if (right <= left || bottom <= top) return undefined
+  const head = Buffer.from(`P5\n${right - left} ${bottom - top}\n255\n`, "latin1")
+  const out = new Uint8Array(head.length + (right - left) * (bottom - top))
+  out.set(head, 0)
+  const pixels = header[0].length
+  for (let y = top; y < bottom; y++) {
+    const from = pixels + y * width
+    out.set(pgm.subarray(from + left, from + right), head.length + (y - top) * (right - left))
+  }
+  return out
 }
 
 /** Tesseract could not read a frame. */
@@ -28,7 +61,8 @@ export class TesseractReader implements TextReader {
     private readonly language = "eng",
   ) {}
 
-  read(pgm: Uint8Array): Promise<string> {
+  read(image: Uint8Array, region?: ScreenRegion): Promise<string> {
+    const pgm = (region === undefined ? undefined : cropPgm(image, region)) ?? image
     return new Promise((resolve, reject) => {
       // One thread: tesseract's OpenMP threads cost more CPU than they save on a screen's text.
       const child = spawn(this.binary, ["stdin", "stdout", "-l", this.language, "--psm", "3"], {

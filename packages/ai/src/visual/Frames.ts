@@ -190,26 +190,34 @@ const THUMB_W = 48
 const THUMB_H = 27
 
 /**
- * The frame's thumbnail, `THUMB_W × THUMB_H` grey bytes. Integer sums with each column's cell
- * looked up once per width: it runs on every frame sampled, so it must cost little beside OCR.
+ * Pixels looked at per cell: every `SAMPLE_STEP`-th row and column. A cell of a 1280×720 frame
+ * still averages ~180 of them; a line of text moves its cells as much as before, for a quarter of
+ * the reads.
+ */
+const SAMPLE_STEP = 2
+
+/**
+ * The frame's thumbnail, `THUMB_W × THUMB_H` grey bytes. Integer sums over the sampled pixels,
+ * each column's cell looked up once per width: it runs on every frame sampled, so it must cost
+ * little beside OCR.
  */
 export const thumbnailOf = (frame: GreyFrame): Uint8Array => {
   const { width, height, pixels } = frame
   const columnCell = new Uint8Array(width)
   const columnCount = new Uint32Array(THUMB_W)
-  for (let x = 0; x < width; x++) {
+  for (let x = 0; x < width; x += SAMPLE_STEP) {
     const cell = Math.min(THUMB_W - 1, Math.floor((x * THUMB_W) / width))
     columnCell[x] = cell
     columnCount[cell] = (columnCount[cell] as number) + 1
   }
   const sums = new Uint32Array(THUMB_W * THUMB_H)
   const rowCount = new Uint32Array(THUMB_H)
-  for (let y = 0; y < height; y++) {
+  for (let y = 0; y < height; y += SAMPLE_STEP) {
     const band = Math.min(THUMB_H - 1, Math.floor((y * THUMB_H) / height))
     rowCount[band] = (rowCount[band] as number) + 1
     const row = band * THUMB_W
     const line = y * width
-    for (let x = 0; x < width; x++) {
+    for (let x = 0; x < width; x += SAMPLE_STEP) {
       const cell = row + (columnCell[x] as number)
       sums[cell] = (sums[cell] as number) + (pixels[line + x] as number)
     }
