@@ -75,7 +75,9 @@ describe("coalesceWrites", () => {
       Array.from({ length: 100 }, (_, i) => `${i}`),
     )
     const replying = receiver.subscribe("coalesced.echo", {
-      callback: (_, message) => message.respond(message.data),
+      callback: (_, message) => {
+        message.respond(message.data)
+      },
     })
     await receiver.flush()
     expect((await nc.request("coalesced.echo", "ping", { timeout: 5_000 })).string()).toBe("ping")
