@@ -9,6 +9,8 @@ export { ensureDurableConsumer } from "./Consumers.js"
 export {
   type DurableWork,
   type DurableWorkOptions,
+  type DurableWorkTarget,
+  ensureDurableWork,
   type Later,
   later,
   startDurableWork,

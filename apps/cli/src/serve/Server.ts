@@ -30,10 +30,11 @@ import {
   httpServerOptions,
   startGateway,
   startWebhookDelivery,
+  WebhookDispatcher,
 } from "@capture/gateway"
 import { MediaStore } from "@capture/media"
 import { Muxer } from "@capture/muxer"
-import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { SessionReactor, type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Data, Effect, Exit, Layer, Option, Result } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
@@ -328,6 +329,23 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
       (runtime) => stopWithin(options.shutdownTimeoutMs, "workers", () => runtime.stop()),
     )
     log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
+    if (options.role === "api") {
+      // The reactor's and the webhook dispatcher's consumers start at new events: they must exist
+      // before this process stores any, whenever the `workers` processes start.
+      yield* Effect.tryPromise({
+        try: async () => {
+          const segments = await MediaStore.open(nats.nc, { replicas: options.replicas })
+          await SessionReactor.ensureConsumers(runtime.topology, segments.topology)
+          const ackWaitMs = options.gateway.webhookAckWaitMs
+          await WebhookDispatcher.ensureConsumer(
+            nats.nc,
+            runtime.topology,
+            ackWaitMs === undefined ? {} : { ackWaitMs },
+          )
+        },
+        catch: (error) => startFailure("consumers of the workers", error),
+      })
+    }
 
     const listenHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host
     const publicUrl = options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`
