@@ -17,8 +17,13 @@ export interface CaptureServer {
   readonly stop: () => Promise<void>
 }
 
-/** bench/dist/lib → the repository root. */
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "apps", "cli", "dist", "main.js")
+/**
+ * bench/dist/lib → the repository root's CLI; `CAPTURE_BENCH_CLI=<main.js>` runs another build
+ * (say a checkout of main), so a change is measured beside the code before it.
+ */
+const CLI =
+  process.env.CAPTURE_BENCH_CLI ??
+  join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "apps", "cli", "dist", "main.js")
 
 /** The last lines the server wrote, for an error message. */
 const tail = (lines: ReadonlyArray<string>) => lines.slice(-20).join("\n")

@@ -80,16 +80,29 @@ export const jsonLine = (message: string, fields: LogFields = {}, now: Date = ne
   return redact(JSON.stringify(line))
 }
 
-/** Writes one log line. */
+// Lines written in one turn of the event loop go out in one write: a busy server logs a line per
+// request, and stdout on a pipe writes synchronously, a system call each. On exit, what is left
+// is written at once (still synchronously).
+let pending: Array<string> = []
+const flushLines = (): void => {
+  if (pending.length === 0) return
+  const text = pending.join("")
+  pending = []
+  process.stdout.write(text)
+}
+process.on("exit", flushLines)
+const writeLine = (line: string): void => {
+  if (pending.push(line) === 1) setImmediate(flushLines)
+}
+
+/** Writes one log line (with the others of this turn of the event loop). */
 export const log = (message: string, fields?: LogFields): void => {
-  process.stdout.write(
-    format === "json" ? `${jsonLine(message, fields)}\n` : `[capture] ${redact(message)}\n`,
-  )
+  writeLine(format === "json" ? `${jsonLine(message, fields)}\n` : `[capture] ${redact(message)}\n`)
 }
 
 /** A `pretty` line that carries a secret meant for the person at the terminal (the first API key). */
 export const showOnce = (message: string): void => {
-  process.stdout.write(`[capture] ${message}\n`)
+  writeLine(`[capture] ${message}\n`)
 }
 
 /** `log` as an effect. */

@@ -33,9 +33,9 @@ const env = () => ({
   CAPTURE_WEBHOOK_ACK_WAIT_MS: "2000",
 })
 
-const serve = async () => {
+const serve = async (...args: ReadonlyArray<string>) => {
   const port = await getFreePort()
-  const process = startServe(["--port", String(port)], env())
+  const process = startServe(["--port", String(port), ...args], env())
   serves.push(process)
   await process.waitFor(/\[capture\] ready/)
   return { process, base: `http://127.0.0.1:${port}` }
@@ -167,6 +167,65 @@ describe("capture webhooks", () => {
     expect(text.stdout).toMatch(/^#1 capture_session\.created {2}delivered /m)
     expect(text.stdout).toContain("connection_error: ECONNREFUSED")
     expect(text.stdout).toContain(`${sessionId}: 3 deliveries, 3 delivered, 0 pending, 0 failed;`)
+  }, 120_000)
+
+  it("splits the gateway in two: --role api answers, --role workers projects, fires timers and delivers", async () => {
+    const received: Array<Received> = []
+    const receiverPort = await getFreePort()
+    receiver = await startReceiver(receiverPort, received)
+    const callbackUrl = `http://${LOOPBACK}:${receiverPort}/hooks`
+    // Left created, a session expires after 2 s: only a timer wheel fails it.
+    const api = await serve("--role", "api", "--expire-timeout", "2s")
+    const listed = async () => {
+      const response = await fetch(`${api.base}/collection/default/capture/session?end_user_id=split`, {
+        headers: { "x-access-token": API_KEY },
+      })
+      const envelope = (await response.json()) as {
+        readonly data: { readonly sessions: ReadonlyArray<{ readonly id: string; readonly status: string }> }
+      }
+      return envelope.data.sessions.map((session) => [session.id, session.status] as const)
+    }
+    const stopped = String(
+      (
+        await post(api.base, "/collection/default/capture/session", {
+          end_user_id: "split",
+          callback_url: callbackUrl,
+        })
+      ).session_id,
+    )
+    await post(api.base, "/capture/session/start", {
+      session_id: stopped,
+      channels: [{ channel_id: "display:1" }],
+    })
+    expect(await post(api.base, `/capture/session/${stopped}/stop`)).toMatchObject({ status: "stopped" })
+    const expiring = String(
+      (await post(api.base, "/collection/default/capture/session", { end_user_id: "split" })).session_id,
+    )
+    // With no workers anywhere: no view is written, no webhook sent, no timer fired.
+    await new Promise((resolve) => setTimeout(resolve, 3_000))
+    expect(await listed()).toEqual([])
+    expect(received).toEqual([])
+
+    await serve("--role", "workers")
+    await expect
+      .poll(async () => (await deliveriesOf(stopped)).map((d) => d.status), {
+        timeout: 20_000,
+        interval: 300,
+      })
+      .toEqual(["delivered", "delivered", "delivered"])
+    expect(received.map((r) => r.envelope.event)).toEqual([
+      "capture_session.created",
+      "capture_session.starting",
+      "capture_session.stopped",
+    ])
+    await expect
+      .poll(async () => new Map(await listed()), { timeout: 20_000, interval: 300 })
+      .toEqual(
+        new Map([
+          [stopped, "stopped"],
+          [expiring, "failed"],
+        ]),
+      )
   }, 120_000)
 
   it("rotates the signing secret, and exits 2 for an unknown session", async () => {

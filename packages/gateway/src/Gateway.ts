@@ -18,12 +18,11 @@ import { resolveFfmpeg } from "@capture/binaries"
 import { ExportStore, MediaStore } from "@capture/media"
 import type { RtstreamId, SessionId, WebhookSecret } from "@capture/protocol"
 import { type SessionRuntime, toCaptureSession } from "@capture/session-actor"
-import { Layer, Result } from "effect"
+import { Layer } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
 import { UrlSigner } from "./access/SignedUrls.js"
 import { AccountStore } from "./accounts/AccountStore.js"
 import { AlertDeliveryLog, type AlertOwner } from "./alerts/AlertDeliveryLog.js"
-import { AlertDispatcher } from "./alerts/AlertDispatcher.js"
 import { DetectionEvents } from "./alerts/DetectionEvents.js"
 import { CaptureApi } from "./api/CaptureApi.js"
 import { TrustedProxies } from "./api/ClientAddress.js"
@@ -46,14 +45,13 @@ import { StorageQuota } from "./ingest/StorageQuota.js"
 import { StreamKeys } from "./ingest/StreamKeys.js"
 import { UploadSlots } from "./ingest/UploadSlots.js"
 import { assertLimitsFit, DEFAULT_WS_MAX_MESSAGE_BYTES, type GatewayLimits, limitsOf } from "./Limits.js"
-import {
-  type CallbackUrlPolicy,
-  checkCallbackUrl,
-  parseAllowList,
-  type ResolvedAddress,
-} from "./webhooks/CallbackUrlPolicy.js"
+import { checkCallbackUrl } from "./webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
-import { WebhookDispatcher } from "./webhooks/WebhookDispatcher.js"
+import {
+  callbackUrlPolicyOf,
+  startWebhookDelivery,
+  type WebhookDeliveryOptions,
+} from "./webhooks/WebhookDelivery.js"
 import { AiResultFeed } from "./websocket/AiResultFeed.js"
 import { boundedWebSocketClass, type WebSocketLimits } from "./websocket/BoundedWebSocket.js"
 import { ConnectionIds } from "./websocket/ConnectionIds.js"
@@ -79,19 +77,14 @@ export interface RtmpOptions {
 export const RTMP_APP = "live"
 
 /** The gateway's settings; a limit left out has its `DEFAULT_LIMITS` value. */
-export interface GatewayOptions extends Omit<GatewayConfig, keyof GatewayLimits>, Partial<GatewayLimits> {
-  /** Hosts or CIDRs a callback URL may point at even though they are private (`CAPTURE_WEBHOOK_ALLOW_HOSTS`). */
-  readonly webhookAllowHosts: string
-  /** How callback URL hosts are resolved (default: the system resolver); tests answer without DNS. */
-  readonly webhookResolve?: ((hostname: string) => Promise<ReadonlyArray<ResolvedAddress>>) | undefined
-  /** Delays between webhook attempts, in ms; undefined: the default schedule. */
-  readonly webhookScheduleMs?: ReadonlyArray<number> | undefined
-  /** How long webhook lanes, delivery records and retry records are kept after their last write (ms; default 7 days). */
-  readonly webhookRetentionMs?: number | undefined
+export interface GatewayOptions
+  extends Omit<GatewayConfig, keyof GatewayLimits>,
+    Partial<GatewayLimits>,
+    WebhookDeliveryOptions {
+  /** Run the webhook dispatchers in this process (default true); off, another process runs them (`--role workers`). */
+  readonly deliverWebhooks?: boolean | undefined
   /** Where this process keeps its search index (SQLite); default in memory, rebuilt from the AI stream at start. */
   readonly searchDbPath?: string | undefined
-  readonly webhookRequestTimeoutMs?: number | undefined
-  readonly webhookAckWaitMs?: number | undefined
   /** How often each gateway purges expired client tokens and revocation markers (ms; default a minute). */
   readonly expiryPurgeIntervalMs?: number | undefined
   /** Width of an expiry slot (ms; default an hour): tests shorten it. */
@@ -138,9 +131,13 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
   // A wrong entry stops the start here, before anything is opened.
   const trustedProxies = TrustedProxies.parse(options.trustedProxies ?? "")
   assertLimitsFit(limits, nc.info?.max_payload ?? 1024 * 1024)
-  // What has started so far, stopped again (last first) when a later step fails, say NATS timing
-  // out while a node is down: a failed start leaves nothing running, so the caller may retry it.
+  const policy = callbackUrlPolicyOf(options)
+  // What has started, stopped last first: by `stop`, and when a later step of the start fails (say
+  // NATS timing out while a node is down), so a failed start leaves nothing running and may be retried.
   const undo: Array<() => unknown> = []
+  const undoAll = async (onFailure: (error: unknown) => void) => {
+    for (const step of undo.splice(0).reverse()) await Promise.resolve().then(step).catch(onFailure)
+  }
   try {
     const accounts = await AccountStore.open(nc, {
       ...topology,
@@ -168,30 +165,14 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       await accounts.ensureWebhookSecret(first.account.id, options.seedWebhookSecret)
     }
 
-    const allowList = parseAllowList(options.webhookAllowHosts)
-    if (Result.isFailure(allowList)) throw new Error(allowList.failure.message)
-    const policy: CallbackUrlPolicy = {
-      ...allowList.success,
-      ...(options.webhookResolve === undefined ? {} : { resolve: options.webhookResolve }),
-    }
     const deliveryLog = await DeliveryLog.open(runtime.topology)
     const alertDeliveryLog = await AlertDeliveryLog.open(nc, topology)
-    // Session webhooks and alert webhooks: the same secrets, address policy and attempt schedule.
-    const signedDeliveries = {
-      secretsFor: (accountId: string) => accounts.webhookSecrets(accountId),
-      policy,
-      log: options.log,
-      ...(options.webhookScheduleMs === undefined ? {} : { schedule: options.webhookScheduleMs }),
-      ...(options.webhookRequestTimeoutMs === undefined
-        ? {}
-        : { requestTimeoutMs: options.webhookRequestTimeoutMs }),
+    const ai = await AiStore.open(nc, topology)
+    undo.push(() => ai.close())
+    if (options.deliverWebhooks !== false) {
+      const delivery = await startWebhookDelivery(runtime, { accounts, ai }, options)
+      undo.push(() => delivery.stop())
     }
-    const dispatcher = await WebhookDispatcher.start(nc, runtime, {
-      ...signedDeliveries,
-      ...(options.webhookAckWaitMs === undefined ? {} : { ackWaitMs: options.webhookAckWaitMs }),
-      ...(options.webhookRetentionMs === undefined ? {} : { retentionMs: options.webhookRetentionMs }),
-    })
-    undo.push(() => dispatcher.stop())
     const media = await MediaStore.open(nc, { ...topology, log: options.log })
     const quota = await StorageQuota.open(nc, { ...topology, limits, log: options.log })
     undo.push(() => quota.stop())
@@ -212,8 +193,6 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     // Revoked on any gateway: this one closes the sockets it holds for that credential.
     const stopClosingRevoked = accounts.onRevoked((credentialId) => hub.closeOpenedBy(credentialId))
     undo.push(stopClosingRevoked)
-    const ai = await AiStore.open(nc, topology)
-    undo.push(() => ai.close())
     const aiFeed = new AiResultFeed(nc, ai, hub, options.log)
     // Search: this process's own projection of the AI results, in memory unless given a file.
     const search = await SearchProjection.start(
@@ -226,8 +205,6 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       await search.stop()
       search.index.close()
     })
-    const alertDispatcher = await AlertDispatcher.start(nc, ai, topology, signedDeliveries)
-    undo.push(() => alertDispatcher.stop())
     undo.push(() => aiFeed.stop())
     await aiFeed.start()
     const bounded = boundedWebSocketClass(options.webSocket)
@@ -313,7 +290,11 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
         log: options.log,
       })
       rtmpSessions = sessions
-      undo.push(() => sessions.stop())
+      // Publishers first: their last segments are stored while NATS is still there.
+      undo.push(async () => {
+        await rtmpIngest.close()
+        await sessions.stop()
+      })
       options.log(
         `rtmp listening on ${rtmpOptions?.host}:${rtmpIngest.port} (${services.rtmp?.publicUrl}/<stream key>)`,
       )
@@ -333,29 +314,16 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
       firstApiKey,
       rtmpPort: rtmpIngest?.port,
       log: options.log,
-      stop: async () => {
-        // Publishers first: their last segments are stored while NATS is still there.
-        await rtmpIngest?.close()
-        await rtmpSessions?.stop()
-        stopClosingRevoked()
-        clearInterval(purgeTimer)
-        await aiFeed.stop()
-        await alertDispatcher.stop()
-        await search.stop()
-        search.index.close()
-        await hub.stop()
-        await dispatcher.stop()
-        await quota.stop()
-        await rateLimiter.stop()
-        accounts.close()
-        ai.close()
-      },
+      // Every part goes on stopping when one fails.
+      stop: () =>
+        undoAll((error) =>
+          options.log(
+            `gateway: stopping a part failed: ${error instanceof Error ? error.message : String(error)}`,
+          ),
+        ),
     }
   } catch (error) {
-    for (const step of undo.reverse())
-      await Promise.resolve()
-        .then(step)
-        .catch(() => undefined)
+    await undoAll(() => undefined)
     throw error
   }
 }

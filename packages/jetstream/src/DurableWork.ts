@@ -13,7 +13,6 @@
 
 import {
   AckPolicy,
-  type ConsumerConfig,
   type ConsumerMessages,
   DeliverPolicy,
   type JsMsg,
@@ -49,6 +48,29 @@ export interface DurableWorkOptions<A> {
   readonly log: (message: string) => void
 }
 
+/** Where a worker's durable consumer reads: enough to create it before any worker runs. */
+export type DurableWorkTarget = Pick<
+  DurableWorkOptions<unknown>,
+  "stream" | "durable" | "filterSubject" | "deliverPolicy" | "ackWaitMs" | "maxAckPending"
+>
+
+/**
+ * Creates the worker's durable consumer if missing (the first creator's settings are kept). A
+ * process that causes the messages but runs no worker (`capture serve --role api`) calls it at
+ * start, so a durable that starts at new messages (`DeliverPolicy.New`) misses none of its own.
+ */
+export const ensureDurableWork = async (nc: NatsConnection, target: DurableWorkTarget): Promise<void> => {
+  await ensureDurableConsumer(await jetstreamManager(nc), target.stream, {
+    durable_name: target.durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: target.deliverPolicy ?? DeliverPolicy.All,
+    filter_subject: target.filterSubject,
+    ack_wait: target.ackWaitMs * 1_000_000,
+    max_ack_pending: target.maxAckPending ?? 1_000,
+    max_deliver: -1,
+  })
+}
+
 /** A handler's answer for a message whose turn has not come (its predecessor is not done). */
 export interface Later {
   readonly _tag: "Later"
@@ -71,16 +93,7 @@ export const startDurableWork = async <A>(
   nc: NatsConnection,
   options: DurableWorkOptions<A>,
 ): Promise<DurableWork> => {
-  const config: Partial<ConsumerConfig> & { durable_name: string } = {
-    durable_name: options.durable,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: options.deliverPolicy ?? DeliverPolicy.All,
-    filter_subject: options.filterSubject,
-    ack_wait: options.ackWaitMs * 1_000_000,
-    max_ack_pending: options.maxAckPending ?? 1_000,
-    max_deliver: -1,
-  }
-  await ensureDurableConsumer(await jetstreamManager(nc), options.stream, config)
+  await ensureDurableWork(nc, options)
   const consumer = await jetstream(nc).consumers.get(options.stream, options.durable)
   const messages: ConsumerMessages = await consumer.consume({
     max_messages: Math.max(4, options.parallel * 2),

@@ -4,10 +4,13 @@
  * through a cluster's leader elections, JetStream's errors as named predicates, and the metrics
  * and trace context (W3C `traceparent` in message headers) every package reports with.
  */
+export { coalesceWrites } from "./CoalescedWrites.js"
 export { ensureDurableConsumer } from "./Consumers.js"
 export {
   type DurableWork,
   type DurableWorkOptions,
+  type DurableWorkTarget,
+  ensureDurableWork,
   type Later,
   later,
   startDurableWork,

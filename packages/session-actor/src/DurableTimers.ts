@@ -75,12 +75,60 @@ export const fireCommand = (entry: TimerEntry): SessionCommand => ({
   deadline: entry.deadline,
 })
 
+/** A watched entry that does not decode: removed by the next reconcile, which must read it. */
+const UNREADABLE = Symbol("unreadable")
+
+/**
+ * The bucket as this process's timer wheel has watched it: each key's deadline, and, once the
+ * watch has passed the bucket's contents at its start, that a key it never saw is absent. A
+ * reconcile skips reading a timer the state does not want where the view says it is absent
+ * (most of them: a state wants one timer at most). A timer the state wants is always read: a
+ * view behind a delete must not leave it unarmed. A put the view has not seen yet is at worst a
+ * stale timer left in place, which fires and changes nothing.
+ */
+class WatchedTimers {
+  /** Deadlines of the keys present; `unreadable` for an entry that does not decode (a reconcile reads it). */
+  private readonly deadlines = new Map<string, string | typeof UNREADABLE>()
+  /** The bucket's last revision when the watch started; undefined once the watch has passed it. */
+  private pendingUntil: number | undefined
+
+  constructor(initialRevision: number) {
+    this.pendingUntil = initialRevision > 0 ? initialRevision : undefined
+  }
+
+  note(entry: KvWatchEntry, deadline: string | null | typeof UNREADABLE): void {
+    if (deadline === null) this.deadlines.delete(entry.key)
+    else this.deadlines.set(entry.key, deadline)
+    if (this.pendingUntil !== undefined && entry.revision >= this.pendingUntil) this.pendingUntil = undefined
+  }
+
+  /** A key's deadline as watched (null: absent), or undefined while that is not known. */
+  deadlineOf(key: string): string | null | undefined {
+    const deadline = this.deadlines.get(key)
+    if (deadline === UNREADABLE) return undefined
+    if (deadline !== undefined) return deadline
+    return this.pendingUntil === undefined ? null : undefined
+  }
+}
+
 /** Reads and writes the timer bucket. */
 export class TimerStore {
+  private watched: WatchedTimers | undefined
+
   constructor(
     private readonly topology: Topology,
     private readonly log: (message: string) => void = () => {},
   ) {}
+
+  /** Called by this process's wheel as its watch starts (at the bucket's last revision), or stops (undefined). */
+  watchFrom(initialRevision: number | undefined): void {
+    this.watched = initialRevision === undefined ? undefined : new WatchedTimers(initialRevision)
+  }
+
+  /** Called by the wheel for each entry its watch delivers: its deadline, null (deleted) or `unreadable`. */
+  noteWatched(entry: KvWatchEntry, deadline: string | null | "unreadable"): void {
+    this.watched?.note(entry, deadline === "unreadable" ? UNREADABLE : deadline)
+  }
 
   async schedule(entry: TimerEntry): Promise<void> {
     await this.topology.timers.put(keyOf(entry.session_id, entry.timer), JSON.stringify(entry))
@@ -99,6 +147,8 @@ export class TimerStore {
     await Promise.all(
       STATE_TIMERS.map(async (timer) => {
         const entry = wanted.find((w) => w.timer === timer)
+        // Not wanted and, as watched, not there: nothing to read.
+        if (entry === undefined && this.watched?.deadlineOf(keyOf(sessionId, timer)) === null) return
         const current = await this.topology.timers.get(keyOf(sessionId, timer))
         const stored = current !== null && current.operation === "PUT" ? current : undefined
         const armed = stored === undefined ? undefined : readTimer(stored, this.log)
@@ -124,14 +174,19 @@ export class TimerWheel {
     private readonly fire: (command: SessionCommand, parent: SpanParent | undefined) => Promise<void>,
     private readonly log: (message: string) => void = () => {},
     private readonly retryMs = 1_000,
+    /** This process's timer store, told what the watch sees so its reconciles can skip reads. */
+    private readonly store?: TimerStore,
   ) {}
 
   async start(): Promise<void> {
+    const initialRevision = (await this.topology.timers.status()).streamInfo.state.last_seq
     this.watcher = await this.topology.timers.watch()
+    this.store?.watchFrom(initialRevision)
     void this.loop(this.watcher)
   }
 
   async stop(): Promise<void> {
+    this.store?.watchFrom(undefined)
     this.watcher?.stop()
     for (const handle of this.pending.values()) clearTimeout(handle)
     this.pending.clear()
@@ -147,8 +202,11 @@ export class TimerWheel {
       const existing = this.pending.get(entry.key)
       if (existing !== undefined) clearTimeout(existing)
       this.pending.delete(entry.key)
-      if (entry.operation !== "PUT") continue
-      const timer = readTimer(entry, this.log)
+      const timer = entry.operation === "PUT" ? readTimer(entry, this.log) : undefined
+      this.store?.noteWatched(
+        entry,
+        entry.operation !== "PUT" ? null : timer === undefined ? "unreadable" : timer.deadline,
+      )
       if (timer !== undefined) this.arm(entry.key, timer, Date.parse(timer.deadline) - Date.now())
     }
   }

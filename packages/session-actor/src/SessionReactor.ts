@@ -21,7 +21,13 @@
  * repeat a JetStream duplicate). A reactor killed mid-message leaves it unacknowledged, so
  * another gets it again.
  */
-import { type DurableWork, type SpanParent, startDurableWork } from "@capture/jetstream"
+import {
+  type DurableWork,
+  type DurableWorkTarget,
+  ensureDurableWork,
+  type SpanParent,
+  startDurableWork,
+} from "@capture/jetstream"
 import {
   type ChannelId,
   type CommandId,
@@ -55,6 +61,9 @@ export interface SegmentRecords {
   /** Drops a channel's segments; returns how many were dropped. */
   deleteChannel(sessionId: string, channelId: string): Promise<number>
 }
+
+/** How long a message may stay unacknowledged before another reactor gets it, by default. */
+const DEFAULT_ACK_WAIT_MS = 30_000
 
 export interface SessionReactorOptions {
   readonly segments: SegmentRecords
@@ -99,6 +108,43 @@ export class SessionReactor {
     this.log = options.log ?? (() => {})
   }
 
+  /** Where the two consumers read: the event stream and the segment records. */
+  private static targets(
+    topology: Topology,
+    segments: SegmentRecords["topology"],
+    ackWaitMs: number,
+  ): { readonly events: DurableWorkTarget; readonly records: DurableWorkTarget } {
+    const { prefix } = topology.options
+    return {
+      events: {
+        stream: topology.eventStream,
+        durable: `${prefix}-reactor`,
+        filterSubject: topology.eventSubjects,
+        // Added to deployments with history: reacting to old stops again would export them again.
+        deliverPolicy: DeliverPolicy.New,
+        ackWaitMs,
+      },
+      records: {
+        stream: segments.stream,
+        durable: `${prefix}-reactor-media`,
+        filterSubject: segments.subjects,
+        deliverPolicy: DeliverPolicy.New,
+        ackWaitMs,
+      },
+    }
+  }
+
+  /**
+   * Creates both consumers if missing, running none: a process that issues commands but leaves
+   * the reactor to others (`capture serve --role api`) does this first, so none of its events
+   * comes before the consumers exist.
+   */
+  static async ensureConsumers(topology: Topology, segments: SegmentRecords["topology"]): Promise<void> {
+    const { events, records } = SessionReactor.targets(topology, segments, DEFAULT_ACK_WAIT_MS)
+    await ensureDurableWork(topology.nc, events)
+    await ensureDurableWork(topology.nc, records)
+  }
+
   /** Starts both consumers. */
   static async start(
     runtime: {
@@ -109,29 +155,24 @@ export class SessionReactor {
     options: SessionReactorOptions,
   ): Promise<SessionReactor> {
     const reactor = new SessionReactor(runtime.topology, runtime.host, runtime.timers, options)
-    const { nc, options: topology } = runtime.topology
-    const ackWaitMs = options.ackWaitMs ?? 30_000
+    const { nc } = runtime.topology
     const parallel = options.parallel ?? 8
+    const targets = SessionReactor.targets(
+      runtime.topology,
+      options.segments.topology,
+      options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS,
+    )
     reactor.work.push(
       await startDurableWork(nc, {
-        stream: runtime.topology.eventStream,
-        durable: `${topology.prefix}-reactor`,
-        filterSubject: runtime.topology.eventSubjects,
-        // Added to deployments with history: reacting to old stops again would export them again.
-        deliverPolicy: DeliverPolicy.New,
+        ...targets.events,
         parallel,
-        ackWaitMs,
         decode: (message: JsMsg) => decodeEventJson(message.data),
         handle: (event, _message, span) => reactor.onEvent(event, span),
         log: reactor.log,
       }),
       await startDurableWork(nc, {
-        stream: options.segments.topology.stream,
-        durable: `${topology.prefix}-reactor-media`,
-        filterSubject: options.segments.topology.subjects,
-        deliverPolicy: DeliverPolicy.New,
+        ...targets.records,
         parallel,
-        ackWaitMs,
         decode: (message: JsMsg) => decodeRecordJson(message.data),
         handle: (record, _message, span) => reactor.onSegment(record, span),
         log: reactor.log,

@@ -73,6 +73,8 @@ export const startSessionRuntime = async (
         }
       },
       log,
+      undefined,
+      timers,
     )
     try {
       await projector.start()

@@ -86,6 +86,87 @@ describe("TimerStore", () => {
   })
 })
 
+describe("TimerStore with this process's wheel watching", () => {
+  /** A store whose reads are counted, with its wheel watching the bucket. */
+  const watching = async () => {
+    let reads = 0
+    const counted: Topology = {
+      ...topology,
+      timers: new Proxy(topology.timers, {
+        get: (target, property, receiver) => {
+          if (property === "get")
+            return (key: string) => {
+              reads++
+              return target.get(key)
+            }
+          return Reflect.get(target, property, receiver)
+        },
+      }),
+    }
+    const store = new TimerStore(counted)
+    const wheel = new TimerWheel(counted, async () => {}, undefined, undefined, store)
+    await wheel.start()
+    return { store, reads: () => reads, stop: () => wheel.stop() }
+  }
+
+  it("reads only the timer a state wants once the watch has seen the others absent, and still arms it", async () => {
+    const { store, reads, stop } = await watching()
+    try {
+      const session = new Session()
+      const id = newSessionId()
+      session.ok(create(id))
+      session.ok(start(id))
+      const [wanted] = timersFor(session.state)
+      if (wanted === undefined) throw new Error("a starting session has a start timer")
+      await waitFor(
+        async () => {
+          const before = reads()
+          await store.reconcile(session.state)
+          return reads() - before
+        },
+        (read) => read === 1,
+      )
+      // Cancelled behind its back (the view may not know yet): the reconcile reads it and arms it again.
+      await topology.timers.delete(`${id}.start`)
+      await store.reconcile(session.state)
+      const armed = await topology.timers.get(`${id}.start`)
+      expect(armed === null ? undefined : Result.getOrThrow(decodeTimer(armed.value))).toEqual(wanted)
+      // A timer it does not want, once the watch has seen it, is read and removed.
+      await topology.timers.put(`${id}.stop`, JSON.stringify({ ...wanted, timer: "stop" }))
+      await waitFor(
+        async () => {
+          await store.reconcile(session.state)
+          return (await topology.timers.get(`${id}.stop`))?.operation
+        },
+        (operation) => operation !== "PUT",
+      )
+    } finally {
+      await stop()
+    }
+  })
+
+  it("still removes an unreadable entry the state does not want", async () => {
+    const { store, stop } = await watching()
+    try {
+      const session = new Session()
+      const id = newSessionId()
+      session.ok(create(id))
+      session.ok(start(id))
+      await topology.timers.put(`${id}.stop`, "not json {")
+      await waitFor(
+        async () => (await topology.timers.get(`${id}.stop`))?.operation,
+        (operation) => operation === "PUT",
+      )
+      // Let the watch see it, then reconcile: the view says unreadable, so the key is read and removed.
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await store.reconcile(session.state)
+      expect((await topology.timers.get(`${id}.stop`))?.operation).not.toBe("PUT")
+    } finally {
+      await stop()
+    }
+  })
+})
+
 describe("the expiry of a session never started", () => {
   it("fails it `expired` through the durable timer, with the failure a webhook and the WebSocket announce", {
     timeout: 30_000,

@@ -79,11 +79,13 @@ export const serveCommand = Command.make(
     role: Flag.ChoiceWithValue("role", [
       ["all", "all"],
       ["gateway", "gateway"],
+      ["api", "api"],
+      ["workers", "workers"],
       ["muxer", "muxer"],
       ["ai", "ai"],
     ] as const).pipe(
       Flag.withDescription(
-        "What this process runs: all (default), gateway (HTTP API, WebSocket, webhooks), muxer or ai (transcription)",
+        "What this process runs: all (default), gateway (HTTP API, WebSocket, webhooks, session workers), api and workers (the gateway in two: the HTTP API and WebSocket alone; the session workers and webhook delivery), muxer or ai (transcription)",
       ),
       Flag.withDefault("all" as const),
     ),

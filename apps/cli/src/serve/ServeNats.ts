@@ -3,6 +3,7 @@
  * (the server outlives NATS restarts) and is drained on shutdown, so in-flight publishes and acks
  * reach the server before the process exits; a drain that cannot finish (NATS gone) is cut short.
  */
+import { coalesceWrites } from "@capture/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Data, Effect, Option, type Scope } from "effect"
 import { describe } from "../Exit.js"
@@ -34,6 +35,8 @@ export const serveNats = (
           maxReconnectAttempts: -1,
           noAsyncTraces: true,
         })
+        // One socket write per event-loop turn, not one per microtask drain (see CoalescedWrites).
+        coalesceWrites(nc)
         let connected = true
         void (async () => {
           for await (const status of nc.status()) {

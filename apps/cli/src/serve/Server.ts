@@ -20,6 +20,7 @@ import {
 } from "@capture/ai"
 import { findOnPath, resolveFfmpegTools } from "@capture/binaries"
 import {
+  AccountStore,
   answerClientErrorsWithEnvelope,
   applyHttpTimeouts,
   type Gateway,
@@ -28,10 +29,12 @@ import {
   type HttpTimeouts,
   httpServerOptions,
   startGateway,
+  startWebhookDelivery,
+  WebhookDispatcher,
 } from "@capture/gateway"
 import { MediaStore } from "@capture/media"
 import { Muxer } from "@capture/muxer"
-import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { SessionReactor, type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Data, Effect, Exit, Layer, Option, Result } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
@@ -46,8 +49,20 @@ import { createHoldingServer } from "./HoldingServer.js"
 import { metricsRoutes } from "./Metrics.js"
 import { type ServeNats, serveNats } from "./ServeNats.js"
 
-/** Which parts this process runs: everything (the default), only the HTTP gateway, the muxer or the AI pipeline. */
-export type ServeRole = "all" | "gateway" | "muxer" | "ai"
+/**
+ * Which parts this process runs: everything (the default), the HTTP gateway (with the session
+ * workers and webhook delivery), the muxer or the AI pipeline; or the gateway split in two: `api`
+ * (the HTTP API and WebSocket alone) and `workers` (the session workers and webhook delivery).
+ */
+export type ServeRole = "all" | "gateway" | "api" | "workers" | "muxer" | "ai"
+
+/** Roles that run the session workers (projector, timer wheel, reactor). */
+const runsSessionWorkers = (role: ServeRole): boolean => role !== "ai" && role !== "api"
+/** Roles that serve the HTTP API and WebSocket. */
+const runsApi = (role: ServeRole): boolean => role === "all" || role === "gateway" || role === "api"
+/** Roles that deliver webhooks (session and alert). */
+const deliversWebhooks = (role: ServeRole): boolean =>
+  role === "all" || role === "gateway" || role === "workers"
 
 /** What `capture serve` was asked for. */
 export interface ServeOptions {
@@ -205,6 +220,38 @@ const stopWithin = (ms: number, part: string, stop: () => Promise<void>) =>
     else yield* logEffect(`${part} stopped`)
   })
 
+/** Webhook delivery without the API (`--role workers`), stopped with the process. */
+const webhookDelivery = (options: ServeOptions, nats: ServeNats, runtime: SessionRuntime) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const topology = runtime.topology.options
+        const accounts = await AccountStore.open(nats.nc, { ...topology, log: (message) => log(message) })
+        const ai = await AiStore.open(nats.nc, topology).catch((error: unknown) => {
+          accounts.close()
+          throw error
+        })
+        const delivery = await startWebhookDelivery(
+          runtime,
+          { accounts, ai },
+          { ...options.gateway, log: (message) => log(message) },
+        ).catch((error: unknown) => {
+          accounts.close()
+          ai.close()
+          throw error
+        })
+        log("webhook delivery started")
+        return async () => {
+          await delivery.stop()
+          ai.close()
+          accounts.close()
+        }
+      },
+      catch: (error) => startFailure("webhook delivery", error),
+    }),
+    (stop) => stopWithin(options.shutdownTimeoutMs, "webhook delivery", stop),
+  )
+
 /** Every HTTP route of the server. */
 const httpRoutes = (context: ServerContext) =>
   Layer.mergeAll(
@@ -259,8 +306,9 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
         try: async () =>
           startSessionRuntime(nats.nc, {
             // The session workers (projector, timer wheel, reactor) run beside the gateway and
-            // the muxer; an AI worker only reads views, so it pays for none of them.
-            workers: options.role !== "ai",
+            // the muxer; an AI worker only reads views and an `api` process leaves them to
+            // `workers`, so those pay for none of them.
+            workers: runsSessionWorkers(options.role),
             host: {
               startTimeoutMs: options.startTimeoutMs,
               stopTimeoutMs: options.stopTimeoutMs,
@@ -281,16 +329,34 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
       (runtime) => stopWithin(options.shutdownTimeoutMs, "workers", () => runtime.stop()),
     )
     log(`session runtime started (stream ${runtime.topology.eventStream}, replicas ${options.replicas})`)
+    if (options.role === "api") {
+      // The reactor's and the webhook dispatcher's consumers start at new events: they must exist
+      // before this process stores any, whenever the `workers` processes start.
+      yield* Effect.tryPromise({
+        try: async () => {
+          const segments = await MediaStore.open(nats.nc, { replicas: options.replicas })
+          await SessionReactor.ensureConsumers(runtime.topology, segments.topology)
+          const ackWaitMs = options.gateway.webhookAckWaitMs
+          await WebhookDispatcher.ensureConsumer(
+            nats.nc,
+            runtime.topology,
+            ackWaitMs === undefined ? {} : { ackWaitMs },
+          )
+        },
+        catch: (error) => startFailure("consumers of the workers", error),
+      })
+    }
 
     const listenHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host
     const publicUrl = options.gateway.publicUrl ?? `http://${listenHost}:${options.port}`
     let gateway: Gateway | undefined
-    if (options.role === "all" || options.role === "gateway") {
+    if (runsApi(options.role)) {
       gateway = yield* Effect.acquireRelease(
         Effect.tryPromise({
           try: () =>
             startGateway(runtime, {
               ...options.gateway,
+              deliverWebhooks: deliversWebhooks(options.role),
               publicUrl,
               transcription: options.ai.choice,
               chatModels: chatModelChoiceOf(options.ai),
@@ -314,6 +380,7 @@ const startParts = (options: ServeOptions, nats: ServeNats, servers: ReadonlyArr
         }
       }
     }
+    if (options.role === "workers") yield* webhookDelivery(options, nats, runtime)
     if (options.role === "all" || options.role === "ai") {
       const tools = yield* Effect.try({
         try: () => resolveFfmpegTools(),

@@ -232,6 +232,7 @@ const unsupportedCodec = (packet: { codec_type: number; codec_id: number }): str
 export class RtmpIngest {
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
+  private closing: Promise<void> | undefined
 
   private constructor(private readonly options: RtmpIngestOptions) {
     this.server = createServer((socket) => this.accept(socket))
@@ -307,8 +308,12 @@ export class RtmpIngest {
     })
   }
 
-  async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy()
-    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  /** Closes the listener and every publish; again: the same promise. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const socket of this.sockets) socket.destroy()
+      await new Promise<void>((resolve) => this.server.close(() => resolve()))
+    })()
+    return this.closing
   }
 }

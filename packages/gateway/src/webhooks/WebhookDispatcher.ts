@@ -126,6 +126,8 @@ const INTERNAL_RETRY_MS = 2_000
 /** A redelivery this much before its retry is due is still treated as due (timer granularity). */
 const EARLY_TOLERANCE_MS = 25
 
+const webhookDurableName = (topology: Topology) => `${topology.options.prefix}-webhooks`
+
 /** Acks, naks or terms, ignoring a connection that is gone (the message is then redelivered). */
 const settle = (message: JsMsg, verdict: Verdict): void => {
   try {
@@ -218,7 +220,7 @@ export class WebhookDispatcher {
 
   /** The durable consumer's name. */
   get durableName(): string {
-    return `${this.topology.options.prefix}-webhooks`
+    return webhookDurableName(this.topology)
   }
 
   /**
@@ -243,20 +245,32 @@ export class WebhookDispatcher {
     return this.retries.size
   }
 
-  private async begin(): Promise<void> {
-    const jsm = await jetstreamManager(this.nc)
-    // Another process may have created it first, maybe with other settings: the first one's are kept.
-    // Created on a stream with history (webhooks added to a running deployment), it starts after
-    // that history: those events happened without a dispatcher and are not announced now. Every
-    // event a gateway causes comes after its dispatcher started, so none is missed.
-    await ensureDurableConsumer(jsm, this.topology.eventStream, {
-      durable_name: this.durableName,
+  /**
+   * Creates the durable consumer if missing. Another process may have created it first, maybe
+   * with other settings: the first one's are kept. Created on a stream with history (webhooks
+   * added to a running deployment), it starts after that history: those events happened without
+   * a dispatcher and are not announced now. Every event a gateway causes comes after the consumer
+   * exists (its own dispatcher's start, or this call at the start of a gateway that leaves
+   * delivery to `--role workers`), so none is missed.
+   */
+  static async ensureConsumer(
+    nc: NatsConnection,
+    topology: Topology,
+    options: Pick<WebhookDispatcherOptions, "ackWaitMs" | "maxAckPending"> = {},
+  ): Promise<void> {
+    await ensureDurableConsumer(await jetstreamManager(nc), topology.eventStream, {
+      durable_name: webhookDurableName(topology),
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.New,
-      ack_wait: (this.options.ackWaitMs ?? 30_000) * 1_000_000,
-      max_ack_pending: this.options.maxAckPending ?? 10_000,
+      ack_wait: (options.ackWaitMs ?? 30_000) * 1_000_000,
+      max_ack_pending: options.maxAckPending ?? 10_000,
       max_deliver: -1,
     })
+  }
+
+  private async begin(): Promise<void> {
+    const jsm = await jetstreamManager(this.nc)
+    await WebhookDispatcher.ensureConsumer(this.nc, this.topology, this.options)
     const info = await jsm.consumers.info(this.topology.eventStream, this.durableName)
     // Messages in hand tell the server they are still being worked on, well within ack_wait.
     this.heartbeatMs = Math.max(50, Math.floor((info.config.ack_wait ?? 30_000_000_000) / 1_000_000 / 3))
@@ -352,8 +366,11 @@ export class WebhookDispatcher {
     cause: SpanParent | undefined,
   ): Promise<Verdict> {
     const sessionId = event.session_id
+    // The lane as this process left it, when it knows (a write that finds it moved makes the next look read).
+    let expected = this.lanes.expected(sessionId, event.sequence)
     for (;;) {
-      const read = await this.lanes.read(sessionId)
+      const read = expected ?? (await this.lanes.read(sessionId))
+      expected = undefined
       // The lane is left as it is for someone to look at; the session's webhooks stop here.
       if (read._tag === "Unreadable") return park(`its lane is unreadable (${read.reason})`)
       let lane = read.lane

@@ -10,6 +10,11 @@
  * the session's later events after noting them on the lane (`waiting_through`), and whoever
  * runs the retry delivers them from the event stream behind the head. A lane that does not
  * decode (written by a newer version, or corrupt) is reported as unreadable and never overwritten.
+ *
+ * Most events find their lane as this process left it after the session's previous event: that
+ * lane is not read again, the compare-and-set of the write that moves it stands for the read,
+ * and a write that finds it moved (another process, a redelivery) makes the next look read it.
+ * A session's first event reads: its lane may exist (a redelivery) or be unreadable.
  */
 import { isRevisionConflict } from "@capture/jetstream"
 import { decodeUnknown, type WebhookDelivery } from "@capture/protocol"
@@ -60,8 +65,31 @@ export type ReadableLane = Extract<LaneRead, { _tag: "Readable" }>
 
 const decodeLane = decodeUnknown(Lane)
 
+/** Sessions whose last lane write this process remembers. */
+const REMEMBERED_LANES = 10_000
+
 export class WebhookLanes {
+  /** Per session, the lane this process wrote last and its revision; `read`: look it up next time. */
+  private readonly written = new Map<string, { readonly lane: Lane; readonly revision: number } | "read">()
+
   constructor(private readonly bucket: KV) {}
+
+  /**
+   * The lane an event at `sequence` of the session is expected to find, as this process knows it
+   * without reading: the lane it wrote last, flowing, whose head is that event. Undefined when
+   * that is not known: `read` it.
+   */
+  expected(sessionId: string, sequence: number): ReadableLane | undefined {
+    const written = this.written.get(sessionId)
+    if (
+      written === undefined ||
+      written === "read" ||
+      written.lane.next_sequence !== sequence ||
+      written.lane.parked === true
+    )
+      return undefined
+    return { _tag: "Readable", lane: written.lane, revision: written.revision, present: true }
+  }
 
   /** A session's lane; the starting lane when it has none (or it was deleted or expired). */
   async read(sessionId: string): Promise<LaneRead> {
@@ -91,12 +119,28 @@ export class WebhookLanes {
    */
   async write(sessionId: string, revision: number | undefined, lane: Lane): Promise<boolean> {
     try {
-      if (revision === undefined) await this.bucket.create(sessionId, JSON.stringify(lane))
-      else await this.bucket.update(sessionId, JSON.stringify(lane), revision)
+      const written =
+        revision === undefined
+          ? await this.bucket.create(sessionId, JSON.stringify(lane))
+          : await this.bucket.update(sessionId, JSON.stringify(lane), revision)
+      this.remember(sessionId, { lane, revision: written })
       return true
     } catch (error) {
+      this.remember(sessionId, "read")
       if (!isRevisionConflict(error)) throw error
       return false
+    }
+  }
+
+  private remember(
+    sessionId: string,
+    written: { readonly lane: Lane; readonly revision: number } | "read",
+  ): void {
+    this.written.delete(sessionId)
+    this.written.set(sessionId, written)
+    if (this.written.size > REMEMBERED_LANES) {
+      const oldest = this.written.keys().next().value
+      if (oldest !== undefined) this.written.delete(oldest)
     }
   }
 }

@@ -1,8 +1,10 @@
 /**
  * A server-side `ws` WebSocket that keeps a slow client from costing the server: it pings on an
  * interval and terminates a peer that missed a pong, and it drops (and counts) messages while the
- * socket's unsent buffer is over a limit instead of letting it grow. Handed to the HTTP server as
- * `ws`'s `WebSocket` class option, so every upgraded socket is one.
+ * socket's unsent buffer is over a limit instead of letting it grow. What it sends in one turn of
+ * the event loop goes out in one write (its TCP socket corked until the turn ends): a socket
+ * following a busy collection gets many messages at once, each a system call otherwise. Handed to
+ * the HTTP server as `ws`'s `WebSocket` class option, so every upgraded socket is one.
  */
 import type { Socket } from "node:net"
 import { WebSocket } from "ws"
@@ -38,6 +40,7 @@ export const boundedWebSocketClass = (
     droppedMessages = 0
     alive = true
     heartbeat: NodeJS.Timeout | undefined
+    corked: Socket | undefined
 
     override send(data: unknown, options?: unknown, callback?: unknown): void {
       if (this.bufferedAmount > limits.maxBufferedBytes) {
@@ -47,8 +50,22 @@ export const boundedWebSocketClass = (
         if (typeof done === "function") done()
         return
       }
+      this.corkForTurn()
       // biome-ignore lint/suspicious/noExplicitAny: forwarding ws's overloaded signature unchanged.
       ;(super.send as any)(data, options, callback)
+    }
+
+    /** Holds this turn's writes until it ends (corked bytes still count in `bufferedAmount`). */
+    corkForTurn(): void {
+      // biome-ignore lint/suspicious/noExplicitAny: `_socket` is ws's own field for the TCP socket.
+      const socket: Socket | undefined = (this as any)._socket
+      if (this.corked !== undefined || socket === undefined || this.readyState !== this.OPEN) return
+      this.corked = socket
+      socket.cork()
+      setImmediate(() => {
+        this.corked = undefined
+        socket.uncork()
+      })
     }
 
     /** Called by `ws` once the upgrade completes; the socket is live from here. */
