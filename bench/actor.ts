@@ -175,7 +175,10 @@ const main = async () => {
     /** Publishes carrying the host's guarantees (Msg-Id + expected subject sequence), a subject per session. */
     const guardedPublishes = (
       prefix: string,
-      publish: (subject: string, expect: Required<PublishExpectations>) => Promise<{ readonly seq: number }>,
+      publish: (
+        subject: string,
+        expect: Required<Pick<PublishExpectations, "msgId" | "lastSubjectSequence">>,
+      ) => Promise<{ readonly seq: number }>,
     ) => {
       const lastOnSubject = Array.from({ length: SESSIONS }, () => 0)
       return async (i: number) => {

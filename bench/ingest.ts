@@ -145,6 +145,12 @@ const sessionSegmentBytes = (media: ReadonlyArray<ChannelMedia>) =>
 const segmentsPerChannel = (media: ReadonlyArray<ChannelMedia>, sessions: number) =>
   SEGMENTS ?? Math.max(quick ? 1 : 2, Math.ceil((MEGABYTES * 1e6) / (sessions * sessionSegmentBytes(media))))
 
+/** A session and the client token its recorder uploads with (the gateway bounds uploads per credential). */
+interface UploadingSession {
+  readonly id: string
+  readonly token: string
+}
+
 /**
  * One session's uploads: its channels at once, each channel's segments in order (the next after
  * the answer to the last), the last one marked final, as the recorder sends them.
@@ -152,7 +158,7 @@ const segmentsPerChannel = (media: ReadonlyArray<ChannelMedia>, sessions: number
 const uploadSession = async (
   client: SegmentClient,
   media: ReadonlyArray<ChannelMedia>,
-  sessionId: string,
+  { id: sessionId, token }: UploadingSession,
   count: number,
   samples: { latencies: Array<number>; bytes: number },
 ) => {
@@ -166,6 +172,7 @@ const uploadSession = async (
         const path = segmentPath(sessionId, channel.channelId, index)
         const started = performance.now()
         const response = await client.put(path, segment.bytes, {
+          "x-access-token": token,
           "x-segment-start-ms": String(at),
           "x-segment-duration-ms": String(segment.durationMs),
           "x-segment-sha256": segment.sha256,
@@ -185,17 +192,17 @@ const uploadRound = async (
   target: Target,
   client: SegmentClient,
   media: ReadonlyArray<ChannelMedia>,
-  sessionIds: ReadonlyArray<string>,
+  sessions: ReadonlyArray<UploadingSession>,
   count: number,
 ): Promise<UploadRound> => {
   const samples = { latencies: [] as Array<number>, bytes: 0 }
   const retried = client.retries()
   const [seconds, cpu] = await withCpu(target, async () => {
     const started = performance.now()
-    await Promise.all(sessionIds.map((id) => uploadSession(client, media, id, count, samples)))
+    await Promise.all(sessions.map((session) => uploadSession(client, media, session, count, samples)))
     return (performance.now() - started) / 1000
   })
-  const name = `${target === "raw" ? "raw node:http" : "gateway"}, ${sessionIds.length} × ${media.length} channels`
+  const name = `${target === "raw" ? "raw node:http" : "gateway"}, ${sessions.length} × ${media.length} channels`
   const latency = latencyFigure(name, samples.latencies)
   return {
     uploads: {
@@ -223,14 +230,17 @@ const startChannels = (media: ReadonlyArray<ChannelMedia>) =>
     is_primary: channel.channelId === "display:1",
   }))
 
-/** Creates (API key) and starts (client token, as the recorder does) `count` sessions. */
+/**
+ * Creates (API key) and starts (client token, as the recorder does) `count` sessions, each with a
+ * client token of its own to upload with, as each recorder has.
+ */
 const openSessions = async (
   api: JsonClient,
   recorder: JsonClient,
   media: ReadonlyArray<ChannelMedia>,
   count: number,
-): Promise<Array<string>> => {
-  const ids: Array<string> = []
+): Promise<Array<UploadingSession>> => {
+  const sessions: Array<UploadingSession> = []
   await measure("opening sessions", count, 32, async () => {
     const created = await api.send("POST", `/collection/${DEFAULT_COLLECTION}/capture/session`, {
       end_user_id: "bench",
@@ -243,17 +253,21 @@ const openSessions = async (
         channels: startChannels(media),
       }),
     )
-    ids.push(id)
+    const token = stringField(
+      accepted("token", await api.send("POST", "/capture/session/token", { expires_in: 24 * 60 * 60 })),
+      "token",
+    )
+    sessions.push({ id, token })
   })
-  return ids
+  return sessions
 }
 
 /** Stops the sessions (every channel sent its final segment, so they stop at once); counts statuses. */
-const stopSessions = async (recorder: JsonClient, ids: ReadonlyArray<string>) => {
+const stopSessions = async (recorder: JsonClient, sessions: ReadonlyArray<UploadingSession>) => {
   const statuses: Record<string, number> = {}
-  await measure("stopping sessions", ids.length, 32, async (i) => {
+  await measure("stopping sessions", sessions.length, 32, async (i) => {
     const status = stringField(
-      accepted("stop", await recorder.send("POST", stopSessionPath(ids[i] ?? ""))),
+      accepted("stop", await recorder.send("POST", stopSessionPath(sessions[i]?.id ?? ""))),
       "status",
     )
     statuses[status] = (statuses[status] ?? 0) + 1
@@ -302,16 +316,16 @@ const uploadBenchmark = async (teardown: Teardown, media: ReadonlyArray<ChannelM
   )
 
   let sessionNumber = 0
-  const rawSessionIds = (count: number) =>
-    Array.from({ length: count }, () => `cap-raw${String(sessionNumber++).padStart(8, "0")}`)
+  const rawSessions = (count: number) =>
+    Array.from({ length: count }, () => ({ id: `cap-raw${String(sessionNumber++).padStart(8, "0")}`, token }))
   const notStopped: Array<Record<string, number>> = []
   const run = async (target: Target, sessions: number, count: number): Promise<UploadRound> => {
-    if (target === "raw") return uploadRound("raw", clients.raw, media, rawSessionIds(sessions), count)
-    const ids = await openSessions(api, recorder, media, sessions)
+    if (target === "raw") return uploadRound("raw", clients.raw, media, rawSessions(sessions), count)
+    const opened = await openSessions(api, recorder, media, sessions)
     await settle()
-    const round = await uploadRound("gateway", clients.gateway, media, ids, count)
-    const statuses = await stopSessions(recorder, ids)
-    if (statuses.stopped !== ids.length) notStopped.push(statuses)
+    const round = await uploadRound("gateway", clients.gateway, media, opened, count)
+    const statuses = await stopSessions(recorder, opened)
+    if (statuses.stopped !== opened.length) notStopped.push(statuses)
     return round
   }
   const quietWaits: Array<number> = []

@@ -270,6 +270,7 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
         ...limits,
         publicUrl: options.publicUrl.replace(/\/+$/, ""),
         defaultTokenSeconds: options.defaultTokenSeconds,
+        sessionStateMaxAgeMs: options.sessionStateMaxAgeMs,
       },
       checkCallbackUrl: (url, field) => checkCallbackUrl(url, policy, field),
       webhookDeliveries: async (sessionId: SessionId) => {

@@ -22,6 +22,8 @@ export interface GatewayConfig extends GatewayLimits {
   readonly publicUrl: string
   /** Lifetime of a client token when the request names none (seconds). */
   readonly defaultTokenSeconds: number
+  /** How old a session's state may be when ingest takes a segment on it (ms; default `SESSION_STATE_MAX_AGE_MS`). */
+  readonly sessionStateMaxAgeMs?: number | undefined
 }
 
 /** Where RTMP publishers push, when this gateway listens for them. */

@@ -14,7 +14,14 @@
  * const ack = await publisher.publish(subject, data, { msgId: commandId, lastSubjectSequence: 41 })
  * ```
  */
-import { type ApiError, JetStreamApiError, JetStreamError, type PubAck, PubHeaders } from "@nats-io/jetstream"
+import {
+  type ApiError,
+  JetStreamApiError,
+  JetStreamError,
+  JsHeaders,
+  type PubAck,
+  PubHeaders,
+} from "@nats-io/jetstream"
 import {
   ClosedConnectionError,
   createInbox,
@@ -33,6 +40,8 @@ export interface PublishExpectations {
   readonly msgId?: string
   /** The subject's last stored sequence must be this (0: no message on the subject yet). */
   readonly lastSubjectSequence?: number
+  /** The message replaces every earlier one on its subject (`Nats-Rollup: sub`; the stream must allow it). */
+  readonly rollUpSubject?: boolean
 }
 
 interface Waiting {
@@ -93,6 +102,7 @@ export class JetStreamPublisher {
       if (expect.lastSubjectSequence !== undefined) {
         publishHeaders.set(PubHeaders.ExpectedLastSubjectSequenceHdr, `${expect.lastSubjectSequence}`)
       }
+      if (expect.rollUpSubject === true) publishHeaders.set(JsHeaders.RollupHdr, JsHeaders.RollupValueSubject)
       if (traceparent !== undefined) publishHeaders.set(TRACEPARENT, traceparent)
       this.waiting.set(token, { resolve, reject, subject, deadline: performance.now() + this.timeoutMs })
       this.sweeper ??= this.startSweeping()

@@ -66,6 +66,19 @@ describe("JetStreamPublisher", () => {
     expect([again.seq, again.duplicate, first.duplicate]).toEqual([first.seq, true, false])
   })
 
+  it("rolls a subject up to the new message when asked, keeping the other subjects", async () => {
+    await jsm.streams.add({ name: "ROLL", subjects: ["roll.>"], allow_rollup_hdrs: true })
+    const publisher = new JetStreamPublisher(nc)
+    await publisher.publish("roll.a", encoder.encode("1"))
+    await publisher.publish("roll.a", encoder.encode("2"))
+    await publisher.publish("roll.b", encoder.encode("kept"))
+    const last = await publisher.publish("roll.a", encoder.encode("3"), { rollUpSubject: true })
+    const info = await jsm.streams.info("ROLL", { subjects_filter: "roll.>" })
+    expect(info.state.subjects).toEqual({ "roll.a": 1, "roll.b": 1 })
+    expect(decoder.decode((await jsm.streams.getMessage("ROLL", { last_by_subj: "roll.a" }))?.data)).toBe("3")
+    expect((await jsm.streams.getMessage("ROLL", { last_by_subj: "roll.a" }))?.seq).toBe(last.seq)
+  })
+
   it("fails at once when no stream takes the subject", async () => {
     const publisher = new JetStreamPublisher(nc)
     await expect(publisher.publish("nostream.here", encoder.encode("x"))).rejects.toBeInstanceOf(

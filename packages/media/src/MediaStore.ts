@@ -4,18 +4,21 @@
  *
  * A segment is written in three steps: the bytes (with the record in the object's metadata),
  * then the record on the stream (`Nats-Msg-Id` = key), then a `published` mark on the object.
- * The bytes stream through: a body is never held whole, only the chunk being written.
- * The object decides who won a key (compare-and-set on its creation); a retry after a crash at
- * any step finds the object and only finishes what is left, so nothing is lost or stored twice.
+ * The bytes stream through: a body is never held whole, only the chunks being written
+ * (`ObjectWriter`: pipelined, a few in flight). The object decides who won a key
+ * (compare-and-set on its creation, which makes it visible once every chunk is stored); a retry
+ * after a crash at any step finds the object and only finishes what is left, so nothing is lost
+ * or stored twice. A new segment costs three waits on JetStream: its chunks, its object's meta,
+ * its record; the `published` mark is sent without waiting (a retry that finds it missing looks
+ * at the stream instead).
  * A record on the stream that does not decode is logged and skipped by every read.
  */
 import { createHash } from "node:crypto"
 import {
   ensureStream,
   isMessageNotFound,
-  isWrongLastSequence,
+  JetStreamPublisher,
   type SpanParent,
-  TRACEPARENT,
   traceparentOf,
 } from "@capture/jetstream"
 import { decodeJson, decodeUnknown, MediaSegment } from "@capture/protocol"
@@ -26,10 +29,10 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream"
-import type { ObjectInfo, ObjectStore } from "@nats-io/obj"
-import { headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node"
+import type { ObjectStore } from "@nats-io/obj"
+import type { NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
-import { objectMeta, openObjectBucket } from "./ObjectBucket.js"
+import { ObjectWriter, openObjectBucket, type StoredObject } from "./ObjectBucket.js"
 
 /** Options of `MediaStore.open`. */
 export interface MediaStoreOptions {
@@ -131,6 +134,8 @@ export class MediaStore {
   private constructor(
     readonly topology: MediaTopology,
     private readonly objects: ObjectStore,
+    private readonly writer: ObjectWriter,
+    private readonly publisher: JetStreamPublisher,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly log: (message: string) => void,
@@ -150,7 +155,10 @@ export class MediaStore {
     const jsm = await jetstreamManager(nc)
     await ensureStream(jsm, { name: topology.stream, subjects: [topology.subjects], replicas })
     const objects = await openObjectBucket(js, topology.bucket, { replicas })
-    return new MediaStore(topology, objects, js, jsm, options.log ?? (() => {}))
+    // One reply subscription for every ack: the chunks', the metas' and the records'.
+    const publisher = new JetStreamPublisher(nc)
+    const writer = new ObjectWriter(nc, jsm, topology.bucket, publisher)
+    return new MediaStore(topology, objects, writer, publisher, js, jsm, options.log ?? (() => {}))
   }
 
   /**
@@ -167,10 +175,10 @@ export class MediaStore {
 
   /**
    * `put` for bytes that arrive in chunks (an HTTP body): they go to the Object Store as they
-   * come, each chunk written before the next is read, and their sha256 is checked at the end; a
-   * mismatch stores nothing. An error `body` raises (the caller's own checks of the bytes) is
-   * thrown as is, and nothing is stored. The record carries `parent`'s trace context (the upload's
-   * request) to its consumers.
+   * come, a few chunks in flight, and their sha256 is checked at the end; a mismatch stores
+   * nothing. An error `body` raises (the caller's own checks of the bytes) is thrown as is, and
+   * nothing is stored. The record carries `parent`'s trace context (the upload's request) to its
+   * consumers.
    */
   async putStream(
     input: SegmentInput,
@@ -180,41 +188,31 @@ export class MediaStore {
     const key = segmentKey(input.session_id, input.channel_id, input.index)
     const name = segmentObjectName(input.session_id, input.channel_id, input.index)
     const sha256 = input.sha256.toLowerCase()
-    const bytes = new CheckedBytes(body, key, sha256)
-
-    const existing = await this.objects.info(name)
-    if (existing !== null) {
-      await bytes.drain()
-      return this.settleStored(existing, name, key, input, bytes.length)
-    }
-    // Decode at the edge: a record that would not read back (NaN, a bad id) is refused here. Its
-    // size is known once the bytes are in: the object's metadata gets it with the `published` mark.
+    // Decode at the edge: a record that would not read back (NaN, a bad id) is refused here.
     const decoded = decodeSegment({ ...input, sha256, bytes: 0, stored_at: new Date().toISOString() })
     if (Result.isFailure(decoded)) throw decoded.failure
-    try {
-      await this.objects.put(
-        objectMeta(name, { [META_SHA]: sha256, [META_RECORD]: JSON.stringify(decoded.success) }),
-        bytes.stream(),
-        // Revision 0: the object must not exist yet, so of two racing writers one wins.
-        { previousRevision: 0 },
-      )
-    } catch (error) {
-      if (!isWrongLastSequence(error)) throw error
-      // Another writer stored the key while these bytes streamed (all read and checked by now).
-      const winner = await this.objects.info(name)
-      if (winner === null) throw error
-      return this.settleStored(winner, name, key, input, bytes.length)
+    const bytes = new CheckedBytes(body, key, sha256)
+    let record = decoded.success
+    // No lookup first: a key is new but for retries, which find out when the name is taken.
+    const created = await this.writer.create(name, bytes, (size) => {
+      record = { ...decoded.success, bytes: size }
+      return { sha256, metadata: { [META_SHA]: sha256, [META_RECORD]: JSON.stringify(record) } }
+    })
+    if (created === "taken") {
+      // Stored before (or by a writer racing this one): these bytes were all read and checked.
+      const winner = await this.writer.info(name)
+      if (winner === null) throw new Error(`segment ${key}: the object that took its name is gone`)
+      return this.settleStored(winner, key, input, bytes.length)
     }
-    const record: MediaSegment = { ...decoded.success, bytes: bytes.length }
     await this.publishRecord(key, record, parent)
-    await this.markPublished(name, record)
+    // Not waited for: without the mark, a retry looks at the stream instead.
+    void this.markPublished(created, record)
     return { duplicate: false, record }
   }
 
   /** A put of a key already stored: a duplicate when the bytes are the same, else a conflict. */
   private async settleStored(
-    existing: ObjectInfo,
-    name: string,
+    existing: StoredObject,
     key: string,
     input: SegmentInput,
     length: number,
@@ -223,7 +221,7 @@ export class MediaStore {
     const stored = existing.metadata?.[META_SHA]
     if (stored !== sha256) throw new SegmentConflict(key, stored ?? "(none)", sha256)
     const record = recordOf(existing, input, length)
-    if (existing.metadata?.[META_PUBLISHED] !== "true") await this.completeRecord(name, key, record)
+    if (existing.metadata?.[META_PUBLISHED] !== "true") await this.completeRecord(existing, key, record)
     return { duplicate: true, record }
   }
 
@@ -241,7 +239,7 @@ export class MediaStore {
 
   /** Whether the key holds a segment (even one whose bytes were deleted): a put of it stores nothing new. */
   async has(sessionId: string, channelId: string, index: number): Promise<boolean> {
-    return (await this.objects.info(segmentObjectName(sessionId, channelId, index))) !== null
+    return (await this.writer.info(segmentObjectName(sessionId, channelId, index))) !== null
   }
 
   /** A segment's bytes, or `undefined` when it is not stored (never was, or deleted). */
@@ -256,7 +254,7 @@ export class MediaStore {
    * `undefined` when the segment is not stored (never was, or its bytes were dropped).
    */
   async record(sessionId: string, channelId: string, index: number): Promise<MediaSegment | undefined> {
-    const info = await this.objects.info(segmentObjectName(sessionId, channelId, index))
+    const info = await this.writer.info(segmentObjectName(sessionId, channelId, index))
     const json = info === null || info.deleted ? undefined : info.metadata?.[META_RECORD]
     if (json === undefined) return undefined
     try {
@@ -334,7 +332,7 @@ export class MediaStore {
   }
 
   /** Publishes a record whose bytes an earlier call stored, unless the stream already has it. */
-  private async completeRecord(name: string, key: string, record: MediaSegment): Promise<void> {
+  private async completeRecord(object: StoredObject, key: string, record: MediaSegment): Promise<void> {
     // Rare path (a crash or a race between storing and marking): beyond the two-minute dedupe
     // window only the stream itself can say whether the record went out, so look.
     let found = false
@@ -346,27 +344,26 @@ export class MediaStore {
       }
     }
     if (!found) await this.publishRecord(key, record)
-    await this.markPublished(name, record)
+    await this.markPublished(object, record)
   }
 
   private async publishRecord(key: string, record: MediaSegment, parent?: SpanParent): Promise<void> {
-    let traced: MsgHdrs | undefined
-    if (parent !== undefined) {
-      traced = headers()
-      traced.set(TRACEPARENT, traceparentOf(parent))
-    }
-    await this.js.publish(this.topology.subject(record.session_id), encoder.encode(JSON.stringify(record)), {
-      msgID: key,
-      ...(traced === undefined ? {} : { headers: traced }),
-    })
+    await this.publisher.publish(
+      this.topology.subject(record.session_id),
+      encoder.encode(JSON.stringify(record)),
+      { msgId: key },
+      parent === undefined ? undefined : traceparentOf(parent),
+    )
   }
 
-  private async markPublished(name: string, record: MediaSegment): Promise<void> {
-    const info = await this.objects.info(name)
-    if (info === null || info.deleted || info.metadata?.[META_PUBLISHED] === "true") return
+  /** Marks the object's record published, unless the object changed since `object` (deleted, marked). */
+  private async markPublished(object: StoredObject, record: MediaSegment): Promise<void> {
+    if (object.deleted || object.metadata[META_PUBLISHED] === "true") return
     try {
-      await this.objects.update(name, {
-        metadata: { ...info.metadata, [META_RECORD]: JSON.stringify(record), [META_PUBLISHED]: "true" },
+      await this.writer.setMetadata(object, {
+        ...object.metadata,
+        [META_RECORD]: JSON.stringify(record),
+        [META_PUBLISHED]: "true",
       })
     } catch {
       // Only an optimisation: without the mark, a retry looks at the stream instead.
@@ -379,7 +376,7 @@ export class MediaStore {
  * size is the object's: a writer that stopped before the `published` mark left its record
  * without one.
  */
-const recordOf = (info: ObjectInfo, input: SegmentInput, bytes: number): MediaSegment => {
+const recordOf = (info: StoredObject, input: SegmentInput, bytes: number): MediaSegment => {
   const size = info.size > 0 ? info.size : bytes
   const json = info.metadata?.[META_RECORD]
   if (json !== undefined) {
@@ -415,30 +412,5 @@ class CheckedBytes {
     }
     const actual = this.hash.digest("hex")
     if (actual !== this.sha256) throw new SegmentChecksumMismatch(this.key, this.sha256, actual)
-  }
-
-  /** Reads every byte, checking them. */
-  async drain(): Promise<void> {
-    for await (const _ of this) {
-      // Counted and hashed on the way.
-    }
-  }
-
-  /** The bytes as a stream that reads one chunk per pull, so the writer sets the pace. */
-  stream(): ReadableStream<Uint8Array> {
-    const chunks = this[Symbol.asyncIterator]()
-    return new ReadableStream<Uint8Array>(
-      {
-        async pull(controller) {
-          const next = await chunks.next()
-          if (next.done === true) controller.close()
-          else controller.enqueue(next.value)
-        },
-        async cancel() {
-          await chunks.return(undefined)
-        },
-      },
-      { highWaterMark: 0 },
-    )
   }
 }

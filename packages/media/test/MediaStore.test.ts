@@ -4,7 +4,7 @@ import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { getSha256Backend, Objm } from "@nats-io/obj"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import {
   MediaStore,
   OBJECT_CHUNK_BYTES,
@@ -89,6 +89,13 @@ describe("MediaStore", () => {
     const objects = await new Objm(jetstream(nc)).open(store.topology.bucket)
     const info = await objects.info(segmentObjectName(id, "display:1", 0))
     expect(info?.chunks).toBe(Math.ceil(video.length / OBJECT_CHUNK_BYTES))
+    // The object carries its whole record from the start, and is marked published soon after.
+    expect(JSON.parse(info?.metadata?.record ?? "{}")).toMatchObject({ index: 0, bytes: video.length })
+    await vi.waitFor(
+      async () =>
+        expect((await objects.info(segmentObjectName(id, "display:1", 0)))?.metadata?.published).toBe("true"),
+      { timeout: 10_000 },
+    )
     expect(getSha256Backend()).toBe("native")
     expect(digestOf(await store.read(id, "display:1", 0))).toBe(digestOf(video))
   })

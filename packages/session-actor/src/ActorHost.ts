@@ -86,6 +86,11 @@ export class RecentCommands {
   }
 }
 
+/** A cached session, with when it was last known to be the newest (`performance.now()`). */
+interface CachedSession extends LoadedSession {
+  readonly confirmedAt: number
+}
+
 /** A session loaded from `state` at `streamSequence`, with no command ids seen yet. */
 const loadedFrom = (state: SessionState, streamSequence: number): LoadedSession => ({
   state,
@@ -122,7 +127,7 @@ const outcomeOf = (result: Result.Result<CommandOutcome, CaptureError>): string 
         : "unchanged"
 
 export class ActorHost {
-  private readonly cache = new Map<string, LoadedSession>()
+  private readonly cache = new Map<string, CachedSession>()
   /** Sessions with a message this code cannot read, and where: states from before it are not cached. */
   private readonly unreadableAt = new Map<string, number>()
   private readonly inFlight = new Map<string, Promise<unknown>>()
@@ -174,6 +179,21 @@ export class ActorHost {
     return this.loadCovering(sessionId, 1)
   }
 
+  /**
+   * The session's state as this host knew it at most `maxAgeMs` ago (caught up with the stream,
+   * or appended to by this host, since), else caught up like `load`. Loads of the session already
+   * under way are joined rather than repeated, so uploads of a session's channels arriving
+   * together cost one lookup. For a caller that may act on a state that old (it would have, had
+   * its request come that much earlier) and judges again on `load` before refusing anything.
+   */
+  async loadRecent(sessionId: SessionId | string, maxAgeMs: number): Promise<LoadedSession> {
+    const recent = () => {
+      const cached = this.cache.get(sessionId)
+      return cached !== undefined && performance.now() - cached.confirmedAt <= maxAgeMs ? cached : undefined
+    }
+    return recent() ?? this.serialized(sessionId, async () => recent() ?? this.catchUp(sessionId))
+  }
+
   /** Folds an event this host learned about elsewhere (e.g. from a consumer) if it is the next one. */
   observe(event: SessionEvent, streamSequence: number): void {
     const cached = this.cache.get(event.session_id)
@@ -182,6 +202,7 @@ export class ActorHost {
       state: foldEvent(cached.state, event),
       streamSequence,
       recentCommands: cached.recentCommands.add(event.command_id),
+      confirmedAt: cached.confirmedAt,
     })
   }
 
@@ -257,6 +278,7 @@ export class ActorHost {
       const draft = decision.success
       if (draft === null) return Result.succeed({ state: loaded.state, event: null, duplicate: false })
       const event = toEvent(loaded.state, command, draft, now)
+      const appendedAt = performance.now()
       let ack: AppendAck
       try {
         ack = await this.events.append(event, loaded.streamSequence, command.command_id, span)
@@ -272,10 +294,12 @@ export class ActorHost {
       // Folded after the append, not before: nothing but the event waits on the ack, so a
       // thousand commands in flight hold a thousand events, not a thousand states.
       const [next, effects] = applyEvent(loaded.state, event)
+      // The append was accepted as the next event: the newest state as of its sending.
       this.remember(command.session_id, {
         state: next,
         streamSequence: ack.streamSequence,
         recentCommands: loaded.recentCommands.add(command.command_id),
+        confirmedAt: appendedAt,
       })
       if (effects.length > 0) await this.runEffects(next, effects, span)
       this.maybeSnapshot(command.session_id, next, ack.streamSequence)
@@ -291,7 +315,8 @@ export class ActorHost {
 
   /** Brings a session's state up to the end of its subject: cache → snapshot → replay. */
   private async catchUp(sessionId: string): Promise<LoadedSession> {
-    let loaded = this.cache.get(sessionId)
+    const startedAt = performance.now()
+    let loaded: LoadedSession | undefined = this.cache.get(sessionId)
     if (loaded === undefined) {
       const snapshot = await this.snapshots.load(sessionId)
       loaded =
@@ -306,7 +331,7 @@ export class ActorHost {
       streamSequence = stored.streamSequence
       recentCommands.add(stored.event.command_id)
     }
-    const caughtUp = { state, streamSequence, recentCommands }
+    const caughtUp = { state, streamSequence, recentCommands, confirmedAt: startedAt }
     if (state.value !== "none") this.remember(sessionId, caughtUp)
     return caughtUp
   }
@@ -346,7 +371,7 @@ export class ActorHost {
     this.snapshots.save(sessionId, state, streamSequence).catch(() => undefined)
   }
 
-  private remember(sessionId: string, loaded: LoadedSession): void {
+  private remember(sessionId: string, loaded: CachedSession): void {
     if (loaded.streamSequence < (this.unreadableAt.get(sessionId) ?? 0)) return
     this.cache.delete(sessionId)
     this.cache.set(sessionId, loaded)

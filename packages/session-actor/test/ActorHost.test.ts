@@ -2,7 +2,7 @@ import { type CommandId, newCommandId, newSessionId, type SessionId, type VideoI
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { foldEvents, type SessionRuntime, startSessionRuntime } from "../src/index.js"
 import { cmd, create, exportOf, finish, media, start, stop } from "./commands.js"
 
@@ -99,6 +99,23 @@ describe("ActorHost on JetStream", () => {
     const other = await newRuntime()
     expect((await other.host.loadKnown(id)).state.value).toBe("starting")
     expect((await other.host.loadKnown(newSessionId())).state.value).toBe("none")
+  })
+
+  it("loadRecent answers from a cache caught up within the age asked, joining the lookups of one session", async () => {
+    const a = await newRuntime()
+    const b = await newRuntime()
+    const id = newSessionId()
+    await ok(a, create(id))
+    await ok(b, start(id)) // stored by another host: a's cache knows nothing of it
+    expect((await a.host.loadRecent(id, 60_000)).state.value).toBe("created")
+    expect((await a.host.loadRecent(id, 0)).state.value).toBe("starting")
+    expect((await a.host.loadRecent(id, 60_000)).state.value).toBe("starting")
+    // A host that never saw the session: loads arriving together read its history once.
+    const c = await newRuntime()
+    const reads = vi.spyOn(c.events, "read")
+    const loads = await Promise.all(Array.from({ length: 5 }, () => c.host.loadRecent(id, 60_000)))
+    expect(loads.map((loaded) => loaded.state.value)).toEqual(Array(5).fill("starting"))
+    expect(reads).toHaveBeenCalledTimes(1)
   })
 
   it("answers a retry whose first try landed (reply lost) as a duplicate, not a refusal", async () => {

@@ -16,16 +16,22 @@ export const sessionNotFound = (id: string): CaptureError =>
 /**
  * The session as its actor holds it, if `principal` may act on it. Throws only on storage errors.
  * `known`: the state this host last knew, when the caller needs only who may act on the session
- * (its account and end user never change once stored), which spares a lookup on the stream.
+ * (its account and end user never change once stored), which spares a lookup on the stream;
+ * `{ maxAgeMs }`: a state at most that old (`ActorHost.loadRecent`).
  */
 export const authorizeSession = async (
   host: ActorHost,
   principal: Principal,
   sessionId: string,
-  freshness: "current" | "known" = "current",
+  freshness: "current" | "known" | { readonly maxAgeMs: number } = "current",
 ): Promise<Result.Result<LoadedSession, CaptureError>> => {
   if (!isSessionId(sessionId)) return Result.fail(sessionNotFound(sessionId))
-  const loaded = freshness === "known" ? await host.loadKnown(sessionId) : await host.load(sessionId)
+  const loaded =
+    freshness === "current"
+      ? await host.load(sessionId)
+      : freshness === "known"
+        ? await host.loadKnown(sessionId)
+        : await host.loadRecent(sessionId, freshness.maxAgeMs)
   const context = loaded.state.context
   if (loaded.state.value === "none" || context.account_id !== principal.account_id) {
     return Result.fail(sessionNotFound(sessionId))

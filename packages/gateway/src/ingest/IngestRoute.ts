@@ -65,6 +65,14 @@ const integerHeader = (
 const RECORDING = new Set(["starting", "active", "stopping"])
 
 /**
+ * How old the session's state may be when it takes a segment: the same as a request that came
+ * that much earlier, well within the late-media margin that covers requests in flight. A
+ * session's channels upload together, so most segments cost no lookup of the session. A state
+ * that would refuse the segment is judged again on the current one.
+ */
+export const SESSION_STATE_MAX_AGE_MS = 1_000
+
+/**
  * A segment for a session no longer recording: taken while an automatic stop's late-media window
  * is open (until `lateMediaMarginMs` before `late_media_until`; an export request clears it) if
  * its media starts before the stop instant and its channel is stored. Refused otherwise:
@@ -101,6 +109,23 @@ const lateMedia = (
     )
   }
   return "taken"
+}
+
+/** Why the session in `state` does not take a segment of `channelId` starting at `startMs`, if it does not. */
+const refusalFor = (
+  state: SessionState,
+  channelId: string,
+  startMs: number,
+  marginMs: number,
+): CaptureError | undefined => {
+  if (!state.context.channels.some((c) => c.channel_id === channelId)) {
+    return captureError("channel_not_found", `${channelId} is not a channel this session started`, {
+      field: "channel_id",
+    })
+  }
+  if (RECORDING.has(state.value)) return undefined
+  const late = lateMedia(state, channelId, startMs, Date.now(), marginMs)
+  return late === "taken" ? undefined : late
 }
 
 export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, maxSegmentBytes: number) =>
@@ -167,21 +192,22 @@ export const ingestRoute = (services: GatewayServicesShape, media: MediaStore, m
       }
       const final = isFinalSegment(headers[SegmentHeaders.final])
 
-      const authorized = yield* storage("loading the session", () =>
-        authorizeSession(services.runtime.host, principal.success, sessionId),
-      )
-      if (Result.isFailure(authorized)) return yield* refuse(authorized.failure)
-      const { state } = authorized.success
-      if (!state.context.channels.some((c) => c.channel_id === channelId)) {
-        return yield* refuse(
-          captureError("channel_not_found", `${channelId} is not a channel this session started`, {
-            field: "channel_id",
-          }),
+      const load = (freshness: "current" | { readonly maxAgeMs: number }) =>
+        storage("loading the session", () =>
+          authorizeSession(services.runtime.host, principal.success, sessionId, freshness),
         )
-      }
-      if (!RECORDING.has(state.value)) {
-        const late = lateMedia(state, channelId, startMs, Date.now(), services.config.lateMediaMarginMs)
-        if (late !== "taken") return yield* refuse(late)
+      const marginMs = services.config.lateMediaMarginMs
+      const recent = yield* load({
+        maxAgeMs: services.config.sessionStateMaxAgeMs ?? SESSION_STATE_MAX_AGE_MS,
+      })
+      if (Result.isFailure(recent)) return yield* refuse(recent.failure)
+      let state = recent.success.state
+      if (refusalFor(state, channelId, startMs, marginMs) !== undefined) {
+        const current = yield* load("current")
+        if (Result.isFailure(current)) return yield* refuse(current.failure)
+        state = current.success.state
+        const refusal = refusalFor(state, channelId, startMs, marginMs)
+        if (refusal !== undefined) return yield* refuse(refusal)
       }
 
       const credential = principal.success

@@ -57,8 +57,11 @@ export class StorageQuota {
       { key: `session.${sessionId}`, quota: this.limits.sessionQuotaBytes, of: "session" },
       { key: `account.${accountId}`, quota: this.limits.accountQuotaBytes, of: "account" },
     ]
+    // Both read at once when stale (a session's first upload of the interval): one wait, not two.
+    await Promise.all(
+      checks.map(({ key }) => (this.usage.isFresh(key) ? undefined : this.usage.refresh(key))),
+    )
     for (const { key, quota, of } of checks) {
-      if (!this.usage.isFresh(key)) await this.usage.refresh(key)
       const used = this.usage.total(key)
       if (used + incomingBytes > quota) {
         return captureError(

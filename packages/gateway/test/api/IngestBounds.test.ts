@@ -309,3 +309,37 @@ describe("storage quotas and uploads in flight", () => {
     await waitFor(async () => (await upload(one, id, 0, segment(0), token)).status === 200, 5_000)
   })
 })
+
+describe("the session's state across gateways", () => {
+  let one: TestGateway
+  let two: TestGateway
+
+  beforeAll(async () => {
+    // `one` takes segments on what it knew of a session a minute ago.
+    ;[one, two] = await Promise.all([
+      startTestGateway(nats.url, { sessionStateMaxAgeMs: 60_000 }),
+      startTestGateway(nats.url),
+    ])
+  }, 60_000)
+  afterAll(async () => {
+    await Promise.all([one?.stop(), two?.stop()])
+  })
+
+  it("takes a segment on a gateway that last saw the session before another gateway started it", async () => {
+    const created = await one.request("POST", "/collection/default/capture/session", {
+      body: { end_user_id: "user-a" },
+    })
+    const id = data(created.body).id as string
+    // `one` knows the session as created, a moment ago; `two` starts it.
+    const started = await two.request("POST", "/capture/session/start", {
+      body: { session_id: id, channels: [{ channel_id: "display:1" }] },
+    })
+    expect(started.status).toBe(200)
+    expect(await upload(one, id, 0, segment(0))).toMatchObject({
+      status: 200,
+      body: { data: { duplicate: false } },
+    })
+    const status = await one.request("GET", `/capture/session/${id}`)
+    expect(data(status.body).status).toBe("active")
+  })
+})
