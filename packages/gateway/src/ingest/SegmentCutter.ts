@@ -71,9 +71,18 @@ const segmentMuxer = (
   join(dir, `${kind}-%08d.ts`),
 ]
 
-/** Hands one kind's finished segments over in order, holding back the newest until it is known final or not. */
+/** MPEG-TS packets are this long: a segment of anything else was cut short. */
+const TS_PACKET_BYTES = 188
+
+/**
+ * Hands one kind's finished segments over in order, holding the newest back until it is known
+ * final or not. A file ffmpeg left empty or cut short (interrupted at the end) is skipped.
+ */
 class SegmentFeed {
+  /** Listed entries read so far. */
+  private read = 0
   private handed = 0
+  private held: { readonly entry: ListedSegment; readonly bytes: Uint8Array } | undefined
   constructor(
     private readonly kind: PushMediaKind,
     private readonly dir: string,
@@ -85,22 +94,33 @@ class SegmentFeed {
     return parseList(text)
   }
 
-  /** Hands over every listed segment but the newest (or all of them once `ended`). */
+  private async hand(final: boolean): Promise<void> {
+    const held = this.held
+    if (held === undefined) return
+    this.held = undefined
+    await this.publisher.onSegment({
+      kind: this.kind,
+      index: this.handed++,
+      offsetMs: Math.round(held.entry.startSeconds * 1000),
+      durationMs: Math.max(0, Math.round((held.entry.endSeconds - held.entry.startSeconds) * 1000)),
+      bytes: held.bytes,
+      final,
+    })
+  }
+
+  /** Hands over every listed segment but the newest (or all of them once `ended`, the last final). */
   async drain(ended: boolean): Promise<void> {
     const listed = await this.listed()
-    const upTo = ended ? listed.length : listed.length - 1
-    for (; this.handed < upTo; this.handed++) {
-      const entry = listed[this.handed] as ListedSegment
-      await this.publisher.onSegment({
-        kind: this.kind,
-        index: this.handed,
-        offsetMs: Math.round(entry.startSeconds * 1000),
-        durationMs: Math.max(0, Math.round((entry.endSeconds - entry.startSeconds) * 1000)),
-        bytes: await readFile(join(this.dir, entry.file)),
-        final: ended && this.handed === listed.length - 1,
-      })
-      await rm(join(this.dir, entry.file), { force: true })
+    for (; this.read < listed.length; this.read++) {
+      const entry = listed[this.read] as ListedSegment
+      const file = join(this.dir, entry.file)
+      const bytes = await readFile(file).catch(() => new Uint8Array())
+      await rm(file, { force: true })
+      if (bytes.length === 0 || bytes.length % TS_PACKET_BYTES !== 0) continue
+      await this.hand(false)
+      this.held = { entry, bytes }
     }
+    if (ended) await this.hand(true)
   }
 }
 
@@ -183,6 +203,11 @@ export class SegmentCutter {
   stop(): void {
     if (this.stopping) return
     this.stopping = true
+    // Once running, ffmpeg lets a single SIGINT wait for the next input packet (none may come):
+    // the second one interrupts the read, and it still finishes its outputs. SIGKILL if it hangs.
+    const running = () => this.ffmpeg.exitCode === null && this.ffmpeg.signalCode === null
     this.ffmpeg.kill("SIGINT")
+    setTimeout(() => running() && this.ffmpeg.kill("SIGINT"), 300).unref()
+    setTimeout(() => running() && this.ffmpeg.kill("SIGKILL"), 20_000).unref()
   }
 }
