@@ -19,7 +19,7 @@ import { MediaStore } from "@capture/media"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import type { Browser, Page } from "playwright-core"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest"
 import { launchChromium } from "./browser.js"
 import { killIfRunning } from "./cli.js"
 import { type CaptureServer, pollUntil, sleep, startCaptureServer } from "./endToEnd.js"
@@ -28,10 +28,16 @@ import { probe } from "./media.js"
 /** The publisher: getUserMedia (Chromium's fake devices), an offer with 127.0.0.1 UDP candidates only, RFC 9725's POST and DELETE. */
 const PUBLISHER_PAGE = `<!doctype html><html><body><script>
 const publishers = new Map()
-window.publish = async (url, token) => {
+window.publish = async (url, token, videoCodec) => {
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360, frameRate: 25 }, audio: true })
   const pc = new RTCPeerConnection()
-  for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] })
+  for (const track of stream.getTracks()) {
+    const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] })
+    if (track.kind === "video" && videoCodec !== undefined) {
+      const codecs = RTCRtpReceiver.getCapabilities("video").codecs
+      transceiver.setCodecPreferences(codecs.filter((codec) => codec.mimeType === "video/" + videoCodec))
+    }
+  }
   await pc.setLocalDescription(await pc.createOffer())
   await new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") return resolve()
@@ -140,6 +146,9 @@ afterAll(async () => {
   if (work !== undefined) await rm(work, { recursive: true, force: true })
 })
 
+// What the server said, to tell a failure's cause (ICE, ffmpeg, the lease) apart.
+beforeEach(() => onTestFailed(() => console.log(server?.process.output().slice(-8_000))))
+
 const startWhipSession = async () => {
   const created = await server.data("POST", "/collection/default/capture/session", { end_user_id: "browser" })
   const session = created.id as string
@@ -152,8 +161,11 @@ const startWhipSession = async () => {
   }
 }
 
-const publish = (url: string, token: string): Promise<Published> =>
-  page.evaluate(([url, token]) => (window as unknown as WhipPage).publish(url, token), [url, token] as const)
+const publish = (url: string, token: string, videoCodec?: "VP8"): Promise<Published> =>
+  page.evaluate(
+    ([url, token, videoCodec]) => (window as unknown as WhipPage).publish(url, token, videoCodec),
+    [url, token, videoCodec] as const,
+  )
 
 /** Publishes, retrying while the previous publish of the same session is still being let go. */
 const publishAgain = async (url: string, token: string): Promise<Published> => {
@@ -166,7 +178,8 @@ const publishAgain = async (url: string, token: string): Promise<Published> => {
 }
 
 interface WhipPage {
-  publish(url: string, token: string): Promise<Published>
+  /** `videoCodec`: offer only that one (Chromium offers H.264 and VP8 by default). */
+  publish(url: string, token: string, videoCodec?: "VP8"): Promise<Published>
   unpublish(location: string): Promise<number>
   /** Closes the connection without a DELETE, as a closed tab or a lost network does. */
   vanish(location: string): void
@@ -323,4 +336,29 @@ describe("WHIP publisher (Chromium) → capture serve → exported (real process
     expect("body" in late && late.body.error_code).toBe("session_ended")
     expect(await media.list(other.session)).toEqual([])
   }, 300_000)
+
+  it("takes a VP8-only publisher, its video encoded to the H.264 the segments carry", async () => {
+    const { session, url, token, hls } = await startWhipSession()
+    const published = await publish(url, token, "VP8")
+    if (!("location" in published)) throw new Error(`the publish was refused: ${JSON.stringify(published)}`)
+    expect(published.answer).toMatch(/a=rtpmap:\d+ VP8\/90000/)
+    expect(published.answer).not.toMatch(/H264/)
+    const media = await MediaStore.open(nc)
+    await pollUntil(
+      "two video segments and an audio one",
+      () => media.list(session),
+      (records) =>
+        records.filter((r) => r.channel_id === "camera:whip").length >= 2 &&
+        records.some((r) => r.channel_id === "mic:whip"),
+      { timeoutMs: 60_000 },
+    )
+    const live = await probe(hls)
+    expect(live.streams.map((s) => `${s.codec_type}:${s.codec_name}`)).toContain("video:h264")
+    expect(
+      await page.evaluate(
+        (location) => (window as unknown as WhipPage).unpublish(location),
+        published.location,
+      ),
+    ).toBe(200)
+  }, 120_000)
 })
