@@ -208,6 +208,9 @@ class WhipPublish {
     this.arrived.add(kind)
     const expected = (this.offered.video === undefined ? 0 : 1) + (this.offered.audio ? 1 : 0)
     if (this.arrived.size >= expected) this.gateOpen = true
+    // Said once: a publish whose media never reaches ffmpeg is told apart from one ffmpeg cannot read.
+    if (this.gateOpen)
+      this.options.log(`whip publish ${this.id}: media flowing (${[...this.arrived].join(", ")})`)
     return this.gateOpen
   }
 
