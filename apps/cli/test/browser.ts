@@ -14,8 +14,8 @@ export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 /** Where the browser tests write their screenshots (kept after the run for a person to look at). */
 export const SCREENSHOTS = fileURLToPath(new URL("../test-output/browser/", import.meta.url))
 
-/** Starts headless Chromium; fails with a clear message when it is not installed. */
-export const launchChromium = async (): Promise<Browser> => {
+/** Starts headless Chromium (with `extraArgs`); fails with a clear message when it is not installed. */
+export const launchChromium = async (extraArgs: ReadonlyArray<string> = []): Promise<Browser> => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: apt-get install chromium (scripts/bootstrap.sh --test does)`)
   }
@@ -28,6 +28,7 @@ export const launchChromium = async (): Promise<Browser> => {
       "--disable-gpu",
       "--disable-background-networking",
       "--autoplay-policy=no-user-gesture-required",
+      ...extraArgs,
     ],
   })
 }

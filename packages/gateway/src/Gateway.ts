@@ -16,7 +16,7 @@ import {
 } from "@capture/ai"
 import { resolveFfmpeg } from "@capture/binaries"
 import { ExportStore, MediaStore } from "@capture/media"
-import type { RtstreamId, SessionId, WebhookSecret } from "@capture/protocol"
+import { captureError, type RtstreamId, type SessionId, type WebhookSecret } from "@capture/protocol"
 import { type SessionRuntime, toCaptureSession } from "@capture/session-actor"
 import { Layer } from "effect"
 import { HttpApiBuilder, HttpApiScalar } from "effect/http-api"
@@ -39,11 +39,13 @@ import { clipRoutes } from "./ingest/ClipRoutes.js"
 import { ingestRoute } from "./ingest/IngestRoute.js"
 import { liveRoutes } from "./ingest/LiveRoutes.js"
 import { PublishLeases } from "./ingest/PublishLeases.js"
+import { PushSessions, rtmpAdmission } from "./ingest/PushSessions.js"
 import { RtmpIngest } from "./ingest/RtmpIngest.js"
-import { RtmpSessions } from "./ingest/RtmpSessions.js"
 import { StorageQuota } from "./ingest/StorageQuota.js"
 import { StreamKeys } from "./ingest/StreamKeys.js"
 import { UploadSlots } from "./ingest/UploadSlots.js"
+import { WhipIngest } from "./ingest/WhipIngest.js"
+import { whipRoutes } from "./ingest/WhipRoutes.js"
 import { assertLimitsFit, DEFAULT_WS_MAX_MESSAGE_BYTES, type GatewayLimits, limitsOf } from "./Limits.js"
 import { checkCallbackUrl } from "./webhooks/CallbackUrlPolicy.js"
 import { DeliveryLog } from "./webhooks/DeliveryLog.js"
@@ -71,6 +73,22 @@ export interface RtmpOptions {
   readonly leaseTtlMs?: number | undefined
   /** Length of the segments a publish is cut into (s; default 2, as the recorder's). */
   readonly segmentSeconds?: number | undefined
+}
+
+/** WHIP publishes for pushed sessions (`source: "whip"`) on the HTTP port; off unless given. */
+export interface WhipOptions {
+  /** Local addresses ICE host candidates are gathered on and offered to publishers (e.g. 127.0.0.1). */
+  readonly iceAddresses: ReadonlyArray<string>
+  /** UDP ports ICE may take (inclusive); default any. */
+  readonly icePortRange?: readonly [number, number] | undefined
+  /** How long a session waits for its publisher to come back before it stops (ms; default 10 s). */
+  readonly graceMs?: number | undefined
+  /** How long a publish lease outlives the gateway holding it (ms; default 15 s). */
+  readonly leaseTtlMs?: number | undefined
+  /** Length of the segments a publish is cut into (s; default 2, as the recorder's). */
+  readonly segmentSeconds?: number | undefined
+  /** A publish with no media for this long has ended (ms; default 10 s). */
+  readonly mediaTimeoutMs?: number | undefined
 }
 
 /** The RTMP application publishers push to: `rtmp://host:port/live/<stream key>`. */
@@ -104,6 +122,8 @@ export interface GatewayOptions
   readonly seedWebhookSecret?: WebhookSecret | undefined
   /** RTMP ingest (`CAPTURE_RTMP_PORT`); undefined: off. */
   readonly rtmp?: RtmpOptions | undefined
+  /** WHIP ingest (`CAPTURE_WHIP_ICE_ADDRESSES`); undefined: off. */
+  readonly whip?: WhipOptions | undefined
   readonly log: (message: string) => void
 }
 
@@ -220,7 +240,8 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
     undo.push(() => clearInterval(purgeTimer))
 
     // Listening before the services exist (their RTMP URL names the port): a publish this early waits.
-    let rtmpSessions: RtmpSessions | undefined
+    let rtmpSessions: PushSessions | undefined
+    const rtmpKeys = new StreamKeys(deploymentKey, "rtmp")
     const rtmpOptions = options.rtmp
     const rtmpIngest =
       rtmpOptions === undefined
@@ -232,15 +253,25 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
             ...(rtmpOptions.segmentSeconds === undefined
               ? {}
               : { segmentSeconds: rtmpOptions.segmentSeconds }),
-            admit: async (publish) =>
-              rtmpSessions === undefined
-                ? { refused: "the server is starting" }
-                : rtmpSessions.admit(publish),
+            admit: rtmpAdmission(() => rtmpSessions, rtmpKeys, RTMP_APP),
             log: options.log,
           })
     if (rtmpIngest !== undefined) undo.push(() => rtmpIngest.close())
-    const rtmpKeys = new StreamKeys(deploymentKey)
     const rtmpGraceMs = rtmpOptions?.graceMs ?? 10_000
+    let whipSessions: PushSessions | undefined
+    const whipOptions = options.whip
+    const whipIngest =
+      whipOptions === undefined
+        ? undefined
+        : new WhipIngest({
+            ffmpegPath: resolveFfmpeg(),
+            iceAddresses: whipOptions.iceAddresses,
+            icePortRange: whipOptions.icePortRange,
+            segmentSeconds: whipOptions.segmentSeconds,
+            mediaTimeoutMs: whipOptions.mediaTimeoutMs,
+            log: options.log,
+          })
+    if (whipIngest !== undefined) undo.push(() => whipIngest.close())
 
     const services: GatewayServicesShape = {
       runtime,
@@ -266,6 +297,18 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
               keys: rtmpKeys,
               graceMs: rtmpGraceMs,
             },
+      whip:
+        whipIngest === undefined
+          ? undefined
+          : {
+              keys: new StreamKeys(deploymentKey, "whip"),
+              ingest: whipIngest,
+              admit: async (sessionId, end) =>
+                whipSessions === undefined
+                  ? { refused: captureError("unavailable", "the server is starting") }
+                  : whipSessions.admit(sessionId, "whip", end),
+              log: options.log,
+            },
       config: {
         ...limits,
         publicUrl: options.publicUrl.replace(/\/+$/, ""),
@@ -281,25 +324,39 @@ export const startGateway = async (runtime: SessionRuntime, options: GatewayOpti
         return { deliveries, alert_deliveries }
       },
     }
-    if (rtmpIngest !== undefined) {
-      const leaseTtlMs = rtmpOptions?.leaseTtlMs ?? 15_000
-      const leases = await PublishLeases.open(nc, { ...topology, ttlMs: leaseTtlMs, log: options.log })
-      const sessions = new RtmpSessions(services, leases, rtmpKeys, {
-        app: RTMP_APP,
-        graceMs: rtmpGraceMs,
+    // One lease bucket for every pushed source: a session has one publisher, whatever it pushes over.
+    const leaseTtlMs = rtmpOptions?.leaseTtlMs ?? whipOptions?.leaseTtlMs ?? 15_000
+    const leases =
+      rtmpIngest === undefined && whipOptions === undefined
+        ? undefined
+        : await PublishLeases.open(nc, { ...topology, ttlMs: leaseTtlMs, log: options.log })
+    const pushSessions = (graceMs: number) => {
+      if (leases === undefined) throw new Error("no publish leases")
+      return new PushSessions(services, leases, {
+        graceMs,
         renewMs: Math.max(100, Math.floor(leaseTtlMs / 5)),
         log: options.log,
       })
-      rtmpSessions = sessions
-      // Publishers first: their last segments are stored while NATS is still there.
-      undo.push(async () => {
-        await rtmpIngest.close()
-        await sessions.stop()
-      })
+    }
+    if (rtmpIngest !== undefined) {
+      rtmpSessions = pushSessions(rtmpGraceMs)
       options.log(
         `rtmp listening on ${rtmpOptions?.host}:${rtmpIngest.port} (${services.rtmp?.publicUrl}/<stream key>)`,
       )
     }
+    if (whipOptions !== undefined) {
+      whipSessions = pushSessions(whipOptions.graceMs ?? 10_000)
+      options.log(
+        `whip publishes at ${services.config.publicUrl}/whip/<session id> (ICE on ${whipOptions.iceAddresses.join(", ")})`,
+      )
+    }
+    // Publishers first: their last segments are stored while NATS is still there (closing twice is harmless).
+    undo.push(async () => {
+      await rtmpIngest?.close()
+      await whipIngest?.close()
+      await rtmpSessions?.stop()
+      await whipSessions?.stop()
+    })
     return {
       accounts,
       hub,
@@ -365,6 +422,7 @@ export const gatewayRoutes = (gateway: Gateway) => {
     webSocketRoute(gateway.accounts, gateway.hub, gateway.services.connectionIds),
     ingestRoute(gateway.services, gateway.services.media, gateway.services.config.maxSegmentBytes),
     liveRoutes(gateway.services, gateway.services.media, gateway.services.signer),
+    whipRoutes(gateway.services),
     clipRoutes(gateway.services, gateway.services.media, gateway.services.signer, gateway.log),
     ...exportRoutes(gateway.services, gateway.exports),
     consoleRoutes,

@@ -11,9 +11,11 @@ import { Context, type Result } from "effect"
 import type { UrlSigner } from "./access/SignedUrls.js"
 import type { AccountStore } from "./accounts/AccountStore.js"
 import type { DetectionEvents } from "./alerts/DetectionEvents.js"
+import type { PushAdmission } from "./ingest/SegmentCutter.js"
 import type { StorageQuota } from "./ingest/StorageQuota.js"
 import type { StreamKeys } from "./ingest/StreamKeys.js"
 import type { UploadSlots } from "./ingest/UploadSlots.js"
+import type { WhipIngest } from "./ingest/WhipIngest.js"
 import type { GatewayLimits } from "./Limits.js"
 import type { ConnectionIds } from "./websocket/ConnectionIds.js"
 
@@ -33,6 +35,16 @@ export interface RtmpEndpoint {
   readonly keys: StreamKeys
   /** How long a session waits for its publisher to come back before it stops. */
   readonly graceMs: number
+}
+
+/** WHIP publishes (`source: "whip"`), when this gateway takes them. */
+export interface WhipEndpoint {
+  /** Bearer tokens: one per session. */
+  readonly keys: StreamKeys
+  readonly ingest: WhipIngest
+  /** The session's publisher (the token checked), or why not. */
+  readonly admit: (sessionId: string, end: () => void) => Promise<PushAdmission>
+  readonly log: (message: string) => void
 }
 
 export interface GatewayServicesShape {
@@ -61,6 +73,8 @@ export interface GatewayServicesShape {
   readonly uploadSlots: UploadSlots
   /** RTMP ingest (`source: "rtmp"`); undefined when this gateway does not listen for it. */
   readonly rtmp: RtmpEndpoint | undefined
+  /** WHIP ingest (`source: "whip"`); undefined when this gateway does not take it. */
+  readonly whip: WhipEndpoint | undefined
   /** Refuses a callback URL that is not http(s) or points at a private address (unless allowed). */
   readonly checkCallbackUrl: (url: string, field: string) => Promise<Result.Result<URL, CaptureError>>
   /** A session's webhook deliveries: lifecycle ones oldest first, and its alerts'. */

@@ -108,19 +108,29 @@ export const stopSessionPath = (sessionId: string): string =>
   pathOf(STOP_SESSION_ROUTE, { session_id: sessionId })
 
 /**
- * What feeds a session: Capture's recorder uploading segments (the default), or a publisher
- * pushing RTMP (OBS, ffmpeg) to the stream key the start answers with.
+ * What feeds a session: Capture's recorder uploading segments (the default), a publisher pushing
+ * RTMP (OBS, ffmpeg) to the stream key the start answers with, or one publishing over WHIP
+ * (a browser, OBS, GStreamer) to the start's `whip_url` with its bearer token.
  */
-export const SessionSource = Schema.Literals(["recorder", "rtmp"])
+export const SessionSource = Schema.Literals(["recorder", "rtmp", "whip"])
 export type SessionSource = typeof SessionSource.Type
 
-/** The channels an `rtmp` session gets when its start names none: the pushed video and audio. */
-export const RTMP_DEFAULT_CHANNELS: ReadonlyArray<ChannelInput> = [
-  { channel_id: "camera:rtmp", name: "RTMP video", type: "video", store: true, is_primary: true },
-  { channel_id: "mic:rtmp", name: "RTMP audio", type: "audio", store: true },
+/** A pushed source: what feeds a session other than the recorder. */
+export type PushSource = Exclude<SessionSource, "recorder">
+
+/** The channels a pushed session gets when its start names none: the pushed video and audio. */
+export const pushDefaultChannels = (source: PushSource): ReadonlyArray<ChannelInput> => [
+  {
+    channel_id: `camera:${source}`,
+    name: `${source.toUpperCase()} video`,
+    type: "video",
+    store: true,
+    is_primary: true,
+  },
+  { channel_id: `mic:${source}`, name: `${source.toUpperCase()} audio`, type: "audio", store: true },
 ]
 
-/** `POST /capture/session/start`: `channels` may be left out only with `source: "rtmp"`. */
+/** `POST /capture/session/start`: `channels` may be left out only for a pushed source. */
 export const StartSessionRequest = Schema.Struct({
   session_id: SessionId,
   channels: Schema.optionalKey(Schema.Array(ChannelInput).check(Schema.isMaxLength(32))),
@@ -150,13 +160,25 @@ export const RtmpSetup = Schema.Struct({
 })
 export type RtmpSetup = typeof RtmpSetup.Type
 
+/** Where a WHIP publisher (RFC 9725) posts its SDP offer for a `whip` session, and with what. */
+export const WhipIngress = Schema.Struct({
+  /** `POST` the offer here (`application/sdp`). */
+  whip_url: Schema.String,
+  /** Secret: `Authorization: Bearer <token>`; it opens only this session, and only while it records. */
+  whip_bearer_token: Schema.String,
+})
+export type WhipIngress = typeof WhipIngress.Type
+
 export const StartSessionView = Schema.Struct({
   session_id: SessionId,
   status: SessionStatus,
   /** `source: "rtmp"` only. */
   rtmp: Schema.optionalKey(RtmpIngress),
   rtmp_setup: Schema.optionalKey(RtmpSetup),
-  /** `source: "rtmp"` only: the live HLS playlist of the pushed video (signed; it lists segments as they come). */
+  /** `source: "whip"` only. */
+  whip_url: Schema.optionalKey(Schema.String),
+  whip_bearer_token: Schema.optionalKey(Schema.String),
+  /** Pushed sources only: the live HLS playlist of the pushed video (signed; it lists segments as they come). */
   hls_url: Schema.optionalKey(Schema.String),
 })
 export type StartSessionView = typeof StartSessionView.Type

@@ -43,6 +43,10 @@ const codes = {
   index_not_found: 404,
   event_not_found: 404,
   alert_not_found: 404,
+  /** WHIP: a method the resource does not take (trickle ICE `PATCH`). */
+  method_not_allowed: 405,
+  /** A pushed source offers no codec the recording can carry (WHIP: no H.264/VP8 video or Opus audio). */
+  unsupported_codec: 406,
   // 409: the session's state does not allow it
   invalid_transition: 409,
   session_ended: 409,
@@ -55,6 +59,8 @@ const codes = {
   segment_conflict: 409,
   /** A segment whose media starts at or after an automatic stop (the late-media window takes only earlier ones). */
   recorded_after_stop: 409,
+  /** A pushed session already has its publisher (one at a time, on any gateway). */
+  publisher_active: 409,
   // 413 / 422 / 429
   payload_too_large: 413,
   unsupported_media_type: 415,

@@ -2,6 +2,8 @@
  * The gateway's settings from the environment. A malformed value stops `serve` with a usage
  * error naming the variable, instead of running with a guess.
  */
+
+import { isIP } from "node:net"
 import {
   DEFAULT_HTTP_TIMEOUTS,
   DEFAULT_LIMITS,
@@ -13,6 +15,7 @@ import {
   RTMP_APP,
   type RtmpOptions,
   SCHEDULE_ENV,
+  type WhipOptions,
 } from "@capture/gateway"
 import type { WebhookSecret } from "@capture/protocol"
 import { Result } from "effect"
@@ -95,6 +98,36 @@ export const rtmpOptionsFromEnv = (host: string): RtmpOptions | undefined => {
     publicUrl: publicUrl || `rtmp://${advertisedHost}:${port}/${RTMP_APP}`,
     graceMs: intFromEnv("CAPTURE_RTMP_GRACE_MS", 10_000),
   }
+}
+
+/**
+ * WHIP publishes for pushed sessions: `CAPTURE_WHIP_ICE_ADDRESSES` (local addresses, comma-separated,
+ * whose host candidates publishers are offered: `127.0.0.1` on one machine, the server's own
+ * address on a network) turns it on; `CAPTURE_WHIP_ICE_PORTS` (`min-max`) bounds the UDP ports;
+ * `CAPTURE_WHIP_GRACE_MS` is how long a session waits for its publisher to come back (default 10 s).
+ */
+export const whipOptionsFromEnv = (): WhipOptions | undefined => {
+  const raw = process.env.CAPTURE_WHIP_ICE_ADDRESSES
+  if (raw === undefined || raw.trim() === "") return undefined
+  const iceAddresses = raw
+    .split(",")
+    .map((address) => address.trim())
+    .filter((address) => address !== "")
+  const notAnAddress = iceAddresses.find((address) => isIP(address) === 0)
+  if (notAnAddress !== undefined) {
+    throw usage(`CAPTURE_WHIP_ICE_ADDRESSES must list IP addresses, got "${notAnAddress}"`)
+  }
+  const ports = process.env.CAPTURE_WHIP_ICE_PORTS
+  let icePortRange: readonly [number, number] | undefined
+  if (ports !== undefined && ports !== "") {
+    const match = /^(\d{1,5})-(\d{1,5})$/.exec(ports.trim())
+    const [min, max] = [Number(match?.[1]), Number(match?.[2])]
+    if (match === null || min < 1 || max > 65_535 || min >= max) {
+      throw usage(`CAPTURE_WHIP_ICE_PORTS must be a port range like 40000-40100, got "${ports}"`)
+    }
+    icePortRange = [min, max]
+  }
+  return { iceAddresses, icePortRange, graceMs: intFromEnv("CAPTURE_WHIP_GRACE_MS", 10_000) }
 }
 
 export const gatewayOptionsFromEnv = (publicUrl: string | undefined): ServeOptions["gateway"] => {

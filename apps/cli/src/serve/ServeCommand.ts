@@ -15,6 +15,7 @@ import {
   muxerRemuxFromEnv,
   rtmpOptionsFromEnv,
   silenceTimeoutFromEnv,
+  whipOptionsFromEnv,
 } from "./GatewayEnv.js"
 import { serve } from "./Server.js"
 import { tracingSettingsFromEnv, withTracing } from "./Tracing.js"
@@ -127,6 +128,7 @@ export const serveCommand = Command.make(
         gateway: {
           ...gatewayOptionsFromEnv(Option.getOrUndefined(flags.publicUrl)),
           rtmp: rtmpOptionsFromEnv(flags.host),
+          whip: whipOptionsFromEnv(),
         },
         httpTimeouts: httpTimeoutsFromEnv(),
         ai: aiSettingsFromEnv(),

@@ -13,7 +13,7 @@ import {
   newCommandId,
   newSessionId,
   type PauseRequest,
-  RTMP_DEFAULT_CHANNELS,
+  pushDefaultChannels,
   type SessionCommand,
   type SessionId,
   SessionId as SessionIdSchema,
@@ -27,7 +27,8 @@ import { authorizeSession, sessionNotFound } from "../access/SessionAccess.js"
 import { credentialChain, type Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape, toWebSocketUrl } from "../GatewayContext.js"
 import { liveStreamUrl } from "../ingest/LiveRoutes.js"
-import { checkPushChannels, pushChannels, rtmpAnswer } from "../ingest/RtmpSessions.js"
+import { checkPushChannels, pushChannels, rtmpAnswer } from "../ingest/PushSessions.js"
+import { whipAnswer } from "../ingest/WhipRoutes.js"
 import { AlertLive } from "./AlertHandlers.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import { type Failure, toFailure } from "./Failures.js"
@@ -390,19 +391,19 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           yield* refuseKeyOnlyField(principal, "callback_url", payload.callback_url)
-          const pushed = payload.source === "rtmp"
-          const channels = payload.channels ?? (pushed ? RTMP_DEFAULT_CHANNELS : [])
+          const source = payload.source ?? "recorder"
+          const pushed = source === "recorder" ? undefined : source
+          const channels = payload.channels ?? (pushed === undefined ? [] : pushDefaultChannels(pushed))
           yield* refuseIf(checkChannels(channels, services.config))
-          const rtmp = services.rtmp
-          if (pushed) {
-            if (rtmp === undefined) {
+          if (pushed !== undefined) {
+            if (services[pushed] === undefined) {
               return yield* refuse(
                 captureError(
                   "source_unavailable",
-                  "this server does not listen for RTMP (CAPTURE_RTMP_PORT)",
-                  {
-                    field: "source",
-                  },
+                  pushed === "rtmp"
+                    ? "this server does not listen for RTMP (CAPTURE_RTMP_PORT)"
+                    : "this server takes no WHIP publishes (CAPTURE_WHIP_ICE_ADDRESSES)",
+                  { field: "source" },
                 ),
               )
             }
@@ -421,12 +422,16 @@ export const SessionsLive = HttpApiBuilder.group(CaptureApi, "sessions", (handle
             ...present("callback_url", payload.callback_url),
           } as SessionCommand)
           const started = { session_id: payload.session_id, status: outcome.state.value as "starting" }
-          if (!pushed || rtmp === undefined) return successOf(started)
+          if (pushed === undefined) return successOf(started)
           const context = outcome.state.context
           const video = pushChannels(context.channels, context.primary_video_channel_id).video
+          const { rtmp, whip } = services
           return successOf({
             ...started,
-            ...rtmpAnswer(rtmp, payload.session_id),
+            ...(pushed === "rtmp" && rtmp !== undefined ? rtmpAnswer(rtmp, payload.session_id) : {}),
+            ...(pushed === "whip" && whip !== undefined
+              ? whipAnswer(services.config.publicUrl, whip, payload.session_id)
+              : {}),
             ...(video === undefined
               ? {}
               : {

@@ -9,43 +9,23 @@
  * with the reason and closed before any media is written anywhere; so is one whose codecs the
  * segments cannot carry (H.264 video and AAC audio only).
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
-import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { mkdtemp } from "node:fs/promises"
 import { createServer, type Server, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import nmsLogger from "node-media-server/src/core/logger.js"
 import Flv from "node-media-server/src/protocol/flv.js"
 import Rtmp from "node-media-server/src/protocol/rtmp.js"
+import {
+  COPY,
+  type PushAdmission,
+  type PushPublisher,
+  PushPublishRefused,
+  SegmentCutter,
+} from "./SegmentCutter.js"
 
 // Its logger writes to stdout (a client's malformed AMF included); our own log says what matters.
 nmsLogger.log = () => undefined
-
-export type RtmpMediaKind = "video" | "audio"
-
-export interface RtmpSegment {
-  readonly kind: RtmpMediaKind
-  readonly index: number
-  /** Offset of its first sample from the publish's first, in ms. */
-  readonly offsetMs: number
-  readonly durationMs: number
-  readonly bytes: Uint8Array
-  readonly final: boolean
-}
-
-/** What an admitted publish feeds. */
-export interface RtmpPublisher {
-  /** Called once per segment, in order per kind; awaited before the next of that kind. */
-  readonly onSegment: (segment: RtmpSegment) => Promise<void>
-  /** The publish ended and every segment was handed over (or ffmpeg failed: `error`; refused: `RtmpPublishRefused`). */
-  readonly onEnd: (error?: Error) => Promise<void>
-}
-
-/** The end of a publish refused after it was admitted (a codec the segments cannot carry). */
-export class RtmpPublishRefused extends Error {}
-
-/** `admit`'s answer: the publisher to feed, or why the publish is refused. */
-export type RtmpAdmission = { readonly publisher: RtmpPublisher } | { readonly refused: string }
 
 export interface RtmpIngestOptions {
   readonly host: string
@@ -60,7 +40,7 @@ export interface RtmpIngestOptions {
     readonly app: string
     readonly name: string
     readonly end: () => void
-  }) => Promise<RtmpAdmission>
+  }) => Promise<PushAdmission>
   readonly log?: (message: string) => void
 }
 
@@ -72,68 +52,11 @@ const AAC = 10
 const H264 = 7
 /** Packets held while a publish is being admitted (a few seconds of media at most). */
 const MAX_PENDING_PACKETS = 2_000
-const LIST_POLL_MS = 200
-
-interface ListedSegment {
-  readonly file: string
-  readonly startSeconds: number
-  readonly endSeconds: number
-}
-
-const parseList = (text: string): ReadonlyArray<ListedSegment> =>
-  text
-    .split("\n")
-    .filter((line) => line.trim() !== "")
-    .map((line) => {
-      const [file = "", start = "0", end = "0"] = line.split(",")
-      return { file, startSeconds: Number(start), endSeconds: Number(end) }
-    })
-
-const segmentMuxer = (kind: RtmpMediaKind, dir: string, seconds: number): ReadonlyArray<string> => [
-  ...["-map", kind === "video" ? "0:v?" : "0:a?", "-c", "copy"],
-  ...["-f", "segment", "-segment_format", "mpegts", "-segment_time", String(seconds)],
-  ...["-reset_timestamps", "0", "-segment_list", join(dir, `${kind}.csv`), "-segment_list_type", "csv"],
-  join(dir, `${kind}-%08d.ts`),
-]
-
-/** Hands one kind's finished segments over in order, holding back the newest until it is known final or not. */
-class SegmentFeed {
-  private handed = 0
-  constructor(
-    private readonly kind: RtmpMediaKind,
-    private readonly dir: string,
-    private readonly publisher: RtmpPublisher,
-  ) {}
-
-  private async listed(): Promise<ReadonlyArray<ListedSegment>> {
-    const text = await readFile(join(this.dir, `${this.kind}.csv`), "utf8").catch(() => "")
-    return parseList(text)
-  }
-
-  /** Hands over every listed segment but the newest (or all of them once `ended`). */
-  async drain(ended: boolean): Promise<void> {
-    const listed = await this.listed()
-    const upTo = ended ? listed.length : listed.length - 1
-    for (; this.handed < upTo; this.handed++) {
-      const entry = listed[this.handed] as ListedSegment
-      await this.publisher.onSegment({
-        kind: this.kind,
-        index: this.handed,
-        offsetMs: Math.round(entry.startSeconds * 1000),
-        durationMs: Math.max(0, Math.round((entry.endSeconds - entry.startSeconds) * 1000)),
-        bytes: await readFile(join(this.dir, entry.file)),
-        final: ended && this.handed === listed.length - 1,
-      })
-      await rm(join(this.dir, entry.file), { force: true })
-    }
-  }
-}
 
 class Publish {
-  private ffmpeg: ChildProcessWithoutNullStreams | undefined
+  private cutter: SegmentCutter | undefined
   private readonly pending: Array<Buffer> = []
   private refused = false
-  private refusal = ""
   private ended = false
 
   constructor(
@@ -143,66 +66,39 @@ class Publish {
     private readonly tellRefused: (reason: string) => void,
   ) {}
 
-  admitted(publisher: RtmpPublisher, dir: string): void {
-    const seconds = this.options.segmentSeconds ?? 2
-    const ffmpeg = spawn(this.options.ffmpegPath, [
-      ...["-hide_banner", "-loglevel", "error", "-f", "flv", "-i", "pipe:0"],
-      ...segmentMuxer("video", dir, seconds),
-      ...segmentMuxer("audio", dir, seconds),
-    ])
-    this.ffmpeg = ffmpeg
-    ffmpeg.stdin.on("error", () => this.socket.destroy())
-    let stderr = ""
-    ffmpeg.stderr.on("data", (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-2_000)
+  admitted(publisher: PushPublisher, dir: string): void {
+    const cutter = new SegmentCutter({
+      ffmpegPath: this.options.ffmpegPath,
+      input: ["-f", "flv", "-i", "pipe:0"],
+      codecs: COPY,
+      dir,
+      seconds: this.options.segmentSeconds ?? 2,
+      publisher,
+      onExit: () => this.socket.destroy(),
+      onFailure: () => this.socket.destroy(),
+      log: this.options.log,
     })
-    ffmpeg.stdout.resume()
-    ffmpeg.stdin.write(Flv.createHeader(true, true))
-    for (const tag of this.pending.splice(0)) ffmpeg.stdin.write(tag)
-    if (this.ended) ffmpeg.stdin.end()
-
-    const feeds = [new SegmentFeed("video", dir, publisher), new SegmentFeed("audio", dir, publisher)]
-    let draining = Promise.resolve()
-    const drainAll = (ended: boolean) => {
-      draining = draining.then(async () => {
-        for (const feed of feeds) await feed.drain(ended)
-      })
-      return draining
-    }
-    const timer = setInterval(() => void drainAll(false).catch(() => this.socket.destroy()), LIST_POLL_MS)
-    ffmpeg.on("close", (code) => {
-      clearInterval(timer)
-      // Refused mid-way (a codec the segments cannot carry): what ffmpeg still had is not handed over.
-      const ending = this.refused
-        ? draining.then(() => publisher.onEnd(new RtmpPublishRefused(this.refusal)))
-        : drainAll(true).then(
-            () =>
-              publisher.onEnd(
-                code === 0 ? undefined : new Error(`ffmpeg exited with ${code}: ${stderr.trim()}`),
-              ),
-            (error: unknown) => publisher.onEnd(error instanceof Error ? error : new Error(String(error))),
-          )
-      void ending
-        .catch((error: unknown) => this.options.log?.(`rtmp publish end: ${String(error)}`))
-        .finally(() => rm(dir, { recursive: true, force: true }))
-      this.socket.destroy()
-    })
+    this.cutter = cutter
+    const stdin = cutter.ffmpeg.stdin
+    stdin.on("error", () => this.socket.destroy())
+    stdin.write(Flv.createHeader(true, true))
+    for (const tag of this.pending.splice(0)) stdin.write(tag)
+    if (this.ended) stdin.end()
   }
 
   refuse(reason: string): void {
     if (this.refused) return
     this.refused = true
-    this.refusal = reason
     this.pending.length = 0
     this.options.log?.(`rtmp publish refused: ${reason}`)
-    this.ffmpeg?.kill("SIGKILL")
+    this.cutter?.refuse(reason)
     this.tellRefused(reason)
   }
 
   packet(tag: Buffer): void {
     if (this.refused) return
-    if (this.ffmpeg !== undefined) {
-      this.ffmpeg.stdin.write(tag)
+    if (this.cutter !== undefined) {
+      this.cutter.ffmpeg.stdin.write(tag)
       return
     }
     if (this.pending.length >= MAX_PENDING_PACKETS) {
@@ -214,7 +110,7 @@ class Publish {
 
   closed(): void {
     this.ended = true
-    this.ffmpeg?.stdin.end()
+    this.cutter?.ffmpeg.stdin.end()
   }
 }
 
@@ -276,10 +172,10 @@ export class RtmpIngest {
       const asked = path
       this.options.admit({ ...asked, end: () => socket.destroy() }).then(
         async (admission) => {
-          if ("refused" in admission) return publish.refuse(admission.refused)
+          if ("refused" in admission) return publish.refuse(admission.refused.message)
           const dir = await mkdtemp(join(tmpdir(), "capture-rtmp-")).catch(async (error: unknown) => {
             const reason = `no room for its segments: ${error instanceof Error ? error.message : String(error)}`
-            await admission.publisher.onEnd(new RtmpPublishRefused(reason))
+            await admission.publisher.onEnd(new PushPublishRefused(reason))
             publish.refuse(reason)
             return undefined
           })

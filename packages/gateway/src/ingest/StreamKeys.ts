@@ -1,6 +1,7 @@
 /**
- * Per-session RTMP stream keys: `<session id>.<base64url HMAC-SHA256 of "rtmp <session id>">`,
- * keyed by the deployment's key. Nothing is stored: any gateway checks a key by recomputing it,
+ * Per-session push credentials (RTMP stream keys, WHIP bearer tokens):
+ * `<session id>.<base64url HMAC-SHA256 of "<purpose> <session id>">`, keyed by the deployment's
+ * key; each purpose its own, so an RTMP key is no WHIP token. Nothing is stored: any gateway checks a key by recomputing it,
  * a key opens only its own session, and stopping the session revokes it (the listener admits a
  * push only while the session records).
  */
@@ -9,18 +10,22 @@ import { createHmac, timingSafeEqual } from "node:crypto"
 const SESSION_ID = /^cap-[A-Za-z0-9_-]{1,64}$/
 
 export class StreamKeys {
-  constructor(private readonly key: Buffer) {}
+  constructor(
+    private readonly key: Buffer,
+    /** `rtmp` or `whip`. */
+    private readonly purpose: string,
+  ) {}
 
   private mac(sessionId: string): string {
-    return createHmac("sha256", this.key).update(`rtmp ${sessionId}`).digest("base64url")
+    return createHmac("sha256", this.key).update(`${this.purpose} ${sessionId}`).digest("base64url")
   }
 
-  /** The stream key a session's start hands out. */
+  /** The key a session's start hands out. */
   keyFor(sessionId: string): string {
     return `${sessionId}.${this.mac(sessionId)}`
   }
 
-  /** The session a stream key opens, or undefined for anything this deployment did not issue. */
+  /** The session a key opens, or undefined for anything this deployment did not issue. */
   sessionOf(streamKey: string): string | undefined {
     const dot = streamKey.lastIndexOf(".")
     if (dot < 0) return undefined

@@ -7,8 +7,10 @@ import { execFile, execFileSync } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { captureError } from "@capture/protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { RtmpIngest, type RtmpSegment } from "../../src/ingest/RtmpIngest.js"
+import { RtmpIngest } from "../../src/ingest/RtmpIngest.js"
+import type { PushSegment } from "../../src/ingest/SegmentCutter.js"
 
 const ffmpeg = process.env.FFMPEG_PATH ?? "ffmpeg"
 const ffprobe = process.env.FFPROBE_PATH ?? "ffprobe"
@@ -25,7 +27,7 @@ const push = (url: string) =>
     child.on("close", (code) => resolve(code))
   })
 
-const durationOf = (segments: ReadonlyArray<RtmpSegment>): number => {
+const durationOf = (segments: ReadonlyArray<PushSegment>): number => {
   const file = join(mkdtempSync(join(tmpdir(), "rtmp-test-")), "all.ts")
   writeFileSync(file, Buffer.concat(segments.map((s) => s.bytes)))
   return Number(
@@ -36,7 +38,7 @@ const durationOf = (segments: ReadonlyArray<RtmpSegment>): number => {
 }
 
 describe("RtmpIngest", () => {
-  const segments: Array<RtmpSegment> = []
+  const segments: Array<PushSegment> = []
   const asked: Array<string> = []
   let ended: (error?: Error) => void = () => undefined
   const end = new Promise<Error | undefined>((resolve) => {
@@ -51,7 +53,8 @@ describe("RtmpIngest", () => {
       ffmpegPath: ffmpeg,
       admit: async ({ app, name }) => {
         asked.push(`${app}/${name}`)
-        if (app !== "live" || name !== "good-key") return { refused: "unknown stream key" }
+        if (app !== "live" || name !== "good-key")
+          return { refused: captureError("unauthorized", "unknown stream key") }
         return {
           publisher: {
             onSegment: async (segment) => {

@@ -13,7 +13,7 @@ import { join } from "node:path"
 import type { MediaSegment } from "@capture/protocol"
 import { type NatsServerHandle, publishRtmp, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { PUBLISHER_DISCONNECTED } from "../../src/ingest/RtmpSessions.js"
+import { PUBLISHER_DISCONNECTED } from "../../src/ingest/PushSessions.js"
 import { startTestGateway, type TestGateway } from "../api/TestGateway.js"
 
 const ffmpeg = process.env.FFMPEG_PATH ?? "ffmpeg"

@@ -1,10 +1,11 @@
 /**
- * Sessions fed by an RTMP publisher (`source: "rtmp"`): admits a publish by its stream key and
- * stores what it sends through the recorder's own path (`storeSegment`), the pushed video on the
- * session's video channel and its audio on its audio channel.
+ * Sessions fed by a pushed source (`source: "rtmp"` or `"whip"`): admits a publish to a session
+ * (its stream key or bearer token checked by the protocol's side) and stores what it sends
+ * through the recorder's own path (`storeSegment`), the pushed video on the session's video
+ * channel and its audio on its audio channel.
  *
- * - A key opens its session only while it is `starting` or `active`, and only for one publisher
- *   at a time on any gateway (`PublishLeases`); anything else is refused with the reason.
+ * - A publish opens its session only while it is `starting` or `active`, and only for one
+ *   publisher at a time on any gateway (`PublishLeases`); anything else is refused with the reason.
  * - Segment indexes and times continue from what the session holds, so a publisher that
  *   reconnects (to any gateway) resumes the same channels with no duplicate and no hole.
  * - A publish's last segment of each kind is held back when the publisher leaves: a reconnect
@@ -33,21 +34,22 @@ import { Effect, Result } from "effect"
 import type { GatewayServicesShape, RtmpEndpoint } from "../GatewayContext.js"
 import type { HeldLease, Lease, PublishLeases } from "./PublishLeases.js"
 import {
-  type RtmpAdmission,
-  type RtmpMediaKind,
-  type RtmpPublisher,
-  RtmpPublishRefused,
-  type RtmpSegment,
-} from "./RtmpIngest.js"
+  type PushAdmission,
+  type PushMediaKind,
+  type PushPublisher,
+  PushPublishRefused,
+  type PushSegment,
+} from "./SegmentCutter.js"
 import { MAX_SEGMENT_DURATION_MS, storeSegment } from "./StoreSegment.js"
 import type { StreamKeys } from "./StreamKeys.js"
 
 /** The stop reason of a session whose publisher left and did not come back within the grace period. */
 export const PUBLISHER_DISCONNECTED = "publisher_disconnected"
 
-export interface RtmpSessionsOptions {
-  /** The RTMP application publishers push to: `rtmp://host:port/<app>/<stream key>`. */
-  readonly app: string
+/** The protocols a session can be pushed over. */
+export type PushProtocol = "rtmp" | "whip"
+
+export interface PushSessionsOptions {
   /** How long a session waits for its publisher to come back before it stops. */
   readonly graceMs: number
   /** How often a held lease is renewed (well within the lease bucket's TTL). */
@@ -56,13 +58,13 @@ export interface RtmpSessionsOptions {
 }
 
 const RECORDING: ReadonlySet<string> = new Set(["starting", "active", "stopping"])
-const KINDS: ReadonlyArray<RtmpMediaKind> = ["video", "audio"]
+const KINDS: ReadonlyArray<PushMediaKind> = ["video", "audio"]
 
 /** The channel each kind of pushed media goes to: the primary (else first) video channel, the first audio one. */
 export const pushChannels = (
   channels: ReadonlyArray<Channel>,
   primary: string | null,
-): Record<RtmpMediaKind, Channel | undefined> => ({
+): Record<PushMediaKind, Channel | undefined> => ({
   video:
     channels.find((c) => c.type === "video" && c.channel_id === primary) ??
     channels.find((c) => c.type === "video"),
@@ -72,36 +74,28 @@ export const pushChannels = (
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-export class RtmpSessions {
+export class PushSessions {
   private readonly publishes = new Set<Publish>()
   private stopping = false
 
   constructor(
     private readonly services: GatewayServicesShape,
     private readonly leases: PublishLeases,
-    private readonly keys: StreamKeys,
-    private readonly options: RtmpSessionsOptions,
+    private readonly options: PushSessionsOptions,
   ) {}
 
-  /** `RtmpIngest`'s `admit`: the session's publisher, or why not. */
-  readonly admit = async (publish: {
-    readonly app: string
-    readonly name: string
-    readonly end: () => void
-  }): Promise<RtmpAdmission> => {
-    if (this.stopping) return { refused: "the server is shutting down" }
-    if (publish.app !== this.options.app) {
-      return {
-        refused: `unknown application "${publish.app}": publish to …/${this.options.app}/<stream key>`,
-      }
-    }
-    const sessionId = this.keys.sessionOf(publish.name)
-    if (sessionId === undefined) return { refused: "unknown stream key" }
+  /** The session's publisher over `protocol` (whose credentials the caller checked), or why not. */
+  async admit(sessionId: string, protocol: PushProtocol, end: () => void): Promise<PushAdmission> {
+    if (this.stopping) return { refused: captureError("unavailable", "the server is shutting down") }
     const loaded = await this.services.runtime.host.load(sessionId)
     const status = loaded.state.value
-    if (status === "none") return { refused: "unknown stream key" }
+    if (status === "none") return { refused: captureError("session_not_found", `no session ${sessionId}`) }
     if (status !== "starting" && status !== "active") {
-      return { refused: `session ${sessionId} is ${status}: its stream key no longer opens it` }
+      return {
+        refused: captureError("session_ended", `session ${sessionId} is ${status}: it takes no more media`, {
+          current_status: status,
+        }),
+      }
     }
     const context = loaded.state.context
     const channels = pushChannels(context.channels, context.primary_video_channel_id)
@@ -112,19 +106,20 @@ export class RtmpSessions {
       return {
         refused:
           acquired.taken === "ended"
-            ? `session ${sessionId} stopped after its publisher left`
-            : `another publisher is pushing to session ${sessionId}`,
+            ? captureError("session_ended", `session ${sessionId} stopped after its publisher left`)
+            : captureError("publisher_active", `another publisher is pushing to session ${sessionId}`),
       }
     }
-    this.options.log(`rtmp publish to session ${sessionId} admitted (${holder})`)
+    this.options.log(`${protocol} publish to session ${sessionId} admitted (${holder})`)
     const started = new Publish(
       this.services,
       this.leases,
       this.options,
+      protocol,
       acquired.held,
       context.account_id,
       channels,
-      publish.end,
+      end,
       () => this.stopping,
     )
     this.publishes.add(started)
@@ -135,7 +130,7 @@ export class RtmpSessions {
   /** Where a new publish continues: after the segments each channel holds. */
   private async continuation(
     sessionId: string,
-    channels: Record<RtmpMediaKind, Channel | undefined>,
+    channels: Record<PushMediaKind, Channel | undefined>,
   ): Promise<Pick<Lease, "next" | "end_ms">> {
     const records = await this.services.media.list(sessionId)
     const next = { video: 0, audio: 0 }
@@ -158,11 +153,11 @@ export class RtmpSessions {
 }
 
 /** One admitted publish, from its first segment to the end of its grace period. */
-class Publish implements RtmpPublisher {
+class Publish implements PushPublisher {
   private held: HeldLease
   private readonly base: Lease["next"]
   private readonly admittedAtMs = Date.now()
-  private readonly heldBack = new Map<RtmpMediaKind, RtmpSegment>()
+  private readonly heldBack = new Map<PushMediaKind, PushSegment>()
   private readonly renewTimer: NodeJS.Timeout
   private closing = false
   private settle: () => void = () => undefined
@@ -174,10 +169,11 @@ class Publish implements RtmpPublisher {
   constructor(
     private readonly services: GatewayServicesShape,
     private readonly leases: PublishLeases,
-    private readonly options: RtmpSessionsOptions,
+    private readonly options: PushSessionsOptions,
+    private readonly protocol: PushProtocol,
     held: HeldLease,
     private readonly accountId: string,
-    private readonly channels: Record<RtmpMediaKind, Channel | undefined>,
+    private readonly channels: Record<PushMediaKind, Channel | undefined>,
     private readonly end: () => void,
     private readonly shuttingDown: () => boolean,
   ) {
@@ -195,7 +191,7 @@ class Publish implements RtmpPublisher {
   }
 
   private log(message: string): void {
-    this.options.log(`rtmp push to session ${this.sessionId}: ${message}`)
+    this.options.log(`${this.protocol} push to session ${this.sessionId}: ${message}`)
   }
 
   /** Closes the publish from our side (ffmpeg still hands over what it has). */
@@ -223,7 +219,7 @@ class Publish implements RtmpPublisher {
     }
   }
 
-  readonly onSegment = async (segment: RtmpSegment): Promise<void> => {
+  readonly onSegment = async (segment: PushSegment): Promise<void> => {
     if (this.channels[segment.kind] === undefined) return
     const index = this.base[segment.kind] + segment.index
     this.held = {
@@ -239,7 +235,7 @@ class Publish implements RtmpPublisher {
   }
 
   /** Stores a segment on its kind's channel; a refusal (quota, a stopped session) closes the publish. */
-  private async store(segment: RtmpSegment, final: boolean): Promise<void> {
+  private async store(segment: PushSegment, final: boolean): Promise<void> {
     const channel = this.channels[segment.kind]
     if (channel === undefined) return
     const index = this.base[segment.kind] + segment.index
@@ -301,7 +297,7 @@ class Publish implements RtmpPublisher {
       if (error !== undefined) this.log(`the publish ended: ${error.message}`)
       else this.log("the publisher left")
       // Refused (its codecs): the publisher may try again right away, and nothing of it is kept.
-      if (error instanceof RtmpPublishRefused) {
+      if (error instanceof PushPublishRefused) {
         this.heldBack.clear()
         await this.leases.release(this.held)
       } else await this.afterEnd()
@@ -360,7 +356,7 @@ class Publish implements RtmpPublisher {
   }
 }
 
-/** A pushed session carries one video channel and one audio channel at most (what RTMP carries). */
+/** A pushed session carries one video channel and one audio channel at most (what RTMP and WHIP carry). */
 export const checkPushChannels = (channels: ReadonlyArray<ChannelInput>): CaptureError | undefined => {
   const typeOf = (c: ChannelInput) => c.type ?? typeOfKind(channelKind(c.channel_id))
   const video = channels.filter((c) => typeOf(c) === "video").length
@@ -368,11 +364,38 @@ export const checkPushChannels = (channels: ReadonlyArray<ChannelInput>): Captur
   return video > 1 || audio > 1
     ? captureError(
         "invalid_field",
-        "an rtmp session has at most one video channel and one audio channel: the pushed video and audio",
+        "a pushed session has at most one video channel and one audio channel: the pushed video and audio",
         { field: "channels" },
       )
     : undefined
 }
+
+/** RTMP's admission (`RtmpIngest`'s `admit`): the application and the stream key checked first. */
+export const rtmpAdmission =
+  (sessions: () => PushSessions | undefined, keys: StreamKeys, app: string) =>
+  async (publish: {
+    readonly app: string
+    readonly name: string
+    readonly end: () => void
+  }): Promise<PushAdmission> => {
+    const pushSessions = sessions()
+    if (pushSessions === undefined) return { refused: captureError("unavailable", "the server is starting") }
+    if (publish.app !== app) {
+      return {
+        refused: captureError(
+          "not_found",
+          `unknown application "${publish.app}": publish to …/${app}/<stream key>`,
+        ),
+      }
+    }
+    const sessionId = keys.sessionOf(publish.name)
+    if (sessionId === undefined) return { refused: captureError("unauthorized", "unknown stream key") }
+    const admission = await pushSessions.admit(sessionId, "rtmp", publish.end)
+    // An unknown session reads as an unknown key: a key names its session.
+    return "refused" in admission && admission.refused.error_code === "session_not_found"
+      ? { refused: captureError("unauthorized", "unknown stream key") }
+      : admission
+  }
 
 /** The `rtmp` and `rtmp_setup` a pushed session's start answers with. */
 export const rtmpAnswer = (
