@@ -65,6 +65,15 @@ export class ExportBucket {
   async putObject(name: string, data: Uint8Array): Promise<number> {
     const existing = await this.objects.info(name)
     if (existing !== null) return existing.size
+    return this.putNew(name, data)
+  }
+
+  /**
+   * `putObject` without looking first: for an object the caller has no reason to think stored (a
+   * piece its index lacks). One stored meanwhile wins the compare-and-set, and this write's chunks
+   * are purged by the object store.
+   */
+  protected async putNew(name: string, data: Uint8Array): Promise<number> {
     try {
       await this.objects.putBlob(objectMeta(name), data, { previousRevision: 0 })
       return data.length

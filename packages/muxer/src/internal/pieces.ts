@@ -95,6 +95,13 @@ export interface SessionWork {
 
 const REFRESH_MS = 10_000
 const IDLE_MS = 10 * 60_000
+/**
+ * Audio segment bytes kept after their raw piece is made, for the mix windows that read them next
+ * (each is in two or three windows): ~40 KB each, so a few windows of ~100 sessions.
+ */
+const RECENT_AUDIO_BYTES = 16 * 1024 * 1024
+/** Raw inits known stored, so the next segment's identical init costs no lookup (names per session and channel). */
+const STORED_INITS = 10_000
 
 const segmentKey = (r: MediaSegment) => `${r.channel_id}/${r.index}`
 
@@ -102,6 +109,10 @@ export class Pieces {
   private readonly sessions = new Map<string, SessionWork>()
   private readonly inFlight = new Map<string, Promise<PieceInfo>>()
   private mixInitBytes: Promise<Uint8Array> | undefined
+  /** Audio segments read lately, by `session/channel/index/sha256`, oldest first. */
+  private readonly recentAudio = new Map<string, Uint8Array>()
+  private recentAudioSize = 0
+  private readonly storedInits = new Set<string>()
   private readonly ffmpeg: Semaphore
   private readonly encoders: AacEncoderPool
   private readonly decoders: AacDecoderPool
@@ -259,7 +270,7 @@ export class Pieces {
   ensureRaw(work: SessionWork, record: MediaSegment, type: "audio" | "video"): Promise<PieceInfo> {
     const key = rawKey(record.channel_id, record.index, record.sha256)
     return this.piece(work, record.session_id, key, async () => {
-      const ts = await this.media.read(record.session_id, record.channel_id, record.index)
+      const ts = await this.segmentBytes(record, type === "audio")
       const base = {
         key,
         kind: "raw" as const,
@@ -292,12 +303,37 @@ export class Pieces {
       const initName = `pieces/${record.session_id}/raw/${record.channel_id}/init-${shortHash(
         Buffer.from(remuxed.init).toString("base64"),
       )}.mp4`
-      await this.store.putObject(initName, remuxed.init)
+      if (!this.storedInits.has(initName)) {
+        await this.store.putObject(initName, remuxed.init)
+        if (this.storedInits.size >= STORED_INITS) this.storedInits.clear()
+        this.storedInits.add(initName)
+      }
       return {
         info: { ...base, ...pieceTiming(remuxed.fragments, trackTimescale(remuxed.init)), init: initName },
         data: remuxed.fragments,
       }
     })
+  }
+
+  /**
+   * A segment's bytes; an audio segment's are kept a while (`keep`), since the windows that mix it
+   * come right after its raw piece.
+   */
+  private async segmentBytes(record: MediaSegment, keep: boolean): Promise<Uint8Array | undefined> {
+    const key = `${record.session_id}/${record.channel_id}/${record.index}/${record.sha256}`
+    const kept = this.recentAudio.get(key)
+    if (kept !== undefined) return kept
+    const bytes = await this.media.read(record.session_id, record.channel_id, record.index)
+    if (keep && bytes !== undefined && !this.recentAudio.has(key)) {
+      this.recentAudio.set(key, bytes)
+      this.recentAudioSize += bytes.length
+      for (const [oldest, data] of this.recentAudio) {
+        if (this.recentAudioSize <= RECENT_AUDIO_BYTES) break
+        this.recentAudio.delete(oldest)
+        this.recentAudioSize -= data.length
+      }
+    }
+    return bytes
   }
 
   /** The mixed audio of one planned window. */
@@ -306,9 +342,7 @@ export class Pieces {
     return this.piece(work, sessionId, key, async () => {
       const runs = await Promise.all(
         plan.runs.map(async (run) => {
-          const bytes = await Promise.all(
-            run.records.map((r) => this.media.read(sessionId, r.channel_id, r.index)),
-          )
+          const bytes = await Promise.all(run.records.map((r) => this.segmentBytes(r, true)))
           return { segments: bytes.filter((b): b is Uint8Array => b !== undefined), offset: run.offset }
         }),
       )
