@@ -47,7 +47,8 @@ const syncOffsets = (flashTimes: number[], beepTimes: number[]): number[] => {
   return [offsets[0] as number, offsets.at(-1) as number]
 }
 
-describe("Muxer", () => {
+// Generous: ffmpeg, ffprobe and the detectors are slow on a loaded machine.
+describe("Muxer", { timeout: 120_000 }, () => {
   let nats: NatsServerHandle
   let nc: NatsConnection
   let jsm: JetStreamManager
