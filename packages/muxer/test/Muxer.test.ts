@@ -408,8 +408,12 @@ describe("Muxer", { timeout: 120_000 }, () => {
       await run(runtime, cmd("ResumeChannels", id, { ...named, at_ms: wall + PAUSE.to }))
       await upload(media, id, channels)
       await stopSession(runtime, id)
-      const events = await waitForHistory(runtime, id, (es) =>
-        es.some((e) => e.type === "ExportCompleted" || e.type === "ExportFailed"),
+      // Windows after a cut are mixed at the export: allow for a loaded machine.
+      const events = await waitForHistory(
+        runtime,
+        id,
+        (es) => es.some((e) => e.type === "ExportCompleted" || e.type === "ExportFailed"),
+        90_000,
       )
       const video = events.find((e): e is Completed => e.type === "ExportCompleted")
       if (video === undefined) throw new Error(`export of ${id} failed: ${JSON.stringify(events.at(-1))}`)
