@@ -51,7 +51,7 @@ describe("Muxer crash", () => {
   })
 
   it("finishes an export whose muxer was killed mid-way, with the same video id, exported once", {
-    timeout: 60_000,
+    timeout: 120_000,
   }, async () => {
     const { dir, nats, nc, runtime, media } = harness
     const wall = Math.floor(Date.now() / 1000) * 1000 - 60_000
