@@ -13,8 +13,13 @@
  * recorder's own capture runs on the client's machine and is not counted (nor made here: a
  * real-time 720p x264 encode per session would take the cores the server is measured on).
  *
- *   pnpm bench:cost [--minutes 2] [--sessions 1] [--mix native,faad,ffmpeg]
- *   (--mix: the muxer's mix windows in process with long-lived decoders (native), with one faad
+ *   pnpm bench:cost [--minutes 2] [--sessions 1] [--one-process] [--profile DIR] [--mix native,faad,ffmpeg]
+ *   (by default `capture serve --role gateway` and `--role muxer` run as two processes, so the
+ *   muxer's share is its own process and its ffmpeg runs: an upper bound, since the muxer process
+ *   also takes its turn at the session workers' shared durables (projector, reactor, timers);
+ *   --one-process: one `capture serve` with every role, where the muxer is not told apart;
+ *   --profile DIR: a `node --cpu-prof` profile of the muxer's process, written to DIR as it stops;
+ *   --mix: the muxer's mix windows in process with long-lived decoders (native), with one faad
  *   per channel run (faad), or by one ffmpeg run per window (ffmpeg); each through its own
  *   servers on the same media, one after the other)
  */
@@ -64,8 +69,13 @@ const { values: flags } = parseArgs({
     minutes: { type: "string", default: "2" },
     sessions: { type: "string", default: "1" },
     mix: { type: "string", default: "native" },
+    "one-process": { type: "boolean", default: false },
+    /** A directory for a CPU profile of the muxer's process (`node --cpu-prof`), written as it exits. */
+    profile: { type: "string" },
   },
 })
+/** Gateway and muxer as two processes, so the muxer's share is measured on its own. */
+const SPLIT = flags["one-process"] !== true
 /** How the server's muxer mixes audio windows (`CAPTURE_MUXER_MIX`); several: each in turn, same media. */
 const MIX_MODES = (flags.mix ?? "native").split(",").map((part) => part.trim())
 if (MIX_MODES.some((m) => m !== "native" && m !== "faad" && m !== "ffmpeg"))
@@ -131,7 +141,7 @@ const run = async () => {
   })
   console.log(
     `${MINUTES} min recording (${recording.generated ? "generated" : "cached"}: ${recording.directory}), ` +
-      `${SESSIONS} session(s) in real time, one capture serve (all roles)`,
+      `${SESSIONS} session(s) in real time, ${SPLIT ? "capture serve --role gateway + --role muxer" : "one capture serve (all roles)"}`,
   )
   const results: Array<Measured> = []
   for (const mix of MIX_MODES) {
@@ -185,7 +195,7 @@ const run = async () => {
     )
     if (c.muxer !== undefined)
       console.log(
-        `  of which the muxer process: itself ${fixed(c.muxer)}, its ffmpeg ${fixed(c.muxerFfmpeg ?? 0)} (nats counted once)`,
+        `  of which the muxer process: itself ${fixed(c.muxer)}, its ffmpeg ${fixed(c.muxerFfmpeg ?? 0)} (with its share of the session workers)`,
       )
     console.log(
       `  total / one-shot (${fixed(oneShotPerMinute)}): ${fixed(row.ratio)}x (target ≤ ${TARGET_TOTAL_RATIO}x: ${row.ratio <= TARGET_TOTAL_RATIO ? "met" : "NOT met"})`,
@@ -224,6 +234,7 @@ const run = async () => {
     node: process.version,
     minutes: MINUTES,
     sessions: SESSIONS,
+    split: SPLIT,
     oneShotCpuPerRecordedMinute: oneShotPerMinute,
     rows,
     problems,
@@ -257,9 +268,29 @@ const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: s
       env,
       // A loaded machine (other work on the 2 cores) can take past the default 30 s to start it.
       readyTimeoutMs: 120_000,
+      ...(SPLIT ? { args: ["--role", "gateway"] } : {}),
     }),
   )
   const servers: Array<CaptureServer> = [gateway]
+  if (SPLIT)
+    servers.push(
+      teardown.add(
+        "capture serve --role muxer",
+        await startCaptureServer({
+          natsUrl: nats.url,
+          apiKey: API_KEY,
+          env,
+          readyTimeoutMs: 120_000,
+          args: ["--role", "muxer"],
+          readyPath: "/healthz",
+          ...(flags.profile === undefined
+            ? {}
+            : { nodeArgs: ["--cpu-prof", "--cpu-prof-dir", flags.profile] }),
+        }),
+      ),
+    )
+  /** The process whose `/metrics` counts the muxer's process starts. */
+  const muxerServer = servers.at(-1) as CaptureServer
   const nc = await connect({ servers: nats.url, noAsyncTraces: true })
   teardown.add("nats connection", { stop: () => nc.close() })
   const jsm = await jetstreamManager(nc)
@@ -296,8 +327,8 @@ const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: s
     }
   })()
 
-  const startsBefore = await processStarts(gateway.url)
-  const cpuBefore = servers.map((s) => cpuNow(s))
+  const startsBefore = await processStarts(muxerServer.url)
+  const cpuBefore = servers.map((s) => cpuNow(s, servers))
   const session = async (n: number) => {
     await sleep((n * 2_000) / SESSIONS)
     const sessionId = stringField(
@@ -340,11 +371,15 @@ const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: s
     return { sessionId, stopToExportedMs: seen.at - stopSent, videoId: data?.exported_video_id }
   }
   const sessions = await Promise.all(Array.from({ length: SESSIONS }, (_, n) => session(n)))
-  const cpuAfter = servers.map((s) => cpuNow(s))
-  const startsAfter = await processStarts(gateway.url)
+  const cpuAfter = servers.map((s) => cpuNow(s, servers))
+  const startsAfter = await processStarts(muxerServer.url)
   sampling = false
   await sampler
-  const perServer = servers.map((_, i) => cpuSince(cpuBefore[i] as never, cpuAfter[i] as never))
+  // nats-server is in every server's figures: counted once, with the first.
+  const perServer = servers.map((_, i) => {
+    const cpu = cpuSince(cpuBefore[i] as never, cpuAfter[i] as never)
+    return i === 0 ? cpu : { ...cpu, nats: 0, total: cpu.serve + cpu.ffmpeg }
+  })
 
   // The exports, read back (after the measurement).
   const problems: Array<string> = []
@@ -362,8 +397,8 @@ const measure = async (teardown: Teardown, recording: SyntheticRecording, mix: s
       Object.entries(startsAfter).map(([key, n]) => [key, n - (startsBefore[key] ?? 0)]),
     ),
     cpu: perServer.reduce(sumCpu),
-    // The muxer runs in the same process as the gateway: its share is not told apart.
-    muxerCpu: undefined,
+    // One process: the muxer's share is not told apart from the gateway's.
+    muxerCpu: SPLIT ? perServer[1] : undefined,
     rss: servers.map((_, i) => ({ idle: idleRss[i] as number, peak: peakRss[i] as number })),
     maxBacklog,
     stopToExportedMs: sessions.map((s) => s.stopToExportedMs),

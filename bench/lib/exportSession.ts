@@ -258,9 +258,12 @@ export const measureExportSync = (
   })
 }
 
-/** The CPU ms of `capture serve`, of the ffmpeg runs it started (done or not), and of nats-server, now. */
-export const cpuNow = (server: CaptureServer) => {
-  const serverTree = new Set([server.pid, ...descendants(server.pid)])
+/**
+ * The CPU ms of `capture serve`, of the ffmpeg runs it started (done or not), and of nats-server,
+ * now. `others`: further `capture serve` processes of the same run, left out of nats-server's.
+ */
+export const cpuNow = (server: CaptureServer, others: ReadonlyArray<CaptureServer> = []) => {
+  const serverTree = new Set([server, ...others].flatMap((s) => [s.pid, ...descendants(s.pid)]))
   const nats = descendants(process.pid).filter((pid) => !serverTree.has(pid))
   const serve = cpuMs(server.pid)
   return {

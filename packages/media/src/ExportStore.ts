@@ -246,7 +246,11 @@ export class ExportStore {
     if (!/^m-[A-Za-z0-9_-]{1,64}$/.test(videoId)) return undefined
     const stored = await this.objects.getJson(manifestName(videoId), decodeManifest)
     if (stored === undefined) return undefined
-    const manifest = upgradeManifest(stored)
+    const manifest = await upgradeManifest(stored, (name) => this.objects.chunkParts(name))
+    if (manifest === undefined) {
+      this.objects.log(`exports: a chunk of the manifest of ${videoId} is missing; read as absent`)
+      return undefined
+    }
     // Manifests never change once written: keep the latest few.
     if (this.manifests.size >= MANIFEST_CACHE) {
       const oldest = this.manifests.keys().next().value

@@ -16,9 +16,11 @@ import {
   ExportBucket,
   type ExportFile,
   ExportStore,
+  MANIFEST_CHUNK_PARTS,
   type Manifest,
   type ManifestFile,
   type ManifestPart,
+  manifestChunkPrefix,
   manifestName,
   RangeNotSatisfiable,
   type StoredManifest,
@@ -451,5 +453,89 @@ describe("ExportStore", () => {
     expect(logs.filter((line) => line.includes("does not decode"))).toHaveLength(3)
     // The good export next to them is served as before.
     expect(await logged.get(videoId)).toEqual(metadata)
+  })
+
+  it("stores a long manifest's parts in chunks, serves every file as the inline manifest does, and writes only new chunks", {
+    timeout: 120_000,
+  }, async () => {
+    for (const piece of Object.values(pieces)) await bucket.putObject(piece.name, piece.data)
+    // 2.5 chunks of the muxed video: video0 (2 moofs) and mic0 (2 moofs) in turn, one HLS segment each pair.
+    const pairs = Math.ceil((MANIFEST_CHUNK_PARTS * 5) / 4)
+    const longManifest = (videoId: VideoId, count: number): Manifest => {
+      const parts = Array.from({ length: count }, (_, i) => [
+        part("video0", { moofs: 2, track: 1, base: i * 1024, duration: 1024, seq: 1 + 4 * i }),
+        part("mic0", { moofs: 2, track: 2, base: i * 2048, duration: 2048, seq: 3 + 4 * i }),
+      ]).flat()
+      const rawParts = Array.from({ length: count }, (_, i) =>
+        part("video1", { moofs: 1, track: 1, base: i * 512, duration: 512, seq: 1 + i }),
+      )
+      const videoInit = { name: `videos/${videoId}/init.mp4`, bytes: init("long").length }
+      return {
+        v: 1,
+        metadata: metadataOf(videoId),
+        video: { file: "video.mp4", contentType: "video/mp4", init: videoInit, parts },
+        segments: Array.from({ length: count }, (_, i) => ({ duration: 2, first: 2 * i, count: 2 })),
+        raw: [{ file: "raw/display_1.mp4", contentType: "video/mp4", init: videoInit, parts: rawParts }],
+      }
+    }
+    const inline = newVideoId()
+    const chunked = newVideoId()
+    await bucket.putObject(`videos/${inline}/init.mp4`, init("long"))
+    await bucket.putObject(`videos/${chunked}/init.mp4`, init("long"))
+    await bucket.putJson(manifestName(inline), longManifest(inline, pairs))
+    const known = new Set<string>()
+    const prefix = manifestChunkPrefix(sessionId)
+    // The muxed video: 3 chunks (the last one partial); the raw asset: 2.
+    expect(await bucket.putManifest(chunked, longManifest(chunked, pairs), prefix, known)).toBe(5)
+    const stored = await bucket.getObject(manifestName(chunked))
+    const head = JSON.parse(new TextDecoder().decode(stored))
+    expect(head.video.parts).toBeUndefined()
+    expect(head.video.chunks.map((c: { count: number }) => c.count)).toEqual([
+      MANIFEST_CHUNK_PARTS,
+      MANIFEST_CHUNK_PARTS,
+      2 * pairs - 2 * MANIFEST_CHUNK_PARTS,
+    ])
+    // Files whose parts cross the chunks' edges (reading all of video.mp4 fetches ~640 pieces).
+    const same = async (file: string, range?: { start: number; end: number }) => {
+      const [a, b] = [await opened(chunked, file, range), await opened(inline, file, range)]
+      expect(a.size).toBe(b.size)
+      expect(await bytesOf(a)).toEqual(await bytesOf(b))
+    }
+    await same("init.mp4")
+    await same("index.m3u8")
+    for (const segment of [0, MANIFEST_CHUNK_PARTS / 2 - 1, MANIFEST_CHUNK_PARTS / 2, pairs - 1])
+      await same(`seg/${segment}.m4s`)
+    const pair = pieces.video0.data.length + pieces.mic0.data.length
+    const edge = init("long").length + (MANIFEST_CHUNK_PARTS / 2) * pair
+    await same("video.mp4", { start: edge - 100, end: edge + 100 })
+    await same("video.mp4", { start: edge * 2 - 100, end: edge * 2 })
+    const rawEdge = init("long").length + MANIFEST_CHUNK_PARTS * pieces.video1.data.length
+    await same("raw/display_1.mp4", { start: rawEdge - 50, end: rawEdge + 50 })
+    expect(await exports.files(chunked)).toEqual(await exports.files(inline))
+    // Another export of the same session with a few more parts: only the chunks that differ are written.
+    const longer = newVideoId()
+    expect(await bucket.putManifest(longer, longManifest(longer, pairs + 3), prefix, known)).toBe(2)
+    // Written again (a retried export): nothing but the head.
+    expect(await bucket.putManifest(chunked, longManifest(chunked, pairs), prefix, known)).toBe(0)
+  })
+
+  it("reads a manifest whose chunk is missing as no export, and logs it", async () => {
+    const logs: Array<string> = []
+    const logged = await ExportStore.open(nc, { log: (message) => logs.push(message) })
+    const videoId = newVideoId()
+    await bucket.putJson(manifestName(videoId), {
+      v: 1,
+      metadata: metadataOf(videoId),
+      video: {
+        file: "video.mp4",
+        contentType: "video/mp4",
+        init: { name: `videos/${videoId}/init.mp4`, bytes: 10 },
+        chunks: [{ name: `${manifestChunkPrefix(sessionId)}/never-stored.json`, count: 3 }],
+      },
+      segments: [],
+      raw: [],
+    })
+    expect(await logged.get(videoId)).toBeUndefined()
+    expect(logs.some((line) => line.includes("chunk") && line.includes(videoId))).toBe(true)
   })
 })

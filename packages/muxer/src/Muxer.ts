@@ -79,6 +79,8 @@ export interface MuxerOptions {
   readonly mix?: MixMode
   /** The faad binary of the `faad` mix (default: `faad` on PATH); null: none, its windows are mixed by ffmpeg. */
   readonly faad?: string | null
+  /** Parts per stored manifest chunk (default `MANIFEST_CHUNK_PARTS`; tests: a few, so a short recording has several). */
+  readonly manifestChunkParts?: number
 }
 
 export type { MixMode, RemuxMode } from "./internal/media.js"
@@ -109,7 +111,12 @@ export class Muxer {
   private stopped = false
   private readonly handlers = new Set<Promise<void>>()
   /** Exports this instance completed or failed (for tests and health). */
-  readonly completed: Array<{ readonly videoId: string; readonly ok: boolean }> = []
+  readonly completed: Array<{
+    readonly videoId: string
+    readonly ok: boolean
+    /** Manifest chunks written at the export (the rest were made while the session ran). */
+    readonly chunksWritten: number
+  }> = []
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -147,6 +154,7 @@ export class Muxer {
         mode: options.mix ?? "native",
         faad: (options.faad === undefined ? findOnPath("faad") : options.faad) ?? undefined,
       },
+      options.manifestChunkParts,
     )
     const muxer = new Muxer(
       nc,
@@ -385,7 +393,7 @@ export class Muxer {
             video_id: videoId,
             stream_url: exportUrls(this.options.publicUrl, videoId).stream_url,
             player_url: exportUrls(this.options.publicUrl, videoId).player_url,
-            asset_ids: assetIdsOf(result.manifest.metadata),
+            asset_ids: assetIdsOf(result.metadata),
           },
           cause,
         )
@@ -407,13 +415,15 @@ export class Muxer {
     } else {
       this.log(
         `muxer: export ${videoId} of ${sessionId} ${
-          result.ok ? `completed (${result.piecesMade} pieces made now)` : `failed (${result.message})`
+          result.ok
+            ? `completed (${result.piecesMade} pieces, ${result.chunksWritten} manifest chunks made now)`
+            : `failed (${result.message})`
         } in ${Date.now() - startedAt} ms`,
       )
     }
     const outcomeLabel = { outcome: result.ok ? "completed" : "failed" }
     exportsFinished.add(1, outcomeLabel)
     exportSeconds.observe(secondsSince(startedAtMonotonic), outcomeLabel)
-    this.completed.push({ videoId, ok: result.ok })
+    this.completed.push({ videoId, ok: result.ok, chunksWritten: result.ok ? result.chunksWritten : 0 })
   }
 }

@@ -1,17 +1,19 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { writeFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { MediaStore } from "@capture/media"
-import { rawAssetId, type SessionEvent, type VideoId } from "@capture/protocol"
-import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
-import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
-import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { rawAssetId, type VideoId } from "@capture/protocol"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Muxer } from "../src/index.js"
 import { beeper, display, probe, record, upload } from "./fixtures.js"
-import { startSession, stopSession, waitForHistory } from "./session.js"
+import {
+  exportsCompleted,
+  type MuxerHarness,
+  startHarness,
+  startSession,
+  stopSession,
+  waitForHistory,
+} from "./session.js"
 
 const child = join(dirname(fileURLToPath(import.meta.url)), "child", "muxer.mjs")
 
@@ -35,36 +37,23 @@ const startChild = (url: string, lines: string[]): { proc: ChildProcess; ready: 
 }
 
 describe("Muxer crash", () => {
-  let nats: NatsServerHandle
-  let nc: NatsConnection
-  let runtime: SessionRuntime
-  let media: MediaStore
-  let dir: string
+  let harness: MuxerHarness
   let replacement: Muxer | undefined
   let proc: ChildProcess | undefined
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "muxer-crash-"))
-    nats = await startNatsServer()
-    nc = await connect({ servers: nats.url })
-    media = await MediaStore.open(nc)
-    runtime = await startSessionRuntime(nc, {
-      workers: true,
-      reactor: { segments: media, silenceTimeoutMs: 600_000 },
-    })
+    harness = await startHarness("muxer-crash")
   })
   afterAll(async () => {
     proc?.kill("SIGKILL")
     await replacement?.stop()
-    await runtime?.stop()
-    await nc?.close()
-    await nats?.stop()
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+    await harness?.stop()
   })
 
   it("finishes an export whose muxer was killed mid-way, with the same video id, exported once", {
-    timeout: 60_000,
+    timeout: 120_000,
   }, async () => {
+    const { dir, nats, nc, runtime, media } = harness
     const wall = Math.floor(Date.now() / 1000) * 1000 - 60_000
     const channels = await Promise.all([
       record(dir, display("display:1", { offsetMs: 0, seconds: 6 }), wall),
@@ -95,15 +84,7 @@ describe("Muxer crash", () => {
       publicUrl: "http://127.0.0.1:8080",
       ackWaitMs: 2_000,
     })
-    const events = await waitForHistory(
-      runtime,
-      id,
-      (es) => es.some((e) => e.type === "ExportCompleted"),
-      30_000,
-    )
-    const completed = events.filter(
-      (e): e is Extract<SessionEvent, { type: "ExportCompleted" }> => e.type === "ExportCompleted",
-    )
+    const completed = await exportsCompleted(runtime, id, 30_000)
     expect(completed).toHaveLength(1)
     expect(completed[0]?.data.video_id).toBe(claimed)
     // The re-run names the raw assets as the killed run would have: ids follow the claimed video id.
@@ -117,7 +98,7 @@ describe("Muxer crash", () => {
     const mp4 = await replacement.exportStore.open(claimed as string, "video.mp4")
     expect(mp4?.size).toBeGreaterThan(100_000)
     const path = join(dir, "out.mp4")
-    await import("node:fs/promises").then((fs) => mp4?.bytes().then((b) => fs.writeFile(path, b)))
+    await writeFile(path, (await mp4?.bytes()) ?? new Uint8Array())
     const probed = await probe(path)
     expect(probed.streams.map((s) => s.codec_name).sort()).toEqual(["aac", "h264"])
     expect(Math.abs(Number(probed.format.duration) - 6)).toBeLessThan(0.2)

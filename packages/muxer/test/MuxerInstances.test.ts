@@ -3,52 +3,41 @@
  * each takes records from the shared consumer, both may mix the same window (the first stored
  * piece wins and is indexed with its own size), and the export comes out once, whole and in sync.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { writeFile } from "node:fs/promises"
 import { join } from "node:path"
-import { MediaStore } from "@capture/media"
-import type { SessionEvent } from "@capture/protocol"
-import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
-import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { jetstreamManager } from "@nats-io/jetstream"
-import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Muxer } from "../src/index.js"
 import { beeper, beeps, display, flashes, probe, record, toneLevel, upload } from "./fixtures.js"
-import { drained, startSession, stopSession, waitForHistory } from "./session.js"
+import {
+  drained,
+  exportsCompleted,
+  type MuxerHarness,
+  startHarness,
+  startSession,
+  stopSession,
+} from "./session.js"
 
 describe("Muxer instances", () => {
-  let nats: NatsServerHandle
-  let nc: NatsConnection
-  let runtime: SessionRuntime
-  let media: MediaStore
+  let harness: MuxerHarness
   let muxers: Muxer[] = []
-  let dir: string
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "muxer-instances-"))
-    nats = await startNatsServer()
-    nc = await connect({ servers: nats.url })
-    media = await MediaStore.open(nc)
-    runtime = await startSessionRuntime(nc, {
-      workers: true,
-      reactor: { segments: media, silenceTimeoutMs: 600_000 },
-    })
+    harness = await startHarness("muxer-instances")
+    const { nc, runtime, media } = harness
     muxers = await Promise.all(
       [0, 1].map(() => Muxer.start(nc, runtime, { mediaStore: media, publicUrl: "http://127.0.0.1:8080" })),
     )
   })
   afterAll(async () => {
     await Promise.all(muxers.map((m) => m.stop()))
-    await runtime?.stop()
-    await nc?.close()
-    await nats?.stop()
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+    await harness?.stop()
   })
 
   it("share a session's pieces, mixed in process, and export it once, in sync", {
     timeout: 120_000,
   }, async () => {
+    const { dir, nc, runtime, media } = harness
     const wall = Math.floor(Date.now() / 1000) * 1000 - 60_000
     const channels = await Promise.all([
       record(dir, display("display:1", { offsetMs: 0, seconds: 8 }), wall),
@@ -66,15 +55,7 @@ describe("Muxer instances", () => {
     expect(muxers.every((m) => m.piecesMade > 0)).toBe(true)
     await upload(media, id, channels, (s, c) => s.index === c.segments.length - 1)
     await stopSession(runtime, id)
-    const events = await waitForHistory(
-      runtime,
-      id,
-      (es) => es.some((e) => e.type === "ExportCompleted"),
-      60_000,
-    )
-    const completed = events.filter(
-      (e): e is Extract<SessionEvent, { type: "ExportCompleted" }> => e.type === "ExportCompleted",
-    )
+    const completed = await exportsCompleted(runtime, id, 60_000)
     expect(completed).toHaveLength(1)
     const videoId = completed[0]?.data.video_id as string
     const opened = await muxers[0]?.exportStore.open(videoId, "video.mp4")

@@ -315,7 +315,9 @@ describe("long-lived AAC encoder", () => {
     return energy.indexOf(Math.max(...energy))
   }
 
-  it("answers each window with its own frames, by index, from one process; a new one after a crash", async () => {
+  it("answers each window with its own frames, by index, from one process; a new one after a crash", {
+    timeout: 120_000,
+  }, async () => {
     const encoder = new AacEncoder(tools.ffmpeg)
     try {
       for (const [n, loud] of [

@@ -1,4 +1,9 @@
 /** Driving sessions through the actor in tests, and reading what happened to them. */
+
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { MediaStore } from "@capture/media"
 import {
   type ChannelInput,
   type CommandId,
@@ -9,8 +14,10 @@ import {
   type SessionEvent,
   type SessionId,
 } from "@capture/protocol"
-import type { SessionRuntime } from "@capture/session-actor"
+import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
+import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import type { JetStreamManager } from "@nats-io/jetstream"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Result } from "effect"
 
 type Without<C> = C extends unknown ? Omit<C, "type" | "command_id" | "session_id"> : never
@@ -82,4 +89,57 @@ export const drained = async (jsm: JetStreamManager, stream: string, durable: st
     if (Date.now() > deadline) throw new Error(`${durable} still has work after ${timeoutMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
+}
+
+/** What a muxer suite runs against: a nats-server, the session runtime with its workers, a media store. */
+export interface MuxerHarness {
+  readonly dir: string
+  readonly nats: NatsServerHandle
+  readonly nc: NatsConnection
+  readonly media: MediaStore
+  readonly runtime: SessionRuntime
+  /** Stops the runtime, the connection and the server, and removes `dir`. */
+  readonly stop: () => Promise<void>
+}
+
+/** Starts a nats-server, the session runtime (workers and reactor) and a media store; `dir` for recordings. */
+export const startHarness = async (name: string): Promise<MuxerHarness> => {
+  const dir = await mkdtemp(join(tmpdir(), `${name}-`))
+  const nats = await startNatsServer()
+  const nc = await connect({ servers: nats.url })
+  const media = await MediaStore.open(nc)
+  const runtime = await startSessionRuntime(nc, {
+    workers: true,
+    reactor: { segments: media, silenceTimeoutMs: 600_000 },
+  })
+  return {
+    dir,
+    nats,
+    nc,
+    media,
+    runtime,
+    stop: async () => {
+      await runtime.stop()
+      await nc.close()
+      await nats.stop()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+type Completed = Extract<SessionEvent, { type: "ExportCompleted" }>
+
+/** Waits for the session's export to complete; returns every `ExportCompleted` in its history then. */
+export const exportsCompleted = async (
+  runtime: SessionRuntime,
+  id: SessionId,
+  timeoutMs: number,
+): Promise<Completed[]> => {
+  const events = await waitForHistory(
+    runtime,
+    id,
+    (es) => es.some((e) => e.type === "ExportCompleted"),
+    timeoutMs,
+  )
+  return events.filter((e): e is Completed => e.type === "ExportCompleted")
 }

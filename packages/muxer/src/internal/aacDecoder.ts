@@ -13,18 +13,10 @@
  * only on the run's own frames. Anything on ffmpeg's stderr during a run (a damaged frame, which
  * would shift the count) fails the run and ends the process: the caller mixes that window by ffmpeg.
  */
-import { type ChildProcessByStdio, spawn } from "node:child_process"
-import type { Readable, Writable } from "node:stream"
 import { FfmpegFailed } from "../Ffmpeg.js"
+import { LeastBusyPool, LongLivedFfmpeg } from "./longLivedFfmpeg.js"
 import { AAC_FRAME, MIX_RATE } from "./media.js"
-import { countStart } from "./process.js"
 
-/** Silence written after a run; more follows while its last frames are still held back. */
-const FLUSH_FRAMES = 2
-/** How long to wait for output before writing another silent frame. */
-const NUDGE_MS = 20
-/** A run that takes this long means a stuck decoder: it is killed and the next starts anew. */
-const TIMEOUT_MS = 30_000
 /** ADTS sampling frequency index of 48 kHz. */
 const RATE_INDEX_48K = 3
 
@@ -98,36 +90,19 @@ const argsFor = (channels: 1 | 2) => [
   ...["-f", "f32le", "-ar", String(MIX_RATE), "-ac", String(channels), "-flush_packets", "1", "pipe:1"],
 ]
 
-interface Waiter {
-  /** Output bytes needed before it can be answered. */
-  readonly until: number
-  readonly resolve: () => void
-  readonly reject: (error: Error) => void
-}
-
 /** One ffmpeg process decoding `channels`-channel AAC-LC at 48 kHz; `decode` calls run one at a time. */
-export class AacDecoder {
-  private child: ChildProcessByStdio<Writable, Readable, Readable> | undefined
-  /** Input frames written to the current process. */
-  private written = 0
+export class AacDecoder extends LongLivedFfmpeg {
   /** Output bytes received from the current process; `chunks` hold those from `base` on. */
   private received = 0
   private chunks: Buffer[] = []
   private base = 0
-  private stderr = ""
-  private waiter: Waiter | undefined
-  private queue: Promise<unknown> = Promise.resolve()
-  private closed = false
-  private readonly silence: Uint8Array
   private readonly frameBytes: number
-  /** ffmpeg processes started so far (one, unless one failed). */
-  processesStarted = 0
 
   constructor(
-    private readonly ffmpeg: string,
+    ffmpeg: string,
     readonly channels: 1 | 2,
   ) {
-    this.silence = silentAdtsFrame(channels)
+    super(ffmpeg, argsFor(channels), "AAC decoder", silentAdtsFrame(channels))
     this.frameBytes = AAC_FRAME * channels * 4
   }
 
@@ -136,65 +111,42 @@ export class AacDecoder {
    * returns their samples, interleaved float, one frame of 1024 per input frame, in order.
    */
   decode(adts: Uint8Array, frames: number): Promise<Float32Array> {
-    const result = this.queue.then(() => this.decodeNow(adts, frames))
-    this.queue = result.catch(() => undefined)
-    return result
-  }
-
-  /** Kills the running process, as a crash would (tests): the next run starts another. */
-  async kill(): Promise<void> {
-    const child = this.child
-    if (child === undefined) return
-    const closed = new Promise((resolve) => child.once("close", resolve))
-    child.kill("SIGKILL")
-    await closed
-  }
-
-  /** Ends the process (its stdin closed: it exits by itself). */
-  close(): void {
-    this.closed = true
-    this.child?.stdin.end()
-    this.child = undefined
-  }
-
-  private async decodeNow(adts: Uint8Array, frames: number): Promise<Float32Array> {
-    if (this.closed) throw new Error("the AAC decoder is closed")
-    if (frames <= 0) return new Float32Array(0)
-    const child = this.child ?? this.spawn()
-    const from = this.written * this.frameBytes
-    const until = from + frames * this.frameBytes
-    this.stderr = ""
-    const done = new Promise<void>((resolve, reject) => {
-      this.waiter = { until, resolve, reject }
-    })
-    child.stdin.write(adts)
-    this.written += frames
-    for (let i = 0; i < FLUSH_FRAMES; i++) this.writeSilence(child)
-    this.check()
-    const started = Date.now()
-    const nudge = setInterval(() => {
-      if (Date.now() - started > TIMEOUT_MS) {
-        this.fail(child, new FfmpegFailed(this.ffmpeg, null, `no output for ${TIMEOUT_MS} ms`))
-        return
+    if (frames <= 0) return this.run(async () => new Float32Array(0))
+    return this.run(async (child) => {
+      const from = this.written * this.frameBytes
+      const until = from + frames * this.frameBytes
+      await this.feed(child, adts, frames, until)
+      // An error message about this run's frames means the count may be off: not trusted.
+      if (this.stderr.trim() !== "") {
+        const message = this.stderr
+        this.fail(child, new FfmpegFailed(this.ffmpeg, null, message))
+        throw new FfmpegFailed(this.ffmpeg, null, message)
       }
-      // Still held back (start-up, a busy machine): push a little more silence through.
-      if (this.child === child) this.writeSilence(child)
-    }, NUDGE_MS)
-    try {
-      await done
-    } finally {
-      clearInterval(nudge)
+      const bytes = this.take(from, until)
+      const samples = new Float32Array(bytes.length / 4)
+      new Uint8Array(samples.buffer).set(bytes)
+      return samples
+    })
+  }
+
+  protected progress(): number {
+    return this.received
+  }
+
+  protected reset(): void {
+    this.received = 0
+    this.chunks = []
+    this.base = 0
+  }
+
+  protected onOutput(chunk: Buffer): void {
+    this.received += chunk.length
+    if (this.waiting) this.chunks.push(chunk)
+    else {
+      // Silence after a run: never asked for.
+      this.chunks = []
+      this.base = this.received
     }
-    // An error message about this run's frames means the count may be off: not trusted.
-    if (this.stderr.trim() !== "") {
-      const message = this.stderr
-      this.fail(child, new FfmpegFailed(this.ffmpeg, null, message))
-      throw new FfmpegFailed(this.ffmpeg, null, message)
-    }
-    const bytes = this.take(from, until)
-    const samples = new Float32Array(bytes.length / 4)
-    new Uint8Array(samples.buffer).set(bytes)
-    return samples
   }
 
   /** Bytes [from, until) of the output; everything before `until` is dropped. */
@@ -205,92 +157,29 @@ export class AacDecoder {
     this.base = until
     return out
   }
-
-  private spawn(): ChildProcessByStdio<Writable, Readable, Readable> {
-    const child = spawn(this.ffmpeg, argsFor(this.channels), { stdio: ["pipe", "pipe", "pipe"] })
-    countStart(this.ffmpeg, "long_lived")
-    this.processesStarted++
-    this.child = child
-    this.written = 0
-    this.received = 0
-    this.chunks = []
-    this.base = 0
-    this.stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      if (this.child !== child) return
-      this.received += chunk.length
-      if (this.waiter === undefined) {
-        // Silence after a run: never asked for.
-        this.chunks = []
-        this.base = this.received
-      } else this.chunks.push(chunk)
-      this.check()
-    })
-    child.stderr.on("data", (chunk: Buffer) => {
-      this.stderr = (this.stderr + chunk.toString("utf8")).slice(-2_000)
-    })
-    child.stdin.on("error", () => {})
-    child.on("error", (error) => this.fail(child, error))
-    child.on("close", (code) => this.fail(child, new FfmpegFailed(this.ffmpeg, code, this.stderr)))
-    return child
-  }
-
-  private writeSilence(child: ChildProcessByStdio<Writable, Readable, Readable>): void {
-    child.stdin.write(this.silence)
-    this.written++
-  }
-
-  private check(): void {
-    const waiter = this.waiter
-    if (waiter !== undefined && this.received >= waiter.until) {
-      this.waiter = undefined
-      waiter.resolve()
-    }
-  }
-
-  /** The process failed or ended: whoever waits gets the error, the next run a new process. */
-  private fail(child: ChildProcessByStdio<Writable, Readable, Readable>, error: Error): void {
-    if (this.child !== child && this.child !== undefined) return
-    if (this.child === child) {
-      this.child = undefined
-      child.kill("SIGKILL")
-    }
-    const waiter = this.waiter
-    this.waiter = undefined
-    waiter?.reject(error)
-  }
 }
 
 /** `size` decoders per channel count; each `decode` goes to a free one (or the least busy). */
 export class AacDecoderPool {
-  private readonly decoders = new Map<1 | 2, Array<{ decoder: AacDecoder; busy: number }>>()
+  private readonly pools = new Map<1 | 2, LeastBusyPool<AacDecoder>>()
 
   constructor(
     private readonly ffmpeg: string,
     private readonly size: number,
   ) {}
 
-  async decode(adts: Uint8Array, frames: number, channels: 1 | 2): Promise<Float32Array> {
-    let slots = this.decoders.get(channels)
-    if (slots === undefined) {
-      slots = Array.from({ length: Math.max(1, this.size) }, () => ({
-        decoder: new AacDecoder(this.ffmpeg, channels),
-        busy: 0,
-      }))
-      this.decoders.set(channels, slots)
+  decode(adts: Uint8Array, frames: number, channels: 1 | 2): Promise<Float32Array> {
+    let pool = this.pools.get(channels)
+    if (pool === undefined) {
+      pool = new LeastBusyPool(this.size, () => new AacDecoder(this.ffmpeg, channels))
+      this.pools.set(channels, pool)
     }
-    const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a))
-    slot.busy++
-    try {
-      return await slot.decoder.decode(adts, frames)
-    } finally {
-      slot.busy--
-    }
+    return pool.use((decoder) => decoder.decode(adts, frames))
   }
 
   /** Every decoder started so far (tests). */
   get all(): ReadonlyArray<AacDecoder> {
-    return [...this.decoders.values()].flat().map((s) => s.decoder)
+    return [...this.pools.values()].flatMap((pool) => pool.all)
   }
 
   close(): void {

@@ -9,21 +9,11 @@
  * encoder saw before (another window, another session) only shapes its rate control: each window
  * still starts with its own pre-roll, as when it had a process of its own.
  */
-import { type ChildProcessByStdio, spawn } from "node:child_process"
-import type { Readable, Writable } from "node:stream"
-import { FfmpegFailed } from "../Ffmpeg.js"
+import { LeastBusyPool, LongLivedFfmpeg } from "./longLivedFfmpeg.js"
 import { AAC_FRAME, MIX_RATE } from "./media.js"
-import { countStart } from "./process.js"
 
 /** Bytes of one frame of input (1024 stereo float samples). */
 const FRAME_BYTES = AAC_FRAME * 2 * 4
-/** Silence written after a window; more follows while its last frames are still held back. */
-const FLUSH_FRAMES = 2
-/** How long to wait for output before writing another frame of silence. */
-const NUDGE_MS = 20
-/** A window that takes this long means a stuck encoder: it is killed and the next starts anew. */
-const TIMEOUT_MS = 30_000
-const SILENCE = new Uint8Array(FRAME_BYTES)
 
 const args = [
   ...["-hide_banner", "-v", "error", "-nostdin"],
@@ -34,121 +24,51 @@ const args = [
   ...["-flush_packets", "1", "-f", "adts", "pipe:1"],
 ]
 
-interface Waiter {
-  /** Output frames (priming included) needed before it can be answered. */
-  readonly until: number
-  readonly resolve: () => void
-  readonly reject: (error: Error) => void
-}
-
 /** One ffmpeg process; `encode` calls are run one at a time. */
-export class AacEncoder {
-  private child: ChildProcessByStdio<Writable, Readable, Readable> | undefined
-  /** Input frames written to the current process. */
-  private written = 0
+export class AacEncoder extends LongLivedFfmpeg {
   /** Output frames parsed so far, from index `base` on (earlier ones were handed out or dropped). */
   private frames: Uint8Array[] = []
   private base = 0
   private pending: Buffer = Buffer.alloc(0)
-  private stderr = ""
-  private waiter: Waiter | undefined
-  private queue: Promise<unknown> = Promise.resolve()
-  private closed = false
-  /** ffmpeg processes started so far (one, unless one failed). */
-  processesStarted = 0
 
-  constructor(private readonly ffmpeg: string) {}
+  constructor(ffmpeg: string) {
+    super(ffmpeg, args, "AAC encoder", new Uint8Array(FRAME_BYTES))
+  }
 
   /**
    * Encodes `pcm` (interleaved stereo float at 48 kHz, a whole number of 1024-sample frames) and
    * returns its frames, one per 1024 samples, in order.
    */
   encode(pcm: Float32Array): Promise<Uint8Array[]> {
-    const result = this.queue.then(() => this.encodeNow(pcm))
-    this.queue = result.catch(() => undefined)
-    return result
-  }
-
-  /** Kills the running process, as a crash would (tests): the next window starts another. */
-  async kill(): Promise<void> {
-    const child = this.child
-    if (child === undefined) return
-    const closed = new Promise((resolve) => child.once("close", resolve))
-    child.kill("SIGKILL")
-    await closed
-  }
-
-  /** Ends the process (its stdin closed: it exits by itself). */
-  close(): void {
-    this.closed = true
-    this.child?.stdin.end()
-    this.child = undefined
-  }
-
-  private async encodeNow(pcm: Float32Array): Promise<Uint8Array[]> {
-    if (this.closed) throw new Error("the AAC encoder is closed")
     const count = pcm.length / (2 * AAC_FRAME)
-    if (!Number.isInteger(count) || count === 0) throw new Error(`not whole frames: ${pcm.length} samples`)
-    const child = this.child ?? this.spawn()
-    const first = this.written
-    // Output frame k + 1 is input frame k.
-    const from = first + 1
-    const until = from + count
-    const done = new Promise<void>((resolve, reject) => {
-      this.waiter = { until, resolve, reject }
+    if (!Number.isInteger(count) || count === 0)
+      return Promise.reject(new Error(`not whole frames: ${pcm.length} samples`))
+    return this.run(async (child) => {
+      // Output frame k + 1 is input frame k.
+      const from = this.written + 1
+      const until = from + count
+      await this.feed(child, new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), count, until)
+      const out = this.frames.slice(from - this.base, until - this.base)
+      // Nothing before `until` is needed again.
+      this.frames = this.frames.slice(until - this.base)
+      this.base = until
+      return out
     })
-    this.write(child, Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength))
-    for (let i = 0; i < FLUSH_FRAMES; i++) this.write(child, SILENCE)
-    this.check()
-    const started = Date.now()
-    const nudge = setInterval(() => {
-      if (Date.now() - started > TIMEOUT_MS) {
-        this.fail(child, new Error(`the AAC encoder gave no output for ${TIMEOUT_MS} ms`))
-        return
-      }
-      // Still held back (start-up, a busy machine): push a little more silence through.
-      if (this.child === child) this.write(child, SILENCE)
-    }, NUDGE_MS)
-    try {
-      await done
-    } finally {
-      clearInterval(nudge)
-    }
-    const out = this.frames.slice(from - this.base, until - this.base)
-    // Nothing before `until` is needed again.
-    this.frames = this.frames.slice(until - this.base)
-    this.base = until
-    return out
   }
 
-  private spawn(): ChildProcessByStdio<Writable, Readable, Readable> {
-    const child = spawn(this.ffmpeg, args, { stdio: ["pipe", "pipe", "pipe"] })
-    countStart(this.ffmpeg, "long_lived")
-    this.processesStarted++
-    this.child = child
-    this.written = 0
+  protected progress(): number {
+    return this.base + this.frames.length
+  }
+
+  protected reset(): void {
     this.frames = []
     this.base = 0
     this.pending = Buffer.alloc(0)
-    this.stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      if (this.child !== child) return
-      this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
-      this.parse()
-      this.check()
-    })
-    child.stderr.on("data", (chunk: Buffer) => {
-      this.stderr = (this.stderr + chunk.toString("utf8")).slice(-2_000)
-    })
-    child.stdin.on("error", () => {})
-    child.on("error", (error) => this.fail(child, error))
-    child.on("close", (code) => this.fail(child, new FfmpegFailed(this.ffmpeg, code, this.stderr)))
-    return child
   }
 
-  private write(child: ChildProcessByStdio<Writable, Readable, Readable>, bytes: Uint8Array): void {
-    child.stdin.write(bytes)
-    this.written += bytes.length / FRAME_BYTES
+  protected onOutput(chunk: Buffer): void {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
+    this.parse()
   }
 
   /** Splits complete ADTS frames off the output read so far (headers dropped). */
@@ -170,55 +90,26 @@ export class AacEncoder {
     }
     this.pending = b.subarray(p)
     // Frames before the current window (priming, flush silence) are never asked for.
-    if (this.waiter === undefined && this.frames.length > 64) {
+    if (!this.waiting && this.frames.length > 64) {
       this.base += this.frames.length
       this.frames = []
     }
-  }
-
-  private check(): void {
-    const waiter = this.waiter
-    if (waiter !== undefined && this.base + this.frames.length >= waiter.until) {
-      this.waiter = undefined
-      waiter.resolve()
-    }
-  }
-
-  /** The process failed or ended: whoever waits gets the error, the next window a new process. */
-  private fail(child: ChildProcessByStdio<Writable, Readable, Readable>, error: Error): void {
-    if (this.child !== child && this.child !== undefined) return
-    if (this.child === child) {
-      this.child = undefined
-      child.kill("SIGKILL")
-    }
-    const waiter = this.waiter
-    this.waiter = undefined
-    waiter?.reject(error)
   }
 }
 
 /** `size` encoders; each `encode` goes to one that is free (or the least busy). */
 export class AacEncoderPool {
-  private readonly encoders: Array<{ encoder: AacEncoder; busy: number }>
+  private readonly pool: LeastBusyPool<AacEncoder>
 
   constructor(ffmpeg: string, size: number) {
-    this.encoders = Array.from({ length: Math.max(1, size) }, () => ({
-      encoder: new AacEncoder(ffmpeg),
-      busy: 0,
-    }))
+    this.pool = new LeastBusyPool(size, () => new AacEncoder(ffmpeg))
   }
 
-  async encode(pcm: Float32Array): Promise<Uint8Array[]> {
-    const slot = this.encoders.reduce((a, b) => (b.busy < a.busy ? b : a))
-    slot.busy++
-    try {
-      return await slot.encoder.encode(pcm)
-    } finally {
-      slot.busy--
-    }
+  encode(pcm: Float32Array): Promise<Uint8Array[]> {
+    return this.pool.use((encoder) => encoder.encode(pcm))
   }
 
   close(): void {
-    for (const { encoder } of this.encoders) encoder.close()
+    for (const encoder of this.pool.all) encoder.close()
   }
 }

@@ -12,9 +12,10 @@ import {
   type Manifest,
   type ManifestFile,
   type ManifestPart,
+  manifestChunkPrefix,
   manifestName,
   StoredManifest,
-  upgradeManifest,
+  upgradeMetadata,
 } from "@capture/media"
 import {
   decodeJson,
@@ -43,7 +44,13 @@ import type { ExportJob, MuxerStore } from "./store.js"
 const decodeManifest = decodeJson(StoredManifest)
 
 export type AssembleResult =
-  | { readonly ok: true; readonly manifest: Manifest; readonly piecesMade: number }
+  | {
+      readonly ok: true
+      readonly metadata: ExportMetadata
+      readonly piecesMade: number
+      /** Manifest chunks this instance did not know stored (written, or found stored by a lookup). */
+      readonly chunksWritten: number
+    }
   | { readonly ok: false; readonly code: string; readonly message: string }
 
 const safeFileName = (channelId: string) => channelId.replace(/[^A-Za-z0-9._-]/g, "_")
@@ -63,7 +70,8 @@ export const assembleExport = async (
   pausedSpans: ReadonlyArray<TimeSpan> = [],
 ): Promise<AssembleResult> => {
   const existing = await store.getJson(manifestName(job.video_id), decodeManifest)
-  if (existing !== undefined) return { ok: true, manifest: upgradeManifest(existing), piecesMade: 0 }
+  if (existing !== undefined)
+    return { ok: true, metadata: upgradeMetadata(existing.metadata), piecesMade: 0, chunksWritten: 0 }
   const madeBefore = pieces.piecesMade
   const work = await pieces.work(sessionId, true)
   const records = [...work.records.values()]
@@ -105,15 +113,7 @@ export const assembleExport = async (
   }
 
   // Muxed video: the video channel's pieces (gaps filled black), then windows of mixed audio.
-  const parts: ManifestPart[] = []
-  const segments: Array<{ duration: number; first: number; count: number }> = []
   const inits: Uint8Array[] = []
-  let seq = 1
-  const take = (placed: PlacedPart, track: number): ManifestPart => {
-    const part = { ...placed, track, base: placed.baseDecodeTime, seq }
-    seq += placed.moofs
-    return part
-  }
   // Paused time is cut here (pauses.ts): each window says where its audio comes from.
   let timeline: CutTimeline
   let videoParts: PlacedPart[] = []
@@ -159,21 +159,12 @@ export const assembleExport = async (
     inits.push(await pieces.mixInit())
   }
   const audioTrack = videoLayout === undefined ? 1 : 2
-  if (videoLayout !== undefined) {
-    videoParts.forEach((v, i) => {
-      const first = parts.length
-      parts.push(take(v, 1))
-      const a = audioParts[i]
-      if (a !== undefined) parts.push(take(a, audioTrack))
-      segments.push({ duration: v.duration / videoTimescale, first, count: parts.length - first })
-    })
-  } else {
-    for (const a of audioParts) {
-      if (a === undefined) continue
-      segments.push({ duration: a.duration / MIX_RATE, first: parts.length, count: 1 })
-      parts.push(take(a, audioTrack))
-    }
-  }
+  const { parts, segments } = muxedParts(
+    videoLayout === undefined ? undefined : videoParts,
+    audioParts,
+    videoTimescale,
+    audioTrack,
+  )
   const trackEnd = (ps: ReadonlyArray<ManifestPart>, track: number, timescale: number) =>
     Math.max(0, ...ps.filter((p) => p.track === track).map((p) => ((p.base + p.duration) * 1000) / timescale))
   const durationMs = Math.round(
@@ -197,12 +188,7 @@ export const assembleExport = async (
     const first = layout.usable[0]?.piece as PieceInfo
     const shift = Math.max(0, ...items.map((i) => i.piece.min_pts))
     const placed = placeParts(items, layout.startMs, first.timescale, shift)
-    let s = 1
-    const rawParts = placed.map((p) => {
-      const part = { ...p, track: 1, base: p.baseDecodeTime, seq: s }
-      s += p.moofs
-      return part
-    })
+    const rawParts = rawFileParts(placed)
     const last = placed.at(-1)
     const assetMs =
       last === undefined ? 0 : Math.round(((last.baseDecodeTime + last.duration) * 1000) / first.timescale)
@@ -263,6 +249,59 @@ export const assembleExport = async (
     segments,
     raw,
   }
-  await store.putJson(manifestName(job.video_id), manifest)
-  return { ok: true, manifest, piecesMade: pieces.piecesMade - madeBefore }
+  // Chunks made while the session ran are not written again: only the tail and the head.
+  const chunksWritten = await store.putManifest(
+    job.video_id,
+    manifest,
+    manifestChunkPrefix(sessionId),
+    work.chunks,
+    pieces.chunkParts,
+  )
+  return { ok: true, metadata, piecesMade: pieces.piecesMade - madeBefore, chunksWritten }
+}
+
+/**
+ * The muxed video's parts, numbered: each video part followed by its window's mix part (audio
+ * only: the mix parts), and its HLS segments (one per video part, or per mix part).
+ */
+export const muxedParts = (
+  videoParts: ReadonlyArray<PlacedPart> | undefined,
+  audioParts: ReadonlyArray<PlacedPart | undefined>,
+  videoTimescale: number,
+  audioTrack: number,
+): { parts: ManifestPart[]; segments: Array<{ duration: number; first: number; count: number }> } => {
+  const parts: ManifestPart[] = []
+  const segments: Array<{ duration: number; first: number; count: number }> = []
+  let seq = 1
+  const take = (placed: PlacedPart, track: number): ManifestPart => {
+    const part = { ...placed, track, base: placed.baseDecodeTime, seq }
+    seq += placed.moofs
+    return part
+  }
+  if (videoParts !== undefined) {
+    videoParts.forEach((v, i) => {
+      const first = parts.length
+      parts.push(take(v, 1))
+      const a = audioParts[i]
+      if (a !== undefined) parts.push(take(a, audioTrack))
+      segments.push({ duration: v.duration / videoTimescale, first, count: parts.length - first })
+    })
+  } else {
+    for (const a of audioParts) {
+      if (a === undefined) continue
+      segments.push({ duration: a.duration / MIX_RATE, first: parts.length, count: 1 })
+      parts.push(take(a, audioTrack))
+    }
+  }
+  return { parts, segments }
+}
+
+/** A raw asset's parts, numbered: its channel's pieces on track 1. */
+export const rawFileParts = (placed: ReadonlyArray<PlacedPart>): ManifestPart[] => {
+  let seq = 1
+  return placed.map((p) => {
+    const part = { ...p, track: 1, base: p.baseDecodeTime, seq }
+    seq += p.moofs
+    return part
+  })
 }

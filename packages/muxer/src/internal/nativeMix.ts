@@ -103,8 +103,21 @@ export const pooledRunDecoder =
     channels,
   })
 
-/** A run's ADTS and its channel count, or `NotNativeMix` when it is not what this mixes. */
-const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: 1 | 2; frames: number } => {
+/**
+ * Frames decoded before the first one the window uses: the decoder's output of a run's first
+ * frame is dropped, and a frame's samples depend on the frame before it (overlap-add).
+ */
+const WARM_UP_FRAMES = 2
+
+/**
+ * A run's ADTS from the frame the window needs (less `WARM_UP_FRAMES`), its channel count, frames,
+ * and where its first sample now falls; `NotNativeMix` when it is not what this mixes. A run starts
+ * with the segment before the window (the plan's warm-up), of which only the last frames fall in
+ * the pre-roll: the rest is not decoded.
+ */
+const runAdts = (
+  input: NativeMixInput,
+): { adts: Uint8Array; channels: 1 | 2; frames: number; offset: number } => {
   const parts = input.segments.map((ts) => {
     try {
       return adtsOfTs(ts)
@@ -121,11 +134,27 @@ const runAdts = (input: NativeMixInput): { adts: Uint8Array; channels: 1 | 2; fr
     if (p.channels !== 1 && p.channels !== 2) throw new NotNativeMix(`${p.channels} channels`)
     if (p.channels !== first.channels) throw new NotNativeMix("channel count changes within a run")
   }
-  return {
-    adts: concat(parts.map((p) => p.adts)),
-    channels: first.channels as 1 | 2,
-    frames: parts.reduce((n, p) => n + p.frames.length, 0),
+  // Frame j covers samples [offset + j·1024, offset + (j + 1)·1024) of the window's buffer.
+  const firstNeeded = Math.max(0, Math.floor(-input.offset / AAC_FRAME))
+  let skip = Math.max(0, firstNeeded - WARM_UP_FRAMES)
+  const kept: Uint8Array[] = []
+  let frames = 0
+  let offset = input.offset
+  for (const p of parts) {
+    if (skip >= p.frames.length) {
+      skip -= p.frames.length
+      offset += p.frames.length * AAC_FRAME
+      continue
+    }
+    // An ADTS frame starts where the one before it ends (its payload is the frame's end).
+    const previous = skip === 0 ? undefined : (p.frames[skip - 1] as Uint8Array)
+    const from = previous === undefined ? 0 : previous.byteOffset + previous.byteLength - p.adts.byteOffset
+    kept.push(p.adts.subarray(from))
+    frames += p.frames.length - skip
+    offset += skip * AAC_FRAME
+    skip = 0
   }
+  return { adts: concat(kept), channels: first.channels as 1 | 2, frames, offset }
 }
 
 /**
@@ -149,7 +178,7 @@ export const mixPcm = async (
     if (!Number.isInteger(frames) || frames >= run.frames)
       throw new NotNativeMix(`the decoder gave ${samples.length} samples for ${run.frames} frames`)
     const gain = run.channels === 1 ? Math.SQRT1_2 : 1
-    const start = run.input.offset + AAC_FRAME
+    const start = run.offset + AAC_FRAME
     const count = samples.length / channels
     const from = Math.max(0, -start)
     const to = Math.min(count, total - start)

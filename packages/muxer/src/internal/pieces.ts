@@ -9,12 +9,13 @@
  */
 
 import type { FfmpegTools } from "@capture/binaries"
-import type { MediaStore } from "@capture/media"
+import { MANIFEST_CHUNK_PARTS, type MediaStore, manifestChunkPrefix, manifestChunks } from "@capture/media"
 import type { Channel, ChannelId, MediaSegment } from "@capture/protocol"
 import { mainExportChannel } from "@capture/session-actor"
 import { FfmpegFailed } from "../Ffmpeg.js"
 import { AacDecoderPool } from "./aacDecoder.js"
 import { AacEncoderPool } from "./aacEncoder.js"
+import { muxedParts, rawFileParts } from "./assemble.js"
 import {
   type FillSpec,
   MIX_RATE,
@@ -43,6 +44,8 @@ import {
   GAP_MS,
   type LayoutItem,
   type PieceInfo,
+  type PlacedPart,
+  placeParts,
   planMix,
   rawKey,
   windowIsSettled,
@@ -85,6 +88,15 @@ export interface SessionWork {
   videoWindows: { e0: number; windows: AudioWindow[] }
   /** Incremental mixing: windows before this one are done (per target timeline). */
   cursor: { e0: number; done: number }
+  /** The mix piece of each window before `cursor.done` (undefined: an empty window). */
+  mixed: Array<PieceInfo | undefined>
+  /** Manifest chunks this instance stored for the session (made while it runs, or at an export). */
+  chunks: Set<string>
+  /**
+   * Chunks of the default export's manifest made while the session runs: up to which window, and
+   * how many full chunks of the muxed video and of each raw asset so far.
+   */
+  prepared: { windows: number; muxed: number; raw: Map<string, number> }
   touchedAt: number
   /** When this instance first worked on the session. */
   createdAt: number
@@ -95,6 +107,13 @@ export interface SessionWork {
 
 const REFRESH_MS = 10_000
 const IDLE_MS = 10 * 60_000
+/**
+ * Audio segment bytes kept after their raw piece is made, for the mix windows that read them next
+ * (each is in two or three windows): ~40 KB each, so a few windows of ~100 sessions.
+ */
+const RECENT_AUDIO_BYTES = 16 * 1024 * 1024
+/** Raw inits known stored, so the next segment's identical init costs no lookup (names per session and channel). */
+const STORED_INITS = 10_000
 
 const segmentKey = (r: MediaSegment) => `${r.channel_id}/${r.index}`
 
@@ -102,6 +121,10 @@ export class Pieces {
   private readonly sessions = new Map<string, SessionWork>()
   private readonly inFlight = new Map<string, Promise<PieceInfo>>()
   private mixInitBytes: Promise<Uint8Array> | undefined
+  /** Audio segments read lately, by `session/channel/index/sha256`, oldest first. */
+  private readonly recentAudio = new Map<string, Uint8Array>()
+  private recentAudioSize = 0
+  private readonly storedInits = new Set<string>()
   private readonly ffmpeg: Semaphore
   private readonly encoders: AacEncoderPool
   private readonly decoders: AacDecoderPool
@@ -118,6 +141,8 @@ export class Pieces {
     private readonly log: (message: string) => void,
     private readonly remux: RemuxMode = "native",
     mix: MixOptions = { mode: "native", faad: undefined },
+    /** Parts per manifest chunk (`MANIFEST_CHUNK_PARTS`; tests: a few). */
+    readonly chunkParts: number = MANIFEST_CHUNK_PARTS,
   ) {
     this.ffmpeg = new Semaphore(concurrency)
     // One encoder per window mixed at once (the semaphore admits `concurrency`).
@@ -168,6 +193,9 @@ export class Pieces {
         prefixes: new Map(),
         videoWindows: { e0: Number.NaN, windows: [] },
         cursor: { e0: Number.NaN, done: 0 },
+        mixed: [],
+        chunks: new Set(),
+        prepared: { windows: 0, muxed: 0, raw: new Map() },
         touchedAt: now,
         createdAt: now,
         queue: Promise.resolve(),
@@ -232,7 +260,10 @@ export class Pieces {
       e0 = Math.min(...layouts.map((l) => l.startMs))
       windows = windowsForAudio(e0, Math.max(...layouts.map((l) => l.endMs)))
     }
-    if (work.cursor.e0 !== e0) work.cursor = { e0, done: 0 }
+    if (work.cursor.e0 !== e0) {
+      work.cursor = { e0, done: 0 }
+      work.prepared = { windows: 0, muxed: 0, raw: new Map() }
+    }
     // Audio arriving late (its channel was taken for absent) changes windows already mixed: go
     // back to the first one it reaches. Windows whose inputs did not change are found by name.
     if (arrived !== undefined) {
@@ -247,11 +278,91 @@ export class Pieces {
       if (lo < windows.length && lo < work.cursor.done) work.cursor.done = lo
     }
     const layouts = audio.flatMap((a) => (a.layout === undefined ? [] : [a.layout]))
+    work.mixed.length = Math.min(work.mixed.length, work.cursor.done)
     for (let i = work.cursor.done; i < windows.length; i++) {
       const window = windows[i] as AudioWindow
-      if (!windowIsSettled(window, e0, audio, work.latestMs, Date.now() - work.createdAt)) return
-      if (window.to > window.from) await this.ensureMix(work, sessionId, planMix(window, e0, layouts))
+      if (!windowIsSettled(window, e0, audio, work.latestMs, Date.now() - work.createdAt)) break
+      work.mixed[i] =
+        window.to > window.from
+          ? await this.ensureMix(work, sessionId, planMix(window, e0, layouts))
+          : undefined
       work.cursor.done = i + 1
+    }
+    // About a quarter of a chunk of the muxed video (two parts per window) between two rounds.
+    const every = Math.max(1, Math.floor(this.chunkParts / 8))
+    if (videoChannelId !== null && work.cursor.done - work.prepared.windows >= every)
+      await this.prepareChunks(work, sessionId, session, videoChannelId, e0, windows)
+  }
+
+  /**
+   * Stores the full chunks of the default export's manifest (`ExportManifest`) over what is
+   * settled so far: the muxed video up to the last window mixed, each stored channel's raw asset
+   * up to its certain prefix. At the export, chunks with the same parts have the same name and
+   * are not written again, so the stop writes only the tail. A chunk that comes out otherwise at
+   * the export (paused time cut, a gap filled, a channel laid out anew) is simply written then.
+   */
+  private async prepareChunks(
+    work: SessionWork,
+    sessionId: string,
+    session: SessionChannels,
+    videoChannelId: string,
+    e0: number,
+    windows: ReadonlyArray<AudioWindow>,
+  ): Promise<void> {
+    work.prepared.windows = work.cursor.done
+    const prefix = manifestChunkPrefix(sessionId)
+    const video = prefixLayout(work, videoChannelId)
+    if (video === undefined) return
+    // Video parts as `assemble` places them, each with its window's mix (the settled ones).
+    let settled = Math.min(video.usable.length, work.cursor.done)
+    const audioShiftOf = (shift: number, timescale: number) => Math.round((shift * MIX_RATE) / timescale)
+    const first = video.usable[0]?.piece as PieceInfo
+    const shift = maxMinPts(video.usable, settled)
+    const audioShift = audioShiftOf(shift, first.timescale)
+    const audioParts: Array<PlacedPart | undefined> = []
+    for (let i = 0; i < settled; i++) {
+      const w = windows[i] as AudioWindow
+      const piece = work.mixed[i]
+      if (w.to > w.from && piece === undefined) {
+        settled = i
+        break
+      }
+      audioParts.push(
+        piece === undefined
+          ? undefined
+          : {
+              name: piece.name,
+              bytes: piece.bytes,
+              moofs: piece.moofs,
+              baseDecodeTime: w.from + audioShift,
+              duration: piece.duration,
+            },
+      )
+    }
+    const videoParts = placeParts(video.usable.slice(0, settled), e0, first.timescale, shift)
+    const files: Array<{ key: string | undefined; parts: ReturnType<typeof rawFileParts> }> = [
+      { key: undefined, parts: muxedParts(videoParts, audioParts, first.timescale, 2).parts },
+    ]
+    for (const channel of session.channels) {
+      if (!channel.store) continue
+      const layout = prefixLayout(work, channel.channel_id)
+      const head = layout?.usable[0]?.piece
+      if (layout === undefined || head === undefined) continue
+      const rawShift = maxMinPts(layout.usable, layout.usable.length)
+      const placed = placeParts(layout.usable, layout.startMs, head.timescale, rawShift)
+      files.push({ key: channel.channel_id, parts: rawFileParts(placed) })
+    }
+    for (const file of files) {
+      const done = file.key === undefined ? work.prepared.muxed : (work.prepared.raw.get(file.key) ?? 0)
+      const chunks = manifestChunks(file.parts, prefix, {
+        fromChunk: done,
+        fullOnly: true,
+        size: this.chunkParts,
+      })
+      if (chunks.length === 0) continue
+      await this.store.putChunks(chunks, work.chunks)
+      if (file.key === undefined) work.prepared.muxed = done + chunks.length
+      else work.prepared.raw.set(file.key, done + chunks.length)
     }
   }
 
@@ -259,7 +370,7 @@ export class Pieces {
   ensureRaw(work: SessionWork, record: MediaSegment, type: "audio" | "video"): Promise<PieceInfo> {
     const key = rawKey(record.channel_id, record.index, record.sha256)
     return this.piece(work, record.session_id, key, async () => {
-      const ts = await this.media.read(record.session_id, record.channel_id, record.index)
+      const ts = await this.segmentBytes(record, type === "audio")
       const base = {
         key,
         kind: "raw" as const,
@@ -292,12 +403,37 @@ export class Pieces {
       const initName = `pieces/${record.session_id}/raw/${record.channel_id}/init-${shortHash(
         Buffer.from(remuxed.init).toString("base64"),
       )}.mp4`
-      await this.store.putObject(initName, remuxed.init)
+      if (!this.storedInits.has(initName)) {
+        await this.store.putObject(initName, remuxed.init)
+        if (this.storedInits.size >= STORED_INITS) this.storedInits.clear()
+        this.storedInits.add(initName)
+      }
       return {
         info: { ...base, ...pieceTiming(remuxed.fragments, trackTimescale(remuxed.init)), init: initName },
         data: remuxed.fragments,
       }
     })
+  }
+
+  /**
+   * A segment's bytes; an audio segment's are kept a while (`keep`), since the windows that mix it
+   * come right after its raw piece.
+   */
+  private async segmentBytes(record: MediaSegment, keep: boolean): Promise<Uint8Array | undefined> {
+    const key = `${record.session_id}/${record.channel_id}/${record.index}/${record.sha256}`
+    const kept = this.recentAudio.get(key)
+    if (kept !== undefined) return kept
+    const bytes = await this.media.read(record.session_id, record.channel_id, record.index)
+    if (keep && bytes !== undefined && !this.recentAudio.has(key)) {
+      this.recentAudio.set(key, bytes)
+      this.recentAudioSize += bytes.length
+      for (const [oldest, data] of this.recentAudio) {
+        if (this.recentAudioSize <= RECENT_AUDIO_BYTES) break
+        this.recentAudio.delete(oldest)
+        this.recentAudioSize -= data.length
+      }
+    }
+    return bytes
   }
 
   /** The mixed audio of one planned window. */
@@ -306,9 +442,7 @@ export class Pieces {
     return this.piece(work, sessionId, key, async () => {
       const runs = await Promise.all(
         plan.runs.map(async (run) => {
-          const bytes = await Promise.all(
-            run.records.map((r) => this.media.read(sessionId, r.channel_id, r.index)),
-          )
+          const bytes = await Promise.all(run.records.map((r) => this.segmentBytes(r, true)))
           return { segments: bytes.filter((b): b is Uint8Array => b !== undefined), offset: run.offset }
         }),
       )
@@ -467,6 +601,13 @@ export class Pieces {
     }
     return this.mixInitBytes
   }
+}
+
+/** The largest reordering delay (`min_pts`) of the first `count` segments, 0 at least. */
+const maxMinPts = (usable: ReadonlyArray<UsableSegment>, count: number): number => {
+  let max = 0
+  for (let i = 0; i < count; i++) max = Math.max(max, (usable[i] as UsableSegment).piece.min_pts)
+  return max
 }
 
 /** The index fields of a piece made of `fragments` on a track with `timescale`. */

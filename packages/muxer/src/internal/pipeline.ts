@@ -25,8 +25,9 @@ export class Pipeline {
     log: (message: string) => void,
     remux: RemuxMode = "native",
     mix: MixOptions = { mode: "native", faad: undefined },
+    chunkParts?: number,
   ) {
-    this.pieces = new Pieces(tools, media, store, concurrency, log, remux, mix)
+    this.pieces = new Pieces(tools, media, store, concurrency, log, remux, mix, chunkParts)
   }
 
   /** Ends the long-lived processes (the mix encoders). */

@@ -104,7 +104,8 @@ export class MuxerStore extends ExportBucket {
    * same samples and timing, but its size may differ).
    */
   async putPiece(sessionId: string, info: PieceInfo, data: Uint8Array | undefined): Promise<PieceRecord> {
-    const bytes = data === undefined ? info.bytes : await this.putObject(info.name, data)
+    // The index had no record of it (`Pieces.piece`): no lookup before the write.
+    const bytes = data === undefined ? info.bytes : await this.putNew(info.name, data)
     const record: PieceRecord = { ...info, bytes, session_id: sessionId }
     await this.js.publish(this.piecesSubject(sessionId), encoder.encode(JSON.stringify(record)), {
       msgID: `${sessionId}/${info.key}`.slice(0, 250),
