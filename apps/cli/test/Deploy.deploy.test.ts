@@ -77,6 +77,62 @@ const statusOf = async (url: string): Promise<number> => {
   }
 }
 
+interface MetaView {
+  readonly leader?: string | null
+  readonly size?: number
+  readonly current?: ReadonlyArray<string>
+  readonly error?: string
+}
+
+/**
+ * Each NATS node's view of the JetStream meta group (its `/jsz` on the monitoring port), asked by
+ * Node in a Capture container on `network`: the leader, the group's size and the peers the
+ * leader sees current. A node's log is no guide: nats-server 2.10 names the leader only on
+ * some nodes (one that caught up from a snapshot never does).
+ */
+const metaViews = async (
+  network: string,
+  nodes: ReadonlyArray<string>,
+): Promise<Record<string, MetaView>> => {
+  const script = `const views = {}
+    for (const node of ${JSON.stringify(nodes)}) {
+      try {
+        const response = await fetch("http://" + node + ":8222/jsz", { signal: AbortSignal.timeout(3000) })
+        const meta = (await response.json()).meta_cluster ?? {}
+        views[node] = {
+          leader: meta.leader ?? null,
+          size: meta.cluster_size ?? 0,
+          current: (meta.replicas ?? []).filter((peer) => peer.current).map((peer) => peer.name),
+        }
+      } catch (error) { views[node] = { error: String(error) } }
+    }
+    console.log(JSON.stringify(views))`
+  const output = await runOk("podman", [
+    ...["run", "--rm", "--network", network, "--entrypoint", "node", image],
+    ...["--input-type=module", "-e", script],
+  ])
+  return JSON.parse(output) as Record<string, MetaView>
+}
+
+/** Until every node names the same leader, which sees a group of all of them with the others current. */
+const untilMetaGroupOfThree = (network: string, nodes: ReadonlyArray<string>) =>
+  pollUntil(
+    `${nodes.join(", ")} in one JetStream meta group`,
+    () => metaViews(network, nodes),
+    (views) => {
+      const leader = views[nodes[0] as string]?.leader
+      if (leader === undefined || leader === null || !nodes.includes(leader)) return false
+      const ofLeader = views[leader]
+      return (
+        nodes.every((node) => views[node]?.leader === leader) &&
+        ofLeader?.size === nodes.length &&
+        ofLeader.current?.length === nodes.length - 1
+      )
+    },
+    { timeoutMs: 180_000, intervalMs: 2_000 },
+  )
+
+let image: string
 let image: string
 /** NATS ≥ 2.9.12 (infra/image/nats-image.sh): bookworm's 2.9.10 times out reads with a node down. */
 let natsImage: string
@@ -166,6 +222,42 @@ describe("the image", () => {
   }, 240_000)
 })
 
+describe("the image's build context", () => {
+  const tag = `localhost/capture-deploy-context:${process.pid}`
+  afterAll(async () => {
+    await run("podman", ["rmi", "-f", tag])
+  })
+
+  it("holds the sources the build needs and no test, fixture, benchmark or document (.containerignore)", async () => {
+    // What `COPY . .` of infra/image/Containerfile sees: the same context, the same ignore file.
+    const containerfile = join(work, "Context.Containerfile")
+    await writeFile(containerfile, "FROM localhost/capture-debian:bookworm-slim\nCOPY . /context\n")
+    await runOk("podman", ["build", "-q", "-f", containerfile, "-t", tag, "."], { timeoutMs: 300_000 })
+    const files = (await runOk("podman", ["run", "--rm", tag, "find", "/context", "-type", "f"]))
+      .split("\n")
+      .filter(Boolean)
+      .map((file) => file.slice("/context/".length))
+    for (const needed of [
+      "package.json",
+      "pnpm-lock.yaml",
+      "pnpm-workspace.yaml",
+      "tsconfig.base.json",
+      "apps/cli/src/main.ts",
+      "apps/cli/tsconfig.src.json",
+      "packages/console/src/web/vite.config.ts",
+      "bench/package.json",
+    ]) {
+      expect(files, needed).toContain(needed)
+    }
+    const unwanted = files.filter((file) =>
+      /(^|\/)(test|node_modules|dist|build)\/|\.test\.ts$|\.md$|^(docs|infra|scripts|\.git)\/|^bench\/(?!package\.json$)/.test(
+        file,
+      ),
+    )
+    expect(unwanted).toEqual([])
+  }, 360_000)
+})
+
 describe("the compose topology (podman-compose)", () => {
   let gateway1: string
   let gateway2: string
@@ -194,24 +286,13 @@ describe("the compose topology (podman-compose)", () => {
   }, 900_000)
 
   /**
-   * `podman-compose up -d`, until both gateways are ready: the NATS nodes first, until each has
-   * joined the JetStream meta group (its log names a metadata leader), then the Capture roles, as
-   * docs/deploy.md says to start it.
+   * `podman-compose up -d`, until both gateways are ready: the NATS nodes first, until all three
+   * are in one JetStream meta group, then the Capture roles, as docs/deploy.md says to start it.
    */
   const up = async () => {
     const nats = await compose(["up", "-d", "nats-1", "nats-2", "nats-3"], composeEnv)
     expect(nats.code, `${nats.stderr}\n${nats.stdout}`).toBe(0)
-    for (const node of ["nats-1", "nats-2", "nats-3"]) {
-      await pollUntil(
-        `${node} in the JetStream meta group`,
-        async () => {
-          const logs = await run("podman", ["logs", container(node)])
-          return `${logs.stdout}${logs.stderr}`
-        },
-        (logs) => /metadata leader/.test(logs),
-        { timeoutMs: 120_000, intervalMs: 1_000 },
-      )
-    }
+    await untilMetaGroupOfThree(`${PROJECT}_default`, ["nats-1", "nats-2", "nats-3"])
     const started = await compose(["up", "-d"], composeEnv)
     expect(started.code, `${started.stderr}\n${started.stdout}`).toBe(0)
     for (const base of [gateway1, gateway2]) {
