@@ -133,7 +133,6 @@ const untilMetaGroupOfThree = (network: string, nodes: ReadonlyArray<string>) =>
   )
 
 let image: string
-let image: string
 /** NATS ≥ 2.9.12 (infra/image/nats-image.sh): bookworm's 2.9.10 times out reads with a node down. */
 let natsImage: string
 let work: string
