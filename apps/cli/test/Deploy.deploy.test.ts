@@ -422,6 +422,9 @@ describe("the compose topology (podman-compose)", () => {
     ])
     await keepLogs(ps.stdout.split("\n").filter(Boolean))
     await compose(["down", "-v", "-t", "5"], {}, 300_000)
+    // The restore's volumes were made by hand, and podman-compose leaves them and the network.
+    for (const n of [1, 2, 3]) await run("podman", ["volume", "rm", "-f", `${PROJECT}_nats-${n}-data`])
+    await run("podman", ["network", "rm", "-f", `${PROJECT}_default`])
   }, 400_000)
 
   it("replicates every stream and bucket on the three NATS nodes", async () => {
