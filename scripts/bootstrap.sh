@@ -30,7 +30,7 @@ packages+=(g++ make python3)
 # xterm: the window of known text the visual index reads off an Xvfb screen (slow suite);
 # chromium: the browser tests (the console and the player) drive it with playwright-core.
 $want_test && packages+=(podman runc xvfb pulseaudio pulseaudio-utils espeak-ng x11-utils x11-xserver-utils xterm festival festvox-us-slt-hts chromium)
-$want_deploy && packages+=(podman-compose golang-github-containernetworking-plugin-dnsname mmdebstrap)
+$want_deploy && packages+=(podman-compose golang-github-containernetworking-plugin-dnsname mmdebstrap catatonit)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/../.."
 BIN=$(bash scripts/nats-server-release.sh)
 VERSION=$("$BIN" --version | sed -n 's/^nats-server: v//p')
 BASE=${DEBIAN_IMAGE:-localhost/capture-debian:bookworm-slim}
-IMAGE="localhost/capture-nats-cluster:${VERSION}"
+# The suffix is this recipe's revision: raise it when the Containerfile below changes.
+IMAGE="localhost/capture-nats-cluster:${VERSION}-2"
 log() { printf '[nats-image] %s\n' "$*" >&2; }
 
 if ! podman image exists "$IMAGE"; then
@@ -23,6 +24,8 @@ if ! podman image exists "$IMAGE"; then
   cp "$BIN" "$work/nats-server"
   cat >"$work/Containerfile" <<CONTAINERFILE
 FROM $BASE
+# busybox's wget: infra/nats/start.sh asks the meta leader's /jsz whether its node is in the group.
+RUN apt-get update && apt-get install -y --no-install-recommends busybox && rm -rf /var/lib/apt/lists/*
 COPY nats-server /usr/sbin/nats-server
 EXPOSE 4222 6222 8222
 ENTRYPOINT ["/usr/sbin/nats-server"]

@@ -5,6 +5,7 @@
  * reactor, the muxer and the webhook delivery it caused; no span carries a credential. Unset, the
  * variables leave tracing off (the other suites run that way).
  */
+import { execFileSync } from "node:child_process"
 import { once } from "node:events"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createServer, type Server } from "node:http"
@@ -320,6 +321,103 @@ describe("capture serve with OTEL_EXPORTER_OTLP_ENDPOINT", () => {
     },
     180_000,
   )
+
+  it("traces the AI routes' commands: each in the request's trace, over what it stores on the AI stream", async () => {
+    // One second of a tone, a mic's first segment: it makes the session active and its rtstreams.
+    const tone = execFileSync(ffmpeg, [
+      ...[
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=1",
+      ],
+      ...["-c:a", "aac", "-f", "mpegts", "pipe:1"],
+    ])
+    const created = await server.data("POST", "/collection/default/capture/session", {
+      end_user_id: "user-ai-routes",
+    })
+    const sessionId = created.id as SessionId
+    await server.data("POST", "/capture/session/start", {
+      session_id: sessionId,
+      channels: [{ channel_id: "display:1" }, { channel_id: "mic:default" }],
+    })
+    await uploadSegment(
+      server,
+      sessionId,
+      { segments: [{ index: 0, bytes: new Uint8Array(tone), offsetMs: 0, durationMs: 1_000 }] },
+      0,
+      Date.now() - 10_000,
+    )
+    const view = await pollUntil(
+      "the session's rtstreams",
+      () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
+      (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 2,
+    )
+    const rtstreams = view.rtstreams as ReadonlyArray<{ rtstream_id: string; name: string }>
+    const mic = rtstreams.find((r) => r.name === "mic:default")?.rtstream_id as string
+    const display = rtstreams.find((r) => r.name === "display:1")?.rtstream_id as string
+
+    await server.data("POST", `/rtstream/${mic}/transcription`, { action: "start" })
+    const event = await server.data("POST", "/rtstream/event", { event_prompt: "budget", label: "budget" })
+    const index = await server.data("POST", `/rtstream/${display}/index/scene`, {})
+    const indexPath = `/rtstream/${display}/index/${index.rtstream_index_id as string}`
+    const alert = await server.data("POST", `${indexPath}/alert`, { event_id: event.event_id })
+    await server.data("PATCH", `${indexPath}/alert/${alert.alert_id as string}/status`, { action: "disable" })
+    await server.data(
+      "PATCH",
+      `/rtstream/${display}/index/scene/${index.rtstream_index_id as string}/status`,
+      {
+        action: "stop",
+      },
+    )
+    // A refused command is traced too, with its code as the outcome.
+    const refused = await server.call("PATCH", `${indexPath}/alert/alr-01NOSUCHALERT0000000000/status`, {
+      action: "enable",
+    })
+    expect(refused.status).toBe(404)
+
+    const attribute = (span: OtlpSpan, key: string) =>
+      span.attributes.find((a) => a.key === key)?.value.stringValue
+    const commandsOf = (name: string) =>
+      otlp.spans.filter(
+        (span) =>
+          span.name === `ai ${name}` &&
+          (name === "createEvent" || attribute(span, "capture.session_id") === sessionId),
+      )
+    // Each command: a child of its HTTP request's span; what it stored (`ai.append`) its child.
+    const stored: Record<string, string> = {
+      controlTranscription: "TranscriptionStarted",
+      createSceneIndex: "SceneIndexCreated",
+      createAlert: "AlertCreated",
+      setAlertStatus: "AlertChanged",
+      setSceneIndexStatus: "SceneIndexChanged",
+    }
+    await pollUntil(
+      "every AI command's span, its request's and its append's",
+      async () => [...Object.keys(stored), "createEvent"].map((name) => commandsOf(name).length),
+      // setAlertStatus twice: the change and the refusal.
+      (counts) => counts.every((count) => count > 0) && commandsOf("setAlertStatus").length === 2,
+      { timeoutMs: 30_000 },
+    )
+    const byId = new Map(otlp.spans.map((span) => [span.spanId, span]))
+    for (const [name, type] of Object.entries(stored)) {
+      const [command] = commandsOf(name)
+      expect(byId.get(command?.parentSpanId ?? "")?.kind, name).toBe(SERVER_KIND)
+      expect(attribute(command as OtlpSpan, "capture.outcome"), name).toBe("done")
+      const append = otlp.spans.find(
+        (span) => span.name === "ai.append" && span.parentSpanId === command?.spanId,
+      )
+      expect(append && attribute(append, "capture.ai_event_type"), name).toBe(type)
+      expect(append?.traceId, name).toBe(command?.traceId)
+    }
+    expect(byId.get(commandsOf("createEvent")[0]?.parentSpanId ?? "")?.kind).toBe(SERVER_KIND)
+    expect(commandsOf("setAlertStatus").map((span) => attribute(span, "capture.outcome"))).toContain(
+      "alert_not_found",
+    )
+  }, 90_000)
 
   it("continues the trace of a session's create into the timer that expires it, whichever process fires it", async () => {
     // Another gateway on the same NATS, whose sessions expire 2 s after their creation if never started.

@@ -6,7 +6,7 @@
  * they saw, like transcription's start and stop; their results (`SceneIndexed`) are read back as
  * pages of scenes.
  */
-import { isWrongLastSequence } from "@capture/jetstream"
+import { isWrongLastSequence, type SpanParent } from "@capture/jetstream"
 import {
   type AiEvent,
   type AiRouting,
@@ -249,12 +249,14 @@ export const sceneIndexView = (rtstreamId: RtstreamId, index: SceneIndexState): 
 
 /**
  * Decides against the rtstream's state and stores the outcome; a concurrent writer makes it decide
- * again. Returns the state after it (unchanged when nothing was stored).
+ * again. Returns the state after it (unchanged when nothing was stored). `parent` (tracing on: the
+ * span of the request that asked) is what the stored event's trace continues.
  */
 export const storeDecision = async (
   store: AiStore,
   rtstreamId: RtstreamId,
   decide: (state: RtstreamAi) => Result.Result<AiEvent | null, CaptureError>,
+  parent?: SpanParent,
 ): Promise<Result.Result<RtstreamAi, CaptureError>> => {
   let state = await store.load(rtstreamId)
   for (let attempt = 1; ; attempt++) {
@@ -262,7 +264,7 @@ export const storeDecision = async (
     if (Result.isFailure(decided)) return Result.fail(decided.failure)
     if (decided.success === null) return Result.succeed(state)
     try {
-      await store.append(decided.success, state.lastSequence)
+      await store.append(decided.success, state.lastSequence, parent)
       return Result.succeed(await store.catchUp(state))
     } catch (error) {
       if (!isWrongLastSequence(error) || attempt >= 8) throw error
@@ -277,10 +279,14 @@ export const createIndex = async (
   target: TranscriptionTarget,
   request: SceneIndexRequest,
   models: ChatModelChoice = NO_CHAT_MODELS,
+  parent?: SpanParent,
 ): Promise<Result.Result<SceneIndexView, CaptureError>> => {
   const indexId = newSceneIndexId()
-  const stored = await storeDecision(store, target.rtstream_id, (state) =>
-    decideCreateIndex(state, target, request, new Date(), indexId, models),
+  const stored = await storeDecision(
+    store,
+    target.rtstream_id,
+    (state) => decideCreateIndex(state, target, request, new Date(), indexId, models),
+    parent,
   )
   if (Result.isFailure(stored)) return Result.fail(stored.failure)
   const index = findIndex(stored.success, indexId)
@@ -294,9 +300,13 @@ export const changeIndex = async (
   target: TranscriptionTarget,
   indexId: string,
   change: SceneIndexStatusRequest | { readonly prompt: string },
+  parent?: SpanParent,
 ): Promise<Result.Result<SceneIndexView, CaptureError>> => {
-  const stored = await storeDecision(store, target.rtstream_id, (state) =>
-    decideChangeIndex(state, target, indexId, change),
+  const stored = await storeDecision(
+    store,
+    target.rtstream_id,
+    (state) => decideChangeIndex(state, target, indexId, change),
+    parent,
   )
   if (Result.isFailure(stored)) return Result.fail(stored.failure)
   const index = findIndex(stored.success, indexId)
@@ -313,15 +323,16 @@ export const stopRtstreamAi = async (
   store: AiStore,
   target: TranscriptionTarget,
   choice: EngineChoice,
+  parent?: SpanParent,
 ): Promise<void> => {
   const state = await store.load(target.rtstream_id)
   if (state.transcription.status === "active") {
-    const stopped = await controlTranscription(store, target, { action: "stop" }, choice)
+    const stopped = await controlTranscription(store, target, { action: "stop" }, choice, parent)
     if (Result.isFailure(stopped)) throw new Error(`stopping transcription: ${stopped.failure.message}`)
   }
   for (const index of state.indexes) {
     if (index.status !== "connected") continue
-    const stopped = await changeIndex(store, target, index.indexId, { action: "stop" })
+    const stopped = await changeIndex(store, target, index.indexId, { action: "stop" }, parent)
     if (Result.isFailure(stopped))
       throw new Error(`stopping index ${index.indexId}: ${stopped.failure.message}`)
   }

@@ -5,7 +5,7 @@
  * transcription runs; starting twice is one start, stopping a stopped one changes nothing.
  */
 
-import { isWrongLastSequence } from "@capture/jetstream"
+import { isWrongLastSequence, type SpanParent } from "@capture/jetstream"
 import {
   type AiEvent,
   type AiRouting,
@@ -154,12 +154,16 @@ export const decideTranscription = (
   })
 }
 
-/** Decides a start or stop and stores it; a concurrent writer on the rtstream makes it decide again. */
+/**
+ * Decides a start or stop and stores it; a concurrent writer on the rtstream makes it decide again.
+ * `parent` (tracing on: the span of the request that asked) is what the stored event's trace continues.
+ */
 export const controlTranscription = async (
   store: AiStore,
   target: TranscriptionTarget,
   request: TranscriptionRequest,
   choice: EngineChoice,
+  parent?: SpanParent,
 ): Promise<Result.Result<TranscriptionView, CaptureError>> => {
   let state = await store.load(target.rtstream_id)
   for (let attempt = 1; ; attempt++) {
@@ -167,7 +171,7 @@ export const controlTranscription = async (
     if (Result.isFailure(decided)) return Result.fail(decided.failure)
     if (decided.success === null) return Result.succeed(transcriptionView(state))
     try {
-      await store.append(decided.success, state.lastSequence)
+      await store.append(decided.success, state.lastSequence, parent)
       return Result.succeed(transcriptionView(await store.catchUp(state)))
     } catch (error) {
       if (!isWrongLastSequence(error) || attempt >= 8) throw error
@@ -188,18 +192,22 @@ export const transcribeRecording = async (
   store: AiStore,
   target: TranscriptionTarget,
   choice: EngineChoice,
+  parent?: SpanParent,
 ): Promise<Result.Result<RtstreamAi, CaptureError>> => {
   let state = await store.load(target.rtstream_id)
   for (let attempt = 1; ; attempt++) {
     const current = state.transcription
     if (current.status === "active" && current.source === "recording") {
-      await store.requestJob({
-        type: "TranscribeRecording",
-        rtstream_id: target.rtstream_id,
-        session_id: target.session_id,
-        channel_id: target.channel_id,
-        start_sequence: state.epoch,
-      })
+      await store.requestJob(
+        {
+          type: "TranscribeRecording",
+          rtstream_id: target.rtstream_id,
+          session_id: target.session_id,
+          channel_id: target.channel_id,
+          start_sequence: state.epoch,
+        },
+        parent,
+      )
       return Result.succeed(state)
     }
     if (current.status !== "inactive") return Result.succeed(state)
@@ -208,7 +216,11 @@ export const transcribeRecording = async (
     const start = decided.success
     if (start === null || start.type !== "TranscriptionStarted") return Result.succeed(state)
     try {
-      await store.append({ ...start, data: { ...start.data, source: "recording" } }, state.lastSequence)
+      await store.append(
+        { ...start, data: { ...start.data, source: "recording" } },
+        state.lastSequence,
+        parent,
+      )
     } catch (error) {
       if (!isWrongLastSequence(error) || attempt >= 8) throw error
     }

@@ -5,6 +5,8 @@
  * stored, and the alerts it fires travel in the result (`SceneIndexed.alerts`): one stored fact, so
  * an alert fires once per result whatever is redelivered.
  */
+
+import type { SpanParent } from "@capture/jetstream"
 import {
   type AlertId,
   type AlertView,
@@ -50,35 +52,41 @@ export const createAlert = async (
     readonly callbackUrl: string | null
     readonly wsConnectionId: string | null
   },
+  parent?: SpanParent,
 ): Promise<Result.Result<AlertView, CaptureError>> => {
   const alertId = newAlertId()
-  const stored = await storeDecision(store, target.rtstream_id, (state) => {
-    const index = findIndex(state, indexId)
-    if (index === undefined) return Result.fail(indexNotFound(indexId))
-    return Result.succeed({
-      type: "AlertCreated",
-      id: `${target.rtstream_id}/alert/${alertId}/created`,
-      rtstream_id: target.rtstream_id,
-      session_id: target.session_id,
-      channel_id: target.channel_id,
-      time: new Date().toISOString(),
-      data: {
-        alert_id: alertId,
-        index_id: index.indexId,
-        event_id: request.event.event_id,
-        label: request.event.label,
-        prompt: request.event.event_prompt,
-        callback_url: request.callbackUrl,
-        routing: {
-          account_id: target.account_id,
-          end_user_id: target.end_user_id,
-          collection_id: target.collection_id,
-          ws_connection_id: request.wsConnectionId,
-          rtstream_name: target.rtstream_name,
+  const stored = await storeDecision(
+    store,
+    target.rtstream_id,
+    (state) => {
+      const index = findIndex(state, indexId)
+      if (index === undefined) return Result.fail(indexNotFound(indexId))
+      return Result.succeed({
+        type: "AlertCreated",
+        id: `${target.rtstream_id}/alert/${alertId}/created`,
+        rtstream_id: target.rtstream_id,
+        session_id: target.session_id,
+        channel_id: target.channel_id,
+        time: new Date().toISOString(),
+        data: {
+          alert_id: alertId,
+          index_id: index.indexId,
+          event_id: request.event.event_id,
+          label: request.event.label,
+          prompt: request.event.event_prompt,
+          callback_url: request.callbackUrl,
+          routing: {
+            account_id: target.account_id,
+            end_user_id: target.end_user_id,
+            collection_id: target.collection_id,
+            ws_connection_id: request.wsConnectionId,
+            rtstream_name: target.rtstream_name,
+          },
         },
-      },
-    })
-  })
+      })
+    },
+    parent,
+  )
   if (Result.isFailure(stored)) return Result.fail(stored.failure)
   const alert = stored.success.alerts.find((a) => a.alertId === alertId)
   if (alert === undefined) throw new Error(`alert ${alertId} was stored but is not in the rtstream's history`)
@@ -92,24 +100,30 @@ export const changeAlert = async (
   indexId: string,
   alertId: string,
   enabled: boolean,
+  parent?: SpanParent,
 ): Promise<Result.Result<AlertView, CaptureError>> => {
   const find = (state: RtstreamAi) => state.alerts.find((a) => a.alertId === alertId && a.indexId === indexId)
-  const stored = await storeDecision(store, target.rtstream_id, (state) => {
-    if (findIndex(state, indexId) === undefined) return Result.fail(indexNotFound(indexId))
-    const alert = find(state)
-    if (alert === undefined) return Result.fail(alertNotFound(alertId))
-    if (alert.enabled === enabled) return Result.succeed(null)
-    const now = new Date()
-    return Result.succeed({
-      type: "AlertChanged",
-      id: `${target.rtstream_id}/alert/${alertId}/change/${makeIdBody(now.getTime())}`,
-      rtstream_id: target.rtstream_id,
-      session_id: target.session_id,
-      channel_id: target.channel_id,
-      time: now.toISOString(),
-      data: { alert_id: alert.alertId, enabled },
-    })
-  })
+  const stored = await storeDecision(
+    store,
+    target.rtstream_id,
+    (state) => {
+      if (findIndex(state, indexId) === undefined) return Result.fail(indexNotFound(indexId))
+      const alert = find(state)
+      if (alert === undefined) return Result.fail(alertNotFound(alertId))
+      if (alert.enabled === enabled) return Result.succeed(null)
+      const now = new Date()
+      return Result.succeed({
+        type: "AlertChanged",
+        id: `${target.rtstream_id}/alert/${alertId}/change/${makeIdBody(now.getTime())}`,
+        rtstream_id: target.rtstream_id,
+        session_id: target.session_id,
+        channel_id: target.channel_id,
+        time: now.toISOString(),
+        data: { alert_id: alert.alertId, enabled },
+      })
+    },
+    parent,
+  )
   if (Result.isFailure(stored)) return Result.fail(stored.failure)
   const alert = find(stored.success)
   if (alert === undefined) return Result.fail(alertNotFound(alertId))

@@ -132,15 +132,16 @@ export class AiStore {
   /**
    * Hands a job to the AI workers. Its id is the start it carries out, so asking again (a retry,
    * another gateway) within JetStream's duplicate window stores one job; a job past it finds its
-   * work done.
+   * work done. The worker's span continues `parent`'s trace (tracing on: the request that asked).
    */
-  async requestJob(job: RecordingTranscriptionJob): Promise<void> {
+  async requestJob(job: RecordingTranscriptionJob, parent?: SpanParent): Promise<void> {
     await this.publisher.publish(
       this.topology.jobSubject(job.rtstream_id),
       encoder.encode(JSON.stringify(job)),
       {
         msgId: `${job.rtstream_id}/recording/${job.start_sequence}`,
       },
+      parent === undefined ? undefined : traceparentOf(parent),
     )
   }
 

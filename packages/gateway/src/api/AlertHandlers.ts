@@ -10,7 +10,7 @@ import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { GatewayServices } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
-import { call, refuse } from "./Handlers.js"
+import { aiCommand, call, refuse } from "./Handlers.js"
 import { checkNamedSocket, findRtstream } from "./TranscriptionHandlers.js"
 
 export const AlertLive = HttpApiBuilder.group(CaptureApi, "alerts", (handlers) =>
@@ -20,7 +20,7 @@ export const AlertLive = HttpApiBuilder.group(CaptureApi, "alerts", (handlers) =
       .handle("createEvent", ({ payload }) =>
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
-          const event = yield* call("storing the event", () =>
+          const event = yield* aiCommand("createEvent", "storing the event", {}, () =>
             services.detectionEvents.create(principal.account_id, payload),
           )
           return successOf(event)
@@ -58,12 +58,14 @@ export const AlertLive = HttpApiBuilder.group(CaptureApi, "alerts", (handlers) =
           }
           const socket = payload.ws_connection_id ?? null
           yield* checkNamedSocket(services, principal, target, socket)
-          const created = yield* call("storing the alert", () =>
-            createAlert(services.ai, target, params.index_id, {
-              event,
-              callbackUrl: url,
-              wsConnectionId: socket,
-            }),
+          const created = yield* aiCommand("createAlert", "storing the alert", target, (span) =>
+            createAlert(
+              services.ai,
+              target,
+              params.index_id,
+              { event, callbackUrl: url, wsConnectionId: socket },
+              span,
+            ),
           )
           if (Result.isFailure(created)) return yield* refuse(created.failure)
           return successOf(created.success)
@@ -84,8 +86,15 @@ export const AlertLive = HttpApiBuilder.group(CaptureApi, "alerts", (handlers) =
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const target = yield* findRtstream(services, principal, params.rtstream_id)
-          const changed = yield* call("storing the alert's status", () =>
-            changeAlert(services.ai, target, params.index_id, params.alert_id, payload.action === "enable"),
+          const changed = yield* aiCommand("setAlertStatus", "storing the alert's status", target, (span) =>
+            changeAlert(
+              services.ai,
+              target,
+              params.index_id,
+              params.alert_id,
+              payload.action === "enable",
+              span,
+            ),
           )
           if (Result.isFailure(changed)) return yield* refuse(changed.failure)
           return successOf(changed.success)

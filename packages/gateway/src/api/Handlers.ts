@@ -3,9 +3,9 @@
  * model (falling back to the actor for a session the projector has not written yet).
  */
 
-import { currentSpanParent } from "@capture/jetstream"
+import { currentSpanParent, inSpan, type SpanParent } from "@capture/jetstream"
 import {
-  type CaptureError,
+  CaptureError,
   type CaptureSession,
   type CollectionId,
   captureError,
@@ -46,6 +46,43 @@ export const call = <A>(label: string, f: () => Promise<A>): Effect.Effect<A, Fa
     try: f,
     catch: (error) => toFailure(captureError("unavailable", `${label}: ${describe(error)}`)),
   })
+
+/**
+ * Runs an AI command (what a route under `/rtstream/{id}` stores on the AI stream: a
+ * transcription's start or stop, an index's or an alert's creation or change; a detection event,
+ * which is the account's, names no rtstream) in a span
+ * `ai <name>` of the request's trace, as session commands run in `command <type>`; `run` hands the
+ * span on to what it stores, whose consumers continue it. Storage trouble is a 503 naming `label`.
+ */
+export const aiCommand = <A>(
+  name: string,
+  label: string,
+  target: { readonly rtstream_id?: string; readonly session_id?: string },
+  run: (span: SpanParent | undefined) => Promise<A>,
+): Effect.Effect<A, Failure> =>
+  currentSpanParent.pipe(
+    Effect.flatMap((parent) =>
+      call(label, () =>
+        inSpan(
+          `ai ${name}`,
+          {
+            parent,
+            attributes: {
+              ...(target.rtstream_id === undefined ? {} : { "capture.rtstream_id": target.rtstream_id }),
+              ...(target.session_id === undefined ? {} : { "capture.session_id": target.session_id }),
+            },
+          },
+          async (span) => {
+            const result = await run(span)
+            // A refusal is an answer, not a failed span: its code is the outcome.
+            const refused = Result.isResult(result) && Result.isFailure(result) ? result.failure : undefined
+            span?.attribute("capture.outcome", refused instanceof CaptureError ? refused.error_code : "done")
+            return result
+          },
+        ),
+      ),
+    ),
+  )
 
 export const refuse = (error: CaptureError): Effect.Effect<never, Failure> => Effect.fail(toFailure(error))
 

@@ -35,7 +35,7 @@ import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js
 import { clipUrls } from "../ingest/ClipRoutes.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import type { Failure } from "./Failures.js"
-import { call, execute, fromResult, refuse, requireApiKey, requireCollection } from "./Handlers.js"
+import { aiCommand, call, execute, fromResult, refuse, requireApiKey, requireCollection } from "./Handlers.js"
 import { findRtstream } from "./TranscriptionHandlers.js"
 
 /** The rtstream `id` with its session, if the principal may reach it (else 404 `rtstream_not_found`). */
@@ -320,8 +320,11 @@ export const RtstreamsLive = HttpApiBuilder.group(CaptureApi, "rtstreams", (hand
           if (payload.action === "stop") {
             // Stored after the rtstream's stop: a retry of a half-done stop finishes it.
             const target = yield* findRtstream(services, principal, rtstream.rtstream_id)
-            yield* call("stopping the rtstream's transcription and indexes", () =>
-              stopRtstreamAi(services.ai, target, services.transcription),
+            yield* aiCommand(
+              "stopRtstream",
+              "stopping the rtstream's transcription and indexes",
+              target,
+              (span) => stopRtstreamAi(services.ai, target, services.transcription, span),
             )
           }
           return successOf(rtstreamResourceOf(after, changed))

@@ -20,7 +20,7 @@ import { Effect, Result } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { GatewayServices } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
-import { call, refuse } from "./Handlers.js"
+import { aiCommand, call, refuse } from "./Handlers.js"
 import { checkNamedSocket, findRtstream } from "./TranscriptionHandlers.js"
 
 export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (handlers) =>
@@ -45,13 +45,17 @@ export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (
           )
           if (Result.isFailure(checked)) return yield* refuse(checked.failure)
           if (indexKindOf(target) === "audio" && payload.auto_start_transcript !== false) {
-            const started = yield* call("starting transcription", () =>
-              controlTranscription(services.ai, target, { action: "start" }, services.transcription),
+            const started = yield* aiCommand(
+              "controlTranscription",
+              "starting transcription",
+              target,
+              (span) =>
+                controlTranscription(services.ai, target, { action: "start" }, services.transcription, span),
             )
             if (Result.isFailure(started)) return yield* refuse(started.failure)
           }
-          const created = yield* call("storing the index", () =>
-            createIndex(services.ai, target, payload, services.chatModels),
+          const created = yield* aiCommand("createSceneIndex", "storing the index", target, (span) =>
+            createIndex(services.ai, target, payload, services.chatModels, span),
           )
           if (Result.isFailure(created)) return yield* refuse(created.failure)
           return successOf(created.success)
@@ -93,8 +97,8 @@ export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const target = yield* findRtstream(services, principal, params.rtstream_id)
-          const changed = yield* call("storing the prompt", () =>
-            changeIndex(services.ai, target, params.index_id, { prompt: payload.prompt }),
+          const changed = yield* aiCommand("updateSceneIndex", "storing the prompt", target, (span) =>
+            changeIndex(services.ai, target, params.index_id, { prompt: payload.prompt }, span),
           )
           if (Result.isFailure(changed)) return yield* refuse(changed.failure)
           return successOf({ success: true, ...changed.success })
@@ -104,8 +108,11 @@ export const SceneIndexLive = HttpApiBuilder.group(CaptureApi, "sceneIndexes", (
         Effect.gen(function* () {
           const principal = yield* CurrentPrincipal
           const target = yield* findRtstream(services, principal, params.rtstream_id)
-          const changed = yield* call("storing the index's start or stop", () =>
-            changeIndex(services.ai, target, params.index_id, payload),
+          const changed = yield* aiCommand(
+            "setSceneIndexStatus",
+            "storing the index's start or stop",
+            target,
+            (span) => changeIndex(services.ai, target, params.index_id, payload, span),
           )
           if (Result.isFailure(changed)) return yield* refuse(changed.failure)
           return successOf(changed.success)

@@ -12,7 +12,7 @@ import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import type { Failure } from "./Failures.js"
-import { call, refuse } from "./Handlers.js"
+import { aiCommand, call, refuse } from "./Handlers.js"
 
 /**
  * Refuses a `ws_connection_id` the caller may not name for this rtstream: results go only to a
@@ -72,8 +72,11 @@ export const TranscriptionLive = HttpApiBuilder.group(CaptureApi, "transcription
           const principal = yield* CurrentPrincipal
           const target = yield* findRtstream(services, principal, params.rtstream_id)
           yield* checkNamedSocket(services, principal, target, payload.ws_connection_id)
-          const outcome = yield* call("storing the transcription's start or stop", () =>
-            controlTranscription(services.ai, target, payload, services.transcription),
+          const outcome = yield* aiCommand(
+            "controlTranscription",
+            "storing the transcription's start or stop",
+            target,
+            (span) => controlTranscription(services.ai, target, payload, services.transcription, span),
           )
           if (Result.isFailure(outcome)) return yield* refuse(outcome.failure)
           return successOf(outcome.success)

@@ -48,7 +48,7 @@ import type { Principal } from "../accounts/AccountStore.js"
 import { GatewayServices, type GatewayServicesShape } from "../GatewayContext.js"
 import { CaptureApi, CurrentPrincipal } from "./CaptureApi.js"
 import type { Failure } from "./Failures.js"
-import { call, refuse } from "./Handlers.js"
+import { aiCommand, call, refuse } from "./Handlers.js"
 import { endUserOf } from "./SearchHandlers.js"
 
 /** An export the principal may reach, with its session as clients see it. */
@@ -143,8 +143,12 @@ const transcribeFromRecording = (
 ) =>
   Effect.gen(function* () {
     for (const rtstream of audio) {
-      const started = yield* call("starting the recording's transcription", () =>
-        transcribeRecording(services.ai, targetOf(video, rtstream), services.transcription),
+      const target = targetOf(video, rtstream)
+      const started = yield* aiCommand(
+        "transcribeRecording",
+        "starting the recording's transcription",
+        target,
+        (span) => transcribeRecording(services.ai, target, services.transcription, span),
       )
       if (Result.isFailure(started)) return yield* refuse(started.failure)
     }
