@@ -6,7 +6,7 @@
  * video with both streams as long as the two pushes and the hole between them.
  */
 import type { ChildProcess } from "node:child_process"
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MediaStore } from "@capture/media"
@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { killIfRunning } from "./cli.js"
 import { type CaptureServer, pollUntil, sleep, startCaptureServer } from "./endToEnd.js"
 import { probe } from "./media.js"
+import { expectPushedExport } from "./pushedExport.js"
 
 const ffmpeg = process.env.FFMPEG_PATH ?? "ffmpeg"
 const SECOND_PUSH_S = 6
@@ -81,40 +82,15 @@ describe("RTMP publisher → capture serve → exported (real processes)", () =>
     const second = push(rtmp.url, SECOND_PUSH_S)
     expect((await second.exited).code).toBe(0)
 
-    const exported = await pollUntil(
-      "the session exported",
-      () => server.data("GET", `/collection/default/capture/session/${session}`),
-      (view) => view.status === "exported" || view.status === "failed",
-      { timeoutMs: 120_000 },
-    )
-    expect(exported.status).toBe("exported")
-
-    let recordedMs = 0
-    for (const channel of ["camera:rtmp", "mic:rtmp"]) {
-      const records = await ofChannel(channel)
-      // One run of indexes across both pushes, the last alone final.
-      expect(records.map((r) => r.index)).toEqual(records.map((_, i) => i))
-      expect(records.filter((r) => r.final).map((r) => r.index)).toEqual([records.length - 1])
-      const first = records[0]
-      const last = records.at(-1)
-      if (first !== undefined && last !== undefined) {
-        recordedMs = Math.max(recordedMs, last.start_ms + last.duration_ms - first.start_ms)
-      }
-    }
-
-    const videoId = exported.exported_video_id as string
-    expect(videoId).toMatch(/./)
-    const video = (await server.data("GET", `/collection/default/video/${videoId}`)) as {
-      download_url: string
-    }
-    const response = await fetch(video.download_url)
-    expect(response.status).toBe(200)
-    const file = join(work, "export.mp4")
-    await writeFile(file, new Uint8Array(await response.arrayBuffer()))
-    const probed = await probe(file)
+    const { probed, recordedMs, seconds } = await expectPushedExport({
+      server,
+      media,
+      session,
+      channels: ["camera:rtmp", "mic:rtmp"],
+      work,
+    })
     expect(probed.streams.map((s) => s.codec_type).sort()).toEqual(["audio", "video"])
     // As long as what was recorded: both pushes and the hole between them (filled).
-    const seconds = Number(probed.format.duration)
     expect(seconds).toBeGreaterThan(SECOND_PUSH_S + 3)
     expect(Math.abs(seconds - recordedMs / 1000)).toBeLessThan(2.5)
   }, 240_000)

@@ -10,7 +10,7 @@
  * stops and exports one video with both streams, as long as what was recorded.
  */
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { mkdtemp, rm } from "node:fs/promises"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
@@ -24,6 +24,7 @@ import { launchChromium } from "./browser.js"
 import { killIfRunning } from "./cli.js"
 import { type CaptureServer, pollUntil, sleep, startCaptureServer } from "./endToEnd.js"
 import { probe } from "./media.js"
+import { expectPushedExport } from "./pushedExport.js"
 
 /** The publisher: getUserMedia (Chromium's fake devices), an offer with 127.0.0.1 UDP candidates only, RFC 9725's POST and DELETE. */
 const PUBLISHER_PAGE = `<!doctype html><html><body><script>
@@ -292,41 +293,17 @@ describe("WHIP publisher (Chromium) → capture serve → exported (real process
     // This time it goes without a word: its connection closing (or its media stopping) ends the publish.
     await page.evaluate((location) => (window as unknown as WhipPage).vanish(location), again.location)
 
-    const exported = await pollUntil(
-      "the session exported",
-      () => server.data("GET", `/collection/default/capture/session/${session}`),
-      (view) => view.status === "exported" || view.status === "failed",
-      { timeoutMs: 120_000 },
-    )
-    expect(exported.status).toBe("exported")
-
-    let recordedMs = 0
-    for (const channel of ["camera:whip", "mic:whip"]) {
-      const records = await ofChannel(channel)
-      // One run of indexes across both publishes, the last alone final.
-      expect(records.map((r) => r.index)).toEqual(records.map((_, i) => i))
-      expect(records.filter((r) => r.final).map((r) => r.index)).toEqual([records.length - 1])
-      const firstRecord = records[0]
-      const last = records.at(-1)
-      if (firstRecord !== undefined && last !== undefined) {
-        recordedMs = Math.max(recordedMs, last.start_ms + last.duration_ms - firstRecord.start_ms)
-      }
-    }
-
-    const videoId = exported.exported_video_id as string
-    const video = (await server.data("GET", `/collection/default/video/${videoId}`)) as {
-      download_url: string
-    }
-    const response = await fetch(video.download_url)
-    expect(response.status).toBe(200)
-    const file = join(work, "export.mp4")
-    await writeFile(file, new Uint8Array(await response.arrayBuffer()))
-    const probed = await probe(file)
+    const { probed, recordedMs, seconds } = await expectPushedExport({
+      server,
+      media,
+      session,
+      channels: ["camera:whip", "mic:whip"],
+      work,
+    })
     expect(probed.streams.map((s) => `${s.codec_type}:${s.codec_name}`).sort()).toEqual([
       "audio:aac",
       "video:h264",
     ])
-    const seconds = Number(probed.format.duration)
     expect(seconds).toBeGreaterThan(SECOND_PUSH_MS / 1000 + 3)
     expect(Math.abs(seconds - recordedMs / 1000)).toBeLessThan(2.5)
 

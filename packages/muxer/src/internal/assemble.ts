@@ -35,6 +35,7 @@ import {
   layoutChannel,
   type PieceInfo,
   type PlacedPart,
+  placedMix,
   placeParts,
   planMix,
   rawKey,
@@ -144,17 +145,7 @@ export const assembleExport = async (
     )
     windows.forEach((w, i) => {
       const piece = mixed[i]
-      audioParts.push(
-        piece === undefined
-          ? undefined
-          : {
-              name: piece.name,
-              bytes: piece.bytes,
-              moofs: piece.moofs,
-              baseDecodeTime: w.from + audioShift,
-              duration: piece.duration,
-            },
-      )
+      audioParts.push(placedMix(piece, w.from + audioShift))
     })
     inits.push(await pieces.mixInit())
   }

@@ -45,6 +45,7 @@ import {
   type LayoutItem,
   type PieceInfo,
   type PlacedPart,
+  placedMix,
   placeParts,
   planMix,
   rawKey,
@@ -327,17 +328,7 @@ export class Pieces {
         settled = i
         break
       }
-      audioParts.push(
-        piece === undefined
-          ? undefined
-          : {
-              name: piece.name,
-              bytes: piece.bytes,
-              moofs: piece.moofs,
-              baseDecodeTime: w.from + audioShift,
-              duration: piece.duration,
-            },
-      )
+      audioParts.push(placedMix(piece, w.from + audioShift))
     }
     const videoParts = placeParts(video.usable.slice(0, settled), e0, first.timescale, shift)
     const files: Array<{ key: string | undefined; parts: ReturnType<typeof rawFileParts> }> = [

@@ -389,6 +389,12 @@ export interface PlacedPart {
   readonly duration: number
 }
 
+/** A window's mixed audio piece placed at `baseDecodeTime`; none for a window not mixed. */
+export const placedMix = (piece: PieceInfo | undefined, baseDecodeTime: number): PlacedPart | undefined =>
+  piece === undefined
+    ? undefined
+    : { name: piece.name, bytes: piece.bytes, moofs: piece.moofs, baseDecodeTime, duration: piece.duration }
+
 /**
  * Places pieces on a track: each at its wall-clock time (minus its own presentation offset, plus
  * the track's `shift`), never overlapping the previous one.
