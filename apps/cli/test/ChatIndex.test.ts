@@ -68,27 +68,36 @@ afterAll(async () => {
   await nats?.stop()
 })
 
+/** A session of one display holding the test recording's first segment, and its rtstream. */
+const displaySession = async (endUserId: string) => {
+  const startMs = Date.now() - 60_000
+  const created = await server.data("POST", "/collection/default/capture/session", {
+    end_user_id: endUserId,
+  })
+  const sessionId = created.id as SessionId
+  await server.data("POST", "/capture/session/start", {
+    session_id: sessionId,
+    channels: [{ channel_id: "display:1" }],
+  })
+  await uploadSegment(server, sessionId, recording, 0, startMs, "display:1")
+  const view = await pollUntil(
+    "rtstreams",
+    () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
+    (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
+  )
+  return {
+    sessionId,
+    startMs,
+    display: (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? "",
+  }
+}
+
 describe.skipIf(!tesseractAvailable())("a chat model through capture serve", () => {
   it("describes scenes with the model and fires alerts on its verdicts", async () => {
     expect(server.process.output()).toContain(`visual index chat (${MODEL}, tesseract when it fails)`)
     const socket = await openSocket(server)
     try {
-      const startMs = Date.now() - 60_000
-      const created = await server.data("POST", "/collection/default/capture/session", {
-        end_user_id: "u-chat",
-      })
-      const sessionId = created.id as SessionId
-      await server.data("POST", "/capture/session/start", {
-        session_id: sessionId,
-        channels: [{ channel_id: "display:1" }],
-      })
-      await uploadSegment(server, sessionId, recording, 0, startMs, "display:1")
-      const view = await pollUntil(
-        "rtstreams",
-        () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
-        (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
-      )
-      const display = (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
+      const { sessionId, startMs, display } = await displaySession("u-chat")
       const conn = connect({ apiKey: server.apiKey, baseUrl: server.base })
       const rtstream = await (await conn.getCollection()).getRTStream(display)
       const index = await rtstream.indexVisuals({
@@ -145,22 +154,7 @@ describe.skipIf(!tesseractAvailable())("a chat model through capture serve", () 
   }, 180_000)
 
   it("asks the model an index names, and refuses a name it does not offer", async () => {
-    const startMs = Date.now() - 60_000
-    const created = await server.data("POST", "/collection/default/capture/session", {
-      end_user_id: "u-model",
-    })
-    const sessionId = created.id as SessionId
-    await server.data("POST", "/capture/session/start", {
-      session_id: sessionId,
-      channels: [{ channel_id: "display:1" }],
-    })
-    await uploadSegment(server, sessionId, recording, 0, startMs, "display:1")
-    const view = await pollUntil(
-      "rtstreams",
-      () => server.data("GET", `/collection/default/capture/session/${sessionId}`),
-      (session) => (session.rtstreams as ReadonlyArray<unknown>).length === 1,
-    )
-    const display = (view.rtstreams as ReadonlyArray<{ rtstream_id: string }>)[0]?.rtstream_id ?? ""
+    const { sessionId, startMs, display } = await displaySession("u-model")
     const refused = await server.call("POST", `/rtstream/${display}/index/scene`, {
       extraction_type: "time_based",
       model_name: "gpt-imaginary",
