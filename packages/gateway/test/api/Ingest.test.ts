@@ -1,13 +1,12 @@
-import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { SessionId } from "@capture/protocol"
 import { SILENT_STOP_REASON } from "@capture/session-actor"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { startTestGateway, type TestGateway } from "./TestGateway.js"
+import { encodeTestSegments, startTestGateway, type TestGateway } from "./TestGateway.js"
 
 let nats: NatsServerHandle
 let api: TestGateway
@@ -17,20 +16,7 @@ let segments: Array<Uint8Array>
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "capture-ingest-"))
-  execFileSync(process.env.FFMPEG_PATH ?? "ffmpeg", [
-    ...[
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-f",
-      "lavfi",
-      "-i",
-      "testsrc2=size=160x120:rate=10:duration=3",
-    ],
-    ...["-c:v", "libx264", "-g", "10", "-f", "segment", "-segment_time", "1", "-segment_format", "mpegts"],
-    join(dir, "%03d.ts"),
-  ])
-  segments = [0, 1, 2].map((i) => new Uint8Array(readFileSync(join(dir, `${String(i).padStart(3, "0")}.ts`))))
+  segments = encodeTestSegments(dir, 3)
   nats = await startNatsServer()
   api = await startTestGateway(nats.url)
 }, 60_000)

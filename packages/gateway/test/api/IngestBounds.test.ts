@@ -3,9 +3,8 @@
  * (MPEG-TS structure, size), segment indexes are bounded, sessions and accounts have storage
  * quotas, and one credential's uploads in flight are bounded.
  */
-import { execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { request as httpRequest } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -15,7 +14,7 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { DEFAULT_LIMITS } from "../../src/index.js"
 import { TS_PACKET_BYTES } from "../../src/ingest/SegmentBody.js"
-import { startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
+import { encodeTestSegments, startTestGateway, TEST_API_KEY, type TestGateway } from "./TestGateway.js"
 
 let nats: NatsServerHandle
 let api: TestGateway
@@ -25,20 +24,7 @@ let segments: Array<Uint8Array>
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "capture-ingest-bounds-"))
-  execFileSync(process.env.FFMPEG_PATH ?? "ffmpeg", [
-    ...[
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-f",
-      "lavfi",
-      "-i",
-      "testsrc2=size=160x120:rate=10:duration=3",
-    ],
-    ...["-c:v", "libx264", "-g", "10", "-f", "segment", "-segment_time", "1", "-segment_format", "mpegts"],
-    join(dir, "%03d.ts"),
-  ])
-  segments = [0, 1, 2].map((i) => new Uint8Array(readFileSync(join(dir, `${String(i).padStart(3, "0")}.ts`))))
+  segments = encodeTestSegments(dir, 3)
   nats = await startNatsServer()
   api = await startTestGateway(nats.url)
 }, 60_000)

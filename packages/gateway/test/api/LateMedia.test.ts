@@ -1,13 +1,12 @@
-import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { SessionId } from "@capture/protocol"
 import { SILENT_STOP_REASON } from "@capture/session-actor"
 import { type NatsServerHandle, startNatsServer } from "@capture/testkit"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { startTestGateway, type TestGateway } from "./TestGateway.js"
+import { encodeTestSegments, startTestGateway, type TestGateway } from "./TestGateway.js"
 
 // The ingest side of the late-media window: after a silence stop, segments whose media starts
 // before the stop are taken until the window closes; later media, unstored channels and a
@@ -20,19 +19,7 @@ let segment: Uint8Array
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "capture-late-media-"))
-  execFileSync(process.env.FFMPEG_PATH ?? "ffmpeg", [
-    ...[
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-f",
-      "lavfi",
-      "-i",
-      "testsrc2=size=160x120:rate=10:duration=1",
-    ],
-    ...["-c:v", "libx264", "-g", "10", "-f", "mpegts", join(dir, "0.ts")],
-  ])
-  segment = new Uint8Array(readFileSync(join(dir, "0.ts")))
+  segment = encodeTestSegments(dir, 1)[0] as Uint8Array
   nats = await startNatsServer()
   api = await startTestGateway(nats.url, { lateMediaGraceMs: 120_000 })
 }, 60_000)

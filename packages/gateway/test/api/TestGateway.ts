@@ -1,5 +1,8 @@
 /** A real gateway on a real HTTP server (127.0.0.1, free port) against a given NATS, for API tests. */
+import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { createServer } from "node:http"
+import { join } from "node:path"
 import { MediaStore } from "@capture/media"
 import { type SessionRuntime, startSessionRuntime } from "@capture/session-actor"
 import { getFreePort } from "@capture/testkit"
@@ -31,6 +34,27 @@ export interface TestGateway {
     options?: { readonly body?: unknown; readonly token?: string | null; readonly raw?: string },
   ) => Promise<{ readonly status: number; readonly body: Record<string, unknown> }>
   readonly stop: () => Promise<void>
+}
+
+/** `count` real one-second MPEG-TS segments of one small video stream, encoded into `dir`. */
+export const encodeTestSegments = (dir: string, count: number): Array<Uint8Array> => {
+  execFileSync(process.env.FFMPEG_PATH ?? "ffmpeg", [
+    ...[
+      "-hide_banner",
+      "-loglevel",
+      "error",
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc2=size=160x120:rate=10:duration=${count}`,
+    ],
+    ...["-c:v", "libx264", "-g", "10", "-f", "segment", "-segment_time", "1", "-segment_format", "mpegts"],
+    join(dir, "%03d.ts"),
+  ])
+  return Array.from(
+    { length: count },
+    (_, i) => new Uint8Array(readFileSync(join(dir, `${String(i).padStart(3, "0")}.ts`))),
+  )
 }
 
 export const TEST_API_KEY = "sk-test-gateway-key"
